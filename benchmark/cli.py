@@ -1,0 +1,109 @@
+"""The `bench` command. Exit codes: 0 done, 2 bad input (one line on stderr, nothing started), 1 anything else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from benchmark.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line, exit 2, like every other input error
+        print(f"bench: error: {message} (see bench --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Fine-tune BERT-family encoders on GLUE and your tasks; "
+                     "search, ensemble and publish the results.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a suite and write its leaderboard")
+    run.add_argument("suite", help="the suite YAML file")
+    run.add_argument("--output", help="run directory (overrides the suite's `output`)")
+    run.add_argument("--address", help="join this Ray cluster (auto, or ray://host:10001) instead of starting Ray locally")
+    run.add_argument("--dry-run", action="store_true", help="print the trial plan and resources, then exit")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a suite key, e.g. --set training.epochs=1 (repeatable)")
+
+    validate = sub.add_parser("validate", help="check a suite (keys, types, tasks, data, model) without running it")
+    validate.add_argument("suite")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    table = sub.add_parser("table", help="rebuild the leaderboard from run directories")
+    table.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    table.add_argument("--format", choices=["md", "csv", "json"], default="md")
+
+    sub.add_parser("tasks", help="list the GLUE tasks bench knows")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished trials are kept in the run directory", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    from benchmark.quiet import quiet_libraries
+    from benchmark.runner import run_suite
+    from benchmark.suite import load_suite
+
+    quiet_libraries()
+    suite = load_suite(args.suite, args.set, output=args.output)
+    run_suite(suite, address=args.address, dry_run=args.dry_run)
+    return 0
+
+
+def _validate(args) -> int:
+    from benchmark.plan import make_plan
+    from benchmark.quiet import quiet_libraries
+    from benchmark.runner import check_data
+    from benchmark.suite import load_suite
+
+    quiet_libraries()
+    suite = load_suite(args.suite, args.set)
+    check_data(suite)
+    plan = make_plan(suite)
+    print(f"{args.suite}: valid; {len(plan)} trials ({len(suite.models)} model(s) x {len(suite.tasks)} task(s) x "
+          f"{len(suite.grid_points())} grid point(s) x {len(suite.config.search.seeds)} seed(s)); output {suite.output}")
+    return 0
+
+
+def _table(args) -> int:
+    from pathlib import Path
+
+    from benchmark.leaderboard import FORMATTERS, build_leaderboard
+    from benchmark.store import RunStore
+
+    records, names = [], []
+    for folder in args.run_dirs:
+        store = RunStore(Path(folder))
+        names.append(store.read_suite().get("name", Path(folder).name))
+        records += store.records()
+    board = build_leaderboard(" + ".join(names), records)
+    sys.stdout.write(FORMATTERS[args.format](board))
+    return 0
+
+
+def _tasks(args) -> int:
+    from tasks.glue import GLUE_TASKS
+
+    for name, t in GLUE_TASKS.items():
+        kind = "regression" if t.is_regression else f"{t.num_labels} classes"
+        print(f"{name:6s} {kind:12s} metrics: {', '.join(t.metric_keys())}")
+    return 0
+
+
+COMMANDS = {"run": _run, "validate": _validate, "table": _table, "tasks": _tasks}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The DeepSpeed glue: process group, config, optimizer and schedule. Kept thin on purpose."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+
+import torch
+
+from benchmark.hyperparams import TrainingConfig
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group (Ray Train has made one already), or make a one-process group. Returns (rank, world)."""
+    import deepspeed
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        os.environ.setdefault("RANK", "0")
+        os.environ.setdefault("LOCAL_RANK", "0")
+        os.environ.setdefault("WORLD_SIZE", "1")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def deepspeed_config(hp: TrainingConfig, world_size: int) -> dict:
+    micro = hp.batch_size // (world_size * hp.gradient_accumulation_steps)
+    return {
+        "train_batch_size": micro * world_size * hp.gradient_accumulation_steps,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": hp.gradient_accumulation_steps,
+        "gradient_clipping": hp.max_grad_norm,
+        "zero_optimization": {"stage": hp.zero_stage},
+        "bf16": {"enabled": hp.precision == "bf16"},
+        "fp16": {"enabled": hp.precision == "fp16", "initial_scale_power": 16},
+        # A client torch.optim.AdamW under ZeRO: DeepSpeed supports it but calls it "untested".
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+def adamw(model: torch.nn.Module, hp: TrainingConfig) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases and LayerNorm weights (as BERT's recipe)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = torch.cuda.is_available()
+    return torch.optim.AdamW(groups, lr=hp.learning_rate, eps=hp.adam_epsilon, fused=fused)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
+    """Linear warm-up to the peak learning rate over `warmup_ratio` of the steps, then linear decay to zero.
+
+    The same curve as transformers' get_linear_schedule_with_warmup, so runs compare step for step.
+    """
+    warmup = math.ceil(warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

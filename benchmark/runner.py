@@ -1,0 +1,112 @@
+"""`bench run`: plan, prepare data once, run the trials through Ray, and write the leaderboard."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from benchmark.errors import InputError
+from benchmark.leaderboard import build_leaderboard, rich_table, write_leaderboard
+from benchmark.modeling import load_tokenizer
+from benchmark.plan import TrialSpec, data_key, make_plan
+from benchmark.store import RunStore
+from benchmark.suite import Suite
+from tasks.encoding import TaskData, encode_task
+from tasks.loading import load_split, resolve_glue_dir
+
+
+def cache_dir(suite: Suite) -> Path:
+    value = suite.config.data.cache_dir or os.environ.get("BENCH_CACHE_DIR") or "~/.cache/bench"
+    return Path(value).expanduser().resolve()
+
+
+def check_data(suite: Suite) -> None:
+    """Read every split of every task, so that a missing file, column or label fails before anything starts."""
+    glue_dir = resolve_glue_dir(suite.config.data.glue_dir)
+    if suite.config.data.glue_dir and (glue_dir is None or not glue_dir.is_dir()):
+        raise InputError("data.glue_dir", f"folder not found: {glue_dir}")
+    for task in suite.tasks:
+        for split in task.splits:
+            load_split(task, split, glue_dir, cache_dir(suite))
+
+
+def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
+    """Tokenise each (model, task, max length) the trials need, once (and from the cache when done before)."""
+    data_cfg = suite.config.data
+    glue_dir = resolve_glue_dir(data_cfg.glue_dir)
+    tasks = {t.name: t for t in suite.tasks}
+    out = {}
+    for model in suite.models:
+        needed = {(t.task, t.training["max_seq_length"]) for t in trials if t.model_name == model.name}
+        if not needed:
+            continue
+        tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
+        for task, length in sorted(needed):
+            out[data_key(model.name, task, length)] = encode_task(
+                tasks[task], tokenizer, length, glue_dir, cache_dir(suite),
+                data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed,
+            )
+    return out
+
+
+def pending_trials(store: RunStore, plan: list[TrialSpec]) -> list[TrialSpec]:
+    """Trials without a finished record. A finished record made by different settings is refused, not overwritten."""
+    finished = store.finished()
+    pending = []
+    for spec in plan:
+        record = finished.get(spec.trial_id)
+        if record is None:
+            pending.append(spec)
+        elif record.get("fingerprint") != spec.fingerprint:
+            raise InputError(str(store.root), f"holds trial {spec.trial_id} run with other settings; "
+                             "use another --output, or remove that folder")
+    return pending
+
+
+def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: list[TrialSpec]) -> None:
+    from rich.table import Table
+
+    r = suite.config.resources
+    table = Table(title=f"{suite.name}: {len(plan)} trials ({len(pending)} to run)")
+    for col in ("trial", "model", "task", "grid point", "seed", "state"):
+        table.add_column(col)
+    todo = {t.trial_id for t in pending}
+    for t in plan:
+        point = ", ".join(f"{k}={v}" for k, v in t.point.items()) or "—"
+        table.add_row(t.trial_id, t.model_name, t.task, point, str(t.seed), "to run" if t.trial_id in todo else "done")
+    console.print(table)
+    limit = f", at most {r.max_concurrent_trials} at once" if r.max_concurrent_trials else ", as many at once as fit"
+    console.print(f"Resources per trial: {r.workers_per_trial} worker(s) x ({r.cpus_per_worker:g} CPU, "
+                  f"{r.gpus_per_worker:g} GPU){limit}. Output: {suite.output}")
+
+
+def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, console: Console | None = None) -> dict | None:
+    console = console or Console()
+    plan = make_plan(suite)
+    store = RunStore(suite.output)
+    pending = pending_trials(store, plan) if store.root.exists() else plan
+    if dry_run:
+        print_plan(console, suite, plan, pending)
+        return None
+    check_data(suite)
+    task_data = prepare_data(suite, pending) if pending else {}
+    store.write_suite(suite.to_dict())
+    if pending:
+        from benchmark.live import LiveDisplay
+        from benchmark.search import run_trials
+
+        if len(pending) < len(plan):
+            console.print(f"Resuming: {len(plan) - len(pending)} finished trials kept, {len(pending)} to run.")
+        display = LiveDisplay(console, total=len(pending), skipped=len(plan) - len(pending),
+                              epochs_per_trial=max(t.training["epochs"] for t in pending))
+        try:
+            run_trials(suite, pending, task_data, store, address, callbacks=[display])
+        finally:
+            display.close()
+    board = build_leaderboard(suite.name, store.records())
+    write_leaderboard(board, store.root)
+    console.print(rich_table(board))
+    console.print(f"Leaderboard: {store.root / 'leaderboard.md'}")
+    return board

@@ -1,0 +1,237 @@
+"""The suite: one YAML file, validated whole before anything starts, with every default filled in."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import InputError
+from benchmark.hyperparams import TRAINING_KEYS, TrainingConfig
+from benchmark.modeling import ModelRef, max_positions, resolve_model
+from benchmark.schema import check_value, parse, suggest
+from tasks.glue import GLUE_TASKS
+from tasks.spec import TaskSpec
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass
+class DataConfig:
+    glue_dir: str | None = None            # null: $BENCH_GLUE_DIR, else the hub
+    max_train_samples: int | None = field(default=None, metadata={"min": 1})
+    max_eval_samples: int | None = field(default=None, metadata={"min": 1})
+    sample_seed: int = 0                   # which random slice the caps above keep; the same for every trial
+    cache_dir: str | None = None           # null: $BENCH_CACHE_DIR, else ~/.cache/bench
+
+
+@dataclass
+class SearchConfig:
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [1], metadata={"nonempty": True})
+
+
+@dataclass
+class ResourcesConfig:
+    workers_per_trial: int = field(default=1, metadata={"min": 1, "max": 4096})
+    cpus_per_worker: float = field(default=1.0, metadata={"min": 0.01})
+    gpus_per_worker: float = field(default=0.0, metadata={"min": 0.0})
+    max_concurrent_trials: int | None = field(default=None, metadata={"min": 1})   # null: as many as fit
+
+
+@dataclass
+class SuiteConfig:
+    name: str
+    tasks: list[Any] = field(metadata={"nonempty": True})   # GLUE names, task files (.yaml), or inline user tasks
+    model: str | list[str] | None = None                     # null: the embedded default
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    output: str | None = None                                # null: runs/<name>
+    storage: str | None = None                               # Ray storage (shared folder or URI); null: <output>/ray
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Suite:
+    config: SuiteConfig
+    models: list[ModelRef]
+    tasks: list[TaskSpec]
+    output: Path
+    task_entries: list[Any]   # the tasks as written to the resolved suite.yaml (user-task paths made absolute)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        grid = self.config.search.grid
+        keys = list(grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+    def training_for(self, point: dict[str, Any]) -> TrainingConfig:
+        return self.config.training.replace(**point)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self.config)
+        d["tasks"] = self.task_entries
+        d["output"] = str(self.output)
+        d["model"] = [m.path for m in self.models] if isinstance(self.config.model, list) else self.models[0].path
+        return d
+
+
+def read_yaml(path: Path, what: str = "suite") -> Any:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(path), f"{what} file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(str(path), f"cannot read {what} file: {e}") from None
+    try:
+        return yaml.safe_load(text)     # safe loader only: no tags that build Python objects
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputError(str(path), f"invalid YAML{at}: {problem}") from None
+    except RecursionError:
+        raise InputError(str(path), "invalid YAML: nested too deeply") from None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`--set training.epochs=1` style overrides; values are parsed as YAML scalars or lists."""
+    import yaml
+
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set {item}", "expected KEY=VALUE, for example training.epochs=1")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"--set {item}", "the value is not valid YAML") from None
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(f"--set {item}", f"{'.'.join(parts[:i + 1])} is not a mapping")
+        node[parts[-1]] = value
+    return data
+
+
+def load_suite(path: str | Path, overrides: list[str] = (), output: str | None = None) -> Suite:
+    """Parse and check a suite. Everything that can be checked without reading data is checked here."""
+    path = Path(path)
+    data = read_yaml(path)
+    if data is None:
+        raise InputError(str(path), "the suite is empty")
+    if not isinstance(data, dict):
+        raise InputError(str(path), "a suite must be a mapping of keys (name, model, tasks, ...)")
+    data = apply_overrides(data, list(overrides))
+    config = parse(SuiteConfig, data, "")
+    if not NAME_PATTERN.match(config.name):
+        raise InputError("name", f"use letters, digits, '.', '-' and '_' (at most 100); got {config.name!r}")
+    _check_grid(config)
+    _check_resources(config)
+    tasks, entries = _resolve_tasks(config.tasks)
+    models = _resolve_models(config)
+    for m in models:
+        limit = max_positions(m.path, config.trust_remote_code)
+        longest = max([config.training.max_seq_length, *config.search.grid.get("max_seq_length", [])])
+        if limit is not None and longest > limit:
+            raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
+    out = Path(output or config.output or f"runs/{config.name}").expanduser().resolve()
+    return Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
+
+
+def _check_grid(config: SuiteConfig) -> None:
+    hints = typing.get_type_hints(TrainingConfig)
+    metas = {f.name: f.metadata for f in dataclasses.fields(TrainingConfig)}
+    for key, values in config.search.grid.items():
+        where = f"search.grid.{key}"
+        if key not in TRAINING_KEYS:
+            raise InputError(where, "not a training hyperparameter" + suggest(key, TRAINING_KEYS))
+        if not values:
+            raise InputError(where, "the grid has no values for this key")
+        checked = [check_value(hints[key], v, f"{where}[{i}]", metas[key]) for i, v in enumerate(values)]
+        if len(set(map(repr, checked))) != len(checked):
+            raise InputError(where, "repeats a value")
+        config.search.grid[key] = checked
+    seeds = config.search.seeds
+    if len(set(seeds)) != len(seeds):
+        raise InputError("search.seeds", "repeats a seed")
+    if any(s < 0 or s >= 2**32 for s in seeds):
+        raise InputError("search.seeds", "seeds must lie in [0, 2^32)")
+
+
+def _check_resources(config: SuiteConfig) -> None:
+    r, t = config.resources, config.training
+    batch_sizes = config.search.grid.get("batch_size", [t.batch_size])
+    accumulations = config.search.grid.get("gradient_accumulation_steps", [t.gradient_accumulation_steps])
+    for b, a in itertools.product(batch_sizes, accumulations):
+        if b % (r.workers_per_trial * a):
+            raise InputError("training.batch_size", f"{b} is not divisible by workers_per_trial x gradient_accumulation_steps "
+                             f"({r.workers_per_trial} x {a}); batch_size is the global batch of one optimizer step")
+    precisions = config.search.grid.get("precision", [t.precision])
+    if "fp16" in precisions and r.gpus_per_worker == 0:
+        raise InputError("training.precision", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU")
+    if 0 < r.gpus_per_worker < 1 and r.workers_per_trial > 1:
+        raise InputError("resources.gpus_per_worker", "a trial with several workers needs whole GPUs per worker")
+
+
+def _resolve_tasks(entries: list[Any]) -> tuple[list[TaskSpec], list[Any]]:
+    from tasks.user import user_task_from_decl
+
+    tasks, resolved = [], []
+    for i, entry in enumerate(entries):
+        where = f"tasks[{i}]"
+        if isinstance(entry, str) and entry.lower().endswith((".yaml", ".yml")):
+            file = Path(entry).expanduser().resolve()
+            decl = read_yaml(file, "task")
+            if not isinstance(decl, dict):
+                raise InputError(str(file), "a task file must be a mapping (name, train, validation, text_columns, ...)")
+            task = user_task_from_decl(decl, str(file), file.parent, set(GLUE_TASKS))
+        elif isinstance(entry, str):
+            if entry not in GLUE_TASKS:
+                raise InputError(where, f"unknown task '{entry}'" + suggest(entry, GLUE_TASKS)
+                                 + f"; GLUE tasks are {', '.join(GLUE_TASKS)}, or give a task file (.yaml) or a mapping")
+            task = GLUE_TASKS[entry]
+        elif isinstance(entry, dict):
+            task = user_task_from_decl(entry, where, Path.cwd(), set(GLUE_TASKS))
+        else:
+            raise InputError(where, "a task is a GLUE name, a task file path, or a mapping")
+        if any(t.name == task.name for t in tasks):
+            raise InputError(where, f"task '{task.name}' is listed twice")
+        tasks.append(task)
+        resolved.append(entry if isinstance(entry, str) and entry in GLUE_TASKS else _user_entry(task))
+    return tasks, resolved
+
+
+def _user_entry(task: TaskSpec) -> dict:
+    entry = {"name": task.name, **task.files, "format": task.file_format, "text_columns": list(task.text_columns),
+             "label_column": task.label_column, "metrics": list(task.metrics)}
+    if task.is_regression:
+        entry["regression"] = True
+    else:
+        entry["labels"] = list(task.label_names)
+    return entry
+
+
+def _resolve_models(config: SuiteConfig) -> list[ModelRef]:
+    specs = config.model if isinstance(config.model, list) else [config.model]
+    if not specs:
+        raise InputError("model", "the list of models is empty")
+    where = (lambda i: f"model[{i}]") if isinstance(config.model, list) else (lambda i: "model")
+    models = [resolve_model(spec, config.trust_remote_code, where(i)) for i, spec in enumerate(specs)]
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise InputError("model", "two models share a name; give distinct folders or ids")
+    return models

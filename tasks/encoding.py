@@ -1,0 +1,135 @@
+"""Tokenise a task once per (data, tokenizer, max length) and cache the result on disk.
+
+Token ids are kept flat with offsets (one array per split), so a cached task loads in milliseconds,
+pickles compactly into Ray's object store, and a second trial never tokenises again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.atomic import atomic_replace_dir, staging_dir_for
+from tasks.loading import load_split
+from tasks.spec import TaskSpec
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class EncodedSplit:
+    ids: np.ndarray              # int32, all examples concatenated
+    offsets: np.ndarray          # int64, len n + 1
+    labels: np.ndarray           # int64 class ids or float32 scores
+    type_ids: np.ndarray | None  # int8 segment ids, same layout as `ids`, when the model uses them
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def example(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.ids[a:b], None if self.type_ids is None else self.type_ids[a:b]
+
+
+@dataclass
+class TaskData:
+    task: TaskSpec
+    splits: dict[str, EncodedSplit]    # "train" and each of task.eval_splits
+    cache_key: str = ""
+
+    @property
+    def train(self) -> EncodedSplit:
+        return self.splits["train"]
+
+    @property
+    def eval_splits(self) -> dict[str, EncodedSplit]:
+        return {s: self.splits[s] for s in self.task.eval_splits}
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Identifies the tokenizer by what it does (vocabulary and rules), not by where it was loaded from."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    payload = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def encode_task(task: TaskSpec, tokenizer, max_seq_length: int, glue_dir: Path | None, cache_dir: Path,
+                max_train_samples: int | None = None, max_eval_samples: int | None = None,
+                sample_seed: int = 0) -> TaskData:
+    """Load and tokenise every split of `task`, from the cache when the same work was done before."""
+    raw = {}
+    for split in task.splits:
+        cap = max_train_samples if split == "train" else max_eval_samples
+        raw[split] = load_split(task, split, glue_dir, cache_dir, cap, sample_seed)
+    key = hashlib.sha256(json.dumps({
+        "format": CACHE_FORMAT,
+        "task": task.to_dict(),
+        "data": {s: ds._fingerprint for s, ds in raw.items()},
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "max_seq_length": max_seq_length,
+    }, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    folder = cache_dir / "encoded" / f"{task.name}-{key}"
+    if (folder / "splits.safetensors").is_file():
+        return TaskData(task, _read(folder), key)
+    splits = {s: _encode_split(task, ds, tokenizer, max_seq_length) for s, ds in raw.items()}
+    staging = staging_dir_for(folder)
+    try:
+        _write(staging, splits)
+        atomic_replace_dir(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return TaskData(task, splits, key)
+
+
+def _encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedSplit:
+    columns = [ds[c] for c in task.text_columns]
+    ids, type_ids, offsets = [], [], [0]
+    batch = 1000
+    for start in range(0, len(ds), batch):
+        texts = [col[start:start + batch] for col in columns]
+        enc = tokenizer(*texts, truncation=True, max_length=max_seq_length, return_attention_mask=False)
+        for i, seq in enumerate(enc["input_ids"]):
+            ids.extend(seq)
+            offsets.append(offsets[-1] + len(seq))
+            if "token_type_ids" in enc:
+                type_ids.extend(enc["token_type_ids"][i])
+    labels = np.asarray(ds["label"], dtype=np.float32 if task.is_regression else np.int64)
+    return EncodedSplit(
+        ids=np.asarray(ids, dtype=np.int32),
+        offsets=np.asarray(offsets, dtype=np.int64),
+        labels=labels,
+        type_ids=np.asarray(type_ids, dtype=np.int8) if type_ids else None,
+    )
+
+
+def _write(folder: Path, splits: dict[str, EncodedSplit]) -> None:
+    from safetensors.numpy import save_file
+
+    tensors = {}
+    for name, s in splits.items():
+        tensors[f"{name}.ids"] = s.ids
+        tensors[f"{name}.offsets"] = s.offsets
+        tensors[f"{name}.labels"] = s.labels
+        if s.type_ids is not None:
+            tensors[f"{name}.type_ids"] = s.type_ids
+    save_file(tensors, str(folder / "splits.safetensors"))
+
+
+def _read(folder: Path) -> dict[str, EncodedSplit]:
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(folder / "splits.safetensors"))
+    names = {k.rsplit(".", 1)[0] for k in tensors}
+    return {
+        n: EncodedSplit(tensors[f"{n}.ids"], tensors[f"{n}.offsets"], tensors[f"{n}.labels"], tensors.get(f"{n}.type_ids"))
+        for n in names
+    }

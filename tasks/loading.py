@@ -1,0 +1,171 @@
+"""Read a task's splits through `datasets`, from a local GLUE folder, the hub, or user files.
+
+Every source ends in the same shape: the task's text columns plus `label` (class id or float score).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from benchmark.errors import InputError
+from tasks.spec import TaskSpec, TsvFile
+
+GLUE_DIR_ENV = "BENCH_GLUE_DIR"
+
+
+def resolve_glue_dir(glue_dir: str | None) -> Path | None:
+    """The suite's `data.glue_dir`, else $BENCH_GLUE_DIR, else None (the hub)."""
+    value = glue_dir or os.environ.get(GLUE_DIR_ENV)
+    return Path(value).expanduser().resolve() if value else None
+
+
+def data_files(task: TaskSpec, glue_dir: Path | None) -> dict[str, Path] | None:
+    """The local files a task reads, by split; None when it reads from the hub."""
+    if task.files:
+        return {split: Path(p) for split, p in task.files.items()}
+    if glue_dir is not None and task.glue_folder:
+        return {split: glue_dir / task.glue_folder / f.path for split, f in task.tsv.items()}
+    return None
+
+
+def load_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Path, max_samples: int | None = None,
+               sample_seed: int = 0):
+    """One split as a `datasets.Dataset` with columns `task.text_columns + ["label"]`."""
+    files = data_files(task, glue_dir)
+    if files is not None and split in files:
+        path = files[split]
+        if not path.is_file():
+            raise InputError(f"task {task.name}", f"{split} file not found: {path}")
+        if task.files:
+            ds = _read_user_file(task, path, cache_dir)
+        else:
+            ds = _read_glue_tsv(task.tsv[split], path, task, cache_dir)
+    elif task.hub is not None and files is None:
+        ds = _read_hub(task, split, cache_dir)
+    else:
+        raise InputError(f"task {task.name}", f"has no {split} split")
+    ds = _normalise_labels(task, ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
+    if len(ds) == 0:
+        raise InputError(f"task {task.name}", f"{split} split is empty")
+    if max_samples is not None and len(ds) > max_samples:
+        # A seeded random slice, not the first rows: GLUE files are often sorted by source.
+        ds = ds.shuffle(seed=sample_seed).select(range(max_samples)).flatten_indices()
+    return ds
+
+
+def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):
+    import datasets
+
+    kwargs = dict(
+        sep="\t",
+        quoting=3,                 # QUOTE_NONE: GLUE sentences hold bare '"' characters
+        keep_default_na=False,     # a sentence "null" or "NA" is text, not a missing value
+        na_filter=False,
+        converters={c: str for c in (*spec.text_columns, spec.label_column)},
+        encoding="utf-8-sig",      # MRPC's header starts with a byte-order mark
+        on_bad_lines="skip" if spec.skip_bad_rows else "error",
+    )
+    if spec.column_names:
+        kwargs.update(header=None, column_names=list(spec.column_names))
+    try:
+        ds = datasets.load_dataset("csv", data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs)
+    except Exception as e:  # pandas and arrow raise many types for a malformed file
+        raise InputError(str(path), f"cannot read as GLUE tsv: {_first_line(e)}") from None
+    wanted = [*spec.text_columns, spec.label_column]
+    missing = [c for c in wanted if c not in ds.column_names]
+    if missing:
+        raise InputError(str(path), f"missing column(s) {', '.join(missing)}; has {', '.join(ds.column_names)}")
+    ds = ds.select_columns(wanted)
+    renames = {old: new for old, new in zip(spec.text_columns, task.text_columns) if old != new}
+    if spec.label_column != "label":
+        renames[spec.label_column] = "label"
+    return ds.rename_columns(renames) if renames else ds
+
+
+def _read_hub(task: TaskSpec, split: str, cache_dir: Path):
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(task.hub[0], task.hub[1], split=split, cache_dir=str(cache_dir / "datasets"))
+    except Exception as e:
+        raise InputError(f"task {task.name}", f"no local GLUE folder (data.glue_dir or ${GLUE_DIR_ENV}) and the hub "
+                         f"copy {task.hub[0]}/{task.hub[1]} cannot be loaded: {_first_line(e)}") from None
+    return ds.select_columns([*task.text_columns, "label"])
+
+
+def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path):
+    import datasets
+
+    fmt = task.file_format
+    kwargs = {"sep": "\t", "quoting": 3, "keep_default_na": False} if fmt == "tsv" else {}
+    if fmt == "csv":
+        kwargs = {"keep_default_na": False}
+    builder = "csv" if fmt in ("csv", "tsv") else fmt
+    try:
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs)
+    except Exception as e:
+        raise InputError(str(path), f"cannot read as {fmt}: {_first_line(e)}") from None
+    wanted = [*task.text_columns, task.label_column]
+    missing = [c for c in wanted if c not in ds.column_names]
+    if missing:
+        raise InputError(str(path), f"missing column(s) {', '.join(missing)}; has {', '.join(ds.column_names)}")
+    ds = ds.select_columns(wanted)
+    return ds.rename_column(task.label_column, "label") if task.label_column != "label" else ds
+
+
+def _normalise_labels(task: TaskSpec, ds, source: str):
+    """Labels become class ids (int64) or scores (float32); a value outside the declared set is an input error."""
+    import datasets
+
+    raw = ds["label"]
+    if task.is_regression:
+        try:
+            values = [float(v) for v in raw]
+        except (TypeError, ValueError):
+            bad = next(v for v in raw if not _is_float(v))
+            raise InputError(source, f"label {bad!r} is not a number (task {task.name} is a regression)") from None
+        feature = datasets.Value("float32")
+    else:
+        ids = {name: i for i, name in enumerate(task.label_names)}
+        values = []
+        for row, v in enumerate(raw):
+            if isinstance(v, str) and v in ids:
+                values.append(ids[v])
+            elif _as_int(v) is not None and 0 <= _as_int(v) < len(ids):
+                values.append(_as_int(v))
+            elif _as_int(v) == -1:
+                values.append(-1)   # unlabelled (GLUE test splits on the hub)
+            else:
+                raise InputError(source, f"row {row + 1}: label {v!r} is not one of {', '.join(task.label_names)}")
+        feature = datasets.Value("int64")
+    for col in task.text_columns:
+        if ds.features[col].dtype not in ("string", "large_string"):
+            raise InputError(source, f"column {col} holds {ds.features[col].dtype}, not text")
+    ds = ds.remove_columns("label").add_column("label", values, feature=feature)
+    return ds
+
+
+def _as_int(v):
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v)
+    return None
+
+
+def _is_float(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,68 @@
+"""A task is a short declaration: where its data lives, which columns hold text and label, how it is scored."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TsvFile:
+    """One file of GLUE's own tsv layout: its text and label columns, named by its header or by `column_names`."""
+
+    path: str                      # relative to the task's folder in the GLUE directory
+    text_columns: tuple = ()
+    label_column: str = "label"
+    column_names: tuple | None = None   # for files without a header line (CoLA)
+    skip_bad_rows: bool = False    # QQP's train file has a few rows with missing fields
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    text_columns: tuple[str, ...]                 # one (single sentence) or two (a pair)
+    label_names: tuple[str, ...] | None           # None means regression
+    metrics: tuple[str, ...]
+    # Dev splits, each mapped to the suffix its metric names get ("" for the only one).
+    eval_splits: dict = field(default_factory=lambda: {"validation": ""})
+    label_column: str = "label"
+    # Where the data comes from. GLUE tasks: `glue_folder` + `tsv` (local) and `hub` (path, config name).
+    glue_folder: str | None = None
+    tsv: dict = field(default_factory=dict)       # split -> TsvFile
+    hub: tuple[str, str] | None = None
+    # User tasks: split -> file path, and the file format (csv, tsv, json, parquet).
+    files: dict = field(default_factory=dict)
+    file_format: str | None = None
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", *self.eval_splits)
+
+    def metric_keys(self) -> list[str]:
+        """The names under which this task's metrics are reported: `f1`, or `accuracy_mismatched` for MNLI."""
+        return [f"{m}_{suffix}" if suffix else m for suffix in self.eval_splits.values() for m in self.metrics]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TaskSpec":
+        d = dict(d)
+        d["text_columns"] = tuple(d["text_columns"])
+        d["metrics"] = tuple(d["metrics"])
+        if d.get("label_names") is not None:
+            d["label_names"] = tuple(d["label_names"])
+        if d.get("hub") is not None:
+            d["hub"] = tuple(d["hub"])
+        d["tsv"] = {k: TsvFile(**{**v, "text_columns": tuple(v["text_columns"]),
+                                  "column_names": tuple(v["column_names"]) if v.get("column_names") else None})
+                    for k, v in d.get("tsv", {}).items()}
+        return cls(**d)
