@@ -35,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     table.add_argument("--format", choices=["md", "csv", "json"], default="md")
 
+    trial = sub.add_parser("trial", help="run one trial of a suite in this process, without Ray (for debugging)")
+    trial.add_argument("suite")
+    trial.add_argument("--task", required=True)
+    trial.add_argument("--seed", type=int, help="default: the suite's first seed")
+    trial.add_argument("--output", required=True, help="folder for the best checkpoint and the epoch metrics")
+    trial.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a suite key; pick a grid value with e.g. --set training.learning_rate=5e-5")
+
     sub.add_parser("tasks", help="list the GLUE tasks bench knows")
     return parser
 
@@ -83,13 +91,44 @@ def _table(args) -> int:
     from benchmark.leaderboard import FORMATTERS, build_leaderboard
     from benchmark.store import RunStore
 
-    records, names = [], []
+    records, names, order = [], [], []
     for folder in args.run_dirs:
         store = RunStore(Path(folder))
-        names.append(store.read_suite().get("name", Path(folder).name))
+        suite = store.read_suite()
+        names.append(suite.get("name", Path(folder).name))
+        order += [t if isinstance(t, str) else t.get("name") for t in suite.get("tasks", [])]
         records += store.records()
-    board = build_leaderboard(" + ".join(names), records)
+    board = build_leaderboard(" + ".join(names), records, order)
     sys.stdout.write(FORMATTERS[args.format](board))
+    return 0
+
+
+def _trial(args) -> int:
+    from pathlib import Path
+
+    from benchmark.local import run_local_trial
+    from benchmark.quiet import quiet_libraries
+    from benchmark.runner import cache_dir
+    from benchmark.suite import load_suite
+    from tasks.encoding import encode_task
+    from tasks.loading import resolve_glue_dir
+
+    quiet_libraries()
+    suite = load_suite(args.suite, args.set)
+    tasks = {t.name: t for t in suite.tasks}
+    if args.task not in tasks:
+        raise InputError("--task", f"'{args.task}' is not one of the suite's tasks ({', '.join(tasks)})")
+    model = suite.models[0]
+    hp = suite.config.training
+    from benchmark.modeling import load_tokenizer
+
+    data_cfg = suite.config.data
+    data = encode_task(tasks[args.task], load_tokenizer(model.path, suite.config.trust_remote_code), hp.max_seq_length,
+                       resolve_glue_dir(data_cfg.glue_dir), cache_dir(suite), data_cfg.max_train_samples,
+                       data_cfg.max_eval_samples, data_cfg.sample_seed)
+    seed = args.seed if args.seed is not None else suite.config.search.seeds[0]
+    result = run_local_trial(hp, model.path, seed, data, Path(args.output), suite.config.trust_remote_code)
+    print(f"best epoch {result.best_epoch}: score {result.best_score:.2f}; checkpoint in {Path(args.output) / 'checkpoint'}")
     return 0
 
 
@@ -102,7 +141,7 @@ def _tasks(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "table": _table, "tasks": _tasks}
+COMMANDS = {"run": _run, "validate": _validate, "table": _table, "trial": _trial, "tasks": _tasks}
 
 
 if __name__ == "__main__":

@@ -20,10 +20,13 @@ CONVENTION = ("Dev-set scores, 0-100: mean ± sample std over seeds, for the gri
               "task scores (GLUE). Epochs and grid points are selected on the same dev sets that are reported.")
 
 
-def build_leaderboard(suite_name: str, records: list[dict]) -> dict:
+def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str] = ()) -> dict:
+    """`task_order`: the suite's order of tasks; tasks only the records know follow it."""
     finished = [r for r in records if r.get("status") == "finished"]
-    task_order = list(dict.fromkeys(r["task"] for r in records))
+    task_order = list(dict.fromkeys([*task_order, *(r["task"] for r in records)]))
+    task_order = [t for t in task_order if any(r["task"] == t for r in records)]
     metric_keys = {r["task"]: r["metric_keys"] for r in records}
+    metric_keys.update({r["task"]: r["metric_keys"] for r in finished})
     systems = defaultdict(list)
     for r in finished:
         systems[(r["model"], r.get("kind", "single"))].append(r)

@@ -17,6 +17,12 @@ from tasks.encoding import TaskData, encode_task
 from tasks.loading import load_split, resolve_glue_dir
 
 
+def make_console() -> Console:
+    """A terminal gets rich output at its own width; a log file gets lines wide enough for trial ids."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def cache_dir(suite: Suite) -> Path:
     value = suite.config.data.cache_dir or os.environ.get("BENCH_CACHE_DIR") or "~/.cache/bench"
     return Path(value).expanduser().resolve()
@@ -25,8 +31,6 @@ def cache_dir(suite: Suite) -> Path:
 def check_data(suite: Suite) -> None:
     """Read every split of every task, so that a missing file, column or label fails before anything starts."""
     glue_dir = resolve_glue_dir(suite.config.data.glue_dir)
-    if suite.config.data.glue_dir and (glue_dir is None or not glue_dir.is_dir()):
-        raise InputError("data.glue_dir", f"folder not found: {glue_dir}")
     for task in suite.tasks:
         for split in task.splits:
             load_split(task, split, glue_dir, cache_dir(suite))
@@ -83,15 +87,14 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
 
 
 def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, console: Console | None = None) -> dict | None:
-    console = console or Console()
+    console = console or make_console()
     plan = make_plan(suite)
     store = RunStore(suite.output)
     pending = pending_trials(store, plan) if store.root.exists() else plan
     if dry_run:
         print_plan(console, suite, plan, pending)
         return None
-    check_data(suite)
-    task_data = prepare_data(suite, pending) if pending else {}
+    task_data = prepare_data(suite, pending) if pending else {}   # reads every split: bad data fails here
     store.write_suite(suite.to_dict())
     if pending:
         from benchmark.live import LiveDisplay
@@ -105,7 +108,7 @@ def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, c
             run_trials(suite, pending, task_data, store, address, callbacks=[display])
         finally:
             display.close()
-    board = build_leaderboard(suite.name, store.records())
+    board = build_leaderboard(suite.name, store.records(), [t.name for t in suite.tasks])
     write_leaderboard(board, store.root)
     console.print(rich_table(board))
     console.print(f"Leaderboard: {store.root / 'leaderboard.md'}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -73,6 +74,7 @@ def concurrency(resources, cluster: dict, nodes: list[dict]) -> int:
 def run_trials(suite, trials: list, task_data: dict[str, TaskData], store: RunStore, address: str | None,
                callbacks: list = ()) -> None:
     connect(address)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"   # Tune's own console report; bench shows its own display instead
     resources = suite.config.resources
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     max_concurrent = concurrency(resources, ray.cluster_resources(), nodes)
@@ -91,7 +93,7 @@ def run_trials(suite, trials: list, task_data: dict[str, TaskData], store: RunSt
         param_space={"trial": tune.grid_search([t.to_dict() for t in trials])},
         tune_config=tune.TuneConfig(metric=OBJECTIVE, mode=OBJECTIVE_MODE, max_concurrent_trials=max_concurrent,
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name="tune", storage_path=storage, callbacks=[recorder, *callbacks], verbose=0,
+        run_config=tune.RunConfig(name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=storage, callbacks=[recorder, *callbacks], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
     tuner.fit()
@@ -115,7 +117,8 @@ def _tune_trial(config: dict, data_refs: dict, storage: str, resources: tuple, t
                            "threads": max(1, int(cpus)), "trust_remote_code": trust_remote_code},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=worker_resources),
         run_config=ray.train.RunConfig(
-            name=f"train-{spec['trial_id']}",
+            # A fresh name per attempt: Ray Train would otherwise resume an earlier attempt's state.
+            name=f"train-{spec['trial_id']}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=storage,
             callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
@@ -194,7 +197,7 @@ class TrialRecorder(tune.Callback):
 
 
 def _epoch_fields(result: dict, metric_keys: list[str]) -> dict:
-    keep = ["epoch", OBJECTIVE, *metric_keys, "train_loss", "learning_rate", "train_samples", "train_seconds",
+    keep = ["epoch", OBJECTIVE, *metric_keys, "train_loss", "learning_rate", "optimizer_steps", "train_samples", "train_seconds",
             "train_samples_per_s", "eval_seconds", "eval_samples_per_s", "peak_memory_mb"]
     return {k: result[k] for k in keep if k in result}
 

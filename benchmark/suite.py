@@ -148,6 +148,8 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         longest = max([config.training.max_seq_length, *config.search.grid.get("max_seq_length", [])])
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
+    if config.data.glue_dir and not Path(config.data.glue_dir).expanduser().is_dir():
+        raise InputError("data.glue_dir", f"folder not found: {Path(config.data.glue_dir).expanduser().resolve()}")
     out = Path(output or config.output or f"runs/{config.name}").expanduser().resolve()
     return Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
 

@@ -103,6 +103,7 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
             **metrics,
             "train_loss": _mean_over_ranks(losses, device),
             "learning_rate": schedule.get_last_lr()[0],
+            "optimizer_steps": engine.global_steps,
             "train_samples": samples_seen,
             "train_seconds": train_seconds,
             "train_samples_per_s": epoch_samples / train_seconds,

@@ -58,7 +58,14 @@ class TaskData:
 def tokenizer_fingerprint(tokenizer) -> str:
     """Identifies the tokenizer by what it does (vocabulary and rules), not by where it was loaded from."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    payload = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        # Calling the tokenizer with truncation or padding changes these; they do not change the tokens we cache.
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        payload = json.dumps(state, sort_keys=True)
+    else:
+        payload = json.dumps(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -73,7 +80,7 @@ def encode_task(task: TaskSpec, tokenizer, max_seq_length: int, glue_dir: Path |
     key = hashlib.sha256(json.dumps({
         "format": CACHE_FORMAT,
         "task": task.to_dict(),
-        "data": {s: ds._fingerprint for s, ds in raw.items()},
+        "data": {s: _content_hash(ds) for s, ds in raw.items()},
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_seq_length": max_seq_length,
     }, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -88,6 +95,15 @@ def encode_task(task: TaskSpec, tokenizer, max_seq_length: int, glue_dir: Path |
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return TaskData(task, splits, key)
+
+
+def _content_hash(ds) -> str:
+    """Hash of the examples themselves: `datasets` fingerprints differ between a fresh and a cached load."""
+    h = hashlib.sha256()
+    for column in ds.column_names:
+        h.update(column.encode())
+        h.update("\x1f".join(map(str, ds[column])).encode())
+    return h.hexdigest()
 
 
 def _encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedSplit:

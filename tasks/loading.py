@@ -5,6 +5,7 @@ Every source ends in the same shape: the task's text columns plus `label` (class
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -125,6 +126,9 @@ def _normalise_labels(task: TaskSpec, ds, source: str):
         except (TypeError, ValueError):
             bad = next(v for v in raw if not _is_float(v))
             raise InputError(source, f"label {bad!r} is not a number (task {task.name} is a regression)") from None
+        for row, v in enumerate(values):
+            if not math.isfinite(v):
+                raise InputError(source, f"row {row + 1}: label {raw[row]!r} is not a finite number")
         feature = datasets.Value("float32")
     else:
         ids = {name: i for i, name in enumerate(task.label_names)}

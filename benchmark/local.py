@@ -1,0 +1,33 @@
+"""Run one trial in this process, without Ray: for debugging, parity checks and GPU checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from benchmark.atomic import atomic_replace_dir
+from benchmark.hyperparams import TrainingConfig
+from benchmark.trainer import TrialResult, train
+from tasks.encoding import TaskData
+
+
+def run_local_trial(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, output: Path,
+                    trust_remote_code: bool = False, log=print) -> TrialResult:
+    """Train; the best epoch's checkpoint lands in `output/checkpoint`, the per-epoch metrics in `output/epochs.json`."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-local-", dir=output))
+
+    def report(metrics: dict, checkpoint: Path | None) -> None:
+        log(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
+        if checkpoint is not None:
+            atomic_replace_dir(checkpoint, output / "checkpoint")
+
+    try:
+        result = train(hp, model_path, seed, data, workdir, report, trust_remote_code=trust_remote_code)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    (output / "epochs.json").write_text(json.dumps(result.epochs, indent=2))
+    return result

@@ -1,0 +1,50 @@
+"""Shared fixtures: the GLUE folder, a tiny random BERT with the embedded tokenizer, an isolated cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    path = Path(os.environ.get("BENCH_GLUE_DIR", REPO.parent / "shared" / "data" / "glue")).resolve()
+    if not (path / "RTE" / "train.tsv").is_file():
+        pytest.fail(f"GLUE data not found at {path}; set BENCH_GLUE_DIR")
+    os.environ["BENCH_GLUE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bench-cache")
+    os.environ["BENCH_CACHE_DIR"] = str(path)
+    return path
+
+
+def make_tiny_bert(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+    """A random BERT small enough to train in a second, saved like any Hugging Face model."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from benchmark.modeling import embedded_model_path, load_tokenizer
+
+    tokenizer = load_tokenizer(embedded_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from benchmark.quiet import quiet_libraries
+
+    quiet_libraries()
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

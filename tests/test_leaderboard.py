@@ -1,0 +1,71 @@
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from benchmark.leaderboard import build_leaderboard, format_csv, format_json, format_markdown
+
+
+def record(task, lr, seed, metrics, status="finished", model="m"):
+    return {"trial_id": f"{task}-{lr}-{seed}", "status": status, "kind": "single", "task": task, "model": model,
+            "metric_keys": list(metrics), "grid_point": {"learning_rate": lr}, "seed": seed,
+            "best_metrics": metrics, "best_score": 100 * float(np.mean(list(metrics.values()))),
+            "wall_seconds": 3600.0, "train_samples": 100}
+
+
+RECORDS = [
+    # rte: lr 1e-4 has the better mean over seeds (60, 64 -> 62) although lr 5e-5 holds the single best trial (70).
+    record("rte", 5e-5, 1, {"accuracy": 0.70}), record("rte", 5e-5, 2, {"accuracy": 0.50}),
+    record("rte", 1e-4, 1, {"accuracy": 0.60}), record("rte", 1e-4, 2, {"accuracy": 0.64}),
+    record("mrpc", 5e-5, 1, {"f1": 0.90, "accuracy": 0.80}), record("mrpc", 5e-5, 2, {"f1": 0.86, "accuracy": 0.84}),
+    record("mrpc", 1e-4, 1, {"f1": 0.10, "accuracy": 0.30}),
+    {**record("mrpc", 1e-4, 2, {"f1": 0.0, "accuracy": 0.0}, status="failed"), "best_metrics": None, "best_score": None},
+]
+
+
+def test_best_grid_point_by_mean_over_seeds_with_mean_and_std():
+    board = build_leaderboard("demo", RECORDS)
+    assert board["tasks"] == ["rte", "mrpc"]
+    (row,) = board["rows"]
+    assert row["config"] == {"rte": {"learning_rate": 1e-4}, "mrpc": {"learning_rate": 5e-5}}
+    assert row["scores"]["rte"] == {"accuracy": pytest.approx(62.0)}
+    assert row["std"]["scores"]["rte"]["accuracy"] == pytest.approx(np.std([60, 64], ddof=1))
+    assert row["scores"]["mrpc"] == {"f1": pytest.approx(88.0), "accuracy": pytest.approx(82.0)}
+    assert row["task_scores"] == {"rte": pytest.approx(62.0), "mrpc": pytest.approx(85.0)}
+    assert row["average"] == pytest.approx((62.0 + 85.0) / 2)
+    # The average's std is over per-seed averages: seed 1 (60 + 85)/2, seed 2 (64 + 85)/2.
+    assert row["std"]["average"] == pytest.approx(np.std([72.5, 74.5], ddof=1))
+    assert board["trials"] == {"finished": 7, "failed": 1, "total": 8}
+    assert board["compute"]["trial_hours"] == pytest.approx(8.0)
+
+
+def test_json_follows_the_contract():
+    board = json.loads(format_json(build_leaderboard("demo", RECORDS)))
+    assert board["suite"] == "demo"
+    row = board["rows"][0]
+    assert {"system", "kind", "model", "scores", "average"} <= set(row)
+    assert row["kind"] == "single" and isinstance(row["average"], float)
+    assert set(row["scores"]["mrpc"]) == {"f1", "accuracy"}
+
+
+def test_markdown_and_csv():
+    board = build_leaderboard("demo", RECORDS)
+    md = format_markdown(board)
+    assert "| system | rte (acc) | mrpc (F1/acc) | average | seeds |" in md
+    assert "| m (single) | 62.0 ± 2.8 | 88.0/82.0 ± 0.0 | 73.5 ± 1.4 | 2 |" in md
+    assert "1 failed" in md and "mean of its metrics" in md
+    rows = list(csv.DictReader(io.StringIO(format_csv(board))))
+    assert float(rows[0]["mrpc/f1"]) == pytest.approx(88.0) and float(rows[0]["average"]) == pytest.approx(73.5)
+
+
+def test_rows_sort_by_average_and_incomplete_rows_have_no_average():
+    recs = RECORDS + [record("rte", 5e-5, 1, {"accuracy": 0.99}, model="other")]
+    board = build_leaderboard("demo", recs)
+    assert [r["model"] for r in board["rows"]] == ["m", "other"]
+    assert board["rows"][1]["average"] is None and "—" in format_markdown(board)
+
+
+def test_tasks_follow_the_suite_order():
+    assert build_leaderboard("demo", RECORDS, ["mrpc", "rte", "cola"])["tasks"] == ["mrpc", "rte"]

@@ -1,0 +1,154 @@
+"""`bench run` end to end through the CLI: real Ray Tune, Ray Train and DeepSpeed, on GLUE slices."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from benchmark.checkpoints import load_predictions
+from benchmark.plan import make_plan
+from benchmark.suite import load_suite
+from tasks.glue import GLUE_TASKS
+from tasks.metrics import compute_metrics, task_score
+
+
+def bench(*args, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmark.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model, glue_dir, cache_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("e2e")
+    suite = {
+        "name": "e2e", "model": str(tiny_model), "tasks": ["rte", "stsb"],
+        "data": {"max_train_samples": 64, "max_eval_samples": 32},
+        "training": {"epochs": 2, "batch_size": 16, "max_seq_length": 64},
+        "search": {"grid": {"learning_rate": [1e-3, 3e-4]}, "seeds": [1, 2]},
+        "output": str(folder / "run"),
+    }
+    path = folder / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    proc = bench("run", path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return path, folder / "run", proc
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(tiny_run, tmp_path):
+    path, _, _ = tiny_run
+    proc = bench("run", path, "--dry-run", "--output", tmp_path / "dry")
+    assert proc.returncode == 0, proc.stderr
+    assert "8 trials (8 to run)" in proc.stdout and "rte_lr=0.001_seed=1" in proc.stdout
+    assert "1 worker(s) x (1 CPU, 0 GPU)" in proc.stdout
+    assert not (tmp_path / "dry").exists()
+
+
+def test_run_writes_a_leaderboard_for_every_task(tiny_run):
+    _, run, proc = tiny_run
+    board = json.loads((run / "leaderboard.json").read_text())
+    assert board["suite"] == "e2e" and board["trials"] == {"finished": 8, "failed": 0, "total": 8}
+    (row,) = board["rows"]
+    assert row["kind"] == "single" and row["seeds"] == 2
+    assert set(row["scores"]) == {"rte", "stsb"}
+    assert set(row["scores"]["stsb"]) == {"pearson", "spearmanr"} and set(row["scores"]["rte"]) == {"accuracy"}
+    assert row["average"] == pytest.approx(np.mean(list(row["task_scores"].values())))
+    assert (run / "leaderboard.md").read_text().startswith("# Leaderboard: e2e")
+    assert "Leaderboard" in proc.stdout   # printed with rich at the end
+    assert "finished rte_lr=0.001_seed=1" in proc.stdout   # plain log lines when stdout is not a terminal
+
+
+def test_every_trial_is_recorded_with_a_checkpoint_that_matches_its_score(tiny_run):
+    _, run, _ = tiny_run
+    records = [json.loads(p.read_text()) for p in sorted(run.glob("trials/*/record.json"))]
+    assert len(records) == 8 and all(r["status"] == "finished" for r in records)
+    for r in records:
+        assert len(r["epochs"]) == 2 and r["wall_seconds"] > 0 and r["train_samples"] == 128
+        assert r["train_samples_per_s"] > 0 and r["peak_memory_mb"] > 0
+        folder = run / r["checkpoint"]
+        assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+        logits, labels = load_predictions(folder)
+        task = GLUE_TASKS[r["task"]]
+        assert task_score(compute_metrics(task, logits, labels)) == pytest.approx(r["best_score"])
+    assert not list(run.glob("ray/**/checkpoint_*/model.safetensors"))   # no second copy left in Ray's storage
+
+
+def test_table_rebuilds_the_leaderboard_from_the_run_directory(tiny_run):
+    _, run, _ = tiny_run
+    proc = bench("table", run)
+    assert proc.returncode == 0 and proc.stdout == (run / "leaderboard.md").read_text()
+    proc = bench("table", run, "--format", "json")
+    assert json.loads(proc.stdout)["rows"] == json.loads((run / "leaderboard.json").read_text())["rows"]
+
+
+def test_resolved_suite_is_saved_and_reloads_to_the_same_plan(tiny_run):
+    path, run, _ = tiny_run
+    saved = load_suite(run / "suite.yaml")
+    assert [t.fingerprint for t in make_plan(saved)] == [t.fingerprint for t in make_plan(load_suite(path))]
+    assert yaml.safe_load((run / "suite.yaml").read_text())["training"]["warmup_ratio"] == 0.1   # defaults filled in
+
+
+def test_the_same_command_again_reruns_no_finished_trial(tiny_run):
+    path, run, _ = tiny_run
+    before = {p: p.stat().st_mtime_ns for p in run.glob("trials/*/record.json")}
+    started = time.time()
+    proc = bench("run", path)
+    assert proc.returncode == 0, proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in run.glob("trials/*/record.json")} == before
+    assert time.time() - started < 60
+
+
+def test_a_run_directory_of_other_settings_is_refused(tiny_run):
+    path, run, _ = tiny_run
+    proc = bench("run", path, "--set", "training.epochs=3")
+    assert proc.returncode == 2 and "run with other settings" in proc.stderr
+
+
+def test_two_workers_share_one_trial_with_zero_2(tiny_model, glue_dir, cache_dir, tmp_path):
+    suite = {"name": "ddp", "model": str(tiny_model), "tasks": ["rte"],
+             "data": {"max_train_samples": 64, "max_eval_samples": 32},
+             "training": {"epochs": 1, "batch_size": 16, "max_seq_length": 64, "zero_stage": 2},
+             "resources": {"workers_per_trial": 2, "cpus_per_worker": 1}, "output": str(tmp_path / "run")}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    proc = bench("run", path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "run").glob("trials/*/record.json")]
+    assert record["status"] == "finished"
+    # batch_size is the global batch: 64 examples / 16 = 4 optimizer steps, whatever the number of workers.
+    assert record["epochs"][0]["optimizer_steps"] == 4 and record["train_samples"] == 64
+    logits, _ = load_predictions(tmp_path / "run" / record["checkpoint"])
+    assert logits["validation"].shape == (32, 2)   # both ranks' eval shards gathered
+
+
+def test_the_embedded_model_end_to_end(glue_dir, cache_dir, tmp_path):
+    """The real default model through `bench run`; its checkpoint reloads in plain transformers."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tasks.loading import load_split
+
+    suite = {"name": "embedded", "tasks": ["mrpc"], "data": {"max_train_samples": 96, "max_eval_samples": 48},
+             "training": {"epochs": 1, "batch_size": 16, "learning_rate": 5e-5}, "output": str(tmp_path / "run")}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    proc = bench("run", path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    assert board["rows"][0]["model"] == "all-MiniLM-L6-v2"
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "run").glob("trials/*/record.json")]
+    folder = tmp_path / "run" / record["checkpoint"]
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    dev = load_split(GLUE_TASKS["mrpc"], "validation", glue_dir, cache_dir, 48)
+    with torch.no_grad():
+        enc = tokenizer(list(dev["sentence1"]), list(dev["sentence2"]), truncation=True, max_length=128,
+                        padding=True, return_tensors="pt")
+        logits = model(**enc).logits.float().numpy()
+    metrics = compute_metrics(GLUE_TASKS["mrpc"], {"validation": logits}, {"validation": np.asarray(dev["label"])})
+    assert task_score(metrics) == pytest.approx(record["best_score"], abs=1e-6)

@@ -1,0 +1,99 @@
+"""The trainer without Ray: a real DeepSpeed engine on a tiny random BERT."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.checkpoints import load_predictions, load_trial_meta
+from benchmark.errors import TrialDiverged
+from benchmark.hyperparams import TrainingConfig
+from benchmark.local import run_local_trial
+from benchmark.modeling import load_tokenizer
+from tasks.encoding import encode_task
+from tasks.glue import GLUE_TASKS
+from tasks.loading import load_split
+from tasks.metrics import compute_metrics, task_score
+
+FAST = dict(epochs=2, batch_size=16, learning_rate=1e-3, eval_batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def rte(tiny_model, glue_dir, cache_dir):
+    return encode_task(GLUE_TASKS["rte"], load_tokenizer(str(tiny_model)), 64, glue_dir, cache_dir, 96, 48)
+
+
+@pytest.fixture(scope="module")
+def stsb(tiny_model, glue_dir, cache_dir):
+    return encode_task(GLUE_TASKS["stsb"], load_tokenizer(str(tiny_model)), 64, glue_dir, cache_dir, 96, 48)
+
+
+def quiet(*_):
+    pass
+
+
+def test_same_seed_same_metrics_other_seed_other_run(tiny_model, rte, tmp_path):
+    hp = TrainingConfig(**FAST)
+    a = run_local_trial(hp, str(tiny_model), 7, rte, tmp_path / "a", log=quiet)
+    b = run_local_trial(hp, str(tiny_model), 7, rte, tmp_path / "b", log=quiet)
+    c = run_local_trial(hp, str(tiny_model), 8, rte, tmp_path / "c", log=quiet)
+    keys = ["score", "accuracy", "train_loss", "learning_rate"]
+    assert [{k: e[k] for k in keys} for e in a.epochs] == [{k: e[k] for k in keys} for e in b.epochs]
+    assert [e["train_loss"] for e in a.epochs] != [e["train_loss"] for e in c.epochs]
+
+
+def test_best_checkpoint_loads_in_plain_transformers_and_reproduces_its_dev_metric(tiny_model, rte, glue_dir, cache_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    result = run_local_trial(TrainingConfig(**FAST), str(tiny_model), 3, rte, tmp_path, log=quiet)
+    folder = tmp_path / "checkpoint"
+    assert (folder / "model.safetensors").is_file() and not list(folder.glob("*.bin"))
+    meta = load_trial_meta(folder)
+    assert meta["epoch"] == result.best_epoch and meta["score"] == pytest.approx(result.best_score)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert model.config.id2label == {0: "entailment", 1: "not_entailment"}
+    dev = load_split(GLUE_TASKS["rte"], "validation", glue_dir, cache_dir, 48)
+    with torch.no_grad():
+        enc = tokenizer(list(dev["sentence1"]), list(dev["sentence2"]), truncation=True, max_length=64, padding=True, return_tensors="pt")
+        logits = model(**enc).logits.float().numpy()
+    stored_logits, stored_labels = load_predictions(folder)
+    np.testing.assert_array_equal(stored_labels["validation"], np.asarray(dev["label"]))
+    np.testing.assert_allclose(logits, stored_logits["validation"], atol=0.05)
+    metrics = compute_metrics(GLUE_TASKS["rte"], {"validation": logits}, {"validation": np.asarray(dev["label"])})
+    assert task_score(metrics) == pytest.approx(result.best_score)
+
+
+@pytest.mark.parametrize("stage, precision", [(0, "fp32"), (1, "bf16"), (2, "bf16"), (0, "bf16")])
+def test_zero_stages_and_precisions(tiny_model, stsb, tmp_path, stage, precision):
+    hp = TrainingConfig(**{**FAST, "epochs": 3}, zero_stage=stage, precision=precision)
+    result = run_local_trial(hp, str(tiny_model), 1, stsb, tmp_path, log=quiet)
+    losses = [e["train_loss"] for e in result.epochs]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    assert result.epochs[-1]["learning_rate"] == 0.0   # linear decay ends at zero
+    assert {"pearson", "spearmanr", "score"} <= set(result.epochs[0])
+
+
+def test_zero_2_equals_zero_0_on_one_worker_in_fp32(tiny_model, stsb, tmp_path):
+    runs = [run_local_trial(TrainingConfig(**FAST, zero_stage=s, precision="fp32"), str(tiny_model), 1, stsb,
+                            tmp_path / str(s), log=quiet) for s in (0, 2)]
+    for e0, e2 in zip(runs[0].epochs, runs[1].epochs):
+        assert e2["train_loss"] == pytest.approx(e0["train_loss"], rel=1e-4)
+        assert e2["score"] == pytest.approx(e0["score"], abs=0.5)
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tiny_model, rte, tmp_path):
+    hp = TrainingConfig(**FAST, gradient_accumulation_steps=4)
+    result = run_local_trial(hp, str(tiny_model), 1, rte, tmp_path, log=quiet)
+    assert [e["optimizer_steps"] for e in result.epochs] == [6, 12]   # 96 examples / 16 per step
+
+
+def test_a_nan_loss_stops_the_trial(tiny_model, stsb, tmp_path):
+    import copy
+
+    bad = copy.deepcopy(stsb)
+    bad.splits["train"].labels[:] = np.nan
+    with pytest.raises(TrialDiverged, match="loss is nan"):
+        run_local_trial(TrainingConfig(**FAST), str(tiny_model), 1, bad, tmp_path, log=quiet)
