@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--zero-stage", type=int, default=2, choices=[0, 1, 2], help="the bench trainer's ZeRO stage")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--glue-dir", default=None)
     p.add_argument("--cache-dir", default=str(Path("~/.cache/bench").expanduser()))
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
     quiet_libraries()
     model_path = args.model or embedded_model_path()
     hp = TrainingConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                        max_seq_length=args.max_seq_length, precision=args.precision)
+                        max_seq_length=args.max_seq_length, precision=args.precision, zero_stage=args.zero_stage)
     glue_dir, cache, out = resolve_glue_dir(args.glue_dir), Path(args.cache_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-parity-"))
