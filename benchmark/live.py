@@ -20,7 +20,9 @@ class LiveDisplay(tune.Callback):
         self.done = self.failed = 0
         self.best: dict[str, tuple[float, str]] = {}
         self.start = time.time()
-        self.live = Live(self._render(), console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
+        # get_renderable: redrawn on every refresh, so the clock and estimate keep moving between events.
+        self.live = (Live(get_renderable=self._render, console=console, refresh_per_second=2, transient=False)
+                     if console.is_terminal else None)
         if self.live:
             self.live.start()
 
@@ -30,7 +32,7 @@ class LiveDisplay(tune.Callback):
 
     def close(self) -> None:
         if self.live:
-            self.live.update(self._render())
+            self.live.refresh()
             self.live.stop()
             self.live = None
 
@@ -63,7 +65,7 @@ class LiveDisplay(tune.Callback):
 
     def _log(self, line: str) -> None:
         if self.live:
-            self.live.update(self._render())
+            self.live.refresh()
         else:
             self.console.print(f"[{time.strftime('%H:%M:%S')}] {line}", highlight=False)
 
