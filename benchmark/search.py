@@ -30,7 +30,7 @@ CHECKPOINT_PATH_KEY = "checkpoint_path"   # where TuneReportCallback puts the Tr
 DRIVER_RESOURCES = {"CPU": 0, "memory": 1}
 
 
-def connect(address: str | None, console=None) -> None:
+def connect(address: str | None) -> None:
     """Start Ray locally, or join the cluster at `address`."""
     if ray.is_initialized():
         return

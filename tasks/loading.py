@@ -78,6 +78,9 @@ def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):
     if missing:
         raise InputError(str(path), f"missing column(s) {', '.join(missing)}; has {', '.join(ds.column_names)}")
     ds = ds.select_columns(wanted)
+    if spec.skip_bad_rows:
+        # pandas pads a row with too few fields; like GLUE's own processors, drop it (its label is missing).
+        ds = ds.filter(lambda label: label not in ("", None), input_columns=spec.label_column)
     renames = {old: new for old, new in zip(spec.text_columns, task.text_columns) if old != new}
     if spec.label_column != "label":
         renames[spec.label_column] = "label"

@@ -139,3 +139,37 @@ def test_user_task_declaration_errors(decl, message, tmp_path):
     with pytest.raises(InputError) as e:
         user_task_from_decl({**base, **decl}, "tasks[1]", tmp_path, set(GLUE_TASKS))
     assert message in str(e.value)
+
+
+def _tsv(path: Path, header: list[str], rows: list[list[str]]):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+
+
+def test_mnli_qqp_qnli_read_from_glue_layout(tmp_path, cache_dir):
+    """These three are not in ../shared; the layouts below are GLUE's own headers."""
+    glue = tmp_path / "glue"
+    parse = ["(a)", "(b)", "(a)", "(b)"]
+    train_head = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+                  "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label"]
+    dev_head = train_head[:11] + ["label2", "label3", "label4", "label5", "gold_label"]
+    _tsv(glue / "MNLI" / "train.tsv", train_head, [["0", "1", "1e", "fiction", *parse, "A man.", "A person.", "entailment", "entailment"],
+                                                   ["1", "2", "2c", "fiction", *parse, "A dog.", "No dog.", "contradiction", "contradiction"]])
+    for name in ("dev_matched", "dev_mismatched"):
+        _tsv(glue / "MNLI" / f"{name}.tsv", dev_head, [["0", "1", "1n", "slate", *parse, 'He said "hi".', "Maybe.",
+                                                         "neutral", "neutral", "neutral", "entailment", "neutral", "neutral"]])
+    mnli = GLUE_TASKS["mnli"]
+    assert load_split(mnli, "train", glue, cache_dir)["label"] == [0, 2]
+    dev = load_split(mnli, "validation_mismatched", glue, cache_dir)
+    assert dev[0] == {"premise": 'He said "hi".', "hypothesis": "Maybe.", "label": 1}
+
+    qqp_head = ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"]
+    _tsv(glue / "QQP" / "train.tsv", qqp_head, [["0", "1", "2", "How?", "Why?", "0"], ["1", "3", "4", "broken row"],
+                                               ["2", "5", "6", "What?", "Which?", "1"]])
+    _tsv(glue / "QQP" / "dev.tsv", qqp_head, [["0", "1", "2", "A?", "B?", "1"]])
+    qqp = load_split(GLUE_TASKS["qqp"], "train", glue, cache_dir)
+    assert qqp["question1"] == ["How?", "What?"] and qqp["label"] == [0, 1]   # the malformed row is skipped
+
+    _tsv(glue / "QNLI" / "train.tsv", ["index", "question", "sentence", "label"], [["0", "Who?", "Him.", "not_entailment"]])
+    _tsv(glue / "QNLI" / "dev.tsv", ["index", "question", "sentence", "label"], [["0", "Who?", "Her.", "entailment"]])
+    assert load_split(GLUE_TASKS["qnli"], "validation", glue, cache_dir)[0] == {"question": "Who?", "sentence": "Her.", "label": 0}
