@@ -5,10 +5,15 @@ from __future__ import annotations
 import math
 import os
 import socket
+import sys
 
 import torch
 
 from benchmark.hyperparams import TrainingConfig
+
+# DeepSpeed compiles small ops on first use into a cache shared by every Python environment of the user;
+# environments with other paths then rebuild it in turn. One cache per environment builds once.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
 
 
 def init_distributed() -> tuple[int, int]:

@@ -22,7 +22,8 @@ CONVENTION = ("Dev-set scores, 0-100: mean ± sample std over seeds, for the gri
 
 def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str] = ()) -> dict:
     """`task_order`: the suite's order of tasks; tasks only the records know follow it."""
-    finished = [r for r in records if r.get("status") == "finished"]
+    # Trials a scheduler stopped early are results too (worse ones); diverged and failed trials are counted only.
+    finished = [r for r in records if r.get("status") in ("finished", "stopped") and r.get("best_score") is not None]
     task_order = list(dict.fromkeys([*task_order, *(r["task"] for r in records)]))
     task_order = [t for t in task_order if any(r["task"] == t for r in records)]
     metric_keys = {r["task"]: r["metric_keys"] for r in records}
@@ -37,10 +38,11 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
         "tasks": task_order,
         "metrics": metric_keys,
         "rows": rows,
-        "trials": {"finished": len(finished), "failed": sum(r.get("status") == "failed" for r in records),
-                   "total": len(records)},
+        "trials": {"finished": len(finished), **{s: sum(r.get("status") == s for r in records)
+                                                 for s in ("stopped", "diverged", "failed")}, "total": len(records)},
         "compute": {"trial_hours": sum(r.get("wall_seconds", 0.0) for r in records) / 3600,
-                    "train_samples": sum(r.get("train_samples", 0) for r in finished)},
+                    "trial_epochs": sum(r["epochs"][-1]["epoch"] for r in records if r.get("epochs")),
+                    "train_samples": sum(r.get("train_samples", 0) for r in records)},
         "convention": CONVENTION,
     }
 
@@ -116,8 +118,9 @@ def format_markdown(board: dict) -> str:
         chosen = "; ".join(f"{t}: {_point(p)}" for t, p in row["config"].items())
         lines.append(f"Chosen grid points, {row['system']}: {chosen}")
     t, c = board["trials"], board["compute"]
-    lines += ["", f"Trials: {t['finished']} finished, {t['failed']} failed, of {t['total']}. "
-              f"Compute: {c['trial_hours']:.2f} trial-hours, {c['train_samples']:,} training samples."]
+    lines += ["", f"Trials: {t['finished']} finished ({t['stopped']} stopped early by the scheduler), "
+              f"{t['diverged']} diverged, {t['failed']} failed, of {t['total']}. Compute: {c['trial_hours']:.2f} "
+              f"trial-hours, {c['trial_epochs']:g} trial-epochs, {c['train_samples']:,} training samples."]
     return "\n".join(lines) + "\n"
 
 

@@ -37,28 +37,31 @@ class LiveDisplay(tune.Callback):
             self.live = None
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        name = trial.config["trial"]["trial_id"]
+        name = str(trial)
         self.running[name] = {"task": trial.config["trial"]["task"], "epoch": 0, "score": None, "sps": None}
         self._log(f"started  {name}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        name = trial.config["trial"]["trial_id"]
+        name = str(trial)
         state = self.running.setdefault(name, {"task": trial.config["trial"]["task"]})
-        state.update(epoch=result.get("epoch"), score=result.get(OBJECTIVE), sps=result.get("train_samples_per_s"))
         score = result.get(OBJECTIVE)
+        if score is None:   # a diverged trial's last word
+            self._log(f"DIVERGED {name}: {result.get('error', '')}")
+            return
+        state.update(epoch=result.get("epoch"), score=score, sps=result.get("train_samples_per_s"))
         if score is not None and score > self.best.get(state["task"], (float("-inf"), ""))[0]:
             self.best[state["task"]] = (score, name)
         self._log(f"epoch {result.get('epoch')}/{self.epochs}  {name}  score {score:.2f}  "
                   f"{result.get('train_samples_per_s', 0):.1f} samples/s")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        name = trial.config["trial"]["trial_id"]
+        name = str(trial)
         self.running.pop(name, None)
         self.done += 1
         self._log(f"finished {name}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        name = trial.config["trial"]["trial_id"]
+        name = str(trial)
         self.running.pop(name, None)
         self.failed += 1
         self._log(f"FAILED   {name}")

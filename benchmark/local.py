@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmark.atomic import atomic_replace_dir
 from benchmark.hyperparams import TrainingConfig
-from benchmark.trainer import TrialResult, train
+from benchmark.trainer import BEST_DIR, TrialResult, train
 from tasks.encoding import TaskData
 
 
@@ -20,10 +20,12 @@ def run_local_trial(hp: TrainingConfig, model_path: str, seed: int, data: TaskDa
     output.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-local-", dir=output))
 
-    def report(metrics: dict, checkpoint: Path | None) -> None:
+    def report(metrics: dict, folder: Path | None) -> None:
         log(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
-        if checkpoint is not None:
-            atomic_replace_dir(checkpoint, output / "checkpoint")
+        if folder is not None and (folder / BEST_DIR).is_dir():
+            atomic_replace_dir(folder / BEST_DIR, output / "checkpoint")
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     try:
         result = train(hp, model_path, seed, data, workdir, report, trust_remote_code=trust_remote_code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -27,6 +28,10 @@ class TrialSpec:
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def with_sampled(self, sampled: dict) -> "TrialSpec":
+        """The same trial once an adaptive search has chosen its values (the id and fingerprint stay)."""
+        return dataclasses.replace(self, point={**self.point, **sampled}, training={**self.training, **sampled})
+
     @property
     def point_key(self) -> str:
         return canonical(self.point)
@@ -42,28 +47,42 @@ def canonical(obj) -> str:
 
 
 def make_plan(suite: Suite) -> list[TrialSpec]:
-    plan = []
+    """Every trial of the suite. With Optuna, a trial's sampled values are chosen when it starts; the plan
+    fixes how many trials each study runs and their ids (`optuna=N`), with the first seed."""
+    search = suite.config.search
+    if search.resolved_algorithm == "optuna":
+        points = [{**p, "optuna": n} for p in suite.grid_points() for n in range(search.num_samples)]
+        seeds = search.seeds[:1]
+    else:
+        points, seeds = suite.points(), search.seeds
+    return [make_trial(suite, model, task, point, seed)
+            for model in suite.models for task in suite.tasks for point in points for seed in seeds]
+
+
+def make_trial(suite: Suite, model, task, point: dict, seed: int) -> TrialSpec:
+    training = suite.training_for(point).to_dict()
     data = {k: v for k, v in suite.config.data.__dict__.items() if k != "cache_dir"}
-    for model in suite.models:
-        for task in suite.tasks:
-            for point in suite.grid_points():
-                training = suite.training_for(point).to_dict()
-                for seed in suite.config.search.seeds:
-                    fingerprint = hashlib.sha256(canonical({
-                        "model": model.path, "task": task.to_dict(), "training": training, "seed": seed,
-                        "data": data, "workers": suite.config.resources.workers_per_trial,
-                    }).encode()).hexdigest()[:16]
-                    plan.append(TrialSpec(
-                        trial_id=trial_id(task.name, model.name if len(suite.models) > 1 else None, point, seed),
-                        model_name=model.name, model_path=model.path, task=task.name, point=point, seed=seed,
-                        training=training, fingerprint=fingerprint,
-                    ))
-    return plan
+    fingerprint = hashlib.sha256(canonical({
+        "model": model.path, "task": task.to_dict(), "training": training, "seed": seed,
+        "data": data, "workers": suite.config.resources.workers_per_trial,
+    }).encode()).hexdigest()[:16]
+    return TrialSpec(
+        trial_id=trial_id(task.name, model.name if len(suite.models) > 1 else None,
+                          _id_part(point, suite.config.search.grid), seed),
+        model_name=model.name, model_path=model.path, task=task.name, point=point,
+        seed=seed, training=training, fingerprint=fingerprint,
+    )
+
+
+def _id_part(point: dict, grid: dict) -> dict:
+    """Grid values name a trial; a random sample is named by its index (its values are in the record)."""
+    return {k: v for k, v in point.items() if k in grid or k in ("sample", "optuna")}
 
 
 def trial_id(task: str, model: str | None, point: dict, seed: int) -> str:
     parts = [task] + ([model] if model else [])
-    parts += [f"{SHORT_KEYS.get(k, k)}={_short(v)}" for k, v in sorted(point.items())]
+    parts += [f"{SHORT_KEYS.get(k, k)}={_short(v)}" for k, v in sorted(point.items()) if k not in ("sample", "optuna")]
+    parts += [f"{k}={point[k]:03d}" for k in ("sample", "optuna") if k in point]
     parts.append(f"seed={seed}")
     text = re.sub(r"[^A-Za-z0-9._=+-]", "-", "_".join(parts))
     if len(text) > 120:   # keep folder names short; the hash keeps them unique

@@ -69,6 +69,17 @@ def pending_trials(store: RunStore, plan: list[TrialSpec]) -> list[TrialSpec]:
     return pending
 
 
+def resumable_states(store: RunStore, pending: list[TrialSpec]) -> dict[str, str]:
+    """Unfinished trials of an interrupted run whose last saved state can be continued."""
+    states = {}
+    for spec in pending:
+        progress = store.read_progress(spec.trial_id)
+        if progress and progress.get("fingerprint") == spec.fingerprint and progress.get("state"):
+            if "://" in progress["state"] or Path(progress["state"], "state").is_dir():
+                states[spec.trial_id] = progress["state"]
+    return states
+
+
 def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: list[TrialSpec]) -> None:
     from rich.table import Table
 
@@ -100,12 +111,14 @@ def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, c
         from benchmark.live import LiveDisplay
         from benchmark.search import run_trials
 
-        if len(pending) < len(plan):
-            console.print(f"Resuming: {len(plan) - len(pending)} finished trials kept, {len(pending)} to run.")
+        resume = resumable_states(store, pending)
+        if len(pending) < len(plan) or resume:
+            console.print(f"Resuming: {len(plan) - len(pending)} finished trials kept; {len(pending)} to run, "
+                          f"{len(resume)} of them from their last saved state.")
         display = LiveDisplay(console, total=len(pending), skipped=len(plan) - len(pending),
                               epochs_per_trial=max(t.training["epochs"] for t in pending))
         try:
-            run_trials(suite, pending, task_data, store, address, callbacks=[display])
+            run_trials(suite, pending, task_data, store, address, callbacks=[display], resume=resume)
         finally:
             display.close()
     board = build_leaderboard(suite.name, store.records(), [t.name for t in suite.tasks])

@@ -1,33 +1,58 @@
-"""The Ray glue: a Tune `Tuner` runs the trial plan; each trial is a Ray Train `TorchTrainer` running `trainer.train`.
+"""The Ray glue: Ray Tune runs the trial plan, one study (Tuner) per model and task; each trial is a Ray Train
+`TorchTrainer` whose workers run `trainer.train`.
 
-The driver records every trial in the run store the moment it ends (a Tune callback), so nothing finished
-depends on the driver living to the end.
+Reports travel worker -> Train controller -> (a queue) -> the Tune trial -> Tune. Each report that carries a
+saved state also gives Tune a small pointer checkpoint, so Tune's schedulers can pause, resume and (PBT)
+clone trials, and a retried trial continues from its last state. The driver records every trial in the run
+store as results arrive (a Tune callback), so nothing finished depends on the driver living to the end.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import shutil
 import tempfile
+import threading
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
 import ray.train
 from ray import tune
+from ray.util.queue import Empty, Queue
 
-from benchmark.errors import InputError
-from benchmark.plan import data_key
+from benchmark.errors import InputError, TrialDiverged
+from benchmark.plan import TrialSpec, data_key
+from benchmark.search_space import MUTABLE_KEYS, tune_distribution
 from benchmark.store import RunStore, trial_record
+from benchmark.trainer import BEST_DIR, STATE_DIR
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE, OBJECTIVE_MODE
 
-CHECKPOINT_PATH_KEY = "checkpoint_path"   # where TuneReportCallback puts the Train checkpoint's location
+CHECKPOINT_PATH_KEY = "checkpoint_path"
+POINTER_FILE = "pointer.json"
 # The Tune trial only drives its TorchTrainer; the Train workers hold the CPUs. Tune refuses an all-zero
 # request, so the driver asks for one byte of memory: trials then pack as tightly as their workers allow.
 DRIVER_RESOURCES = {"CPU": 0, "memory": 1}
+
+
+@dataclass(frozen=True)
+class TrialOptions:
+    """What every trial of a run needs besides its own spec."""
+
+    storage: str
+    workers: int
+    cpus: float
+    gpus: float
+    trust_remote_code: bool
+    eval_every_steps: int | None
+    save_state: bool
+    max_failures: int
 
 
 def connect(address: str | None) -> None:
@@ -71,61 +96,211 @@ def concurrency(resources, cluster: dict, nodes: list[dict]) -> int:
     return max(1, fits)
 
 
-def run_trials(suite, trials: list, task_data: dict[str, TaskData], store: RunStore, address: str | None,
-               callbacks: list = ()) -> None:
+def run_trials(suite, trials: list[TrialSpec], task_data: dict[str, TaskData], store: RunStore, address: str | None,
+               callbacks: list = (), resume: dict[str, str] | None = None) -> None:
+    """Run `trials` (the plan's pending ones); `resume` maps trial ids to the saved state they continue from."""
     connect(address)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"   # Tune's own console report; bench shows its own display instead
-    resources = suite.config.resources
+    resources, search = suite.config.resources, suite.config.search
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     max_concurrent = concurrency(resources, ray.cluster_resources(), nodes)
-    refs = {key: ray.put(data) for key, data in task_data.items()}
     storage = suite.config.storage or str(store.root / "ray")
-    trainable = tune.with_parameters(
-        _tune_trial,
-        data_refs=refs,
-        storage=storage,
-        resources=(resources.workers_per_trial, resources.cpus_per_worker, resources.gpus_per_worker),
-        trust_remote_code=suite.config.trust_remote_code,
-    )
-    recorder = TrialRecorder(store, {t.trial_id: t for t in trials}, {t.name: t for t in suite.tasks}, storage)
+    options = TrialOptions(storage, resources.workers_per_trial, resources.cpus_per_worker, resources.gpus_per_worker,
+                           suite.config.trust_remote_code, search.eval_every_steps, search.save_state, search.max_failures)
+    refs = {key: ray.put(data) for key, data in task_data.items()}
+    recorder = TrialRecorder(store, {t.name: t for t in suite.tasks}, storage)
+    for study in _studies(suite, trials):
+        specs = [{**t.to_dict(), "resume_from": (resume or {}).get(t.trial_id)} for t in study]
+        recorder.expect(study)
+        _run_study(suite, specs, refs, options, task_data, max_concurrent, [recorder, *callbacks], store)
+    if "://" not in storage:   # every kept checkpoint now lives in the run directory
+        for folder in Path(storage).glob("train-*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _studies(suite, trials: list[TrialSpec]) -> list[list[TrialSpec]]:
+    """Trials that a scheduler or search algorithm may compare: one model on one task (and, for Optuna, one grid
+    point, since each Optuna study samples the space around fixed grid values)."""
+    groups: dict[tuple, list[TrialSpec]] = {}
+    grid_keys = list(suite.config.search.grid)
+    for t in trials:
+        key = (t.model_name, t.task)
+        if suite.config.search.resolved_algorithm == "optuna":
+            key += tuple(t.point.get(k) for k in grid_keys)
+        groups.setdefault(key, []).append(t)
+    return list(groups.values())
+
+
+def _run_study(suite, specs: list[dict], refs: dict, options: TrialOptions, task_data: dict, max_concurrent: int,
+               callbacks: list, store: RunStore) -> None:
+    search = suite.config.search
+    trainable = tune.with_parameters(_tune_trial, data_refs=refs, options=options)
+    names = [s["trial_id"] for s in specs]
+    search_alg, num_samples = None, 1
+    if search.resolved_algorithm == "optuna":
+        base = {k: v for k, v in specs[0].items() if k not in ("trial_id", "resume_from")}
+        param_space = {"trial": base,
+                       "sampled": {k: tune_distribution(d) for k, d in search.space.items()}}
+        search_alg, num_samples = _optuna(search, specs[0], store), len(specs)
+    else:
+        param_space = {"trial": tune.grid_search(specs)}
+    evaluations = max(_evaluations_per_trial(s, task_data, options) for s in specs)
+    metric = OBJECTIVE if search.scheduler.type == "pbt" else "best_score"   # PBT copies a trial's current state
     tuner = tune.Tuner(
         tune.with_resources(trainable, DRIVER_RESOURCES),
-        param_space={"trial": tune.grid_search([t.to_dict() for t in trials])},
-        tune_config=tune.TuneConfig(metric=OBJECTIVE, mode=OBJECTIVE_MODE, max_concurrent_trials=max_concurrent,
-                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=storage, callbacks=[recorder, *callbacks], verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=OBJECTIVE_MODE, scheduler=_scheduler(search, evaluations), search_alg=search_alg,
+            num_samples=num_samples, max_concurrent_trials=max_concurrent,
+            trial_name_creator=_namer(names), trial_dirname_creator=_namer(names),
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{specs[0]['task']}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=options.storage,
+            # Retries happen here, for any crash (a worker, a node, the trial itself); the retried trial continues
+            # from its last saved state through the pointer checkpoint.
+            callbacks=callbacks, verbose=0, failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
     )
     tuner.fit()
 
 
-def _trial_name(trial) -> str:
-    return trial.config["trial"]["trial_id"]
+def _namer(names: list[str]):
+    """Name each Tune trial by its planned id (Optuna's trials take the study's pending ids in creation order)."""
+    given: dict[str, str] = {}
+
+    def name(trial) -> str:
+        planned = trial.config["trial"].get("trial_id")
+        if planned:
+            return planned
+        if trial.trial_id not in given:
+            given[trial.trial_id] = names[len(given)]
+        return given[trial.trial_id]
+
+    return name
 
 
-def _tune_trial(config: dict, data_refs: dict, storage: str, resources: tuple, trust_remote_code: bool) -> None:
-    """One Tune trial: start a TorchTrainer whose workers run the trainer, and relay its reports to Tune."""
+def _optuna(search, spec: dict, store: RunStore):
+    """Optuna TPE, warm-started with the finished trials of this study (from an earlier, interrupted run)."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    done = [r for r in store.finished().values() if r["task"] == spec["task"] and r["model"] == spec["model_name"]
+            and "optuna" in r["grid_point"] and all(r["grid_point"].get(k) == spec["point"].get(k) for k in search.grid)]
+    points = [{"sampled": {k: r["grid_point"][k] for k in search.space}} for r in done]
+    return OptunaSearch(metric="best_score", mode=OBJECTIVE_MODE, seed=search.sample_seed,
+                        points_to_evaluate=points or None, evaluated_rewards=[r["best_score"] for r in done] or None)
+
+
+def _evaluations_per_trial(spec: dict, task_data: dict, options: TrialOptions) -> int:
+    """How many evaluation points (Tune iterations) a trial reports: a scheduler's time budget."""
+    training = spec["training"]
+    data = task_data[data_key(spec["model_name"], spec["task"], training["max_seq_length"])]
+    steps = max(1, -(-len(data.train) // training["batch_size"]))
+    if not options.eval_every_steps:
+        return training["epochs"]
+    return sum(1 for step in range(1, steps * training["epochs"] + 1)
+               if step % steps == 0 or step % options.eval_every_steps == 0)
+
+
+def _scheduler(search, evaluations: int):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, PopulationBasedTraining
+
+    s = search.scheduler
+    if s.type == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=evaluations, grace_period=s.grace_period,
+                             reduction_factor=s.reduction_factor, brackets=s.brackets)
+    if s.type == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=evaluations, reduction_factor=s.reduction_factor)
+    if s.type == "pbt":
+        varied = {k: (tune_distribution(search.space[k]) if k in search.space else search.grid[k])
+                  for k in (*search.space, *search.grid) if k in MUTABLE_KEYS}
+        return PopulationBasedTraining(
+            time_attr="training_iteration", perturbation_interval=s.perturbation_interval,
+            hyperparam_mutations={"trial": {"training": varied}}, quantile_fraction=s.quantile_fraction,
+            resample_probability=s.resample_probability, synch=False, seed=search.sample_seed,
+        )
+    return FIFOScheduler()
+
+
+def _tune_trial(config: dict, data_refs: dict, options: TrialOptions) -> None:
+    """One Tune trial: run a TorchTrainer whose workers run the trainer, and relay its reports to Tune."""
     from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
-    spec = config["trial"]
-    workers, cpus, gpus = resources
-    worker_resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    spec = _resolved_spec(config)
+    trial_id = tune.get_context().get_trial_name()
+    resume_from, resumed_trial = spec.get("resume_from"), trial_id
+    pointer = tune.get_checkpoint()   # set when Tune restores this trial: a retry, HyperBand's pause, PBT's exploit
+    if pointer is not None:
+        with pointer.as_directory() as folder:
+            saved = json.loads((Path(folder) / POINTER_FILE).read_text())
+        resume_from, resumed_trial = saved["path"], saved["trial_id"]
+    queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
+    worker_resources = {"CPU": options.cpus, **({"GPU": options.gpus} if options.gpus else {})}
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"spec": spec, "data": data_refs[data_key(spec["model_name"], spec["task"], spec["training"]["max_seq_length"])],
-                           "threads": max(1, int(cpus)), "trust_remote_code": trust_remote_code},
-        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=worker_resources),
+        train_loop_config={
+            "spec": {**spec, "trial_id": trial_id},
+            "data": data_refs[data_key(spec["model_name"], spec["task"], spec["training"]["max_seq_length"])],
+            "options": options, "resume_from": resume_from, "resumed_trial": resumed_trial,
+        },
+        scaling_config=ray.train.ScalingConfig(num_workers=options.workers, use_gpu=options.gpus > 0,
+                                               resources_per_worker=worker_resources),
         run_config=ray.train.RunConfig(
-            # A fresh name per attempt: Ray Train would otherwise resume an earlier attempt's state.
-            name=f"train-{spec['trial_id']}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=storage,
-            callbacks=[TuneReportCallback()],
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            failure_config=ray.train.FailureConfig(max_failures=0),
+            # A fresh name per attempt: the state to continue from is passed explicitly.
+            name=f"train-{trial_id}-{uuid.uuid4().hex[:8]}",
+            storage_path=options.storage,
+            callbacks=[_RelayToTune(queue)],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),   # PBT may still be copying the older one
+            failure_config=ray.train.FailureConfig(max_failures=0),   # Tune retries the whole trial instead
         ),
     )
-    trainer.fit()
+    errors: list[BaseException] = []
+    fit = threading.Thread(target=_fit, args=(trainer, errors), daemon=True)
+    fit.start()
+    while fit.is_alive() or not queue.empty():
+        try:
+            item = queue.get(timeout=0.5)
+        except Empty:
+            continue
+        _report_to_tune(item, trial_id)
+    if errors:
+        raise errors[0]
+
+
+def _resolved_spec(config: dict) -> dict:
+    spec = dict(config["trial"])
+    sampled = config.get("sampled") or {}
+    spec["training"] = {**spec["training"], **sampled}
+    spec["point"] = {**spec["point"], **sampled}
+    return spec
+
+
+def _fit(trainer, errors: list) -> None:
+    try:
+        trainer.fit()
+    except BaseException as e:  # re-raised in the Tune trial's thread
+        errors.append(e)
+
+
+class _RelayToTune(ray.train.UserCallback):
+    """Runs in the Train controller: hands each report (rank 0's metrics, the checkpoint's location) to the trial."""
+
+    def __init__(self, queue: Queue):
+        self.queue = queue
+
+    def after_report(self, run_context, metrics, checkpoint):
+        self.queue.put({"metrics": metrics[0], "checkpoint": checkpoint.path if checkpoint else None})
+
+
+def _report_to_tune(item: dict, trial_id: str) -> None:
+    metrics = dict(item["metrics"])
+    if item["checkpoint"] is None:
+        tune.report(metrics)
+        return
+    metrics[CHECKPOINT_PATH_KEY] = item["checkpoint"]
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / POINTER_FILE).write_text(json.dumps({"path": item["checkpoint"], "trial_id": trial_id}))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _train_worker(config: dict) -> None:
@@ -135,79 +310,135 @@ def _train_worker(config: dict) -> None:
     from benchmark.trainer import train
 
     quiet_libraries()
-    spec = config["spec"]
+    spec, options = config["spec"], config["options"]
     data = ray.get(config["data"])
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{spec['trial_id']}-"))
+    resumed_trial = config["resumed_trial"]
+    state = None
+    if config["resume_from"]:
+        _checkpoint_at(config["resume_from"], options.storage).to_directory(str(workdir / "resume"))
+        state = workdir / "resume" / STATE_DIR
+        state = state if state.is_dir() else None   # a checkpoint without state: start over
+    restored = {"restored_from_trial": resumed_trial} if state is not None else {}
     try:
-        train(TrainingConfig(**spec["training"]), spec["model_path"], spec["seed"], data, workdir, report_to_ray,
-              trust_remote_code=config["trust_remote_code"], meta={"trial_id": spec["trial_id"]}, threads=config["threads"])
+        train(TrainingConfig(**spec["training"]), spec["model_path"], spec["seed"], data, workdir,
+              lambda metrics, folder: report_to_ray({**metrics, **restored}, folder),
+              trust_remote_code=options.trust_remote_code, meta={"trial_id": spec["trial_id"]},
+              threads=max(1, int(options.cpus)), eval_every_steps=options.eval_every_steps,
+              save_state=options.save_state, resume_from=state,
+              reset_best=state is not None and resumed_trial != spec["trial_id"])
+    except TrialDiverged as e:   # raised on every rank at the same step: a result, not a crash to retry
+        report_to_ray({"diverged": 1, "error": str(e)}, None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report_to_ray(metrics: dict, checkpoint: Path | None) -> None:
+def report_to_ray(metrics: dict, folder: Path | None) -> None:
     """The one place that calls Ray's reporting API (renamed often across Ray releases)."""
-    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None)
-    if checkpoint:
-        shutil.rmtree(checkpoint, ignore_errors=True)   # Ray has persisted it to storage
+    metrics = {**metrics, "node_id": ray.get_runtime_context().get_node_id()}
+    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(folder)) if folder else None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)   # Ray has persisted it to storage
+
+
+def _checkpoint_at(path: str, storage: str) -> ray.train.Checkpoint:
+    import pyarrow.fs
+
+    filesystem = pyarrow.fs.FileSystem.from_uri(storage)[0] if "://" in storage else None
+    return ray.train.Checkpoint(path, filesystem=filesystem)
 
 
 class TrialRecorder(tune.Callback):
-    """Writes each trial's record and checkpoint into the run store as the trial ends."""
+    """Keeps the run store current: progress as results arrive, the best checkpoint as it improves, a record
+    when a trial ends."""
 
-    def __init__(self, store: RunStore, specs: dict, tasks: dict, storage: str):
-        self.store, self.specs, self.tasks, self.storage = store, specs, tasks, storage
-        self.history: dict[str, list[dict]] = {}
-        self.checkpoints: dict[str, str] = {}
-        self.started: dict[str, float] = {}
+    def __init__(self, store: RunStore, tasks: dict, storage: str):
+        self.store, self.tasks, self.storage = store, tasks, storage
+        self.specs: dict[str, TrialSpec] = {}
+        self.live: dict[str, dict] = {}
+
+    def expect(self, specs: list[TrialSpec]) -> None:
+        self.specs.update({s.trial_id: s for s in specs})
+
+    def _state(self, trial) -> dict:
+        name = str(trial)
+        if name not in self.live:
+            saved = self.store.read_progress(name) or {}
+            self.live[name] = {"history": saved.get("history", []), "best": saved.get("best", -math.inf),
+                               "state": saved.get("state"), "exploits": saved.get("exploits", []),
+                               "started": time.time() - saved.get("seconds", 0.0)}
+        return self.live[name]
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.started[_trial_name(trial)] = time.time()
-        self.history[_trial_name(trial)] = []
+        self._state(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        name = _trial_name(trial)
-        if CHECKPOINT_PATH_KEY in result:
-            self.checkpoints[name] = result[CHECKPOINT_PATH_KEY]
-        keep = {k: v for k, v in result.items() if isinstance(v, (int, float, str)) and k != CHECKPOINT_PATH_KEY}
-        self.history.setdefault(name, []).append(keep)
+        name, state = str(trial), self._state(trial)
+        task = self.tasks[self.specs[name].task]
+        if result.get("diverged"):
+            state["diverged"] = result.get("error", "diverged")
+            return
+        if "epoch" not in result:
+            return
+        donor = result.get("restored_from_trial")
+        if donor and donor != name and (not state["exploits"] or state["exploits"][-1]["at_step"] != result["optimizer_steps"]):
+            state["exploits"].append({"donor": donor, "at_step": result["optimizer_steps"],
+                                      "training": _resolved_spec(trial.config)["training"]})
+        row = _epoch_fields(result, task.metric_keys())
+        if state["history"] and state["history"][-1].get("optimizer_steps") == row.get("optimizer_steps"):
+            return   # a resumed trial repeating its last evaluation
+        state["history"].append(row)
+        path = result.get(CHECKPOINT_PATH_KEY)
+        if path and result.get("is_best") and result[OBJECTIVE] > state["best"]:
+            self.store.install_checkpoint(name, lambda folder: _fetch(f"{path}/{BEST_DIR}", self.storage, folder))
+            state["best"] = result[OBJECTIVE]
+        if path:
+            state["state"] = path
+        self.store.save_progress(name, {"trial_id": name, "fingerprint": self.specs[name].fingerprint,
+                                        "history": state["history"], "best": state["best"], "state": state["state"],
+                                        "exploits": state["exploits"], "seconds": time.time() - state["started"]})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._record(trial, "finished")
+        name, state = str(trial), self._state(trial)
+        epochs = self.specs[name].training["epochs"]
+        if state.get("diverged"):
+            self._record(trial, "diverged", state["diverged"])
+        elif state["history"] and state["history"][-1]["epoch"] < epochs:
+            self._record(trial, "stopped")
+        else:
+            self._record(trial, "finished")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._record(trial, "failed", _error_text(trial))
 
     def _record(self, trial, status: str, error: str | None = None) -> None:
-        name = _trial_name(trial)
+        name, state = str(trial), self._state(trial)
         spec = self.specs[name]
+        if "sampled" in trial.config:   # Optuna chose this trial's values when it started
+            spec = spec.with_sampled(trial.config["sampled"])
         task = self.tasks[spec.task]
-        epochs = [_epoch_fields(r, task.metric_keys()) for r in self.history.get(name, []) if "epoch" in r]
-        checkpoint = None
-        if status == "finished" and name in self.checkpoints:
-            self.store.install_checkpoint(name, lambda folder: _fetch_checkpoint(self.checkpoints[name], self.storage, folder))
-            checkpoint = str(self.store.checkpoint_dir(name).relative_to(self.store.root))
-            if "://" not in self.storage:   # the run directory now holds it; don't keep two copies on disk
-                shutil.rmtree(self.checkpoints[name], ignore_errors=True)
-        if status == "finished" and not epochs:
-            status, error = "failed", "the trial reported no epoch"
-        wall = time.time() - self.started.get(name, time.time())
-        self.store.save_record(trial_record(spec.to_dict(), task.to_dict(), task.metric_keys(), epochs, status,
-                                            checkpoint, wall, error))
+        if status in ("finished", "stopped") and not state["history"]:
+            status, error = "failed", "the trial reported no evaluation"
+        has_checkpoint = self.store.checkpoint_dir(name).is_dir()
+        self.store.save_record(trial_record(
+            spec.to_dict(), task.to_dict(), task.metric_keys(), state["history"], status,
+            str(self.store.checkpoint_dir(name).relative_to(self.store.root)) if has_checkpoint else None,
+            time.time() - state["started"], error,
+            final_training=_resolved_spec(trial.config)["training"], exploits=state["exploits"],
+            node_ids=sorted({h["node_id"] for h in state["history"] if h.get("node_id")}),
+            failures=trial.num_failures,
+        ))
+        self.live.pop(name, None)
 
 
 def _epoch_fields(result: dict, metric_keys: list[str]) -> dict:
-    keep = ["epoch", OBJECTIVE, *metric_keys, "train_loss", "learning_rate", "optimizer_steps", "train_samples", "train_seconds",
-            "train_samples_per_s", "eval_seconds", "eval_samples_per_s", "peak_memory_mb"]
+    keep = ["epoch", OBJECTIVE, *metric_keys, "train_loss", "learning_rate", "optimizer_steps", "train_samples",
+            "train_seconds", "train_samples_per_s", "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id"]
     return {k: result[k] for k in keep if k in result}
 
 
-def _fetch_checkpoint(path: str, storage: str, folder: Path) -> None:
-    import pyarrow.fs
-
-    filesystem, _ = pyarrow.fs.FileSystem.from_uri(storage) if "://" in storage else (None, None)
-    checkpoint = ray.train.Checkpoint(path, filesystem=filesystem)
-    checkpoint.to_directory(str(folder))
+def _fetch(path: str, storage: str, folder: Path) -> None:
+    _checkpoint_at(path, storage).to_directory(str(folder))
 
 
 def _error_text(trial) -> str:

@@ -13,7 +13,9 @@ from benchmark.atomic import atomic_replace_dir, atomic_write_json, atomic_write
 from benchmark.errors import InputError
 
 SUITE_FILE = "suite.yaml"
+DONE_STATUSES = ("finished", "stopped", "diverged")
 RECORD_FILE = "record.json"
+PROGRESS_FILE = "progress.json"   # a running trial's history and latest saved state; replaced by the record
 CHECKPOINT_DIR = "checkpoint"
 
 
@@ -44,6 +46,16 @@ class RunStore:
     def save_record(self, record: dict) -> None:
         atomic_write_json(self.trial_dir(record["trial_id"]) / RECORD_FILE, record)
 
+    def save_progress(self, trial_id: str, progress: dict) -> None:
+        atomic_write_json(self.trial_dir(trial_id) / PROGRESS_FILE, progress)
+
+    def read_progress(self, trial_id: str) -> dict | None:
+        path = self.trial_dir(trial_id) / PROGRESS_FILE
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
     def records(self) -> list[dict]:
         out = []
         for path in sorted(self.trials.glob(f"*/{RECORD_FILE}")):
@@ -54,7 +66,8 @@ class RunStore:
         return out
 
     def finished(self) -> dict[str, dict]:
-        return {r["trial_id"]: r for r in self.records() if r.get("status") == "finished"}
+        """Trials that ran to their end: completed, stopped early by a scheduler, or diverged. Failed ones rerun."""
+        return {r["trial_id"]: r for r in self.records() if r.get("status") in DONE_STATUSES}
 
     def install_checkpoint(self, trial_id: str, fetch) -> Path:
         """Place a trial's checkpoint atomically; `fetch(folder)` fills a staging folder beside the target."""
@@ -69,7 +82,7 @@ class RunStore:
 
 
 def trial_record(spec: dict, task: dict, metric_keys: list[str], epochs: list[dict], status: str,
-                 checkpoint: str | None, wall_seconds: float, error: str | None = None) -> dict:
+                 checkpoint: str | None, wall_seconds: float, error: str | None = None, **extra) -> dict:
     """What the run directory keeps of one trial; `bench table` needs nothing else."""
     from tasks.metrics import OBJECTIVE
 
@@ -99,4 +112,5 @@ def trial_record(spec: dict, task: dict, metric_keys: list[str], epochs: list[di
         "train_samples_per_s": last.get("train_samples", 0) / train_seconds if train_seconds else None,
         "peak_memory_mb": max((e.get("peak_memory_mb", 0.0) for e in epochs), default=None),
         "error": error,
+        **extra,
     }

@@ -5,15 +5,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import InputError
-from benchmark.hyperparams import TRAINING_KEYS, TrainingConfig
+from benchmark.hyperparams import TrainingConfig
 from benchmark.modeling import ModelRef, max_positions, resolve_model
-from benchmark.schema import check_value, parse, suggest
+from benchmark.schema import parse, suggest
+from benchmark.search_space import SearchConfig, check_search, sample_space
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
 
@@ -27,12 +27,6 @@ class DataConfig:
     max_eval_samples: int | None = field(default=None, metadata={"min": 1})
     sample_seed: int = 0                   # which random slice the caps above keep; the same for every trial
     cache_dir: str | None = None           # null: $BENCH_CACHE_DIR, else ~/.cache/bench
-
-
-@dataclass
-class SearchConfig:
-    grid: dict[str, list[Any]] = field(default_factory=dict)
-    seeds: list[int] = field(default_factory=lambda: [1], metadata={"nonempty": True})
 
 
 @dataclass
@@ -74,8 +68,16 @@ class Suite:
         keys = list(grid)
         return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
+    def points(self) -> list[dict[str, Any]]:
+        """The configurations the plan runs: grid points, each crossed with the random samples of `space`."""
+        search = self.config.search
+        if search.resolved_algorithm != "random":
+            return self.grid_points()
+        samples = sample_space(search.space, search.num_samples, search.sample_seed)
+        return [{**point, **sample, "sample": i} for point in self.grid_points() for i, sample in enumerate(samples)]
+
     def training_for(self, point: dict[str, Any]) -> TrainingConfig:
-        return self.config.training.replace(**point)
+        return self.config.training.replace(**{k: v for k, v in point.items() if k not in ("sample", "optuna")})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self.config)
@@ -139,13 +141,13 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     config = parse(SuiteConfig, data, "")
     if not NAME_PATTERN.match(config.name):
         raise InputError("name", f"use letters, digits, '.', '-' and '_' (at most 100); got {config.name!r}")
-    _check_grid(config)
+    check_search(config.search)
     _check_resources(config)
     tasks, entries = _resolve_tasks(config.tasks)
     models = _resolve_models(config)
     for m in models:
         limit = max_positions(m.path, config.trust_remote_code)
-        longest = max([config.training.max_seq_length, *config.search.grid.get("max_seq_length", [])])
+        longest = max(_possible_values(config, "max_seq_length"))
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
     if config.data.glue_dir and not Path(config.data.glue_dir).expanduser().is_dir():
@@ -154,39 +156,30 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     return Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
 
 
-def _check_grid(config: SuiteConfig) -> None:
-    hints = typing.get_type_hints(TrainingConfig)
-    metas = {f.name: f.metadata for f in dataclasses.fields(TrainingConfig)}
-    for key, values in config.search.grid.items():
-        where = f"search.grid.{key}"
-        if key not in TRAINING_KEYS:
-            raise InputError(where, "not a training hyperparameter" + suggest(key, TRAINING_KEYS))
-        if not values:
-            raise InputError(where, "the grid has no values for this key")
-        checked = [check_value(hints[key], v, f"{where}[{i}]", metas[key]) for i, v in enumerate(values)]
-        if len(set(map(repr, checked))) != len(checked):
-            raise InputError(where, "repeats a value")
-        config.search.grid[key] = checked
-    seeds = config.search.seeds
-    if len(set(seeds)) != len(seeds):
-        raise InputError("search.seeds", "repeats a seed")
-    if any(s < 0 or s >= 2**32 for s in seeds):
-        raise InputError("search.seeds", "seeds must lie in [0, 2^32)")
-
-
 def _check_resources(config: SuiteConfig) -> None:
     r, t = config.resources, config.training
-    batch_sizes = config.search.grid.get("batch_size", [t.batch_size])
-    accumulations = config.search.grid.get("gradient_accumulation_steps", [t.gradient_accumulation_steps])
+    batch_sizes = _possible_values(config, "batch_size")
+    accumulations = _possible_values(config, "gradient_accumulation_steps")
     for b, a in itertools.product(batch_sizes, accumulations):
         if b % (r.workers_per_trial * a):
             raise InputError("training.batch_size", f"{b} is not divisible by workers_per_trial x gradient_accumulation_steps "
                              f"({r.workers_per_trial} x {a}); batch_size is the global batch of one optimizer step")
-    precisions = config.search.grid.get("precision", [t.precision])
+    precisions = _possible_values(config, "precision")
     if "fp16" in precisions and r.gpus_per_worker == 0:
         raise InputError("training.precision", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU")
     if 0 < r.gpus_per_worker < 1 and r.workers_per_trial > 1:
         raise InputError("resources.gpus_per_worker", "a trial with several workers needs whole GPUs per worker")
+
+
+def _possible_values(config: SuiteConfig, key: str) -> list:
+    """Every value a hyperparameter can take in this suite's plan."""
+    search = config.search
+    if key in search.grid:
+        return search.grid[key]
+    if key in search.space:
+        (kind, args), = search.space[key].items()
+        return args if kind == "choice" else list(range(args[0], args[1])) if kind == "randint" else args
+    return [getattr(config.training, key)]
 
 
 def _resolve_tasks(entries: list[Any]) -> tuple[list[TaskSpec], list[Any]]:

@@ -1,11 +1,14 @@
 """One trial: fine-tune an encoder on one task with a DeepSpeed engine. A plain function; Ray is optional.
 
-Read it top to bottom: set up, then for each epoch train (micro-steps, clip and step inside the engine),
-evaluate on every dev split, keep the checkpoint when the dev score improves, and report.
+Read it top to bottom: set up (or restore a saved state), then for each epoch train (micro-steps; clipping
+and the optimizer step happen inside the engine), and at every evaluation point (each epoch's end, and every
+`eval_every_steps` optimizer steps if asked) evaluate on every dev split, keep the checkpoint when the dev
+score improves, save the full training state if asked, and report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import resource
 import shutil
@@ -23,23 +26,42 @@ from benchmark.engine import adamw, deepspeed_config, init_distributed, linear_s
 from benchmark.errors import TrialDiverged
 from benchmark.hyperparams import TrainingConfig
 from benchmark.modeling import build_classifier, load_tokenizer
+from benchmark.training_state import load_training_state, save_training_state
 from tasks.encoding import EncodedSplit, TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
 
-# report(epoch_metrics, checkpoint_dir_or_None): the caller takes ownership of the checkpoint folder.
+# report(metrics, folder_or_None): the caller takes ownership of the folder. It holds `best/` (a Hugging Face
+# checkpoint, when this evaluation is the best so far; rank 0 only) and `state/` (when saving state).
 Reporter = Callable[[dict, "Path | None"], None]
+BEST_DIR = "best"
+STATE_DIR = "state"
+
+
+@dataclass
+class Progress:
+    """Where the loop stands; saved with the training state, so a restored trial continues the same history."""
+
+    epoch: int = 0                 # the epoch to train next (0-based)
+    batch: int = 0                 # the first batch of that epoch still to train
+    samples_seen: int = 0
+    best_score: float = -math.inf
+    best_epoch: float | None = None
+    history: list[dict] = field(default_factory=list)
 
 
 @dataclass
 class TrialResult:
-    epochs: list[dict] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_score: float = -math.inf
-    wall_seconds: float = 0.0
+    epochs: list[dict]
+    best_epoch: float | None
+    best_score: float
+    wall_seconds: float
 
 
-def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdir: Path, report: Reporter,
-          trust_remote_code: bool = False, meta: dict | None = None, threads: int | None = None) -> TrialResult:
+def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdir: Path, report: Reporter, *,
+          trust_remote_code: bool = False, meta: dict | None = None, threads: int | None = None,
+          eval_every_steps: int | None = None, save_state: bool = False, resume_from: Path | None = None,
+          reset_best: bool = False) -> TrialResult:
+    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on."""
     started = time.perf_counter()
     task = data.task
     rank, world = init_distributed()
@@ -65,76 +87,98 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
     device = engine.device
     pad_multiple = 8 if device.type == "cuda" else 1
     loss_fn = _loss_function(task.is_regression)
+    progress = Progress()
+    if resume_from is not None:
+        client = load_training_state(engine, schedule, Path(resume_from), rank, world, hp.zero_stage)
+        progress = Progress(**{k: client[k] for k in (f.name for f in dataclasses.fields(Progress))})
+        if reset_best:
+            progress.best_score, progress.best_epoch = -math.inf, None
+    resumed_at_end = progress.epoch >= hp.epochs
 
-    result = TrialResult()
-    samples_seen = 0
-    for epoch in range(hp.epochs):
-        # Train one epoch.
+    for epoch in range(progress.epoch, hp.epochs):
         engine.train()
-        epoch_start = time.perf_counter()
-        losses, epoch_samples = [], 0
-        for batch in global_batches(lengths, hp.batch_size, seed, epoch, hp.group_by_length, micro_parts):
-            for micro in rank_micro_batches(batch, lengths, rank, world, hp.gradient_accumulation_steps):
+        batches = global_batches(lengths, hp.batch_size, seed, epoch, hp.group_by_length, micro_parts)
+        window_start, window_samples, losses = time.perf_counter(), 0, []
+        for b in range(progress.batch if epoch == progress.epoch else 0, len(batches)):
+            # One optimizer step: this rank's micro-batches of the global batch.
+            nonfinite = 0
+            for micro in rank_micro_batches(batches[b], lengths, rank, world, hp.gradient_accumulation_steps):
                 inputs = {k: v.to(device) for k, v in collate(data.train, micro, tokenizer.pad_token_id, pad_multiple).items()}
                 labels = torch.from_numpy(data.train.labels[micro]).to(device)
-                logits = engine(**inputs).logits
-                loss = loss_fn(logits, labels)
-                if not torch.isfinite(loss):
-                    raise TrialDiverged(f"loss is {loss.item()} at epoch {epoch + 1}, step {engine.global_steps}")
+                loss = loss_fn(engine(**inputs).logits, labels)
+                nonfinite += int(not torch.isfinite(loss))
                 engine.backward(loss)
                 engine.step()       # steps the optimizer and schedule at accumulation boundaries, after clipping
                 losses.append(loss.item())
-            epoch_samples += len(batch)
-        train_seconds = time.perf_counter() - epoch_start
-        samples_seen += epoch_samples
+            if _sum_over_ranks(nonfinite, device):   # every rank stops at the same step
+                raise TrialDiverged(f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1})")
+            window_samples += len(batches[b])
+            progress.samples_seen += len(batches[b])
 
-        # Evaluate on every dev split; every rank gets every logit, so all agree on what is best.
-        eval_start = time.perf_counter()
-        split_logits = {s: _predict(engine, split, tokenizer.pad_token_id, hp.eval_batch_size, rank, world, pad_multiple)
-                        for s, split in data.eval_splits.items()}
-        split_labels = {s: split.labels for s, split in data.eval_splits.items()}
-        metrics = compute_metrics(task, split_logits, split_labels)
-        score = task_score(metrics)
-        eval_seconds = time.perf_counter() - eval_start
-
-        epoch_metrics = {
-            "epoch": epoch + 1,
-            OBJECTIVE: score,
-            **metrics,
-            "train_loss": _mean_over_ranks(losses, device),
-            "learning_rate": schedule.get_last_lr()[0],
-            "optimizer_steps": engine.global_steps,
-            "train_samples": samples_seen,
-            "train_seconds": train_seconds,
-            "train_samples_per_s": epoch_samples / train_seconds,
-            "eval_seconds": eval_seconds,
-            "eval_samples_per_s": sum(len(s) for s in data.eval_splits.values()) / eval_seconds,
-            "peak_memory_mb": _peak_memory_mb(device),
-        }
-        result.epochs.append(epoch_metrics)
-
-        # Keep the checkpoint of the best epoch so far.
-        checkpoint = None
-        if score > result.best_score:
-            result.best_score, result.best_epoch = score, epoch + 1
-            if rank == 0:
-                checkpoint = workdir / f"checkpoint-epoch{epoch + 1}"
-                shutil.rmtree(checkpoint, ignore_errors=True)
-                save_checkpoint(checkpoint, engine.module, tokenizer, split_logits, split_labels, {
+            end_of_epoch = b == len(batches) - 1
+            if not end_of_epoch and not (eval_every_steps and engine.global_steps % eval_every_steps == 0):
+                continue
+            # An evaluation point: evaluate, keep the best, save state, report.
+            train_seconds = time.perf_counter() - window_start
+            progress.epoch, progress.batch = (epoch + 1, 0) if end_of_epoch else (epoch, b + 1)
+            row = _evaluate(engine, data, tokenizer.pad_token_id, hp.eval_batch_size, rank, world, pad_multiple)
+            split_logits, split_labels = row.pop("_logits"), row.pop("_labels")
+            row.update({
+                "epoch": epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4),
+                "train_loss": _mean_over_ranks(losses, device),
+                "learning_rate": schedule.get_last_lr()[0],
+                "optimizer_steps": engine.global_steps,
+                "train_samples": progress.samples_seen,
+                "train_seconds": train_seconds,
+                "train_samples_per_s": window_samples / train_seconds,
+                "peak_memory_mb": _peak_memory_mb(device),
+            })
+            progress.history.append(row)
+            is_best = row[OBJECTIVE] > progress.best_score
+            if is_best:
+                progress.best_score, progress.best_epoch = row[OBJECTIVE], row["epoch"]
+            folder = workdir / f"step-{engine.global_steps}"
+            wrote = False
+            if is_best and rank == 0:
+                shutil.rmtree(folder, ignore_errors=True)
+                save_checkpoint(folder / BEST_DIR, engine.module, tokenizer, split_logits, split_labels, {
                     **(meta or {}), "task": task.to_dict(), "model_path": model_path, "seed": seed,
-                    "training": hp.to_dict(), "epoch": epoch + 1, "metrics": metrics, OBJECTIVE: score,
+                    "training": hp.to_dict(), "epoch": row["epoch"], "metrics": {k: row[k] for k in task.metric_keys()},
+                    OBJECTIVE: row[OBJECTIVE],
                 })
-        report({**epoch_metrics, "best_epoch": result.best_epoch, "best_score": result.best_score}, checkpoint)
+                wrote = True
+            if save_state:
+                save_training_state(engine, schedule, folder / STATE_DIR, rank, world, hp.zero_stage,
+                                    dataclasses.asdict(progress))
+                wrote = True
+            report({**row, "is_best": is_best, "best_epoch": progress.best_epoch, "best_score": progress.best_score},
+                   folder if wrote else None)
+            engine.train()
+            window_start, window_samples, losses = time.perf_counter(), 0, []
 
-    result.wall_seconds = time.perf_counter() - started
+    if resumed_at_end and progress.history:   # the state was saved after the last evaluation: report it again
+        report({**progress.history[-1], "is_best": False, "best_epoch": progress.best_epoch,
+                "best_score": progress.best_score}, None)
     engine.destroy()
-    return result
+    return TrialResult(progress.history, progress.best_epoch, progress.best_score, time.perf_counter() - started)
 
 
 def _loss_function(regression: bool):
     if regression:
         return lambda logits, labels: torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
     return lambda logits, labels: torch.nn.functional.cross_entropy(logits.float(), labels)
+
+
+def _evaluate(engine, data: TaskData, pad_id: int, batch_size: int, rank: int, world: int, pad_multiple: int) -> dict:
+    started = time.perf_counter()
+    split_logits = {s: _predict(engine, split, pad_id, batch_size, rank, world, pad_multiple)
+                    for s, split in data.eval_splits.items()}
+    split_labels = {s: split.labels for s, split in data.eval_splits.items()}
+    metrics = compute_metrics(data.task, split_logits, split_labels)
+    seconds = time.perf_counter() - started
+    return {OBJECTIVE: task_score(metrics), **metrics, "eval_seconds": seconds,
+            "eval_samples_per_s": sum(len(s) for s in data.eval_splits.values()) / seconds,
+            "_logits": split_logits, "_labels": split_labels}
 
 
 @torch.no_grad()
@@ -167,13 +211,19 @@ def _all_gather(obj, world: int) -> list:
     return gathered
 
 
-def _mean_over_ranks(values: list[float], device: torch.device) -> float:
+def _sum_over_ranks(value: float, device: torch.device) -> float:
     import torch.distributed as dist
 
-    total = torch.tensor([sum(values), len(values)], dtype=torch.float64, device=device)
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(total)
-    return float(total[0] / max(1.0, float(total[1])))
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return float(total[0])
+
+
+def _mean_over_ranks(values: list[float], device: torch.device) -> float:
+    total, count = _sum_over_ranks(sum(values), device), _sum_over_ranks(len(values), device)
+    return total / max(1.0, count)
 
 
 def _peak_memory_mb(device: torch.device) -> float:

@@ -12,7 +12,7 @@ def record(task, lr, seed, metrics, status="finished", model="m"):
     return {"trial_id": f"{task}-{lr}-{seed}", "status": status, "kind": "single", "task": task, "model": model,
             "metric_keys": list(metrics), "grid_point": {"learning_rate": lr}, "seed": seed,
             "best_metrics": metrics, "best_score": 100 * float(np.mean(list(metrics.values()))),
-            "wall_seconds": 3600.0, "train_samples": 100}
+            "wall_seconds": 3600.0, "train_samples": 100, "epochs": [{"epoch": 1}, {"epoch": 2}]}
 
 
 RECORDS = [
@@ -37,7 +37,7 @@ def test_best_grid_point_by_mean_over_seeds_with_mean_and_std():
     assert row["average"] == pytest.approx((62.0 + 85.0) / 2)
     # The average's std is over per-seed averages: seed 1 (60 + 85)/2, seed 2 (64 + 85)/2.
     assert row["std"]["average"] == pytest.approx(np.std([72.5, 74.5], ddof=1))
-    assert board["trials"] == {"finished": 7, "failed": 1, "total": 8}
+    assert board["trials"] == {"finished": 7, "stopped": 0, "diverged": 0, "failed": 1, "total": 8}
     assert board["compute"]["trial_hours"] == pytest.approx(8.0)
 
 

@@ -95,5 +95,40 @@ def test_a_nan_loss_stops_the_trial(tiny_model, stsb, tmp_path):
 
     bad = copy.deepcopy(stsb)
     bad.splits["train"].labels[:] = np.nan
-    with pytest.raises(TrialDiverged, match="loss is nan"):
+    with pytest.raises(TrialDiverged, match="loss became nan at optimizer step 1"):
         run_local_trial(TrainingConfig(**FAST), str(tiny_model), 1, bad, tmp_path, log=quiet)
+
+
+@pytest.mark.parametrize("stage, precision", [(0, "fp32"), (0, "bf16"), (2, "bf16")])
+def test_a_saved_state_continues_exactly_where_it_stopped(tiny_model, rte, tmp_path, stage, precision):
+    """Train 3 epochs straight; separately stop after epoch 1 and resume from the saved state: same numbers."""
+    from benchmark.trainer import STATE_DIR, train
+
+    hp = TrainingConfig(**{**FAST, "epochs": 3}, zero_stage=stage, precision=precision)
+    straight = run_local_trial(hp, str(tiny_model), 5, rte, tmp_path / "straight", log=quiet)
+
+    saved = {}
+
+    def keep_first_state(metrics, folder):
+        if metrics["epoch"] == 1:
+            saved["state"] = folder / STATE_DIR
+        if metrics["epoch"] == 2:
+            raise KeyboardInterrupt   # stop the first run after epoch 2 began to be reported
+    with pytest.raises(KeyboardInterrupt):
+        train(hp, str(tiny_model), 5, rte, tmp_path / "work", keep_first_state, save_state=True)
+    resumed = []
+    result = train(hp, str(tiny_model), 5, rte, tmp_path / "work2", lambda m, f: resumed.append(m),
+                   resume_from=saved["state"])
+    keys = ["epoch", "score", "train_loss", "learning_rate", "optimizer_steps", "train_samples"]
+    assert [{k: e[k] for k in keys} for e in result.epochs] == [{k: e[k] for k in keys} for e in straight.epochs]
+    assert [m["epoch"] for m in resumed] == [2, 3]   # only the remaining epochs ran
+
+
+def test_eval_every_n_steps_reports_mid_epoch(tiny_model, rte, tmp_path):
+    from benchmark.trainer import train
+
+    reports = []
+    train(TrainingConfig(**FAST), str(tiny_model), 1, rte, tmp_path, lambda m, f: reports.append(m), eval_every_steps=4)
+    # 96 examples / 16 = 6 steps per epoch: evaluations after steps 4, 6 (epoch end), 8, 12 (epoch end).
+    assert [m["optimizer_steps"] for m in reports] == [4, 6, 8, 12]
+    assert [m["epoch"] for m in reports] == [pytest.approx(4 / 6, abs=1e-4), 1, pytest.approx(1 + 2 / 6, abs=1e-4), 2]
