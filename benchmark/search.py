@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
 import tempfile
 import threading
@@ -31,6 +32,7 @@ from benchmark.plan import TrialSpec, data_key
 from benchmark.search_space import MUTABLE_KEYS, tune_distribution
 from benchmark.store import RunStore, trial_record
 from benchmark.trainer import BEST_DIR, STATE_DIR
+from benchmark.training_state import read_client_state
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE, OBJECTIVE_MODE
 
@@ -39,6 +41,8 @@ POINTER_FILE = "pointer.json"
 # The Tune trial only drives its TorchTrainer; the Train workers hold the CPUs. Tune refuses an all-zero
 # request, so the driver asks for one byte of memory: trials then pack as tightly as their workers allow.
 DRIVER_RESOURCES = {"CPU": 0, "memory": 1}
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class TrialOptions:
     eval_every_steps: int | None
     save_state: bool
     max_failures: int
+    # A PBT recipient copies its donor's state some seconds after the exploit is decided, while the donor trains
+    # on: PBT keeps every state until its study ends. Otherwise the last two (one may still be being copied).
+    states_to_keep: int | None = 2
 
 
 def connect(address: str | None) -> None:
@@ -106,13 +113,15 @@ def run_trials(suite, trials: list[TrialSpec], task_data: dict[str, TaskData], s
     max_concurrent = concurrency(resources, ray.cluster_resources(), nodes)
     storage = suite.config.storage or str(store.root / "ray")
     options = TrialOptions(storage, resources.workers_per_trial, resources.cpus_per_worker, resources.gpus_per_worker,
-                           suite.config.trust_remote_code, search.eval_every_steps, search.save_state, search.max_failures)
+                           suite.config.trust_remote_code, search.eval_every_steps, search.save_state, search.max_failures,
+                           states_to_keep=None if search.scheduler.type == "pbt" else 2)
     refs = {key: ray.put(data) for key, data in task_data.items()}
     recorder = TrialRecorder(store, {t.name: t for t in suite.tasks}, storage)
     for study in _studies(suite, trials):
         specs = [{**t.to_dict(), "resume_from": (resume or {}).get(t.trial_id)} for t in study]
         recorder.expect(study)
-        _run_study(suite, specs, refs, options, task_data, max_concurrent, [recorder, *callbacks], store)
+        _run_study(suite, specs, refs, options, task_data, max_concurrent,
+                   [recorder, ReleaseStoppedTrials(), *callbacks], store)
     if "://" not in storage:   # every kept checkpoint now lives in the run directory
         for folder in Path(storage).glob("train-*"):
             shutil.rmtree(folder, ignore_errors=True)
@@ -159,9 +168,11 @@ def _run_study(suite, specs: list[dict], refs: dict, options: TrialOptions, task
             # Retries happen here, for any crash (a worker, a node, the trial itself); the retried trial continues
             # from its last saved state through the pointer checkpoint.
             callbacks=callbacks, verbose=0, failure_config=tune.FailureConfig(max_failures=options.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=options.states_to_keep),
         ),
     )
+    if search.scheduler.type == "pbt":
+        random.seed(search.sample_seed)   # PBT draws its exploits and perturbations from the global generator
     tuner.fit()
 
 
@@ -217,7 +228,7 @@ def _scheduler(search, evaluations: int):
         return PopulationBasedTraining(
             time_attr="training_iteration", perturbation_interval=s.perturbation_interval,
             hyperparam_mutations={"trial": {"training": varied}}, quantile_fraction=s.quantile_fraction,
-            resample_probability=s.resample_probability, synch=False, seed=search.sample_seed,
+            resample_probability=s.resample_probability, synch=False,
         )
     return FIFOScheduler()
 
@@ -250,7 +261,7 @@ def _tune_trial(config: dict, data_refs: dict, options: TrialOptions) -> None:
             name=f"train-{trial_id}-{uuid.uuid4().hex[:8]}",
             storage_path=options.storage,
             callbacks=[_RelayToTune(queue)],
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),   # PBT may still be copying the older one
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=options.states_to_keep),
             failure_config=ray.train.FailureConfig(max_failures=0),   # Tune retries the whole trial instead
         ),
     )
@@ -319,7 +330,13 @@ def _train_worker(config: dict) -> None:
         _checkpoint_at(config["resume_from"], options.storage).to_directory(str(workdir / "resume"))
         state = workdir / "resume" / STATE_DIR
         state = state if state.is_dir() else None   # a checkpoint without state: start over
-    restored = {"restored_from_trial": resumed_trial} if state is not None else {}
+    # Each attempt names itself, so the driver tells a new exploit from the next report of the same one.
+    restored = {"attempt": uuid.uuid4().hex[:8]}
+    if state is not None:
+        restored.update(restored_from_trial=resumed_trial, restored_from_step=read_client_state(state)["global_steps"])
+    group = ray.util.get_current_placement_group()
+    if group is not None:
+        restored["placement_group"] = group.id.hex()
     try:
         train(TrainingConfig(**spec["training"]), spec["model_path"], spec["seed"], data, workdir,
               lambda metrics, folder: report_to_ray({**metrics, **restored}, folder),
@@ -328,7 +345,8 @@ def _train_worker(config: dict) -> None:
               save_state=options.save_state, resume_from=state,
               reset_best=state is not None and resumed_trial != spec["trial_id"])
     except TrialDiverged as e:   # raised on every rank at the same step: a result, not a crash to retry
-        report_to_ray({"diverged": 1, "error": str(e)}, None)
+        # Tune checks every result for the objective; a diverged trial scores the worst possible.
+        report_to_ray({"diverged": 1, "error": str(e), OBJECTIVE: -math.inf, "best_score": -math.inf}, None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -346,6 +364,42 @@ def _checkpoint_at(path: str, storage: str) -> ray.train.Checkpoint:
 
     filesystem = pyarrow.fs.FileSystem.from_uri(storage)[0] if "://" in storage else None
     return ray.train.Checkpoint(path, filesystem=filesystem)
+
+
+class ReleaseStoppedTrials(tune.Callback):
+    """Frees the workers of trials that Tune ended from outside: a scheduler's stop or pause ends the trial's
+    actor while its Train run is still going, and that run's placement group lives as long as the job. Ray Train
+    reaps such groups only where the dashboard's state API runs, so without this a stopped trial holds its CPUs
+    for the rest of the run."""
+
+    def __init__(self):
+        self.groups: dict[str, set[str]] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        group = result.get("placement_group")
+        if group:
+            held = self.groups.setdefault(str(trial), set())
+            _remove_placement_groups(held - {group})   # a restored trial's earlier attempts
+            held.intersection_update({group})
+            held.add(group)
+
+    def on_step_end(self, iteration, trials, **info):
+        for trial in trials:
+            if trial.status != "RUNNING" and self.groups.get(str(trial)):
+                _remove_placement_groups(self.groups.pop(str(trial)))
+
+
+def _remove_placement_groups(ids) -> None:
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup
+
+    for hex_id in ids:
+        group = PlacementGroup(PlacementGroupID(bytes.fromhex(hex_id)))
+        try:
+            if ray.util.placement_group_table(group).get("state") not in (None, "REMOVED"):
+                ray.util.remove_placement_group(group)
+        except Exception as e:   # already gone with its job or node
+            logger.debug("placement group %s: %s", hex_id, e)
 
 
 class TrialRecorder(tune.Callback):
@@ -380,13 +434,17 @@ class TrialRecorder(tune.Callback):
             return
         if "epoch" not in result:
             return
-        donor = result.get("restored_from_trial")
-        if donor and donor != name and (not state["exploits"] or state["exploits"][-1]["at_step"] != result["optimizer_steps"]):
-            state["exploits"].append({"donor": donor, "at_step": result["optimizer_steps"],
-                                      "training": _resolved_spec(trial.config)["training"]})
         row = _epoch_fields(result, task.metric_keys())
-        if state["history"] and state["history"][-1].get("optimizer_steps") == row.get("optimizer_steps"):
-            return   # a resumed trial repeating its last evaluation
+        donor, new_attempt = result.get("restored_from_trial"), result.get("attempt") != state.get("attempt")
+        state["attempt"] = result.get("attempt")
+        if new_attempt and donor and donor != name:
+            # PBT's exploit: from here the trial continues another trial's state, so its step count may go back.
+            state["exploits"].append({"donor": donor, "from_step": result["restored_from_step"],
+                                      "at_index": len(state["history"]),
+                                      "training": _resolved_spec(trial.config)["training"]})
+        since = state["exploits"][-1]["at_index"] if state["exploits"] else 0
+        if any(h.get("optimizer_steps") == row.get("optimizer_steps") for h in state["history"][since:]):
+            return   # a trial resumed from its own state repeating an evaluation it had reported
         state["history"].append(row)
         path = result.get(CHECKPOINT_PATH_KEY)
         if path and result.get("is_best") and result[OBJECTIVE] > state["best"]:

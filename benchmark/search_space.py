@@ -96,8 +96,8 @@ def check_search(search: SearchConfig) -> None:
         mutable = [k for k in varied if k in MUTABLE_KEYS]
         if not mutable:
             raise InputError("search.scheduler", f"pbt needs a grid or space over one of {', '.join(MUTABLE_KEYS)} to perturb")
-        if not search.save_state:
-            raise InputError("search.save_state", "pbt exploits by restoring saved states; it needs save_state: true")
+    if scheduler in ("pbt", "hyperband") and not search.save_state:
+        raise InputError("search.save_state", f"{scheduler} pauses and restores trials from saved states; it needs save_state: true")
     if scheduler == "pbt" and algorithm == "optuna":
         raise InputError("search.scheduler", "pbt chooses its own configurations; use algorithm grid or random with it")
 

@@ -45,6 +45,8 @@ class RunStore:
 
     def save_record(self, record: dict) -> None:
         atomic_write_json(self.trial_dir(record["trial_id"]) / RECORD_FILE, record)
+        if record["status"] in DONE_STATUSES:   # the record supersedes it; a failed trial may still resume from it
+            (self.trial_dir(record["trial_id"]) / PROGRESS_FILE).unlink(missing_ok=True)
 
     def save_progress(self, trial_id: str, progress: dict) -> None:
         atomic_write_json(self.trial_dir(trial_id) / PROGRESS_FILE, progress)

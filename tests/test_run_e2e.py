@@ -52,7 +52,8 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tiny_run, tmp_path):
 def test_run_writes_a_leaderboard_for_every_task(tiny_run):
     _, run, proc = tiny_run
     board = json.loads((run / "leaderboard.json").read_text())
-    assert board["suite"] == "e2e" and board["trials"] == {"finished": 8, "failed": 0, "total": 8}
+    assert board["suite"] == "e2e"
+    assert board["trials"] == {"finished": 8, "stopped": 0, "diverged": 0, "failed": 0, "total": 8}
     (row,) = board["rows"]
     assert row["kind"] == "single" and row["seeds"] == 2
     assert set(row["scores"]) == {"rte", "stsb"}
@@ -75,7 +76,8 @@ def test_every_trial_is_recorded_with_a_checkpoint_that_matches_its_score(tiny_r
         logits, labels = load_predictions(folder)
         task = GLUE_TASKS[r["task"]]
         assert task_score(compute_metrics(task, logits, labels)) == pytest.approx(r["best_score"])
-    assert not list(run.glob("ray/**/checkpoint_*/model.safetensors"))   # no second copy left in Ray's storage
+    assert not list(run.glob("ray/**/model.safetensors"))   # no second copy left in Ray's storage
+    assert not list(run.glob("trials/*/progress.json"))   # a record replaces a trial's progress file
 
 
 def test_table_rebuilds_the_leaderboard_from_the_run_directory(tiny_run):

@@ -43,6 +43,7 @@ def test_samples_are_reproducible_and_inside_their_bounds():
     ({"scheduler": {"type": "pbt"}, "grid": {"epochs": [1, 2]}}, "pbt needs a grid or space over one of"),
     ({"scheduler": {"type": "asah"}}, "did you mean 'asha'"),
     ({"scheduler": {"type": "pbt"}, "grid": {"learning_rate": [1e-5, 2e-5]}, "save_state": False}, "needs save_state"),
+    ({"scheduler": {"type": "hyperband"}, "save_state": False}, "hyperband pauses and restores"),
 ])
 def test_bad_search_sections(search, message):
     with pytest.raises(InputError) as e:
