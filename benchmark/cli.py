@@ -31,9 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("suite")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
-    table = sub.add_parser("table", help="rebuild the leaderboard from run directories")
+    table = sub.add_parser("table", help="the leaderboard of one or more run directories (their trials merged)")
     table.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    table.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    table.add_argument("--format", choices=["md", "csv", "latex", "html", "json"], default="md")
+    _statistics_options(table)
+    table.add_argument("--compute", action="store_true",
+                       help="add compute columns: device-hours, training samples/s, parameters, inference passes")
 
     trial = sub.add_parser("trial", help="run one trial of a suite in this process, without Ray (for debugging)")
     trial.add_argument("suite")
@@ -45,6 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tasks", help="list the GLUE tasks bench knows")
     return parser
+
+
+def _statistics_options(parser) -> None:
+    from benchmark.bootstrap import RESAMPLES
+
+    parser.add_argument("--baseline", metavar="SYSTEM",
+                        help="the row the others are tested against (its name, or a unique part of it); "
+                             "default: the best single-model row")
+    parser.add_argument("--bootstrap", type=_positive_int, default=RESAMPLES, metavar="N",
+                        help=f"bootstrap resamples for intervals and tests (default {RESAMPLES})")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,18 +108,11 @@ def _validate(args) -> int:
 def _table(args) -> int:
     from pathlib import Path
 
-    from benchmark.leaderboard import FORMATTERS, build_leaderboard
-    from benchmark.store import RunStore
+    from benchmark.results import leaderboard_from_runs
+    from benchmark.tables import FORMATTERS
 
-    records, names, order = [], [], []
-    for folder in args.run_dirs:
-        store = RunStore(Path(folder))
-        suite = store.read_suite()
-        names.append(suite.get("name", Path(folder).name))
-        order += [t if isinstance(t, str) else t.get("name") for t in suite.get("tasks", [])]
-        records += store.records()
-    board = build_leaderboard(" + ".join(names), records, order)
-    sys.stdout.write(FORMATTERS[args.format](board))
+    board, _ = leaderboard_from_runs([Path(d) for d in args.run_dirs], args.baseline, args.bootstrap)
+    sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute))
     return 0
 
 

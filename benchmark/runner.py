@@ -8,11 +8,12 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmark.errors import InputError
-from benchmark.leaderboard import build_leaderboard, rich_table, write_leaderboard
 from benchmark.modeling import load_tokenizer
 from benchmark.plan import TrialSpec, data_key, make_plan
+from benchmark.results import leaderboard_from_runs
 from benchmark.store import RunStore
 from benchmark.suite import Suite
+from benchmark.tables import rich_table, write_leaderboard
 from tasks.encoding import TaskData, encode_task
 from tasks.loading import load_split, resolve_glue_dir
 
@@ -108,8 +109,8 @@ def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, c
             run_trials(suite, pending, task_data, store, address, callbacks=[display])
         finally:
             display.close()
-    board = build_leaderboard(suite.name, store.records(), [t.name for t in suite.tasks])
+    board, _ = leaderboard_from_runs([store.root])   # what `bench table` reads too: the same file, to the byte
     write_leaderboard(board, store.root)
     console.print(rich_table(board))
-    console.print(f"Leaderboard: {store.root / 'leaderboard.md'}")
+    console.print(f"Leaderboard: {store.root / 'leaderboard.md'}  (a report with plots: bench report {store.root})")
     return board

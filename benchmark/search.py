@@ -18,6 +18,7 @@ import ray
 import ray.train
 from ray import tune
 
+from benchmark.checkpoints import parameter_count
 from benchmark.errors import InputError
 from benchmark.plan import data_key
 from benchmark.store import RunStore, trial_record
@@ -87,7 +88,8 @@ def run_trials(suite, trials: list, task_data: dict[str, TaskData], store: RunSt
         resources=(resources.workers_per_trial, resources.cpus_per_worker, resources.gpus_per_worker),
         trust_remote_code=suite.config.trust_remote_code,
     )
-    recorder = TrialRecorder(store, {t.trial_id: t for t in trials}, {t.name: t for t in suite.tasks}, storage)
+    recorder = TrialRecorder(store, {t.trial_id: t for t in trials}, {t.name: t for t in suite.tasks}, storage,
+                             {k: getattr(resources, k) for k in ("workers_per_trial", "cpus_per_worker", "gpus_per_worker")})
     tuner = tune.Tuner(
         tune.with_resources(trainable, DRIVER_RESOURCES),
         param_space={"trial": tune.grid_search([t.to_dict() for t in trials])},
@@ -155,8 +157,8 @@ def report_to_ray(metrics: dict, checkpoint: Path | None) -> None:
 class TrialRecorder(tune.Callback):
     """Writes each trial's record and checkpoint into the run store as the trial ends."""
 
-    def __init__(self, store: RunStore, specs: dict, tasks: dict, storage: str):
-        self.store, self.specs, self.tasks, self.storage = store, specs, tasks, storage
+    def __init__(self, store: RunStore, specs: dict, tasks: dict, storage: str, resources: dict):
+        self.store, self.specs, self.tasks, self.storage, self.resources = store, specs, tasks, storage, resources
         self.history: dict[str, list[dict]] = {}
         self.checkpoints: dict[str, str] = {}
         self.started: dict[str, float] = {}
@@ -183,17 +185,18 @@ class TrialRecorder(tune.Callback):
         spec = self.specs[name]
         task = self.tasks[spec.task]
         epochs = [_epoch_fields(r, task.metric_keys()) for r in self.history.get(name, []) if "epoch" in r]
-        checkpoint = None
+        checkpoint = parameters = None
         if status == "finished" and name in self.checkpoints:
             self.store.install_checkpoint(name, lambda folder: _fetch_checkpoint(self.checkpoints[name], self.storage, folder))
             checkpoint = str(self.store.checkpoint_dir(name).relative_to(self.store.root))
+            parameters = parameter_count(self.store.checkpoint_dir(name))
             if "://" not in self.storage:   # the run directory now holds it; don't keep two copies on disk
                 shutil.rmtree(self.checkpoints[name], ignore_errors=True)
         if status == "finished" and not epochs:
             status, error = "failed", "the trial reported no epoch"
         wall = time.time() - self.started.get(name, time.time())
         self.store.save_record(trial_record(spec.to_dict(), task.to_dict(), task.metric_keys(), epochs, status,
-                                            checkpoint, wall, error))
+                                            checkpoint, wall, error, self.resources, parameters))
 
 
 def _epoch_fields(result: dict, metric_keys: list[str]) -> dict:
