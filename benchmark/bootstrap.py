@@ -91,7 +91,7 @@ def score_task(task: TaskSpec, seeds: list[SeedPredictions], examples: dict[str,
     point, replicates = {}, {}
     for split, suffix in task.eval_splits.items():
         chosen = [s[split].select(examples[split]) for s in seeds]
-        labels = chosen[0].labels
+        labels = chosen[0].labels.astype(np.float64) if task.is_regression else chosen[0].labels
         draws = resample_draws(task.name, split, examples[split], resamples, seed)
         identity = np.arange(len(labels))[None, :]
         for metric in task.metrics:

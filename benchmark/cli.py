@@ -38,6 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--compute", action="store_true",
                        help="add compute columns: device-hours, training samples/s, parameters, inference passes")
 
+    report = sub.add_parser("report", help="write one self-contained HTML report (tables, statistics, plots) of a run")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--output", help="the HTML file to write (default: RUN_DIR/report.html)")
+    _statistics_options(report)
+
+    predict = sub.add_parser("predict", help="write GLUE submission files from the best checkpoint of each task")
+    predict.add_argument("run_dir", metavar="RUN_DIR")
+    predict.add_argument("--split", choices=["test"], default="test",
+                         help="the split to predict: the tasks' unlabelled test splits (GLUE's test.tsv files)")
+    predict.add_argument("--output", help="folder for the files (default: RUN_DIR/submission)")
+    predict.add_argument("--system", help="the leaderboard row whose checkpoints predict (its name or a unique part of "
+                                          "it); default: the best row with checkpoints")
+
     trial = sub.add_parser("trial", help="run one trial of a suite in this process, without Ray (for debugging)")
     trial.add_argument("suite")
     trial.add_argument("--task", required=True)
@@ -116,6 +129,31 @@ def _table(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from pathlib import Path
+
+    from benchmark.report import write_report
+
+    path = write_report(Path(args.run_dir), Path(args.output) if args.output else None, args.baseline, args.bootstrap)
+    print(f"Report: {path}")
+    return 0
+
+
+def _predict(args) -> int:
+    from pathlib import Path
+
+    from benchmark.quiet import quiet_libraries
+    from benchmark.submission import missing_for_glue, write_submission
+
+    quiet_libraries()
+    folder, written = write_submission(Path(args.run_dir), Path(args.output) if args.output else None, args.system)
+    print(f"Submission files in {folder}: {', '.join(written) or 'none'}")
+    missing = missing_for_glue(written)
+    if missing:
+        print(f"GLUE's server expects all of its files in one zip; not made here: {', '.join(m + '.tsv' for m in missing)}")
+    return 0
+
+
 def _trial(args) -> int:
     from pathlib import Path
 
@@ -154,7 +192,8 @@ def _tasks(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "table": _table, "trial": _trial, "tasks": _tasks}
+COMMANDS = {"run": _run, "validate": _validate, "table": _table, "report": _report, "predict": _predict,
+            "trial": _trial, "tasks": _tasks}
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def _compute(records: list[dict], chosen: list[dict]) -> dict:
     resources = [r.get("resources") for r in records]
     device_hours = None
     if records and all(resources):
-        device_hours = sum(r["wall_seconds"] * _devices(res) for r, res in zip(records, resources)) / 3600
+        device_hours = sum(r["wall_seconds"] * devices_held(res) for r, res in zip(records, resources)) / 3600
     throughput = [r["train_samples_per_s"] for r in chosen if r.get("train_samples_per_s")]
     parameters = [r["parameters"] for r in chosen if r.get("parameters")]
     return {
@@ -110,7 +110,7 @@ def _compute(records: list[dict], chosen: list[dict]) -> dict:
     }
 
 
-def _devices(resources: dict) -> float:
+def devices_held(resources: dict) -> float:
     """GPUs a trial held, or CPUs when it held no GPU."""
     per_worker = resources["gpus_per_worker"] or resources["cpus_per_worker"]
     return resources["workers_per_trial"] * per_worker

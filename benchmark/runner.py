@@ -25,8 +25,12 @@ def make_console() -> Console:
 
 
 def cache_dir(suite: Suite) -> Path:
-    value = suite.config.data.cache_dir or os.environ.get("BENCH_CACHE_DIR") or "~/.cache/bench"
-    return Path(value).expanduser().resolve()
+    return resolve_cache_dir(suite.config.data.cache_dir)
+
+
+def resolve_cache_dir(value: str | None) -> Path:
+    """The suite's `data.cache_dir`, else $BENCH_CACHE_DIR, else ~/.cache/bench."""
+    return Path(value or os.environ.get("BENCH_CACHE_DIR") or "~/.cache/bench").expanduser().resolve()
 
 
 def check_data(suite: Suite) -> None:
