@@ -33,6 +33,40 @@ class Figure:
     png: bytes
 
 
+class TrialStyle:
+    """How a trial looks in every per-trial plot: colour and marker by grid point, or, when the run has several
+    models, colour by model and marker by grid point; line style by seed."""
+
+    def __init__(self, trials: list[dict]):
+        self.points = list(dict.fromkeys(canonical(r["grid_point"]) for r in trials))
+        self.models = list(dict.fromkeys(r["model"] for r in trials))
+        self.seeds = sorted({r["seed"] for r in trials})
+
+    def color(self, r: dict) -> str:
+        i = self.models.index(r["model"]) if len(self.models) > 1 else self.points.index(canonical(r["grid_point"]))
+        return COLORS[i % len(COLORS)]
+
+    def marker(self, r: dict) -> str:
+        return MARKERS[self.points.index(canonical(r["grid_point"])) % len(MARKERS)]
+
+    def linestyle(self, r: dict) -> str:
+        return LINESTYLES[self.seeds.index(r["seed"]) % len(LINESTYLES)]
+
+    def handles(self, plt, seeds: bool) -> list:
+        several = len(self.models) > 1
+        out = [plt.Line2D([], [], color=COLORS[i % len(COLORS)], linewidth=3, label=m)
+               for i, m in enumerate(self.models)] if several else []
+        out += [plt.Line2D([], [], color="#555" if several else COLORS[i % len(COLORS)], marker=MARKERS[i % len(MARKERS)],
+                           linestyle="", label=_point_label(p)) for i, p in enumerate(self.points)]
+        if seeds:
+            out += [plt.Line2D([], [], color="#555", linestyle=LINESTYLES[i % len(LINESTYLES)], label=f"seed {s}")
+                    for i, s in enumerate(self.seeds)]
+        return out
+
+    def legend_words(self) -> str:
+        return ("colour: model; marker: grid point" if len(self.models) > 1 else "colour and marker: grid point")
+
+
 def epoch_curves(board: dict, records: list[dict]) -> Figure | None:
     """Dev score after every epoch of every trial; the kept (best) epoch ringed."""
     trials = [r for r in records if r.get("epochs")]
@@ -41,33 +75,27 @@ def epoch_curves(board: dict, records: list[dict]) -> Figure | None:
     plt = _pyplot()
     tasks = [t for t in board["tasks"] if any(r["task"] == t for r in trials)]
     fig, axes = _panels(plt, len(tasks))
-    points = _grid_points(trials)
-    seeds = sorted({r["seed"] for r in trials})
+    style = TrialStyle(trials)
     for ax, task in zip(axes, tasks):
         for r in (r for r in trials if r["task"] == task):
-            color = COLORS[points.index(canonical(r["grid_point"])) % len(COLORS)]
-            style = LINESTYLES[seeds.index(r["seed"]) % len(LINESTYLES)]
             xs = [e["epoch"] for e in r["epochs"]]
             ys = [e["score"] for e in r["epochs"]]
-            ax.plot(xs, ys, linestyle=style, color=color, marker=MARKERS[points.index(canonical(r["grid_point"])) % len(MARKERS)],
-                    markersize=4, linewidth=1.4, alpha=0.9)
+            ax.plot(xs, ys, linestyle=style.linestyle(r), color=style.color(r), marker=style.marker(r), markersize=4,
+                    linewidth=1.4, alpha=0.9)
             if r.get("best_epoch"):
                 ax.plot([r["best_epoch"]], [r["best_score"]], marker="o", markersize=11, markerfacecolor="none",
-                        markeredgecolor=color, markeredgewidth=1.5)
+                        markeredgecolor=style.color(r), markeredgewidth=1.5)
         ax.set_title(column_title(task, board["metrics"][task]))
         ax.set_xlabel("epoch")
         ax.set_ylabel(SCORE_LABEL)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=COLORS[i % len(COLORS)], marker=MARKERS[i % len(MARKERS)], label=_point_label(p))
-               for i, p in enumerate(points)]
-    handles += [plt.Line2D([], [], color="#444", linestyle=LINESTYLES[i % len(LINESTYLES)], label=f"seed {s}")
-                for i, s in enumerate(seeds)]
+    handles = style.handles(plt, seeds=True)
     handles.append(plt.Line2D([], [], color="#444", marker="o", markersize=10, markerfacecolor="none", linestyle="",
                               label="kept epoch (checkpoint)"))
     _legend_below(fig, handles)
     return Figure("epochs", "Dev score per epoch", "Every trial's dev score after each epoch, one panel per task. "
-                  "Colour and marker: grid point; line style: seed; ring: the epoch whose checkpoint was kept.",
+                  f"{style.legend_words().capitalize()}; line style: seed; ring: the epoch whose checkpoint was kept.",
                   _png(plt, fig))
 
 
@@ -85,14 +113,7 @@ def score_vs_compute(board: dict, records: list[dict]) -> Figure | None:
     tasks = [t for t in board["tasks"] if any(r["task"] == t for r in trials)]
     panels = (["systems"] if len(systems) > 1 else []) + tasks
     fig, axes = _panels(plt, len(panels))
-    points = _grid_points(trials)
-    models = sorted({r["model"] for r in trials})
-
-    def style(r):   # colour: grid point; marker: model when there are several, else grid point again
-        i = points.index(canonical(r["grid_point"]))
-        shape = models.index(r["model"]) if len(models) > 1 else i
-        return COLORS[i % len(COLORS)], MARKERS[shape % len(MARKERS)]
-
+    style = TrialStyle(trials)
     for ax, panel in zip(axes, panels):
         if panel == "systems":
             xs = [r["compute"]["device_hours"] for r in systems]
@@ -110,18 +131,13 @@ def score_vs_compute(board: dict, records: list[dict]) -> Figure | None:
         xs = [hours[r["trial_id"]] * scale for r in mine]
         ys = [r["best_score"] for r in mine]
         for r, x, y in zip(mine, xs, ys):
-            color, marker = style(r)
-            ax.plot(x, y, marker=marker, color=color, linestyle="", markersize=6, alpha=0.85)
+            ax.plot(x, y, marker=style.marker(r), color=style.color(r), linestyle="", markersize=6, alpha=0.85)
         _pareto(ax, xs, ys)
         ax.set_title(column_title(panel, board["metrics"][panel]))
         ax.set_xlabel(unit)
         ax.set_ylabel(SCORE_LABEL)
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=COLORS[i % len(COLORS)], marker=MARKERS[i % len(MARKERS)] if len(models) == 1 else "o",
-                          linestyle="", label=_point_label(p)) for i, p in enumerate(points)]
-    if len(models) > 1:
-        handles += [plt.Line2D([], [], color="#444", marker=MARKERS[i % len(MARKERS)], linestyle="", label=m)
-                    for i, m in enumerate(models)]
+    handles = style.handles(plt, seeds=False)
     handles.append(plt.Line2D([], [], color="black", linewidth=1.2, drawstyle="steps-post", label="Pareto front"))
     _legend_below(fig, handles)
     return Figure("compute", "Score against compute", f"Each point is a trial: its best dev score against the "
@@ -258,10 +274,6 @@ def _pareto(ax, xs, ys) -> None:
     if front:
         fx, fy = zip(*front)
         ax.plot(fx, fy, drawstyle="steps-post", color="black", linewidth=1.2, zorder=1)
-
-
-def _grid_points(records: list[dict]) -> list[str]:
-    return list(dict.fromkeys(canonical(r["grid_point"]) for r in records))
 
 
 def _point_label(point_key: str) -> str:

@@ -63,3 +63,14 @@ def test_a_run_with_one_grid_point_and_no_ensemble_says_what_it_leaves_out():
     page = render_report(board, records, {"name": "demo"}, figures, "/runs/demo", "2026-01-01 00:00")
     assert len(_images(page)) == 2
     assert "Not shown: search space (the grid has one point); ensembles (none in this run)." in page
+
+
+def test_trials_of_several_models_are_told_apart_by_colour():
+    from benchmark.plots import TrialStyle, epoch_curves
+
+    records = RECORDS + [{**r, "model": "other", "trial_id": "other_" + r["trial_id"]} for r in RECORDS]
+    style = TrialStyle(records)
+    first, other = records[0], records[len(RECORDS)]
+    assert style.color(first) != style.color(other) and style.marker(first) == style.marker(other)
+    figure = epoch_curves(build_leaderboard("demo", records, ["rte", "stsb"]), records)
+    assert figure.caption.startswith("Every trial's dev score after each epoch, one panel per task. Colour: model;")
