@@ -38,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--compute", action="store_true",
                        help="add compute columns: device-hours, training samples/s, parameters, inference passes")
 
-    report = sub.add_parser("report", help="write one self-contained HTML report (tables, statistics, plots) of a run")
-    report.add_argument("run_dir", metavar="RUN_DIR")
-    report.add_argument("--output", help="the HTML file to write (default: RUN_DIR/report.html)")
+    report = sub.add_parser("report", help="write one self-contained HTML report (tables, statistics, plots) of "
+                                           "one or more run directories (their trials merged)")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--output", help="the HTML file to write (default: the first RUN_DIR/report.html)")
     _statistics_options(report)
 
     predict = sub.add_parser("predict", help="write GLUE submission files from the best checkpoint of each task")
@@ -134,7 +135,8 @@ def _report(args) -> int:
 
     from benchmark.report import write_report
 
-    path = write_report(Path(args.run_dir), Path(args.output) if args.output else None, args.baseline, args.bootstrap)
+    path = write_report([Path(d) for d in args.run_dirs], Path(args.output) if args.output else None, args.baseline,
+                        args.bootstrap)
     print(f"Report: {path}")
     return 0
 

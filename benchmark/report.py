@@ -1,4 +1,4 @@
-"""`bench report RUN_DIR`: one self-contained HTML file with the leaderboard, its statistics and the plots.
+"""`bench report RUN_DIR [RUN_DIR ...]`: one self-contained HTML file with the leaderboard, its statistics and the plots.
 
 Nothing is linked: the style is inline and the PNG figures are embedded as data URIs, so the file can be mailed,
 attached to a paper's supplement or opened years later. `render_report` is pure; `write_report` does the I/O.
@@ -36,23 +36,24 @@ nav a { margin-right: 1em; }
 </style>"""
 
 
-def write_report(run_dir: Path, output: Path | None = None, baseline: str | None = None,
+def write_report(run_dirs: list[Path], output: Path | None = None, baseline: str | None = None,
                  resamples: int = RESAMPLES) -> Path:
-    board, records = leaderboard_from_runs([Path(run_dir)], baseline, resamples)
-    suite = RunStore(Path(run_dir)).read_suite()
+    """The report of one run directory, or of several merged as `bench table` merges them."""
+    board, records = leaderboard_from_runs(run_dirs, baseline, resamples)
+    suites = {str(Path(d).resolve()): RunStore(Path(d)).read_suite() for d in run_dirs}
     figures = [f for f in (make(board, records) for make in FIGURES) if f is not None]
-    output = Path(output) if output else Path(run_dir) / REPORT_FILE
-    atomic_write_text(output, render_report(board, records, suite, figures, str(Path(run_dir).resolve()),
-                                            time.strftime("%Y-%m-%d %H:%M")))
+    output = Path(output) if output else Path(run_dirs[0]) / REPORT_FILE
+    atomic_write_text(output, render_report(board, records, suites, figures, time.strftime("%Y-%m-%d %H:%M")))
     return output
 
 
-def render_report(board: dict, records: list[dict], suite: dict, figures: list[Figure], run_dir: str, when: str) -> str:
+def render_report(board: dict, records: list[dict], suites: dict[str, dict], figures: list[Figure], when: str) -> str:
+    """`suites`: each run directory's resolved suite, by its path."""
     title = f"bench report: {board['suite']}"
     models = ", ".join(dict.fromkeys(r["model"] for r in records)) or "none"
     t = board["trials"]
-    meta = (f"Run directory {run_dir}, reported {when}. Models: {models}. Tasks: {', '.join(board['tasks'])}. "
-            f"Trials: {t['finished']} finished, {t['failed']} failed, of {t['total']}.")
+    meta = (f"Run director{'y' if len(suites) == 1 else 'ies'} {', '.join(suites)}, reported {when}. Models: {models}. "
+            f"Tasks: {', '.join(board['tasks'])}. Trials: {t['finished']} finished, {t['failed']} failed, of {t['total']}.")
     sections = [("leaderboard", "Leaderboard"), *((f.anchor, f.title) for f in figures), ("trials", "Trials"),
                 ("suite", "Suite")]
     parts = ["<!doctype html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
@@ -70,10 +71,11 @@ def render_report(board: dict, records: list[dict], suite: dict, figures: list[F
                if not present]
     if missing:
         parts.append(f'<p class="meta">Not shown: {html.escape("; ".join(missing))}.</p>')
-    parts += ['<h2 id="trials">Trials</h2>', _trials_table(records),
-              '<h2 id="suite">Suite</h2>', "<details><summary>suite.yaml as it ran</summary>",
-              f"<pre>{html.escape(yaml.safe_dump(suite, sort_keys=False))}</pre></details>",
-              "</main>", "</body>", "</html>"]
+    parts += ['<h2 id="trials">Trials</h2>', _trials_table(records), '<h2 id="suite">Suite</h2>']
+    for run_dir, suite in suites.items():
+        parts += [f"<details><summary>suite.yaml as it ran, {html.escape(run_dir)}</summary>",
+                  f"<pre>{html.escape(yaml.safe_dump(suite, sort_keys=False))}</pre></details>"]
+    parts += ["</main>", "</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
 

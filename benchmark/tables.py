@@ -193,7 +193,7 @@ def format_markdown(board: dict, compute: bool = False) -> str:
         lines += ["", statistics_note(board)]
     short = ["system"] + tasks + ["average"]
     if has_intervals(board):
-        lines += ["", f"## {100 * board['statistics']['confidence']:.0f}% confidence intervals", "",
+        lines += ["", f"## {100 * board['statistics']['confidence']:.0f}% confidence intervals of the task scores", "",
                   *_md_table(short, [[r["system"]] + [ci_text(board, r, t) for t in [*tasks, None]]
                                      for r in board["rows"]])]
     if compared_rows(board):
@@ -365,7 +365,7 @@ def format_html(board: dict, compute: bool = False) -> str:
         level = f"{100 * board['statistics']['confidence']:.0f}%"
         parts.append(_html_table(short, [[html.escape(r["system"])] + [html.escape(ci_text(board, r, t))
                                                                        for t in [*tasks, None]] for r in board["rows"]],
-                                 f"{level} confidence intervals"))
+                                 f"{level} confidence intervals of the task scores"))
     if compared_rows(board):
         parts.append(_html_table(short, [[html.escape(r["system"])] + [_html_marked(difference_text(board, r, t))
                                                                        for t in [*tasks, None]]

@@ -44,7 +44,7 @@ def test_the_report_embeds_every_plot_and_the_tables():
     board["rows"].append(_ensemble_row(board))
     figures = [f for f in (make(board, RECORDS) for make in FIGURES) if f is not None]
     assert [f.anchor for f in figures] == ["epochs", "compute", "search", "ensembles"]
-    page = render_report(board, RECORDS, {"name": "demo"}, figures, "/runs/demo", "2026-01-01 00:00")
+    page = render_report(board, RECORDS, {"/runs/demo": {"name": "demo"}}, figures, "2026-01-01 00:00")
     images = _images(page)
     assert len(images) == 4 and all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000 for png in images)
     for title in ("Dev score per epoch", "Score against compute", "Search space against score",
@@ -60,7 +60,7 @@ def test_a_run_with_one_grid_point_and_no_ensemble_says_what_it_leaves_out():
     board = build_leaderboard("demo", records, ["rte", "stsb"])
     figures = [f for f in (make(board, records) for make in FIGURES) if f is not None]
     assert [f.anchor for f in figures] == ["epochs", "compute"]
-    page = render_report(board, records, {"name": "demo"}, figures, "/runs/demo", "2026-01-01 00:00")
+    page = render_report(board, records, {"/runs/demo": {"name": "demo"}}, figures, "2026-01-01 00:00")
     assert len(_images(page)) == 2
     assert "Not shown: search space (the grid has one point); ensembles (none in this run)." in page
 
