@@ -49,10 +49,15 @@ def std_text(row: dict, task: str | None) -> str:
     return "" if s is None else f" ± {s:.1f}"
 
 
+def _test(row: dict, task: str | None) -> dict | None:
+    """The row's test against the baseline on `task` (None: the average), if it has one."""
+    sig = row.get("significance")
+    return (sig["average"] if task is None else sig["task_scores"].get(task)) if sig else None
+
+
 def marker(row: dict, task: str | None) -> str:
     """↑ or ↓ when the row differs significantly from the baseline on `task` (None: the average)."""
-    sig = row.get("significance")
-    test = (sig["average"] if task is None else sig["task_scores"].get(task)) if sig else None
+    test = _test(row, task)
     if not test or not test.get("significant"):
         return ""
     return "↑" if test["delta"] > 0 else "↓"
@@ -92,8 +97,7 @@ def ci_text(board: dict, row: dict, task: str | None) -> str:
 
 def difference_text(board: dict, row: dict, task: str | None) -> str:
     """`+1.2 [-0.5, 2.9], p=0.180` against the baseline, with ↑/↓ when significant."""
-    sig = row.get("significance")
-    test = (sig["average"] if task is None else sig["task_scores"].get(task)) if sig else None
+    test = _test(row, task)
     if not test:
         return MISSING
     if test.get("comparable") is False:
@@ -107,6 +111,17 @@ def difference_text(board: dict, row: dict, task: str | None) -> str:
 
 def _most_examples(board: dict, task: str) -> int:
     return max((r.get("ci") or {}).get("examples", {}).get(task, 0) for r in board["rows"])
+
+
+def _has_subsets(board: dict) -> bool:
+    """Whether some interval or test is on fewer dev examples than the most any row has (cells marked n=...)."""
+    for task in board["tasks"]:
+        most = _most_examples(board, task)
+        for r in board["rows"]:
+            test = _test(r, task) or {}
+            if (r.get("ci") or {}).get("examples", {}).get(task, most) < most or test.get("examples", most) < most:
+                return True
+    return False
 
 
 def compute_header(board: dict) -> list[str]:
@@ -149,8 +164,7 @@ def statistics_note(board: dict) -> str:
     if stats["baseline"] and compared_rows(board):
         parts.append(f"↑/↓: significantly above/below the baseline, {stats['baseline']} (paired bootstrap on the "
                      f"same draws, two-sided p < {stats['alpha']:g}; not corrected for multiple comparisons).")
-    if any("(n=" in ci_text(board, r, t) or "(n=" in difference_text(board, r, t)
-           for r in board["rows"] for t in board["tasks"]):
+    if _has_subsets(board):
         parts.append("n=…: scored on the n dev examples that every compared prediction covers.")
     if stats["missing"]:
         parts.append(f"No interval where prediction files are missing ({'; '.join(stats['missing'])}).")
