@@ -1,4 +1,9 @@
-"""A kept checkpoint: a Hugging Face model folder (safetensors, with tokenizer), its dev logits, and what made it."""
+"""A kept checkpoint: a Hugging Face model folder (safetensors, with tokenizer), its dev logits, and what made it.
+
+A predictions file holds, per dev split, `{split}/logits` and `{split}/labels`, and optionally `{split}/indices`:
+the positions in the dev split that the rows cover (absent: every example, in order). Checkpoints cover every
+example; files that ensembles write may cover a part.
+"""
 
 from __future__ import annotations
 
@@ -28,14 +33,34 @@ def save_checkpoint(folder: Path, model, tokenizer, split_logits: dict[str, np.n
     atomic_write_json(folder / TRIAL_FILE, meta)
 
 
-def load_predictions(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The dev logits and labels saved beside a checkpoint, by split."""
+def read_prediction_file(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """split -> {"logits", "labels", and "indices" when present}."""
     from safetensors.numpy import load_file
 
-    tensors = load_file(str(Path(folder) / PREDICTIONS_FILE))
-    logits = {k.split("/")[0]: v for k, v in tensors.items() if k.endswith("/logits")}
-    labels = {k.split("/")[0]: v for k, v in tensors.items() if k.endswith("/labels")}
-    return logits, labels
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in load_file(str(path)).items():
+        split, name = key.rsplit("/", 1)
+        out.setdefault(split, {})[name] = value
+    return out
+
+
+def load_predictions(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The dev logits and labels saved beside a checkpoint, by split."""
+    splits = read_prediction_file(Path(folder) / PREDICTIONS_FILE)
+    return {s: v["logits"] for s, v in splits.items()}, {s: v["labels"] for s, v in splits.items()}
+
+
+def parameter_count(folder: Path) -> int:
+    """Parameters of the saved model, read from the safetensors headers without loading the weights."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        if path.name == PREDICTIONS_FILE:
+            continue
+        with safe_open(str(path), framework="np") as f:
+            total += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    return total
 
 
 def load_trial_meta(folder: Path) -> dict:

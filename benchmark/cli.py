@@ -31,9 +31,26 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("suite")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
-    table = sub.add_parser("table", help="rebuild the leaderboard from run directories")
+    table = sub.add_parser("table", help="the leaderboard of one or more run directories (their trials merged)")
     table.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    table.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    table.add_argument("--format", choices=["md", "csv", "latex", "html", "json"], default="md")
+    _statistics_options(table)
+    table.add_argument("--compute", action="store_true",
+                       help="add compute columns: device-hours, training samples/s, parameters, inference passes")
+
+    report = sub.add_parser("report", help="write one self-contained HTML report (tables, statistics, plots) of "
+                                           "one or more run directories (their trials merged)")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--output", help="the HTML file to write (default: the first RUN_DIR/report.html)")
+    _statistics_options(report)
+
+    predict = sub.add_parser("predict", help="write GLUE submission files from the best checkpoint of each task")
+    predict.add_argument("run_dir", metavar="RUN_DIR")
+    predict.add_argument("--split", choices=["test"], default="test",
+                         help="the split to predict: the tasks' unlabelled test splits (GLUE's test.tsv files)")
+    predict.add_argument("--output", help="folder for the files (default: RUN_DIR/submission)")
+    predict.add_argument("--system", help="the leaderboard row whose checkpoints predict (its name or a unique part of "
+                                          "it); default: the best row with checkpoints")
 
     trial = sub.add_parser("trial", help="run one trial of a suite in this process, without Ray (for debugging)")
     trial.add_argument("suite")
@@ -45,6 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tasks", help="list the GLUE tasks bench knows")
     return parser
+
+
+def _statistics_options(parser) -> None:
+    from benchmark.bootstrap import RESAMPLES
+
+    parser.add_argument("--baseline", metavar="SYSTEM",
+                        help="the row the others are tested against (its name, or a unique part of it); "
+                             "default: the best single-model row")
+    parser.add_argument("--bootstrap", type=_positive_int, default=RESAMPLES, metavar="N",
+                        help=f"bootstrap resamples for intervals and tests (default {RESAMPLES})")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,18 +122,37 @@ def _validate(args) -> int:
 def _table(args) -> int:
     from pathlib import Path
 
-    from benchmark.leaderboard import FORMATTERS, build_leaderboard
-    from benchmark.store import RunStore
+    from benchmark.results import leaderboard_from_runs
+    from benchmark.tables import FORMATTERS
 
-    records, names, order = [], [], []
-    for folder in args.run_dirs:
-        store = RunStore(Path(folder))
-        suite = store.read_suite()
-        names.append(suite.get("name", Path(folder).name))
-        order += [t if isinstance(t, str) else t.get("name") for t in suite.get("tasks", [])]
-        records += store.records()
-    board = build_leaderboard(" + ".join(names), records, order)
-    sys.stdout.write(FORMATTERS[args.format](board))
+    board, _ = leaderboard_from_runs([Path(d) for d in args.run_dirs], args.baseline, args.bootstrap)
+    sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute))
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from benchmark.report import write_report
+
+    path = write_report([Path(d) for d in args.run_dirs], Path(args.output) if args.output else None, args.baseline,
+                        args.bootstrap)
+    print(f"Report: {path}")
+    return 0
+
+
+def _predict(args) -> int:
+    from pathlib import Path
+
+    from benchmark.quiet import quiet_libraries
+    from benchmark.submission import missing_for_glue, write_submission
+
+    quiet_libraries()
+    folder, written = write_submission(Path(args.run_dir), Path(args.output) if args.output else None, args.system)
+    print(f"Submission files in {folder}: {', '.join(written) or 'none'}")
+    missing = missing_for_glue(written)
+    if missing:
+        print(f"GLUE's server expects all of its files in one zip; not made here: {', '.join(m + '.tsv' for m in missing)}")
     return 0
 
 
@@ -141,7 +194,8 @@ def _tasks(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "table": _table, "trial": _trial, "tasks": _tasks}
+COMMANDS = {"run": _run, "validate": _validate, "table": _table, "report": _report, "predict": _predict,
+            "trial": _trial, "tasks": _tasks}
 
 
 if __name__ == "__main__":

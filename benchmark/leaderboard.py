@@ -1,23 +1,24 @@
-"""Leaderboards from trial records. Building rows and formatting them are pure; only `write_leaderboard` does I/O."""
+"""Leaderboard rows from trial records: pure. Statistics are added by benchmark.statistics, text by benchmark.tables.
+
+A row is one system (a model trained one way: single, multitask or ensemble). Besides its scores it carries
+`predictions`, {task: [dev prediction files, one per seed, relative to the run directory]}, which the
+statistics read, and `compute`, what producing the row cost and what using it costs.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import atomic_write_text
+from benchmark.checkpoints import PREDICTIONS_FILE
 from benchmark.plan import canonical
 
-SHORT_METRIC = {"accuracy": "acc", "f1": "F1", "f1_macro": "macro-F1", "matthews_correlation": "MCC",
-                "pearson": "Pearson", "spearmanr": "Spearman"}
 CONVENTION = ("Dev-set scores, 0-100: mean ± sample std over seeds, for the grid point with the best mean dev "
-              "score per task. A task's score is the mean of its metrics; the average is the unweighted mean of "
-              "task scores (GLUE). Epochs and grid points are selected on the same dev sets that are reported.")
+              "score per task. GLUE convention: a task's score is the unweighted mean of its metrics (MRPC and "
+              "QQP: F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy, both "
+              "counting), and the average is the unweighted mean of the task scores (over all nine GLUE tasks, "
+              "the GLUE score). Epochs and grid points are selected on the same dev sets that are reported.")
 
 
 def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str] = ()) -> dict:
@@ -31,8 +32,7 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
     systems = defaultdict(list)
     for r in finished:
         systems[(r["model"], r.get("kind", "single"))].append(r)
-    rows = [_row(model, kind, recs, task_order, metric_keys) for (model, kind), recs in systems.items()]
-    rows.sort(key=lambda row: -row["average"] if row["average"] is not None else np.inf)
+    rows = sort_rows([_row(model, kind, recs, task_order, metric_keys) for (model, kind), recs in systems.items()])
     return {
         "suite": suite_name,
         "tasks": task_order,
@@ -47,8 +47,13 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
     }
 
 
+def sort_rows(rows: list[dict]) -> list[dict]:
+    """Best average first; rows without an average (tasks missing) last, in their given order."""
+    return sorted(rows, key=lambda row: -row["average"] if row["average"] is not None else np.inf)
+
+
 def _row(model: str, kind: str, records: list[dict], task_order: list[str], metric_keys: dict) -> dict:
-    scores, std, task_scores, task_std, config, per_seed = {}, {}, {}, {}, {}, {}
+    scores, std, task_scores, task_std, config, per_seed, predictions, chosen = {}, {}, {}, {}, {}, {}, {}, []
     for task in task_order:
         by_point = defaultdict(list)
         for r in records:
@@ -66,6 +71,9 @@ def _row(model: str, kind: str, records: list[dict], task_order: list[str], metr
         task_std[task] = _std([r["best_score"] for r in best])
         config[task] = best[0]["grid_point"]
         per_seed[task] = {r["seed"]: r["best_score"] for r in best}
+        if all(r.get("checkpoint") for r in best):
+            predictions[task] = [f"{r['checkpoint']}/{PREDICTIONS_FILE}" for r in best]
+        chosen += best
     complete = len(task_scores) == len(task_order)
     average = float(np.mean(list(task_scores.values()))) if complete and task_scores else None
     seeds = sorted(set.intersection(*(set(s) for s in per_seed.values()))) if per_seed else []
@@ -81,99 +89,36 @@ def _row(model: str, kind: str, records: list[dict], task_order: list[str], metr
         "seeds": len(seeds),
         "config": config,
         "trials": len(records),
+        "predictions": predictions,
+        "compute": _compute(records, chosen),
     }
+
+
+def _compute(records: list[dict], chosen: list[dict]) -> dict:
+    """Cost of the row: device-hours of every trial behind it (the whole grid, every seed); training
+    throughput of one trial at the chosen grid points; parameters of one model; forward passes per example."""
+    resources = [r.get("resources") for r in records]
+    device_hours = None
+    if records and all(resources):
+        device_hours = sum(r["wall_seconds"] * devices_held(res) for r, res in zip(records, resources)) / 3600
+    throughput = [r["train_samples_per_s"] for r in chosen if r.get("train_samples_per_s")]
+    parameters = [r["parameters"] for r in chosen if r.get("parameters")]
+    return {
+        "device": "GPU" if any(res and res["gpus_per_worker"] > 0 for res in resources) else "CPU",
+        "device_hours": device_hours,
+        "train_samples_per_s": float(np.mean(throughput)) if throughput else None,
+        "parameters": max(parameters) if parameters else None,   # heads differ by task; the largest model
+        "inference_passes": 1,
+    }
+
+
+def devices_held(resources: dict) -> float:
+    """GPUs a trial held, or CPUs when it held no GPU."""
+    per_worker = resources["gpus_per_worker"] or resources["cpus_per_worker"]
+    return resources["workers_per_trial"] * per_worker
 
 
 def _std(values) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
-def _column_title(task: str, keys: list[str]) -> str:
-    names = [k.replace("accuracy_", "").replace("mismatched", "mm").replace("matched", "m")
-             if k.startswith("accuracy_") else SHORT_METRIC.get(k, k) for k in keys]
-    return f"{task} ({'/'.join(names)})"
-
-
-def _cell(row: dict, task: str, keys: list[str]) -> str:
-    if task not in row["scores"]:
-        return "—"
-    text = "/".join(f"{row['scores'][task][k]:.1f}" for k in keys)
-    s = row["std"]["task_scores"].get(task)
-    return f"{text} ± {s:.1f}" if s is not None else text
-
-
-def format_markdown(board: dict) -> str:
-    tasks = board["tasks"]
-    header = ["system"] + [_column_title(t, board["metrics"][t]) for t in tasks] + ["average", "seeds"]
-    lines = [f"# Leaderboard: {board['suite']}", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    for row in board["rows"]:
-        avg = "—" if row["average"] is None else f"{row['average']:.1f}"
-        if row["std"]["average"] is not None:
-            avg += f" ± {row['std']['average']:.1f}"
-        cells = [row["system"]] + [_cell(row, t, board["metrics"][t]) for t in tasks] + [avg, str(row["seeds"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", board["convention"], ""]
-    for row in board["rows"]:
-        chosen = "; ".join(f"{t}: {_point(p)}" for t, p in row["config"].items())
-        lines.append(f"Chosen grid points, {row['system']}: {chosen}")
-    t, c = board["trials"], board["compute"]
-    lines += ["", f"Trials: {t['finished']} finished ({t['stopped']} stopped early by the scheduler), "
-              f"{t['diverged']} diverged, {t['failed']} failed, of {t['total']}. Compute: {c['trial_hours']:.2f} "
-              f"trial-hours, {c['trial_epochs']:g} trial-epochs, {c['train_samples']:,} training samples."]
-    return "\n".join(lines) + "\n"
-
-
-def format_csv(board: dict) -> str:
-    out = io.StringIO()
-    columns = ["system", "kind", "model"]
-    for t in board["tasks"]:
-        for k in board["metrics"][t]:
-            columns += [f"{t}/{k}", f"{t}/{k}_std"]
-        columns += [f"{t}/score", f"{t}/score_std"]
-    columns += ["average", "average_std", "seeds"]
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in board["rows"]:
-        values = [row["system"], row["kind"], row["model"]]
-        for t in board["tasks"]:
-            for k in board["metrics"][t]:
-                values += [_num(row["scores"].get(t, {}).get(k)), _num(row["std"]["scores"].get(t, {}).get(k))]
-            values += [_num(row["task_scores"].get(t)), _num(row["std"]["task_scores"].get(t))]
-        values += [_num(row["average"]), _num(row["std"]["average"]), row["seeds"]]
-        writer.writerow(values)
-    return out.getvalue()
-
-
-def format_json(board: dict) -> str:
-    return json.dumps(board, indent=2) + "\n"
-
-
-FORMATTERS = {"md": format_markdown, "csv": format_csv, "json": format_json}
-
-
-def write_leaderboard(board: dict, folder: Path) -> None:
-    for ext in ("md", "csv", "json"):
-        atomic_write_text(Path(folder) / f"leaderboard.{ext}", FORMATTERS[ext](board))
-
-
-def rich_table(board: dict):
-    from rich.table import Table
-
-    table = Table(title=f"Leaderboard: {board['suite']}", caption="dev scores, mean ± std over seeds")
-    table.add_column("system")
-    for t in board["tasks"]:
-        table.add_column(_column_title(t, board["metrics"][t]), justify="right")
-    table.add_column("average", justify="right", style="bold")
-    for row in board["rows"]:
-        avg = "—" if row["average"] is None else f"{row['average']:.1f}"
-        table.add_row(row["system"], *[_cell(row, t, board["metrics"][t]) for t in board["tasks"]], avg)
-    return table
-
-
-def _point(point: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in point.items()) or "(defaults)"
-
-
-def _num(value) -> str:
-    return "" if value is None else f"{value:.4f}"

@@ -8,11 +8,12 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmark.errors import InputError
-from benchmark.leaderboard import build_leaderboard, rich_table, write_leaderboard
 from benchmark.modeling import load_tokenizer
 from benchmark.plan import TrialSpec, data_key, make_plan
+from benchmark.results import leaderboard_from_runs
 from benchmark.store import RunStore
 from benchmark.suite import Suite
+from benchmark.tables import rich_table, write_leaderboard
 from tasks.encoding import TaskData, encode_task
 from tasks.loading import load_split, resolve_glue_dir
 
@@ -24,8 +25,12 @@ def make_console() -> Console:
 
 
 def cache_dir(suite: Suite) -> Path:
-    value = suite.config.data.cache_dir or os.environ.get("BENCH_CACHE_DIR") or "~/.cache/bench"
-    return Path(value).expanduser().resolve()
+    return resolve_cache_dir(suite.config.data.cache_dir)
+
+
+def resolve_cache_dir(value: str | None) -> Path:
+    """The suite's `data.cache_dir`, else $BENCH_CACHE_DIR, else ~/.cache/bench."""
+    return Path(value or os.environ.get("BENCH_CACHE_DIR") or "~/.cache/bench").expanduser().resolve()
 
 
 def check_data(suite: Suite) -> None:
@@ -121,8 +126,8 @@ def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, c
             run_trials(suite, pending, task_data, store, address, callbacks=[display], resume=resume)
         finally:
             display.close()
-    board = build_leaderboard(suite.name, store.records(), [t.name for t in suite.tasks])
+    board, _ = leaderboard_from_runs([store.root])   # what `bench table` reads too: the same file, to the byte
     write_leaderboard(board, store.root)
     console.print(rich_table(board))
-    console.print(f"Leaderboard: {store.root / 'leaderboard.md'}")
+    console.print(f"Leaderboard: {store.root / 'leaderboard.md'}  (a report with plots: bench report {store.root})")
     return board

@@ -27,6 +27,7 @@ import ray.train
 from ray import tune
 from ray.util.queue import Empty, Queue
 
+from benchmark.checkpoints import parameter_count
 from benchmark.errors import InputError, TrialDiverged
 from benchmark.plan import TrialSpec, data_key
 from benchmark.search_space import MUTABLE_KEYS, tune_distribution
@@ -116,7 +117,8 @@ def run_trials(suite, trials: list[TrialSpec], task_data: dict[str, TaskData], s
                            suite.config.trust_remote_code, search.eval_every_steps, search.save_state, search.max_failures,
                            states_to_keep=None if search.scheduler.type == "pbt" else 2)
     refs = {key: ray.put(data) for key, data in task_data.items()}
-    recorder = TrialRecorder(store, {t.name: t for t in suite.tasks}, storage)
+    recorder = TrialRecorder(store, {t.name: t for t in suite.tasks}, storage,
+                             {k: getattr(resources, k) for k in ("workers_per_trial", "cpus_per_worker", "gpus_per_worker")})
     for study in _studies(suite, trials):
         specs = [{**t.to_dict(), "resume_from": (resume or {}).get(t.trial_id)} for t in study]
         recorder.expect(study)
@@ -406,8 +408,8 @@ class TrialRecorder(tune.Callback):
     """Keeps the run store current: progress as results arrive, the best checkpoint as it improves, a record
     when a trial ends."""
 
-    def __init__(self, store: RunStore, tasks: dict, storage: str):
-        self.store, self.tasks, self.storage = store, tasks, storage
+    def __init__(self, store: RunStore, tasks: dict, storage: str, resources: dict):
+        self.store, self.tasks, self.storage, self.resources = store, tasks, storage, resources
         self.specs: dict[str, TrialSpec] = {}
         self.live: dict[str, dict] = {}
 
@@ -481,7 +483,8 @@ class TrialRecorder(tune.Callback):
         self.store.save_record(trial_record(
             spec.to_dict(), task.to_dict(), task.metric_keys(), state["history"], status,
             str(self.store.checkpoint_dir(name).relative_to(self.store.root)) if has_checkpoint else None,
-            time.time() - state["started"], error,
+            time.time() - state["started"], error, self.resources,
+            parameter_count(self.store.checkpoint_dir(name)) if has_checkpoint else None,
             final_training=_resolved_spec(trial.config)["training"], exploits=state["exploits"],
             node_ids=sorted({h["node_id"] for h in state["history"] if h.get("node_id")}),
             failures=trial.num_failures,

@@ -84,7 +84,8 @@ class RunStore:
 
 
 def trial_record(spec: dict, task: dict, metric_keys: list[str], epochs: list[dict], status: str,
-                 checkpoint: str | None, wall_seconds: float, error: str | None = None, **extra) -> dict:
+                 checkpoint: str | None, wall_seconds: float, error: str | None = None,
+                 resources: dict | None = None, parameters: int | None = None, **extra) -> dict:
     """What the run directory keeps of one trial; `bench table` needs nothing else."""
     from tasks.metrics import OBJECTIVE
 
@@ -113,6 +114,8 @@ def trial_record(spec: dict, task: dict, metric_keys: list[str], epochs: list[di
         "train_samples": last.get("train_samples", 0),
         "train_samples_per_s": last.get("train_samples", 0) / train_seconds if train_seconds else None,
         "peak_memory_mb": max((e.get("peak_memory_mb", 0.0) for e in epochs), default=None),
+        "resources": resources,     # what the trial held: workers_per_trial, cpus_per_worker, gpus_per_worker
+        "parameters": parameters,   # of the kept model
         "error": error,
         **extra,
     }

@@ -25,6 +25,7 @@ from benchmark.checkpoints import save_checkpoint
 from benchmark.engine import adamw, deepspeed_config, init_distributed, linear_schedule
 from benchmark.errors import TrialDiverged
 from benchmark.hyperparams import TrainingConfig
+from benchmark.inference import batched_logits
 from benchmark.modeling import build_classifier, load_tokenizer
 from benchmark.training_state import load_training_state, save_training_state
 from tasks.encoding import EncodedSplit, TaskData
@@ -181,19 +182,13 @@ def _evaluate(engine, data: TaskData, pad_id: int, batch_size: int, rank: int, w
             "_logits": split_logits, "_labels": split_labels}
 
 
-@torch.no_grad()
 def _predict(engine, split: EncodedSplit, pad_id: int, batch_size: int, rank: int, world: int, pad_multiple: int) -> np.ndarray:
     """Logits for every example of `split`, in file order. Ranks share the work and exchange results."""
     engine.eval()
     order = np.argsort(-split.lengths, kind="stable")   # similar lengths together: less padding
     mine = order[rank::world]
-    outputs = []
-    for start in range(0, len(mine), batch_size):
-        idx = mine[start:start + batch_size]
-        inputs = {k: v.to(engine.device) for k, v in collate(split, idx, pad_id, pad_multiple).items()}
-        outputs.append(engine(**inputs).logits.float().cpu().numpy())
     width = engine.module.config.num_labels
-    local = (mine, np.concatenate(outputs) if outputs else np.zeros((0, width), np.float32))
+    local = (mine, batched_logits(engine, split, mine, pad_id, batch_size, engine.device, width, pad_multiple))
     parts = _all_gather(local, world)
     logits = np.zeros((len(split), width), dtype=np.float32)
     for idx, values in parts:

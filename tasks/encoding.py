@@ -87,7 +87,7 @@ def encode_task(task: TaskSpec, tokenizer, max_seq_length: int, glue_dir: Path |
     folder = cache_dir / "encoded" / f"{task.name}-{key}"
     if (folder / "splits.safetensors").is_file():
         return TaskData(task, _read(folder), key)
-    splits = {s: _encode_split(task, ds, tokenizer, max_seq_length) for s, ds in raw.items()}
+    splits = {s: encode_split(task, ds, tokenizer, max_seq_length) for s, ds in raw.items()}
     staging = staging_dir_for(folder)
     try:
         _write(staging, splits)
@@ -106,7 +106,9 @@ def _content_hash(ds) -> str:
     return h.hexdigest()
 
 
-def _encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedSplit:
+def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedSplit:
+    """Tokenise one split (not cached: `encode_task` caches whole tasks). Unlabelled splits get label -1 (NaN for
+    regression)."""
     columns = [ds[c] for c in task.text_columns]
     ids, type_ids, offsets = [], [], [0]
     batch = 1000
@@ -118,7 +120,9 @@ def _encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> Encoded
             offsets.append(offsets[-1] + len(seq))
             if "token_type_ids" in enc:
                 type_ids.extend(enc["token_type_ids"][i])
-    labels = np.asarray(ds["label"], dtype=np.float32 if task.is_regression else np.int64)
+    dtype = np.float32 if task.is_regression else np.int64
+    labels = (np.asarray(ds["label"], dtype=dtype) if "label" in ds.column_names
+              else np.full(len(ds), np.nan if task.is_regression else -1, dtype=dtype))
     return EncodedSplit(
         ids=np.asarray(ids, dtype=np.int32),
         offsets=np.asarray(offsets, dtype=np.int64),

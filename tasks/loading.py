@@ -1,6 +1,7 @@
 """Read a task's splits through `datasets`, from a local GLUE folder, the hub, or user files.
 
-Every source ends in the same shape: the task's text columns plus `label` (class id or float score).
+Every source ends in the same shape: the task's text columns plus `label` (class id or float score); a test
+split instead has `index`, the example ids a submission file repeats, and no label.
 """
 
 from __future__ import annotations
@@ -32,23 +33,26 @@ def data_files(task: TaskSpec, glue_dir: Path | None) -> dict[str, Path] | None:
 
 def load_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Path, max_samples: int | None = None,
                sample_seed: int = 0):
-    """One split as a `datasets.Dataset` with columns `task.text_columns + ["label"]`."""
+    """One split as a `datasets.Dataset` with columns `task.text_columns + ["label"]` (a test split: `+ ["index"]`)."""
     files = data_files(task, glue_dir)
+    test = split in task.test_splits
     if files is not None and split in files:
         path = files[split]
         if not path.is_file():
             raise InputError(f"task {task.name}", f"{split} file not found: {path}")
         if task.files:
-            ds = _read_user_file(task, path, cache_dir)
+            ds = _read_user_file(task, path, cache_dir, labelled=not test)
         else:
             ds = _read_glue_tsv(task.tsv[split], path, task, cache_dir)
     elif task.hub is not None and files is None:
         ds = _read_hub(task, split, cache_dir)
     else:
         raise InputError(f"task {task.name}", f"has no {split} split")
-    ds = _normalise_labels(task, ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
     if len(ds) == 0:
         raise InputError(f"task {task.name}", f"{split} split is empty")
+    if test:
+        return _with_index(ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
+    ds = _normalise_labels(task, ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
     if max_samples is not None and len(ds) > max_samples:
         # A seeded random slice, not the first rows: GLUE files are often sorted by source.
         ds = ds.shuffle(seed=sample_seed).select(range(max_samples)).flatten_indices()
@@ -63,7 +67,7 @@ def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):
         quoting=3,                 # QUOTE_NONE: GLUE sentences hold bare '"' characters
         keep_default_na=False,     # a sentence "null" or "NA" is text, not a missing value
         na_filter=False,
-        converters={c: str for c in (*spec.text_columns, spec.label_column)},
+        converters={c: str for c in (*spec.text_columns, spec.label_column, spec.index_column) if c},
         encoding="utf-8-sig",      # MRPC's header starts with a byte-order mark
         on_bad_lines="skip" if spec.skip_bad_rows else "error",
     )
@@ -73,17 +77,17 @@ def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):
         ds = datasets.load_dataset("csv", data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs)
     except Exception as e:  # pandas and arrow raise many types for a malformed file
         raise InputError(str(path), f"cannot read as GLUE tsv: {_first_line(e)}") from None
-    wanted = [*spec.text_columns, spec.label_column]
+    wanted = [c for c in (*spec.text_columns, spec.label_column, spec.index_column) if c]
     missing = [c for c in wanted if c not in ds.column_names]
     if missing:
         raise InputError(str(path), f"missing column(s) {', '.join(missing)}; has {', '.join(ds.column_names)}")
     ds = ds.select_columns(wanted)
-    if spec.skip_bad_rows:
+    if spec.skip_bad_rows and spec.label_column:
         # pandas pads a row with too few fields; like GLUE's own processors, drop it (its label is missing).
         ds = ds.filter(lambda label: label not in ("", None), input_columns=spec.label_column)
     renames = {old: new for old, new in zip(spec.text_columns, task.text_columns) if old != new}
-    if spec.label_column != "label":
-        renames[spec.label_column] = "label"
+    renames.update({old: new for old, new in ((spec.label_column, "label"), (spec.index_column, "index"))
+                    if old and old != new})
     return ds.rename_columns(renames) if renames else ds
 
 
@@ -95,10 +99,12 @@ def _read_hub(task: TaskSpec, split: str, cache_dir: Path):
     except Exception as e:
         raise InputError(f"task {task.name}", f"no local GLUE folder (data.glue_dir or ${GLUE_DIR_ENV}) and the hub "
                          f"copy {task.hub[0]}/{task.hub[1]} cannot be loaded: {_first_line(e)}") from None
+    if split in task.test_splits:   # the hub's test splits carry label -1 and the example id as `idx`
+        return ds.select_columns([*task.text_columns, "idx"]).rename_column("idx", "index")
     return ds.select_columns([*task.text_columns, "label"])
 
 
-def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path):
+def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool = True):
     import datasets
 
     fmt = task.file_format
@@ -110,11 +116,13 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path):
         ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs)
     except Exception as e:
         raise InputError(str(path), f"cannot read as {fmt}: {_first_line(e)}") from None
-    wanted = [*task.text_columns, task.label_column]
+    wanted = [*task.text_columns, task.label_column] if labelled else list(task.text_columns)
     missing = [c for c in wanted if c not in ds.column_names]
     if missing:
         raise InputError(str(path), f"missing column(s) {', '.join(missing)}; has {', '.join(ds.column_names)}")
     ds = ds.select_columns(wanted)
+    if not labelled:   # a user's test file: its examples are numbered in file order
+        return ds.add_column("index", list(range(len(ds))))
     return ds.rename_column(task.label_column, "label") if task.label_column != "label" else ds
 
 
@@ -151,6 +159,17 @@ def _normalise_labels(task: TaskSpec, ds, source: str):
             raise InputError(source, f"column {col} holds {ds.features[col].dtype}, not text")
     ds = ds.remove_columns("label").add_column("label", values, feature=feature)
     return ds
+
+
+def _with_index(ds, source: str):
+    """A test split's example ids as integers; a file whose ids are not integers is an input error."""
+    import datasets
+
+    ids = [_as_int(v) for v in ds["index"]]
+    if any(i is None for i in ids):
+        bad = next(v for v, i in zip(ds["index"], ids) if i is None)
+        raise InputError(source, f"example id {bad!r} is not an integer")
+    return ds.remove_columns("index").add_column("index", ids, feature=datasets.Value("int64"))
 
 
 def _as_int(v):

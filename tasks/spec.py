@@ -12,9 +12,10 @@ class TsvFile:
 
     path: str                      # relative to the task's folder in the GLUE directory
     text_columns: tuple = ()
-    label_column: str = "label"
+    label_column: str | None = "label"  # None: unlabelled (GLUE's test files)
     column_names: tuple | None = None   # for files without a header line (CoLA)
     skip_bad_rows: bool = False    # QQP's train file has a few rows with missing fields
+    index_column: str | None = None     # the example ids a submission file repeats (GLUE's test files)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class TaskSpec:
     metrics: tuple[str, ...]
     # Dev splits, each mapped to the suffix its metric names get ("" for the only one).
     eval_splits: dict = field(default_factory=lambda: {"validation": ""})
+    # Unlabelled test splits, each mapped to the name of its file in a GLUE submission (RTE, MNLI-m, ...).
+    test_splits: dict = field(default_factory=dict)
     label_column: str = "label"
     # Where the data comes from. GLUE tasks: `glue_folder` + `tsv` (local) and `hub` (path, config name).
     glue_folder: str | None = None

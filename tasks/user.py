@@ -72,6 +72,7 @@ def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[st
         label_names=None if decl.regression else tuple(decl.labels),
         metrics=tuple(metrics),
         label_column=decl.label_column,
+        test_splits={"test": decl.name} if decl.test else {},
         files=files,
         file_format=fmt,
     )

@@ -15,7 +15,7 @@ def test_tokenisation_is_cached_across_calls(tiny_model, glue_dir, cache_dir, mo
     def must_not_tokenise(*args, **kwargs):
         raise AssertionError("tokenised again although the cache holds this task")
 
-    monkeypatch.setattr(encoding, "_encode_split", must_not_tokenise)
+    monkeypatch.setattr(encoding, "encode_split", must_not_tokenise)
     second = encoding.encode_task(task, tokenizer, 64, glue_dir, cache_dir, 50, 20)
     assert second.cache_key == first.cache_key
     for split in first.splits:

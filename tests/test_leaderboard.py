@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.leaderboard import build_leaderboard, format_csv, format_json, format_markdown
+from benchmark.leaderboard import build_leaderboard
+from benchmark.tables import format_csv, format_json, format_markdown
 
 
 def record(task, lr, seed, metrics, status="finished", model="m"):
@@ -69,3 +70,42 @@ def test_rows_sort_by_average_and_incomplete_rows_have_no_average():
 
 def test_tasks_follow_the_suite_order():
     assert build_leaderboard("demo", RECORDS, ["mrpc", "rte", "cola"])["tasks"] == ["mrpc", "rte"]
+
+
+def test_glue_score_on_a_hand_computed_example():
+    """All nine GLUE tasks: task score = mean of its metrics (MNLI: matched and mismatched), then the mean of tasks."""
+    from tasks.glue import GLUE_TASKS
+    from tasks.metrics import task_score
+
+    metrics = {
+        "cola": {"matthews_correlation": 0.50},                      # 50
+        "sst2": {"accuracy": 0.90},                                  # 90
+        "mrpc": {"f1": 0.90, "accuracy": 0.80},                      # 85
+        "stsb": {"pearson": 0.88, "spearmanr": 0.86},                # 87
+        "qqp": {"f1": 0.70, "accuracy": 0.90},                       # 80
+        "mnli": {"accuracy_matched": 0.84, "accuracy_mismatched": 0.82},   # 83
+        "qnli": {"accuracy": 0.91},                                  # 91
+        "rte": {"accuracy": 0.66},                                   # 66
+        "wnli": {"accuracy": 0.56},                                  # 56
+    }
+    assert {t: list(m) for t, m in metrics.items()} == {t: GLUE_TASKS[t].metric_keys() for t in metrics}
+    records = [{**record(task, 2e-5, 1, m), "best_score": task_score(m)} for task, m in metrics.items()]
+    (row,) = build_leaderboard("glue", records, list(GLUE_TASKS))["rows"]
+    assert row["task_scores"]["mnli"] == pytest.approx(83.0) and row["task_scores"]["mrpc"] == pytest.approx(85.0)
+    # (50 + 90 + 85 + 87 + 80 + 83 + 91 + 66 + 56) / 9; counting MNLI-m and MNLI-mm as two tasks would give 77.1.
+    assert row["average"] == pytest.approx(688 / 9) and f"{row['average']:.1f}" == "76.4"
+    md = format_markdown(build_leaderboard("glue", records, list(GLUE_TASKS)))
+    assert "mnli (m/mm)" in md and "| 84.0/82.0 |" in md and "matched and mismatched accuracy, both counting" in md
+
+
+def test_rows_name_their_prediction_files_and_compute():
+    recs = [{**r, "checkpoint": f"trials/{r['trial_id']}/checkpoint", "parameters": 1000 + r["seed"],
+             "train_samples_per_s": 10.0 * r["seed"],
+             "resources": {"workers_per_trial": 2, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}}
+            for r in RECORDS]
+    (row,) = build_leaderboard("demo", recs)["rows"]
+    assert row["predictions"]["rte"] == ["trials/rte-0.0001-1/checkpoint/dev_predictions.safetensors",
+                                         "trials/rte-0.0001-2/checkpoint/dev_predictions.safetensors"]
+    # 7 finished trials behind the row, an hour each, 2 CPUs each; the chosen points' throughput is 10 and 20.
+    assert row["compute"] == {"device": "CPU", "device_hours": pytest.approx(14.0), "train_samples_per_s": 15.0,
+                              "parameters": 1002, "inference_passes": 1}

@@ -80,3 +80,41 @@ def test_every_metric_declares_its_direction():
     assert all(isinstance(m.higher_is_better, bool) for m in METRICS.values())
     for task in GLUE_TASKS.values():
         assert set(task.metrics) <= set(METRICS)
+
+
+def test_resampled_metrics_equal_sklearn_and_scipy_on_every_row():
+    from tasks.metrics.resampled import RESAMPLED
+
+    rng = np.random.default_rng(3)
+    reference = {
+        "accuracy": accuracy_score, "f1": f1_score, "matthews_correlation": matthews_corrcoef,
+        "f1_macro": lambda y, p: f1_score(y, p, average="macro"),
+        "pearson": lambda y, p: pearsonr(p, y)[0], "spearmanr": lambda y, p: spearmanr(p, y)[0],
+    }
+    n = 60
+    labels3 = rng.integers(0, 3, n)
+    preds3 = np.where(rng.random(n) < 0.6, labels3, rng.integers(0, 3, n))
+    y = np.round(rng.uniform(0, 5, n), 1)                   # rounded: ties, as STS-B has
+    p = np.round(y + rng.normal(size=n), 1)
+    idx = rng.integers(0, n, size=(50, n))                  # 50 bootstrap resamples
+    idx[0] = np.arange(n)                                    # and the dev set itself
+    for name, expected in reference.items():
+        if name in ("pearson", "spearmanr"):
+            preds, labels = p, y
+        elif name == "f1":
+            preds, labels = (preds3 > 0).astype(int), (labels3 > 0).astype(int)
+        else:
+            preds, labels = preds3, labels3
+        got = RESAMPLED[name](preds[idx], labels[idx])
+        want = [expected(labels[row], preds[row]) for row in idx]
+        np.testing.assert_allclose(got, want, atol=1e-9, err_msg=name)
+
+
+def test_resampled_metrics_keep_the_conventions_for_degenerate_rows():
+    from tasks.metrics.resampled import RESAMPLED
+
+    constant = np.ones((1, 4))
+    assert RESAMPLED["pearson"](constant, np.arange(4.0)[None]).tolist() == [0.0]
+    assert RESAMPLED["spearmanr"](constant, np.arange(4.0)[None]).tolist() == [0.0]
+    assert RESAMPLED["matthews_correlation"](np.ones((1, 4), int), np.array([[0, 1, 1, 0]])).tolist() == [0.0]
+    assert RESAMPLED["f1"](np.zeros((1, 4), int), np.zeros((1, 4), int)).tolist() == [0.0]   # sklearn: 0, not nan

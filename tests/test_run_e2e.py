@@ -88,6 +88,74 @@ def test_table_rebuilds_the_leaderboard_from_the_run_directory(tiny_run):
     assert json.loads(proc.stdout)["rows"] == json.loads((run / "leaderboard.json").read_text())["rows"]
 
 
+def test_table_formats_statistics_and_compute_from_a_real_run(tiny_run):
+    _, run, _ = tiny_run
+    board = json.loads((run / "leaderboard.json").read_text())
+    (row,) = board["rows"]
+    for task in ("rte", "stsb"):
+        low, high = row["ci"]["task_scores"][task]
+        assert low <= row["task_scores"][task] <= high and row["ci"]["examples"][task] == 32
+        assert len(row["predictions"][task]) == 2 and all((run / p).is_file() for p in row["predictions"][task])
+    assert row["compute"]["parameters"] > 0 and row["compute"]["device_hours"] > 0
+    proc = bench("table", run, "--format", "latex", "--compute")
+    assert proc.returncode == 0 and "\\toprule" in proc.stdout and "CPU-hours" in proc.stdout
+    proc = bench("table", run, "--baseline", "no-such-model")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--baseline" in proc.stderr
+
+
+def test_merged_run_directories_are_tested_against_the_baseline(tiny_run, tmp_path):
+    """A copy of the run under another model name: the same predictions, so no difference is significant."""
+    import shutil
+
+    _, run, _ = tiny_run
+    other = tmp_path / "other"
+    shutil.copytree(run, other, ignore=shutil.ignore_patterns("ray"))
+    for path in other.glob("trials/*/record.json"):
+        path.write_text(path.read_text().replace('"model": "', '"model": "copy-of-'))
+    proc = bench("table", run, other, "--baseline", "copy-of", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    board = json.loads(proc.stdout)
+    rows = {r["model"].startswith("copy-of-"): r for r in board["rows"]}
+    assert board["statistics"]["baseline"] == rows[True]["system"] and rows[True]["significance"] is None
+    for test in rows[False]["significance"]["task_scores"].values():
+        assert test["delta"] == 0.0 and test["p"] == 1.0 and not test["significant"]
+    assert all(Path(p).is_absolute() for files in rows[True]["predictions"].values() for p in files)
+
+
+def test_report_is_one_html_file_with_the_plots(tiny_run):
+    _, run, _ = tiny_run
+    proc = bench("report", run)
+    assert proc.returncode == 0, proc.stderr
+    page = (run / "report.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == 3   # epochs, compute, search space (no ensembles)
+    assert "95% confidence intervals" in page and "rte_lr=0.001_seed=2" in page
+
+
+def test_predict_writes_glue_submission_files_from_the_best_checkpoints(tiny_run, glue_dir, cache_dir):
+    from benchmark.submission import predict_logits
+    from tasks.loading import load_split
+
+    _, run, _ = tiny_run
+    proc = bench("predict", run, "--split", "test")
+    assert proc.returncode == 0, proc.stderr
+    rte = (run / "submission" / "RTE.tsv").read_text().splitlines()
+    stsb = (run / "submission" / "STS-B.tsv").read_text().splitlines()
+    assert rte[0] == stsb[0] == "index\tprediction" and len(rte) == 3001 and len(stsb) == 1380
+    assert rte[1].split("\t")[0] == "0" and {line.split("\t")[1] for line in rte[1:]} <= {"entailment", "not_entailment"}
+    assert all(0.0 <= float(line.split("\t")[1]) <= 5.0 for line in stsb[1:])
+    manifest = json.loads((run / "submission" / "submission.json").read_text())
+    used = manifest["files"]["RTE.tsv"]
+    # The checkpoint that made it, run the same way on its dev slice, gives back its stored dev logits.
+    record = json.loads((run / "trials" / used["trial"] / "record.json").read_text())
+    dev = load_split(GLUE_TASKS["rte"], "validation", glue_dir, cache_dir, 32)
+    logits = predict_logits(run / record["checkpoint"], GLUE_TASKS["rte"], dev, record["training"]["max_seq_length"],
+                            record["training"]["eval_batch_size"])
+    stored, labels = load_predictions(run / record["checkpoint"])
+    np.testing.assert_allclose(logits, stored["validation"], atol=2e-2)
+    metrics = compute_metrics(GLUE_TASKS["rte"], {"validation": logits}, {"validation": np.asarray(dev["label"])})
+    assert task_score(metrics) == pytest.approx(record["best_score"])
+
+
 def test_resolved_suite_is_saved_and_reloads_to_the_same_plan(tiny_run):
     path, run, _ = tiny_run
     saved = load_suite(run / "suite.yaml")

@@ -22,7 +22,7 @@ def test_registry_declares_all_nine_glue_tasks():
     assert GLUE_TASKS["mnli"].num_labels == 3 and GLUE_TASKS["rte"].num_labels == 2
     for task in GLUE_TASKS.values():
         assert task.hub == ("nyu-mll/glue", task.name)
-        assert set(task.tsv) == set(task.splits)
+        assert set(task.tsv) == set(task.splits) | set(task.test_splits)
 
 
 @pytest.mark.parametrize("name", sorted(GLUE_ROWS))
@@ -173,3 +173,29 @@ def test_mnli_qqp_qnli_read_from_glue_layout(tmp_path, cache_dir):
     _tsv(glue / "QNLI" / "train.tsv", ["index", "question", "sentence", "label"], [["0", "Who?", "Him.", "not_entailment"]])
     _tsv(glue / "QNLI" / "dev.tsv", ["index", "question", "sentence", "label"], [["0", "Who?", "Her.", "entailment"]])
     assert load_split(GLUE_TASKS["qnli"], "validation", glue, cache_dir)[0] == {"question": "Who?", "sentence": "Her.", "label": 0}
+
+
+# Row counts of GLUE's unlabelled test files, from ../shared/data/glue/SOURCES.md.
+GLUE_TEST_ROWS = {"cola": 1063, "sst2": 1821, "mrpc": 1725, "stsb": 1379, "rte": 3000, "wnli": 146}
+
+
+@pytest.mark.parametrize("name", sorted(GLUE_TEST_ROWS))
+def test_local_glue_test_files_read_every_row_with_its_id(name, glue_dir, cache_dir):
+    task = GLUE_TASKS[name]
+    (split,) = task.test_splits
+    test = load_split(task, split, glue_dir, cache_dir)
+    assert len(test) == GLUE_TEST_ROWS[name]
+    assert test.column_names == [*task.text_columns, "index"]
+    assert test["index"] == list(range(GLUE_TEST_ROWS[name]))
+    assert all(isinstance(s, str) and s for s in test[task.text_columns[-1]])
+
+
+def test_a_user_task_test_file_is_read_without_labels(tmp_path, cache_dir):
+    for split, rows in (("train", "text,label\ngood,pos\nbad,neg\n"), ("dev", "text,label\nfine,pos\n"),
+                        ("test", "text\nawful\ngreat\n")):
+        (tmp_path / f"{split}.csv").write_text(rows)
+    task = user_task_from_decl({"name": "reviews", "train": "train.csv", "validation": "dev.csv", "test": "test.csv",
+                                "text_columns": ["text"], "labels": ["neg", "pos"]}, "tasks[0]", tmp_path, set())
+    assert task.test_splits == {"test": "reviews"}
+    test = load_split(task, "test", None, cache_dir)
+    assert test.column_names == ["text", "index"] and test["index"] == [0, 1] and test["text"] == ["awful", "great"]

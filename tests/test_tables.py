@@ -1,0 +1,144 @@
+"""The text formats of a leaderboard with statistics: markdown, csv, LaTeX and html."""
+
+import csv
+import io
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from benchmark.bootstrap import SplitPredictions
+from benchmark.leaderboard import build_leaderboard
+from benchmark.statistics import add_statistics
+from benchmark.tables import format_csv, format_html, format_latex, format_markdown, latex_escape
+from tasks.glue import GLUE_TASKS
+
+RNG = np.random.default_rng(11)
+LABELS = {"rte": RNG.integers(0, 2, 200), "mrpc": RNG.integers(0, 2, 200)}
+# The strong model is right wherever the weak one is, and on more: significantly better on both tasks.
+WEAK = {t: RNG.random(200) < 0.6 for t in LABELS}
+STRONG = {t: WEAK[t] | (RNG.random(200) < 0.6) for t in LABELS}
+RESOURCES = {"workers_per_trial": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
+
+
+def _record(model, task, seed, correct):
+    labels = LABELS[task]
+    preds = np.where(correct, labels, 1 - labels)
+    acc = float((preds == labels).mean())
+    tp, fp, fn = [int(((preds == a) & (labels == b)).sum()) for a, b in ((1, 1), (1, 0), (0, 1))]
+    metrics = {"accuracy": acc} if task == "rte" else {"f1": 2 * tp / (2 * tp + fp + fn), "accuracy": acc}
+    return {"trial_id": f"{model}-{task}-{seed}", "status": "finished", "kind": "single", "task": task,
+            "model": model, "metric_keys": list(metrics), "grid_point": {"learning_rate": 1e-4}, "seed": seed,
+            "best_metrics": metrics, "best_score": 100 * float(np.mean(list(metrics.values()))),
+            "wall_seconds": 1800.0, "train_samples": 100, "train_samples_per_s": 40.0, "parameters": 22_713_986,
+            "resources": RESOURCES, "checkpoint": f"{model}/{task}/{seed}", "task_spec": GLUE_TASKS[task].to_dict()}
+
+
+@pytest.fixture(scope="module")
+def board():
+    records, files = [], {}
+    for model, correct in (("my_model_v2 & co", STRONG), ("weak<b>", WEAK)):
+        for task in LABELS:
+            for seed in (1, 2):
+                r = _record(model, task, seed, correct[task])
+                records.append(r)
+                logits = np.eye(2, dtype=np.float32)[np.where(correct[task], LABELS[task], 1 - LABELS[task])]
+                files[f"{r['checkpoint']}/dev_predictions.safetensors"] = {
+                    "validation": SplitPredictions(logits, LABELS[task], np.arange(200))}
+    board = build_leaderboard("demo_suite", records, ["rte", "mrpc"])
+    return add_statistics(board, {t: GLUE_TASKS[t] for t in LABELS}, files.get, baseline="weak", resamples=500)
+
+
+def test_markdown_marks_the_best_in_bold_and_significant_differences(board):
+    md = format_markdown(board)
+    strong = next(line for line in md.splitlines() if line.startswith("| my_model_v2 & co (single) | **"))
+    assert strong.count("↑") == 3 and strong.count("**") == 6       # rte, mrpc, average: bold and above the baseline
+    assert "## 95% confidence intervals" in md and "## Differences from the baseline, weak<b> (single)" in md
+    assert re.search(r"\| my_model_v2 & co \(single\) \| \+\d+\.\d \[\d+\.\d, \d+\.\d\], p=0\.004↑ \|", md)
+    assert "two-sided p < 0.05" in md and "(n=" not in md
+
+
+def test_compute_columns(board):
+    md = format_markdown(board, compute=True)
+    assert "| average | seeds | CPU-hours | samples/s | params | passes |" in md
+    # Four trials of half an hour on one CPU each; 22.7M parameters; one forward pass per example.
+    assert "| 2.00 | 40.0 | 22.7M | 1 |" in md and "CPU-hours: every trial behind the row" in md
+
+
+def test_csv_has_intervals_and_tests(board):
+    rows = list(csv.DictReader(io.StringIO(format_csv(board, compute=True))))
+    strong, weak = rows
+    assert float(strong["rte/score_ci_low"]) < float(strong["rte/score"]) < float(strong["rte/score_ci_high"])
+    assert strong["rte/significant"] == "1" and float(strong["rte/p_value"]) < 0.05
+    assert weak["rte/delta"] == "" and strong["baseline"] == "weak<b> (single)"
+    assert strong["parameters"] == "22713986" and strong["device"] == "CPU"
+
+
+def _tabulars(tex: str):
+    return re.findall(r"\\begin\{tabular\}\{([lr]+)\}\n(.*?)\\end\{tabular\}", tex, re.S)
+
+
+def test_latex_is_structurally_valid_booktabs_with_escaped_text(board):
+    tex = format_latex(board, compute=True)
+    for env in ("table", "tabular"):
+        assert tex.count(f"\\begin{{{env}}}") == tex.count(f"\\end{{{env}}}") == 3
+    tabulars = _tabulars(tex)
+    assert len(tabulars) == 3
+    for spec, body in tabulars:
+        assert body.count("\\toprule") == body.count("\\midrule") == body.count("\\bottomrule") == 1
+        for line in body.splitlines():
+            if line.endswith("\\\\"):
+                # every row has one cell per column: unescaped & separate them
+                assert len(re.findall(r"(?<!\\)&", line)) == len(spec) - 1, line
+    assert "my\\_model\\_v2 \\& co (single)" in tex and "\\textbf{" in tex and "$^{\\uparrow}$" in tex
+    text = re.sub(r"\\[&_%$#{}]", "", tex)                 # drop escaped specials, then none may remain bare
+    assert "_" not in text and "%" not in text.split("\n", 1)[1]
+    assert text.count("{") == text.count("}")
+    assert all(line.count("$") % 2 == 0 for line in text.splitlines())
+    assert "±" not in tex and "↑" not in tex and "—" not in tex      # unicode made LaTeX
+    assert "\\label{tab:demo-suite}" in tex
+
+
+def test_latex_escape():
+    assert latex_escape("a_b & 50% #1 $x ~y^ {z} \\") == \
+        r"a\_b \& 50\% \#1 \$x \textasciitilde{}y\textasciicircum{} \{z\} \textbackslash{}"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX installed")
+def test_latex_compiles(board, tmp_path):
+    doc = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + format_latex(board) + "\\end{document}\n"
+    (tmp_path / "t.tex").write_text(doc)
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+class _Tags(HTMLParser):
+    VOID = {"br", "img", "meta", "hr"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.errors, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.errors.append(tag)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_html_is_balanced_and_escaped(board):
+    fragment = format_html(board, compute=True)
+    tags = _Tags()
+    tags.feed(fragment)
+    assert tags.errors == [] and tags.stack == []
+    assert "weak&lt;b&gt; (single)" in fragment and "<b>" not in fragment
+    assert fragment.count("<table>") == 3 and "<strong>" in fragment and '<span class="up">↑</span>' in fragment
