@@ -20,8 +20,9 @@ CONVENTION = ("Dev-set scores, 0-100: mean ± sample std over seeds, for the gri
               "task scores (GLUE). Epochs and grid points are selected on the same dev sets that are reported.")
 
 
-def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str] = ()) -> dict:
-    """`task_order`: the suite's order of tasks; tasks only the records know follow it."""
+def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str] = (), extra_rows: list[dict] = ()) -> dict:
+    """`task_order`: the suite's order of tasks; tasks only the records know follow it. `extra_rows`: rows built
+    elsewhere (ensembles), sorted in with the rest."""
     finished = [r for r in records if r.get("status") == "finished"]
     task_order = list(dict.fromkeys([*task_order, *(r["task"] for r in records)]))
     task_order = [t for t in task_order if any(r["task"] == t for r in records)]
@@ -31,6 +32,7 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
     for r in finished:
         systems[(r["model"], r.get("kind", "single"))].append(r)
     rows = [_row(model, kind, recs, task_order, metric_keys) for (model, kind), recs in systems.items()]
+    rows += list(extra_rows)
     rows.sort(key=lambda row: -row["average"] if row["average"] is not None else np.inf)
     return {
         "suite": suite_name,
@@ -102,7 +104,9 @@ def _cell(row: dict, task: str, keys: list[str]) -> str:
 
 def format_markdown(board: dict) -> str:
     tasks = board["tasks"]
+    ensembles = any("inference_passes" in row for row in board["rows"])
     header = ["system"] + [_column_title(t, board["metrics"][t]) for t in tasks] + ["average", "seeds"]
+    header += ["passes"] if ensembles else []
     lines = [f"# Leaderboard: {board['suite']}", "", "| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for row in board["rows"]:
@@ -110,11 +114,19 @@ def format_markdown(board: dict) -> str:
         if row["std"]["average"] is not None:
             avg += f" ± {row['std']['average']:.1f}"
         cells = [row["system"]] + [_cell(row, t, board["metrics"][t]) for t in tasks] + [avg, str(row["seeds"])]
+        cells += [f"{row.get('inference_passes', 1):g}"] if ensembles else []
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", board["convention"], ""]
+    protocols = list(dict.fromkeys(row["protocol"]["description"] for row in board["rows"] if "protocol" in row))
+    if protocols:
+        lines += protocols + ["Passes: forward passes per example at inference (1 for a single model or a weight soup).", ""]
     for row in board["rows"]:
-        chosen = "; ".join(f"{t}: {_point(p)}" for t, p in row["config"].items())
-        lines.append(f"Chosen grid points, {row['system']}: {chosen}")
+        if "members" in row:
+            members = "; ".join(f"{t}: {_members(ids, row['member_weights'][t])}" for t, ids in row["members"].items())
+            lines.append(f"Members, {row['system']}: {members}")
+        else:
+            chosen = "; ".join(f"{t}: {_point(p)}" for t, p in row["config"].items())
+            lines.append(f"Chosen grid points, {row['system']}: {chosen}")
     t, c = board["trials"], board["compute"]
     lines += ["", f"Trials: {t['finished']} finished, {t['failed']} failed, of {t['total']}. "
               f"Compute: {c['trial_hours']:.2f} trial-hours, {c['train_samples']:,} training samples."]
@@ -129,6 +141,8 @@ def format_csv(board: dict) -> str:
             columns += [f"{t}/{k}", f"{t}/{k}_std"]
         columns += [f"{t}/score", f"{t}/score_std"]
     columns += ["average", "average_std", "seeds"]
+    ensembles = any("inference_passes" in row for row in board["rows"])
+    columns += ["inference_passes"] if ensembles else []
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in board["rows"]:
@@ -138,6 +152,7 @@ def format_csv(board: dict) -> str:
                 values += [_num(row["scores"].get(t, {}).get(k)), _num(row["std"]["scores"].get(t, {}).get(k))]
             values += [_num(row["task_scores"].get(t)), _num(row["std"]["task_scores"].get(t))]
         values += [_num(row["average"]), _num(row["std"]["average"]), row["seeds"]]
+        values += [f"{row.get('inference_passes', 1):g}"] if ensembles else []
         writer.writerow(values)
     return out.getvalue()
 
@@ -170,6 +185,13 @@ def rich_table(board: dict):
 
 def _point(point: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items()) or "(defaults)"
+
+
+def _members(trial_ids: list[str], weights: list[float]) -> str:
+    """Members with their weights, when they differ (greedy selection)."""
+    if len(set(weights)) <= 1:
+        return ", ".join(trial_ids)
+    return ", ".join(f"{i} ({w:.2f})" for i, w in zip(trial_ids, weights))
 
 
 def _num(value) -> str:

@@ -13,6 +13,7 @@ from benchmark.modeling import load_tokenizer
 from benchmark.plan import TrialSpec, data_key, make_plan
 from benchmark.store import RunStore
 from benchmark.suite import Suite
+from ensembles.rows import load_ensemble_rows
 from tasks.encoding import TaskData, encode_task
 from tasks.loading import load_split, resolve_glue_dir
 
@@ -84,6 +85,9 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
     limit = f", at most {r.max_concurrent_trials} at once" if r.max_concurrent_trials else ", as many at once as fit"
     console.print(f"Resources per trial: {r.workers_per_trial} worker(s) x ({r.cpus_per_worker:g} CPU, "
                   f"{r.gpus_per_worker:g} GPU){limit}. Output: {suite.output}")
+    if suite.ensemble.methods:
+        pools = ", ".join("all" if k is None else f"top {k}" for k in suite.ensemble.pool_sizes)
+        console.print(f"Then ensembles: {', '.join(suite.ensemble.methods)}; pools {pools}; split seed {suite.ensemble.split_seed}.")
 
 
 def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, console: Console | None = None) -> dict | None:
@@ -108,8 +112,20 @@ def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, c
             run_trials(suite, pending, task_data, store, address, callbacks=[display])
         finally:
             display.close()
-    board = build_leaderboard(suite.name, store.records(), [t.name for t in suite.tasks])
-    write_leaderboard(board, store.root)
+    # The trials' leaderboard is written first: an ensemble that fails cannot cost it.
+    board = write_run_leaderboard(store, suite.name, [t.name for t in suite.tasks])
+    if suite.ensemble.methods:
+        from ensembles.build import build_ensembles
+
+        build_ensembles(store, suite, suite.ensemble, log=console.print)
+        board = write_run_leaderboard(store, suite.name, [t.name for t in suite.tasks])
     console.print(rich_table(board))
     console.print(f"Leaderboard: {store.root / 'leaderboard.md'}")
+    return board
+
+
+def write_run_leaderboard(store: RunStore, suite_name: str, task_order: list[str]) -> dict:
+    """The leaderboard of a run directory: its trials' rows and the ensemble rows it holds."""
+    board = build_leaderboard(suite_name, store.records(), task_order, extra_rows=load_ensemble_rows(store.root))
+    write_leaderboard(board, store.root)
     return board

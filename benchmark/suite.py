@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from benchmark.errors import InputError
 from benchmark.hyperparams import TRAINING_KEYS, TrainingConfig
 from benchmark.modeling import ModelRef, max_positions, resolve_model
 from benchmark.schema import check_value, parse, suggest
+from ensembles.config import EnsembleConfig, EnsembleSettings, check_ensemble
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
 
@@ -52,6 +54,7 @@ class SuiteConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)   # run at the end of `bench run`
     output: str | None = None                                # null: runs/<name>
     storage: str | None = None                               # Ray storage (shared folder or URI); null: <output>/ray
     trust_remote_code: bool = False
@@ -64,6 +67,7 @@ class Suite:
     tasks: list[TaskSpec]
     output: Path
     task_entries: list[Any]   # the tasks as written to the resolved suite.yaml (user-task paths made absolute)
+    ensemble: EnsembleSettings
 
     @property
     def name(self) -> str:
@@ -150,8 +154,10 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
     if config.data.glue_dir and not Path(config.data.glue_dir).expanduser().is_dir():
         raise InputError("data.glue_dir", f"folder not found: {Path(config.data.glue_dir).expanduser().resolve()}")
+    checkpoints_per_task = len(models) * math.prod(len(v) for v in config.search.grid.values()) * len(config.search.seeds)
+    ensemble = check_ensemble(config.ensemble, "ensemble", checkpoints_per_task, len(models))
     out = Path(output or config.output or f"runs/{config.name}").expanduser().resolve()
-    return Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
+    return Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries, ensemble=ensemble)
 
 
 def _check_grid(config: SuiteConfig) -> None:

@@ -90,7 +90,8 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
 
         # Evaluate on every dev split; every rank gets every logit, so all agree on what is best.
         eval_start = time.perf_counter()
-        split_logits = {s: _predict(engine, split, tokenizer.pad_token_id, hp.eval_batch_size, rank, world, pad_multiple)
+        split_logits = {s: predict_logits(engine, split, tokenizer.pad_token_id, hp.eval_batch_size, task.num_labels,
+                                          rank, world, pad_multiple)
                         for s, split in data.eval_splits.items()}
         split_labels = {s: split.labels for s, split in data.eval_splits.items()}
         metrics = compute_metrics(task, split_logits, split_labels)
@@ -138,20 +139,21 @@ def _loss_function(regression: bool):
 
 
 @torch.no_grad()
-def _predict(engine, split: EncodedSplit, pad_id: int, batch_size: int, rank: int, world: int, pad_multiple: int) -> np.ndarray:
-    """Logits for every example of `split`, in file order. Ranks share the work and exchange results."""
-    engine.eval()
+def predict_logits(model, split: EncodedSplit, pad_id: int, batch_size: int, num_labels: int,
+                   rank: int = 0, world: int = 1, pad_multiple: int = 1) -> np.ndarray:
+    """Logits for every example of `split`, in file order. `model` is a DeepSpeed engine or a plain Hugging Face
+    model (the ensembler evaluates weight soups with it). Ranks share the work and exchange results."""
+    model.eval()
     order = np.argsort(-split.lengths, kind="stable")   # similar lengths together: less padding
     mine = order[rank::world]
     outputs = []
     for start in range(0, len(mine), batch_size):
         idx = mine[start:start + batch_size]
-        inputs = {k: v.to(engine.device) for k, v in collate(split, idx, pad_id, pad_multiple).items()}
-        outputs.append(engine(**inputs).logits.float().cpu().numpy())
-    width = engine.module.config.num_labels
-    local = (mine, np.concatenate(outputs) if outputs else np.zeros((0, width), np.float32))
+        inputs = {k: v.to(model.device) for k, v in collate(split, idx, pad_id, pad_multiple).items()}
+        outputs.append(model(**inputs).logits.float().cpu().numpy())
+    local = (mine, np.concatenate(outputs) if outputs else np.zeros((0, num_labels), np.float32))
     parts = _all_gather(local, world)
-    logits = np.zeros((len(split), width), dtype=np.float32)
+    logits = np.zeros((len(split), num_labels), dtype=np.float32)
     for idx, values in parts:
         logits[idx] = values
     return logits
