@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class _Context:
 
 def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, log=print) -> dict:
     """Build every method for every pool size, write them to <run>/ensembles/, and return the state written."""
+    started = time.perf_counter()
     candidates = find_candidates(store)
     suite_tasks = [t.name for t in suite.tasks]
     tasks = [t for t in suite_tasks if t in candidates] + sorted(t for t in candidates if t not in suite_tasks)
@@ -93,6 +95,7 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
             "candidates": {t: [{"trial_id": c.trial_id, "checkpoint": c.relpath, "kind": c.kind,
                                 "selection_score": selection[(t, c.trial_id)]} for c in ranked[t]] for t in tasks},
             "rows": rows,
+            "build_seconds": time.perf_counter() - started,
         }
         atomic_write_json(staging / STATE_FILE, state)
         atomic_replace_dir(staging, target)

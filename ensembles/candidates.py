@@ -36,9 +36,11 @@ def find_candidates(store: RunStore) -> dict[str, list[Candidate]]:
     """Every finished trial's checkpoints, by task, in trial-id order."""
     by_task: dict[str, list[Candidate]] = {}
     for trial_id, record in sorted(store.finished().items()):
-        for predictions in sorted(store.trial_dir(trial_id).rglob(PREDICTIONS_FILE)):
+        trial_dir = store.trial_dir(trial_id)
+        for predictions in sorted(trial_dir.rglob(PREDICTIONS_FILE)):
             folder = predictions.parent
-            if not (folder / TRIAL_FILE).is_file():
+            hidden = any(part.startswith(".") for part in folder.relative_to(trial_dir).parts)
+            if hidden or not (folder / TRIAL_FILE).is_file():   # hidden: an atomic write's leftover
                 continue
             meta = load_trial_meta(folder)
             logits, labels = load_predictions(folder)

@@ -17,7 +17,7 @@ class EnsembleConfig:
     methods: list[str] = field(default_factory=list)   # empty: `bench run` builds no ensembles
     # The candidate pool of each task: its top k checkpoints by selection-half score. A list builds every
     # method once per k; null: every checkpoint of the task.
-    k: int | list[int] | None = None
+    k: int | list[int | None] | None = None
     split_seed: int = field(default=0, metadata={"min": 0})   # which examples of each dev set go to which half
 
 
