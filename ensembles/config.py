@@ -18,7 +18,7 @@ class EnsembleConfig:
     # The candidate pool of each task: its top k checkpoints by selection-half score. A list builds every
     # method once per k; null: every checkpoint of the task.
     k: int | list[int | None] | None = None
-    split_seed: int = field(default=0, metadata={"min": 0})   # which examples of each dev set go to which half
+    split_seed: int = 0   # which examples of each dev set go to which half
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class EnsembleSettings:
 
 def check_ensemble(config: EnsembleConfig, where: str = "ensemble", candidates_per_task: int | None = None,
                    base_models: int = 1) -> EnsembleSettings:
-    """Refuse unknown or repeated methods and bad pool sizes; `candidates_per_task` is known when a suite is checked."""
+    """Refuse unknown or repeated methods, bad pool sizes and seeds, and soups over several base models, for the suite
+    and for `bench ensemble`'s flags alike; `candidates_per_task` is known when a suite is checked."""
     for i, method in enumerate(config.methods):
         if method not in METHODS:
             raise InputError(f"{where}.methods[{i}]", f"unknown method '{method}'" + suggest(method, METHODS)
@@ -53,6 +54,8 @@ def check_ensemble(config: EnsembleConfig, where: str = "ensemble", candidates_p
                              "this suite makes (models x grid points x seeds)")
     if len(set(sizes)) != len(sizes):
         raise InputError(f"{where}.k", "repeats a value")
+    if config.split_seed < 0:
+        raise InputError(f"{where}.split_seed", f"must be at least 0, got {config.split_seed}")
     soups = [m for m in config.methods if m in SOUP_METHODS]
     if soups and base_models > 1:
         raise InputError(f"{where}.methods", f"{soups[0]} averages weights fine-tuned from one base model, and this "

@@ -189,6 +189,8 @@ def test_bench_ensemble_rebuilds_with_other_methods_and_pools(run, tmp_path):
     (["--methods", "mean_prb"], "ensemble.methods[0]: unknown method 'mean_prb' (did you mean 'mean_prob'?)"),
     (["--k", "4"], "k: 4 is larger than the 3 candidate checkpoints of task rte"),
     (["--k", "0"], "ensemble.k: must be at least 1, got 0"),
+    (["--split-seed", "-3"], "ensemble.split_seed: must be at least 0, got -3"),
+    (["--k", "two"], "argument --k: invalid int value: 'two'"),
 ])
 def test_bad_ensemble_flags_get_one_line_and_exit_code_2(run, args, message):
     _, run_dir, _ = run
