@@ -52,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--system", help="the leaderboard row whose checkpoints predict (its name or a unique part of "
                                           "it); default: the best row with checkpoints")
 
+    ensemble = sub.add_parser("ensemble", help="combine a finished run's checkpoints (prediction ensembles and weight "
+                              "soups) and add them to its leaderboard")
+    ensemble.add_argument("run_dir", metavar="RUN_DIR")
+    ensemble.add_argument("--methods", nargs="+", metavar="METHOD",
+                          help="mean_prob, vote, greedy, soup_uniform, soup_greedy (default: the suite's "
+                               "ensemble.methods, else all five)")
+    ensemble.add_argument("--k", nargs="+", type=int, metavar="K",
+                          help="candidate pools: the top K checkpoints of each task by selection-half score, one "
+                               "ensemble per K (default: the suite's ensemble.k, else every checkpoint)")
+    ensemble.add_argument("--split-seed", type=int, help="seed of the selection/report split of each dev set "
+                          "(default: the suite's ensemble.split_seed)")
+
     trial = sub.add_parser("trial", help="run one trial of a suite in this process, without Ray (for debugging)")
     trial.add_argument("suite")
     trial.add_argument("--task", required=True)
@@ -156,6 +168,36 @@ def _predict(args) -> int:
     return 0
 
 
+def _ensemble(args) -> int:
+    from pathlib import Path
+
+    from benchmark.quiet import quiet_libraries
+    from benchmark.runner import make_console, write_run_leaderboard
+    from benchmark.tables import rich_table
+    from benchmark.store import SUITE_FILE, RunStore
+    from benchmark.suite import load_suite
+    from ensembles.build import build_ensembles
+    from ensembles.config import METHODS, EnsembleConfig, check_ensemble
+
+    quiet_libraries()
+    store = RunStore(Path(args.run_dir))
+    store.read_suite()   # refuses a folder that is not a run directory
+    suite = load_suite(store.root / SUITE_FILE)   # the run's own suite: its data, tasks and ensemble section
+    defaults = suite.config.ensemble
+    config = EnsembleConfig(
+        methods=args.methods or defaults.methods or list(METHODS),
+        k=args.k if args.k is not None else defaults.k,
+        split_seed=args.split_seed if args.split_seed is not None else defaults.split_seed,
+    )
+    settings = check_ensemble(config, where="ensemble", base_models=len(suite.models))
+    console = make_console()
+    build_ensembles(store, suite, settings, log=console.print)
+    board = write_run_leaderboard(store)
+    console.print(rich_table(board))
+    console.print(f"Leaderboard: {store.root / 'leaderboard.md'}")
+    return 0
+
+
 def _trial(args) -> int:
     from pathlib import Path
 
@@ -195,7 +237,7 @@ def _tasks(args) -> int:
 
 
 COMMANDS = {"run": _run, "validate": _validate, "table": _table, "report": _report, "predict": _predict,
-            "trial": _trial, "tasks": _tasks}
+            "ensemble": _ensemble, "trial": _trial, "tasks": _tasks}
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ CONVENTION = ("Dev-set scores, 0-100: mean ± sample std over seeds, for the gri
               "the GLUE score). Epochs and grid points are selected on the same dev sets that are reported.")
 
 
-def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str] = ()) -> dict:
-    """`task_order`: the suite's order of tasks; tasks only the records know follow it."""
+def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str] = (),
+                      extra_rows: list[dict] = ()) -> dict:
+    """`task_order`: the suite's order of tasks; tasks only the records know follow it. `extra_rows`: rows built
+    elsewhere (ensembles), sorted in with the rest."""
     # Trials a scheduler stopped early are results too (worse ones); diverged and failed trials are counted only.
     finished = [r for r in records if r.get("status") in ("finished", "stopped") and r.get("best_score") is not None]
     task_order = list(dict.fromkeys([*task_order, *(r["task"] for r in records)]))
@@ -32,7 +34,8 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
     systems = defaultdict(list)
     for r in finished:
         systems[(r["model"], r.get("kind", "single"))].append(r)
-    rows = sort_rows([_row(model, kind, recs, task_order, metric_keys) for (model, kind), recs in systems.items()])
+    rows = sort_rows([*(_row(model, kind, recs, task_order, metric_keys) for (model, kind), recs in systems.items()),
+                      *extra_rows])
     return {
         "suite": suite_name,
         "tasks": task_order,

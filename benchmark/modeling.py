@@ -95,3 +95,11 @@ def build_classifier(path: str, label_names: tuple[str, ...] | None, trust_remot
         )
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
+    """A kept checkpoint (encoder and trained head) in the dtype it was saved in, from safetensors only."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(folder, dtype="auto", trust_remote_code=trust_remote_code,
+                                                              use_safetensors=True)

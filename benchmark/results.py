@@ -15,13 +15,14 @@ from benchmark.checkpoints import read_prediction_file
 from benchmark.leaderboard import build_leaderboard
 from benchmark.statistics import Loader, add_statistics
 from benchmark.store import RunStore
+from ensembles.rows import load_ensemble_rows
 from tasks.spec import TaskSpec
 
 
 def leaderboard_from_runs(run_dirs: list[Path], baseline: str | None = None,
                           resamples: int = RESAMPLES) -> tuple[dict, list[dict]]:
     """The leaderboard of one or more run directories (their trials merged), and the trial records."""
-    records, names, order = [], [], []
+    records, names, order, ensemble_rows = [], [], [], []
     several = len(run_dirs) > 1
     for folder in run_dirs:
         store = RunStore(Path(folder))
@@ -33,7 +34,12 @@ def leaderboard_from_runs(run_dirs: list[Path], baseline: str | None = None,
                 # Rows name prediction files relative to one run directory; merged rows need full paths.
                 record = {**record, "checkpoint": str((store.root / record["checkpoint"]).resolve())}
             records.append(record)
-    board = build_leaderboard(" + ".join(names), records, order)
+        for row in load_ensemble_rows(store.root):
+            if several:
+                row = {**row, "predictions": {t: [str((store.root / p).resolve()) for p in paths]
+                                              for t, paths in row["predictions"].items()}}
+            ensemble_rows.append(row)
+    board = build_leaderboard(" + ".join(names), records, order, extra_rows=ensemble_rows)
     return finish_leaderboard(board, records, Path(run_dirs[0]), baseline, resamples), records
 
 

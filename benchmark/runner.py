@@ -100,6 +100,9 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
     limit = f", at most {r.max_concurrent_trials} at once" if r.max_concurrent_trials else ", as many at once as fit"
     console.print(f"Resources per trial: {r.workers_per_trial} worker(s) x ({r.cpus_per_worker:g} CPU, "
                   f"{r.gpus_per_worker:g} GPU){limit}. Output: {suite.output}")
+    if suite.ensemble.methods:
+        pools = ", ".join("all" if k is None else f"top {k}" for k in suite.ensemble.pool_sizes)
+        console.print(f"Then ensembles: {', '.join(suite.ensemble.methods)}; pools {pools}; split seed {suite.ensemble.split_seed}.")
 
 
 def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, console: Console | None = None) -> dict | None:
@@ -126,8 +129,21 @@ def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, c
             run_trials(suite, pending, task_data, store, address, callbacks=[display], resume=resume)
         finally:
             display.close()
-    board, _ = leaderboard_from_runs([store.root])   # what `bench table` reads too: the same file, to the byte
-    write_leaderboard(board, store.root)
+    # The trials' leaderboard is written first: an ensemble that fails cannot cost it.
+    board = write_run_leaderboard(store)
+    if suite.ensemble.methods:
+        from ensembles.build import build_ensembles
+
+        build_ensembles(store, suite, suite.ensemble, log=console.print)
+        board = write_run_leaderboard(store)
     console.print(rich_table(board))
     console.print(f"Leaderboard: {store.root / 'leaderboard.md'}  (a report with plots: bench report {store.root})")
+    return board
+
+
+def write_run_leaderboard(store: RunStore) -> dict:
+    """The leaderboard of a run directory (its trials' rows and the ensemble rows it holds), written into it:
+    what `bench table RUN_DIR` prints too, to the byte."""
+    board, _ = leaderboard_from_runs([store.root])
+    write_leaderboard(board, store.root)
     return board

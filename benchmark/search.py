@@ -70,10 +70,12 @@ def connect(address: str | None) -> None:
     kwargs = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     if address:
         import benchmark
+        import ensembles
         import tasks
 
-        # The cluster's nodes may not have bench installed: ship its code with the job.
-        kwargs["runtime_env"] = {"py_modules": [Path(benchmark.__file__).parent, Path(tasks.__file__).parent]}
+        # The cluster's nodes may not have bench installed: ship its code with the job (the suite module,
+        # which trials import, reads the ensemble section's schema from ensembles/).
+        kwargs["runtime_env"] = {"py_modules": [Path(m.__file__).parent for m in (benchmark, tasks, ensembles)]}
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:

@@ -78,23 +78,17 @@ def predict_logits(folder: Path, task: TaskSpec, ds, max_seq_length: int, batch_
                    trust_remote_code: bool = False) -> np.ndarray:
     """Run a kept checkpoint on a loaded split (`tasks.loading.load_split`): its logits, in the split's order."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
-    from benchmark.inference import batched_logits
-    from benchmark.modeling import load_tokenizer
+    from benchmark.inference import logits_in_file_order
+    from benchmark.modeling import load_finetuned_classifier, load_tokenizer
     from tasks.encoding import encode_split
 
     tokenizer = load_tokenizer(str(folder), trust_remote_code)
     encoded = encode_split(task, ds, tokenizer, max_seq_length)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    # dtype "auto": the precision the checkpoint was saved in, which is the one its dev logits were computed in.
-    model = AutoModelForSequenceClassification.from_pretrained(
-        folder, dtype="auto", use_safetensors=True, trust_remote_code=trust_remote_code).to(device).eval()
-    order = np.argsort(-encoded.lengths, kind="stable")   # longest first: less padding
-    logits = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
-    logits[order] = batched_logits(model, encoded, order, tokenizer.pad_token_id, batch_size, device,
-                                   model.config.num_labels)
-    return logits
+    # In the precision the checkpoint was saved in, which is the one its dev logits were computed in.
+    model = load_finetuned_classifier(str(folder), trust_remote_code).to(device).eval()
+    return logits_in_file_order(model, encoded, tokenizer.pad_token_id, batch_size, device, model.config.num_labels)
 
 
 def write_submission(run_dir: Path, output: Path | None = None, system: str | None = None) -> tuple[Path, list[str]]:

@@ -14,6 +14,7 @@ from benchmark.hyperparams import TrainingConfig
 from benchmark.modeling import ModelRef, max_positions, resolve_model
 from benchmark.schema import parse, suggest
 from benchmark.search_space import SearchConfig, check_search, sample_space
+from ensembles.config import EnsembleConfig, EnsembleSettings, check_ensemble
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
 
@@ -46,6 +47,7 @@ class SuiteConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)   # run at the end of `bench run`
     output: str | None = None                                # null: runs/<name>
     storage: str | None = None                               # Ray storage (shared folder or URI); null: <output>/ray
     trust_remote_code: bool = False
@@ -58,6 +60,7 @@ class Suite:
     tasks: list[TaskSpec]
     output: Path
     task_entries: list[Any]   # the tasks as written to the resolved suite.yaml (user-task paths made absolute)
+    ensemble: EnsembleSettings | None = None   # checked after the plan's size is known
 
     @property
     def name(self) -> str:
@@ -75,6 +78,13 @@ class Suite:
             return self.grid_points()
         samples = sample_space(search.space, search.num_samples, search.sample_seed)
         return [{**point, **sample, "sample": i} for point in self.grid_points() for i, sample in enumerate(samples)]
+
+    def trials_per_task(self) -> int:
+        """How many trials, so checkpoints, the plan has for each task (Optuna studies run with the first seed)."""
+        search = self.config.search
+        if search.resolved_algorithm == "optuna":
+            return len(self.models) * len(self.grid_points()) * search.num_samples
+        return len(self.models) * len(self.points()) * len(search.seeds)
 
     def training_for(self, point: dict[str, Any]) -> TrainingConfig:
         return self.config.training.replace(**{k: v for k, v in point.items() if k not in ("sample", "optuna")})
@@ -153,7 +163,9 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     if config.data.glue_dir and not Path(config.data.glue_dir).expanduser().is_dir():
         raise InputError("data.glue_dir", f"folder not found: {Path(config.data.glue_dir).expanduser().resolve()}")
     out = Path(output or config.output or f"runs/{config.name}").expanduser().resolve()
-    return Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
+    suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
+    suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
+    return suite
 
 
 def _check_resources(config: SuiteConfig) -> None:

@@ -124,15 +124,33 @@ def _has_subsets(board: dict) -> bool:
     return False
 
 
-def compute_header(board: dict) -> list[str]:
-    return [f"{_device(board)}-hours", "samples/s", "params", "passes"]
+def has_ensembles(board: dict) -> bool:
+    return any("members" in r for r in board["rows"])
 
 
-def compute_cells(row: dict) -> list[str]:
+def extra_header(board: dict, compute: bool) -> list[str]:
+    """Compute columns when asked for; otherwise, when ensembles are in, what each row costs at inference."""
+    if compute:
+        return [f"{_device(board)}-hours", "samples/s", "params", "passes"]
+    return ["passes"] if has_ensembles(board) else []
+
+
+def extra_cells(board: dict, row: dict, compute: bool) -> list[str]:
     c = row.get("compute") or {}
     hours, sps, params, passes = (c.get(k) for k in ("device_hours", "train_samples_per_s", "parameters", "inference_passes"))
-    return [MISSING if hours is None else f"{hours:.2f}", MISSING if sps is None else f"{sps:.1f}",
-            MISSING if params is None else _millions(params), MISSING if passes is None else str(passes)]
+    passes_text = MISSING if passes is None else f"{passes:g}"
+    if compute:
+        return [MISSING if hours is None else f"{hours:.2f}", MISSING if sps is None else f"{sps:.1f}",
+                MISSING if params is None else _millions(params), passes_text]
+    return [passes_text] if has_ensembles(board) else []
+
+
+def extra_notes(board: dict, compute: bool) -> list[str]:
+    notes = [COMPUTE_NOTE.format(device=_device(board))] if compute else []
+    notes += list(dict.fromkeys(r["protocol"]["description"] for r in board["rows"] if r.get("protocol")))
+    if has_ensembles(board) and not compute:
+        notes.append("passes: forward passes per example at inference (1 for a single model or a weight soup).")
+    return notes
 
 
 def _device(board: dict) -> str:
@@ -172,9 +190,13 @@ def statistics_note(board: dict) -> str:
 
 
 def chosen_points(board: dict) -> list[str]:
+    """Each row's grid points per task, or an ensemble's members (with their weights where they differ)."""
     lines = []
     for row in board["rows"]:
-        if row.get("config"):
+        if row.get("members"):
+            members = "; ".join(f"{t}: {_members(ids, row['member_weights'][t])}" for t, ids in row["members"].items())
+            lines.append(f"Members, {row['system']}: {members}")
+        elif row.get("config"):
             chosen = "; ".join(f"{t}: {_point(p)}" for t, p in row["config"].items())
             lines.append(f"Chosen grid points, {row['system']}: {chosen}")
     return lines
@@ -188,6 +210,12 @@ def trials_line(board: dict) -> str:
             f"{c['train_samples']:,} training samples.")
 
 
+def _members(trial_ids: list[str], weights: list[float]) -> str:
+    if len(set(weights)) <= 1:
+        return ", ".join(trial_ids)
+    return ", ".join(f"{i} ({w:.2f})" for i, w in zip(trial_ids, weights))
+
+
 def _point(point: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items()) or "(defaults)"
 
@@ -197,14 +225,14 @@ def _point(point: dict) -> str:
 def format_markdown(board: dict, compute: bool = False) -> str:
     tasks, best = board["tasks"], best_values(board)
     header = ["system"] + [column_title(t, board["metrics"][t]) for t in tasks] + ["average", "seeds"]
-    header += compute_header(board) if compute else []
+    header += extra_header(board, compute)
     lines = [f"# Leaderboard: {board['suite']}", "", *_md_table(header, [
         [row["system"]] + [_md_score(row, t, board["metrics"][t], best) for t in tasks]
-        + [_md_score(row, None, None, best), str(row["seeds"])] + (compute_cells(row) if compute else [])
+        + [_md_score(row, None, None, best), str(row["seeds"])] + extra_cells(board, row, compute)
         for row in board["rows"]])]
     lines += ["", board["convention"]]
-    if compute:
-        lines += ["", COMPUTE_NOTE.format(device=_device(board))]
+    for note in extra_notes(board, compute):
+        lines += ["", note]
     if statistics_note(board):
         lines += ["", statistics_note(board)]
     short = ["system"] + tasks + ["average"]
@@ -250,6 +278,8 @@ def format_csv(board: dict, compute: bool = False) -> str:
                 "seeds", "baseline"]
     if compute:
         columns += ["device", "device_hours", "train_samples_per_s", "parameters", "inference_passes"]
+    elif has_ensembles(board):
+        columns += ["inference_passes"]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in board["rows"]:
@@ -270,10 +300,16 @@ def format_csv(board: dict, compute: bool = False) -> str:
                    *_test_values(sig["average"]), row["seeds"], sig.get("baseline", "")]
         if compute:
             c = row.get("compute") or {}
-            values += [c.get("device", ""), _num(c.get("device_hours")), _num(c.get("train_samples_per_s")),
-                       c.get("parameters") or "", c.get("inference_passes") or ""]
+            values += [c.get("device") or "", _num(c.get("device_hours")), _num(c.get("train_samples_per_s")),
+                       c.get("parameters") or "", _passes(c)]
+        elif has_ensembles(board):
+            values += [_passes(row.get("compute") or {})]
         writer.writerow(values)
     return out.getvalue()
+
+
+def _passes(compute: dict) -> str:
+    return "" if compute.get("inference_passes") is None else f"{compute['inference_passes']:g}"
 
 
 def _test_values(test: dict | None) -> list:
@@ -303,13 +339,11 @@ def format_latex(board: dict, compute: bool = False) -> str:
     """Tables for a paper: `\\usepackage{booktabs}`; each table has a caption and a label."""
     tasks, best, label = board["tasks"], best_values(board), _label(board["suite"])
     header = ["System"] + [column_title(t, board["metrics"][t]) for t in tasks] + ["Average", "Seeds"]
-    header += compute_header(board) if compute else []
+    header += extra_header(board, compute)
     rows = [[latex_escape(row["system"])] + [_latex_score(row, t, board["metrics"][t], best) for t in tasks]
             + [_latex_score(row, None, None, best), str(row["seeds"])]
-            + ([latex_escape(c) for c in compute_cells(row)] if compute else []) for row in board["rows"]]
-    caption = f"Leaderboard: {board['suite']}. {board['convention']}"
-    if compute:
-        caption += " " + COMPUTE_NOTE.format(device=_device(board))
+            + [latex_escape(c) for c in extra_cells(board, row, compute)] for row in board["rows"]]
+    caption = " ".join([f"Leaderboard: {board['suite']}. {board['convention']}", *extra_notes(board, compute)])
     caption += " " + statistics_note(board)
     parts = ["% bench table --format latex. Needs \\usepackage{booktabs}.",
              *_latex_table([latex_escape(h) for h in header], rows, caption.strip(), f"tab:{label}")]
@@ -366,14 +400,13 @@ def format_html(board: dict, compute: bool = False) -> str:
     """An html fragment (with its own small style) to paste into a page; the report embeds it."""
     tasks, best = board["tasks"], best_values(board)
     header = ["system"] + [column_title(t, board["metrics"][t]) for t in tasks] + ["average", "seeds"]
-    header += compute_header(board) if compute else []
+    header += extra_header(board, compute)
     rows = [[html.escape(row["system"])] + [_html_score(row, t, board["metrics"][t], best) for t in tasks]
             + [_html_score(row, None, None, best), str(row["seeds"])]
-            + ([html.escape(c) for c in compute_cells(row)] if compute else []) for row in board["rows"]]
+            + [html.escape(c) for c in extra_cells(board, row, compute)] for row in board["rows"]]
     parts = ['<div class="bench-leaderboard">', HTML_STYLE,
              _html_table(header, rows, f"Leaderboard: {board['suite']}"), _html_note(board["convention"])]
-    if compute:
-        parts.append(_html_note(COMPUTE_NOTE.format(device=_device(board))))
+    parts += [_html_note(note) for note in extra_notes(board, compute)]
     if statistics_note(board):
         parts.append(_html_note(statistics_note(board)))
     short = ["system"] + tasks + ["average"]

@@ -1,0 +1,146 @@
+"""Ensembles against the best single checkpoint, on report data only.
+
+    python -m benchmark.measure.ensembles --out results/ensembles.md
+
+Runs configs/ensembles.yaml through `bench run`: the embedded model on rte, mrpc, stsb and cola, 3 learning rates
+x 2 seeds = 6 candidate checkpoints per task on 800-example training slices, then every ensemble method over each
+task's top 3 and all 6 candidates. Every figure below is a report-half score (split-half protocol): members, pools
+and the best single checkpoint were chosen on the other half of dev. The goal is the best ensemble beating the
+best single checkpoint by at least 1 point on average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.atomic import atomic_write_text
+from benchmark.quiet import quiet_libraries
+from benchmark.runner import run_suite
+from benchmark.suite import load_suite
+from ensembles.rows import read_state
+
+GOAL = 1.0   # points of average task score over the best single checkpoint
+
+
+def summarize(state: dict, records: list[dict], suite, command: str, wall_seconds: float) -> str:
+    tasks = state["tasks"]
+    rows = state["rows"]
+    best_single = next(r for r in rows if r["kind"] == "single")
+    ensembles = sorted((r for r in rows if r["kind"] == "ensemble"), key=lambda r: -r["average"])
+    cfg = suite.config
+    trial_hours = sum(r.get("wall_seconds", 0.0) for r in records) / 3600
+    counts = ", ".join(f"{len(state['candidates'][t])} candidates for {t}" for t in tasks)
+    report_sizes = {t: _report_size(Path(suite.output), best_single["predictions"][t][0]) for t in tasks}
+
+    lines = ["# Ensembles against the best single checkpoint (report halves of dev)", "",
+             f"Command: `{command}`", "",
+             f"Model {best_single['model']}{' (embedded)' if cfg.model is None else ''}; tasks {', '.join(tasks)}; training slices of "
+             f"{cfg.data.max_train_samples} examples (seeded), dev capped at {cfg.data.max_eval_samples} examples; "
+             f"{cfg.training.epochs} epochs, batch {cfg.training.batch_size}, max length {cfg.training.max_seq_length}, "
+             f"{cfg.training.precision}, ZeRO-{cfg.training.zero_stage}; grid "
+             f"{', '.join(f'{k}={v}' for k, v in cfg.search.grid.items())}; seeds {cfg.search.seeds}: "
+             f"{counts}. "
+             f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
+             f"wall time {wall_seconds / 60:.1f} min ({trial_hours:.2f} trial-hours of training), of which building the "
+             f"ensembles {state['build_seconds'] / 60:.1f} min.", "",
+             f"Protocol: {state['protocol']['description']} Report halves: "
+             f"{', '.join(f'{t} {n}' for t, n in report_sizes.items())} examples.", "",
+             "| system | " + " | ".join(tasks) + " | average | Δ vs best single | passes per example |",
+             "|---|" + "---:|" * (len(tasks) + 3)]
+    for row in [best_single] + ensembles:
+        delta = row["average"] - best_single["average"]
+        cells = [f"{row['task_scores'][t]:.1f}" for t in tasks]
+        lines.append(f"| {row['system']} | " + " | ".join(cells) + f" | {row['average']:.2f} | "
+                     f"{'—' if row is best_single else f'{delta:+.2f}'} | {row['compute']['inference_passes']:g} |")
+    metrics = {r["task"]: r["metric_keys"] for r in records}
+    lines += ["", "A task's score is the mean of its metrics, 0-100 (" + "; ".join(f"{t}: {', '.join(metrics[t])}" for t in tasks)
+              + "); the average is their unweighted mean.", ""]
+
+    top = ensembles[0]
+    gain = top["average"] - best_single["average"]
+    verdict = "meets" if gain >= GOAL else "does not meet"
+    lines += [f"**Result.** The best ensemble, {top['system']}, averages {top['average']:.2f} against "
+              f"{best_single['average']:.2f} for the best single checkpoint: {gain:+.2f} points, which {verdict} the "
+              f"goal of +{GOAL:g}. Per task: "
+              + ", ".join(f"{t} {top['task_scores'][t] - best_single['task_scores'][t]:+.1f}" for t in tasks) + ".", ""]
+    by_method = {}
+    for row in ensembles:
+        method = row["config"][tasks[0]]["method"]
+        by_method[method] = max(by_method.get(method, -np.inf), row["average"] - best_single["average"])
+    lines += ["Best gain per method (either pool): " + ", ".join(f"{m} {g:+.2f}" for m, g in by_method.items()) + ".", ""]
+
+    lines += ["## Members", ""]
+    for row in [best_single] + ensembles:
+        members = "; ".join(f"{t}: {', '.join(_weighted(ids, row['member_weights'][t]))}" for t, ids in row["members"].items())
+        lines.append(f"- {row['system']}: {members}")
+    lines += ["", "## Candidates", "",
+              "Each candidate's score on the selection half (what every choice above used) and on the report half. The "
+              "report column is for reading only: picking a checkpoint by it would be selection on report data.", "",
+              "| task | trial | selection half | report half | full dev (trial record) |", "|---|---|---:|---:|---:|"]
+    records_by_id = {r["trial_id"]: r for r in records}
+    for t in tasks:
+        for c in state["candidates"][t]:
+            report = _candidate_report_score(Path(suite.output), c, best_single["predictions"][t][0])
+            lines.append(f"| {t} | {c['trial_id']} | {c['selection_score']:.1f} | {report} | "
+                         f"{records_by_id[c['trial_id']]['best_score']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _report_size(run_dir: Path, path: str) -> int:
+    from safetensors.numpy import load_file
+
+    return sum(len(v) for k, v in load_file(str(run_dir / path)).items() if k.endswith("/indices"))
+
+
+def _candidate_report_score(run_dir: Path, candidate: dict, report_file: str) -> str:
+    """A candidate's report-half score, from its saved dev logits and the report indices of a row's prediction file."""
+    from safetensors.numpy import load_file
+
+    from benchmark.checkpoints import load_predictions, load_trial_meta
+    from ensembles.protocol import score_on
+    from tasks.spec import TaskSpec
+
+    folder = run_dir / candidate["checkpoint"]
+    logits, labels = load_predictions(folder)
+    files = load_file(str(run_dir / report_file))
+    report = {k.split("/")[0]: v for k, v in files.items() if k.endswith("/indices")}
+    return f"{score_on(TaskSpec.from_dict(load_trial_meta(folder)['task']), logits, labels, report)[1]:.1f}"
+
+
+def _weighted(ids: list[str], weights: list[float]) -> list[str]:
+    if len(set(weights)) <= 1:
+        return list(ids)
+    return [f"{i} ×{w:.2f}" for i, w in zip(ids, weights)]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", default="configs/ensembles.yaml")
+    p.add_argument("--output", default=None, help="run directory (default: the suite's output)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
+    p.add_argument("--out", default="results/ensembles.md")
+    args = p.parse_args(argv)
+    quiet_libraries()
+    suite = load_suite(args.suite, args.set, output=args.output)
+    started = time.perf_counter()
+    run_suite(suite)   # trials, then the suite's ensemble section, then the leaderboard
+    wall = time.perf_counter() - started
+    from benchmark.store import RunStore
+
+    store = RunStore(suite.output)
+    command = "python -m benchmark.measure.ensembles " + " ".join(sys.argv[1:] if argv is None else argv)
+    report = summarize(read_state(suite.output), store.records(), suite, command, wall)
+    atomic_write_text(Path(args.out), report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
