@@ -169,7 +169,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
 
 
 def _check_resources(config: SuiteConfig) -> None:
-    r, t = config.resources, config.training
+    r = config.resources
     batch_sizes = _possible_values(config, "batch_size")
     accumulations = _possible_values(config, "gradient_accumulation_steps")
     for b, a in itertools.product(batch_sizes, accumulations):

@@ -190,7 +190,7 @@ def _predict(engine, split: EncodedSplit, pad_id: int, batch_size: int, rank: in
     width = engine.module.config.num_labels
     local = (mine, batched_logits(engine, split, mine, pad_id, batch_size, engine.device, width, pad_multiple))
     parts = _all_gather(local, world)
-    logits = np.zeros((len(split), num_labels), dtype=np.float32)
+    logits = np.zeros((len(split), width), dtype=np.float32)
     for idx, values in parts:
         logits[idx] = values
     return logits

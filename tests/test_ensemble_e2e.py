@@ -74,10 +74,10 @@ def test_the_leaderboard_holds_a_row_per_method_and_pool_beside_the_best_single(
         assert row["average"] == pytest.approx(np.mean(list(row["task_scores"].values())))
     assert rows["tiny best single checkpoint"]["kind"] == "single"
     assert rows["tiny mean_prob (top 2)"]["kind"] == "ensemble"
-    assert rows["tiny mean_prob (top 2)"]["inference_passes"] == 2 and rows["tiny mean_prob (all)"]["inference_passes"] == 3
-    assert rows["tiny soup_uniform (all)"]["inference_passes"] == 1 and rows["tiny soup_greedy (all)"]["inference_passes"] == 1
+    assert rows["tiny mean_prob (top 2)"]["compute"]["inference_passes"] == 2 and rows["tiny mean_prob (all)"]["compute"]["inference_passes"] == 3
+    assert rows["tiny soup_uniform (all)"]["compute"]["inference_passes"] == 1 and rows["tiny soup_greedy (all)"]["compute"]["inference_passes"] == 1
     greedy = rows["tiny greedy (all)"]
-    assert greedy["inference_passes"] == np.mean([len(m) for m in greedy["members"].values()])
+    assert greedy["compute"]["inference_passes"] == np.mean([len(m) for m in greedy["members"].values()])
     assert all(sum(w) == pytest.approx(1.0) for w in greedy["member_weights"].values())
     md = (run_dir / "leaderboard.md").read_text()
     assert "| passes |" in md and "split-half protocol, seed 5" in md

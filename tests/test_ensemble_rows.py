@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.leaderboard import build_leaderboard, format_csv, format_markdown
+from benchmark.leaderboard import build_leaderboard
+from benchmark.tables import format_csv, format_markdown
 from ensembles.candidates import Candidate
 from ensembles.protocol import describe
 from ensembles.rows import TaskOutcome, make_row
@@ -48,7 +49,7 @@ def test_an_ensemble_row_has_the_leaderboard_keys_and_its_own():
     assert row["task_scores"] == {"rte": 70.0, "mrpc": 85.0} and row["average"] == pytest.approx(77.5)
     assert row["members"] == {"rte": ["rte-1", "rte-2"], "mrpc": ["mrpc-2"]}
     assert row["member_weights"]["rte"] == pytest.approx([2 / 3, 1 / 3])
-    assert row["inference_passes"] == 1.5   # 2 on rte, 1 on mrpc
+    assert row["compute"]["inference_passes"] == 1.5   # 2 on rte, 1 on mrpc
     assert row["protocol"]["name"] == "split-half" and row["protocol"]["split_seed"] == 3
     assert row["predictions"]["rte"] == ["ensembles/predictions/greedy-all/rte.safetensors"]
     assert row["std"]["average"] is None and "soups" not in row
@@ -66,7 +67,7 @@ def test_the_leaderboard_sorts_ensemble_rows_in_and_says_how_they_were_scored():
     assert [r["system"] for r in board["rows"]] == ["m greedy (all)", "m (single)"]
     md = format_markdown(board)
     assert "| system | rte (acc) | mrpc (F1/acc) | average | seeds | passes |" in md
-    assert "| m greedy (all) | 70.0 | 90.0/80.0 | 77.5 | 1 | 1.5 |" in md
+    assert "| m greedy (all) | **70.0** | **90.0/80.0** | **77.5** | 1 | 1.5 |" in md
     assert "| m (single) | 61.0 ± 1.4 | 81.0/71.0 ± 1.4 | 68.5 ± 1.4 | 2 | 1 |" in md
     assert "scored on the report half of each dev set (split-half protocol, seed 3)" in md
     assert "Members, m greedy (all): rte: rte-1 (0.67), rte-2 (0.33); mrpc: mrpc-2" in md

@@ -33,8 +33,13 @@ def test_counts_throughput_and_time_left():
                                 "about 0:02:30 left")
 
 
+class _Trial(SimpleNamespace):
+    def __str__(self):   # as Tune's Trial: its name
+        return self.name
+
+
 def _trial(name, task="rte", epochs=2):
-    return SimpleNamespace(config={"trial": {"trial_id": name, "task": task, "training": {"epochs": epochs}}})
+    return _Trial(name=name, config={"trial": {"trial_id": name, "task": task, "training": {"epochs": epochs}}})
 
 
 def test_plain_log_lines_when_not_a_terminal():
