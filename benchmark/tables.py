@@ -194,7 +194,8 @@ def chosen_points(board: dict) -> list[str]:
     lines = []
     for row in board["rows"]:
         if row.get("members"):
-            members = "; ".join(f"{t}: {_members(ids, row['member_weights'][t])}" for t, ids in row["members"].items())
+            weights = row.get("member_weights") or {}
+            members = "; ".join(f"{t}: {_members(ids, weights.get(t, []))}" for t, ids in row["members"].items())
             lines.append(f"Members, {row['system']}: {members}")
         elif row.get("config"):
             chosen = "; ".join(f"{t}: {_point(p)}" for t, p in row["config"].items())
