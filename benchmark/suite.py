@@ -11,6 +11,7 @@ from typing import Any
 
 from benchmark.errors import InputError
 from benchmark.hyperparams import TrainingConfig
+from benchmark.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.modeling import ModelRef, max_positions, resolve_model
 from benchmark.schema import parse, suggest
 from benchmark.search_space import SearchConfig, check_search, sample_space
@@ -47,6 +48,7 @@ class SuiteConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)   # tasks trained jointly (and two-stage)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)   # run at the end of `bench run`
     output: str | None = None                                # null: runs/<name>
     storage: str | None = None                               # Ray storage (shared folder or URI); null: <output>/ray
@@ -61,6 +63,7 @@ class Suite:
     output: Path
     task_entries: list[Any]   # the tasks as written to the resolved suite.yaml (user-task paths made absolute)
     ensemble: EnsembleSettings | None = None   # checked after the plan's size is known
+    mixture: Mixture | None = None             # the `multitask:` section checked; None: no joint training
 
     @property
     def name(self) -> str:
@@ -88,6 +91,10 @@ class Suite:
 
     def training_for(self, point: dict[str, Any]) -> TrainingConfig:
         return self.config.training.replace(**{k: v for k, v in point.items() if k not in ("sample", "optuna")})
+
+    def stage_two_training_for(self, point: dict[str, Any]) -> TrainingConfig:
+        """Stage two of two-stage training: the grid point's training with `multitask.two_stage.training` on top."""
+        return self.training_for(point).replace(**self.config.multitask.two_stage.training)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self.config)
@@ -164,8 +171,34 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         raise InputError("data.glue_dir", f"folder not found: {Path(config.data.glue_dir).expanduser().resolve()}")
     out = Path(output or config.output or f"runs/{config.name}").expanduser().resolve()
     suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
+    suite.mixture = check_multitask(config.multitask, {t.name: t for t in tasks})
+    if suite.mixture is not None:
+        _check_multitask_search(config)
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
     return suite
+
+
+def _check_multitask_search(config: SuiteConfig) -> None:
+    """A multi-task trial evaluates once per epoch and saves no training state (see benchmark/multitask.py)."""
+    search = config.search
+    if search.scheduler.type in ("hyperband", "pbt"):
+        raise InputError("search.scheduler", f"{search.scheduler.type} pauses and restores trials from saved states, "
+                         "which multi-task trials do not save; use fifo or asha with multitask")
+    if search.eval_every_steps:
+        raise InputError("search.eval_every_steps", "multi-task trials evaluate once per epoch; remove it or multitask")
+    if search.resolved_algorithm == "optuna":
+        raise InputError("search.algorithm", "optuna is not supported with multitask yet; use grid or random")
+    overrides = config.multitask.two_stage.training
+    parse(TrainingConfig, overrides, "multitask.two_stage.training")   # unknown keys and bad values, one line
+    workers = config.resources.workers_per_trial
+    for b, a in itertools.product([overrides["batch_size"]] if "batch_size" in overrides else _possible_values(config, "batch_size"),
+                                  [overrides["gradient_accumulation_steps"]] if "gradient_accumulation_steps" in overrides
+                                  else _possible_values(config, "gradient_accumulation_steps")):
+        if b % (workers * a):
+            raise InputError("multitask.two_stage.training", f"batch_size {b} is not divisible by workers_per_trial x "
+                             f"gradient_accumulation_steps ({workers} x {a})")
+    if overrides.get("precision") == "fp16" and config.resources.gpus_per_worker == 0:
+        raise InputError("multitask.two_stage.training.precision", "fp16 needs GPUs; use bf16 or fp32 on CPU")
 
 
 def _check_resources(config: SuiteConfig) -> None:
