@@ -189,3 +189,71 @@ def test_exported_task_checkpoints_reproduce_the_multitask_predictions_exactly(t
         np.testing.assert_array_equal(logits, stored["validation"])
         metrics = compute_metrics(GLUE_TASKS[task], {"validation": logits}, labels)
         assert task_score(metrics) == meta["score"]
+
+
+# The suite's multitask section ----------------------------------------------------------------------------------
+
+def _suite(tmp_path, multitask: dict, **top) -> str:
+    import yaml
+
+    suite = {"name": "t", "tasks": ["rte", "stsb", "mrpc"], "data": {"max_train_samples": 16, "max_eval_samples": 8},
+             "training": {"epochs": 1, "batch_size": 8}, "multitask": multitask, "output": str(tmp_path / "run"), **top}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return str(path)
+
+
+@pytest.mark.parametrize("multitask, top, message", [
+    ({"tasks": ["rte", "stsb"], "sampler": "round_robin"}, {}, "multitask.sampler: unknown sampler 'round_robin'"),
+    ({"tasks": ["rte", "mrpc"], "shared_heads": [["rte", "mrpc"]]}, {},
+     "multitask.shared_heads[0]: 'rte' and 'mrpc' have different label spaces (entailment/not_entailment vs "),
+    ({"tasks": ["rte", "stsb"], "temperatur": 2}, {}, "multitask.temperatur: unknown key (did you mean 'temperature'?)"),
+    ({"tasks": ["rte", "stsb"], "temperature": 0.5}, {}, "multitask.temperature: must be at least 1.0"),
+    ({"tasks": ["rte"]}, {}, "multitask.tasks: name at least two tasks"),
+    ({"tasks": ["rte", "stsb"], "two_stage": {"enabled": True, "training": {"epoch": 1}}}, {},
+     "multitask.two_stage.training.epoch: unknown key (did you mean 'epochs'?)"),
+    ({"tasks": ["rte", "stsb"]}, {"search": {"scheduler": {"type": "pbt"}, "grid": {"learning_rate": [1e-3, 1e-4]}}},
+     "search.scheduler: pbt pauses and restores trials from saved states, which multi-task trials do not save"),
+    ({"two_stage": {"enabled": True}}, {}, "multitask.two_stage: needs multitask.tasks"),
+])
+def test_bad_multitask_suites_exit_2_with_one_line(tmp_path, capsys, glue_dir, cache_dir, multitask, top, message):
+    from benchmark.cli import main
+
+    assert main(["validate", _suite(tmp_path, multitask, **top)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_a_multitask_task_without_data_exits_2(tmp_path, capsys, glue_dir, cache_dir):
+    from benchmark.cli import main
+
+    missing = {"name": "mine", "train": str(tmp_path / "nope.csv"), "validation": str(tmp_path / "nope.csv"),
+               "text_columns": ["text"], "labels": ["a", "b"]}
+    path = _suite(tmp_path, {"tasks": ["rte", "mine"]}, tasks=["rte", missing])
+    assert main(["validate", path]) == 2
+    err = capsys.readouterr().err
+    assert "nope.csv" in err and err.count("\n") == 1, err
+
+
+def test_the_plan_holds_joint_and_stage_two_trials(tmp_path, glue_dir, cache_dir):
+    from benchmark.plan import make_plan
+    from benchmark.suite import load_suite
+
+    suite = load_suite(_suite(tmp_path, {"tasks": ["rte", "stsb"], "sampler": "temperature", "cap": 1000,
+                                         "two_stage": {"enabled": True, "training": {"epochs": 2}}},
+                              search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1, 2]}))
+    plan = make_plan(suite)
+    kinds = [t.kind for t in plan]
+    assert kinds.count("single") == 12 and kinds.count("multitask") == 4 and kinds.count("two-stage") == 8
+    joint = next(t for t in plan if t.trial_id == "multitask_lr=0.001_seed=2")
+    assert joint.tasks == ("rte", "stsb") and joint.mixture["cap"] == 1000
+    assert joint.record_ids == ["multitask-rte_lr=0.001_seed=2", "multitask-stsb_lr=0.001_seed=2"]
+    second = next(t for t in plan if t.trial_id == "two-stage-stsb_lr=0.001_seed=2")
+    assert second.stage_one == joint.trial_id and second.training["epochs"] == 2 and joint.training["epochs"] == 1
+    assert second.model_path == str(suite.output / "trials" / "multitask-stsb_lr=0.001_seed=2" / "checkpoint")
+    assert len({t.trial_id for t in plan}) == len(plan)
+    # Anything that shapes stage one changes stage two's fingerprint too.
+    other = make_plan(load_suite(_suite(tmp_path, {"tasks": ["rte", "stsb"], "sampler": "uniform",
+                                                   "two_stage": {"enabled": True, "training": {"epochs": 2}}},
+                                        search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1, 2]})))
+    assert next(t for t in other if t.trial_id == second.trial_id).fingerprint != second.fingerprint
