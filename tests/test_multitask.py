@@ -257,3 +257,19 @@ def test_the_plan_holds_joint_and_stage_two_trials(tmp_path, glue_dir, cache_dir
                                                    "two_stage": {"enabled": True, "training": {"epochs": 2}}},
                                         search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1, 2]})))
     assert next(t for t in other if t.trial_id == second.trial_id).fingerprint != second.fingerprint
+
+
+def test_bench_trial_runs_the_joint_trial_without_ray(tiny_model, tmp_path, glue_dir, cache_dir):
+    import subprocess
+    import sys
+
+    path = _suite(tmp_path, {"tasks": ["rte", "stsb"], "sampler": "uniform", "steps_per_epoch": 5},
+                  model=str(tiny_model), training={"epochs": 2, "batch_size": 8, "max_seq_length": 64, "precision": "fp32"})
+    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "trial", path, "--task", "multitask",
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "per task: rte" in proc.stdout
+    epochs = json.loads((tmp_path / "out" / "epochs.json").read_text())
+    assert [e["optimizer_steps"] for e in epochs] == [5, 10]   # steps_per_epoch sizes the epoch
+    for task in ("rte", "stsb"):
+        assert (tmp_path / "out" / task / "checkpoint" / "model.safetensors").is_file()
