@@ -25,6 +25,7 @@ class TwoStageConfig:
 
     enabled: bool = False
     training: dict[str, Any] = field(default_factory=dict)   # overrides of `training:` for stage two
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # stage two's own grid, crossed with each stage-one trial
 
 
 @dataclass

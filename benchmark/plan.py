@@ -78,7 +78,8 @@ def make_plan(suite: Suite) -> list[TrialSpec]:
                  for model in suite.models for point in points for seed in seeds]
         plan += joint
         if suite.config.multitask.two_stage.enabled:
-            plan += [make_stage_two_trial(suite, j, task) for j in joint for task in j.tasks]
+            plan += [make_stage_two_trial(suite, j, task, p)
+                     for j in joint for task in j.tasks for p in suite.stage_two_points()]
     return plan
 
 
@@ -105,17 +106,20 @@ def make_multitask_trial(suite: Suite, model, point: dict, seed: int) -> TrialSp
     )
 
 
-def make_stage_two_trial(suite: Suite, joint: TrialSpec, task: str) -> TrialSpec:
+def make_stage_two_trial(suite: Suite, joint: TrialSpec, task: str, stage_two_point: dict) -> TrialSpec:
     """Stage two: `task` alone, from the encoder and head the joint trial exported for it (a checkpoint folder in
-    this run directory, at the joint trial's best epoch for that task)."""
+    this run directory, at the joint trial's best epoch for that task). Its grid point is the joint trial's with
+    stage two's own values added as `stage_two.<key>`, so tables choose among both stages' configurations."""
     from benchmark.store import RunStore
 
-    training = suite.stage_two_training_for(joint.point).to_dict()
+    training = suite.stage_two_training_for(joint.point, stage_two_point).to_dict()
+    point = {**joint.point, **{f"stage_two.{k}": v for k, v in stage_two_point.items()}}
+    grid = {**suite.config.search.grid, **{f"stage_two.{k}": v for k, v in suite.config.multitask.two_stage.grid.items()}}
     name = joint.model_name if len(suite.models) > 1 else None
     return TrialSpec(
-        trial_id=trial_id(f"two-stage-{task}", name, _id_part(joint.point, suite.config.search.grid), joint.seed),
+        trial_id=trial_id(f"two-stage-{task}", name, _id_part(point, grid), joint.seed),
         model_name=joint.model_name, model_path=str(RunStore(suite.output).checkpoint_dir(joint.task_ids[task])),
-        task=task, point=joint.point, seed=joint.seed, training=training, kind="two-stage", stage_one=joint.trial_id,
+        task=task, point=point, seed=joint.seed, training=training, kind="two-stage", stage_one=joint.trial_id,
         fingerprint=_fingerprint({"stage_one": joint.fingerprint, "task": task, "training": training}),
     )
 
@@ -142,13 +146,19 @@ def _id_part(point: dict, grid: dict) -> dict:
 
 def trial_id(task: str, model: str | None, point: dict, seed: int) -> str:
     parts = [task] + ([model] if model else [])
-    parts += [f"{SHORT_KEYS.get(k, k)}={_short(v)}" for k, v in sorted(point.items()) if k not in ("sample", "optuna")]
+    parts += [f"{_short_key(k)}={_short(v)}" for k, v in sorted(point.items()) if k not in ("sample", "optuna")]
     parts += [f"{k}={point[k]:03d}" for k in ("sample", "optuna") if k in point]
     parts.append(f"seed={seed}")
     text = re.sub(r"[^A-Za-z0-9._=+-]", "-", "_".join(parts))
     if len(text) > 120:   # keep folder names short; the hash keeps them unique
         text = text[:100] + "_" + hashlib.sha256(text.encode()).hexdigest()[:12]
     return text
+
+
+def _short_key(key: str) -> str:
+    if key.startswith("stage_two."):   # two-stage trials' own grid values
+        return "s2." + _short_key(key.removeprefix("stage_two."))
+    return SHORT_KEYS.get(key, key)
 
 
 def _short(value) -> str:

@@ -14,7 +14,7 @@ from benchmark.hyperparams import TrainingConfig
 from benchmark.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.modeling import ModelRef, max_positions, resolve_model
 from benchmark.schema import parse, suggest
-from benchmark.search_space import SearchConfig, check_search, sample_space
+from benchmark.search_space import SearchConfig, check_grid, check_search, sample_space
 from ensembles.config import EnsembleConfig, EnsembleSettings, check_ensemble
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
@@ -92,9 +92,15 @@ class Suite:
     def training_for(self, point: dict[str, Any]) -> TrainingConfig:
         return self.config.training.replace(**{k: v for k, v in point.items() if k not in ("sample", "optuna")})
 
-    def stage_two_training_for(self, point: dict[str, Any]) -> TrainingConfig:
-        """Stage two of two-stage training: the grid point's training with `multitask.two_stage.training` on top."""
-        return self.training_for(point).replace(**self.config.multitask.two_stage.training)
+    def stage_two_points(self) -> list[dict[str, Any]]:
+        """Stage two's own grid points (one empty point without a grid)."""
+        grid = self.config.multitask.two_stage.grid
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+    def stage_two_training_for(self, point: dict[str, Any], stage_two_point: dict[str, Any]) -> TrainingConfig:
+        """Stage two of two-stage training: the stage-one grid point's training, with `multitask.two_stage.training`
+        and then stage two's own grid point on top."""
+        return self.training_for(point).replace(**{**self.config.multitask.two_stage.training, **stage_two_point})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self.config)
@@ -161,19 +167,21 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     check_search(config.search)
     _check_resources(config)
     tasks, entries = _resolve_tasks(config.tasks)
+    mixture = check_multitask(config.multitask, {t.name: t for t in tasks})
+    if mixture is not None:
+        _check_multitask_search(config)
     models = _resolve_models(config)
     for m in models:
         limit = max_positions(m.path, config.trust_remote_code)
-        longest = max(_possible_values(config, "max_seq_length"))
+        longest = max(_possible_values(config, "max_seq_length")
+                      + (_stage_two_values(config, "max_seq_length") if config.multitask.two_stage.enabled else []))
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
     if config.data.glue_dir and not Path(config.data.glue_dir).expanduser().is_dir():
         raise InputError("data.glue_dir", f"folder not found: {Path(config.data.glue_dir).expanduser().resolve()}")
     out = Path(output or config.output or f"runs/{config.name}").expanduser().resolve()
     suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
-    suite.mixture = check_multitask(config.multitask, {t.name: t for t in tasks})
-    if suite.mixture is not None:
-        _check_multitask_search(config)
+    suite.mixture = mixture
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
     return suite
 
@@ -188,17 +196,26 @@ def _check_multitask_search(config: SuiteConfig) -> None:
         raise InputError("search.eval_every_steps", "multi-task trials evaluate once per epoch; remove it or multitask")
     if search.resolved_algorithm == "optuna":
         raise InputError("search.algorithm", "optuna is not supported with multitask yet; use grid or random")
-    overrides = config.multitask.two_stage.training
-    parse(TrainingConfig, overrides, "multitask.two_stage.training")   # unknown keys and bad values, one line
+    two_stage = config.multitask.two_stage
+    parse(TrainingConfig, two_stage.training, "multitask.two_stage.training")   # unknown keys and bad values
+    check_grid(two_stage.grid, "multitask.two_stage.grid")
     workers = config.resources.workers_per_trial
-    for b, a in itertools.product([overrides["batch_size"]] if "batch_size" in overrides else _possible_values(config, "batch_size"),
-                                  [overrides["gradient_accumulation_steps"]] if "gradient_accumulation_steps" in overrides
-                                  else _possible_values(config, "gradient_accumulation_steps")):
+    for b, a in itertools.product(_stage_two_values(config, "batch_size"), _stage_two_values(config, "gradient_accumulation_steps")):
         if b % (workers * a):
-            raise InputError("multitask.two_stage.training", f"batch_size {b} is not divisible by workers_per_trial x "
+            raise InputError("multitask.two_stage", f"stage two's batch_size {b} is not divisible by workers_per_trial x "
                              f"gradient_accumulation_steps ({workers} x {a})")
-    if overrides.get("precision") == "fp16" and config.resources.gpus_per_worker == 0:
-        raise InputError("multitask.two_stage.training.precision", "fp16 needs GPUs; use bf16 or fp32 on CPU")
+    if "fp16" in _stage_two_values(config, "precision") and config.resources.gpus_per_worker == 0:
+        raise InputError("multitask.two_stage", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU")
+
+
+def _stage_two_values(config: SuiteConfig, key: str) -> list:
+    """Every value a hyperparameter can take in stage two (its grid, else its override, else stage one's)."""
+    two_stage = config.multitask.two_stage
+    if key in two_stage.grid:
+        return two_stage.grid[key]
+    if key in two_stage.training:
+        return [two_stage.training[key]]
+    return _possible_values(config, key)
 
 
 def _check_resources(config: SuiteConfig) -> None:

@@ -260,6 +260,36 @@ def test_the_plan_holds_joint_and_stage_two_trials(tmp_path, glue_dir, cache_dir
     assert next(t for t in other if t.trial_id == second.trial_id).fingerprint != second.fingerprint
 
 
+def test_stage_two_has_its_own_grid(tmp_path, glue_dir, cache_dir):
+    from benchmark.plan import make_plan
+    from benchmark.suite import load_suite
+
+    suite = load_suite(_suite(tmp_path, {"tasks": ["rte", "stsb"], "two_stage": {
+        "enabled": True, "training": {"epochs": 2, "learning_rate": 1e-5}, "grid": {"learning_rate": [5e-5, 2e-5]}}},
+        search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1]}))
+    second = [t for t in make_plan(suite) if t.kind == "two-stage"]
+    assert len(second) == 2 * 2 * 2   # stage-one points x tasks x stage-two points
+    t = next(t for t in second if t.trial_id == "two-stage-rte_lr=0.0001_s2.lr=2e-05_seed=1")
+    assert t.point == {"learning_rate": 1e-4, "stage_two.learning_rate": 2e-5}
+    assert t.training["learning_rate"] == 2e-5 and t.training["epochs"] == 2   # its grid over its overrides
+    assert t.stage_one == "multitask_lr=0.0001_seed=1"
+
+
+@pytest.mark.parametrize("two_stage, message", [
+    ({"enabled": True, "grid": {"learnig_rate": [1e-5]}},
+     "multitask.two_stage.grid.learnig_rate: not a training hyperparameter (did you mean 'learning_rate'?)"),
+    ({"enabled": True, "grid": {"batch_size": [8, 7]}, "training": {}}, "stage two's batch_size 7 is not divisible"),
+    ({"enabled": True, "training": {"max_seq_length": 4096}}, "4096 exceeds the 512 positions"),
+])
+def test_bad_stage_two_settings_exit_2(tmp_path, capsys, glue_dir, cache_dir, two_stage, message):
+    from benchmark.cli import main
+
+    path = _suite(tmp_path, {"tasks": ["rte", "stsb"], "two_stage": two_stage}, resources={"workers_per_trial": 2})
+    assert main(["validate", path]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
 def test_bench_trial_runs_the_joint_trial_without_ray(tiny_model, tmp_path, glue_dir, cache_dir):
     import subprocess
     import sys
