@@ -306,3 +306,47 @@ def test_bench_trial_runs_the_joint_trial_without_ray(tiny_model, tmp_path, glue
     assert [e["optimizer_steps"] for e in epochs] == [5, 10]   # steps_per_epoch sizes the epoch
     for task in ("rte", "stsb"):
         assert (tmp_path / "out" / task / "checkpoint" / "model.safetensors").is_file()
+
+
+TWO_RANKS = '''
+import json, sys
+from pathlib import Path
+from benchmark.engine import init_distributed
+from benchmark.hyperparams import TrainingConfig
+from benchmark.local import run_local_multitask_trial
+from benchmark.mixing import Mixture
+from benchmark.modeling import load_tokenizer
+from tasks.encoding import encode_task
+from tasks.glue import GLUE_TASKS
+
+model, glue, cache, out = sys.argv[1:]
+rank, world = init_distributed()
+tokenizer = load_tokenizer(model)
+data = {t: encode_task(GLUE_TASKS[t], tokenizer, 64, Path(glue), Path(cache), 64, 32) for t in ("rte", "stsb")}
+mixture = Mixture(("rte", "stsb"), "uniform", 2.0, None, {"rte": 1.0, "stsb": 0.5}, {"rte": "rte", "stsb": "stsb"}, None)
+hp = TrainingConfig(epochs=2, batch_size=16, learning_rate=1e-3, zero_stage=2, precision="bf16", eval_batch_size=32)
+result = run_local_multitask_trial(hp, model, 3, data, mixture, Path(out) / f"rank{rank}", log=lambda *_: None)
+print("RESULT", json.dumps({"rank": rank, "world": world, "epochs": [
+    {k: e[k] for k in ("epoch", "score", "optimizer_steps", "train_samples")} for e in result.epochs]}))
+'''
+
+
+def test_two_ranks_with_zero_2_train_one_joint_model(tiny_model, glue_dir, cache_dir, tmp_path):
+    """Two data-parallel ranks (torchrun, gloo): every step's batch comes from one task on both ranks, the resting
+    heads' zero gradients reduce like any other, both ranks report the same numbers, and rank 0 exports."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANKS)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
+                           str(tiny_model), str(glue_dir), str(cache_dir), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = sorted((json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line),
+                     key=lambda r: r["rank"])
+    assert [r["world"] for r in results] == [2, 2] and results[0]["epochs"] == results[1]["epochs"]
+    assert [e["optimizer_steps"] for e in results[0]["epochs"]] == [8, 16]   # (64 + 64) / 16 per epoch
+    assert (tmp_path / "out" / "rank0" / "rte" / "checkpoint" / "model.safetensors").is_file()
+    assert not (tmp_path / "out" / "rank1" / "rte").exists()
