@@ -197,6 +197,12 @@ def _check_multitask_search(config: SuiteConfig) -> None:
     if search.resolved_algorithm == "optuna":
         raise InputError("search.algorithm", "optuna is not supported with multitask yet; use grid or random")
     two_stage = config.multitask.two_stage
+    soups = [m for m in config.ensemble.methods if m.startswith("soup_")]
+    if two_stage.enabled and soups:
+        # A soup averages checkpoints fine-tuned from one initial model; each stage-two trial starts from its own
+        # stage-one export, so its checkpoints would be refused from any soup pool they land in.
+        raise InputError("ensemble.methods", f"{soups[0]} cannot take two-stage checkpoints (each starts from its own "
+                         "stage-one export); use mean_prob, vote or greedy with multitask.two_stage")
     parse(TrainingConfig, two_stage.training, "multitask.two_stage.training")   # unknown keys and bad values
     check_grid(two_stage.grid, "multitask.two_stage.grid")
     workers = config.resources.workers_per_trial

@@ -216,6 +216,8 @@ def _suite(tmp_path, multitask: dict, **top) -> str:
     ({"tasks": ["rte", "stsb"]}, {"search": {"scheduler": {"type": "pbt"}, "grid": {"learning_rate": [1e-3, 1e-4]}}},
      "search.scheduler: pbt pauses and restores trials from saved states, which multi-task trials do not save"),
     ({"two_stage": {"enabled": True}}, {}, "multitask.two_stage: needs multitask.tasks"),
+    ({"tasks": ["rte", "stsb"], "two_stage": {"enabled": True}}, {"ensemble": {"methods": ["mean_prob", "soup_greedy"]}},
+     "ensemble.methods: soup_greedy cannot take two-stage checkpoints"),
 ])
 def test_bad_multitask_suites_exit_2_with_one_line(tmp_path, capsys, glue_dir, cache_dir, multitask, top, message):
     from benchmark.cli import main
