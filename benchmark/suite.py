@@ -83,11 +83,16 @@ class Suite:
         return [{**point, **sample, "sample": i} for point in self.grid_points() for i, sample in enumerate(samples)]
 
     def trials_per_task(self) -> int:
-        """How many trials, so checkpoints, the plan has for each task (Optuna studies run with the first seed)."""
+        """How many checkpoints the plan makes for each task (for the task with fewest: joint and two-stage
+        trials add some to the multi-task tasks only). Optuna studies run with the first seed."""
         search = self.config.search
         if search.resolved_algorithm == "optuna":
             return len(self.models) * len(self.grid_points()) * search.num_samples
-        return len(self.models) * len(self.points()) * len(search.seeds)
+        singles = len(self.models) * len(self.points()) * len(search.seeds)
+        if self.mixture is None or any(t.name not in self.mixture.tasks for t in self.tasks):
+            return singles
+        stage_two = len(self.stage_two_points()) if self.config.multitask.two_stage.enabled else 0
+        return singles * (2 + stage_two)   # each joint trial exports one per task, then stage two per its points
 
     def training_for(self, point: dict[str, Any]) -> TrainingConfig:
         return self.config.training.replace(**{k: v for k, v in point.items() if k not in ("sample", "optuna")})
