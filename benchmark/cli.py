@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     trial = sub.add_parser("trial", help="run one trial of a suite in this process, without Ray (for debugging)")
     trial.add_argument("suite")
-    trial.add_argument("--task", required=True)
+    trial.add_argument("--task", required=True, help="a task of the suite, or 'multitask' for its joint trial "
+                       "(each task's export then lands in OUTPUT/<task>/checkpoint)")
     trial.add_argument("--seed", type=int, help="default: the suite's first seed")
     trial.add_argument("--output", required=True, help="folder for the best checkpoint and the epoch metrics")
     trial.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -126,8 +127,11 @@ def _validate(args) -> int:
     suite = load_suite(args.suite, args.set)
     check_data(suite)
     plan = make_plan(suite)
+    kinds = {k: sum(t.kind == k for t in plan) for k in ("multitask", "two-stage")}
+    extra = "".join(f", {n} {k}" for k, n in kinds.items() if n)
     print(f"{args.suite}: valid; {len(plan)} trials ({len(suite.models)} model(s) x {len(suite.tasks)} task(s) x "
-          f"{len(suite.grid_points())} grid point(s) x {len(suite.config.search.seeds)} seed(s)); output {suite.output}")
+          f"{len(suite.grid_points())} grid point(s) x {len(suite.config.search.seeds)} seed(s){extra}); "
+          f"output {suite.output}")
     return 0
 
 
@@ -211,17 +215,32 @@ def _trial(args) -> int:
     quiet_libraries()
     suite = load_suite(args.suite, args.set)
     tasks = {t.name: t for t in suite.tasks}
-    if args.task not in tasks:
-        raise InputError("--task", f"'{args.task}' is not one of the suite's tasks ({', '.join(tasks)})")
+    joint = args.task == "multitask" and suite.mixture is not None
+    if args.task not in tasks and not joint:
+        raise InputError("--task", f"'{args.task}' is not one of the suite's tasks ({', '.join(tasks)})"
+                         + (" or multitask" if suite.mixture else ""))
     model = suite.models[0]
     hp = suite.config.training
     from benchmark.modeling import load_tokenizer
 
     data_cfg = suite.config.data
-    data = encode_task(tasks[args.task], load_tokenizer(model.path, suite.config.trust_remote_code), hp.max_seq_length,
-                       resolve_glue_dir(data_cfg.glue_dir), cache_dir(suite), data_cfg.max_train_samples,
-                       data_cfg.max_eval_samples, data_cfg.sample_seed)
+    tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
+
+    def encoded(task):
+        return encode_task(tasks[task], tokenizer, hp.max_seq_length, resolve_glue_dir(data_cfg.glue_dir),
+                           cache_dir(suite), data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed)
+
     seed = args.seed if args.seed is not None else suite.config.search.seeds[0]
+    if joint:
+        from benchmark.local import run_local_multitask_trial
+
+        result = run_local_multitask_trial(hp, model.path, seed, {t: encoded(t) for t in suite.mixture.tasks},
+                                           suite.mixture, Path(args.output), suite.config.trust_remote_code)
+        best = ", ".join(f"{t} {result.best_scores[t]:.2f} (epoch {result.best_epochs[t]})" for t in suite.mixture.tasks)
+        print(f"best mean score {result.best_score:.2f} (epoch {result.best_epoch}); per task: {best}; "
+              f"checkpoints in {Path(args.output)}/<task>/checkpoint")
+        return 0
+    data = encoded(args.task)
     result = run_local_trial(hp, model.path, seed, data, Path(args.output), suite.config.trust_remote_code)
     print(f"best epoch {result.best_epoch}: score {result.best_score:.2f}; checkpoint in {Path(args.output) / 'checkpoint'}")
     return 0

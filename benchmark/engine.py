@@ -50,12 +50,22 @@ def deepspeed_config(hp: TrainingConfig, world_size: int) -> dict:
 
 def adamw(model: torch.nn.Module, hp: TrainingConfig) -> torch.optim.Optimizer:
     """AdamW without weight decay on biases and LayerNorm weights (as BERT's recipe)."""
+    return adamw_over(decay_groups(model.named_parameters(), hp.weight_decay), hp)
+
+
+def decay_groups(named_parameters, weight_decay: float, **extra) -> list[dict]:
+    """Two parameter groups: weights that decay, and biases and LayerNorm weights that do not. Empty groups are
+    left out; `extra` keys go into both (the multi-task trainer tags each head's groups with its name)."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for name, p in named_parameters:
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay, **extra}, {"params": no_decay, "weight_decay": 0.0, **extra}]
+    return [g for g in groups if g["params"]]
+
+
+def adamw_over(groups: list[dict], hp: TrainingConfig) -> torch.optim.Optimizer:
     fused = torch.cuda.is_available()
     return torch.optim.AdamW(groups, lr=hp.learning_rate, eps=hp.adam_epsilon, fused=fused)
 

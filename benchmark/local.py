@@ -33,3 +33,29 @@ def run_local_trial(hp: TrainingConfig, model_path: str, seed: int, data: TaskDa
         shutil.rmtree(workdir, ignore_errors=True)
     (output / "epochs.json").write_text(json.dumps(result.epochs, indent=2))
     return result
+
+
+def run_local_multitask_trial(hp: TrainingConfig, model_path: str, seed: int, data: dict[str, TaskData], mixture,
+                              output: Path, trust_remote_code: bool = False, log=print):
+    """Train tasks jointly; each task's export (at its own best epoch) lands in `output/<task>/checkpoint`."""
+    from benchmark.multitask import train_multitask
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-local-", dir=output))
+
+    def report(metrics: dict, folder: Path | None) -> None:
+        log(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items() if k != "tasks"}))
+        if folder is not None:
+            for task_folder in sorted((folder / BEST_DIR).iterdir()):
+                (output / task_folder.name).mkdir(exist_ok=True)
+                atomic_replace_dir(task_folder, output / task_folder.name / "checkpoint")
+            shutil.rmtree(folder, ignore_errors=True)
+
+    try:
+        result = train_multitask(hp, model_path, seed, data, mixture, workdir, report,
+                                 trust_remote_code=trust_remote_code)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    (output / "epochs.json").write_text(json.dumps(result.epochs, indent=2))
+    return result

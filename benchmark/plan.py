@@ -1,4 +1,10 @@
-"""The trial plan: models x tasks x grid points x seeds, each trial with a stable, readable id."""
+"""The trial plan: models x tasks x grid points x seeds, each trial with a stable, readable id.
+
+With a `multitask:` section the plan also holds, per model, grid point and seed, one joint trial over the
+multi-task tasks (`kind` "multitask"; it records one result per task, under `task_ids`), and with two-stage
+training one ordinary single-task trial per task (`kind` "two-stage") whose model is that task's export from
+the joint trial: it runs once the joint trial has finished.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,16 @@ class TrialSpec:
     seed: int
     training: dict       # every hyperparameter, the grid point applied
     fingerprint: str     # changes when anything that shapes the result changes
+    kind: str = "single"                 # "single", "multitask" (a joint trial) or "two-stage"
+    tasks: tuple = ()                    # multitask: the tasks trained jointly
+    mixture: dict | None = None          # multitask: the sampler and heads (benchmark.mixing.Mixture)
+    task_ids: dict | None = None         # multitask: task -> the id its record and checkpoint go under
+    stage_one: str | None = None         # two-stage: the joint trial whose export it starts from
+
+    @property
+    def record_ids(self) -> list[str]:
+        """The ids of the records this trial writes: its own, or a joint trial's one per task."""
+        return list(self.task_ids.values()) if self.task_ids else [self.trial_id]
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -55,8 +71,57 @@ def make_plan(suite: Suite) -> list[TrialSpec]:
         seeds = search.seeds[:1]
     else:
         points, seeds = suite.points(), search.seeds
-    return [make_trial(suite, model, task, point, seed)
+    plan = [make_trial(suite, model, task, point, seed)
             for model in suite.models for task in suite.tasks for point in points for seed in seeds]
+    if suite.mixture is not None:   # the suite refuses optuna with multitask: points and seeds are explicit
+        joint = [make_multitask_trial(suite, model, point, seed)
+                 for model in suite.models for point in points for seed in seeds]
+        plan += joint
+        if suite.config.multitask.two_stage.enabled:
+            plan += [make_stage_two_trial(suite, j, task, p)
+                     for j in joint for task in j.tasks for p in suite.stage_two_points()]
+    return plan
+
+
+def _fingerprint(content: dict) -> str:
+    return hashlib.sha256(canonical(content).encode()).hexdigest()[:16]
+
+
+def make_multitask_trial(suite: Suite, model, point: dict, seed: int) -> TrialSpec:
+    mixture = suite.mixture
+    training = suite.training_for(point).to_dict()
+    tasks = {t.name: t for t in suite.tasks}
+    data = {k: v for k, v in suite.config.data.__dict__.items() if k != "cache_dir"}
+    fingerprint = _fingerprint({
+        "model": model.path, "tasks": [tasks[t].to_dict() for t in mixture.tasks], "mixture": mixture.to_dict(),
+        "training": training, "seed": seed, "data": data, "workers": suite.config.resources.workers_per_trial,
+    })
+    name = model.name if len(suite.models) > 1 else None
+    id_part = _id_part(point, suite.config.search.grid)
+    return TrialSpec(
+        trial_id=trial_id("multitask", name, id_part, seed), model_name=model.name, model_path=model.path,
+        task="multitask", point=point, seed=seed, training=training, fingerprint=fingerprint, kind="multitask",
+        tasks=mixture.tasks, mixture=mixture.to_dict(),
+        task_ids={t: trial_id(f"multitask-{t}", name, id_part, seed) for t in mixture.tasks},
+    )
+
+
+def make_stage_two_trial(suite: Suite, joint: TrialSpec, task: str, stage_two_point: dict) -> TrialSpec:
+    """Stage two: `task` alone, from the encoder and head the joint trial exported for it (a checkpoint folder in
+    this run directory, at the joint trial's best epoch for that task). Its grid point is the joint trial's with
+    stage two's own values added as `stage_two.<key>`, so tables choose among both stages' configurations."""
+    from benchmark.store import RunStore
+
+    training = suite.stage_two_training_for(joint.point, stage_two_point).to_dict()
+    point = {**joint.point, **{f"stage_two.{k}": v for k, v in stage_two_point.items()}}
+    grid = {**suite.config.search.grid, **{f"stage_two.{k}": v for k, v in suite.config.multitask.two_stage.grid.items()}}
+    name = joint.model_name if len(suite.models) > 1 else None
+    return TrialSpec(
+        trial_id=trial_id(f"two-stage-{task}", name, _id_part(point, grid), joint.seed),
+        model_name=joint.model_name, model_path=str(RunStore(suite.output).checkpoint_dir(joint.task_ids[task])),
+        task=task, point=point, seed=joint.seed, training=training, kind="two-stage", stage_one=joint.trial_id,
+        fingerprint=_fingerprint({"stage_one": joint.fingerprint, "task": task, "training": training}),
+    )
 
 
 def make_trial(suite: Suite, model, task, point: dict, seed: int) -> TrialSpec:
@@ -81,13 +146,19 @@ def _id_part(point: dict, grid: dict) -> dict:
 
 def trial_id(task: str, model: str | None, point: dict, seed: int) -> str:
     parts = [task] + ([model] if model else [])
-    parts += [f"{SHORT_KEYS.get(k, k)}={_short(v)}" for k, v in sorted(point.items()) if k not in ("sample", "optuna")]
+    parts += [f"{_short_key(k)}={_short(v)}" for k, v in sorted(point.items()) if k not in ("sample", "optuna")]
     parts += [f"{k}={point[k]:03d}" for k in ("sample", "optuna") if k in point]
     parts.append(f"seed={seed}")
     text = re.sub(r"[^A-Za-z0-9._=+-]", "-", "_".join(parts))
     if len(text) > 120:   # keep folder names short; the hash keeps them unique
         text = text[:100] + "_" + hashlib.sha256(text.encode()).hexdigest()[:12]
     return text
+
+
+def _short_key(key: str) -> str:
+    if key.startswith("stage_two."):   # two-stage trials' own grid values
+        return "s2." + _short_key(key.removeprefix("stage_two."))
+    return SHORT_KEYS.get(key, key)
 
 
 def _short(value) -> str:

@@ -48,7 +48,8 @@ def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
     tasks = {t.name: t for t in suite.tasks}
     out = {}
     for model in suite.models:
-        needed = {(t.task, t.training["max_seq_length"]) for t in trials if t.model_name == model.name}
+        needed = {(task, t.training["max_seq_length"]) for t in trials if t.model_name == model.name
+                  for task in (t.tasks or (t.task,))}
         if not needed:
             continue
         tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
@@ -65,10 +66,10 @@ def pending_trials(store: RunStore, plan: list[TrialSpec]) -> list[TrialSpec]:
     finished = store.finished()
     pending = []
     for spec in plan:
-        record = finished.get(spec.trial_id)
-        if record is None:
+        records = [finished.get(i) for i in spec.record_ids]   # a joint trial is done when every task's record is
+        if any(r is None for r in records):
             pending.append(spec)
-        elif record.get("fingerprint") != spec.fingerprint:
+        elif any(r.get("fingerprint") != spec.fingerprint for r in records):
             raise InputError(str(store.root), f"holds trial {spec.trial_id} run with other settings; "
                              "use another --output, or remove that folder")
     return pending
@@ -95,7 +96,7 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
     todo = {t.trial_id for t in pending}
     for t in plan:
         point = ", ".join(f"{k}={v}" for k, v in t.point.items()) or "—"
-        table.add_row(t.trial_id, t.model_name, t.task, point, str(t.seed), "to run" if t.trial_id in todo else "done")
+        table.add_row(t.trial_id, t.model_name, "+".join(t.tasks) if t.tasks else t.task, point, str(t.seed), "to run" if t.trial_id in todo else "done")
     console.print(table)
     limit = f", at most {r.max_concurrent_trials} at once" if r.max_concurrent_trials else ", as many at once as fit"
     console.print(f"Resources per trial: {r.workers_per_trial} worker(s) x ({r.cpus_per_worker:g} CPU, "
@@ -125,8 +126,18 @@ def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, c
                           f"{len(resume)} of them from their last saved state.")
         display = LiveDisplay(console, total=len(pending), skipped=len(plan) - len(pending),
                               epochs_per_trial=max(t.training["epochs"] for t in pending))
+        # Two-stage trials start from their joint trial's exports, so they run after every other trial.
+        first = [t for t in pending if t.kind != "two-stage"]
         try:
-            run_trials(suite, pending, task_data, store, address, callbacks=[display], resume=resume)
+            if first:
+                run_trials(suite, first, task_data, store, address, callbacks=[display], resume=resume)
+            second = [t for t in pending if t.kind == "two-stage"]
+            ready = [t for t in second if (Path(t.model_path) / "config.json").is_file()]
+            for t in second:
+                if t not in ready:
+                    console.print(f"skipped {t.trial_id}: stage one ({t.stage_one}) left no checkpoint for {t.task}")
+            if ready:
+                run_trials(suite, ready, task_data, store, address, callbacks=[display], resume=resume)
         finally:
             display.close()
     # The trials' leaderboard is written first: an ensemble that fails cannot cost it.

@@ -31,7 +31,7 @@ from benchmark.checkpoints import parameter_count
 from benchmark.errors import InputError, TrialDiverged
 from benchmark.plan import TrialSpec, data_key
 from benchmark.search_space import MUTABLE_KEYS, tune_distribution
-from benchmark.store import RunStore, trial_record
+from benchmark.store import DONE_STATUSES, RunStore, trial_record
 from benchmark.trainer import BEST_DIR, STATE_DIR
 from benchmark.training_state import read_client_state
 from tasks.encoding import TaskData
@@ -209,6 +209,8 @@ def _optuna(search, spec: dict, store: RunStore):
 def _evaluations_per_trial(spec: dict, task_data: dict, options: TrialOptions) -> int:
     """How many evaluation points (Tune iterations) a trial reports: a scheduler's time budget."""
     training = spec["training"]
+    if spec["kind"] == "multitask":   # evaluates once per epoch (the suite refuses eval_every_steps with it)
+        return training["epochs"]
     data = task_data[data_key(spec["model_name"], spec["task"], training["max_seq_length"])]
     steps = max(1, -(-len(data.train) // training["batch_size"]))
     if not options.eval_every_steps:
@@ -255,7 +257,8 @@ def _tune_trial(config: dict, data_refs: dict, options: TrialOptions) -> None:
         _train_worker,
         train_loop_config={
             "spec": {**spec, "trial_id": trial_id},
-            "data": data_refs[data_key(spec["model_name"], spec["task"], spec["training"]["max_seq_length"])],
+            "data": {t: data_refs[data_key(spec["model_name"], t, spec["training"]["max_seq_length"])]
+                     for t in (spec["tasks"] or (spec["task"],))},
             "options": options, "resume_from": resume_from, "resumed_trial": resumed_trial,
         },
         scaling_config=ray.train.ScalingConfig(num_workers=options.workers, use_gpu=options.gpus > 0,
@@ -326,7 +329,10 @@ def _train_worker(config: dict) -> None:
 
     quiet_libraries()
     spec, options = config["spec"], config["options"]
-    data = ray.get(config["data"])
+    if spec["kind"] == "multitask":
+        _train_multitask_worker(spec, options, {t: ray.get(ref) for t, ref in config["data"].items()})
+        return
+    data = ray.get(config["data"][spec["task"]])
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{spec['trial_id']}-"))
     resumed_trial = config["resumed_trial"]
     state = None
@@ -350,6 +356,26 @@ def _train_worker(config: dict) -> None:
               reset_best=state is not None and resumed_trial != spec["trial_id"])
     except TrialDiverged as e:   # raised on every rank at the same step: a result, not a crash to retry
         # Tune checks every result for the objective; a diverged trial scores the worst possible.
+        report_to_ray({"diverged": 1, "error": str(e), OBJECTIVE: -math.inf, "best_score": -math.inf}, None)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _train_multitask_worker(spec: dict, options: TrialOptions, data: dict) -> None:
+    """A joint trial on a Ray Train worker. It saves no training state: a retry starts over."""
+    from benchmark.hyperparams import TrainingConfig
+    from benchmark.mixing import Mixture
+    from benchmark.multitask import train_multitask
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{spec['trial_id']}-"))
+    attempt = {"attempt": uuid.uuid4().hex[:8]}
+    try:
+        train_multitask(TrainingConfig(**spec["training"]), spec["model_path"], spec["seed"], data,
+                        Mixture.from_dict(spec["mixture"]), workdir,
+                        lambda metrics, folder: report_to_ray({**metrics, **attempt}, folder),
+                        trust_remote_code=options.trust_remote_code, meta={"trial_id": spec["trial_id"]},
+                        threads=max(1, int(options.cpus)))
+    except TrialDiverged as e:
         report_to_ray({"diverged": 1, "error": str(e), OBJECTIVE: -math.inf, "best_score": -math.inf}, None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -432,12 +458,15 @@ class TrialRecorder(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         name, state = str(trial), self._state(trial)
-        task = self.tasks[self.specs[name].task]
         if result.get("diverged"):
             state["diverged"] = result.get("error", "diverged")
             return
         if "epoch" not in result:
             return
+        if self.specs[name].kind == "multitask":
+            self._multitask_result(name, state, result)
+            return
+        task = self.tasks[self.specs[name].task]
         row = _epoch_fields(result, task.metric_keys())
         donor, new_attempt = result.get("restored_from_trial"), result.get("attempt") != state.get("attempt")
         state["attempt"] = result.get("attempt")
@@ -460,6 +489,25 @@ class TrialRecorder(tune.Callback):
                                         "history": state["history"], "best": state["best"], "state": state["state"],
                                         "exploits": state["exploits"], "seconds": time.time() - state["started"]})
 
+    def _multitask_result(self, name: str, state: dict, result: dict) -> None:
+        """A joint trial's evaluation: install the export of each task that improved; a retry starts over."""
+        spec = self.specs[name]
+        if result.get("attempt") != state.get("attempt"):
+            state["attempt"], state["history"] = result.get("attempt"), []
+        row = _epoch_fields(result, [])
+        row["tasks"] = {t: {k: v for k, v in result["tasks"][t].items()
+                            if k in (OBJECTIVE, "train_loss", "train_steps", *self.tasks[t].metric_keys())}
+                        for t in spec.tasks}
+        state["history"].append(row)
+        path = result.get(CHECKPOINT_PATH_KEY)
+        for task in result.get("improved", []) if path else []:
+            self.store.install_checkpoint(spec.task_ids[task],
+                                          lambda folder, t=task: _fetch(f"{path}/{BEST_DIR}/{t}", self.storage, folder))
+        state["best"] = max(state["best"], result[OBJECTIVE])
+        self.store.save_progress(name, {"trial_id": name, "fingerprint": spec.fingerprint, "history": state["history"],
+                                        "best": state["best"], "state": None, "exploits": [],
+                                        "seconds": time.time() - state["started"]})
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         name, state = str(trial), self._state(trial)
         epochs = self.specs[name].training["epochs"]
@@ -478,9 +526,12 @@ class TrialRecorder(tune.Callback):
         spec = self.specs[name]
         if "sampled" in trial.config:   # Optuna chose this trial's values when it started
             spec = spec.with_sampled(trial.config["sampled"])
-        task = self.tasks[spec.task]
         if status in ("finished", "stopped") and not state["history"]:
             status, error = "failed", "the trial reported no evaluation"
+        if spec.kind == "multitask":
+            self._record_multitask(trial, spec, state, status, error)
+            return
+        task = self.tasks[spec.task]
         has_checkpoint = self.store.checkpoint_dir(name).is_dir()
         self.store.save_record(trial_record(
             spec.to_dict(), task.to_dict(), task.metric_keys(), state["history"], status,
@@ -489,8 +540,33 @@ class TrialRecorder(tune.Callback):
             parameter_count(self.store.checkpoint_dir(name)) if has_checkpoint else None,
             final_training=_resolved_spec(trial.config)["training"], exploits=state["exploits"],
             node_ids=sorted({h["node_id"] for h in state["history"] if h.get("node_id")}),
-            failures=trial.num_failures,
+            failures=trial.num_failures, kind=spec.kind,
+            **({"stage_one": spec.stage_one} if spec.stage_one else {}),
         ))
+        self.live.pop(name, None)
+
+    def _record_multitask(self, trial, spec: TrialSpec, state: dict, status: str, error: str | None) -> None:
+        """One record per task, as a single-task trial's, under the task's own id: leaderboards, tables and
+        ensembles then treat each task's export like any checkpoint. The joint trial's time is split evenly."""
+        name, wall = str(trial), time.time() - state["started"]
+        shared = ["epoch", "learning_rate", "optimizer_steps", "train_samples", "train_seconds", "train_samples_per_s",
+                  "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id"]
+        for t in spec.tasks:
+            record_id, task = spec.task_ids[t], self.tasks[t]
+            epochs = [{**{k: h[k] for k in shared if k in h}, **h["tasks"][t], "mean_score": h[OBJECTIVE]}
+                      for h in state["history"]]
+            folder = self.store.checkpoint_dir(record_id)
+            has_checkpoint = folder.is_dir()
+            self.store.save_record(trial_record(
+                {**spec.to_dict(), "trial_id": record_id, "task": t}, task.to_dict(), task.metric_keys(), epochs, status,
+                str(folder.relative_to(self.store.root)) if has_checkpoint else None, wall / len(spec.tasks), error,
+                self.resources, parameter_count(folder) if has_checkpoint else None,
+                final_training=_resolved_spec(trial.config)["training"], kind="multitask", joint_trial=name,
+                joint_wall_seconds=wall, mixture=spec.mixture,
+                node_ids=sorted({h["node_id"] for h in state["history"] if h.get("node_id")}), failures=trial.num_failures,
+            ))
+        if status in DONE_STATUSES:   # the per-task records supersede the joint trial's progress file
+            self.store.clear_progress(name)
         self.live.pop(name, None)
 
 

@@ -53,19 +53,26 @@ class SearchConfig:
         return self.algorithm or ("random" if self.space else "grid")
 
 
+def check_grid(grid: dict, where: str) -> None:
+    """Each grid key a training hyperparameter, each value of its type and range, none repeated (in place)."""
+    hints = typing.get_type_hints(TrainingConfig)
+    metas = {f.name: f.metadata for f in dataclasses.fields(TrainingConfig)}
+    for key, values in grid.items():
+        at = f"{where}.{key}"
+        if key not in TRAINING_KEYS:
+            raise InputError(at, "not a training hyperparameter" + suggest(key, TRAINING_KEYS))
+        if not values:
+            raise InputError(at, "the grid has no values for this key")
+        checked = [check_value(hints[key], v, f"{at}[{i}]", metas[key]) for i, v in enumerate(values)]
+        if len(set(map(repr, checked))) != len(checked):
+            raise InputError(at, "repeats a value")
+        grid[key] = checked
+
+
 def check_search(search: SearchConfig) -> None:
     hints = typing.get_type_hints(TrainingConfig)
     metas = {f.name: f.metadata for f in dataclasses.fields(TrainingConfig)}
-    for key, values in search.grid.items():
-        where = f"search.grid.{key}"
-        if key not in TRAINING_KEYS:
-            raise InputError(where, "not a training hyperparameter" + suggest(key, TRAINING_KEYS))
-        if not values:
-            raise InputError(where, "the grid has no values for this key")
-        checked = [check_value(hints[key], v, f"{where}[{i}]", metas[key]) for i, v in enumerate(values)]
-        if len(set(map(repr, checked))) != len(checked):
-            raise InputError(where, "repeats a value")
-        search.grid[key] = checked
+    check_grid(search.grid, "search.grid")
     for key, spec in search.space.items():
         where = f"search.space.{key}"
         if key not in TRAINING_KEYS:

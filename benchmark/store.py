@@ -48,6 +48,11 @@ class RunStore:
         if record["status"] in DONE_STATUSES:   # the record supersedes it; a failed trial may still resume from it
             (self.trial_dir(record["trial_id"]) / PROGRESS_FILE).unlink(missing_ok=True)
 
+    def clear_progress(self, trial_id: str) -> None:
+        (self.trial_dir(trial_id) / PROGRESS_FILE).unlink(missing_ok=True)
+        if self.trial_dir(trial_id).is_dir() and not any(self.trial_dir(trial_id).iterdir()):
+            self.trial_dir(trial_id).rmdir()
+
     def save_progress(self, trial_id: str, progress: dict) -> None:
         atomic_write_json(self.trial_dir(trial_id) / PROGRESS_FILE, progress)
 

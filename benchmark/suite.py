@@ -11,9 +11,10 @@ from typing import Any
 
 from benchmark.errors import InputError
 from benchmark.hyperparams import TrainingConfig
+from benchmark.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.modeling import ModelRef, max_positions, resolve_model
 from benchmark.schema import parse, suggest
-from benchmark.search_space import SearchConfig, check_search, sample_space
+from benchmark.search_space import SearchConfig, check_grid, check_search, sample_space
 from ensembles.config import EnsembleConfig, EnsembleSettings, check_ensemble
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
@@ -47,6 +48,7 @@ class SuiteConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)   # tasks trained jointly (and two-stage)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)   # run at the end of `bench run`
     output: str | None = None                                # null: runs/<name>
     storage: str | None = None                               # Ray storage (shared folder or URI); null: <output>/ray
@@ -61,6 +63,7 @@ class Suite:
     output: Path
     task_entries: list[Any]   # the tasks as written to the resolved suite.yaml (user-task paths made absolute)
     ensemble: EnsembleSettings | None = None   # checked after the plan's size is known
+    mixture: Mixture | None = None             # the `multitask:` section checked; None: no joint training
 
     @property
     def name(self) -> str:
@@ -80,14 +83,29 @@ class Suite:
         return [{**point, **sample, "sample": i} for point in self.grid_points() for i, sample in enumerate(samples)]
 
     def trials_per_task(self) -> int:
-        """How many trials, so checkpoints, the plan has for each task (Optuna studies run with the first seed)."""
+        """How many checkpoints the plan makes for each task (for the task with fewest: joint and two-stage
+        trials add some to the multi-task tasks only). Optuna studies run with the first seed."""
         search = self.config.search
         if search.resolved_algorithm == "optuna":
             return len(self.models) * len(self.grid_points()) * search.num_samples
-        return len(self.models) * len(self.points()) * len(search.seeds)
+        singles = len(self.models) * len(self.points()) * len(search.seeds)
+        if self.mixture is None or any(t.name not in self.mixture.tasks for t in self.tasks):
+            return singles
+        stage_two = len(self.stage_two_points()) if self.config.multitask.two_stage.enabled else 0
+        return singles * (2 + stage_two)   # each joint trial exports one per task, then stage two per its points
 
     def training_for(self, point: dict[str, Any]) -> TrainingConfig:
         return self.config.training.replace(**{k: v for k, v in point.items() if k not in ("sample", "optuna")})
+
+    def stage_two_points(self) -> list[dict[str, Any]]:
+        """Stage two's own grid points (one empty point without a grid)."""
+        grid = self.config.multitask.two_stage.grid
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+    def stage_two_training_for(self, point: dict[str, Any], stage_two_point: dict[str, Any]) -> TrainingConfig:
+        """Stage two of two-stage training: the stage-one grid point's training, with `multitask.two_stage.training`
+        and then stage two's own grid point on top."""
+        return self.training_for(point).replace(**{**self.config.multitask.two_stage.training, **stage_two_point})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self.config)
@@ -154,18 +172,61 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     check_search(config.search)
     _check_resources(config)
     tasks, entries = _resolve_tasks(config.tasks)
+    mixture = check_multitask(config.multitask, {t.name: t for t in tasks})
+    if mixture is not None:
+        _check_multitask_search(config)
     models = _resolve_models(config)
     for m in models:
         limit = max_positions(m.path, config.trust_remote_code)
-        longest = max(_possible_values(config, "max_seq_length"))
+        longest = max(_possible_values(config, "max_seq_length")
+                      + (_stage_two_values(config, "max_seq_length") if config.multitask.two_stage.enabled else []))
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
     if config.data.glue_dir and not Path(config.data.glue_dir).expanduser().is_dir():
         raise InputError("data.glue_dir", f"folder not found: {Path(config.data.glue_dir).expanduser().resolve()}")
     out = Path(output or config.output or f"runs/{config.name}").expanduser().resolve()
     suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
+    suite.mixture = mixture
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
     return suite
+
+
+def _check_multitask_search(config: SuiteConfig) -> None:
+    """A multi-task trial evaluates once per epoch and saves no training state (see benchmark/multitask.py)."""
+    search = config.search
+    if search.scheduler.type in ("hyperband", "pbt"):
+        raise InputError("search.scheduler", f"{search.scheduler.type} pauses and restores trials from saved states, "
+                         "which multi-task trials do not save; use fifo or asha with multitask")
+    if search.eval_every_steps:
+        raise InputError("search.eval_every_steps", "multi-task trials evaluate once per epoch; remove it or multitask")
+    if search.resolved_algorithm == "optuna":
+        raise InputError("search.algorithm", "optuna is not supported with multitask yet; use grid or random")
+    two_stage = config.multitask.two_stage
+    soups = [m for m in config.ensemble.methods if m.startswith("soup_")]
+    if two_stage.enabled and soups:
+        # A soup averages checkpoints fine-tuned from one initial model; each stage-two trial starts from its own
+        # stage-one export, so its checkpoints would be refused from any soup pool they land in.
+        raise InputError("ensemble.methods", f"{soups[0]} cannot take two-stage checkpoints (each starts from its own "
+                         "stage-one export); use mean_prob, vote or greedy with multitask.two_stage")
+    parse(TrainingConfig, two_stage.training, "multitask.two_stage.training")   # unknown keys and bad values
+    check_grid(two_stage.grid, "multitask.two_stage.grid")
+    workers = config.resources.workers_per_trial
+    for b, a in itertools.product(_stage_two_values(config, "batch_size"), _stage_two_values(config, "gradient_accumulation_steps")):
+        if b % (workers * a):
+            raise InputError("multitask.two_stage", f"stage two's batch_size {b} is not divisible by workers_per_trial x "
+                             f"gradient_accumulation_steps ({workers} x {a})")
+    if "fp16" in _stage_two_values(config, "precision") and config.resources.gpus_per_worker == 0:
+        raise InputError("multitask.two_stage", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU")
+
+
+def _stage_two_values(config: SuiteConfig, key: str) -> list:
+    """Every value a hyperparameter can take in stage two (its grid, else its override, else stage one's)."""
+    two_stage = config.multitask.two_stage
+    if key in two_stage.grid:
+        return two_stage.grid[key]
+    if key in two_stage.training:
+        return [two_stage.training[key]]
+    return _possible_values(config, key)
 
 
 def _check_resources(config: SuiteConfig) -> None:

@@ -172,7 +172,9 @@ def _loss_function(regression: bool):
 
 def _evaluate(engine, data: TaskData, pad_id: int, batch_size: int, rank: int, world: int, pad_multiple: int) -> dict:
     started = time.perf_counter()
-    split_logits = {s: _predict(engine, split, pad_id, batch_size, rank, world, pad_multiple)
+    engine.eval()
+    width = engine.module.config.num_labels
+    split_logits = {s: predict_split(engine, width, split, pad_id, batch_size, rank, world, engine.device, pad_multiple)
                     for s, split in data.eval_splits.items()}
     split_labels = {s: split.labels for s, split in data.eval_splits.items()}
     metrics = compute_metrics(data.task, split_logits, split_labels)
@@ -182,13 +184,13 @@ def _evaluate(engine, data: TaskData, pad_id: int, batch_size: int, rank: int, w
             "_logits": split_logits, "_labels": split_labels}
 
 
-def _predict(engine, split: EncodedSplit, pad_id: int, batch_size: int, rank: int, world: int, pad_multiple: int) -> np.ndarray:
-    """Logits for every example of `split`, in file order. Ranks share the work and exchange results."""
-    engine.eval()
+def predict_split(model, width: int, split: EncodedSplit, pad_id: int, batch_size: int, rank: int, world: int,
+                  device: torch.device, pad_multiple: int) -> np.ndarray:
+    """Logits of `model` (in eval mode) for every example of `split`, in file order. Ranks share the work and
+    exchange results."""
     order = np.argsort(-split.lengths, kind="stable")   # similar lengths together: less padding
     mine = order[rank::world]
-    width = engine.module.config.num_labels
-    local = (mine, batched_logits(engine, split, mine, pad_id, batch_size, engine.device, width, pad_multiple))
+    local = (mine, batched_logits(model, split, mine, pad_id, batch_size, device, width, pad_multiple))
     parts = _all_gather(local, world)
     logits = np.zeros((len(split), width), dtype=np.float32)
     for idx, values in parts:
