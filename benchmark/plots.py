@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -206,33 +207,34 @@ def ensemble_gains(board: dict, records: list[dict]) -> Figure | None:
     tasks = board["tasks"]
     bars = ([base] if base else []) + ensembles
     by_trial = {r["trial_id"]: r for r in records}
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(tasks) * len(bars) / 2 + 3), 4.6))
-    width = 0.8 / len(bars)
-    for b_i, row in enumerate(bars):
-        xs = np.arange(len(tasks)) + (b_i - (len(bars) - 1) / 2) * width
-        ys = [row["task_scores"].get(t, np.nan) for t in tasks]
-        ax.bar(xs, ys, width * 0.95, color=COLORS[b_i % len(COLORS)], label=row["system"],
-               hatch=None if row is base else "//", edgecolor="white")
-        if row is base:
-            continue
-        for x, task, y in zip(xs, tasks, ys):
+    # One panel per task, a horizontal bar per system: readable however many ensembles a run builds.
+    prefix = os.path.commonprefix([r["system"] for r in bars]) if len(bars) > 1 else ""
+    names = [r["system"][len(prefix):] or r["system"] for r in bars]
+    fig, axes = _panels(plt, len(tasks), width=6.4, height=0.32 * len(bars) + 1.4)
+    for ax, task in zip(axes, tasks):
+        ys = np.arange(len(bars))[::-1]
+        for y, row, b_i in zip(ys, bars, range(len(bars))):
+            score = row["task_scores"].get(task, np.nan)
+            ax.barh(y, score, 0.75, color="#9e9e9e" if row is base else COLORS[b_i % len(COLORS)],
+                    hatch=None if row is base else "//", edgecolor="white")
             members = [by_trial[m]["best_score"] for m in (row.get("members") or {}).get(task, []) if m in by_trial]
-            ax.plot([x] * len(members), members, linestyle="", marker="_", color="black", markersize=16,
-                    markeredgewidth=2.5)
-            if base and task in base["task_scores"] and not math.isnan(y):
-                gain = y - base["task_scores"][task]
-                ax.annotate(f"{gain:+.1f}", (x, y), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
-    ax.set_xticks(np.arange(len(tasks)))
-    ax.set_xticklabels([column_title(t, board["metrics"][t]) for t in tasks])
-    ax.set_ylabel(SCORE_LABEL)
-    ax.grid(axis="y", alpha=0.3)
-    handles, _ = ax.get_legend_handles_labels()
-    handles.append(plt.Line2D([], [], color="black", marker="_", markersize=16, markeredgewidth=2.5, linestyle="",
-                              label="a member's own score"))
+            ax.plot(members, [y] * len(members), linestyle="", marker="|", color="black", markersize=11,
+                    markeredgewidth=2)
+            if row is not base and base and task in base["task_scores"] and not math.isnan(score):
+                ax.annotate(f"{score - base['task_scores'][task]:+.1f}", (score, y), textcoords="offset points",
+                            xytext=(4, -3), fontsize=8)
+        ax.set_yticks(np.arange(len(bars))[::-1])
+        ax.set_yticklabels(names, fontsize=8)
+        ax.set_title(column_title(task, board["metrics"][task]))
+        ax.set_xlabel(SCORE_LABEL)
+        ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Line2D([], [], color="black", marker="|", markersize=11, markeredgewidth=2, linestyle="",
+                          label="a member's own dev score"),
+               plt.Rectangle((0, 0), 1, 1, facecolor="#9e9e9e", label=f"baseline: {base['system'] if base else 'none'}")]
     _legend_below(fig, handles)
     return Figure("ensembles", "Ensembles: members and gains", "Task scores of each ensemble (hatched) next to "
-                  f"the baseline, {base['system'] if base else 'none'}; the number over a bar is the ensemble's gain "
-                  "over it, the dashes its members' own dev scores.", _png(plt, fig))
+                  f"the baseline (grey), {base['system'] if base else 'none'}; the number beside a bar is the ensemble's gain "
+                  "over it, the ticks its members' own dev scores. Ensembles are scored on the report half of dev.", _png(plt, fig))
 
 
 FIGURES = [epoch_curves, score_vs_compute, search_space, ensemble_gains]

@@ -24,7 +24,7 @@ REPORT_FILE = "report.html"
 
 PAGE_STYLE = """<style>
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0; background: #fafafa; }
-main { max-width: 1180px; margin: 0 auto; padding: 1.5em 2em 4em; background: white; }
+main { max-width: 1500px; margin: 0 auto; padding: 1.5em 2em 4em; background: white; }
 h1 { margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 .meta { color: #555; } figure { margin: 1em 0 2em; } figure img { max-width: 100%; height: auto; }
 figcaption { color: #444; max-width: 60em; margin-top: 0.4em; }

@@ -387,6 +387,7 @@ def _label(suite: str) -> str:
 # ---- html ----
 
 HTML_STYLE = """<style>
+.bench-leaderboard { overflow-x: auto; }
 .bench-leaderboard table { border-collapse: collapse; margin: 0.6em 0 1em; font-variant-numeric: tabular-nums; font-size: 0.95em; }
 .bench-leaderboard th, .bench-leaderboard td { padding: 0.3em 0.5em; border-bottom: 1px solid #ddd; }
 .bench-leaderboard th { border-bottom: 2px solid #444; text-align: right; }
