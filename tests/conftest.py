@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,9 @@ def write_easy_task(folder: Path, train: int = 128, dev: int = 64) -> dict:
         (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
     return {"name": "easy", "train": str(folder / "train.csv"), "validation": str(folder / "dev.csv"),
             "text_columns": ["text"], "labels": ["bad", "good"]}
+
+
+def bench(*args, timeout=900, **kwargs) -> subprocess.CompletedProcess:
+    """The `bench` CLI in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "benchmark.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ}, **kwargs)

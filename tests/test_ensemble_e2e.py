@@ -2,9 +2,6 @@
 `bench table` on the finished run, all on a tiny random BERT and GLUE slices."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,13 +14,9 @@ from ensembles.combine import mean_prob
 from ensembles.protocol import score_on, split_dev
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
+from tests.conftest import bench
 
 METHODS = ["mean_prob", "vote", "greedy", "soup_uniform", "soup_greedy"]
-
-
-def bench(*args, timeout=900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "benchmark.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ})
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import yaml
 from benchmark.checkpoints import load_predictions, load_trial_meta
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
-from tests.test_run_e2e import bench
+from tests.conftest import bench
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,6 @@
 """`bench run` end to end through the CLI: real Ray Tune, Ray Train and DeepSpeed, on GLUE slices."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,11 +13,7 @@ from benchmark.plan import make_plan
 from benchmark.suite import load_suite
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
-
-
-def bench(*args, timeout=900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "benchmark.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ})
+from tests.conftest import bench
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import write_easy_task
+from tests.conftest import bench as run_bench, write_easy_task
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def bench(*args):
+    return run_bench(*args, timeout=2400)   # a whole scheduler study
 
 
 def write(tmp_path: Path, tiny_model, **suite) -> Path:
@@ -28,11 +32,6 @@ def write(tmp_path: Path, tiny_model, **suite) -> Path:
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(base))
     return path
-
-
-def bench(*args, timeout=2400, **kwargs):
-    return subprocess.run([sys.executable, "-m", "benchmark.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ}, **kwargs)
 
 
 def records(run: Path) -> dict[str, dict]:

@@ -109,6 +109,8 @@ def test_latex_escape():
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX installed")
 def test_latex_compiles(board, tmp_path):
+    if shutil.which("pdflatex") is None:   # the structural checks above still run
+        pytest.skip("pdflatex is not installed")
     doc = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + format_latex(board) + "\\end{document}\n"
     (tmp_path / "t.tex").write_text(doc)
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,

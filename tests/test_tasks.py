@@ -101,7 +101,7 @@ def test_user_classification_task_from_files(fmt, tmp_path, cache_dir):
 
 def test_user_regression_task_and_pair_columns(tmp_path, cache_dir):
     rows = [{"a": f"x{i}", "b": f"y{i}", "score": i / 2} for i in range(6)]
-    paths = _write_user_files(tmp_path, "csv", rows, rows)
+    _write_user_files(tmp_path, "csv", rows, rows)
     task = user_task_from_decl({"name": "sim", "train": "train.csv", "validation": "dev.csv", "text_columns": ["a", "b"],
                                 "label_column": "score", "regression": True}, "t", tmp_path, set(GLUE_TASKS))
     assert task.is_regression and task.metrics == ("pearson", "spearmanr")

@@ -1,7 +1,6 @@
 """The trainer without Ray: a real DeepSpeed engine on a tiny random BERT."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
