@@ -7,6 +7,8 @@ name that is not a single plain path component could write outside the directory
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from benchmark.errors import InputError
 
 
@@ -16,3 +18,26 @@ def check_name(name, where: str, what: str = "name") -> str:
         raise InputError(where, f"{what} {name!r} is not a plain file name (no '/', '\\', NUL, '.' or '..'; at most "
                          "255 bytes), so it could write outside the run directory")
     return name
+
+
+def local_path(text: str, where: str, base: Path | None = None) -> Path:
+    """A path from the input, `~` expanded and made absolute (against `base` when relative). One the OS cannot
+    take (a NUL, an unknown user's `~`) is an InputError, not a crash."""
+    try:
+        return ((base or Path.cwd()) / Path(text).expanduser()).resolve()
+    except (OSError, RuntimeError, ValueError) as e:
+        raise InputError(where, f"not a usable path {text!r}: {e}") from None
+
+
+def is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):   # a name too long for the file system is no file
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
