@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
 
+from benchmark.checkpoints import checkpoint_problem
 from benchmark.errors import InputError
 from benchmark.lock import run_lock
 from benchmark.modeling import load_tokenizer
@@ -77,7 +79,18 @@ def pending_trials(store: RunStore, plan: list[TrialSpec]) -> list[TrialSpec]:
         elif any(r.get("fingerprint") != spec.fingerprint for r in records):
             raise InputError(str(store.root), f"holds trial {spec.trial_id} run with other settings; "
                              "use another --output, or remove that folder")
+        elif problem := _damaged_checkpoint(store, records):   # never kept silently: the trial runs again
+            print(f"warning: {spec.trial_id} runs again: {problem}", file=sys.stderr)
+            pending.append(spec)
     return pending
+
+
+def _damaged_checkpoint(store: RunStore, records: list[dict]) -> str | None:
+    for record in records:
+        problem = record.get("checkpoint") and checkpoint_problem(store.root / record["checkpoint"])
+        if problem:
+            return f"its checkpoint {record['checkpoint']}: {problem}"
+    return None
 
 
 def resumable_states(store: RunStore, pending: list[TrialSpec]) -> dict[str, str]:

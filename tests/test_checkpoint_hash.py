@@ -88,3 +88,27 @@ def test_predict_passes_over_a_damaged_best_checkpoint(tmp_path, capsys, monkeyp
     assert used == ["second"] and written == ["RTE.tsv"]
     assert "warning: skipping the checkpoint of best: model.safetensors does not match" in capsys.readouterr().err
     assert json.loads((folder / "submission.json").read_text())["files"]["RTE.tsv"]["trial"] == "second"
+
+
+def test_a_finished_trial_with_a_damaged_checkpoint_runs_again_on_resume(tmp_path, capsys, glue_dir, cache_dir):
+    import yaml
+
+    from benchmark.plan import make_plan
+    from benchmark.runner import pending_trials
+    from benchmark.suite import load_suite
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "tasks": ["rte"], "search": {"seeds": [1, 2]},
+                                    "output": str(tmp_path / "run")}))
+    plan = make_plan(load_suite(path))
+    store = RunStore(tmp_path / "run")
+    for spec in plan:
+        folder = store.install_checkpoint(spec.trial_id, fill)
+        store.save_record({"trial_id": spec.trial_id, "status": "finished", "fingerprint": spec.fingerprint,
+                           "checkpoint": str(folder.relative_to(store.root))})
+    assert pending_trials(store, plan) == []
+    flip_byte(store.checkpoint_dir(plan[1].trial_id) / "model.safetensors")
+    assert pending_trials(store, plan) == [plan[1]]
+    assert capsys.readouterr().err == (f"warning: {plan[1].trial_id} runs again: its checkpoint "
+                                       f"trials/{plan[1].trial_id}/checkpoint: model.safetensors does not match its "
+                                       "recorded sha256 (the file is damaged)\n")
