@@ -99,3 +99,20 @@ def test_of_processes_racing_for_the_lock_exactly_one_wins(tmp_path):
                               text=True, cwd=REPO) for _ in range(6)]
     outcomes = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
     assert outcomes == ["refused"] * 5 + ["won"]
+
+
+def test_bench_ensemble_on_a_locked_run_is_refused(tmp_path, capsys, glue_dir, cache_dir):
+    from benchmark.cli import main
+    from benchmark.store import RunStore
+
+    run = tmp_path / "run"
+    RunStore(run).write_suite({"name": "t", "tasks": ["rte"], "output": str(run)})
+    holder = start_holder(run)
+    try:
+        assert main(["ensemble", str(run)]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench: error: {run}: in use by another bench command: pid {holder.pid} ")
+    assert err.count("\n") == 1
