@@ -30,8 +30,8 @@ class DataConfig:
     glue_dir: str | None = None            # null: $BENCH_GLUE_DIR, else the hub
     max_train_samples: int | None = field(default=None, metadata={"min": 1})
     max_eval_samples: int | None = field(default=None, metadata={"min": 1})
-    sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})   # which random slice the caps
-                                                                           # keep; the same for every trial
+    # Which random slice the caps above keep, the same for every trial; numpy seeds are 32-bit.
+    sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
     cache_dir: str | None = None           # null: $BENCH_CACHE_DIR, else ~/.cache/bench
 
 
