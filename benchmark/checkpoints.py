@@ -7,6 +7,7 @@ example; files that ensembles write may cover a part.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from benchmark.atomic import atomic_write_json
 
 PREDICTIONS_FILE = "dev_predictions.safetensors"
 TRIAL_FILE = "trial.json"
+HASH_FILE = "sha256.json"   # {"files": {relative path: sha256}} of every other file in the checkpoint folder
 
 
 def save_checkpoint(folder: Path, model, tokenizer, split_logits: dict[str, np.ndarray],
@@ -65,3 +67,47 @@ def parameter_count(folder: Path) -> int:
 
 def load_trial_meta(folder: Path) -> dict:
     return json.loads((Path(folder) / TRIAL_FILE).read_text())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != HASH_FILE)
+
+
+def write_hashes(folder: Path) -> None:
+    """Record the content hash of every file of a checkpoint folder, so that damage is detected on use."""
+    folder = Path(folder)
+    atomic_write_json(folder / HASH_FILE, {"files": {str(p.relative_to(folder)): _sha256(p) for p in _files(folder)}})
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """What is wrong with a checkpoint folder's files (None: they match their recorded hashes).
+
+    Folders made before hashes were recorded have no HASH_FILE and pass: there is nothing to compare with.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "the checkpoint folder is missing"
+    path = folder / HASH_FILE
+    if not path.exists():
+        return None
+    try:
+        expected = json.loads(path.read_text())["files"]
+        if not isinstance(expected, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"its {HASH_FILE} is unreadable"
+    for name, digest in sorted(expected.items()):
+        file = folder / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if _sha256(file) != digest:
+            return f"{name} does not match its recorded sha256 (the file is damaged)"
+    return None

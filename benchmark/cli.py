@@ -175,6 +175,7 @@ def _predict(args) -> int:
 def _ensemble(args) -> int:
     from pathlib import Path
 
+    from benchmark.lock import run_lock
     from benchmark.quiet import quiet_libraries
     from benchmark.runner import make_console, write_run_leaderboard
     from benchmark.tables import rich_table
@@ -195,8 +196,9 @@ def _ensemble(args) -> int:
     )
     settings = check_ensemble(config, where="ensemble", base_models=len(suite.models))
     console = make_console()
-    build_ensembles(store, suite, settings, log=console.print)
-    board = write_run_leaderboard(store)
+    with run_lock(store.root):   # it writes into the run: never beside a `bench run` on the same directory
+        build_ensembles(store, suite, settings, log=console.print)
+        board = write_run_leaderboard(store)
     console.print(rich_table(board))
     console.print(f"Leaderboard: {store.root / 'leaderboard.md'}")
     return 0
@@ -231,6 +233,10 @@ def _trial(args) -> int:
                            cache_dir(suite), data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed)
 
     seed = args.seed if args.seed is not None else suite.config.search.seeds[0]
+    if suite.config.trust_remote_code:
+        from benchmark.runner import TRUST_WARNING
+
+        print(TRUST_WARNING, file=sys.stderr)
     if joint:
         from benchmark.local import run_local_multitask_trial
 

@@ -7,7 +7,13 @@ class InputError(Exception):
     def __init__(self, where: str, what: str):
         self.where = where
         self.what = what
-        super().__init__(f"{where}: {what}" if where else what)
+        super().__init__(one_line(f"{where}: {what}" if where else what))
+
+
+def one_line(text: str) -> str:
+    """Escape line breaks and control characters (a key or value from the input may hold any): the message stays
+    one line, and cannot drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class TrialDiverged(Exception):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import InputError
+from benchmark.paths import is_dir, is_file, local_path
 
 EMBEDDED_NAME = "all-MiniLM-L6-v2"
 
@@ -26,13 +27,12 @@ def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str 
     """Check that a model can be loaded, without loading its weights. Bad input raises InputError."""
     if spec is None:
         return ModelRef(EMBEDDED_NAME, embedded_model_path())
-    local = Path(spec).expanduser()
-    if local.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        if not local.is_dir():
-            raise InputError(where, f"model folder not found: {local.resolve()}")
-        path = str(local.resolve())
-        check_local_model(path, trust_remote_code, where)
-        return ModelRef(local.resolve().name, path)
+    local = local_path(spec, where)
+    if is_dir(local) or is_file(local) or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        if not is_dir(local):
+            raise InputError(where, f"model folder not found: {local}")
+        check_local_model(str(local), trust_remote_code, where)
+        return ModelRef(local.name, str(local))
     _load_config(spec, trust_remote_code, where)   # a hub id: the HF cache, else the hub
     return ModelRef(spec, spec)
 

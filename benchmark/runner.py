@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
 
+from benchmark.checkpoints import checkpoint_problem
 from benchmark.errors import InputError
+from benchmark.lock import run_lock
 from benchmark.modeling import load_tokenizer
 from benchmark.plan import TrialSpec, data_key, make_plan
 from benchmark.results import leaderboard_from_runs
@@ -16,6 +19,10 @@ from benchmark.suite import Suite
 from benchmark.tables import rich_table, write_leaderboard
 from tasks.encoding import TaskData, encode_task
 from tasks.loading import load_split, resolve_glue_dir
+
+
+TRUST_WARNING = ("warning: trust_remote_code is true: the model folders' own Python code will run in this process "
+                 "and in every trial; use it only with models whose code you trust")
 
 
 def make_console() -> Console:
@@ -72,7 +79,18 @@ def pending_trials(store: RunStore, plan: list[TrialSpec]) -> list[TrialSpec]:
         elif any(r.get("fingerprint") != spec.fingerprint for r in records):
             raise InputError(str(store.root), f"holds trial {spec.trial_id} run with other settings; "
                              "use another --output, or remove that folder")
+        elif problem := _damaged_checkpoint(store, records):   # never kept silently: the trial runs again
+            print(f"warning: {spec.trial_id} runs again: {problem}", file=sys.stderr)
+            pending.append(spec)
     return pending
+
+
+def _damaged_checkpoint(store: RunStore, records: list[dict]) -> str | None:
+    for record in records:
+        problem = record.get("checkpoint") and checkpoint_problem(store.root / record["checkpoint"])
+        if problem:
+            return f"its checkpoint {record['checkpoint']}: {problem}"
+    return None
 
 
 def resumable_states(store: RunStore, pending: list[TrialSpec]) -> dict[str, str]:
@@ -110,10 +128,17 @@ def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, c
     console = console or make_console()
     plan = make_plan(suite)
     store = RunStore(suite.output)
-    pending = pending_trials(store, plan) if store.root.exists() else plan
     if dry_run:
-        print_plan(console, suite, plan, pending)
+        print_plan(console, suite, plan, pending_trials(store, plan) if store.root.exists() else plan)
         return None
+    with run_lock(store.root):   # before Ray starts: a second command on this directory fails at once
+        if suite.config.trust_remote_code:
+            console.print(TRUST_WARNING)
+        return _run_locked(suite, plan, store, address, console)
+
+
+def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: str | None, console: Console) -> dict:
+    pending = pending_trials(store, plan)
     task_data = prepare_data(suite, pending) if pending else {}   # reads every split: bad data fails here
     store.write_suite(suite.to_dict())
     if pending:

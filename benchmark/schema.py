@@ -120,6 +120,8 @@ def _convert(hint, value, where):
     if hint is str:
         if not isinstance(value, str):
             raise InputError(where, f"expected a string, got {_describe(value)}")
+        if "\0" in value:   # no name or path may hold one; the OS refuses it with an exception
+            raise InputError(where, f"contains a NUL character: {_describe(value)}")
         return value
     raise TypeError(f"schema cannot check type {hint!r}")  # a bug in a config class, not user input
 

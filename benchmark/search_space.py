@@ -41,7 +41,7 @@ class SearchConfig:
     space: dict[str, dict[str, list[Any]]] = field(default_factory=dict)   # key: {loguniform: [lo, hi]}, ...
     num_samples: int = field(default=1, metadata={"min": 1, "max": 100000})  # samples of `space` per grid point
     algorithm: Literal["grid", "random", "optuna"] | None = None            # null: random with a space, else grid
-    sample_seed: int = 0
+    sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})   # numpy and Ray seeds are 32-bit
     seeds: list[int] = field(default_factory=lambda: [1], metadata={"nonempty": True})
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     eval_every_steps: int | None = field(default=None, metadata={"min": 1})  # also evaluate every N optimizer steps

@@ -10,7 +10,9 @@ import shutil
 from pathlib import Path
 
 from benchmark.atomic import atomic_replace_dir, atomic_write_json, atomic_write_text, staging_dir_for
+from benchmark.checkpoints import write_hashes
 from benchmark.errors import InputError
+from benchmark.paths import check_name
 
 SUITE_FILE = "suite.yaml"
 DONE_STATUSES = ("finished", "stopped", "diverged")
@@ -25,7 +27,7 @@ class RunStore:
         self.trials = self.root / "trials"
 
     def trial_dir(self, trial_id: str) -> Path:
-        return self.trials / trial_id
+        return self.trials / check_name(trial_id, str(self.trials), "trial id")
 
     def checkpoint_dir(self, trial_id: str) -> Path:
         return self.trial_dir(trial_id) / CHECKPOINT_DIR
@@ -77,11 +79,13 @@ class RunStore:
         return {r["trial_id"]: r for r in self.records() if r.get("status") in DONE_STATUSES}
 
     def install_checkpoint(self, trial_id: str, fetch) -> Path:
-        """Place a trial's checkpoint atomically; `fetch(folder)` fills a staging folder beside the target."""
+        """Place a trial's checkpoint atomically, with its files' hashes; `fetch(folder)` fills a staging folder
+        beside the target."""
         target = self.checkpoint_dir(trial_id)
         staging = staging_dir_for(target)
         try:
             fetch(staging)
+            write_hashes(staging)   # checked wherever the checkpoint is used: damage is never used silently
             atomic_replace_dir(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -8,12 +8,15 @@ STS-B a score clipped to GLUE's 0-5 range. User tasks with a `test:` file get th
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.atomic import atomic_write_json, atomic_write_text
+from benchmark.checkpoints import checkpoint_problem
 from benchmark.errors import InputError
+from benchmark.paths import check_name
 from benchmark.plan import canonical
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import predictions_from_logits
@@ -101,7 +104,16 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
     run_dir = Path(run_dir)
     suite = RunStore(run_dir).read_suite()
     board, records = leaderboard_from_runs([run_dir], resamples=1)   # statistics are not needed here
-    row, chosen = best_checkpoints(board, records, system)
+    damaged: set[str] = set()
+    while True:   # a damaged checkpoint is reported and passed over for the task's next best one
+        row, chosen = best_checkpoints(board, [r for r in records if r["trial_id"] not in damaged], system)
+        problems = {r["trial_id"]: checkpoint_problem(run_dir / r["checkpoint"]) for r in chosen.values()}
+        problems = {t: p for t, p in problems.items() if p}
+        if not problems:
+            break
+        for trial_id, problem in problems.items():
+            print(f"warning: skipping the checkpoint of {trial_id}: {problem}", file=sys.stderr)
+        damaged |= set(problems)
     data = suite.get("data", {})
     glue_dir, cache = resolve_glue_dir(data.get("glue_dir")), resolve_cache_dir(data.get("cache_dir"))
     output = Path(output) if output else run_dir / SUBMISSION_DIR
@@ -112,6 +124,7 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
             print(f"{task_name}: no test split declared; skipped")
             continue
         for split, name in task.test_splits.items():
+            check_name(name, f"{record['trial_id']}: task_spec.test_splits.{split}", "test file name")
             ds = load_split(task, split, glue_dir, cache)
             logits = predict_logits(run_dir / record["checkpoint"], task, ds, record["training"]["max_seq_length"],
                                     record["training"]["eval_batch_size"], suite.get("trust_remote_code", False))

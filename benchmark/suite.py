@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +14,14 @@ from benchmark.errors import InputError
 from benchmark.hyperparams import TrainingConfig
 from benchmark.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.modeling import ModelRef, max_positions, resolve_model
+from benchmark.paths import is_dir, local_path
 from benchmark.schema import parse, suggest
 from benchmark.search_space import SearchConfig, check_grid, check_search, sample_space
 from ensembles.config import EnsembleConfig, EnsembleSettings, check_ensemble
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
 
+MAX_TRIALS = 100_000   # far beyond any study; a bound keeps a typo from building millions of trials
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -27,7 +30,8 @@ class DataConfig:
     glue_dir: str | None = None            # null: $BENCH_GLUE_DIR, else the hub
     max_train_samples: int | None = field(default=None, metadata={"min": 1})
     max_eval_samples: int | None = field(default=None, metadata={"min": 1})
-    sample_seed: int = 0                   # which random slice the caps above keep; the same for every trial
+    # Which random slice the caps above keep, the same for every trial; numpy seeds are 32-bit.
+    sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
     cache_dir: str | None = None           # null: $BENCH_CACHE_DIR, else ~/.cache/bench
 
 
@@ -182,13 +186,27 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
                       + (_stage_two_values(config, "max_seq_length") if config.multitask.two_stage.enabled else []))
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
-    if config.data.glue_dir and not Path(config.data.glue_dir).expanduser().is_dir():
-        raise InputError("data.glue_dir", f"folder not found: {Path(config.data.glue_dir).expanduser().resolve()}")
-    out = Path(output or config.output or f"runs/{config.name}").expanduser().resolve()
+    if config.data.glue_dir and not is_dir(local_path(config.data.glue_dir, "data.glue_dir")):
+        raise InputError("data.glue_dir", f"folder not found: {local_path(config.data.glue_dir, 'data.glue_dir')}")
+    _check_plan_size(config, models, tasks, joint=mixture is not None)
+    out = local_path(output or config.output or f"runs/{config.name}", "--output" if output else "output")
     suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
     suite.mixture = mixture
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
     return suite
+
+
+def _check_plan_size(config: SuiteConfig, models: list, tasks: list, joint: bool) -> None:
+    """Counted before the plan is built: a grid of a million points would otherwise take minutes to refuse."""
+    search = config.search
+    size = len(models) * len(tasks) * len(search.seeds) * math.prod(len(v) for v in search.grid.values())
+    if search.resolved_algorithm in ("random", "optuna"):
+        size *= search.num_samples
+    if joint and config.multitask.two_stage.enabled:   # checked only when there is joint training
+        size *= 1 + math.prod(len(v) for v in config.multitask.two_stage.grid.values())
+    if size > MAX_TRIALS:
+        raise InputError("search", f"the plan has {size} trials, more than {MAX_TRIALS}; use a smaller grid, "
+                         "fewer samples or fewer seeds")
 
 
 def _check_multitask_search(config: SuiteConfig) -> None:
@@ -262,7 +280,7 @@ def _resolve_tasks(entries: list[Any]) -> tuple[list[TaskSpec], list[Any]]:
     for i, entry in enumerate(entries):
         where = f"tasks[{i}]"
         if isinstance(entry, str) and entry.lower().endswith((".yaml", ".yml")):
-            file = Path(entry).expanduser().resolve()
+            file = local_path(entry, where)
             decl = read_yaml(file, "task")
             if not isinstance(decl, dict):
                 raise InputError(str(file), "a task file must be a mapping (name, train, validation, text_columns, ...)")

@@ -7,13 +7,15 @@ checkpoints a multi-task trial exports are found the same way.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from benchmark.checkpoints import PREDICTIONS_FILE, TRIAL_FILE, load_predictions, load_trial_meta
+from benchmark.checkpoints import PREDICTIONS_FILE, TRIAL_FILE, checkpoint_problem, load_predictions, load_trial_meta
 from benchmark.errors import InputError
+from benchmark.paths import check_name
 from benchmark.store import RunStore
 from tasks.spec import TaskSpec
 
@@ -42,9 +44,14 @@ def find_candidates(store: RunStore) -> dict[str, list[Candidate]]:
             hidden = any(part.startswith(".") for part in folder.relative_to(trial_dir).parts)
             if hidden or not (folder / TRIAL_FILE).is_file():   # hidden: an atomic write's leftover
                 continue
+            problem = checkpoint_problem(folder)
+            if problem:   # reported and left out: a damaged checkpoint is never combined silently
+                print(f"warning: skipping checkpoint {folder.relative_to(store.root)}: {problem}", file=sys.stderr)
+                continue
             meta = load_trial_meta(folder)
-            logits, labels = load_predictions(folder)
             task = TaskSpec.from_dict(meta["task"])
+            check_name(task.name, str(folder.relative_to(store.root) / TRIAL_FILE), "task name")   # a file name
+            logits, labels = load_predictions(folder)
             candidate = Candidate(trial_id, record.get("kind", "single"), record["model"], folder,
                                   str(folder.relative_to(store.root)), task, logits, labels, meta,
                                   record.get("fingerprint"))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from benchmark.errors import InputError
+from benchmark.paths import is_file, local_path
 from benchmark.schema import parse
 from tasks.metrics import METRICS
 from tasks.spec import TaskSpec
@@ -56,8 +57,8 @@ def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[st
         path = getattr(decl, split)
         if path is None:
             continue
-        full = (base_dir / path).expanduser().resolve()
-        if not full.is_file():
+        full = local_path(path, f"{where}.{split}", base_dir)
+        if not is_file(full):
             raise InputError(f"{where}.{split}", f"file not found: {full}")
         files[split] = str(full)
     fmt = decl.format
