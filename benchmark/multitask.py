@@ -29,12 +29,13 @@ import torch
 
 from benchmark.batching import collate, global_batches, rank_micro_batches
 from benchmark.checkpoints import save_checkpoint
-from benchmark.engine import adamw_over, decay_groups, deepspeed_config, init_distributed, linear_schedule
+from benchmark.engine import adamw_over, decay_groups, deepspeed_config, linear_schedule
 from benchmark.errors import TrialDiverged
 from benchmark.hyperparams import TrainingConfig
 from benchmark.mixing import Mixture
 from benchmark.modeling import build_classifier, load_tokenizer
-from benchmark.trainer import BEST_DIR, Reporter, _loss_function, _mean_over_ranks, _peak_memory_mb, _sum_over_ranks, predict_split
+from benchmark.trainer import (BEST_DIR, Reporter, _loss_function, _mean_over_ranks, _peak_memory_mb, _sum_over_ranks,
+                               predict_split, start_trial)
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
 
@@ -154,15 +155,9 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
     """`report(row, folder)`: the row holds the mean task score as `score` and each task's metrics under
     `tasks`; `folder/best/<task>` holds the export of each task whose own dev score improved."""
     started = time.perf_counter()
-    rank, world = init_distributed()
-    if threads:
-        torch.set_num_threads(threads)
-    if hp.batch_size % (world * hp.gradient_accumulation_steps):
-        raise ValueError(f"batch_size {hp.batch_size} is not divisible by workers x accumulation ({world} x {hp.gradient_accumulation_steps})")
+    rank, world = start_trial(hp, seed, threads)
     import deepspeed
-    from transformers import set_seed
 
-    set_seed(seed)
     specs = {t: data[t].task for t in mixture.tasks}
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code)

@@ -65,17 +65,11 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
     """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on."""
     started = time.perf_counter()
     task = data.task
-    rank, world = init_distributed()
-    if threads:
-        torch.set_num_threads(threads)
-    if hp.batch_size % (world * hp.gradient_accumulation_steps):
-        raise ValueError(f"batch_size {hp.batch_size} is not divisible by workers x accumulation ({world} x {hp.gradient_accumulation_steps})")
+    rank, world = start_trial(hp, seed, threads)
 
     # Model, optimizer and schedule, seeded so that the same seed gives the same head and the same run.
     import deepspeed
-    from transformers import set_seed
 
-    set_seed(seed)
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     model = build_classifier(model_path, task.label_names, trust_remote_code)
     lengths = data.train.lengths
@@ -162,6 +156,20 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
                 "best_score": progress.best_score}, None)
     engine.destroy()
     return TrialResult(progress.history, progress.best_epoch, progress.best_score, time.perf_counter() - started)
+
+
+def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[int, int]:
+    """What every trial does first, single- or multi-task: join the process group, check the batch splits
+    across it, and seed everything. Returns (rank, world size)."""
+    from transformers import set_seed
+
+    rank, world = init_distributed()
+    if threads:
+        torch.set_num_threads(threads)
+    if hp.batch_size % (world * hp.gradient_accumulation_steps):
+        raise ValueError(f"batch_size {hp.batch_size} is not divisible by workers x accumulation ({world} x {hp.gradient_accumulation_steps})")
+    set_seed(seed)
+    return rank, world
 
 
 def _loss_function(regression: bool):

@@ -5,7 +5,6 @@ a key set to a value of the wrong type, size or shape, an unknown key, or YAML t
 nesting.
 """
 
-import datetime
 
 import pytest
 import yaml
