@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--learning-rates", type=float, nargs="+", default=LEARNING_RATES)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32])
     p.add_argument("--reduction-factor", type=float, default=3)
+    p.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial")
     p.add_argument("--work", default="/tmp/bench-asha")
     p.add_argument("--out", default="results/asha")
     args = p.parse_args(argv)
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     grid = run(suite("grid", args, {"type": "fifo"}), work)
-    asha = run(suite("asha", args, {"type": "asha", "grace_period": 1, "reduction_factor": args.reduction_factor}), work)
+    asha = run(suite("asha", args, {"type": "asha", "grace_period": args.grace_period, "reduction_factor": args.reduction_factor}), work)
     command = "python -m benchmark.measure.asha " + " ".join(sys.argv[1:] if argv is None else argv)
     grid_space = grid_of(args)
     points = len(args.learning_rates) * len(args.batch_sizes)
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
         f"Task {args.task} ({args.train_samples} training / {args.eval_samples} dev examples, seeded slice), "
         f"embedded all-MiniLM-L6-v2, {args.epochs} epochs, max length {args.max_seq_length}, seed {args.seed}; "
         f"grid of {points} points: learning_rate {grid_space['learning_rate']} x batch_size {grid_space['batch_size']}. "
-        f"ASHA: grace period 1 epoch, reduction factor {args.reduction_factor:g}, same grid, same order. "
+        f"ASHA: grace period {args.grace_period} epoch(s), reduction factor {args.reduction_factor:g}, same grid, same order. "
         f"Date {time.strftime('%Y-%m-%d')}.", "",
         "| search | best dev score | best point | trials stopped early | trial-epochs | wall time (s) |",
         "|---|---:|---|---:|---:|---:|",
