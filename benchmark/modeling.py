@@ -103,3 +103,23 @@ def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
 
     return AutoModelForSequenceClassification.from_pretrained(folder, dtype="auto", trust_remote_code=trust_remote_code,
                                                               use_safetensors=True)
+
+
+def save_random_bert(folder: Path, *, hidden: int, layers: int, heads: int, intermediate: int,
+                     max_positions: int = 512, seed: int = 0) -> Path:
+    """A randomly initialised BERT with the embedded tokenizer, saved like any Hugging Face model folder.
+
+    Tests, the overhead benchmark (tiny ones) and the GPU check (BERT-base sized: no weights to download)
+    load it through the same path as any other model.
+    """
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = load_tokenizer(embedded_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=intermediate,
+                        max_position_embeddings=max_positions)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)

@@ -29,7 +29,7 @@ import torch
 
 from benchmark.batching import collate, global_batches, rank_micro_batches
 from benchmark.checkpoints import save_checkpoint
-from benchmark.engine import adamw_over, decay_groups, deepspeed_config, linear_schedule
+from benchmark.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
 from benchmark.errors import TrialDiverged
 from benchmark.hyperparams import TrainingConfig
 from benchmark.mixing import Mixture
@@ -156,8 +156,6 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
     `tasks`; `folder/best/<task>` holds the export of each task whose own dev score improved."""
     started = time.perf_counter()
     rank, world = start_trial(hp, seed, threads)
-    import deepspeed
-
     specs = {t: data[t].task for t in mixture.tasks}
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code)
@@ -165,8 +163,7 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
     steps_per_epoch = mixture.epoch_steps(sizes, hp.batch_size)
     optimizer = multitask_adamw(model, hp)
     schedule = linear_schedule(optimizer, steps_per_epoch * hp.epochs, hp.warmup_ratio)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
-                                           config=deepspeed_config(hp, world))
+    engine = initialize_engine(model, optimizer, schedule, hp, world)
     device = engine.device
     pad_multiple = 8 if device.type == "cuda" else 1
     micro_parts = world * hp.gradient_accumulation_steps

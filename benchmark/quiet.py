@@ -1,6 +1,7 @@
 """Silence library progress bars and chatter that would drown the live display and the logs."""
 
 import os
+import sys
 
 
 def quiet_libraries() -> None:
@@ -9,17 +10,17 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-    try:
+    # Libraries imported later read these; those already imported are told directly. Importing them here
+    # would cost `bench validate` seconds.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
+    if "datasets" in sys.modules:
         import datasets
 
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
-    except ImportError:
-        pass
-    try:
+    if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-    except ImportError:
-        pass

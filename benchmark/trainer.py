@@ -22,7 +22,7 @@ import torch
 
 from benchmark.batching import collate, global_batches, rank_micro_batches
 from benchmark.checkpoints import save_checkpoint
-from benchmark.engine import adamw, deepspeed_config, init_distributed, linear_schedule
+from benchmark.engine import adamw, init_distributed, initialize_engine, linear_schedule
 from benchmark.errors import TrialDiverged
 from benchmark.hyperparams import TrainingConfig
 from benchmark.inference import batched_logits
@@ -68,8 +68,6 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
     rank, world = start_trial(hp, seed, threads)
 
     # Model, optimizer and schedule, seeded so that the same seed gives the same head and the same run.
-    import deepspeed
-
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     model = build_classifier(model_path, task.label_names, trust_remote_code)
     lengths = data.train.lengths
@@ -77,8 +75,7 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
     steps_per_epoch = len(global_batches(lengths, hp.batch_size, seed, 0, hp.group_by_length, micro_parts))
     optimizer = adamw(model, hp)
     schedule = linear_schedule(optimizer, steps_per_epoch * hp.epochs, hp.warmup_ratio)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
-                                           config=deepspeed_config(hp, world))
+    engine = initialize_engine(model, optimizer, schedule, hp, world)
     device = engine.device
     pad_multiple = 8 if device.type == "cuda" else 1
     loss_fn = _loss_function(task.is_regression)

@@ -29,19 +29,11 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def make_tiny_bert(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
-    """A random BERT small enough to train in a second, saved like any Hugging Face model."""
-    import torch
-    from transformers import BertConfig, BertModel
+    """A random BERT small enough to train in a second."""
+    from benchmark.modeling import save_random_bert
 
-    from benchmark.modeling import embedded_model_path, load_tokenizer
-
-    tokenizer = load_tokenizer(embedded_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
-    torch.manual_seed(seed)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_random_bert(folder, hidden=hidden, layers=layers, heads=2, intermediate=2 * hidden,
+                            max_positions=128, seed=seed)
 
 
 @pytest.fixture(scope="session")

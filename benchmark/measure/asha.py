@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
+from benchmark.measure.suites import run_suite_command
 
 LEARNING_RATES = [1e-5, 2e-5, 4e-5, 8e-5, 1.6e-4, 3.2e-4, 6.4e-4, 1.28e-3]
 
@@ -35,14 +34,7 @@ def grid_of(args) -> dict:
 
 
 def run(config: dict, work: Path) -> dict:
-    path = work / f"{config['name']}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", str(path)], capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{config['name']} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    records = [json.loads(p.read_text()) for p in Path(config["output"]).glob("trials/*/record.json")]
+    wall, records = run_suite_command(config, work)
     best = max(records, key=lambda r: r["best_score"])
     return {"best_score": best["best_score"], "best_point": best["grid_point"],
             "trial_epochs": sum(r["epochs"][-1]["epoch"] for r in records),

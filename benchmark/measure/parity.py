@@ -31,24 +31,28 @@ from tasks.loading import load_split, resolve_glue_dir
 from tasks.metrics import compute_metrics, task_score
 
 
-def run_bench(task, model_path, hp, seed, glue_dir, cache, workdir) -> dict:
-    data = encode_task(task, load_tokenizer(model_path), hp.max_seq_length, glue_dir, cache)
+def run_bench(task, model_path, hp, seed, glue_dir, cache, workdir, max_train=None, max_eval=None) -> dict:
+    data = encode_task(task, load_tokenizer(model_path), hp.max_seq_length, glue_dir, cache, max_train, max_eval)
     started = time.perf_counter()
     result = run_local_trial(hp, model_path, seed, data, workdir / f"bench-{task.name}", log=lambda line: print("  bench", line, flush=True))
     wall = time.perf_counter() - started
     train_samples = sum(len(data.train) for _ in range(hp.epochs))
     train_seconds = sum(e["train_seconds"] for e in result.epochs)
+    eval_samples = sum(len(s) for s in data.eval_splits.values()) * len(result.epochs)
     return {"epochs": [{k: e[k] for k in ("epoch", "score", *task.metric_keys(), "train_loss")} for e in result.epochs],
-            "train_samples_per_s": train_samples / train_seconds, "wall_seconds": wall}
+            "train_samples_per_s": train_samples / train_seconds, "wall_seconds": wall,
+            "epoch_train_samples_per_s": [e["train_samples_per_s"] for e in result.epochs],
+            "eval_samples_per_s": eval_samples / sum(e["eval_seconds"] for e in result.epochs)}
 
 
-def run_hf_trainer(task, model_path, hp, seed, glue_dir, cache, workdir, group_by_length=False) -> dict:
-    """A plain Trainer, as run_glue.py would set it up."""
+def run_hf_trainer(task, model_path, hp, seed, glue_dir, cache, workdir, group_by_length=False, max_train=None,
+                   max_eval=None, pad_to_max_length=False) -> dict:
+    """A plain Trainer, as run_glue.py would set it up (`pad_to_max_length`: run_glue.py's default padding)."""
     import datasets
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     tokenizer = load_tokenizer(model_path)
-    splits = {s: load_split(task, s, glue_dir, cache) for s in task.splits}
+    splits = {s: load_split(task, s, glue_dir, cache, max_train if s == "train" else max_eval) for s in task.splits}
 
     def tokenize(batch):
         return tokenizer(*[batch[c] for c in task.text_columns], truncation=True, max_length=hp.max_seq_length)
@@ -81,23 +85,26 @@ def run_hf_trainer(task, model_path, hp, seed, glue_dir, cache, workdir, group_b
         bf16=hp.precision == "bf16", use_cpu=not torch.cuda.is_available(), report_to="none",
         train_sampling_strategy="group_by_length" if group_by_length else "random", disable_tqdm=True,
     )
-    epochs = []
+    epochs, eval_seconds = [], []
 
     class EvalLog(TrainerCallback):
         def on_evaluate(self, args, state, control, metrics=None, **kw):
+            eval_seconds.append(metrics["eval_runtime"])
             row = {"epoch": round(state.epoch), "score": metrics["eval_score"]}
             row.update({k: metrics[f"eval_{k}"] for k in task.metric_keys()})
             epochs.append(row)
             print("  hf   ", json.dumps(row), flush=True)
 
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded[eval_split],
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics_fn,
+                      data_collator=DataCollatorWithPadding(tokenizer, padding="max_length" if pad_to_max_length else True,
+                                                            max_length=hp.max_seq_length), compute_metrics=metrics_fn,
                       callbacks=[timer, EvalLog()])
     started = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - started
     return {"epochs": epochs, "train_samples_per_s": len(encoded["train"]) * hp.epochs / sum(timer.seconds),
-            "wall_seconds": wall}
+            "wall_seconds": wall, "eval_samples_per_s": len(encoded[eval_split]) * len(eval_seconds) / sum(eval_seconds),
+            "epoch_train_samples_per_s": [len(encoded["train"]) / s for s in timer.seconds]}
 
 
 def summarize(results: dict, command: str, hp: TrainingConfig, seed: int) -> str:
