@@ -9,7 +9,6 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     # Libraries imported later read these; those already imported are told directly. Importing them here
     # would cost `bench validate` seconds.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

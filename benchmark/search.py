@@ -43,6 +43,12 @@ POINTER_FILE = "pointer.json"
 # request, so the driver asks for one byte of memory: trials then pack as tightly as their workers allow.
 DRIVER_RESOURCES = {"CPU": 0, "memory": 1}
 
+# Each Ray Train run starts its own helper actors, one process each, for every trial. bench needs neither of
+# these two: node loss is handled by Tune's retry from the trial's last saved state, and Train's metrics go to
+# a dashboard bench does not start. Printing through Ray's patched print would interleave with bench's display.
+RAY_TRAIN_SETTINGS = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0",
+                      "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+
 logger = logging.getLogger(__name__)
 
 
@@ -68,6 +74,7 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     kwargs = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    os.environ.update(RAY_TRAIN_SETTINGS)   # a local cluster's processes inherit the driver's environment
     if address:
         import benchmark
         import ensembles
@@ -75,7 +82,8 @@ def connect(address: str | None) -> None:
 
         # The cluster's nodes may not have bench installed: ship its code with the job (the suite module,
         # which trials import, reads the ensemble section's schema from ensembles/).
-        kwargs["runtime_env"] = {"py_modules": [Path(m.__file__).parent for m in (benchmark, tasks, ensembles)]}
+        kwargs["runtime_env"] = {"py_modules": [Path(m.__file__).parent for m in (benchmark, tasks, ensembles)],
+                                 "env_vars": RAY_TRAIN_SETTINGS}
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:

@@ -2,8 +2,10 @@
 
     python -m benchmark.measure.throughput --tasks rte sst2 --out results/throughput
 
-Each (task, system) runs in a fresh process, so peak RSS is that system's alone; systems alternate within a
-task so that drift in the machine's speed touches all of them alike. Systems:
+Each (task, system) runs in a fresh process, so peak RSS is that system's alone. With `--repeats R` the
+systems run R rounds in turn (each round starting with the next system), and the table gives each figure's
+median with the range of training samples/s, so that drift in the machine's speed touches all of them alike.
+Systems:
 - `bench`: the bench trainer (DeepSpeed engine, no Ray), length-grouped batches, dynamic padding;
 - `trainer`: `Trainer` with its defaults (random batches, dynamic padding by DataCollatorWithPadding);
 - `trainer_grouped`: `Trainer` with `train_sampling_strategy="group_by_length"`;
@@ -69,6 +71,20 @@ def run_in_child(system: str, task: str, argv: list[str]) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
+def median_rows(runs: list[dict]) -> list[dict]:
+    """One row per (task, system): the median of each figure over its repeats, and the throughput's range."""
+    import statistics
+
+    rows = []
+    for key in dict.fromkeys((r["task"], r["system"]) for r in runs):
+        mine = [r for r in runs if (r["task"], r["system"]) == key]
+        row = {k: statistics.median(r[k] for r in mine) for k in mine[0] if isinstance(mine[0][k], float)}
+        speeds = [r["train_samples_per_s"] for r in mine]
+        rows.append({"task": key[0], "system": key[1], **row, "repeats": len(mine),
+                     "train_range": (min(speeds), max(speeds))})
+    return rows
+
+
 def summarize(rows: list[dict], command: str, args) -> str:
     import torch
 
@@ -78,15 +94,17 @@ def summarize(rows: list[dict], command: str, args) -> str:
              f"{args.threads} torch threads, torch {torch.__version__}; model "
              f"{args.model or 'all-MiniLM-L6-v2 (embedded)'}; lr {args.learning_rate:g}, {args.epochs} epoch(s), "
              f"batch {args.batch_size}, max length {args.max_seq_length}, {args.precision}, seed {args.seed}; "
-             f"bench ZeRO-{args.zero_stage}; train slice {args.max_train_samples}, dev slice {args.max_eval_samples}.",
-             "", "| task | system | train samples/s | vs Trainer | vs Trainer grouped | eval samples/s | peak RSS MB | "
-             "dev score best / last epoch |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"bench ZeRO-{args.zero_stage} (one rank runs stage 0); train slice {args.max_train_samples}, dev slice {args.max_eval_samples}; "
+             f"medians of {args.repeats} round(s).",
+             "", "| task | system | train samples/s (range) | vs Trainer | vs Trainer grouped | eval samples/s | "
+             "peak RSS MB | dev score best / last epoch |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = {r["system"]: r for r in rows if r["task"] == task}
         for system, r in mine.items():
             ratios = [f"{r['train_samples_per_s'] / mine[base]['train_samples_per_s']:.2f}x" if base in mine else "-"
                       for base in ("trainer", "trainer_grouped")]
-            lines.append(f"| {task} | {system} | {r['train_samples_per_s']:.1f} | {ratios[0]} | {ratios[1]} | "
+            low, high = r["train_range"]
+            lines.append(f"| {task} | {system} | {r['train_samples_per_s']:.1f} ({low:.1f}-{high:.1f}) | {ratios[0]} | {ratios[1]} | "
                          f"{r['eval_samples_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
                          f"{r['best_score']:.1f} / {r['last_score']:.1f} |")
     return "\n".join(lines) + "\n"
@@ -107,6 +125,7 @@ def parse(argv):
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--max-eval-samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeats", type=int, default=1, help="rounds over the systems; medians are reported")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     p.add_argument("--glue-dir", default=None)
     p.add_argument("--cache-dir", default=str(Path("~/.cache/bench").expanduser()))
@@ -128,14 +147,16 @@ def main(argv=None) -> int:
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    runs = []
     for task in args.tasks:
-        for system in args.systems:
-            print(f"{task}: {system}", flush=True)
-            rows.append(run_in_child(system, task, argv))
-            print("  " + json.dumps(rows[-1]), flush=True)
-            (out / "rows.json").write_text(json.dumps(rows, indent=2))
-    report = summarize(rows, "python -m benchmark.measure.throughput " + " ".join(argv), args)
+        for round_ in range(args.repeats):
+            turn = round_ % len(args.systems)
+            for system in args.systems[turn:] + args.systems[:turn]:
+                print(f"{task}: {system} (round {round_ + 1})", flush=True)
+                runs.append(run_in_child(system, task, argv))
+                print("  " + json.dumps(runs[-1]), flush=True)
+                (out / "runs.json").write_text(json.dumps(runs, indent=2))
+    report = summarize(median_rows(runs), "python -m benchmark.measure.throughput " + " ".join(argv), args)
     (out / "README.md").write_text(report)
     print(report)
     return 0
