@@ -22,6 +22,12 @@ class TrainingConfig:
     zero_stage: int = field(default=2, metadata={"choices": [0, 1, 2]})
     group_by_length: bool = True
     eval_batch_size: int = field(default=128, metadata={"min": 1, "max": 65536})
+    # Freezing (benchmark/freezing.py): which layer groups train in which epoch, and their learning rates.
+    freeze_embeddings: bool = False
+    freeze_layers: int = field(default=0, metadata={"min": 0, "max": 1000})      # the bottom N encoder layers
+    head_only_epochs: int = field(default=0, metadata={"min": 0, "max": 1000})   # then unfreeze
+    gradual_unfreezing: bool = False      # after the head-only epochs, one more layer group per epoch, top-down
+    layer_lr_decay: float = field(default=1.0, metadata={"min": 1e-6, "max": 1.0})   # 1 = off
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
