@@ -37,3 +37,4 @@ class TrainingConfig:
 
 
 TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(TrainingConfig))
+FREEZING_KEYS = ("freeze_embeddings", "freeze_layers", "head_only_epochs", "gradual_unfreezing", "layer_lr_decay")

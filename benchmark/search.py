@@ -572,7 +572,8 @@ class TrialRecorder(tune.Callback):
 
 def _epoch_fields(result: dict, metric_keys: list[str]) -> dict:
     keep = ["epoch", OBJECTIVE, *metric_keys, "train_loss", "learning_rate", "optimizer_steps", "train_samples",
-            "train_seconds", "train_samples_per_s", "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id"]
+            "train_seconds", "train_samples_per_s", "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id",
+            "trainable_parameters"]
     return {k: result[k] for k in keep if k in result}
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import InputError
-from benchmark.hyperparams import TrainingConfig
+from benchmark.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.mixing import Mixture, MultitaskConfig, check_multitask
-from benchmark.modeling import ModelRef, max_positions, resolve_model
+from benchmark.modeling import ModelRef, max_positions, num_layers, resolve_model
 from benchmark.paths import is_dir, local_path
 from benchmark.schema import parse, suggest
 from benchmark.search_space import SearchConfig, check_grid, check_search, sample_space
@@ -186,6 +186,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
                       + (_stage_two_values(config, "max_seq_length") if config.multitask.two_stage.enabled else []))
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
+    _check_freezing(config, models, joint=mixture is not None)
     if config.data.glue_dir and not is_dir(local_path(config.data.glue_dir, "data.glue_dir")):
         raise InputError("data.glue_dir", f"folder not found: {local_path(config.data.glue_dir, 'data.glue_dir')}")
     _check_plan_size(config, models, tasks, joint=mixture is not None)
@@ -207,6 +208,22 @@ def _check_plan_size(config: SuiteConfig, models: list, tasks: list, joint: bool
     if size > MAX_TRIALS:
         raise InputError("search", f"the plan has {size} trials, more than {MAX_TRIALS}; use a smaller grid, "
                          "fewer samples or fewer seeds")
+
+
+def _check_freezing(config: SuiteConfig, models: list[ModelRef], joint: bool) -> None:
+    for epochs, head_only in itertools.product(_possible_values(config, "epochs"), _possible_values(config, "head_only_epochs")):
+        if head_only > epochs:
+            raise InputError("training.head_only_epochs", f"{head_only} is more than the trial's {epochs} epochs")
+    deepest = max(_possible_values(config, "freeze_layers"))
+    for m in models:
+        layers = num_layers(m.path, config.trust_remote_code)
+        if deepest and (layers is None or deepest > layers):
+            raise InputError("training.freeze_layers", f"{deepest} layers, but model {m.name} has {layers}")
+    defaults = TrainingConfig()
+    used = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in _possible_values(config, k))]
+    if joint and used:
+        raise InputError(f"training.{used[0]}", "freezing applies to single-task trials; the joint trials of "
+                         "multitask do not support it (multitask.two_stage.training may use it)")
 
 
 def _check_multitask_search(config: SuiteConfig) -> None:
