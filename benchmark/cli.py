@@ -247,7 +247,8 @@ def _trial(args) -> int:
               f"checkpoints in {Path(args.output)}/<task>/checkpoint")
         return 0
     data = encoded(args.task)
-    result = run_local_trial(hp, model.path, seed, data, Path(args.output), suite.config.trust_remote_code)
+    result = run_local_trial(hp, model.path, seed, data, Path(args.output), suite.config.trust_remote_code,
+                             log_every_steps=suite.config.search.log_every_steps)
     print(f"best epoch {result.best_epoch}: score {result.best_score:.2f}; checkpoint in {Path(args.output) / 'checkpoint'}")
     return 0
 

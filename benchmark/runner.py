@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmark.checkpoints import checkpoint_problem
+from benchmark.curves import CURVES_DIR
 from benchmark.errors import InputError
 from benchmark.lock import run_lock
 from benchmark.modeling import load_tokenizer
@@ -149,6 +150,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         if len(pending) < len(plan) or resume:
             console.print(f"Resuming: {len(plan) - len(pending)} finished trials kept; {len(pending)} to run, "
                           f"{len(resume)} of them from their last saved state.")
+        console.print(f"Training curves: tensorboard --logdir {store.root / CURVES_DIR}")
         display = LiveDisplay(console, total=len(pending), skipped=len(plan) - len(pending),
                               epochs_per_trial=max(t.training["epochs"] for t in pending))
         # Two-stage trials start from their joint trial's exports, so they run after every other trial.

@@ -45,6 +45,7 @@ class SearchConfig:
     seeds: list[int] = field(default_factory=lambda: [1], metadata={"nonempty": True})
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     eval_every_steps: int | None = field(default=None, metadata={"min": 1})  # also evaluate every N optimizer steps
+    log_every_steps: int = field(default=10, metadata={"min": 1})   # a training-curve point every N optimizer steps
     max_failures: int = field(default=1, metadata={"min": 0, "max": 100})     # retries of a crashed trial
     save_state: bool = True   # full training state at every evaluation: resume mid-trial, PBT, retries
 

@@ -22,6 +22,7 @@ import torch
 
 from benchmark.batching import collate, global_batches, rank_micro_batches
 from benchmark.checkpoints import save_checkpoint
+from benchmark.curves import CURVE_KEY, encode_curve
 from benchmark.engine import adamw, adamw_over, deepspeed_config, init_distributed, linear_schedule
 from benchmark.errors import TrialDiverged
 from benchmark.hyperparams import TrainingConfig
@@ -62,8 +63,10 @@ class TrialResult:
 def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdir: Path, report: Reporter, *,
           trust_remote_code: bool = False, meta: dict | None = None, threads: int | None = None,
           eval_every_steps: int | None = None, save_state: bool = False, resume_from: Path | None = None,
-          reset_best: bool = False) -> TrialResult:
-    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on."""
+          reset_best: bool = False, log_every_steps: int = 10) -> TrialResult:
+    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on.
+    `log_every_steps`: a point of the training curve (loss, learning rate) every so many optimizer steps and at
+    each evaluation; each report carries the points since the last one (benchmark/curves.py)."""
     started = time.perf_counter()
     task = data.task
     rank, world = start_trial(hp, seed, threads)
@@ -98,6 +101,7 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
         engine.train()
         batches = global_batches(lengths, hp.batch_size, seed, epoch, hp.group_by_length, micro_parts)
         window_start, window_samples, losses = time.perf_counter(), 0, []
+        curve, logged = [], 0   # the points since the last report; `losses[logged:]` are not in a point yet
         for b in range(progress.batch if epoch == progress.epoch else 0, len(batches)):
             # One optimizer step: this rank's micro-batches of the global batch.
             nonfinite = 0
@@ -115,7 +119,12 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
             progress.samples_seen += len(batches[b])
 
             end_of_epoch = b == len(batches) - 1
-            if not end_of_epoch and not (eval_every_steps and engine.global_steps % eval_every_steps == 0):
+            evaluating = end_of_epoch or bool(eval_every_steps and engine.global_steps % eval_every_steps == 0)
+            if evaluating or engine.global_steps % log_every_steps == 0:
+                curve.append({"step": engine.global_steps, "train_loss": _mean_over_ranks(losses[logged:], device),
+                              "learning_rate": max(schedule.get_last_lr())})
+                logged = len(losses)
+            if not evaluating:
                 continue
             # An evaluation point: evaluate, keep the best, save state, report.
             train_seconds = time.perf_counter() - window_start
@@ -151,10 +160,11 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
                 save_training_state(engine, schedule, folder / STATE_DIR, rank, world, hp.zero_stage,
                                     dataclasses.asdict(progress))
                 wrote = True
-            report({**row, "is_best": is_best, "best_epoch": progress.best_epoch, "best_score": progress.best_score},
-                   folder if wrote else None)
+            report({**row, "is_best": is_best, "best_epoch": progress.best_epoch, "best_score": progress.best_score,
+                    CURVE_KEY: encode_curve(curve)}, folder if wrote else None)
             engine.train()
             window_start, window_samples, losses = time.perf_counter(), 0, []
+            curve, logged = [], 0
 
     if resumed_at_end and progress.history:   # the state was saved after the last evaluation: report it again
         report({**progress.history[-1], "is_best": False, "best_epoch": progress.best_epoch,
