@@ -214,7 +214,7 @@ def _evaluations_per_trial(spec: dict, task_data: dict, options: TrialOptions) -
     training = spec["training"]
     if spec["kind"] == "multitask":   # evaluates once per epoch (the suite refuses eval_every_steps with it)
         return training["epochs"]
-    data = task_data[data_key(spec["model_name"], spec["task"], training["max_seq_length"])]
+    data = task_data[data_key(spec["model_name"], spec["task"], training)]
     steps = max(1, -(-len(data.train) // training["batch_size"]))
     if not options.eval_every_steps:
         return training["epochs"]
@@ -260,7 +260,7 @@ def _tune_trial(config: dict, data_refs: dict, options: TrialOptions) -> None:
         _train_worker,
         train_loop_config={
             "spec": {**spec, "trial_id": trial_id},
-            "data": {t: data_refs[data_key(spec["model_name"], t, spec["training"]["max_seq_length"])]
+            "data": {t: data_refs[data_key(spec["model_name"], t, spec["training"])]
                      for t in (spec["tasks"] or (spec["task"],))},
             "options": options, "resume_from": resume_from, "resumed_trial": resumed_trial,
         },
@@ -486,6 +486,7 @@ class TrialRecorder(tune.Callback):
         if any(h.get("optimizer_steps") == row.get("optimizer_steps") for h in state["history"][since:]):
             return   # a trial resumed from its own state repeating an evaluation it had reported
         state["history"].append(row)
+        state["augmented_examples"] = result.get("augmented_examples", 0)
         self.curves[name].write(result, task.metric_keys())
         path = result.get(CHECKPOINT_PATH_KEY)
         if path and result.get("is_best") and result[OBJECTIVE] > state["best"]:
@@ -550,7 +551,7 @@ class TrialRecorder(tune.Callback):
             parameter_count(self.store.checkpoint_dir(name)) if has_checkpoint else None,
             final_training=_resolved_spec(trial.config)["training"], exploits=state["exploits"],
             node_ids=sorted({h["node_id"] for h in state["history"] if h.get("node_id")}),
-            failures=trial.num_failures, kind=spec.kind,
+            failures=trial.num_failures, kind=spec.kind, augmented_examples=state.get("augmented_examples", 0),
             **({"stage_one": spec.stage_one} if spec.stage_one else {}),
         ))
         self.live.pop(name, None)

@@ -93,6 +93,10 @@ def check_search(search: SearchConfig) -> None:
             import optuna  # noqa: F401
         except ImportError:
             raise InputError("search.algorithm", "optuna is not installed; pip install 'bench[optuna]'") from None
+        augmenting = [k for k in search.space if k.startswith("augment_")]
+        if augmenting:   # the data is augmented and tokenised before any trial starts
+            raise InputError(f"search.space.{augmenting[0]}", "optuna chooses values as trials start, after the data "
+                             "is prepared; put augmentation keys in search.grid")
     seeds = search.seeds
     if len(set(seeds)) != len(seeds):
         raise InputError("search.seeds", "repeats a seed")

@@ -18,6 +18,7 @@ from benchmark.paths import is_dir, local_path
 from benchmark.schema import parse, suggest
 from benchmark.search_space import SearchConfig, check_grid, check_search, sample_space
 from ensembles.config import EnsembleConfig, EnsembleSettings, check_ensemble
+from tasks.augment import Augmentation, check_augmentation
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
 
@@ -193,6 +194,8 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     out = local_path(output or config.output or f"runs/{config.name}", "--output" if output else "output")
     suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
     suite.mixture = mixture
+    for point in suite.points():
+        check_augmentation(Augmentation.of(suite.training_for(point).to_dict()))
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
     return suite
 

@@ -136,6 +136,7 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
                 "train_loss": _mean_over_ranks(losses, device),
                 "learning_rate": max(schedule.get_last_lr()),   # the head's, with layer-wise decay
                 "trainable_parameters": trainable_parameter_count(model),
+                "augmented_examples": data.augmented_examples,
                 "optimizer_steps": engine.global_steps,
                 "train_samples": progress.samples_seen,
                 "train_seconds": train_seconds,
