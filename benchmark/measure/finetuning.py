@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import yaml
 
-from benchmark.atomic import atomic_write_text
+from benchmark.measure import write_report
 from benchmark.quiet import quiet_libraries
 from benchmark.runner import make_console, resolve_cache_dir, run_suite
 from benchmark.suite import load_suite
@@ -112,10 +112,7 @@ def main(argv=None) -> int:
             runs[task, arm_name] = [json.loads(f.read_text()) for f in sorted(Path(config["output"]).glob("trials/*/record.json"))]
     command = "python -m benchmark.measure.finetuning " + " ".join(sys.argv[1:] if argv is None else argv)
     report = summarize(args.study, study, runs, command, time.perf_counter() - started)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "README.md", report)
-    print(report)
+    write_report(args.out, report)
     return 0
 
 
