@@ -69,7 +69,7 @@ def run_trial(study: dict, task: str, arm: dict, seed: int, model_path: str, fol
     data = encode_task(GLUE_TASKS[task], load_tokenizer(model_path), hp.max_seq_length, resolve_glue_dir(None),
                        resolve_cache_dir(None), train_samples(study, task), study["eval_samples"], 0,
                        Augmentation.of(hp.to_dict()))
-    result = run_local_trial(hp, model_path, seed, data, folder, log=lambda line: None)
+    result = run_local_trial(hp, model_path, seed, data, folder, log=lambda line: print(f"  {task} seed {seed}: {line[:160]}", flush=True))
     seconds = sum(e["train_seconds"] for e in result.epochs)
     record = {"task": task, "seed": seed, "epochs": result.epochs, "best_score": result.best_score,
               "train_samples_per_s": result.epochs[-1]["train_samples"] / seconds, "train_examples": len(data.train),
@@ -84,6 +84,8 @@ def summarize(study_name: str, study: dict, runs: dict, command: str, wall: floa
              f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (a machine shared with "
              f"other jobs: samples/s compare arms of this run only, and only roughly); wall time {wall / 60:.1f} min; "
              f"date {time.strftime('%Y-%m-%d')}.", "",
+             f"Slices: {study.get('train_samples') or str(study['train_fraction'] * 100) + '%'} training and "
+             f"{study['eval_samples']} dev examples per task (seeded, the same for every arm).", "",
              "| task | arm | train examples | dev score (best epoch) | per seed | train samples/s | trainable parameters |",
              "|---|---|---:|---:|---|---:|---|"]
     for (task, arm), records in runs.items():
@@ -105,9 +107,18 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="default: the embedded all-MiniLM-L6-v2")
     p.add_argument("--work", default=None, help="each trial's result (default: runs/measure-<study>)")
     p.add_argument("--out", required=True)
+    p.add_argument("--train-samples", type=int, help="instead of the study's training slice (or fraction)")
+    p.add_argument("--eval-samples", type=int, help="instead of the study's dev slice")
+    p.add_argument("--epochs", type=int, help="instead of the study's epochs")
     args = p.parse_args(argv)
     quiet_libraries()
-    study = STUDIES[args.study]
+    study = dict(STUDIES[args.study])
+    if args.train_samples:
+        study = {k: v for k, v in study.items() if k != "train_fraction"} | {"train_samples": args.train_samples}
+    if args.eval_samples:
+        study["eval_samples"] = args.eval_samples
+    if args.epochs:
+        study["training"] = {**study["training"], "epochs": args.epochs}
     model_path = args.model or embedded_model_path()
     work = Path(args.work or f"runs/measure-{args.study}").resolve()
     started = time.perf_counter()
