@@ -25,10 +25,10 @@ from benchmark.checkpoints import save_checkpoint
 from benchmark.curves import CURVE_KEY, encode_curve
 from benchmark.engine import adamw, adamw_over, deepspeed_config, init_distributed, linear_schedule
 from benchmark.errors import TrialDiverged
+from benchmark.freezing import optimizer_groups, trainable_groups, trainable_parameter_count, uses_freezing
 from benchmark.hyperparams import TrainingConfig
 from benchmark.inference import batched_logits
 from benchmark.modeling import build_classifier, load_tokenizer
-from benchmark.freezing import optimizer_groups, trainable_groups, trainable_parameter_count, uses_freezing
 from benchmark.training_state import load_training_state, read_client_state, save_training_state, set_schedule_step
 from tasks.encoding import EncodedSplit, TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
