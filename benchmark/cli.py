@@ -229,8 +229,11 @@ def _trial(args) -> int:
     tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
 
     def encoded(task):
+        from tasks.augment import Augmentation
+
         return encode_task(tasks[task], tokenizer, hp.max_seq_length, resolve_glue_dir(data_cfg.glue_dir),
-                           cache_dir(suite), data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed)
+                           cache_dir(suite), data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed,
+                           Augmentation.of(hp.to_dict()))
 
     seed = args.seed if args.seed is not None else suite.config.search.seeds[0]
     if suite.config.trust_remote_code:
@@ -247,7 +250,8 @@ def _trial(args) -> int:
               f"checkpoints in {Path(args.output)}/<task>/checkpoint")
         return 0
     data = encoded(args.task)
-    result = run_local_trial(hp, model.path, seed, data, Path(args.output), suite.config.trust_remote_code)
+    result = run_local_trial(hp, model.path, seed, data, Path(args.output), suite.config.trust_remote_code,
+                             log_every_steps=suite.config.search.log_every_steps)
     print(f"best epoch {result.best_epoch}: score {result.best_score:.2f}; checkpoint in {Path(args.output) / 'checkpoint'}")
     return 0
 

@@ -22,6 +22,19 @@ class TrainingConfig:
     zero_stage: int = field(default=2, metadata={"choices": [0, 1, 2]})
     group_by_length: bool = True
     eval_batch_size: int = field(default=128, metadata={"min": 1, "max": 65536})
+    # Freezing (benchmark/freezing.py): which layer groups train in which epoch, and their learning rates.
+    freeze_embeddings: bool = False
+    freeze_layers: int = field(default=0, metadata={"min": 0, "max": 1000})      # the bottom N encoder layers
+    head_only_epochs: int = field(default=0, metadata={"min": 0, "max": 1000})   # then unfreeze
+    gradual_unfreezing: bool = False      # after the head-only epochs, one more layer group per epoch, top-down
+    layer_lr_decay: float = field(default=1.0, metadata={"min": 1e-6, "max": 1.0})   # 1 = off
+    # Augmentation of the training data (tasks/augment.py): copies per example, each by one operation.
+    augment_copies: int = field(default=0, metadata={"min": 0, "max": 64})
+    augment_swap: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})      # strengths: word fractions
+    augment_delete: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    augment_insert: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    augment_synonym: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})   # needs WordNet
+    augment_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -31,3 +44,4 @@ class TrainingConfig:
 
 
 TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(TrainingConfig))
+FREEZING_KEYS = ("freeze_embeddings", "freeze_layers", "head_only_epochs", "gradual_unfreezing", "layer_lr_decay")

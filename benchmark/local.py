@@ -8,28 +8,34 @@ import tempfile
 from pathlib import Path
 
 from benchmark.atomic import atomic_replace_dir
+from benchmark.curves import CURVE_KEY, CURVES_DIR, CurveWriter
 from benchmark.hyperparams import TrainingConfig
 from benchmark.trainer import BEST_DIR, TrialResult, train
 from tasks.encoding import TaskData
 
 
 def run_local_trial(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, output: Path,
-                    trust_remote_code: bool = False, log=print) -> TrialResult:
-    """Train; the best epoch's checkpoint lands in `output/checkpoint`, the per-epoch metrics in `output/epochs.json`."""
+                    trust_remote_code: bool = False, log=print, log_every_steps: int = 10) -> TrialResult:
+    """Train; the best epoch's checkpoint lands in `output/checkpoint`, the per-epoch metrics in `output/epochs.json`,
+    the training curves in `output/tensorboard/<task>` (as `bench run` writes them)."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-local-", dir=output))
+    curves = CurveWriter(output / CURVES_DIR / data.task.name)
 
     def report(metrics: dict, folder: Path | None) -> None:
-        log(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
+        curves.write(metrics, data.task.metric_keys())
+        log(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items() if k != CURVE_KEY}))
         if folder is not None and (folder / BEST_DIR).is_dir():
             atomic_replace_dir(folder / BEST_DIR, output / "checkpoint")
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
     try:
-        result = train(hp, model_path, seed, data, workdir, report, trust_remote_code=trust_remote_code)
+        result = train(hp, model_path, seed, data, workdir, report, trust_remote_code=trust_remote_code,
+                       log_every_steps=log_every_steps)
     finally:
+        curves.close()
         shutil.rmtree(workdir, ignore_errors=True)
     (output / "epochs.json").write_text(json.dumps(result.epochs, indent=2))
     return result
@@ -37,14 +43,17 @@ def run_local_trial(hp: TrainingConfig, model_path: str, seed: int, data: TaskDa
 
 def run_local_multitask_trial(hp: TrainingConfig, model_path: str, seed: int, data: dict[str, TaskData], mixture,
                               output: Path, trust_remote_code: bool = False, log=print):
-    """Train tasks jointly; each task's export (at its own best epoch) lands in `output/<task>/checkpoint`."""
+    """Train tasks jointly; each task's export (at its own best epoch) lands in `output/<task>/checkpoint`, the
+    curves in `output/tensorboard/multitask`."""
     from benchmark.multitask import train_multitask
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-local-", dir=output))
+    curves = CurveWriter(output / CURVES_DIR / "multitask")
 
     def report(metrics: dict, folder: Path | None) -> None:
+        curves.write(metrics, [])
         log(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items() if k != "tasks"}))
         if folder is not None:
             for task_folder in sorted((folder / BEST_DIR).iterdir()):
@@ -56,6 +65,7 @@ def run_local_multitask_trial(hp: TrainingConfig, model_path: str, seed: int, da
         result = train_multitask(hp, model_path, seed, data, mixture, workdir, report,
                                  trust_remote_code=trust_remote_code)
     finally:
+        curves.close()
         shutil.rmtree(workdir, ignore_errors=True)
     (output / "epochs.json").write_text(json.dumps(result.epochs, indent=2))
     return result

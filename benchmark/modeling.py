@@ -66,6 +66,10 @@ def max_positions(path: str, trust_remote_code: bool = False) -> int | None:
     return getattr(_load_config(path, trust_remote_code, "model"), "max_position_embeddings", None)
 
 
+def num_layers(path: str, trust_remote_code: bool = False) -> int | None:
+    return getattr(_load_config(path, trust_remote_code, "model"), "num_hidden_layers", None)
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 

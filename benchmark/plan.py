@@ -53,9 +53,13 @@ class TrialSpec:
         return canonical(self.point)
 
 
-def data_key(model_name: str, task: str, max_seq_length: int) -> str:
-    """Trials that share this key share one tokenised copy of the task."""
-    return f"{model_name}/{task}/{max_seq_length}"
+def data_key(model_name: str, task: str, training: dict) -> str:
+    """Trials that share this key share one tokenised (and augmented) copy of the task."""
+    from tasks.augment import Augmentation
+
+    augmentation = Augmentation.of(training)
+    return f"{model_name}/{task}/{training['max_seq_length']}" + (
+        f"/augment={canonical(augmentation.to_dict())}" if augmentation.enabled else "")
 
 
 def canonical(obj) -> str:

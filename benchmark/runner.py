@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmark.checkpoints import checkpoint_problem
+from benchmark.curves import CURVES_DIR
 from benchmark.errors import InputError
 from benchmark.lock import run_lock
 from benchmark.modeling import load_tokenizer
@@ -17,6 +18,7 @@ from benchmark.results import leaderboard_from_runs
 from benchmark.store import RunStore
 from benchmark.suite import Suite
 from benchmark.tables import rich_table, write_leaderboard
+from tasks.augment import Augmentation
 from tasks.encoding import TaskData, encode_task
 from tasks.loading import load_split, resolve_glue_dir
 
@@ -55,15 +57,15 @@ def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
     tasks = {t.name: t for t in suite.tasks}
     out = {}
     for model in suite.models:
-        needed = {(task, t.training["max_seq_length"]) for t in trials if t.model_name == model.name
-                  for task in (t.tasks or (t.task,))}
+        needed = {data_key(model.name, task, t.training): (task, t.training) for t in trials
+                  if t.model_name == model.name for task in (t.tasks or (t.task,))}
         if not needed:
             continue
         tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
-        for task, length in sorted(needed):
-            out[data_key(model.name, task, length)] = encode_task(
-                tasks[task], tokenizer, length, glue_dir, cache_dir(suite),
-                data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed,
+        for key, (task, training) in sorted(needed.items()):
+            out[key] = encode_task(
+                tasks[task], tokenizer, training["max_seq_length"], glue_dir, cache_dir(suite),
+                data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed, Augmentation.of(training),
             )
     return out
 
@@ -149,6 +151,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         if len(pending) < len(plan) or resume:
             console.print(f"Resuming: {len(plan) - len(pending)} finished trials kept; {len(pending)} to run, "
                           f"{len(resume)} of them from their last saved state.")
+        console.print(f"Training curves: tensorboard --logdir {store.root / CURVES_DIR}")
         display = LiveDisplay(console, total=len(pending), skipped=len(plan) - len(pending),
                               epochs_per_trial=max(t.training["epochs"] for t in pending))
         # Two-stage trials start from their joint trial's exports, so they run after every other trial.

@@ -28,6 +28,7 @@ from ray import tune
 from ray.util.queue import Empty, Queue
 
 from benchmark.checkpoints import parameter_count
+from benchmark.curves import CURVES_DIR, CurveWriter
 from benchmark.errors import InputError, TrialDiverged
 from benchmark.plan import TrialSpec, data_key
 from benchmark.search_space import MUTABLE_KEYS, tune_distribution
@@ -67,6 +68,7 @@ class TrialOptions:
     # A PBT recipient copies its donor's state some seconds after the exploit is decided, while the donor trains
     # on: PBT keeps every state until its study ends. Otherwise the last two (one may still be being copied).
     states_to_keep: int | None = 2
+    log_every_steps: int = 10
 
 
 def connect(address: str | None) -> None:
@@ -125,7 +127,8 @@ def run_trials(suite, trials: list[TrialSpec], task_data: dict[str, TaskData], s
     storage = suite.config.storage or str(store.root / "ray")
     options = TrialOptions(storage, resources.workers_per_trial, resources.cpus_per_worker, resources.gpus_per_worker,
                            suite.config.trust_remote_code, search.eval_every_steps, search.save_state, search.max_failures,
-                           states_to_keep=None if search.scheduler.type == "pbt" else 2)
+                           states_to_keep=None if search.scheduler.type == "pbt" else 2,
+                           log_every_steps=search.log_every_steps)
     refs = {key: ray.put(data) for key, data in task_data.items()}
     recorder = TrialRecorder(store, {t.name: t for t in suite.tasks}, storage,
                              {k: getattr(resources, k) for k in ("workers_per_trial", "cpus_per_worker", "gpus_per_worker")})
@@ -219,7 +222,7 @@ def _evaluations_per_trial(spec: dict, task_data: dict, options: TrialOptions) -
     training = spec["training"]
     if spec["kind"] == "multitask":   # evaluates once per epoch (the suite refuses eval_every_steps with it)
         return training["epochs"]
-    data = task_data[data_key(spec["model_name"], spec["task"], training["max_seq_length"])]
+    data = task_data[data_key(spec["model_name"], spec["task"], training)]
     steps = max(1, -(-len(data.train) // training["batch_size"]))
     if not options.eval_every_steps:
         return training["epochs"]
@@ -265,7 +268,7 @@ def _tune_trial(config: dict, data_refs: dict, options: TrialOptions) -> None:
         _train_worker,
         train_loop_config={
             "spec": {**spec, "trial_id": trial_id},
-            "data": {t: data_refs[data_key(spec["model_name"], t, spec["training"]["max_seq_length"])]
+            "data": {t: data_refs[data_key(spec["model_name"], t, spec["training"])]
                      for t in (spec["tasks"] or (spec["task"],))},
             "options": options, "resume_from": resume_from, "resumed_trial": resumed_trial,
         },
@@ -360,7 +363,7 @@ def _train_worker(config: dict) -> None:
               lambda metrics, folder: report_to_ray({**metrics, **restored}, folder),
               trust_remote_code=options.trust_remote_code, meta={"trial_id": spec["trial_id"]},
               threads=max(1, int(options.cpus)), eval_every_steps=options.eval_every_steps,
-              save_state=options.save_state, resume_from=state,
+              save_state=options.save_state, resume_from=state, log_every_steps=options.log_every_steps,
               reset_best=state is not None and resumed_trial != spec["trial_id"])
     except TrialDiverged as e:   # raised on every rank at the same step: a result, not a crash to retry
         # Tune checks every result for the objective; a diverged trial scores the worst possible.
@@ -448,6 +451,7 @@ class TrialRecorder(tune.Callback):
         self.store, self.tasks, self.storage, self.resources = store, tasks, storage, resources
         self.specs: dict[str, TrialSpec] = {}
         self.live: dict[str, dict] = {}
+        self.curves: dict[str, CurveWriter] = {}
 
     def expect(self, specs: list[TrialSpec]) -> None:
         self.specs.update({s.trial_id: s for s in specs})
@@ -471,8 +475,11 @@ class TrialRecorder(tune.Callback):
             return
         if "epoch" not in result:
             return
+        if name not in self.curves:
+            self.curves[name] = CurveWriter(self.store.root / CURVES_DIR / name)
         if self.specs[name].kind == "multitask":
             self._multitask_result(name, state, result)
+            self.curves[name].write(result, [])
             return
         task = self.tasks[self.specs[name].task]
         row = _epoch_fields(result, task.metric_keys())
@@ -487,6 +494,8 @@ class TrialRecorder(tune.Callback):
         if any(h.get("optimizer_steps") == row.get("optimizer_steps") for h in state["history"][since:]):
             return   # a trial resumed from its own state repeating an evaluation it had reported
         state["history"].append(row)
+        state["augmented_examples"] = result.get("augmented_examples", 0)
+        self.curves[name].write(result, task.metric_keys())
         path = result.get(CHECKPOINT_PATH_KEY)
         if path and result.get("is_best") and result[OBJECTIVE] > state["best"]:
             self.store.install_checkpoint(name, lambda folder: _fetch(f"{path}/{BEST_DIR}", self.storage, folder))
@@ -531,6 +540,8 @@ class TrialRecorder(tune.Callback):
 
     def _record(self, trial, status: str, error: str | None = None) -> None:
         name, state = str(trial), self._state(trial)
+        if name in self.curves:
+            self.curves.pop(name).close()
         spec = self.specs[name]
         if "sampled" in trial.config:   # Optuna chose this trial's values when it started
             spec = spec.with_sampled(trial.config["sampled"])
@@ -548,7 +559,7 @@ class TrialRecorder(tune.Callback):
             parameter_count(self.store.checkpoint_dir(name)) if has_checkpoint else None,
             final_training=_resolved_spec(trial.config)["training"], exploits=state["exploits"],
             node_ids=sorted({h["node_id"] for h in state["history"] if h.get("node_id")}),
-            failures=trial.num_failures, kind=spec.kind,
+            failures=trial.num_failures, kind=spec.kind, augmented_examples=state.get("augmented_examples", 0),
             **({"stage_one": spec.stage_one} if spec.stage_one else {}),
         ))
         self.live.pop(name, None)
@@ -580,7 +591,8 @@ class TrialRecorder(tune.Callback):
 
 def _epoch_fields(result: dict, metric_keys: list[str]) -> dict:
     keep = ["epoch", OBJECTIVE, *metric_keys, "train_loss", "learning_rate", "optimizer_steps", "train_samples",
-            "train_seconds", "train_samples_per_s", "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id"]
+            "train_seconds", "train_samples_per_s", "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id",
+            "trainable_parameters"]
     return {k: result[k] for k in keep if k in result}
 
 

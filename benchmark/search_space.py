@@ -45,6 +45,7 @@ class SearchConfig:
     seeds: list[int] = field(default_factory=lambda: [1], metadata={"nonempty": True})
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     eval_every_steps: int | None = field(default=None, metadata={"min": 1})  # also evaluate every N optimizer steps
+    log_every_steps: int = field(default=10, metadata={"min": 1})   # a training-curve point every N optimizer steps
     max_failures: int = field(default=1, metadata={"min": 0, "max": 100})     # retries of a crashed trial
     save_state: bool = True   # full training state at every evaluation: resume mid-trial, PBT, retries
 
@@ -92,6 +93,10 @@ def check_search(search: SearchConfig) -> None:
             import optuna  # noqa: F401
         except ImportError:
             raise InputError("search.algorithm", "optuna is not installed; pip install 'bench[optuna]'") from None
+        augmenting = [k for k in search.space if k.startswith("augment_")]
+        if augmenting:   # the data is augmented and tokenised before any trial starts
+            raise InputError(f"search.space.{augmenting[0]}", "optuna chooses values as trials start, after the data "
+                             "is prepared; put augmentation keys in search.grid")
     seeds = search.seeds
     if len(set(seeds)) != len(seeds):
         raise InputError("search.seeds", "repeats a seed")

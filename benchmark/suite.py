@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import InputError
-from benchmark.hyperparams import TrainingConfig
+from benchmark.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.mixing import Mixture, MultitaskConfig, check_multitask
-from benchmark.modeling import ModelRef, max_positions, resolve_model
+from benchmark.modeling import ModelRef, max_positions, num_layers, resolve_model
 from benchmark.paths import is_dir, local_path
 from benchmark.schema import parse, suggest
 from benchmark.search_space import SearchConfig, check_grid, check_search, sample_space
 from ensembles.config import EnsembleConfig, EnsembleSettings, check_ensemble
+from tasks.augment import Augmentation, check_augmentation
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
 
@@ -186,12 +187,15 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
                       + (_stage_two_values(config, "max_seq_length") if config.multitask.two_stage.enabled else []))
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
+    _check_freezing(config, models, joint=mixture is not None)
     if config.data.glue_dir and not is_dir(local_path(config.data.glue_dir, "data.glue_dir")):
         raise InputError("data.glue_dir", f"folder not found: {local_path(config.data.glue_dir, 'data.glue_dir')}")
     _check_plan_size(config, models, tasks, joint=mixture is not None)
     out = local_path(output or config.output or f"runs/{config.name}", "--output" if output else "output")
     suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
     suite.mixture = mixture
+    for point in suite.points():
+        check_augmentation(Augmentation.of(suite.training_for(point).to_dict()))
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
     return suite
 
@@ -207,6 +211,22 @@ def _check_plan_size(config: SuiteConfig, models: list, tasks: list, joint: bool
     if size > MAX_TRIALS:
         raise InputError("search", f"the plan has {size} trials, more than {MAX_TRIALS}; use a smaller grid, "
                          "fewer samples or fewer seeds")
+
+
+def _check_freezing(config: SuiteConfig, models: list[ModelRef], joint: bool) -> None:
+    for epochs, head_only in itertools.product(_possible_values(config, "epochs"), _possible_values(config, "head_only_epochs")):
+        if head_only > epochs:
+            raise InputError("training.head_only_epochs", f"{head_only} is more than the trial's {epochs} epochs")
+    deepest = max(_possible_values(config, "freeze_layers"))
+    for m in models:
+        layers = num_layers(m.path, config.trust_remote_code)
+        if deepest and (layers is None or deepest > layers):
+            raise InputError("training.freeze_layers", f"{deepest} layers, but model {m.name} has {layers}")
+    defaults = TrainingConfig()
+    used = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in _possible_values(config, k))]
+    if joint and used:
+        raise InputError(f"training.{used[0]}", "freezing applies to single-task trials; the joint trials of "
+                         "multitask do not support it (multitask.two_stage.training may use it)")
 
 
 def _check_multitask_search(config: SuiteConfig) -> None:

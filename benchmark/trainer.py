@@ -22,12 +22,14 @@ import torch
 
 from benchmark.batching import collate, global_batches, rank_micro_batches
 from benchmark.checkpoints import save_checkpoint
-from benchmark.engine import adamw, init_distributed, initialize_engine, linear_schedule
+from benchmark.curves import CURVE_KEY, encode_curve
+from benchmark.engine import adamw, adamw_over, init_distributed, initialize_engine, linear_schedule
 from benchmark.errors import TrialDiverged
+from benchmark.freezing import optimizer_groups, trainable_groups, trainable_parameter_count, uses_freezing
 from benchmark.hyperparams import TrainingConfig
 from benchmark.inference import batched_logits
 from benchmark.modeling import build_classifier, load_tokenizer
-from benchmark.training_state import load_training_state, save_training_state
+from benchmark.training_state import load_training_state, read_client_state, save_training_state, set_schedule_step
 from tasks.encoding import EncodedSplit, TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
 
@@ -61,8 +63,10 @@ class TrialResult:
 def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdir: Path, report: Reporter, *,
           trust_remote_code: bool = False, meta: dict | None = None, threads: int | None = None,
           eval_every_steps: int | None = None, save_state: bool = False, resume_from: Path | None = None,
-          reset_best: bool = False) -> TrialResult:
-    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on."""
+          reset_best: bool = False, log_every_steps: int = 10) -> TrialResult:
+    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on.
+    `log_every_steps`: a point of the training curve (loss, learning rate) every so many optimizer steps and at
+    each evaluation; each report carries the points since the last one (benchmark/curves.py)."""
     started = time.perf_counter()
     task = data.task
     rank, world = start_trial(hp, seed, threads)
@@ -73,24 +77,31 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
     lengths = data.train.lengths
     micro_parts = world * hp.gradient_accumulation_steps
     steps_per_epoch = len(global_batches(lengths, hp.batch_size, seed, 0, hp.group_by_length, micro_parts))
-    optimizer = adamw(model, hp)
-    schedule = linear_schedule(optimizer, steps_per_epoch * hp.epochs, hp.warmup_ratio)
-    engine = initialize_engine(model, optimizer, schedule, hp, world)
-    device = engine.device
-    pad_multiple = 8 if device.type == "cuda" else 1
-    loss_fn = _loss_function(task.is_regression)
+    total_steps = steps_per_epoch * hp.epochs
     progress = Progress()
     if resume_from is not None:
-        client = load_training_state(engine, schedule, Path(resume_from), rank, world, hp.zero_stage)
+        client = read_client_state(Path(resume_from))
         progress = Progress(**{k: client[k] for k in (f.name for f in dataclasses.fields(Progress))})
         if reset_best:
             progress.best_score, progress.best_epoch = -math.inf, None
+    # A state saved at an epoch's end holds the optimizer of the epoch that ended (its trainable set).
+    trainable = _trainable(hp, model, progress.epoch - 1 if progress.batch == 0 and progress.epoch > 0 else progress.epoch)
+    engine, schedule = _build_engine(model, hp, trainable, total_steps, world)
+    if resume_from is not None:
+        load_training_state(engine, schedule, Path(resume_from), rank, world, hp.zero_stage)
+    device = engine.device
+    pad_multiple = 8 if device.type == "cuda" else 1
+    loss_fn = _loss_function(task.is_regression)
     resumed_at_end = progress.epoch >= hp.epochs
 
     for epoch in range(progress.epoch, hp.epochs):
+        if (wanted := _trainable(hp, model, epoch)) != trainable:
+            engine, schedule = _rebuild_engine(engine, schedule, model, hp, wanted, total_steps, world)
+            trainable = wanted
         engine.train()
         batches = global_batches(lengths, hp.batch_size, seed, epoch, hp.group_by_length, micro_parts)
         window_start, window_samples, losses = time.perf_counter(), 0, []
+        curve, logged = [], 0   # the points since the last report; `losses[logged:]` are not in a point yet
         for b in range(progress.batch if epoch == progress.epoch else 0, len(batches)):
             # One optimizer step: this rank's micro-batches of the global batch.
             nonfinite = 0
@@ -108,7 +119,12 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
             progress.samples_seen += len(batches[b])
 
             end_of_epoch = b == len(batches) - 1
-            if not end_of_epoch and not (eval_every_steps and engine.global_steps % eval_every_steps == 0):
+            evaluating = end_of_epoch or bool(eval_every_steps and engine.global_steps % eval_every_steps == 0)
+            if evaluating or engine.global_steps % log_every_steps == 0:
+                curve.append({"step": engine.global_steps, "train_loss": _mean_over_ranks(losses[logged:], device),
+                              "learning_rate": max(schedule.get_last_lr())})
+                logged = len(losses)
+            if not evaluating:
                 continue
             # An evaluation point: evaluate, keep the best, save state, report.
             train_seconds = time.perf_counter() - window_start
@@ -118,7 +134,9 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
             row.update({
                 "epoch": epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4),
                 "train_loss": _mean_over_ranks(losses, device),
-                "learning_rate": schedule.get_last_lr()[0],
+                "learning_rate": max(schedule.get_last_lr()),   # the head's, with layer-wise decay
+                "trainable_parameters": trainable_parameter_count(model),
+                "augmented_examples": data.augmented_examples,
                 "optimizer_steps": engine.global_steps,
                 "train_samples": progress.samples_seen,
                 "train_seconds": train_seconds,
@@ -143,16 +161,50 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
                 save_training_state(engine, schedule, folder / STATE_DIR, rank, world, hp.zero_stage,
                                     dataclasses.asdict(progress))
                 wrote = True
-            report({**row, "is_best": is_best, "best_epoch": progress.best_epoch, "best_score": progress.best_score},
-                   folder if wrote else None)
+            report({**row, "is_best": is_best, "best_epoch": progress.best_epoch, "best_score": progress.best_score,
+                    CURVE_KEY: encode_curve(curve)}, folder if wrote else None)
             engine.train()
             window_start, window_samples, losses = time.perf_counter(), 0, []
+            curve, logged = [], 0
 
     if resumed_at_end and progress.history:   # the state was saved after the last evaluation: report it again
         report({**progress.history[-1], "is_best": False, "best_epoch": progress.best_epoch,
                 "best_score": progress.best_score}, None)
     engine.destroy()
     return TrialResult(progress.history, progress.best_epoch, progress.best_score, time.perf_counter() - started)
+
+
+def _trainable(hp: TrainingConfig, model, epoch: int) -> frozenset[str] | None:
+    """The layer groups that train in `epoch`; None without freezing options (every parameter trains)."""
+    return trainable_groups(hp, epoch, model.config.num_hidden_layers) if uses_freezing(hp) else None
+
+
+def _build_engine(model, hp: TrainingConfig, trainable: frozenset[str] | None, total_steps: int, world: int):
+    optimizer = adamw(model, hp) if trainable is None else adamw_over(optimizer_groups(model, hp, trainable), hp)
+    schedule = linear_schedule(optimizer, total_steps, hp.warmup_ratio)
+    return initialize_engine(model, optimizer, schedule, hp, world), schedule
+
+
+def _rebuild_engine(engine, schedule, model, hp: TrainingConfig, trainable: frozenset[str], total_steps: int,
+                    world: int):
+    """A new engine over a new trainable set: ZeRO partitions the optimizer's parameters when an engine is built.
+    The fp32 master weights, the step counters, the schedule's step and the loss scale carry over; Adam's
+    moments start again from zero, as in a fresh optimizer."""
+    from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
+
+    masters = {n: safe_get_full_fp32_param(p) for n, p in model.named_parameters() if p.requires_grad}
+    counters = engine.global_steps, engine.global_samples, engine.micro_steps
+    scale, step = getattr(engine.optimizer, "cur_scale", None), schedule.last_epoch
+    engine.destroy()
+    engine, schedule = _build_engine(model, hp, trainable, total_steps, world)
+    for name, p in model.named_parameters():
+        if masters.get(name) is not None:   # None: no separate master (fp32 at ZeRO 0); the module holds it
+            safe_set_full_fp32_param(p, masters[name])
+    engine.global_steps, engine.global_samples, engine.micro_steps = counters
+    if scale is not None and hasattr(engine.optimizer, "cur_scale"):
+        engine.optimizer.cur_scale = scale
+    set_schedule_step(schedule, step)
+    return engine, schedule
 
 
 def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[int, int]:

@@ -98,12 +98,17 @@ def load_training_state(engine, schedule, folder: Path, rank: int, world_size: i
     engine.micro_steps = client["micro_steps"]
     if client.get("loss_scale") is not None and hasattr(engine.optimizer, "cur_scale"):
         engine.optimizer.cur_scale = client["loss_scale"]
-    schedule.last_epoch = client["schedule_step"]
-    lrs = [base * factor(schedule.last_epoch) for base, factor in zip(schedule.base_lrs, schedule.lr_lambdas)]
-    for group, lr in zip(schedule.optimizer.param_groups, lrs):
-        group["lr"] = lr
-    schedule._last_lr = lrs
+    set_schedule_step(schedule, client["schedule_step"])
     torch.set_rng_state(saved["rng.cpu"])
     if "rng.cuda" in saved and torch.cuda.is_available():
         torch.cuda.set_rng_state(saved["rng.cuda"])
     return client
+
+
+def set_schedule_step(schedule, step: int) -> None:
+    """Move a LambdaLR schedule to `step`, with its groups' learning rates recomputed from their base rates."""
+    schedule.last_epoch = step
+    lrs = [base * factor(step) for base, factor in zip(schedule.base_lrs, schedule.lr_lambdas)]
+    for group, lr in zip(schedule.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    schedule._last_lr = lrs

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.atomic import atomic_replace_dir, staging_dir_for
+from tasks.augment import Augmentation, augment_dataset
 from tasks.loading import load_split
 from tasks.spec import TaskSpec
 
@@ -45,6 +46,7 @@ class TaskData:
     task: TaskSpec
     splits: dict[str, EncodedSplit]    # "train" and each of task.eval_splits
     cache_key: str = ""
+    augmented_examples: int = 0        # training examples added by augmentation (tasks/augment.py)
 
     @property
     def train(self) -> EncodedSplit:
@@ -71,22 +73,29 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 def encode_task(task: TaskSpec, tokenizer, max_seq_length: int, glue_dir: Path | None, cache_dir: Path,
                 max_train_samples: int | None = None, max_eval_samples: int | None = None,
-                sample_seed: int = 0) -> TaskData:
-    """Load and tokenise every split of `task`, from the cache when the same work was done before."""
+                sample_seed: int = 0, augmentation: Augmentation | None = None) -> TaskData:
+    """Load and tokenise every split of `task`, from the cache when the same work was done before. With an
+    augmentation, the training split gets its augmented copies (cached per augmentation and seed)."""
     raw = {}
     for split in task.splits:
         cap = max_train_samples if split == "train" else max_eval_samples
         raw[split] = load_split(task, split, glue_dir, cache_dir, cap, sample_seed)
+    augment = augmentation is not None and augmentation.enabled
     key = hashlib.sha256(json.dumps({
         "format": CACHE_FORMAT,
         "task": task.to_dict(),
         "data": {s: _content_hash(ds) for s, ds in raw.items()},
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_seq_length": max_seq_length,
+        **({"augmentation": augmentation.to_dict()} if augment else {}),
     }, sort_keys=True, default=str).encode()).hexdigest()[:24]
     folder = cache_dir / "encoded" / f"{task.name}-{key}"
+    original = len(raw["train"])
     if (folder / "splits.safetensors").is_file():
-        return TaskData(task, _read(folder), key)
+        splits = _read(folder)
+        return TaskData(task, splits, key, len(splits["train"]) - original)
+    if augment:
+        raw["train"] = augment_dataset(raw["train"], task.text_columns, augmentation)
     splits = {s: encode_split(task, ds, tokenizer, max_seq_length) for s, ds in raw.items()}
     staging = staging_dir_for(folder)
     try:
@@ -94,7 +103,7 @@ def encode_task(task: TaskSpec, tokenizer, max_seq_length: int, glue_dir: Path |
         atomic_replace_dir(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return TaskData(task, splits, key)
+    return TaskData(task, splits, key, len(splits["train"]) - original)
 
 
 def _content_hash(ds) -> str:

@@ -215,3 +215,15 @@ def test_the_embedded_model_end_to_end(glue_dir, cache_dir, tmp_path):
         logits = model(**enc).logits.float().numpy()
     metrics = compute_metrics(GLUE_TASKS["mrpc"], {"validation": logits}, {"validation": np.asarray(dev["label"])})
     assert task_score(metrics) == pytest.approx(record["best_score"], abs=1e-6)
+
+
+def test_the_driver_writes_each_trials_training_curves_for_tensorboard(tiny_run):
+    from tests.test_curves import read_scalars
+
+    _, run, proc = tiny_run
+    assert f"tensorboard --logdir {run / 'tensorboard'}" in proc.stdout
+    assert sorted(p.name for p in (run / "tensorboard").iterdir()) == sorted(p.name for p in (run / "trials").iterdir())
+    scalars = read_scalars(run / "tensorboard" / "stsb_lr=0.001_seed=1")
+    # 4 optimizer steps per epoch, a point every 10 steps (the default) and at each evaluation.
+    assert [s for s, _ in scalars["train/loss"]] == [4, 8] and scalars["train/learning_rate"][-1] == (8, 0.0)
+    assert [s for s, _ in scalars["dev/pearson"]] == [4, 8] and [s for s, _ in scalars["dev/spearmanr"]] == [4, 8]

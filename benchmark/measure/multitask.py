@@ -14,11 +14,10 @@ import argparse
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from benchmark.atomic import atomic_write_text
+from benchmark.measure import write_report
 from benchmark.quiet import quiet_libraries
 from benchmark.results import leaderboard_from_runs
 from benchmark.runner import run_suite
@@ -74,10 +73,7 @@ def main(argv=None) -> int:
             lines.append(f"- joint multi-task alone: average {joint['average']:.2f} "
                          f"({joint['average'] - single['average']:+.2f} against single-task).")
     report = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "README.md", report)
-    print(report)
+    write_report(args.out, report)
     return 0
 
 
