@@ -27,19 +27,19 @@ def quiet(*_):
     pass
 
 
-@pytest.mark.parametrize("stage, precision", [(0, "fp32"), (2, "bf16")])
-def test_frozen_parameters_stay_bit_identical_and_the_rest_train(tiny_model, rte, tmp_path, stage, precision):
-    hp = TrainingConfig(**FAST, epochs=1, freeze_embeddings=True, freeze_layers=1, zero_stage=stage, precision=precision)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_frozen_parameters_stay_bit_identical_and_the_rest_train(tiny_model, rte, tmp_path, precision):
+    """(ZeRO-2 partitions across ranks; one rank runs stage 0, see benchmark/engine.py.) bf16 is autocast: the
+    weights stay fp32, so frozen ones come back bit for bit."""
+    hp = TrainingConfig(**FAST, epochs=1, freeze_embeddings=True, freeze_layers=1, precision=precision)
     before = build_classifier(str(tiny_model), GLUE_TASKS["rte"].label_names)
-    initial = {k: v.to(torch.bfloat16 if precision == "bf16" else torch.float32).float()
-               for k, v in before.state_dict().items()}
+    initial = {k: v.float() for k, v in before.state_dict().items()}
     result = run_local_trial(hp, str(tiny_model), 1, rte, tmp_path, log=quiet)
     after = _weights(tmp_path / "checkpoint")
     frozen = [k for k in after if k.startswith(("bert.embeddings.", "bert.encoder.layer.0."))]
     trained = [k for k in after if k.startswith(("bert.encoder.layer.1.", "classifier."))]
     assert len(frozen) > 10 and len(trained) > 10
     assert all(torch.equal(after[k], initial[k]) for k in frozen)
-    # Every trained matrix moved (a LayerNorm weight near 1.0 may not, by a bf16 step: its spacing there is 2^-7).
     assert all(not torch.equal(after[k], initial[k]) for k in trained if after[k].ndim == 2)
     total = sum(p.numel() for p in before.parameters())
     embeddings = sum(p.numel() for n, p in before.named_parameters() if n.startswith("bert.embeddings."))
@@ -48,11 +48,11 @@ def test_frozen_parameters_stay_bit_identical_and_the_rest_train(tiny_model, rte
 
 
 def test_gradual_unfreezing_follows_its_schedule_and_resumes_exactly(tiny_model, rte, tmp_path):
-    """ULMFiT at ZeRO-2: head alone, then one more group per epoch top-down (2 layers, then the embeddings), a new
+    """ULMFiT: head alone, then one more group per epoch top-down (2 layers, then the embeddings), a new
     engine at each change. A run stopped after epoch 1 and resumed from its saved state gives the same numbers."""
     from benchmark.trainer import STATE_DIR, train
 
-    hp = TrainingConfig(**FAST, epochs=3, head_only_epochs=1, gradual_unfreezing=True, zero_stage=2)
+    hp = TrainingConfig(**FAST, epochs=3, head_only_epochs=1, gradual_unfreezing=True)
     model = build_classifier(str(tiny_model), GLUE_TASKS["rte"].label_names)
     sizes = {g: 0 for g in (HEAD, layer(1), layer(0), EMBEDDINGS)}
     for name, group in group_of_parameters(model).items():
