@@ -12,6 +12,7 @@ import numpy as np
 
 from benchmark.bootstrap import RESAMPLES, SeedPredictions, SplitPredictions
 from benchmark.checkpoints import read_prediction_file
+from benchmark.final_test import with_test_metrics
 from benchmark.leaderboard import build_leaderboard
 from benchmark.statistics import Loader, add_statistics
 from benchmark.store import RunStore
@@ -29,7 +30,7 @@ def leaderboard_from_runs(run_dirs: list[Path], baseline: str | None = None,
         suite = store.read_suite()
         names.append(suite.get("name", Path(folder).name))
         order += [t if isinstance(t, str) else t.get("name") for t in suite.get("tasks", [])]
-        for record in store.records():
+        for record in with_test_metrics(store.records(), store.root):
             if several and record.get("checkpoint"):
                 # Rows name prediction files relative to one run directory; merged rows need full paths.
                 record = {**record, "checkpoint": str((store.root / record["checkpoint"]).resolve())}

@@ -61,8 +61,9 @@ class TrialResult:
 def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdir: Path, report: Reporter, *,
           trust_remote_code: bool = False, meta: dict | None = None, threads: int | None = None,
           eval_every_steps: int | None = None, save_state: bool = False, resume_from: Path | None = None,
-          reset_best: bool = False) -> TrialResult:
-    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on."""
+          reset_best: bool = False, new_head: bool = False) -> TrialResult:
+    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on. `new_head`:
+    `model_path` is a checkpoint of another task (intermediate-task transfer): its encoder, with a new head."""
     started = time.perf_counter()
     task = data.task
     rank, world = start_trial(hp, seed, threads)
@@ -71,7 +72,7 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
     import deepspeed
 
     tokenizer = load_tokenizer(model_path, trust_remote_code)
-    model = build_classifier(model_path, task.label_names, trust_remote_code)
+    model = build_classifier(model_path, task.label_names, trust_remote_code, new_head)
     lengths = data.train.lengths
     micro_parts = world * hp.gradient_accumulation_steps
     steps_per_epoch = len(global_batches(lengths, hp.batch_size, seed, 0, hp.group_by_length, micro_parts))
