@@ -10,7 +10,7 @@ from rich.console import Console
 
 from benchmark.checkpoints import checkpoint_problem
 from benchmark.errors import InputError
-from benchmark.final_test import score_chosen_on_test
+from benchmark.final_test import score_chosen_on_test, score_ensembles_on_test
 from benchmark.lock import run_lock
 from benchmark.modeling import load_tokenizer
 from benchmark.plan import TrialSpec, data_key, make_plan
@@ -188,6 +188,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         from ensembles.build import build_ensembles
 
         build_ensembles(store, suite, suite.ensemble, log=console.print)
+        score_ensembles_on_test(store, log=console.print)
         board = write_run_leaderboard(store)
     console.print(rich_table(board))
     console.print(f"Leaderboard: {store.root / 'leaderboard.md'}  (a report with plots: bench report {store.root})")

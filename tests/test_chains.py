@@ -74,3 +74,40 @@ def test_the_plan_runs_each_chain_as_its_target_per_grid_point_and_seed(tmp_path
 def test_bad_chains_are_refused_with_one_line(tmp_path, chains, extra, message):
     with pytest.raises(InputError, match=message):
         _load(tmp_path, chains=chains, **extra)
+
+
+def test_a_run_with_a_chain_and_a_train_only_task_scores_both_on_test(tiny_model, glue_dir, cache_dir, tmp_path):
+    """One real `bench run` (Ray Tune, Ray Train, DeepSpeed): mrpc, then a train-only user task directly and from
+    mrpc's checkpoint; the user task gets held-out validation and test splits and test scores in the leaderboard."""
+    import json
+
+    from benchmark.final_test import test_prediction_path
+    from tests.conftest import bench, write_easy_task
+
+    easy = write_easy_task(tmp_path / "easy", train=160, dev=1)
+    del easy["validation"]
+    suite = {"name": "chain", "model": str(tiny_model), "tasks": ["mrpc", easy], "chains": ["mrpc -> easy"],
+             "data": {"max_train_samples": 32, "max_eval_samples": 16, "holdout": {"validation": 0.1, "test": 0.1}},
+             "training": {"epochs": 1, "batch_size": 16, "max_seq_length": 64, "precision": "fp32"},
+             "search": {"seeds": [1]}, "output": str(tmp_path / "run")}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    proc = bench("run", tmp_path / "suite.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = tmp_path / "run"
+    records = {p.parent.name: json.loads(p.read_text()) for p in run.glob("trials/*/record.json")}
+    assert set(records) == {"mrpc_seed=1", "easy_seed=1", "mrpc-to-easy_seed=1"}
+    chained = records["mrpc-to-easy_seed=1"]
+    assert chained["kind"] == "chain" and chained["chain"] == "mrpc→easy"
+    assert chained["model_path"] == str(run / records["mrpc_seed=1"]["checkpoint"])   # mrpc's only checkpoint
+    splits = json.loads((run / "splits.json").read_text())["easy"]
+    assert splits["sizes"] == {"train": 128, "validation": 16, "test": 16} and splits["seed"] == 0
+    board = json.loads((run / "leaderboard.json").read_text())
+    rows = {r["system"]: r for r in board["rows"]}
+    name = tiny_model.name
+    assert set(rows) == {f"{name} (single)", f"{name} [mrpc→easy]"} and board["test_tasks"] == ["easy"]
+    assert set(rows[f"{name} [mrpc→easy]"]["test"]["task_scores"]) == {"easy"}
+    assert "mrpc" not in rows[f"{name} (single)"]["test"]["task_scores"]   # GLUE: validation only
+    for record in (records["easy_seed=1"], chained):   # one test file per chosen checkpoint, none for mrpc
+        assert test_prediction_path(run, record["trial_id"]).is_file()
+    assert not test_prediction_path(run, "mrpc_seed=1").exists()
+    assert "easy test (acc)" in (run / "leaderboard.md").read_text()
