@@ -52,7 +52,9 @@ def check_chains(entries: list[Any], task_names: list[str], models: int, trust_r
         if source in task_names:
             if source == target:
                 raise InputError(where, f"'{source}' cannot be its own source")
-            chain = Chain(name or source, target)
+            if name not in (None, source):
+                raise InputError(f"{where}.name", "names a source given as a folder; a task source is named by itself")
+            chain = Chain(source, target)
         elif is_dir(local_path(source, f"{where}.source")):
             folder = local_path(source, f"{where}.source")
             check_local_model(str(folder), trust_remote_code, f"{where}.source")

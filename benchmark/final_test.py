@@ -16,13 +16,14 @@ import numpy as np
 
 from benchmark.atomic import atomic_write_bytes
 from benchmark.checkpoints import checkpoint_problem, read_prediction_file
+from benchmark.paths import check_name
 from tasks.spec import TaskSpec
 
 TEST_DIR = "test_predictions"
 
 
 def test_prediction_path(root: Path, trial_id: str) -> Path:
-    return Path(root) / TEST_DIR / f"{trial_id}.safetensors"
+    return Path(root) / TEST_DIR / f"{check_name(trial_id, 'record.json', 'trial id')}.safetensors"
 
 
 def score_chosen_on_test(store, log=print) -> int:
@@ -65,7 +66,9 @@ def score_ensembles_on_test(store, log=print) -> int:
                 continue
             if not all(test_prediction_path(store.root, m).is_file() or _score_member(store, by_id[m]) for m in members):
                 continue
-            tests = [read_prediction_file(test_prediction_path(store.root, m))["test"] for m in members]
+            tests = [read_test_file(test_prediction_path(store.root, m)) for m in members]
+            if any(t is None for t in tests):
+                continue
             labels = tests[0]["labels"]
             if soup := row.get("soups", {}).get(task_name):
                 ds = _test_split(suite, task)
@@ -84,8 +87,11 @@ def score_ensembles_on_test(store, log=print) -> int:
 
 
 def ensemble_test_path(root: Path, state_key: str, dev_predictions: str) -> Path:
-    """Keyed by the ensembles' state: rebuilt ensembles are scored again."""
-    return Path(root) / TEST_DIR / "ensembles" / state_key / Path(dev_predictions).relative_to("ensembles")
+    """Beside the row's dev predictions' name (`<method>-<pool>/<task>.safetensors`), under the ensembles' state key:
+    rebuilt ensembles are scored again. The names come from ensembles.json, so they are checked as plain names."""
+    dev = Path(dev_predictions)
+    names = [check_name(n, "ensembles.json", "ensemble file name") for n in (state_key, dev.parent.name, dev.name)]
+    return Path(root) / TEST_DIR / "ensembles" / Path(*names)
 
 
 def _score_member(store, record: dict) -> bool:
@@ -117,6 +123,17 @@ def _labels(task: TaskSpec, ds) -> np.ndarray:
     return np.asarray(ds["label"], dtype=np.float32 if task.is_regression else np.int64)
 
 
+def read_test_file(path: Path) -> dict | None:
+    """`{"logits", "labels"}` of a test predictions file; None when there is none, or (reported) when it is damaged."""
+    if not path.is_file():
+        return None
+    try:
+        return read_prediction_file(path)["test"]
+    except Exception as e:   # safetensors raises several types for a damaged file
+        print(f"warning: {path} is unreadable ({type(e).__name__}); its test score is left out", file=sys.stderr)
+        return None
+
+
 def _save(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
     from safetensors.numpy import save
 
@@ -130,10 +147,9 @@ def with_test_metrics(records: list[dict], root: Path) -> list[dict]:
 
     out = []
     for record in records:
-        path = test_prediction_path(root, record["trial_id"])
-        if path.is_file():
+        test = read_test_file(test_prediction_path(root, record["trial_id"]))
+        if test is not None:
             task = TaskSpec.from_dict(record["task_spec"])
-            test = read_prediction_file(path)["test"]
             metrics = compute_metrics(dataclasses.replace(task, eval_splits={"test": ""}),
                                       {"test": test["logits"]}, {"test": test["labels"]})
             record = {**record, "test_metrics": metrics}
@@ -151,9 +167,8 @@ def with_ensemble_test(rows: list[dict], root: Path, tasks: dict[str, TaskSpec])
     for row in rows:
         scores = {}
         for task_name, files in row.get("predictions", {}).items():
-            path = ensemble_test_path(root, state["key"], files[0]) if state else None
-            if path is not None and path.is_file():
-                test = read_prediction_file(path)["test"]
+            test = read_test_file(ensemble_test_path(root, state["key"], files[0])) if state else None
+            if test is not None:
                 scores[task_name] = compute_metrics(dataclasses.replace(tasks[task_name], eval_splits={"test": ""}),
                                                     {"test": test["logits"]}, {"test": test["labels"]})
         if scores:

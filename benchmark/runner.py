@@ -126,7 +126,7 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
     todo = {t.trial_id for t in pending}
     for t in plan:
         point = ", ".join(f"{k}={v}" for k, v in t.point.items()) or "—"
-        table.add_row(t.trial_id, t.model_name, "+".join(t.tasks) if t.tasks else t.task, point, str(t.seed), "to run" if t.trial_id in todo else "done")
+        table.add_row(t.trial_id, t.model_name, "+".join(t.tasks) if t.tasks else t.chain or t.task, point, str(t.seed), "to run" if t.trial_id in todo else "done")
     console.print(table)
     limit = f", at most {r.max_concurrent_trials} at once" if r.max_concurrent_trials else ", as many at once as fit"
     console.print(f"Resources per trial: {r.workers_per_trial} worker(s) x ({r.cpus_per_worker:g} CPU, "

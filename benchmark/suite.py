@@ -129,7 +129,8 @@ class Suite:
         d["tasks"] = self.task_entries
         d["output"] = str(self.output)
         d["model"] = [m.path for m in self.models] if isinstance(self.config.model, list) else self.models[0].path
-        d["chains"] = [{"source": c.path or c.source, "target": c.target, "name": c.source} for c in self.chains]
+        d["chains"] = [{"source": c.path, "target": c.target, "name": c.source} if c.path else f"{c.source} -> {c.target}"
+                       for c in self.chains]
         return d
 
 

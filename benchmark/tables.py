@@ -530,10 +530,11 @@ def write_leaderboard(board: dict, folder: Path) -> None:
 
 
 def rich_table(board: dict):
+    from rich.markup import escape
     from rich.table import Table
 
     baseline = (board.get("statistics") or {}).get("baseline")
-    caption = "dev scores, mean ± std over seeds" + (f"; ↑/↓ significantly above/below {baseline}" if baseline else "")
+    caption = "dev scores, mean ± std over seeds" + (f"; ↑/↓ significantly above/below {escape(baseline)}" if baseline else "")
     table = Table(title=f"Leaderboard: {board['suite']}", caption=caption)
     table.add_column("system")
     for t in board["tasks"]:
@@ -545,6 +546,6 @@ def rich_table(board: dict):
         cells = [c for t in board["tasks"] for c in [
             (score_text(row, t, board["metrics"][t]) or MISSING) + std_text(row, t) + marker(row, t)
             if t in row["scores"] else MISSING, *test_cells(board, row, t, str)]]
-        table.add_row(row["system"], *cells, (average_text(row) or MISSING) + marker(row, None),
+        table.add_row(escape(row["system"]), *cells,   # a chain's `[mrpc→rte]` is text, not rich markup (average_text(row) or MISSING) + marker(row, None),
                       *test_cells(board, row, None, str))
     return table

@@ -70,6 +70,7 @@ def test_the_plan_runs_each_chain_as_its_target_per_grid_point_and_seed(tmp_path
     (["mrpc rte"], {}, "'source -> target'"),
     (["nowhere -> rte"], {}, "neither a task of the suite nor a model folder"),
     (["mrpc -> rte"], {"ensemble": {"methods": ["soup_uniform"]}}, "soup_uniform cannot take chain checkpoints"),
+    ([{"source": "mrpc", "target": "rte", "name": "x"}], {}, "a task source is named by itself"),
 ])
 def test_bad_chains_are_refused_with_one_line(tmp_path, chains, extra, message):
     with pytest.raises(InputError, match=message):
@@ -89,7 +90,7 @@ def test_a_run_with_a_chain_and_a_train_only_task_scores_both_on_test(tiny_model
     suite = {"name": "chain", "model": str(tiny_model), "tasks": ["mrpc", easy], "chains": ["mrpc -> easy"],
              "data": {"max_train_samples": 32, "max_eval_samples": 16, "holdout": {"validation": 0.1, "test": 0.1}},
              "training": {"epochs": 1, "batch_size": 16, "max_seq_length": 64, "precision": "fp32"},
-             "search": {"seeds": [1]}, "output": str(tmp_path / "run")}
+             "search": {"seeds": [1]}, "ensemble": {"methods": ["mean_prob", "vote"]}, "output": str(tmp_path / "run")}
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     proc = bench("run", tmp_path / "suite.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -104,9 +105,15 @@ def test_a_run_with_a_chain_and_a_train_only_task_scores_both_on_test(tiny_model
     board = json.loads((run / "leaderboard.json").read_text())
     rows = {r["system"]: r for r in board["rows"]}
     name = tiny_model.name
-    assert set(rows) == {f"{name} (single)", f"{name} [mrpc→easy]"} and board["test_tasks"] == ["easy"]
-    assert set(rows[f"{name} [mrpc→easy]"]["test"]["task_scores"]) == {"easy"}
+    assert {f"{name} (single)", f"{name} [mrpc→easy]", f"{name} mean_prob (all)"} <= set(rows)
+    assert board["test_tasks"] == ["easy"] and set(rows[f"{name} [mrpc→easy]"]["test"]["task_scores"]) == {"easy"}
     assert "mrpc" not in rows[f"{name} (single)"]["test"]["task_scores"]   # GLUE: validation only
+    # The best single checkpoint (chosen on validation's selection half) scores on test what its member scores.
+    best = rows[f"{name} best single checkpoint"]
+    member = "mrpc-to-easy_seed=1" if best["members"]["easy"] == ["mrpc-to-easy_seed=1"] else "easy_seed=1"
+    direct = rows[f"{name} [mrpc→easy]" if member.startswith("mrpc-to") else f"{name} (single)"]
+    assert best["test"]["task_scores"]["easy"] == pytest.approx(direct["test"]["task_scores"]["easy"])
+    assert set(rows[f"{name} vote (all)"]["test"]["task_scores"]) == {"easy"}
     for record in (records["easy_seed=1"], chained):   # one test file per chosen checkpoint, none for mrpc
         assert test_prediction_path(run, record["trial_id"]).is_file()
     assert not test_prediction_path(run, "mrpc_seed=1").exists()
