@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.atomic import atomic_write_text
-from benchmark.measure.study import run_study
+from benchmark.measure.study import run_study, write_report
 from benchmark.results import leaderboard_from_runs
 from benchmark.tables import format_markdown
 
@@ -56,12 +55,7 @@ def main(argv=None) -> int:
         hours[kind] = hours.get(kind, 0.0) + r.get("wall_seconds", 0.0) / 3600
     lines += ["", "## Compute (trial-hours)", "", "| trials | trial-hours |", "|---|---:|",
               *(f"| {k} | {v:.3f} |" for k, v in hours.items())]
-    report = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "README.md", report)
-    print(report)
-    return 0
+    return write_report(lines, Path(args.out) / "README.md")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.atomic import atomic_write_text
-from benchmark.measure.study import run_study
+from benchmark.measure.study import run_study, write_report
 from benchmark.results import leaderboard_from_runs
 from benchmark.tables import format_markdown
 
@@ -60,12 +59,7 @@ def main(argv=None) -> int:
         if joint and joint["average"] is not None:
             lines.append(f"- joint multi-task alone: average {joint['average']:.2f} "
                          f"({joint['average'] - single['average']:+.2f} against single-task).")
-    report = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "README.md", report)
-    print(report)
-    return 0
+    return write_report(lines, Path(args.out) / "README.md")
 
 
 if __name__ == "__main__":

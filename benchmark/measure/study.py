@@ -6,6 +6,9 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.atomic import atomic_write_text
 
 from benchmark.quiet import quiet_libraries
 from benchmark.runner import run_suite
@@ -34,3 +37,11 @@ def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=
     run_suite(suite)   # trials, then the suite's ensemble section, then the leaderboard
     wall = time.perf_counter() - started
     return Study(args, suite, wall, f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv))
+
+
+def write_report(lines: list[str], path: Path) -> int:
+    """Write the measurement's markdown and print it; the exit code of `main`."""
+    report = "\n".join(lines) + "\n"
+    atomic_write_text(path, report)
+    print(report)
+    return 0
