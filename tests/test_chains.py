@@ -92,7 +92,7 @@ def test_a_run_with_a_chain_and_a_train_only_task_scores_both_on_test(tiny_model
              "training": {"epochs": 1, "batch_size": 16, "max_seq_length": 64, "precision": "fp32"},
              "search": {"seeds": [1]}, "ensemble": {"methods": ["mean_prob", "vote"]}, "output": str(tmp_path / "run")}
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
-    proc = bench("run", tmp_path / "suite.yaml")
+    proc = bench("run", tmp_path / "suite.yaml", timeout=2400)   # about a minute on an idle machine
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = tmp_path / "run"
     records = {p.parent.name: json.loads(p.read_text()) for p in run.glob("trials/*/record.json")}
