@@ -127,7 +127,7 @@ def _validate(args) -> int:
     suite = load_suite(args.suite, args.set)
     check_data(suite)
     plan = make_plan(suite)
-    kinds = {k: sum(t.kind == k for t in plan) for k in ("multitask", "two-stage")}
+    kinds = {k: sum(t.kind == k for t in plan) for k in ("multitask", "two-stage", "chain")}
     extra = "".join(f", {n} {k}" for k, n in kinds.items() if n)
     print(f"{args.suite}: valid; {len(plan)} trials ({len(suite.models)} model(s) x {len(suite.tasks)} task(s) x "
           f"{len(suite.grid_points())} grid point(s) x {len(suite.config.search.seeds)} seed(s){extra}); "
