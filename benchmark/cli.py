@@ -127,7 +127,7 @@ def _validate(args) -> int:
     suite = load_suite(args.suite, args.set)
     check_data(suite)
     plan = make_plan(suite)
-    kinds = {k: sum(t.kind == k for t in plan) for k in ("multitask", "two-stage")}
+    kinds = {k: sum(t.kind == k for t in plan) for k in ("multitask", "two-stage", "chain")}
     extra = "".join(f", {n} {k}" for k, n in kinds.items() if n)
     print(f"{args.suite}: valid; {len(plan)} trials ({len(suite.models)} model(s) x {len(suite.tasks)} task(s) x "
           f"{len(suite.grid_points())} grid point(s) x {len(suite.config.search.seeds)} seed(s){extra}); "
@@ -181,6 +181,7 @@ def _ensemble(args) -> int:
     from benchmark.tables import rich_table
     from benchmark.store import SUITE_FILE, RunStore
     from benchmark.suite import load_suite
+    from benchmark.final_test import score_ensembles_on_test
     from ensembles.build import build_ensembles
     from ensembles.config import METHODS, EnsembleConfig, check_ensemble
 
@@ -198,6 +199,7 @@ def _ensemble(args) -> int:
     console = make_console()
     with run_lock(store.root):   # it writes into the run: never beside a `bench run` on the same directory
         build_ensembles(store, suite, settings, log=console.print)
+        score_ensembles_on_test(store, log=console.print)
         board = write_run_leaderboard(store)
     console.print(rich_table(board))
     console.print(f"Leaderboard: {store.root / 'leaderboard.md'}")

@@ -20,6 +20,9 @@ CONVENTION = ("Dev-set scores, 0-100: mean ± sample std over seeds, for the gri
               "counting), and the average is the unweighted mean of the task scores (over all nine GLUE tasks, "
               "the GLUE score). Epochs and grid points are selected on the same dev sets that are reported.")
 
+TEST_NOTE = ("test: the checkpoints of the grid point chosen on validation (one per seed), each scored once on "
+             "the task's labelled test split; mean ± std over seeds. Nothing is chosen on test.")
+
 
 def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str] = (),
                       extra_rows: list[dict] = ()) -> dict:
@@ -32,10 +35,10 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
     metric_keys = {r["task"]: r["metric_keys"] for r in records}
     metric_keys.update({r["task"]: r["metric_keys"] for r in finished})
     systems = defaultdict(list)
-    for r in finished:
-        systems[(r["model"], r.get("kind", "single"))].append(r)
-    rows = sort_rows([*(_row(model, kind, recs, task_order, metric_keys) for (model, kind), recs in systems.items()),
-                      *extra_rows])
+    for r in finished:   # each chain (`mrpc→rte`) is a system of its own, beside the target's direct fine-tune
+        systems[(r["model"], r.get("kind", "single"), r.get("chain"))].append(r)
+    rows = sort_rows([*(_row(model, kind, recs, task_order, metric_keys, chain)
+                        for (model, kind, chain), recs in systems.items()), *extra_rows])
     return {
         "suite": suite_name,
         "tasks": task_order,
@@ -47,6 +50,8 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
                     "trial_epochs": sum(r["epochs"][-1]["epoch"] for r in records if r.get("epochs")),
                     "train_samples": sum(r.get("train_samples", 0) for r in records)},
         "convention": CONVENTION,
+        "test_tasks": [t for t in task_order if any(t in r.get("test", {}).get("task_scores", {}) for r in rows)],
+        "test_note": TEST_NOTE,
     }
 
 
@@ -55,8 +60,10 @@ def sort_rows(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: -row["average"] if row["average"] is not None else np.inf)
 
 
-def _row(model: str, kind: str, records: list[dict], task_order: list[str], metric_keys: dict) -> dict:
+def _row(model: str, kind: str, records: list[dict], task_order: list[str], metric_keys: dict,
+         chain: str | None = None) -> dict:
     scores, std, task_scores, task_std, config, per_seed, predictions, chosen = {}, {}, {}, {}, {}, {}, {}, []
+    trial_ids, test_scores, test_std, test_task_scores, test_task_std = {}, {}, {}, {}, {}
     for task in task_order:
         by_point = defaultdict(list)
         for r in records:
@@ -74,6 +81,13 @@ def _row(model: str, kind: str, records: list[dict], task_order: list[str], metr
         task_std[task] = _std([r["best_score"] for r in best])
         config[task] = best[0]["grid_point"]
         per_seed[task] = {r["seed"]: r["best_score"] for r in best}
+        trial_ids[task] = [r["trial_id"] for r in best]
+        if all("test_metrics" in r for r in best):   # the chosen checkpoints, scored once on test
+            test_values = {k: [100.0 * r["test_metrics"][k] for r in best] for k in keys}
+            test_scores[task] = {k: float(np.mean(v)) for k, v in test_values.items()}
+            test_std[task] = {k: _std(v) for k, v in test_values.items()}
+            seed_scores = [float(np.mean([v[i] for v in test_values.values()])) for i in range(len(best))]
+            test_task_scores[task], test_task_std[task] = float(np.mean(seed_scores)), _std(seed_scores)
         if all(r.get("checkpoint") for r in best):
             predictions[task] = [f"{r['checkpoint']}/{PREDICTIONS_FILE}" for r in best]
         chosen += best
@@ -82,8 +96,9 @@ def _row(model: str, kind: str, records: list[dict], task_order: list[str], metr
     seeds = sorted(set.intersection(*(set(s) for s in per_seed.values()))) if per_seed else []
     seed_averages = [np.mean([per_seed[t][s] for t in per_seed]) for s in seeds]
     return {
-        "system": f"{model} ({kind})",
+        "system": f"{model} [{chain}]" if chain else f"{model} ({kind})",
         "kind": kind,
+        **({"chain": chain} if chain else {}),
         "model": model,
         "scores": scores,
         "task_scores": task_scores,
@@ -91,6 +106,11 @@ def _row(model: str, kind: str, records: list[dict], task_order: list[str], metr
         "std": {"scores": std, "task_scores": task_std, "average": _std(seed_averages) if complete else None},
         "seeds": len(seeds),
         "config": config,
+        "trial_ids": trial_ids,
+        "test": {"scores": test_scores, "task_scores": test_task_scores,
+                 "std": {"scores": test_std, "task_scores": test_task_std},
+                 "average": float(np.mean(list(test_task_scores.values())))
+                 if test_task_scores and len(test_task_scores) == len(task_order) else None},
         "trials": len(records),
         "predictions": predictions,
         "compute": _compute(records, chosen),

@@ -76,11 +76,18 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
-def build_classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool = False):
-    """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None)."""
+def build_classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool = False,
+                     new_head: bool = False):
+    """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None).
+
+    `new_head`: `path` is a classifier fine-tuned on another task (intermediate-task transfer): its encoder is
+    kept and its head dropped, whatever its shape."""
     import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
+
+    if new_head:
+        return _encoder_with_new_head(path, label_names, trust_remote_code)
 
     if label_names is None:
         head = dict(num_labels=1, problem_type="regression")
@@ -99,6 +106,23 @@ def build_classifier(path: str, label_names: tuple[str, ...] | None, trust_remot
         )
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _encoder_with_new_head(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    source = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                                use_safetensors=True, dtype=torch.float32)
+    config = source.config
+    config.num_labels = 1 if label_names is None else len(label_names)
+    config.problem_type = "regression" if label_names is None else "single_label_classification"
+    if label_names is not None:
+        config.id2label, config.label2id = dict(enumerate(label_names)), {n: i for i, n in enumerate(label_names)}
+    model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code,
+                                                           dtype=torch.float32)
+    model.base_model.load_state_dict(source.base_model.state_dict())
+    return model
 
 
 def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):

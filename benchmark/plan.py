@@ -35,6 +35,8 @@ class TrialSpec:
     mixture: dict | None = None          # multitask: the sampler and heads (benchmark.mixing.Mixture)
     task_ids: dict | None = None         # multitask: task -> the id its record and checkpoint go under
     stage_one: str | None = None         # two-stage: the joint trial whose export it starts from
+    chain: str | None = None             # chain: its label, `mrpc→rte`
+    source_task: str | None = None       # chain: the task of this run whose best checkpoint it starts from
 
     @property
     def record_ids(self) -> list[str]:
@@ -77,6 +79,9 @@ def make_plan(suite: Suite) -> list[TrialSpec]:
         points, seeds = suite.points(), search.seeds
     plan = [make_trial(suite, model, task, point, seed)
             for model in suite.models for task in suite.tasks for point in points for seed in seeds]
+    tasks = {t.name: t for t in suite.tasks}
+    plan += [make_chain_trial(suite, model, chain, tasks[chain.target], point, seed, plan)
+             for model in suite.models for chain in suite.chains for point in points for seed in seeds]
     if suite.mixture is not None:   # the suite refuses optuna with multitask: points and seeds are explicit
         joint = [make_multitask_trial(suite, model, point, seed)
                  for model in suite.models for point in points for seed in seeds]
@@ -125,6 +130,22 @@ def make_stage_two_trial(suite: Suite, joint: TrialSpec, task: str, stage_two_po
         model_name=joint.model_name, model_path=str(RunStore(suite.output).checkpoint_dir(joint.task_ids[task])),
         task=task, point=point, seed=joint.seed, training=training, kind="two-stage", stage_one=joint.trial_id,
         fingerprint=_fingerprint({"stage_one": joint.fingerprint, "task": task, "training": training}),
+    )
+
+
+def make_chain_trial(suite: Suite, model, chain, task, point: dict, seed: int, plan: list[TrialSpec]) -> TrialSpec:
+    """The target task's trial, started from the source's best checkpoint. With a source task of this run, that
+    checkpoint is chosen once the source's trials have finished (`benchmark.runner`); until then `model_path` is
+    empty, and the fingerprint holds every source trial's, since any of them may become the start."""
+    direct = make_trial(suite, model, task, point, seed)
+    sources = sorted(t.fingerprint for t in plan if t.kind == "single" and t.task == chain.source
+                     and t.model_name == model.name) if chain.path is None else [chain.path]
+    name = model.name if len(suite.models) > 1 else None
+    return dataclasses.replace(
+        direct, trial_id=trial_id(f"{chain.source}-to-{task.name}", name, _id_part(point, suite.config.search.grid), seed),
+        model_path=chain.path or "", kind="chain", chain=chain.label,
+        source_task=None if chain.path else chain.source,
+        fingerprint=_fingerprint({"direct": direct.fingerprint, "chain": chain.to_dict(), "sources": sources}),
     )
 
 

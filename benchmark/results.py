@@ -12,6 +12,7 @@ import numpy as np
 
 from benchmark.bootstrap import RESAMPLES, SeedPredictions, SplitPredictions
 from benchmark.checkpoints import read_prediction_file
+from benchmark.final_test import with_ensemble_test, with_test_metrics
 from benchmark.leaderboard import build_leaderboard
 from benchmark.statistics import Loader, add_statistics
 from benchmark.store import RunStore
@@ -29,12 +30,14 @@ def leaderboard_from_runs(run_dirs: list[Path], baseline: str | None = None,
         suite = store.read_suite()
         names.append(suite.get("name", Path(folder).name))
         order += [t if isinstance(t, str) else t.get("name") for t in suite.get("tasks", [])]
-        for record in store.records():
+        run_records = with_test_metrics(store.records(), store.root)
+        tasks = {r["task"]: TaskSpec.from_dict(r["task_spec"]) for r in run_records}
+        for record in run_records:
             if several and record.get("checkpoint"):
                 # Rows name prediction files relative to one run directory; merged rows need full paths.
                 record = {**record, "checkpoint": str((store.root / record["checkpoint"]).resolve())}
             records.append(record)
-        for row in load_ensemble_rows(store.root):
+        for row in with_ensemble_test(load_ensemble_rows(store.root), store.root, tasks):
             if several:
                 row = {**row, "predictions": {t: [str((store.root / p).resolve()) for p in paths]
                                               for t, paths in row["predictions"].items()}}

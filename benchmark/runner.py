@@ -11,6 +11,7 @@ from rich.console import Console
 from benchmark.checkpoints import checkpoint_problem
 from benchmark.curves import CURVES_DIR
 from benchmark.errors import InputError
+from benchmark.final_test import score_chosen_on_test, score_ensembles_on_test
 from benchmark.lock import run_lock
 from benchmark.modeling import load_tokenizer
 from benchmark.plan import TrialSpec, data_key, make_plan
@@ -23,6 +24,7 @@ from tasks.encoding import TaskData, encode_task
 from tasks.loading import load_split, resolve_glue_dir
 
 
+SPLITS_FILE = "splits.json"
 TRUST_WARNING = ("warning: trust_remote_code is true: the model folders' own Python code will run in this process "
                  "and in every trial; use it only with models whose code you trust")
 
@@ -46,8 +48,18 @@ def check_data(suite: Suite) -> None:
     """Read every split of every task, so that a missing file, column or label fails before anything starts."""
     glue_dir = resolve_glue_dir(suite.config.data.glue_dir)
     for task in suite.tasks:
-        for split in task.splits:
+        for split in (*task.splits, *([task.final_test] if task.final_test else [])):
             load_split(task, split, glue_dir, cache_dir(suite))
+
+
+def write_split_records(suite: Suite, store: RunStore) -> None:
+    """splits.json: for each task that holds validation or test data out of its training file, which rows."""
+    from benchmark.atomic import atomic_write_json
+    from tasks.loading import holdout_record
+
+    records = {t.name: holdout_record(t, cache_dir(suite)) for t in suite.tasks if t.holdout}
+    if records:
+        atomic_write_json(store.root / SPLITS_FILE, records)
 
 
 def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
@@ -116,7 +128,7 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
     todo = {t.trial_id for t in pending}
     for t in plan:
         point = ", ".join(f"{k}={v}" for k, v in t.point.items()) or "—"
-        table.add_row(t.trial_id, t.model_name, "+".join(t.tasks) if t.tasks else t.task, point, str(t.seed), "to run" if t.trial_id in todo else "done")
+        table.add_row(t.trial_id, t.model_name, "+".join(t.tasks) if t.tasks else t.chain or t.task, point, str(t.seed), "to run" if t.trial_id in todo else "done")
     console.print(table)
     limit = f", at most {r.max_concurrent_trials} at once" if r.max_concurrent_trials else ", as many at once as fit"
     console.print(f"Resources per trial: {r.workers_per_trial} worker(s) x ({r.cpus_per_worker:g} CPU, "
@@ -143,6 +155,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
     pending = pending_trials(store, plan)
     task_data = prepare_data(suite, pending) if pending else {}   # reads every split: bad data fails here
     store.write_suite(suite.to_dict())
+    write_split_records(suite, store)
     if pending:
         from benchmark.live import LiveDisplay
         from benchmark.search import run_trials
@@ -154,30 +167,48 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         console.print(f"Training curves: tensorboard --logdir {store.root / CURVES_DIR}")
         display = LiveDisplay(console, total=len(pending), skipped=len(plan) - len(pending),
                               epochs_per_trial=max(t.training["epochs"] for t in pending))
-        # Two-stage trials start from their joint trial's exports, so they run after every other trial.
-        first = [t for t in pending if t.kind != "two-stage"]
+        # Two-stage and chain trials start from checkpoints of other trials, so they run after every other trial.
+        later_kinds = ("two-stage", "chain")
+        first = [t for t in pending if t.kind not in later_kinds]
         try:
             if first:
                 run_trials(suite, first, task_data, store, address, callbacks=[display], resume=resume)
-            second = [t for t in pending if t.kind == "two-stage"]
-            ready = [t for t in second if (Path(t.model_path) / "config.json").is_file()]
-            for t in second:
-                if t not in ready:
-                    console.print(f"skipped {t.trial_id}: stage one ({t.stage_one}) left no checkpoint for {t.task}")
+            ready = []
+            for t in (chain_start(store, t) for t in pending if t.kind in later_kinds):
+                if (Path(t.model_path) / "config.json").is_file():
+                    ready.append(t)
+                else:
+                    start = t.stage_one or t.source_task or t.model_path
+                    console.print(f"skipped {t.trial_id}: {start} left no checkpoint to start {t.task} from")
             if ready:
                 run_trials(suite, ready, task_data, store, address, callbacks=[display], resume=resume)
         finally:
             display.close()
+    score_chosen_on_test(store, log=console.print)
     # The trials' leaderboard is written first: an ensemble that fails cannot cost it.
     board = write_run_leaderboard(store)
     if suite.ensemble.methods:
         from ensembles.build import build_ensembles
 
         build_ensembles(store, suite, suite.ensemble, log=console.print)
+        score_ensembles_on_test(store, log=console.print)
         board = write_run_leaderboard(store)
     console.print(rich_table(board))
     console.print(f"Leaderboard: {store.root / 'leaderboard.md'}  (a report with plots: bench report {store.root})")
     return board
+
+
+def chain_start(store: RunStore, trial: TrialSpec) -> TrialSpec:
+    """A chain trial whose source is a task of this run, with the source's best checkpoint as its model (its
+    model_path stays empty when the source left none); any other trial as it is."""
+    import dataclasses
+
+    from benchmark.chains import best_source_checkpoint
+
+    if trial.kind != "chain" or not trial.source_task:
+        return trial
+    source = best_source_checkpoint(store.records(), trial.model_name, trial.source_task)
+    return dataclasses.replace(trial, model_path=str(store.root / source["checkpoint"]) if source else "")
 
 
 def write_run_leaderboard(store: RunStore) -> dict:

@@ -148,7 +148,7 @@ def _studies(suite, trials: list[TrialSpec]) -> list[list[TrialSpec]]:
     groups: dict[tuple, list[TrialSpec]] = {}
     grid_keys = list(suite.config.search.grid)
     for t in trials:
-        key = (t.model_name, t.task)
+        key = (t.model_name, t.task, t.kind, t.chain)   # a chain's trials are compared with each other only
         if suite.config.search.resolved_algorithm == "optuna":
             key += tuple(t.point.get(k) for k in grid_keys)
         groups.setdefault(key, []).append(t)
@@ -364,7 +364,7 @@ def _train_worker(config: dict) -> None:
               trust_remote_code=options.trust_remote_code, meta={"trial_id": spec["trial_id"]},
               threads=max(1, int(options.cpus)), eval_every_steps=options.eval_every_steps,
               save_state=options.save_state, resume_from=state, log_every_steps=options.log_every_steps,
-              reset_best=state is not None and resumed_trial != spec["trial_id"])
+              reset_best=state is not None and resumed_trial != spec["trial_id"], new_head=spec["kind"] == "chain")
     except TrialDiverged as e:   # raised on every rank at the same step: a result, not a crash to retry
         # Tune checks every result for the objective; a diverged trial scores the worst possible.
         report_to_ray({"diverged": 1, "error": str(e), OBJECTIVE: -math.inf, "best_score": -math.inf}, None)
@@ -561,6 +561,7 @@ class TrialRecorder(tune.Callback):
             node_ids=sorted({h["node_id"] for h in state["history"] if h.get("node_id")}),
             failures=trial.num_failures, kind=spec.kind, augmented_examples=state.get("augmented_examples", 0),
             **({"stage_one": spec.stage_one} if spec.stage_one else {}),
+            **({"chain": spec.chain} if spec.chain else {}),
         ))
         self.live.pop(name, None)
 

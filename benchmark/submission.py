@@ -61,7 +61,8 @@ def best_checkpoints(board: dict, records: list[dict], system: str | None) -> tu
     chosen = {}
     for task, point in row["config"].items():
         trials = [r for r in records if r["task"] == task and r["model"] == row["model"]
-                  and r.get("kind", "single") == row["kind"] and r.get("status") == "finished" and r.get("checkpoint")
+                  and r.get("kind", "single") == row["kind"] and r.get("chain") == row.get("chain")
+                  and r.get("status") == "finished" and r.get("checkpoint")
                   and canonical(r["grid_point"]) == canonical(point)]
         if trials:
             chosen[task] = max(trials, key=lambda r: r["best_score"])

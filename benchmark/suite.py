@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.chains import Chain, check_chains
 from benchmark.errors import InputError
 from benchmark.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.mixing import Mixture, MultitaskConfig, check_multitask
@@ -27,6 +28,15 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 @dataclass
+class HoldoutConfig:
+    """What a user task without a validation or test file holds out of its training file (stratified by label)."""
+
+    validation: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
+    test: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})   # 0: no test split, no test score
+    seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
+
+
+@dataclass
 class DataConfig:
     glue_dir: str | None = None            # null: $BENCH_GLUE_DIR, else the hub
     max_train_samples: int | None = field(default=None, metadata={"min": 1})
@@ -34,6 +44,7 @@ class DataConfig:
     # Which random slice the caps above keep, the same for every trial; numpy seeds are 32-bit.
     sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
     cache_dir: str | None = None           # null: $BENCH_CACHE_DIR, else ~/.cache/bench
+    holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
 
 
 @dataclass
@@ -55,6 +66,7 @@ class SuiteConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     multitask: MultitaskConfig = field(default_factory=MultitaskConfig)   # tasks trained jointly (and two-stage)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)   # run at the end of `bench run`
+    chains: list[Any] = field(default_factory=list)          # intermediate-task transfer: 'mrpc -> rte', ...
     output: str | None = None                                # null: runs/<name>
     storage: str | None = None                               # Ray storage (shared folder or URI); null: <output>/ray
     trust_remote_code: bool = False
@@ -69,6 +81,7 @@ class Suite:
     task_entries: list[Any]   # the tasks as written to the resolved suite.yaml (user-task paths made absolute)
     ensemble: EnsembleSettings | None = None   # checked after the plan's size is known
     mixture: Mixture | None = None             # the `multitask:` section checked; None: no joint training
+    chains: list[Chain] = field(default_factory=list)   # the `chains:` section checked
 
     @property
     def name(self) -> str:
@@ -117,6 +130,8 @@ class Suite:
         d["tasks"] = self.task_entries
         d["output"] = str(self.output)
         d["model"] = [m.path for m in self.models] if isinstance(self.config.model, list) else self.models[0].path
+        d["chains"] = [{"source": c.path, "target": c.target, "name": c.source} if c.path else f"{c.source} -> {c.target}"
+                       for c in self.chains]
         return d
 
 
@@ -176,7 +191,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         raise InputError("name", f"use letters, digits, '.', '-' and '_' (at most 100); got {config.name!r}")
     check_search(config.search)
     _check_resources(config)
-    tasks, entries = _resolve_tasks(config.tasks)
+    tasks, entries = _resolve_tasks(config.tasks, config.data.holdout)
     mixture = check_multitask(config.multitask, {t.name: t for t in tasks})
     if mixture is not None:
         _check_multitask_search(config)
@@ -196,6 +211,9 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     suite.mixture = mixture
     for point in suite.points():
         check_augmentation(Augmentation.of(suite.training_for(point).to_dict()))
+    suite.chains = check_chains(config.chains, [t.name for t in tasks], len(models), config.trust_remote_code)
+    if suite.chains:
+        _check_chain_search(config)
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
     return suite
 
@@ -227,6 +245,13 @@ def _check_freezing(config: SuiteConfig, models: list[ModelRef], joint: bool) ->
     if joint and used:
         raise InputError(f"training.{used[0]}", "freezing applies to single-task trials; the joint trials of "
                          "multitask do not support it (multitask.two_stage.training may use it)")
+def _check_chain_search(config: SuiteConfig) -> None:
+    soups = [m for m in config.ensemble.methods if m.startswith("soup_")]
+    if soups:   # a chain's checkpoints start from another initial model than its target's direct trials
+        raise InputError("ensemble.methods", f"{soups[0]} cannot take chain checkpoints (they start from the source "
+                         "task's checkpoint); use mean_prob, vote or greedy with chains")
+    if config.search.resolved_algorithm == "optuna":
+        raise InputError("search.algorithm", "optuna is not supported with chains yet; use grid or random")
 
 
 def _check_multitask_search(config: SuiteConfig) -> None:
@@ -293,9 +318,10 @@ def _possible_values(config: SuiteConfig, key: str) -> list:
     return [getattr(config.training, key)]
 
 
-def _resolve_tasks(entries: list[Any]) -> tuple[list[TaskSpec], list[Any]]:
+def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig) -> tuple[list[TaskSpec], list[Any]]:
     from tasks.user import user_task_from_decl
 
+    fractions = {"validation": holdout.validation, "test": holdout.test}
     tasks, resolved = [], []
     for i, entry in enumerate(entries):
         where = f"tasks[{i}]"
@@ -304,14 +330,14 @@ def _resolve_tasks(entries: list[Any]) -> tuple[list[TaskSpec], list[Any]]:
             decl = read_yaml(file, "task")
             if not isinstance(decl, dict):
                 raise InputError(str(file), "a task file must be a mapping (name, train, validation, text_columns, ...)")
-            task = user_task_from_decl(decl, str(file), file.parent, set(GLUE_TASKS))
+            task = user_task_from_decl(decl, str(file), file.parent, set(GLUE_TASKS), fractions, holdout.seed)
         elif isinstance(entry, str):
             if entry not in GLUE_TASKS:
                 raise InputError(where, f"unknown task '{entry}'" + suggest(entry, GLUE_TASKS)
                                  + f"; GLUE tasks are {', '.join(GLUE_TASKS)}, or give a task file (.yaml) or a mapping")
             task = GLUE_TASKS[entry]
         elif isinstance(entry, dict):
-            task = user_task_from_decl(entry, where, Path.cwd(), set(GLUE_TASKS))
+            task = user_task_from_decl(entry, where, Path.cwd(), set(GLUE_TASKS), fractions, holdout.seed)
         else:
             raise InputError(where, "a task is a GLUE name, a task file path, or a mapping")
         if any(t.name == task.name for t in tasks):

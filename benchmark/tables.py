@@ -49,6 +49,47 @@ def std_text(row: dict, task: str | None) -> str:
     return "" if s is None else f" ± {s:.1f}"
 
 
+def test_tasks(board: dict) -> list[str]:
+    """Tasks with a final test score in some row: their test column stands beside their validation column."""
+    return board.get("test_tasks") or []
+
+
+def has_test_average(board: dict) -> bool:
+    return bool(test_tasks(board)) and test_tasks(board) == board["tasks"]
+
+
+def column_titles(board: dict, task: str) -> list[str]:
+    keys = board["metrics"][task]
+    return [column_title(task, keys)] + ([column_title(f"{task} test", keys)] if task in test_tasks(board) else [])
+
+
+def average_titles(board: dict) -> list[str]:
+    return ["average", "average test"] if has_test_average(board) else ["average"]
+
+
+def test_cells(board: dict, row: dict, task: str | None, bold, escape=lambda text: text) -> list[str]:
+    """The test cell of `task` (None: the average), mean ± std over seeds with the column's best in bold; no cell
+    when the board has no test column there."""
+    if (task is None and not has_test_average(board)) or (task is not None and task not in test_tasks(board)):
+        return []
+    test = row.get("test") or {}
+    if task is None:
+        value = test.get("average")
+        others = [(r.get("test") or {}).get("average") for r in board["rows"]]
+        text, std = (None if value is None else f"{value:.1f}"), None
+    else:
+        value = test.get("task_scores", {}).get(task)
+        others = [(r.get("test") or {}).get("task_scores", {}).get(task) for r in board["rows"]]
+        text = None if value is None else "/".join(f"{test['scores'][task][k]:.1f}" for k in board["metrics"][task])
+        std = test.get("std", {}).get("task_scores", {}).get(task)
+    if text is None:
+        return [escape(MISSING)]
+    others = [v for v in others if v is not None]
+    if len(others) > 1 and value == max(others):
+        text = bold(text)
+    return [text + escape("" if std is None else f" ± {std:.1f}")]
+
+
 def _test(row: dict, task: str | None) -> dict | None:
     """The row's test against the baseline on `task` (None: the average), if it has one."""
     sig = row.get("significance")
@@ -146,7 +187,8 @@ def extra_cells(board: dict, row: dict, compute: bool) -> list[str]:
 
 
 def extra_notes(board: dict, compute: bool) -> list[str]:
-    notes = [COMPUTE_NOTE.format(device=_device(board))] if compute else []
+    notes = [board["test_note"]] if test_tasks(board) else []
+    notes += [COMPUTE_NOTE.format(device=_device(board))] if compute else []
     notes += list(dict.fromkeys(r["protocol"]["description"] for r in board["rows"] if r.get("protocol")))
     if has_ensembles(board) and not compute:
         notes.append("passes: forward passes per example at inference (1 for a single model or a weight soup).")
@@ -225,11 +267,14 @@ def _point(point: dict) -> str:
 
 def format_markdown(board: dict, compute: bool = False) -> str:
     tasks, best = board["tasks"], best_values(board)
-    header = ["system"] + [column_title(t, board["metrics"][t]) for t in tasks] + ["average", "seeds"]
+    header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
     header += extra_header(board, compute)
+    bold = "**{}**".format
     lines = [f"# Leaderboard: {board['suite']}", "", *_md_table(header, [
-        [row["system"]] + [_md_score(row, t, board["metrics"][t], best) for t in tasks]
-        + [_md_score(row, None, None, best), str(row["seeds"])] + extra_cells(board, row, compute)
+        [row["system"]] + [c for t in tasks for c in [_md_score(row, t, board["metrics"][t], best),
+                                                      *test_cells(board, row, t, bold)]]
+        + [_md_score(row, None, None, best), *test_cells(board, row, None, bold), str(row["seeds"])]
+        + extra_cells(board, row, compute)
         for row in board["rows"]])]
     lines += ["", board["convention"]]
     for note in extra_notes(board, compute):
@@ -275,6 +320,11 @@ def format_csv(board: dict, compute: bool = False) -> str:
             columns += [f"{t}/{k}", f"{t}/{k}_std", f"{t}/{k}_ci_low", f"{t}/{k}_ci_high"]
         columns += [f"{t}/score", f"{t}/score_std", f"{t}/score_ci_low", f"{t}/score_ci_high", f"{t}/examples"]
         columns += [f"{t}/{k}" for k in test_keys]
+        if t in test_tasks(board):
+            columns += [c for k in board["metrics"][t] for c in (f"{t}/test_{k}", f"{t}/test_{k}_std")]
+            columns += [f"{t}/test_score", f"{t}/test_score_std"]
+    if has_test_average(board):
+        columns += ["test_average"]
     columns += ["average", "average_std", "average_ci_low", "average_ci_high", *(f"average/{k}" for k in test_keys),
                 "seeds", "baseline"]
     if compute:
@@ -296,6 +346,13 @@ def format_csv(board: dict, compute: bool = False) -> str:
             values += [_num(row["task_scores"].get(t)), _num(row["std"]["task_scores"].get(t)), _num(bounds[0]),
                        _num(bounds[1]), ci["examples"].get(t, "")]
             values += _test_values(sig["task_scores"].get(t))
+            if t in test_tasks(board):
+                test = row.get("test") or {"scores": {}, "task_scores": {}, "std": {"scores": {}, "task_scores": {}}}
+                for k in board["metrics"][t]:
+                    values += [_num(test["scores"].get(t, {}).get(k)), _num(test["std"]["scores"].get(t, {}).get(k))]
+                values += [_num(test["task_scores"].get(t)), _num(test["std"]["task_scores"].get(t))]
+        if has_test_average(board):
+            values += [_num((row.get("test") or {}).get("average"))]
         bounds = ci["average"] or [None, None]
         values += [_num(row["average"]), _num(row["std"]["average"]), _num(bounds[0]), _num(bounds[1]),
                    *_test_values(sig["average"]), row["seeds"], sig.get("baseline", "")]
@@ -339,10 +396,14 @@ def latex_escape(text: str) -> str:
 def format_latex(board: dict, compute: bool = False) -> str:
     """Tables for a paper: `\\usepackage{booktabs}`; each table has a caption and a label."""
     tasks, best, label = board["tasks"], best_values(board), _label(board["suite"])
-    header = ["System"] + [column_title(t, board["metrics"][t]) for t in tasks] + ["Average", "Seeds"]
+    header = (["System"] + [c for t in tasks for c in column_titles(board, t)]
+              + [a.capitalize() for a in average_titles(board)] + ["Seeds"])
     header += extra_header(board, compute)
-    rows = [[latex_escape(row["system"])] + [_latex_score(row, t, board["metrics"][t], best) for t in tasks]
-            + [_latex_score(row, None, None, best), str(row["seeds"])]
+    bold = "\\textbf{{{}}}".format
+    rows = [[latex_escape(row["system"])]
+            + [c for t in tasks for c in [_latex_score(row, t, board["metrics"][t], best),
+                                          *test_cells(board, row, t, bold, latex_escape)]]
+            + [_latex_score(row, None, None, best), *test_cells(board, row, None, bold, latex_escape), str(row["seeds"])]
             + [latex_escape(c) for c in extra_cells(board, row, compute)] for row in board["rows"]]
     caption = " ".join([f"Leaderboard: {board['suite']}. {board['convention']}", *extra_notes(board, compute)])
     caption += " " + statistics_note(board)
@@ -401,10 +462,13 @@ HTML_STYLE = """<style>
 def format_html(board: dict, compute: bool = False) -> str:
     """An html fragment (with its own small style) to paste into a page; the report embeds it."""
     tasks, best = board["tasks"], best_values(board)
-    header = ["system"] + [column_title(t, board["metrics"][t]) for t in tasks] + ["average", "seeds"]
+    header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
     header += extra_header(board, compute)
-    rows = [[html.escape(row["system"])] + [_html_score(row, t, board["metrics"][t], best) for t in tasks]
-            + [_html_score(row, None, None, best), str(row["seeds"])]
+    bold = "<strong>{}</strong>".format
+    rows = [[html.escape(row["system"])]
+            + [c for t in tasks for c in [_html_score(row, t, board["metrics"][t], best),
+                                          *test_cells(board, row, t, bold, html.escape)]]
+            + [_html_score(row, None, None, best), *test_cells(board, row, None, bold, html.escape), str(row["seeds"])]
             + [html.escape(c) for c in extra_cells(board, row, compute)] for row in board["rows"]]
     parts = ['<div class="bench-leaderboard">', HTML_STYLE,
              _html_table(header, rows, f"Leaderboard: {board['suite']}"), _html_note(board["convention"])]
@@ -466,17 +530,22 @@ def write_leaderboard(board: dict, folder: Path) -> None:
 
 
 def rich_table(board: dict):
+    from rich.markup import escape
     from rich.table import Table
 
     baseline = (board.get("statistics") or {}).get("baseline")
-    caption = "dev scores, mean ± std over seeds" + (f"; ↑/↓ significantly above/below {baseline}" if baseline else "")
+    caption = "dev scores, mean ± std over seeds" + (f"; ↑/↓ significantly above/below {escape(baseline)}" if baseline else "")
     table = Table(title=f"Leaderboard: {board['suite']}", caption=caption)
     table.add_column("system")
     for t in board["tasks"]:
-        table.add_column(column_title(t, board["metrics"][t]), justify="right")
-    table.add_column("average", justify="right", style="bold")
+        for title in column_titles(board, t):
+            table.add_column(title, justify="right")
+    for title in average_titles(board):
+        table.add_column(title, justify="right", style="bold")
     for row in board["rows"]:
-        cells = [(score_text(row, t, board["metrics"][t]) or MISSING) + std_text(row, t) + marker(row, t)
-                 if t in row["scores"] else MISSING for t in board["tasks"]]
-        table.add_row(row["system"], *cells, (average_text(row) or MISSING) + marker(row, None))
+        cells = [c for t in board["tasks"] for c in [
+            (score_text(row, t, board["metrics"][t]) or MISSING) + std_text(row, t) + marker(row, t)
+            if t in row["scores"] else MISSING, *test_cells(board, row, t, str)]]
+        table.add_row(escape(row["system"]), *cells,   # a chain's `[mrpc→rte]` is text, not rich markup (average_text(row) or MISSING) + marker(row, None),
+                      *test_cells(board, row, None, str))
     return table

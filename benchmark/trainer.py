@@ -63,17 +63,18 @@ class TrialResult:
 def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdir: Path, report: Reporter, *,
           trust_remote_code: bool = False, meta: dict | None = None, threads: int | None = None,
           eval_every_steps: int | None = None, save_state: bool = False, resume_from: Path | None = None,
-          reset_best: bool = False, log_every_steps: int = 10) -> TrialResult:
+          reset_best: bool = False, log_every_steps: int = 10, new_head: bool = False) -> TrialResult:
     """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on.
     `log_every_steps`: a point of the training curve (loss, learning rate) every so many optimizer steps and at
-    each evaluation; each report carries the points since the last one (benchmark/curves.py)."""
+    each evaluation; each report carries the points since the last one (benchmark/curves.py). `new_head`:
+    `model_path` is a checkpoint of another task (intermediate-task transfer): its encoder, with a new head."""
     started = time.perf_counter()
     task = data.task
     rank, world = start_trial(hp, seed, threads)
 
     # Model, optimizer and schedule, seeded so that the same seed gives the same head and the same run.
     tokenizer = load_tokenizer(model_path, trust_remote_code)
-    model = build_classifier(model_path, task.label_names, trust_remote_code)
+    model = build_classifier(model_path, task.label_names, trust_remote_code, new_head)
     lengths = data.train.lengths
     micro_parts = world * hp.gradient_accumulation_steps
     steps_per_epoch = len(global_batches(lengths, hp.batch_size, seed, 0, hp.group_by_length, micro_parts))

@@ -36,7 +36,9 @@ def load_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Pat
     """One split as a `datasets.Dataset` with columns `task.text_columns + ["label"]` (a test split: `+ ["index"]`)."""
     files = data_files(task, glue_dir)
     test = split in task.test_splits
-    if files is not None and split in files:
+    if task.holdout and split in ("train", *task.holdout):
+        ds = held_out_split(task, split, cache_dir)
+    elif files is not None and split in files:
         path = files[split]
         if not path.is_file():
             raise InputError(f"task {task.name}", f"{split} file not found: {path}")
@@ -49,14 +51,41 @@ def load_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Pat
     else:
         raise InputError(f"task {task.name}", f"has no {split} split")
     if len(ds) == 0:
-        raise InputError(f"task {task.name}", f"{split} split is empty")
+        raise InputError(f"task {task.name}", f"{split} split is empty" + (
+            f" (the share data.holdout.{split} holds out of {task.files['train']} is too small)"
+            if split in task.holdout else ""))
     if test:
         return _with_index(ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
-    ds = _normalise_labels(task, ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
+    if not (task.holdout and split in ("train", *task.holdout)):   # held-out splits come normalised
+        ds = _normalise_labels(task, ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
     if max_samples is not None and len(ds) > max_samples:
         # A seeded random slice, not the first rows: GLUE files are often sorted by source.
         ds = ds.shuffle(seed=sample_seed).select(range(max_samples)).flatten_indices()
     return ds
+
+
+def held_out_split(task: TaskSpec, split: str, cache_dir: Path):
+    """"train" or a held-out split of a user task whose training file also gives its validation or test data."""
+    from tasks.splits import holdout_partition
+
+    path = Path(task.files["train"])
+    ds = _normalise_labels(task, _read_user_file(task, path, cache_dir), str(path))
+    rows = holdout_partition(ds["label"], task.holdout, task.holdout_seed, stratify=not task.is_regression)[split]
+    return ds.select(rows).flatten_indices()
+
+
+def holdout_record(task: TaskSpec, cache_dir: Path) -> dict:
+    """How a task's held-out splits were made, for the run directory's splits.json."""
+    import hashlib
+
+    from tasks.splits import describe_partition, holdout_partition
+
+    path = Path(task.files["train"])
+    ds = _normalise_labels(task, _read_user_file(task, path, cache_dir), str(path))
+    stratify = not task.is_regression
+    partition = holdout_partition(ds["label"], task.holdout, task.holdout_seed, stratify)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return describe_partition(partition, task.holdout, task.holdout_seed, stratify, str(path), digest)
 
 
 def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):

@@ -36,6 +36,11 @@ class TaskSpec:
     # User tasks: split -> file path, and the file format (csv, tsv, json, parquet).
     files: dict = field(default_factory=dict)
     file_format: str | None = None
+    # User tasks without a validation or test file: split -> fraction of the training file held out for it.
+    holdout: dict = field(default_factory=dict)
+    holdout_seed: int = 0
+    # A labelled test split, scored once at the end with the checkpoints chosen on validation (None: none).
+    final_test: str | None = None
 
     @property
     def is_regression(self) -> bool:

@@ -19,8 +19,8 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".pa
 class UserTaskDecl:
     name: str
     train: str
-    validation: str
     text_columns: list[str]
+    validation: str | None = None   # none: split off train (the suite's data.holdout)
     test: str | None = None
     format: Literal["csv", "tsv", "json", "parquet"] | None = None
     label_column: str = "label"
@@ -29,7 +29,10 @@ class UserTaskDecl:
     metrics: list[str] | None = None
 
 
-def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[str]) -> TaskSpec:
+def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[str],
+                        holdout: dict[str, float] | None = None, holdout_seed: int = 0) -> TaskSpec:
+    """`holdout`: split -> fraction of train held out for it when the task has no file for it (a 0 fraction:
+    none); `holdout_seed` seeds which rows."""
     decl = parse(UserTaskDecl, data, where)
     if not decl.name or not decl.name.replace("_", "").replace("-", "").isalnum():
         raise InputError(f"{where}.name", f"use letters, digits, '-' and '_' only; got {decl.name!r}")
@@ -67,13 +70,44 @@ def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[st
         if None in suffixes or len(suffixes) != 1:
             raise InputError(f"{where}.format", "cannot tell the file format from the file names; set format: csv|tsv|json|parquet")
         fmt = suffixes.pop()
+    # A test file with the label column is scored once at the end; one without is for `bench predict`.
+    labelled_test = "test" in files and decl.label_column in file_columns(Path(files["test"]), fmt)
+    held_out = {s: f for s, f in (holdout or {}).items() if s not in files and f > 0}
+    if "validation" not in files and "validation" not in held_out:
+        raise InputError(f"{where}.validation", "no validation file, and data.holdout.validation is 0; give one of them")
     return TaskSpec(
         name=decl.name,
         text_columns=tuple(decl.text_columns),
         label_names=None if decl.regression else tuple(decl.labels),
         metrics=tuple(metrics),
         label_column=decl.label_column,
-        test_splits={"test": decl.name} if decl.test else {},
+        test_splits={"test": decl.name} if decl.test and not labelled_test else {},
         files=files,
         file_format=fmt,
+        holdout=held_out,
+        holdout_seed=holdout_seed if held_out else 0,
+        final_test="test" if labelled_test or "test" in held_out else None,
     )
+
+
+def file_columns(path: Path, fmt: str) -> list[str]:
+    """The column names of a data file, from its first line (csv, tsv, JSON Lines) or its schema (parquet)."""
+    import csv
+    import json
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(str(path)).names)
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            first = f.readline()
+        if fmt in ("csv", "tsv"):
+            return next(csv.reader([first], delimiter="\t" if fmt == "tsv" else ","), [])
+        if first.lstrip().startswith("["):   # a JSON array of records, not JSON Lines
+            records = json.loads(path.read_text(encoding="utf-8"))
+            return list(records[0]) if records and isinstance(records[0], dict) else []
+        record = json.loads(first) if first.strip() else {}
+        return list(record) if isinstance(record, dict) else []
+    except (OSError, UnicodeDecodeError, ValueError, ImportError) as e:
+        raise InputError(str(path), f"cannot read its columns as {fmt}: {e}") from None

@@ -23,7 +23,8 @@ def bench(*args):
 def write(tmp_path: Path, tiny_model, **suite) -> Path:
     # fp32: bf16 is too coarse for a 32-wide random BERT to learn the easy task in a few steps.
     base = {"name": "s", "model": str(tiny_model), "tasks": [write_easy_task(tmp_path / "easy", train=256)],
-            "data": {"max_train_samples": 256, "max_eval_samples": 64},
+            # No test split held out of train: these runs test the search, on all 256 training rows.
+            "data": {"max_train_samples": 256, "max_eval_samples": 64, "holdout": {"test": 0}},
             "training": {"epochs": 2, "batch_size": 16, "max_seq_length": 32, "zero_stage": 0, "warmup_ratio": 0.0,
                          "precision": "fp32"},
             "output": str(tmp_path / "run")}

@@ -11,19 +11,15 @@ best single checkpoint by at least 1 point on average.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmark.atomic import atomic_write_text
-from benchmark.quiet import quiet_libraries
-from benchmark.runner import run_suite
-from benchmark.suite import load_suite
+from benchmark.measure.study import run_study
 from ensembles.rows import read_state
 
 GOAL = 1.0   # points of average task score over the best single checkpoint
@@ -121,21 +117,11 @@ def _weighted(ids: list[str], weights: list[float]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", default="configs/ensembles.yaml")
-    p.add_argument("--output", default=None, help="run directory (default: the suite's output)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
-    p.add_argument("--out", default="results/ensembles.md")
-    args = p.parse_args(argv)
-    quiet_libraries()
-    suite = load_suite(args.suite, args.set, output=args.output)
-    started = time.perf_counter()
-    run_suite(suite)   # trials, then the suite's ensemble section, then the leaderboard
-    wall = time.perf_counter() - started
+    study = run_study("benchmark.measure.ensembles", __doc__, "configs/ensembles.yaml", "results/ensembles.md", argv)
+    args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
     from benchmark.store import RunStore
 
     store = RunStore(suite.output)
-    command = "python -m benchmark.measure.ensembles " + " ".join(sys.argv[1:] if argv is None else argv)
     report = summarize(read_state(suite.output), store.records(), suite, command, wall)
     atomic_write_text(Path(args.out), report)
     print(report)

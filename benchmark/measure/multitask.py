@@ -10,7 +10,6 @@ two-stage meets MT-DNN's mark: at least single-task's average, and better on rte
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
@@ -18,10 +17,8 @@ import time
 import torch
 
 from benchmark.measure import write_report
-from benchmark.quiet import quiet_libraries
+from benchmark.measure.study import run_study
 from benchmark.results import leaderboard_from_runs
-from benchmark.runner import run_suite
-from benchmark.suite import load_suite
 from benchmark.tables import format_markdown
 
 
@@ -39,20 +36,10 @@ def compute_by_kind(records: list[dict]) -> dict[str, dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", default="configs/multitask.yaml")
-    p.add_argument("--output", default=None, help="run directory (default: the suite's output)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a suite key")
-    p.add_argument("--out", default="results/multitask")
-    args = p.parse_args(argv)
-    quiet_libraries()
-    suite = load_suite(args.suite, args.set, output=args.output)
-    started = time.perf_counter()
-    run_suite(suite)
-    wall = time.perf_counter() - started
+    study = run_study("benchmark.measure.multitask", __doc__, "configs/multitask.yaml", "results/multitask", argv)
+    args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
     board, records = leaderboard_from_runs([suite.output], baseline="(single)")
     rows = {r["kind"]: r for r in board["rows"]}
-    command = "python -m benchmark.measure.multitask " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = ["# Single-task, joint multi-task and two-stage training", "", f"Command: `{command}`", "",
              f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; {suite.config.data.max_train_samples} "
              f"training examples per task; seeds {suite.config.search.seeds}); {platform.processor() or platform.machine()}, "
@@ -72,8 +59,7 @@ def main(argv=None) -> int:
         if joint and joint["average"] is not None:
             lines.append(f"- joint multi-task alone: average {joint['average']:.2f} "
                          f"({joint['average'] - single['average']:+.2f} against single-task).")
-    report = "\n".join(lines) + "\n"
-    write_report(args.out, report)
+    write_report(args.out, "\n".join(lines) + "\n")
     return 0
 
 
