@@ -111,6 +111,9 @@ def run_trials(suite, trials: list[TrialSpec], task_data: dict[str, TaskData], s
     """Run `trials` (the plan's pending ones); `resume` maps trial ids to the saved state they continue from."""
     connect(address)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"   # Tune's own console report; bench shows its own display instead
+    # Tune's Ctrl-C handler ends the study quietly and lets bench go on to the next one and the leaderboard;
+    # bench stops instead (the CLI's KeyboardInterrupt): finished trials are kept, the rest resume next time.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     resources, search = suite.config.resources, suite.config.search
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     max_concurrent = concurrency(resources, ray.cluster_resources(), nodes)
