@@ -41,10 +41,12 @@ def driver_command(suite_path: Path) -> list[str]:
 
 
 def start_driver(suite_path: Path, log: Path) -> subprocess.Popen:
-    """`bench run` in its own process group, as a terminal starts it: Ctrl-C reaches the whole group."""
+    """`bench run` in its own process group, as a terminal starts it: Ctrl-C reaches the whole group. (A shell
+    starts background jobs with SIGINT ignored, and children inherit that: the driver gets it back.)"""
     with open(log, "ab") as out:
         return subprocess.Popen(driver_command(suite_path), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ})
+                                start_new_session=True, env={**os.environ},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finished_records(run: Path) -> dict[str, bytes]:
