@@ -7,7 +7,7 @@ Both drive `bench run` as a user does, in a fresh process, on a tiny random BERT
 
 soak: one suite whose trials meet every fault class: a model whose weights do not fit its config (an exception
 inside those trials), a task whose loss overflows (a diverging trial), the driver killed with SIGKILL at seeded
-random moments (each time the same command resumes), one Ctrl-C (a clean stop), two Ctrl-C (an immediate exit),
+random points (each time the same command resumes), one Ctrl-C (a clean stop), two Ctrl-C (an immediate exit),
 then a last run to the end. After each fault it checks that no finished record was lost or rewritten; at the end,
 that every trial has exactly one record with the expected status.
 
@@ -90,32 +90,62 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def kill_at(suite_path: Path, run: Path, delay: float, log: Path) -> dict:
-    """Start the run, SIGKILL the driver and its Ray cluster after `delay` seconds (unless it ended first)."""
+def writes(run: Path) -> dict[str, int]:
+    """What the driver has written to the run directory so far: records, progress files, checkpoints."""
+    out = {}
+    for path in (*run.glob("trials/*/*.json"), *run.glob("trials/*/checkpoint")):
+        try:
+            out[str(path)] = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def wait_for_writes(proc: subprocess.Popen, run: Path, new_writes: int, timeout: float) -> None:
+    seen, deadline, count = writes(run), time.time() + timeout, 0
+    while count < new_writes and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+        now = writes(run)
+        count += sum(1 for path, mtime in now.items() if seen.get(path) != mtime)
+        seen = now
+
+
+def kill_after(suite_path: Path, run: Path, new_writes: int, delay: float, log: Path, timeout: float = 900) -> dict:
+    """Start the run; after its `new_writes`-th write to the run directory and then `delay` seconds more, SIGKILL
+    the driver and its Ray cluster (unless the run ended first). Kills so land anywhere in a run, but each one
+    after some progress."""
     before = finished_records(run)
     proc = start_driver(suite_path, log)
+    wait_for_writes(proc, run, new_writes, timeout)
     try:
-        rc = proc.wait(timeout=delay)
-        killed = False
+        rc, killed = proc.wait(timeout=delay), False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         rc, killed = proc.wait(), True
     after = finished_records(run)
-    return {"fault": "SIGKILL of the driver", "at_s": round(delay, 1), "injected": killed, "returncode": rc,
-            "finished_before": len(before), "finished_after": len(after), "lost": lost_or_rewritten(before, after)}
+    return {"fault": "SIGKILL of the driver", "after_writes": new_writes, "delay_s": round(delay, 2),
+            "injected": killed, "returncode": rc, "finished_before": len(before), "finished_after": len(after),
+            "lost": lost_or_rewritten(before, after)}
 
 
-def interrupt_after(suite_path: Path, run: Path, new_records: int, presses: int, log: Path,
+def random_kills(suite_path: Path, run: Path, kills: int, seed: int, log: Path, max_writes: int = 3,
+                 max_delay: float = 3.0) -> list[dict]:
+    """`kills` seeded random kill points, the same command started again after each."""
+    rng = random.Random(seed)
+    return [kill_after(suite_path, run, rng.randint(1, max_writes), rng.uniform(0.0, max_delay), log)
+            for _ in range(kills)]
+
+
+def interrupt_after(suite_path: Path, run: Path, new_writes: int, presses: int, log: Path,
                     timeout: float = 900) -> dict:
-    """Start the run; once `new_records` more trials are finished, press Ctrl-C `presses` times (0.5 s apart) on
-    the process group; time how long the driver takes to exit, and check that the lock was released."""
+    """Start the run; after its `new_writes`-th write to the run directory, press Ctrl-C `presses` times (0.5 s
+    apart) on the process group; time how long the driver takes to exit, and check that the lock was released."""
     from benchmark.lock import run_lock
 
     before = finished_records(run)
+    start = log.stat().st_size if log.exists() else 0
     proc = start_driver(suite_path, log)
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and len(finished_records(run)) < len(before) + new_records:
-        time.sleep(0.5)
+    wait_for_writes(proc, run, new_writes, timeout)
     injected = proc.poll() is None
     pressed = time.perf_counter()
     for press in range(presses if injected else 0):
@@ -134,10 +164,11 @@ def interrupt_after(suite_path: Path, run: Path, new_records: int, presses: int,
     except Exception:
         released = False
     after = finished_records(run)
-    tail = log.read_text(errors="replace").strip().splitlines()
+    text = log.read_bytes()[start:].decode(errors="replace")
+    tail = text.strip().splitlines()
     return {"fault": f"Ctrl-C x{presses}", "injected": injected, "returncode": rc, "exit_seconds": round(exit_seconds, 1),
             "lock_released": released, "leftover_processes": leftover, "last_line": tail[-1] if tail else "",
-            "traceback": "Traceback (most recent call last)" in log.read_text(errors="replace"),
+            "traceback": "Traceback (most recent call last)" in text,
             "finished_before": len(before), "finished_after": len(after), "lost": lost_or_rewritten(before, after)}
 
 
@@ -211,14 +242,13 @@ class Soak:
 
 
 def soak(work: Path, kills: int, seed: int, seeds: int, max_delay: float) -> tuple[Soak, dict]:
-    """Kill the driver at `kills` seeded random moments, then one Ctrl-C, then two, then run to the end.
+    """Kill the driver at `kills` seeded random points, then one Ctrl-C, then two, then run to the end.
     Returns the events and the final records, checked against the expected statuses."""
     work.mkdir(parents=True, exist_ok=True)
     suite_path, expected = fault_suite(work, seeds)
-    run, log, rng, result = work / "run", work / "driver.log", random.Random(seed), Soak()
-    for _ in range(kills):
-        result.events.append(kill_at(suite_path, run, rng.uniform(1.0, max_delay), log))
-    result.events.append(interrupt_after(suite_path, run, 1, 1, log))
+    run, log, result = work / "run", work / "driver.log", Soak()
+    result.events += random_kills(suite_path, run, kills, seed, log, max_delay=max_delay)
+    result.events.append(interrupt_after(suite_path, run, 2, 1, log))
     result.events.append(interrupt_after(suite_path, run, 1, 2, log))
     result.events.append(run_to_end(suite_path, run, log))
     return result, check_final(run, expected, seeds)
@@ -310,7 +340,8 @@ def main(argv=None) -> int:
     s.add_argument("--kills", type=int, default=12)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--seeds", type=int, default=3, help="seeds per (model, task): 4 x this many trials")
-    s.add_argument("--max-delay", type=float, default=40.0, help="kills fall uniformly in [1, this] s after a start")
+    s.add_argument("--max-delay", type=float, default=3.0,
+                   help="each kill falls 1-3 run-directory writes after a start, then uniformly 0-this many s later")
     l = sub.add_parser("load")
     l.add_argument("--trials", type=int, default=200)
     for q in (s, l):
