@@ -98,9 +98,11 @@ def _learning_rate_at(record: dict, step: int) -> float:
 
 
 def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
-    path = write(tmp_path, tiny_model, training={"epochs": 2}, search={"seeds": [1, 2, 3]})
+    # Enough work that each fault finds the run unfinished: every kill falls 1-2 writes (an epoch's progress or
+    # checkpoint) after a start, then 0-1 s later.
+    path = write(tmp_path, tiny_model, training={"epochs": 3}, search={"seeds": [1, 2, 3, 4]})
     run, log = tmp_path / "run", tmp_path / "driver.log"
-    kills = random_kills(path, run, kills=5, seed=8, log=log, max_writes=2)
+    kills = random_kills(path, run, kills=5, seed=8, log=log, max_writes=2, max_delay=1.0)
     calm = interrupt_after(path, run, new_writes=1, presses=1, log=log)
     hurried = interrupt_after(path, run, new_writes=1, presses=2, log=log)
     last = run_to_end(path, run, log)
@@ -113,10 +115,10 @@ def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterru
     assert hurried["exit_seconds"] < 5, hurried   # the second press skips Ray's shutdown
     assert last["returncode"] == 0, log.read_text()[-3000:]
     after = records(run)
-    assert sorted(after) == ["easy_seed=1", "easy_seed=2", "easy_seed=3"]
-    assert all(r["status"] == "finished" and [e["epoch"] for e in r["epochs"]] == [1, 2] for r in after.values())
+    assert sorted(after) == [f"easy_seed={s}" for s in (1, 2, 3, 4)]
+    assert all(r["status"] == "finished" and [e["epoch"] for e in r["epochs"]] == [1, 2, 3] for r in after.values())
     board = json.loads((run / "leaderboard.json").read_text())
-    assert board["trials"]["finished"] == 3
+    assert board["trials"]["finished"] == 4
     # Trial for trial, what an uninterrupted run of the same trials records.
     reference = uninterrupted_scores(path, tmp_path / "reference")
     assert {name: [e["score"] for e in r["epochs"]] for name, r in after.items()} == reference
