@@ -16,5 +16,10 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (libraries raise many-line ones), else its type's name."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 class TrialDiverged(Exception):
     """The training loss became NaN or inf."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.errors import InputError
+from benchmark.errors import InputError, first_line
 from benchmark.paths import is_dir, is_file, local_path
 
 EMBEDDED_NAME = "all-MiniLM-L6-v2"
@@ -45,7 +45,28 @@ def check_local_model(path: str, trust_remote_code: bool, where: str) -> None:
         pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
         hint = f" (found {', '.join(pickles)}: convert it to safetensors; bench never loads pickles)" if pickles else ""
         raise InputError(where, f"{folder} has no safetensors weights{hint}")
+    for weights in sorted(folder.glob("*.safetensors")):
+        _check_safetensors(weights, where)
     _load_config(path, trust_remote_code, where)
+    _check_tokenizer(path, trust_remote_code, where)
+
+
+def _check_safetensors(path: Path, where: str) -> None:
+    """The header parses and covers the whole file (a truncated or garbled file fails here, not in a trial)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            f.keys()
+    except Exception as e:   # SafetensorError, OSError
+        raise InputError(where, f"{path} is not a readable safetensors file: {first_line(e)}") from None
+
+
+def _check_tokenizer(path: str, trust_remote_code: bool, where: str) -> None:
+    try:
+        load_tokenizer(path, trust_remote_code)
+    except Exception as e:   # transformers raises many types for missing or corrupt tokenizer files
+        raise InputError(where, f"cannot load the tokenizer of '{path}': {first_line(e)}") from None
 
 
 def _load_config(path: str, trust_remote_code: bool, where: str):
@@ -55,8 +76,7 @@ def _load_config(path: str, trust_remote_code: bool, where: str):
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise InputError(where, f"cannot load the config of '{path}': {first}") from None
+        raise InputError(where, f"cannot load the config of '{path}': {first_line(e)}") from None
     if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES and not trust_remote_code:
         raise InputError(where, f"model type '{config.model_type}' has no sequence-classification head in transformers")
     return config

@@ -121,6 +121,9 @@ def run_trials(suite, trials: list[TrialSpec], task_data: dict[str, TaskData], s
     """Run `trials` (the plan's pending ones); `resume` maps trial ids to the saved state they continue from."""
     connect(address)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"   # Tune's own console report; bench shows its own display instead
+    # Tune's Ctrl-C handler ends the study quietly and lets bench go on to the next one and the leaderboard;
+    # bench stops instead (the CLI's KeyboardInterrupt): finished trials are kept, the rest resume next time.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     resources, search = suite.config.resources, suite.config.search
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     max_concurrent = concurrency(resources, ray.cluster_resources(), nodes)
@@ -452,6 +455,7 @@ class TrialRecorder(tune.Callback):
         self.specs: dict[str, TrialSpec] = {}
         self.live: dict[str, dict] = {}
         self.curves: dict[str, CurveWriter] = {}
+        self.ended: set[str] = set()   # recorded since they last started: an ending told twice is recorded once
 
     def expect(self, specs: list[TrialSpec]) -> None:
         self.specs.update({s.trial_id: s for s in specs})
@@ -466,6 +470,7 @@ class TrialRecorder(tune.Callback):
         return self.live[name]
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.ended.discard(str(trial))
         self._state(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -498,8 +503,11 @@ class TrialRecorder(tune.Callback):
         self.curves[name].write(result, task.metric_keys())
         path = result.get(CHECKPOINT_PATH_KEY)
         if path and result.get("is_best") and result[OBJECTIVE] > state["best"]:
-            self.store.install_checkpoint(name, lambda folder: _fetch(f"{path}/{BEST_DIR}", self.storage, folder))
-            state["best"] = result[OBJECTIVE]
+            try:
+                self.store.install_checkpoint(name, lambda folder: _fetch(f"{path}/{BEST_DIR}", self.storage, folder))
+                state["best"] = result[OBJECTIVE]
+            except OSError as e:   # a full or failing disk: the old checkpoint stays; the trial is recorded failed
+                state["write_error"] = f"cannot write its checkpoint: {e}"
         if path:
             state["state"] = path
         self.store.save_progress(name, {"trial_id": name, "fingerprint": self.specs[name].fingerprint,
@@ -528,7 +536,12 @@ class TrialRecorder(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         name, state = str(trial), self._state(trial)
         epochs = self.specs[name].training["epochs"]
-        if state.get("diverged"):
+        if state.get("write_error"):
+            # The kept checkpoint may be an older epoch than the history's best: the next `bench run` starts the
+            # trial over rather than resume it.
+            self._record(trial, "failed", state["write_error"])
+            self.store.clear_progress(name)
+        elif state.get("diverged"):
             self._record(trial, "diverged", state["diverged"])
         elif state["history"] and state["history"][-1]["epoch"] < epochs:
             self._record(trial, "stopped")
@@ -539,6 +552,9 @@ class TrialRecorder(tune.Callback):
         self._record(trial, "failed", _error_text(trial))
 
     def _record(self, trial, status: str, error: str | None = None) -> None:
+        if str(trial) in self.ended:
+            return
+        self.ended.add(str(trial))
         name, state = str(trial), self._state(trial)
         if name in self.curves:
             self.curves.pop(name).close()

@@ -10,7 +10,7 @@ import math
 import os
 from pathlib import Path
 
-from benchmark.errors import InputError
+from benchmark.errors import InputError, first_line
 from tasks.spec import TaskSpec, TsvFile
 
 GLUE_DIR_ENV = "BENCH_GLUE_DIR"
@@ -105,7 +105,7 @@ def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):
     try:
         ds = datasets.load_dataset("csv", data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs)
     except Exception as e:  # pandas and arrow raise many types for a malformed file
-        raise InputError(str(path), f"cannot read as GLUE tsv: {_first_line(e)}") from None
+        raise InputError(str(path), f"cannot read as GLUE tsv: {first_line(e)}") from None
     wanted = [c for c in (*spec.text_columns, spec.label_column, spec.index_column) if c]
     missing = [c for c in wanted if c not in ds.column_names]
     if missing:
@@ -127,7 +127,7 @@ def _read_hub(task: TaskSpec, split: str, cache_dir: Path):
         ds = datasets.load_dataset(task.hub[0], task.hub[1], split=split, cache_dir=str(cache_dir / "datasets"))
     except Exception as e:
         raise InputError(f"task {task.name}", f"no local GLUE folder (data.glue_dir or ${GLUE_DIR_ENV}) and the hub "
-                         f"copy {task.hub[0]}/{task.hub[1]} cannot be loaded: {_first_line(e)}") from None
+                         f"copy {task.hub[0]}/{task.hub[1]} cannot be loaded: {first_line(e)}") from None
     if split in task.test_splits:   # the hub's test splits carry label -1 and the example id as `idx`
         return ds.select_columns([*task.text_columns, "idx"]).rename_column("idx", "index")
     return ds.select_columns([*task.text_columns, "label"])
@@ -144,7 +144,7 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool 
     try:
         ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs)
     except Exception as e:
-        raise InputError(str(path), f"cannot read as {fmt}: {_first_line(e)}") from None
+        raise InputError(str(path), f"cannot read as {fmt}: {first_line(e)}") from None
     wanted = [*task.text_columns, task.label_column] if labelled else list(task.text_columns)
     missing = [c for c in wanted if c not in ds.column_names]
     if missing:
@@ -219,8 +219,3 @@ def _is_float(v) -> bool:
         return True
     except (TypeError, ValueError):
         return False
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

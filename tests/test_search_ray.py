@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmark.measure.reliability import (check_final, fault_suite, interrupt_after, random_kills, records,
+                                           run_to_end)
 from tests.conftest import bench as run_bench, write_easy_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,10 +34,6 @@ def write(tmp_path: Path, tiny_model, **suite) -> Path:
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(base))
     return path
-
-
-def records(run: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in run.glob("trials/*/record.json")}
 
 
 @pytest.fixture(autouse=True)
@@ -101,35 +98,56 @@ def _learning_rate_at(record: dict, step: int) -> float:
     return earlier[-1]["training"]["learning_rate"] if earlier else record["grid_point"]["learning_rate"]
 
 
-def test_driver_killed_then_the_same_command_resumes(tiny_model, tmp_path):
-    path = write(tmp_path, tiny_model, training={"epochs": 3},
-                 search={"grid": {"learning_rate": [1e-3, 3e-4]}, "seeds": [1, 2, 3]})
-    run = tmp_path / "run"
-    driver = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "run", str(path)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ})
-    deadline = time.time() + 900
-    while time.time() < deadline and len(records(run)) < 2:
-        time.sleep(1)
-    os.killpg(driver.pid, signal.SIGKILL)   # the driver and the Ray cluster it started
-    driver.wait()
-    before = {name: (run / "trials" / name / "record.json").stat().st_mtime_ns for name in records(run)}
-    assert 2 <= len(before) < 6
-    in_progress = {p.parent.name: json.loads(p.read_text()) for p in run.glob("trials/*/progress.json")
-                   if p.parent.name not in before}
-    time.sleep(2)
-    proc = bench("run", path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
+    # Enough work that each fault finds the run unfinished: every kill falls 1-2 writes (an epoch's progress or
+    # checkpoint) after a start, then 0-1 s later.
+    path = write(tmp_path, tiny_model, training={"epochs": 3}, search={"seeds": [1, 2, 3, 4]})
+    run, log = tmp_path / "run", tmp_path / "driver.log"
+    kills = random_kills(path, run, kills=5, seed=8, log=log, max_writes=2, max_delay=1.0)
+    calm = interrupt_after(path, run, new_writes=1, presses=1, log=log)
+    hurried = interrupt_after(path, run, new_writes=1, presses=2, log=log)
+    last = run_to_end(path, run, log)
+    for event in (*kills, calm, hurried, last):   # no finished record was lost or written again
+        assert event["lost"] == [], event
+    assert [k["injected"] for k in kills] == [True] * 5 and {k["returncode"] for k in kills} == {-9}, kills
+    for stop in (calm, hurried):   # Ctrl-C: exit 130 and one line, no traceback, the lock free for the next command
+        assert stop["injected"] and stop["returncode"] == 130 and stop["lock_released"] and not stop["traceback"], stop
+        assert stop["last_line"].startswith("bench: interrupted; finished trials are kept"), stop
+    assert hurried["exit_seconds"] < 5, hurried   # the second press skips Ray's shutdown
+    assert last["returncode"] == 0, log.read_text()[-3000:]
     after = records(run)
-    assert len(after) == 6 and all(r["status"] == "finished" for r in after.values())
-    for name, mtime in before.items():   # finished trials were kept, not run again
-        assert (run / "trials" / name / "record.json").stat().st_mtime_ns == mtime
-    for r in after.values():             # each trial's history counts each epoch once
-        assert [e["epoch"] for e in r["epochs"]] == [1, 2, 3]
-    for name, progress in in_progress.items():   # a trial cut off mid-run kept the epochs it had finished
-        if progress.get("state"):
-            kept = progress["history"]
-            assert after[name]["epochs"][:len(kept)] == kept
-    assert f"{len(before)} finished trials kept" in proc.stdout
+    assert sorted(after) == [f"easy_seed={s}" for s in (1, 2, 3, 4)]
+    assert all(r["status"] == "finished" and [e["epoch"] for e in r["epochs"]] == [1, 2, 3] for r in after.values())
+    board = json.loads((run / "leaderboard.json").read_text())
+    assert board["trials"]["finished"] == 4
+    # Trial for trial, what an uninterrupted run of the same trials records.
+    reference = uninterrupted_scores(path, tmp_path / "reference")
+    assert {name: [e["score"] for e in r["epochs"]] for name, r in after.items()} == reference
+
+
+def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:
+    """Each planned trial trained in this process, start to end (one thread, as a one-CPU Ray worker)."""
+    import torch
+
+    from benchmark.hyperparams import TrainingConfig
+    from benchmark.local import run_local_trial
+    from benchmark.plan import data_key, make_plan
+    from benchmark.runner import prepare_data
+    from benchmark.suite import load_suite
+
+    suite = load_suite(path)
+    plan = make_plan(suite)
+    data = prepare_data(suite, plan)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {spec.trial_id: [e["score"] for e in run_local_trial(
+                    TrainingConfig(**spec.training), spec.model_path, spec.seed,
+                    data[data_key(spec.model_name, spec.task, spec.training["max_seq_length"])],
+                    output / spec.trial_id, log=lambda _: None).epochs]
+                for spec in plan}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_killed_worker_is_retried_from_its_last_state(tiny_model, tmp_path):
@@ -163,23 +181,19 @@ def _descends_from(proc, pid: int) -> bool:
         return False
 
 
-def test_a_diverging_trial_is_recorded_and_the_rest_finish(tiny_model, tmp_path):
-    # Targets near 1e30 make the squared error overflow float32 on the first step: the loss is inf.
-    huge = tmp_path / "huge"
-    huge.mkdir()
-    for split in ("train", "dev"):
-        rows = ["text,label", *(f"sample {i},{(i % 3 + 1) * 1e30}" for i in range(64))]
-        (huge / f"{split}.csv").write_text("\n".join(rows) + "\n")
-    overflow = {"name": "huge", "train": str(huge / "train.csv"), "validation": str(huge / "dev.csv"),
-                "text_columns": ["text"], "regression": True}
-    path = write(tmp_path, tiny_model, tasks=[write_easy_task(tmp_path / "easy", train=256), overflow])
+def test_a_trial_that_raises_and_a_diverging_trial_are_recorded_and_the_rest_finish(tmp_path):
+    # A model whose weights do not fit its config raises inside its trials; a task whose targets overflow float32
+    # squared error diverges on the first step.
+    path, expected = fault_suite(tmp_path, seeds=1)
     proc = bench("run", path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    by_task = {r["task"]: r for r in records(tmp_path / "run").values()}
-    assert by_task["huge"]["status"] == "diverged" and "loss became inf" in by_task["huge"]["error"]
-    assert by_task["easy"]["status"] == "finished"
+    final = check_final(tmp_path / "run", expected, seeds=1)
+    assert final["wrong"] == {} and final["records"] == 4, final
+    recs = records(tmp_path / "run")
+    assert "loss became inf" in recs["huge_tiny_seed=1"]["error"]
+    assert all("ignore_mismatched_sizes" in recs[f"{t}_broken_seed=1"]["error"] for t in ("easy", "huge"))
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
-    assert board["trials"]["diverged"] == 1 and board["trials"]["finished"] == 1
+    assert (board["trials"]["finished"], board["trials"]["diverged"], board["trials"]["failed"]) == (1, 1, 2)
 
 
 def test_two_node_cluster_runs_trials_on_both_nodes(tiny_model, tmp_path):

@@ -63,10 +63,9 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     if args.model == "tiny":
-        from benchmark.modeling import save_random_bert
+        from benchmark.measure.tiny import make_tiny_bert
 
-        model = str(save_random_bert(work / "tiny-bert", hidden=32, layers=2, heads=2, intermediate=64,
-                                     max_positions=128))
+        model = str(make_tiny_bert(work / "tiny-bert"))
     else:
         model = None if args.model == "embedded" else args.model
     cpus = len(os.sched_getaffinity(0))

@@ -1,0 +1,150 @@
+"""The run store under load and under a failing disk, without Ray: the driver's recorder (a Tune callback) is fed
+what Tune gives it.
+
+Many trials ending in the same controller step, records written from many threads at once, and a checkpoint
+write that the OS refuses (RLIMIT_FSIZE: a real EFBIG from write(2), as from a full disk or a quota).
+"""
+
+import json
+import resource
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.checkpoints import checkpoint_problem
+from benchmark.plan import make_plan
+from benchmark.results import leaderboard_from_runs
+from benchmark.runner import pending_trials
+from benchmark.search import CHECKPOINT_PATH_KEY, TrialRecorder
+from benchmark.store import RunStore
+from benchmark.suite import load_suite
+from benchmark.trainer import BEST_DIR
+from tests.conftest import write_easy_task
+
+
+class TuneTrial:
+    """What the recorder reads of a Tune trial."""
+
+    def __init__(self, spec):
+        self.name, self.config, self.num_failures, self.error_file = spec.trial_id, {"trial": spec.to_dict()}, 0, None
+
+    def __str__(self):
+        return self.name
+
+
+def recorder_for(tmp_path: Path, tiny_model, seeds: int):
+    suite_file = tmp_path / "suite.yaml"
+    suite_file.write_text(yaml.safe_dump({
+        "name": "r", "model": str(tiny_model), "tasks": [write_easy_task(tmp_path / "easy", train=16, dev=8)],
+        "training": {"epochs": 1, "batch_size": 8, "max_seq_length": 16}, "search": {"seeds": list(range(1, seeds + 1))},
+        "output": str(tmp_path / "run")}))
+    suite = load_suite(suite_file)
+    plan = make_plan(suite)
+    store = RunStore(suite.output)
+    store.write_suite(suite.to_dict())
+    recorder = TrialRecorder(store, {t.name: t for t in suite.tasks}, str(tmp_path / "storage"), {})
+    recorder.expect(plan)
+    return recorder, store, plan
+
+
+def result(epoch: int, score: float, checkpoint: Path | None = None) -> dict:
+    out = {"epoch": epoch, "score": score, "accuracy": score, "optimizer_steps": 2 * epoch, "attempt": "a"}
+    if checkpoint is not None:
+        out.update({CHECKPOINT_PATH_KEY: str(checkpoint), "is_best": True})
+    return out
+
+
+def test_many_trials_ending_in_one_step_are_each_recorded_once(tiny_model, tmp_path):
+    recorder, store, plan = recorder_for(tmp_path, tiny_model, seeds=60)
+    trials = [TuneTrial(spec) for spec in plan]
+    for n, trial in enumerate(trials):
+        recorder.on_trial_result(0, trials, trial, result(1, 50.0 + n % 7))
+    for trial in trials:   # Tune's controller reports every ending of one step in a row
+        recorder.on_trial_complete(0, trials, trial)
+    for trial in trials[:5]:   # an ending reported twice (a restored experiment) must not count twice
+        recorder.on_trial_complete(0, trials, trial)
+    records = store.records()
+    assert sorted(r["trial_id"] for r in records) == sorted(s.trial_id for s in plan)
+    assert all(r["status"] == "finished" and len(r["epochs"]) == 1 for r in records)
+    assert not list(store.trials.glob("*/progress.json")) and not list(store.trials.glob("*/.*.tmp"))
+    board, _ = leaderboard_from_runs([store.root])
+    assert board["trials"]["finished"] == 60
+    assert pending_trials(store, plan) == []
+
+
+def test_records_written_from_many_threads_at_once_are_complete_and_single(tmp_path):
+    store = RunStore(tmp_path)
+    barrier = threading.Barrier(16)
+
+    def write(worker: int) -> None:
+        barrier.wait()
+        for n in range(25):   # each trial written by two threads (a retry racing its first ending)
+            trial = f"t{(worker // 2) * 25 + n:03d}"
+            store.save_record({"trial_id": trial, "status": "finished", "writer": worker, "payload": "x" * 20000})
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    records = store.records()
+    assert len(records) == 200 and len({r["trial_id"] for r in records}) == 200
+    assert all(len(r["payload"]) == 20000 for r in records)   # none half-written
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.fixture
+def file_size_limit():
+    """Writes past `limit` bytes fail with EFBIG for this process (Python ignores SIGXFSZ), until restored."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def limit(size: int | None) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft if size is None else size, hard))
+
+    yield limit
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_checkpoint_the_disk_refuses_is_reported_never_used_and_the_rerun_recovers(tiny_model, tmp_path,
+                                                                                      file_size_limit):
+    recorder, store, plan = recorder_for(tmp_path, tiny_model, seeds=2)
+    saved = tmp_path / "storage" / "saved"
+    shutil.copytree(tiny_model, saved / BEST_DIR)   # what a worker persisted: a model folder in safetensors
+    weights = (saved / BEST_DIR / "model.safetensors").stat().st_size
+    refused, fine = (TuneTrial(spec) for spec in plan)
+    recorder.on_trial_result(0, [], fine, result(1, 70.0, saved))
+    kept = store.checkpoint_dir(fine.name)
+    assert checkpoint_problem(kept) is None
+
+    file_size_limit(weights // 2)
+    recorder.on_trial_result(0, [], refused, result(1, 80.0, saved))   # the copy fails half way
+    recorder.on_trial_result(0, [], fine, result(2, 90.0, saved))      # a better epoch of a trial that had one
+    file_size_limit(None)
+    recorder.on_trial_complete(0, [], refused)
+    recorder.on_trial_complete(0, [], fine)
+
+    records = {r["trial_id"]: r for r in store.records()}
+    assert records[refused.name]["status"] == "failed"
+    error = records[refused.name]["error"]
+    assert error.startswith("cannot write its checkpoint: [Errno 27]") and "File too large" in error
+    assert records[refused.name]["checkpoint"] is None and not store.checkpoint_dir(refused.name).exists()
+    # The trial that had a checkpoint keeps the whole earlier one, not half of the new one.
+    assert records[fine.name]["status"] == "failed" and checkpoint_problem(kept) is None
+    assert (kept / "model.safetensors").stat().st_size == weights
+    assert not [p for p in store.trials.rglob(".*") if p.name.endswith(".tmp")]   # no staging left behind
+    # The next `bench run` runs both again, from the start; with room on the disk they are kept.
+    assert not list(store.trials.glob("*/progress.json"))
+    assert [s.trial_id for s in pending_trials(store, plan)] == [refused.name, fine.name]
+    rerun = TrialRecorder(store, recorder.tasks, recorder.storage, {})
+    rerun.expect(plan)
+    for trial in (refused, fine):
+        rerun.on_trial_start(0, [], trial)
+        rerun.on_trial_result(0, [], trial, result(1, 80.0, saved))
+        rerun.on_trial_complete(0, [], trial)
+    records = {r["trial_id"]: r for r in store.records()}
+    assert {r["status"] for r in records.values()} == {"finished"}
+    assert all(checkpoint_problem(store.root / r["checkpoint"]) is None for r in records.values())
+    assert pending_trials(store, plan) == []
