@@ -5,7 +5,6 @@ Many trials ending in the same controller step, records written from many thread
 write that the OS refuses (RLIMIT_FSIZE: a real EFBIG from write(2), as from a full disk or a quota).
 """
 
-import json
 import resource
 import shutil
 import threading
