@@ -25,6 +25,8 @@ from pathlib import Path
 PEAK_BF16 = {"H200": 989.4e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989.4e12, "GH200": 989.4e12,
              "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12}
 
+from benchmark.measure import write_report
+
 
 def card_peak(name: str) -> float | None:
     for key, peak in PEAK_BF16.items():   # longest names first where they overlap (H100 PCIe before H100)
@@ -123,10 +125,8 @@ def main(argv=None) -> int:
         mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "-"
         lines.append(f"| {r['model']} | {r['system']} | {r['train_samples_per_s']:.0f} | {r['tflops']:.1f} | {mfu} | "
                      f"{r['eval_samples_per_s']:.0f} | {mem} |")
-    report = "\n".join(lines) + "\n"
-    (out / "README.md").write_text(report)
     (out / "rows.json").write_text(json.dumps(rows, indent=2))
-    print(report)
+    write_report(args.out, "\n".join(lines) + "\n")
     return 0
 
 

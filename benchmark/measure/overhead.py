@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.measure import write_report
 from benchmark.measure.suites import run_suite_command
 
 
@@ -107,8 +108,7 @@ def main(argv=None) -> int:
               f"round of trial slots. For trials of 60 s of training and evaluation, the per-trial share is "
               f"{share_60:.0%} (target: at most 10%); fixed start-up target: at most 5 s."]
     report = "\n".join(lines) + "\n"
-    (out / "README.md").write_text(report)
-    print(report)
+    write_report(args.out, report)
     return 0
 
 

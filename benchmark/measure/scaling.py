@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmark.measure import write_report
 from benchmark.measure.suites import run_suite_command
 
 
@@ -105,10 +106,8 @@ def main(argv=None) -> int:
                      f"{r['wall']:.0f} |")
     lines += ["", f"Two workers against one on the same CPUs: {w2['samples_per_s'][0] / w1['samples_per_s'][0]:.2f}x "
               "training samples/s."]
-    report = "\n".join(lines) + "\n"
-    (out / "README.md").write_text(report)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(report)
+    write_report(args.out, "\n".join(lines) + "\n")
     return 0
 
 

@@ -13,7 +13,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from benchmark.measure import write_report
 
 
 def timed(command: list[str], repeats: int) -> list[float]:
@@ -42,10 +43,7 @@ def main(argv=None) -> int:
         times = timed(command, args.repeats)
         lines.append(f"| `{label}` | {statistics.median(times):.2f} | {max(times):.2f} |")
     report = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "README.md").write_text(report)
-    print(report)
+    write_report(args.out, report)
     return 0
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 SYSTEMS = ("bench", "trainer", "trainer_grouped")
 
+from benchmark.measure import write_report
+
 
 def run_one(system: str, task_name: str, args) -> dict:
     """One system on one task, in this process."""
@@ -157,8 +159,7 @@ def main(argv=None) -> int:
                 print("  " + json.dumps(runs[-1]), flush=True)
                 (out / "runs.json").write_text(json.dumps(runs, indent=2))
     report = summarize(median_rows(runs), "python -m benchmark.measure.throughput " + " ".join(argv), args)
-    (out / "README.md").write_text(report)
-    print(report)
+    write_report(args.out, report)
     return 0
 
 
