@@ -211,21 +211,16 @@ def test_model_folders(tiny_model, tmp_path_factory):
 
 # --- the CLI: exit code 2, one line on stderr, no traceback -----------------------------------------------------
 
-def test_cli_refuses_a_truncated_model_and_a_badly_encoded_data_file(tiny_model, tmp_path):
-    from tests.conftest import write_easy_task
-
+def test_cli_refuses_a_truncated_model_folder(tiny_model, tmp_path):
+    # One `bench run` in a fresh process (each costs seconds of imports); the in-process checks above cover the rest.
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    task = write_easy_task(tmp_path / "easy", train=8, dev=8)
-    Path(task["validation"]).write_bytes("text,label\nthe film was good,good\n".encode("utf-16") + b"\xff\xfe\xfd")
-    for suite, expected in (({"model": str(model), "tasks": ["rte"]}, "is not a readable safetensors file"),
-                            ({"model": None, "tasks": [task]}, "cannot read as csv")):
-        path = tmp_path / "suite.yaml"
-        path.write_text(yaml.safe_dump({"name": "f", **suite, "output": str(tmp_path / "run")}))
-        proc = bench("run", path)
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and expected in lines[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-        assert not (tmp_path / "run" / "suite.yaml").exists()   # nothing started
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"name": "f", "model": str(model), "tasks": ["rte"], "output": str(tmp_path / "run")}))
+    proc = bench("run", path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not a readable safetensors file" in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()   # refused before anything started
