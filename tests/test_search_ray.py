@@ -103,13 +103,15 @@ def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterru
     # checkpoint) after a start, then 0-1 s later.
     path = write(tmp_path, tiny_model, training={"epochs": 3}, search={"seeds": [1, 2, 3, 4]})
     run, log = tmp_path / "run", tmp_path / "driver.log"
-    kills = random_kills(path, run, kills=5, seed=8, log=log, max_writes=2, max_delay=1.0)
+    # One kill keeps CI within its time (each restart starts Ray again, ~40 s here); the soak mode of
+    # benchmark/measure/reliability.py kills at many more points.
+    kills = random_kills(path, run, kills=1, seed=8, log=log, max_writes=2, max_delay=1.0)
     calm = interrupt_after(path, run, new_writes=1, presses=1, log=log)
     hurried = interrupt_after(path, run, new_writes=1, presses=2, log=log)
     last = run_to_end(path, run, log)
     for event in (*kills, calm, hurried, last):   # no finished record was lost or written again
         assert event["lost"] == [], event
-    assert [k["injected"] for k in kills] == [True] * 5 and {k["returncode"] for k in kills} == {-9}, kills
+    assert [k["injected"] for k in kills] == [True] and {k["returncode"] for k in kills} == {-9}, kills
     for stop in (calm, hurried):   # Ctrl-C: exit 130 and one line, no traceback, the lock free for the next command
         assert stop["injected"] and stop["returncode"] == 130 and stop["lock_released"] and not stop["traceback"], stop
         assert stop["last_line"].startswith("bench: interrupted; finished trials are kept"), stop
@@ -143,7 +145,7 @@ def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:
     try:
         return {spec.trial_id: [e["score"] for e in run_local_trial(
                     TrainingConfig(**spec.training), spec.model_path, spec.seed,
-                    data[data_key(spec.model_name, spec.task, spec.training["max_seq_length"])],
+                    data[data_key(spec.model_name, spec.task, spec.training)],
                     output / spec.trial_id, log=lambda _: None).epochs]
                 for spec in plan}
     finally:
