@@ -77,6 +77,7 @@ def test_bad_chains_are_refused_with_one_line(tmp_path, chains, extra, message):
         _load(tmp_path, chains=chains, **extra)
 
 
+@pytest.mark.long
 def test_a_run_with_a_chain_and_a_train_only_task_scores_both_on_test(tiny_model, glue_dir, cache_dir, tmp_path):
     """One real `bench run` (Ray Tune, Ray Train, DeepSpeed): mrpc, then a train-only user task directly and from
     mrpc's checkpoint; the user task gets held-out validation and test splits and test scores in the leaderboard."""

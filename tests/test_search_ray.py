@@ -60,6 +60,7 @@ def test_asha_stops_weak_trials_early(tiny_model, tmp_path):
     assert "stopped early by the scheduler" in (tmp_path / "run" / "leaderboard.md").read_text()
 
 
+@pytest.mark.long
 def test_pbt_exploit_continues_from_the_donors_state(tiny_model, tmp_path):
     path = write(tmp_path, tiny_model, training={"epochs": 5},
                  search={"grid": {"learning_rate": [5e-3, 1e-7]},
@@ -98,6 +99,7 @@ def _learning_rate_at(record: dict, step: int) -> float:
     return earlier[-1]["training"]["learning_rate"] if earlier else record["grid_point"]["learning_rate"]
 
 
+@pytest.mark.long
 def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
     # Enough work that each fault finds the run unfinished: every kill falls 1-2 writes (an epoch's progress or
     # checkpoint) after a start, then 0-1 s later.
