@@ -159,7 +159,7 @@ def _normalise_labels(task: TaskSpec, ds, source: str):
     """Labels become class ids (int64) or scores (float32); a value outside the declared set is an input error."""
     import datasets
 
-    raw = ds.data.column("label").to_pylist()   # ds["label"] formats row by row: seconds on SST-2
+    raw = list(ds["label"])
     if task.is_regression:
         try:
             values = [float(v) for v in raw]
