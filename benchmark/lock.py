@@ -18,7 +18,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmark.atomic import recover_interrupted_writes
 from benchmark.errors import InputError
+from benchmark.store import RAY_STORAGE_DIR
 
 LOCK_FILE = ".bench.lock"
 
@@ -70,6 +72,9 @@ def run_lock(root: str | os.PathLike, command: str | None = None):
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         os.fsync(fd)
+        # The last holder may have been killed in the middle of a write: finish its cleanup before anyone reads.
+        for line in recover_interrupted_writes(root, skip=(RAY_STORAGE_DIR,)):
+            print(f"bench: {line}", file=sys.stderr)
         yield info
     finally:
         path.unlink(missing_ok=True)   # while still locked, so no one can lock this file after we let go

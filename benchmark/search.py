@@ -32,7 +32,7 @@ from benchmark.curves import CURVES_DIR, CurveWriter
 from benchmark.errors import InputError, TrialDiverged
 from benchmark.plan import TrialSpec, data_key
 from benchmark.search_space import MUTABLE_KEYS, tune_distribution
-from benchmark.store import DONE_STATUSES, RunStore, trial_record
+from benchmark.store import DONE_STATUSES, RAY_STORAGE_DIR, RunStore, trial_record
 from benchmark.trainer import BEST_DIR, STATE_DIR
 from benchmark.training_state import read_client_state
 from tasks.encoding import TaskData
@@ -127,7 +127,7 @@ def run_trials(suite, trials: list[TrialSpec], task_data: dict[str, TaskData], s
     resources, search = suite.config.resources, suite.config.search
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     max_concurrent = concurrency(resources, ray.cluster_resources(), nodes)
-    storage = suite.config.storage or str(store.root / "ray")
+    storage = suite.config.storage or str(store.root / RAY_STORAGE_DIR)
     options = TrialOptions(storage, resources.workers_per_trial, resources.cpus_per_worker, resources.gpus_per_worker,
                            suite.config.trust_remote_code, search.eval_every_steps, search.save_state, search.max_failures,
                            states_to_keep=None if search.scheduler.type == "pbt" else 2,
@@ -526,8 +526,11 @@ class TrialRecorder(tune.Callback):
         state["history"].append(row)
         path = result.get(CHECKPOINT_PATH_KEY)
         for task in result.get("improved", []) if path else []:
-            self.store.install_checkpoint(spec.task_ids[task],
-                                          lambda folder, t=task: _fetch(f"{path}/{BEST_DIR}/{t}", self.storage, folder))
+            try:
+                self.store.install_checkpoint(
+                    spec.task_ids[task], lambda folder, t=task: _fetch(f"{path}/{BEST_DIR}/{t}", self.storage, folder))
+            except OSError as e:   # as for one task: the old export stays, and the joint trial is recorded failed
+                state["write_error"] = f"cannot write its checkpoint for {task}: {e}"
         state["best"] = max(state["best"], result[OBJECTIVE])
         self.store.save_progress(name, {"trial_id": name, "fingerprint": spec.fingerprint, "history": state["history"],
                                         "best": state["best"], "state": None, "exploits": [],

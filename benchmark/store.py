@@ -19,6 +19,7 @@ DONE_STATUSES = ("finished", "stopped", "diverged")
 RECORD_FILE = "record.json"
 PROGRESS_FILE = "progress.json"   # a running trial's history and latest saved state; replaced by the record
 CHECKPOINT_DIR = "checkpoint"
+RAY_STORAGE_DIR = "ray"   # Ray Tune's storage, unless the suite names another: Ray writes there, not bench
 
 
 class RunStore:

@@ -8,7 +8,6 @@ BENCH_FUZZ_EXAMPLES to try more (the counts go to stdout with -s).
 
 import copy
 import json
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -23,9 +22,8 @@ from benchmark.modeling import resolve_model
 from benchmark.runner import check_data
 from benchmark.suite import load_suite
 from tests.conftest import bench
-from tests.test_fuzz_suite import put, values
+from tests.test_fuzz_suite import SCALE, put, values
 
-SCALE = int(os.environ.get("BENCH_FUZZ_EXAMPLES", "1"))
 TRIED = Counter()
 
 
@@ -69,7 +67,7 @@ def test_task_declarations(tmp_path_factory, glue_dir, cache_dir):
     work = tmp_path_factory.mktemp("decls")
     base = write_easy_task(work / "easy", train=8, dev=8)
 
-    @settings(max_examples=150 * SCALE, deadline=None, derandomize=True,
+    @settings(max_examples=400 * SCALE, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(broken_decls(base))
     def check(case):
@@ -114,7 +112,7 @@ def test_data_files(tmp_path_factory, cache_dir):
     work = tmp_path_factory.mktemp("data")
     good = "text,label\nthe film was good,good\nthe plot was bad,bad\n"
 
-    @settings(max_examples=40 * SCALE, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=100 * SCALE, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(data_files(), st.sampled_from(["train", "validation"]))
     def check(case, broken_split):
         fmt, data = case
@@ -177,7 +175,7 @@ MUST_REFUSE = {("config.json", "delete"), ("config.json", "empty"), ("model.safe
 def test_model_folders(tiny_model, tmp_path_factory):
     work = tmp_path_factory.mktemp("models")
 
-    @settings(max_examples=40 * SCALE, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=100 * SCALE, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(model_damage())
     def check(damage):
         target, how, detail = damage

@@ -1,10 +1,11 @@
 """Malformed suites, generated: every one is refused with an InputError (exit 2, one line), never a traceback.
 
-Bounded for CI (a few hundred examples, derandomized). Each example starts from a valid suite and breaks it:
+Bounded for CI (1,500 examples, derandomized); BENCH_FUZZ_EXAMPLES=N tries N times as many. Each example starts from a valid suite and breaks it:
 a key set to a value of the wrong type, size or shape, an unknown key, or YAML text with anchors, tags and deep
 nesting.
 """
 
+import os
 
 import pytest
 import yaml
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from benchmark.errors import InputError
 from benchmark.suite import load_suite
 from conftest import bench
+
+SCALE = int(os.environ.get("BENCH_FUZZ_EXAMPLES", "1"))   # every fuzz test's bound, times this
 
 BASE = {"name": "t", "model": None, "tasks": ["rte"], "data": {"max_train_samples": 16, "max_eval_samples": 8},
         "training": {"epochs": 1, "batch_size": 8}, "search": {"grid": {"learning_rate": [1e-3]}, "seeds": [1]}}
@@ -130,14 +133,14 @@ def _data(glue_dir, cache_dir):
     return glue_dir
 
 
-@settings(max_examples=300, deadline=5000, derandomize=True, database=None,
+@settings(max_examples=1000 * SCALE, deadline=5000, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(text=broken_suites())
 def test_generated_suites_raise_input_error_only(tmp_path, text):
     check(tmp_path / "suite.yaml", text)
 
 
-@settings(max_examples=200, deadline=5000, derandomize=True, database=None,
+@settings(max_examples=500 * SCALE, deadline=5000, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(text=yaml_texts)
 def test_generated_yaml_text_raises_input_error_only(tmp_path, text):

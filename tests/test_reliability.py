@@ -34,12 +34,12 @@ class TuneTrial:
         return self.name
 
 
-def recorder_for(tmp_path: Path, tiny_model, seeds: int):
+def recorder_for(tmp_path: Path, tiny_model, seeds: int, **extra):
     suite_file = tmp_path / "suite.yaml"
     suite_file.write_text(yaml.safe_dump({
         "name": "r", "model": str(tiny_model), "tasks": [write_easy_task(tmp_path / "easy", train=16, dev=8)],
         "training": {"epochs": 1, "batch_size": 8, "max_seq_length": 16}, "search": {"seeds": list(range(1, seeds + 1))},
-        "output": str(tmp_path / "run")}))
+        "output": str(tmp_path / "run"), **extra}))
     suite = load_suite(suite_file)
     plan = make_plan(suite)
     store = RunStore(suite.output)
@@ -147,3 +147,37 @@ def test_a_checkpoint_the_disk_refuses_is_reported_never_used_and_the_rerun_reco
     assert {r["status"] for r in records.values()} == {"finished"}
     assert all(checkpoint_problem(store.root / r["checkpoint"]) is None for r in records.values())
     assert pending_trials(store, plan) == []
+
+
+def test_a_multitask_export_the_disk_refuses_fails_the_joint_trial_and_keeps_the_earlier_exports(tiny_model, tmp_path,
+                                                                                                   file_size_limit):
+    second = {**write_easy_task(tmp_path / "easy2", train=16, dev=8), "name": "easy2"}
+    recorder, store, plan = recorder_for(tmp_path, tiny_model, seeds=1, multitask={"tasks": ["easy", "easy2"]},
+                                         tasks=[write_easy_task(tmp_path / "easy", train=16, dev=8), second])
+    (joint,) = [spec for spec in plan if spec.kind == "multitask"]
+    saved = tmp_path / "storage" / "saved"
+    for task in ("easy", "easy2"):   # what the worker persisted: one exported model folder per task
+        shutil.copytree(tiny_model, saved / BEST_DIR / task)
+    weights = (saved / BEST_DIR / "easy" / "model.safetensors").stat().st_size
+
+    def joint_result(epoch: int, score: float) -> dict:
+        tasks = {t: {"score": score, "accuracy": score} for t in ("easy", "easy2")}
+        return {**result(epoch, score, saved), "tasks": tasks, "improved": ["easy", "easy2"]}
+
+    trial = TuneTrial(joint)
+    recorder.on_trial_start(0, [], trial)
+    recorder.on_trial_result(0, [], trial, joint_result(1, 60.0))
+    exports = {t: store.checkpoint_dir(joint.task_ids[t]) for t in ("easy", "easy2")}
+    assert all(checkpoint_problem(folder) is None for folder in exports.values())
+    file_size_limit(weights // 2)
+    recorder.on_trial_result(0, [], trial, joint_result(2, 70.0))   # both exports improve; the disk refuses
+    file_size_limit(None)
+    recorder.on_trial_complete(0, [], trial)
+
+    records = {r["trial_id"]: r for r in store.records()}
+    for task, folder in exports.items():
+        record = records[joint.task_ids[task]]
+        assert record["status"] == "failed" and "cannot write its checkpoint" in record["error"], record
+        assert "[Errno 27]" in record["error"] and checkpoint_problem(folder) is None   # epoch 1's export, whole
+    assert not [p for p in store.trials.rglob(".*") if p.name.endswith(".tmp")]
+    assert joint in pending_trials(store, plan)   # the next `bench run` trains the joint trial again

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.measure.reliability import (check_final, fault_suite, interrupt_after, random_kills, records,
-                                           run_to_end)
+from benchmark.measure.reliability import (ENDING_WRITES, check_final, fault_suite, interrupt_after, random_kills,
+                                           records, run_to_end)
+from ensembles.config import METHODS as ENSEMBLE_METHODS
 from tests.conftest import bench as run_bench, write_easy_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,21 +101,23 @@ def _learning_rate_at(record: dict, step: int) -> float:
     return earlier[-1]["training"]["learning_rate"] if earlier else record["grid_point"]["learning_rate"]
 
 
-@pytest.mark.long
 def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
-    # Enough work that each fault finds the run unfinished: every kill falls 1-2 writes (an epoch's progress or
-    # checkpoint) after a start, then 0-1 s later.
-    path = write(tmp_path, tiny_model, training={"epochs": 3}, search={"seeds": [1, 2, 3, 4]})
+    # Enough work that each fault in training finds the run unfinished: those kills fall 1-2 writes (an epoch's
+    # progress or checkpoint) after a start, then 0-1 s later. Four more fall among the 40-odd writes after the
+    # trials (leaderboards, then ensembles and soups staged in a folder), where a restart needs no Ray and so costs
+    # CI seconds, not a minute.
+    path = write(tmp_path, tiny_model, training={"epochs": 3, "learning_rate": 2e-3}, search={"seeds": [1, 2, 3, 4]},
+                 ensemble={"methods": list(ENSEMBLE_METHODS), "k": [2, None]})
     run, log = tmp_path / "run", tmp_path / "driver.log"
-    # One kill keeps CI within its time (each restart starts Ray again, ~40 s here); the soak mode of
-    # benchmark/measure/reliability.py kills at many more points.
-    kills = random_kills(path, run, kills=1, seed=8, log=log, max_writes=2, max_delay=1.0)
+    in_training = random_kills(path, run, kills=1, seed=8, log=log, max_writes=2, max_delay=1.0)
     calm = interrupt_after(path, run, new_writes=1, presses=1, log=log)
     hurried = interrupt_after(path, run, new_writes=1, presses=2, log=log)
+    at_the_end = random_kills(path, run, kills=4, seed=9, log=log, max_writes=30, max_delay=0.3, watch=ENDING_WRITES)
     last = run_to_end(path, run, log)
-    for event in (*kills, calm, hurried, last):   # no finished record was lost or written again
+    for event in (*in_training, calm, hurried, *at_the_end, last):   # no finished record was lost or written again
         assert event["lost"] == [], event
-    assert [k["injected"] for k in kills] == [True] and {k["returncode"] for k in kills} == {-9}, kills
+    kills = [k for k in (*in_training, *at_the_end) if k["injected"]]
+    assert len(kills) == 5 and {k["returncode"] for k in kills} == {-9}, (in_training, at_the_end)
     for stop in (calm, hurried):   # Ctrl-C: exit 130 and one line, no traceback, the lock free for the next command
         assert stop["injected"] and stop["returncode"] == 130 and stop["lock_released"] and not stop["traceback"], stop
         assert stop["last_line"].startswith("bench: interrupted; finished trials are kept"), stop
@@ -124,9 +128,24 @@ def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterru
     assert all(r["status"] == "finished" and [e["epoch"] for e in r["epochs"]] == [1, 2, 3] for r in after.values())
     board = json.loads((run / "leaderboard.json").read_text())
     assert board["trials"]["finished"] == 4
+    # Kills fell inside the ensembles' build, and the next start deleted what they left; nothing half-written
+    # remains, and the ensembles equal ones built in one go from the same checkpoints.
+    assert "(an unfinished write)" in log.read_text()
+    assert not [p for p in run.rglob(".*") if p.name.endswith((".tmp", ".old"))
+                and not p.is_relative_to(run / "ray")]
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("ensembles", "ray"))
+    proc = bench("ensemble", copy)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ensemble_rows(run) == ensemble_rows(copy) and len(ensemble_rows(run)) == 1 + 2 * len(ENSEMBLE_METHODS)
     # Trial for trial, what an uninterrupted run of the same trials records.
     reference = uninterrupted_scores(path, tmp_path / "reference")
     assert {name: [e["score"] for e in r["epochs"]] for name, r in after.items()} == reference
+
+
+def ensemble_rows(run: Path) -> dict[str, dict]:
+    state = json.loads((run / "ensembles" / "ensembles.json").read_text())
+    return {row["system"]: row for row in state["rows"]}
 
 
 def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:

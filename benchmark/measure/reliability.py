@@ -90,10 +90,15 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def writes(run: Path) -> dict[str, int]:
-    """What the driver has written to the run directory so far: records, progress files, checkpoints."""
+TRIAL_WRITES = ("trials/*/*.json", "trials/*/checkpoint")   # records, progress files, checkpoints
+# After the trials: leaderboards, and ensembles (staged beside their folder, then moved into place).
+ENDING_WRITES = ("leaderboard.*", "ensembles/**/*", ".ensembles.*/**/*")
+
+
+def writes(run: Path, watch: tuple[str, ...] = TRIAL_WRITES) -> dict[str, int]:
+    """What the driver has written so far to the paths `watch` matches in the run directory."""
     out = {}
-    for path in (*run.glob("trials/*/*.json"), *run.glob("trials/*/checkpoint")):
+    for path in (p for pattern in watch for p in run.glob(pattern)):
         try:
             out[str(path)] = path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -101,39 +106,45 @@ def writes(run: Path) -> dict[str, int]:
     return out
 
 
-def wait_for_writes(proc: subprocess.Popen, run: Path, new_writes: int, timeout: float) -> None:
-    seen, deadline, count = writes(run), time.time() + timeout, 0
+def wait_for_writes(proc: subprocess.Popen, run: Path, new_writes: int, timeout: float,
+                    watch: tuple[str, ...] = TRIAL_WRITES) -> None:
+    seen, deadline, count = writes(run, watch), time.time() + timeout, 0
     while count < new_writes and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-        now = writes(run)
+        time.sleep(0.1)
+        now = writes(run, watch)
         count += sum(1 for path, mtime in now.items() if seen.get(path) != mtime)
         seen = now
 
 
-def kill_after(suite_path: Path, run: Path, new_writes: int, delay: float, log: Path, timeout: float = 900) -> dict:
-    """Start the run; after its `new_writes`-th write to the run directory and then `delay` seconds more, SIGKILL
-    the driver and its Ray cluster (unless the run ended first). Kills so land anywhere in a run, but each one
-    after some progress."""
+def kill_after(suite_path: Path, run: Path, new_writes: int, delay: float, log: Path, timeout: float = 900,
+               watch: tuple[str, ...] = TRIAL_WRITES) -> dict:
+    """Start the run; after its `new_writes`-th write to what `watch` matches and then `delay` seconds more,
+    SIGKILL the driver and its Ray cluster (unless the run ended first). Kills so land anywhere in a run, but each
+    one after some progress."""
     before = finished_records(run)
     proc = start_driver(suite_path, log)
-    wait_for_writes(proc, run, new_writes, timeout)
+    wait_for_writes(proc, run, new_writes, timeout, watch)
     try:
         rc, killed = proc.wait(timeout=delay), False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         rc, killed = proc.wait(), True
     after = finished_records(run)
+    end_group(proc)   # the group was killed whole; a run that ended by itself may leave Ray's processes
     return {"fault": "SIGKILL of the driver", "after_writes": new_writes, "delay_s": round(delay, 2),
             "injected": killed, "returncode": rc, "finished_before": len(before), "finished_after": len(after),
             "lost": lost_or_rewritten(before, after)}
 
 
 def random_kills(suite_path: Path, run: Path, kills: int, seed: int, log: Path, max_writes: int = 3,
-                 max_delay: float = 3.0) -> list[dict]:
-    """`kills` seeded random kill points, the same command started again after each."""
-    rng = random.Random(seed)
-    return [kill_after(suite_path, run, rng.randint(1, max_writes), rng.uniform(0.0, max_delay), log)
-            for _ in range(kills)]
+                 max_delay: float = 3.0, watch: tuple[str, ...] = TRIAL_WRITES) -> list[dict]:
+    """`kills` SIGKILLs at seeded random points, the same command started again after each. A start that ends
+    before its kill point is kept as an event (injected: False) and another point drawn, up to `kills` more."""
+    rng, events = random.Random(seed), []
+    while sum(e["injected"] for e in events) < kills and len(events) < 2 * kills:
+        events.append(kill_after(suite_path, run, rng.randint(1, max_writes), rng.uniform(0.0, max_delay), log,
+                                 watch=watch))
+    return events
 
 
 def interrupt_after(suite_path: Path, run: Path, new_writes: int, presses: int, log: Path,
