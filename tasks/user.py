@@ -40,6 +40,10 @@ def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[st
         raise InputError(f"{where}.name", f"'{decl.name}' is a GLUE task; give your task another name")
     if not 1 <= len(decl.text_columns) <= 2:
         raise InputError(f"{where}.text_columns", f"give one or two columns, got {len(decl.text_columns)}")
+    if len(set(decl.text_columns)) != len(decl.text_columns):
+        raise InputError(f"{where}.text_columns", f"names a column twice: {decl.text_columns}")
+    if decl.label_column in decl.text_columns:
+        raise InputError(f"{where}.text_columns", f"'{decl.label_column}' is the label column; the text is another")
     if decl.regression == (decl.labels is not None):
         raise InputError(where, "declare either `labels: [...]` (classification) or `regression: true`")
     if decl.labels is not None and (len(decl.labels) < 2 or len(set(decl.labels)) != len(decl.labels)):

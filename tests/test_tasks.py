@@ -132,6 +132,8 @@ def test_user_task_data_errors_name_the_file(decl, message, tmp_path, cache_dir)
     ({"labels": ["a", "b"], "name": "rte"}, "is a GLUE task"),
     ({"labels": ["a", "b"], "train": "missing.csv"}, "file not found"),
     ({"labels": ["a", "b"], "lables": 1}, "unknown key (did you mean 'labels'?)"),
+    ({"labels": ["a", "b"], "text_columns": ["text", "text"]}, "names a column twice"),   # found by the fuzz
+    ({"labels": ["a", "b"], "text_columns": ["label"]}, "'label' is the label column"),
 ])
 def test_user_task_declaration_errors(decl, message, tmp_path):
     (tmp_path / "train.csv").write_text("text,label\nx,a\n")
