@@ -122,6 +122,7 @@ def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterru
         assert stop["injected"] and stop["returncode"] == 130 and stop["lock_released"] and not stop["traceback"], stop
         assert stop["last_line"].startswith("bench: interrupted; finished trials are kept"), stop
     assert hurried["exit_seconds"] < 5, hurried   # the second press skips Ray's shutdown
+    assert calm["lingering_after_10s"] == hurried["lingering_after_10s"] == 0   # and leaves no Ray process behind
     assert last["returncode"] == 0, log.read_text()[-3000:]
     after = records(run)
     assert sorted(after) == [f"easy_seed={s}" for s in (1, 2, 3, 4)]

@@ -158,7 +158,7 @@ def interrupt_after(suite_path: Path, run: Path, new_writes: int, presses: int, 
     proc = start_driver(suite_path, log)
     wait_for_writes(proc, run, new_writes, timeout)
     injected = proc.poll() is None
-    pressed = time.perf_counter()
+    pressed, pressed_at = time.perf_counter(), log.stat().st_size   # what failing trials printed before is theirs
     for press in range(presses if injected else 0):
         if press:
             time.sleep(0.5)
@@ -168,7 +168,11 @@ def interrupt_after(suite_path: Path, run: Path, new_writes: int, presses: int, 
             break
     rc = proc.wait()
     exit_seconds = time.perf_counter() - pressed
-    leftover = end_group(proc)
+    leftover = len(_group_members(proc.pid))   # Ray's processes still ending as the driver exits
+    deadline = time.time() + 10
+    while _group_members(proc.pid) and time.time() < deadline:
+        time.sleep(0.5)
+    lingering = end_group(proc)   # still there 10 s later (then killed)
     try:
         with run_lock(run):
             released = True
@@ -177,9 +181,10 @@ def interrupt_after(suite_path: Path, run: Path, new_writes: int, presses: int, 
     after = finished_records(run)
     text = log.read_bytes()[start:].decode(errors="replace")
     tail = text.strip().splitlines()
+    after_press = log.read_bytes()[pressed_at:].decode(errors="replace")
     return {"fault": f"Ctrl-C x{presses}", "injected": injected, "returncode": rc, "exit_seconds": round(exit_seconds, 1),
-            "lock_released": released, "leftover_processes": leftover, "last_line": tail[-1] if tail else "",
-            "traceback": "Traceback (most recent call last)" in text,
+            "lock_released": released, "leftover_processes": leftover, "lingering_after_10s": lingering,
+            "last_line": tail[-1] if tail else "", "traceback": "Traceback (most recent call last)" in after_press,
             "finished_before": len(before), "finished_after": len(after), "lost": lost_or_rewritten(before, after)}
 
 
@@ -248,7 +253,8 @@ class Soak:
             row = rows.setdefault(e["fault"], {"fault": e["fault"], "injections": 0, "survived": 0, "lost": 0})
             row["injections"] += bool(e["injected"])
             row["lost"] += len(e["lost"])
-            row["survived"] += bool(e["injected"]) and not e["lost"] and e.get("lock_released", True)
+            row["survived"] += (bool(e["injected"]) and not e["lost"] and e.get("lock_released", True)
+                                and not e.get("traceback", False))
         return list(rows.values())
 
 
