@@ -102,11 +102,11 @@ def _learning_rate_at(record: dict, step: int) -> float:
 
 
 def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
-    # Enough work that each fault in training finds the run unfinished: those kills fall 1-2 writes (an epoch's
-    # progress or checkpoint) after a start, then 0-1 s later. Four more fall among the 40-odd writes after the
-    # trials (leaderboards, then ensembles and soups staged in a folder), where a restart needs no Ray and so costs
-    # CI seconds, not a minute.
-    path = write(tmp_path, tiny_model, training={"epochs": 3, "learning_rate": 2e-3}, search={"seeds": [1, 2, 3, 4]},
+    # Enough work that each fault in training finds the run unfinished (two trials at once, 4 epochs each): those
+    # kills fall 1-2 writes (an epoch's progress or checkpoint) after a start, then 0-1 s later. Four more fall
+    # among the 40-odd writes after the trials (leaderboards, then ensembles and soups staged in a folder), where a
+    # restart needs no Ray and so costs CI seconds, not a minute.
+    path = write(tmp_path, tiny_model, training={"epochs": 4, "learning_rate": 2e-3}, search={"seeds": [1, 2]},
                  ensemble={"methods": list(ENSEMBLE_METHODS), "k": [2, None]})
     run, log = tmp_path / "run", tmp_path / "driver.log"
     in_training = random_kills(path, run, kills=1, seed=8, log=log, max_writes=2, max_delay=1.0)
@@ -125,10 +125,10 @@ def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterru
     assert calm["lingering_after_10s"] == hurried["lingering_after_10s"] == 0   # and leaves no Ray process behind
     assert last["returncode"] == 0, log.read_text()[-3000:]
     after = records(run)
-    assert sorted(after) == [f"easy_seed={s}" for s in (1, 2, 3, 4)]
-    assert all(r["status"] == "finished" and [e["epoch"] for e in r["epochs"]] == [1, 2, 3] for r in after.values())
+    assert sorted(after) == [f"easy_seed={s}" for s in (1, 2)]
+    assert all(r["status"] == "finished" and [e["epoch"] for e in r["epochs"]] == [1, 2, 3, 4] for r in after.values())
     board = json.loads((run / "leaderboard.json").read_text())
-    assert board["trials"]["finished"] == 4
+    assert board["trials"]["finished"] == 2
     # Kills fell inside the ensembles' build, and the next start deleted what they left; nothing half-written
     # remains, and the ensembles equal ones built in one go from the same checkpoints.
     assert "(an unfinished write)" in log.read_text()
