@@ -151,7 +151,7 @@ def difference_text(board: dict, row: dict, task: str | None) -> str:
 
 
 def _most_examples(board: dict, task: str) -> int:
-    return max((r.get("ci") or {}).get("examples", {}).get(task, 0) for r in board["rows"])
+    return max(((r.get("ci") or {}).get("examples", {}).get(task, 0) for r in board["rows"]), default=0)
 
 
 def _has_subsets(board: dict) -> bool:

@@ -205,19 +205,23 @@ def _descends_from(proc, pid: int) -> bool:
         return False
 
 
-def test_a_trial_that_raises_and_a_diverging_trial_are_recorded_and_the_rest_finish(tmp_path):
-    # A model whose weights do not fit its config raises inside its trials; a task whose targets overflow float32
-    # squared error diverges on the first step.
+def test_a_trial_that_raises_and_a_diverging_trial_are_recorded(tmp_path):
+    # A model whose weights do not fit its config raises inside its trial; a task whose targets overflow float32
+    # squared error diverges on the first step. Two trials, one round of start-ups (that the rest of a run
+    # finishes beside such trials is shown by the soak, benchmark/measure/reliability.py).
     path, expected = fault_suite(tmp_path, seeds=1)
+    suite = yaml.safe_load(path.read_text())
+    suite["tasks"] = [t for t in suite["tasks"] if t["name"] == "huge"]
+    path.write_text(yaml.safe_dump(suite))
     proc = bench("run", path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    final = check_final(tmp_path / "run", expected, seeds=1)
-    assert final["wrong"] == {} and final["records"] == 4, final
+    final = check_final(tmp_path / "run", {k: v for k, v in expected.items() if k[1] == "huge"}, seeds=1)
+    assert final["wrong"] == {} and final["records"] == 2, final
     recs = records(tmp_path / "run")
     assert "loss became inf" in recs["huge_tiny_seed=1"]["error"]
-    assert all("ignore_mismatched_sizes" in recs[f"{t}_broken_seed=1"]["error"] for t in ("easy", "huge"))
+    assert "ignore_mismatched_sizes" in recs["huge_broken_seed=1"]["error"]
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
-    assert (board["trials"]["finished"], board["trials"]["diverged"], board["trials"]["failed"]) == (1, 1, 2)
+    assert (board["trials"]["finished"], board["trials"]["diverged"], board["trials"]["failed"]) == (0, 1, 1)
 
 
 def test_two_node_cluster_runs_trials_on_both_nodes(tiny_model, tmp_path):
