@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.measure.reliability import (ENDING_WRITES, check_final, fault_suite, interrupt_after, random_kills,
+from benchmark.measure.reliability import (ENSEMBLE_BUILD_WRITES, check_final, fault_suite, interrupt_after, random_kills,
                                            records, run_to_end)
 from ensembles.config import METHODS as ENSEMBLE_METHODS
 from tests.conftest import bench as run_bench, write_easy_task
@@ -104,15 +104,16 @@ def _learning_rate_at(record: dict, step: int) -> float:
 def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
     # Enough work that each fault in training finds the run unfinished (two trials at once, 4 epochs each): those
     # kills fall 1-2 writes (an epoch's progress or checkpoint) after a start, then 0-1 s later. Four more fall
-    # among the 40-odd writes after the trials (leaderboards, then ensembles and soups staged in a folder), where a
-    # restart needs no Ray and so costs CI seconds, not a minute.
+    # 1-12 writes into the build of the ensembles and soups (about 36 files staged in a folder), where a restart
+    # needs no Ray and so costs CI seconds, not a minute.
     path = write(tmp_path, tiny_model, training={"epochs": 4, "learning_rate": 2e-3}, search={"seeds": [1, 2]},
                  ensemble={"methods": list(ENSEMBLE_METHODS), "k": [2, None]})
     run, log = tmp_path / "run", tmp_path / "driver.log"
     in_training = random_kills(path, run, kills=1, seed=8, log=log, max_writes=2, max_delay=1.0)
     calm = interrupt_after(path, run, new_writes=1, presses=1, log=log)
     hurried = interrupt_after(path, run, new_writes=1, presses=2, log=log)
-    at_the_end = random_kills(path, run, kills=4, seed=9, log=log, max_writes=30, max_delay=0.3, watch=ENDING_WRITES)
+    at_the_end = random_kills(path, run, kills=4, seed=9, log=log, max_writes=12, max_delay=0.2,
+                              watch=ENSEMBLE_BUILD_WRITES)
     last = run_to_end(path, run, log)
     for event in (*in_training, calm, hurried, *at_the_end, last):   # no finished record was lost or written again
         assert event["lost"] == [], event

@@ -91,8 +91,9 @@ def _group_members(pgid: int) -> list[int]:
 
 
 TRIAL_WRITES = ("trials/*/*.json", "trials/*/checkpoint")   # records, progress files, checkpoints
-# After the trials: leaderboards, and ensembles (staged beside their folder, then moved into place).
-ENDING_WRITES = ("leaderboard.*", "ensembles/**/*", ".ensembles.*/**/*")
+# After the trials: the ensembles' files, while they are being built in their staging folder (a start whose
+# ensembles were built before writes none, so kills placed by these land inside a build).
+ENSEMBLE_BUILD_WRITES = (".ensembles.*/**/*",)
 
 
 def writes(run: Path, watch: tuple[str, ...] = TRIAL_WRITES) -> dict[str, int]:
