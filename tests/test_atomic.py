@@ -18,6 +18,8 @@ from benchmark.lock import run_lock
 REPO = Path(__file__).resolve().parents[1]
 
 # Replaces a folder (ten files, all naming one version) and a JSON file over and over, as fast as it can.
+# It repeats write_version's body rather than import this module: that import (pytest) takes longer than the
+# shortest kill delay, and kills before the first write test nothing.
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
