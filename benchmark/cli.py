@@ -130,6 +130,8 @@ def _run(args) -> int:
 
     quiet_libraries()
     suite = load_suite(args.suite, args.set, output=args.output)
+    for warning in suite.warnings:
+        print(warning, file=sys.stderr)
     run_suite(suite, address=args.address, dry_run=args.dry_run)
     return 0
 
@@ -142,6 +144,8 @@ def _validate(args) -> int:
 
     quiet_libraries()
     suite = load_suite(args.suite, args.set)
+    for warning in suite.warnings:
+        print(warning, file=sys.stderr)
     check_data(suite)
     plan = make_plan(suite)
     kinds = {k: sum(t.kind == k for t in plan) for k in ("multitask", "two-stage", "chain")}
@@ -235,6 +239,8 @@ def _trial(args) -> int:
 
     quiet_libraries()
     suite = load_suite(args.suite, args.set)
+    for warning in suite.warnings:
+        print(warning, file=sys.stderr)
     tasks = {t.name: t for t in suite.tasks}
     joint = args.task == "multitask" and suite.mixture is not None
     if args.task not in tasks and not joint:

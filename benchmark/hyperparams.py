@@ -18,7 +18,7 @@ class TrainingConfig:
     max_grad_norm: float = field(default=1.0, metadata={"min": 0.0})        # 0 turns clipping off
     gradient_accumulation_steps: int = field(default=1, metadata={"min": 1, "max": 4096})
     max_seq_length: int = field(default=128, metadata={"min": 8, "max": 8192})
-    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"   # auto: benchmark/hardware.py
     zero_stage: int = field(default=2, metadata={"choices": [0, 1, 2]})
     group_by_length: bool = True
     eval_batch_size: int = field(default=128, metadata={"min": 1, "max": 65536})

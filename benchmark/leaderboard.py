@@ -126,12 +126,14 @@ def _compute(records: list[dict], chosen: list[dict]) -> dict:
         device_hours = sum(r["wall_seconds"] * devices_held(res) for r, res in zip(records, resources)) / 3600
     throughput = [r["train_samples_per_s"] for r in chosen if r.get("train_samples_per_s")]
     parameters = [r["parameters"] for r in chosen if r.get("parameters")]
+    precisions = sorted({r["precision"] for r in chosen if r.get("precision")})
     return {
         "device": "GPU" if any(res and res["gpus_per_worker"] > 0 for res in resources) else "CPU",
         "device_hours": device_hours,
         "train_samples_per_s": float(np.mean(throughput)) if throughput else None,
         "parameters": max(parameters) if parameters else None,   # heads differ by task; the largest model
         "inference_passes": 1,
+        "precision": "/".join(precisions) or None,   # what the chosen trials ran in
     }
 
 

@@ -31,6 +31,7 @@ from benchmark.batching import collate, global_batches, rank_micro_batches
 from benchmark.checkpoints import save_checkpoint
 from benchmark.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
 from benchmark.errors import TrialDiverged
+from benchmark.hardware import device_name
 from benchmark.hyperparams import TrainingConfig
 from benchmark.mixing import Mixture
 from benchmark.modeling import build_classifier, load_tokenizer
@@ -155,7 +156,7 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
     """`report(row, folder)`: the row holds the mean task score as `score` and each task's metrics under
     `tasks`; `folder/best/<task>` holds the export of each task whose own dev score improved."""
     started = time.perf_counter()
-    rank, world = start_trial(hp, seed, threads)
+    hp, rank, world = start_trial(hp, seed, threads)   # hp.precision: `auto` resolved for this device
     specs = {t: data[t].task for t in mixture.tasks}
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code)
@@ -227,6 +228,8 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
             "eval_seconds": eval_seconds,
             "eval_samples_per_s": sum(len(s) for t in mixture.tasks for s in data[t].eval_splits.values()) / eval_seconds,
             "peak_memory_mb": _peak_memory_mb(device),
+            "precision": hp.precision,
+            "device": device_name(),
         }
         history.append(row)
         is_best = row[OBJECTIVE] > best_score

@@ -589,7 +589,7 @@ class TrialRecorder(tune.Callback):
         ensembles then treat each task's export like any checkpoint. The joint trial's time is split evenly."""
         name, wall = str(trial), time.time() - state["started"]
         shared = ["epoch", "learning_rate", "optimizer_steps", "train_samples", "train_seconds", "train_samples_per_s",
-                  "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id"]
+                  "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id", "precision", "device"]
         for t in spec.tasks:
             record_id, task = spec.task_ids[t], self.tasks[t]
             epochs = [{**{k: h[k] for k in shared if k in h}, **h["tasks"][t], "mean_score": h[OBJECTIVE]}
@@ -612,7 +612,7 @@ class TrialRecorder(tune.Callback):
 def _epoch_fields(result: dict, metric_keys: list[str]) -> dict:
     keep = ["epoch", OBJECTIVE, *metric_keys, "train_loss", "learning_rate", "optimizer_steps", "train_samples",
             "train_seconds", "train_samples_per_s", "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id",
-            "trainable_parameters"]
+            "trainable_parameters", "precision", "device"]
     return {k: result[k] for k in keep if k in result}
 
 

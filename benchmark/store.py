@@ -124,6 +124,8 @@ def trial_record(spec: dict, task: dict, metric_keys: list[str], epochs: list[di
         "train_samples": last.get("train_samples", 0),
         "train_samples_per_s": last.get("train_samples", 0) / train_seconds if train_seconds else None,
         "peak_memory_mb": max((e.get("peak_memory_mb", 0.0) for e in epochs), default=None),
+        "precision": last.get("precision"),   # what ran: `auto` resolved on the trial's device
+        "device_name": last.get("device"),
         "resources": resources,     # what the trial held: workers_per_trial, cpus_per_worker, gpus_per_worker
         "parameters": parameters,   # of the kept model
         "error": error,

@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmark.chains import Chain, check_chains
 from benchmark.errors import InputError
+from benchmark.hardware import bf16_warning
 from benchmark.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.modeling import ModelRef, max_positions, num_layers, resolve_model
@@ -82,6 +83,7 @@ class Suite:
     ensemble: EnsembleSettings | None = None   # checked after the plan's size is known
     mixture: Mixture | None = None             # the `multitask:` section checked; None: no joint training
     chains: list[Chain] = field(default_factory=list)   # the `chains:` section checked
+    warnings: list[str] = field(default_factory=list)   # one line each, printed by every command that loads it
 
     @property
     def name(self) -> str:
@@ -215,6 +217,8 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     if suite.chains:
         _check_chain_search(config)
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
+    if "bf16" in _possible_values(config, "precision") and (warning := bf16_warning(config.resources.gpus_per_worker)):
+        suite.warnings.append(warning)
     return suite
 
 

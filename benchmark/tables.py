@@ -21,7 +21,7 @@ SHORT_METRIC = {"accuracy": "acc", "f1": "F1", "f1_macro": "macro-F1", "matthews
                 "pearson": "Pearson", "spearmanr": "Spearman"}
 MISSING = "—"
 COMPUTE_NOTE = ("{device}-hours: every trial behind the row (all grid points and seeds) times the {device}s it "
-                "held. samples/s: training throughput of one trial at the chosen grid points. params: parameters "
+                "held. samples/s: training throughput of one trial at the chosen grid points. precision: what those trials ran in (`auto` resolved on their device). params: parameters "
                 "of one model. passes: forward passes per example at inference.")
 
 
@@ -172,7 +172,7 @@ def has_ensembles(board: dict) -> bool:
 def extra_header(board: dict, compute: bool) -> list[str]:
     """Compute columns when asked for; otherwise, when ensembles are in, what each row costs at inference."""
     if compute:
-        return [f"{_device(board)}-hours", "samples/s", "params", "passes"]
+        return [f"{_device(board)}-hours", "samples/s", "precision", "params", "passes"]
     return ["passes"] if has_ensembles(board) else []
 
 
@@ -182,7 +182,7 @@ def extra_cells(board: dict, row: dict, compute: bool) -> list[str]:
     passes_text = MISSING if passes is None else f"{passes:g}"
     if compute:
         return [MISSING if hours is None else f"{hours:.2f}", MISSING if sps is None else f"{sps:.1f}",
-                MISSING if params is None else _millions(params), passes_text]
+                c.get("precision") or MISSING, MISSING if params is None else _millions(params), passes_text]
     return [passes_text] if has_ensembles(board) else []
 
 
@@ -328,7 +328,7 @@ def format_csv(board: dict, compute: bool = False) -> str:
     columns += ["average", "average_std", "average_ci_low", "average_ci_high", *(f"average/{k}" for k in test_keys),
                 "seeds", "baseline"]
     if compute:
-        columns += ["device", "device_hours", "train_samples_per_s", "parameters", "inference_passes"]
+        columns += ["device", "device_hours", "train_samples_per_s", "precision", "parameters", "inference_passes"]
     elif has_ensembles(board):
         columns += ["inference_passes"]
     writer = csv.writer(out, lineterminator="\n")
@@ -359,7 +359,7 @@ def format_csv(board: dict, compute: bool = False) -> str:
         if compute:
             c = row.get("compute") or {}
             values += [c.get("device") or "", _num(c.get("device_hours")), _num(c.get("train_samples_per_s")),
-                       c.get("parameters") or "", _passes(c)]
+                       c.get("precision") or "", c.get("parameters") or "", _passes(c)]
         elif has_ensembles(board):
             values += [_passes(row.get("compute") or {})]
         writer.writerow(values)

@@ -25,6 +25,7 @@ from benchmark.checkpoints import save_checkpoint
 from benchmark.curves import CURVE_KEY, encode_curve
 from benchmark.engine import adamw, adamw_over, init_distributed, initialize_engine, linear_schedule
 from benchmark.errors import TrialDiverged
+from benchmark.hardware import device_name, resolve_precision
 from benchmark.freezing import optimizer_groups, trainable_groups, trainable_parameter_count, uses_freezing
 from benchmark.hyperparams import TrainingConfig
 from benchmark.inference import batched_logits
@@ -70,7 +71,7 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
     `model_path` is a checkpoint of another task (intermediate-task transfer): its encoder, with a new head."""
     started = time.perf_counter()
     task = data.task
-    rank, world = start_trial(hp, seed, threads)
+    hp, rank, world = start_trial(hp, seed, threads)   # hp.precision: `auto` resolved for this device
 
     # Model, optimizer and schedule, seeded so that the same seed gives the same head and the same run.
     tokenizer = load_tokenizer(model_path, trust_remote_code)
@@ -143,6 +144,8 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
                 "train_seconds": train_seconds,
                 "train_samples_per_s": window_samples / train_seconds,
                 "peak_memory_mb": _peak_memory_mb(device),
+                "precision": hp.precision,
+                "device": device_name(),
             })
             progress.history.append(row)
             is_best = row[OBJECTIVE] > progress.best_score
@@ -208,18 +211,19 @@ def _rebuild_engine(engine, schedule, model, hp: TrainingConfig, trainable: froz
     return engine, schedule
 
 
-def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[int, int]:
+def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[TrainingConfig, int, int]:
     """What every trial does first, single- or multi-task: join the process group, check the batch splits
-    across it, and seed everything. Returns (rank, world size)."""
+    across it, resolve `precision: auto` for this device, and seed everything. Returns (hp, rank, world size)."""
     from transformers import set_seed
 
     rank, world = init_distributed()
+    hp = hp.replace(precision=resolve_precision(hp.precision))
     if threads:
         torch.set_num_threads(threads)
     if hp.batch_size % (world * hp.gradient_accumulation_steps):
         raise ValueError(f"batch_size {hp.batch_size} is not divisible by workers x accumulation ({world} x {hp.gradient_accumulation_steps})")
     set_seed(seed)
-    return rank, world
+    return hp, rank, world
 
 
 def _loss_function(regression: bool):

@@ -108,4 +108,4 @@ def test_rows_name_their_prediction_files_and_compute():
                                          "trials/rte-0.0001-2/checkpoint/dev_predictions.safetensors"]
     # 7 finished trials behind the row, an hour each, 2 CPUs each; the chosen points' throughput is 10 and 20.
     assert row["compute"] == {"device": "CPU", "device_hours": pytest.approx(14.0), "train_samples_per_s": 15.0,
-                              "parameters": 1002, "inference_passes": 1}
+                              "parameters": 1002, "inference_passes": 1, "precision": None}

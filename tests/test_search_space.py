@@ -33,7 +33,7 @@ def test_samples_are_reproducible_and_inside_their_bounds():
     ({"space": {"batch_size": {"uniform": [8, 16]}}}, "uniform is for real-valued"),
     ({"space": {"learning_rate": {"randint": [1, 5]}}}, "randint is for integer"),
     ({"space": {"epochs": {"randint": [0, 3]}}}, "must be at least 1"),
-    ({"space": {"precision": {"choice": ["bf16", "fp8"]}}}, "must be one of fp32, bf16, fp16"),
+    ({"space": {"precision": {"choice": ["bf16", "fp8"]}}}, "must be one of auto, fp32, bf16, fp16"),
     ({"space": {"learning_rate": [1e-5]}}, "expected a mapping"),
     ({"space": {"learnin_rate": {"uniform": [0, 1]}}}, "did you mean 'learning_rate'"),
     ({"grid": {"learning_rate": [1e-5]}, "space": {"learning_rate": {"uniform": [1e-5, 1e-4]}}}, "also a grid key"),

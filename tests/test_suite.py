@@ -44,7 +44,7 @@ def _glue(glue_dir, cache_dir):
     ({"training__epochs": True}, "training.epochs: expected an integer, got boolean true"),
     ({"training__epochs": 0}, "training.epochs: must be at least 1"),
     ({"training__learning_rate": -1.0}, "training.learning_rate: must be at least"),
-    ({"training__precision": "bf61"}, "training.precision: must be one of fp32, bf16, fp16; got 'bf61' (did you mean 'bf16'?)"),
+    ({"training__precision": "bf61"}, "training.precision: must be one of auto, fp32, bf16, fp16; got 'bf61' (did you mean 'bf16'?)"),
     ({"training__zero_stage": 3}, "training.zero_stage: must be one of 0, 1, 2"),
     ({"tasks": ["rtee"]}, "tasks[0]: unknown task 'rtee' (did you mean 'rte'?)"),
     ({"tasks": []}, "tasks: must not be empty"),

@@ -33,7 +33,7 @@ def _record(model, task, seed, correct):
     return {"trial_id": f"{model}-{task}-{seed}", "status": "finished", "kind": "single", "task": task,
             "model": model, "metric_keys": list(metrics), "grid_point": {"learning_rate": 1e-4}, "seed": seed,
             "best_metrics": metrics, "best_score": 100 * float(np.mean(list(metrics.values()))),
-            "wall_seconds": 1800.0, "train_samples": 100, "train_samples_per_s": 40.0, "parameters": 22_713_986,
+            "wall_seconds": 1800.0, "train_samples": 100, "train_samples_per_s": 40.0, "parameters": 22_713_986, "precision": "fp32",
             "resources": RESOURCES, "checkpoint": f"{model}/{task}/{seed}", "task_spec": GLUE_TASKS[task].to_dict()}
 
 
@@ -63,9 +63,9 @@ def test_markdown_marks_the_best_in_bold_and_significant_differences(board):
 
 def test_compute_columns(board):
     md = format_markdown(board, compute=True)
-    assert "| average | seeds | CPU-hours | samples/s | params | passes |" in md
-    # Four trials of half an hour on one CPU each; 22.7M parameters; one forward pass per example.
-    assert "| 2.00 | 40.0 | 22.7M | 1 |" in md and "CPU-hours: every trial behind the row" in md
+    assert "| average | seeds | CPU-hours | samples/s | precision | params | passes |" in md
+    # Four trials of half an hour on one CPU each, in fp32; 22.7M parameters; one forward pass per example.
+    assert "| 2.00 | 40.0 | fp32 | 22.7M | 1 |" in md and "CPU-hours: every trial behind the row" in md
 
 
 def test_csv_has_intervals_and_tests(board):
@@ -74,7 +74,7 @@ def test_csv_has_intervals_and_tests(board):
     assert float(strong["rte/score_ci_low"]) < float(strong["rte/score"]) < float(strong["rte/score_ci_high"])
     assert strong["rte/significant"] == "1" and float(strong["rte/p_value"]) < 0.05
     assert weak["rte/delta"] == "" and strong["baseline"] == "weak<b> (single)"
-    assert strong["parameters"] == "22713986" and strong["device"] == "CPU"
+    assert strong["parameters"] == "22713986" and strong["device"] == "CPU" and strong["precision"] == "fp32"
 
 
 def _tabulars(tex: str):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 
 SYSTEMS = ("bench", "trainer", "trainer_grouped")
 
+from benchmark.hardware import machine_description
 from benchmark.measure import write_report
 
 
@@ -61,7 +61,8 @@ def run_one(system: str, task_name: str, args) -> dict:
     return {"system": system, "task": task_name, "train_samples_per_s": result["train_samples_per_s"],
             "eval_samples_per_s": result["eval_samples_per_s"], "best_score": best["score"],
             "last_score": result["epochs"][-1]["score"], "wall_seconds": result["wall_seconds"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "precision": args.precision, **machine_description()}
 
 
 def run_in_child(system: str, task: str, argv: list[str]) -> dict:
@@ -81,6 +82,7 @@ def median_rows(runs: list[dict]) -> list[dict]:
     for key in dict.fromkeys((r["task"], r["system"]) for r in runs):
         mine = [r for r in runs if (r["task"], r["system"]) == key]
         row = {k: statistics.median(r[k] for r in mine) for k in mine[0] if isinstance(mine[0][k], float)}
+        row.update({k: mine[0][k] for k in ("precision", "cpu") if k in mine[0]})
         speeds = [r["train_samples_per_s"] for r in mine]
         rows.append({"task": key[0], "system": key[1], **row, "repeats": len(mine),
                      "train_range": (min(speeds), max(speeds))})
@@ -90,23 +92,26 @@ def median_rows(runs: list[dict]) -> list[dict]:
 def summarize(rows: list[dict], command: str, args) -> str:
     import torch
 
+    machine = machine_description()
+    flags = ", ".join(machine["cpu_flags"]) or "none of avx2/avx512/amx"
     lines = ["# Training throughput: bench trainer vs Hugging Face Trainer", "",
              f"Command: `{command}`", "",
-             f"Date {time.strftime('%Y-%m-%d')}; machine: {platform.processor() or platform.machine()}, "
+             f"Date {time.strftime('%Y-%m-%d')}; CPU: {machine['cpu']} (flags: {flags}; native bf16: {'yes' if machine['native_bf16'] else 'no'}); precision {args.precision}; "
              f"{args.threads} torch threads, torch {torch.__version__}; model "
              f"{args.model or 'all-MiniLM-L6-v2 (embedded)'}; lr {args.learning_rate:g}, {args.epochs} epoch(s), "
-             f"batch {args.batch_size}, max length {args.max_seq_length}, {args.precision}, seed {args.seed}; "
+             f"batch {args.batch_size}, max length {args.max_seq_length}, seed {args.seed}; "
              f"bench ZeRO-{args.zero_stage} (one rank runs stage 0); train slice {args.max_train_samples}, dev slice {args.max_eval_samples}; "
              f"medians of {args.repeats} round(s).",
-             "", "| task | system | train samples/s (range) | vs Trainer | vs Trainer grouped | eval samples/s | "
-             "peak RSS MB | dev score best / last epoch |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| task | system | CPU | precision | train samples/s (range) | vs Trainer | vs Trainer grouped | eval samples/s | "
+             "peak RSS MB | dev score best / last epoch |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = {r["system"]: r for r in rows if r["task"] == task}
         for system, r in mine.items():
             ratios = [f"{r['train_samples_per_s'] / mine[base]['train_samples_per_s']:.2f}x" if base in mine else "-"
                       for base in ("trainer", "trainer_grouped")]
             low, high = r["train_range"]
-            lines.append(f"| {task} | {system} | {r['train_samples_per_s']:.1f} ({low:.1f}-{high:.1f}) | {ratios[0]} | {ratios[1]} | "
+            lines.append(f"| {task} | {system} | {r.get('cpu', '?')} | {r.get('precision', '?')} | "
+                         f"{r['train_samples_per_s']:.1f} ({low:.1f}-{high:.1f}) | {ratios[0]} | {ratios[1]} | "
                          f"{r['eval_samples_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
                          f"{r['best_score']:.1f} / {r['last_score']:.1f} |")
     return "\n".join(lines) + "\n"
@@ -122,7 +127,8 @@ def parse(argv):
     p.add_argument("--learning-rate", type=float, default=5e-5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 where this device computes it natively, else fp32 (benchmark/hardware.py)")
     p.add_argument("--zero-stage", type=int, default=2, choices=[0, 1, 2], help="the bench trainer's ZeRO stage")
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--max-eval-samples", type=int, default=None)
@@ -134,6 +140,9 @@ def parse(argv):
     p.add_argument("--out", default="results/throughput")
     p.add_argument("--single", nargs=2, metavar=("SYSTEM", "TASK"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    from benchmark.hardware import resolve_precision
+
+    args.precision = resolve_precision(args.precision)   # both systems run what `auto` picks here
     if args.threads is None:
         import os
 
