@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import atomic
+from benchmark.common import atomic
 from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, recover_interrupted_writes, staging_dir_for
 from benchmark.records.lock import run_lock
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from benchmark import atomic
+    from benchmark.common import atomic
     root, swap = Path(sys.argv[1]), sys.argv[2] == "swap"
     if not swap:
         atomic._exchange = lambda a, b: False

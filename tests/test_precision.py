@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from benchmark import hardware
+from benchmark.common import hardware
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.local import run_local_trial
 from benchmark.train.modeling import load_tokenizer
