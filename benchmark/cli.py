@@ -196,6 +196,7 @@ def _run(args) -> int:
 def _validate(args) -> int:
     from benchmark.common.quiet import quiet_libraries
     from benchmark.config.suite import load_suite
+    from benchmark.plan.points import grid_points
     from benchmark.plan.trials import make_plan
     from benchmark.run.runner import check_data
 
@@ -209,7 +210,8 @@ def _validate(args) -> int:
     extra = "".join(f", {n} {k}" for k, n in kinds.items() if n)
     print(
         f"{args.suite}: valid; {len(plan)} trials ({len(suite.models)} model(s) x {len(suite.tasks)} task(s) x "
-        f"{len(suite.grid_points())} grid point(s) x {len(suite.config.search.seeds)} seed(s){extra}); "
+        f"{len(grid_points(suite.config.search.grid))} grid point(s) x "
+        f"{len(suite.config.search.seeds)} seed(s){extra}); "
         f"output {suite.output}"
     )
     return 0

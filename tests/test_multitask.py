@@ -323,7 +323,9 @@ def test_the_plan_holds_joint_and_stage_two_trials(tmp_path, glue_dir, cache_dir
     assert second.stage_one == joint.trial_id and second.training["epochs"] == 2 and joint.training["epochs"] == 1
     assert second.model_path == str(suite.output / "trials" / "multitask-stsb_lr=0.001_seed=2" / "checkpoint")
     assert len({t.trial_id for t in plan}) == len(plan)
-    assert suite.trials_per_task() == 2 * 2  # mrpc is trained alone only; rte and stsb get 4 + 4 + 4
+    from benchmark.plan.points import trials_per_task
+
+    assert trials_per_task(suite) == 2 * 2  # mrpc is trained alone only; rte and stsb get 4 + 4 + 4
     # Anything that shapes stage one changes stage two's fingerprint too.
     other = make_plan(
         load_suite(

@@ -16,11 +16,10 @@ from benchmark.common.paths import is_dir, local_path, resolve_cache_dir
 from benchmark.common.schema import parse, suggest
 from benchmark.config.chains import Chain, check_chains
 from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_ensemble
-from benchmark.config.search import SearchConfig, check_grid, check_search, sample_space
+from benchmark.config.search import SearchConfig, check_grid, check_search
 from benchmark.train.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.train.modeling import ModelRef, max_positions, num_layers, resolve_model
-from tasks.augment import Augmentation, check_augmentation
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
 
@@ -88,44 +87,6 @@ class Suite:
     @property
     def name(self) -> str:
         return self.config.name
-
-    def grid_points(self) -> list[dict[str, Any]]:
-        grid = self.config.search.grid
-        keys = list(grid)
-        return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-
-    def points(self) -> list[dict[str, Any]]:
-        """The configurations the plan runs: grid points, each crossed with the random samples of `space`."""
-        search = self.config.search
-        if search.resolved_algorithm != "random":
-            return self.grid_points()
-        samples = sample_space(search.space, search.num_samples, search.sample_seed)
-        return [{**point, **sample, "sample": i} for point in self.grid_points() for i, sample in enumerate(samples)]
-
-    def trials_per_task(self) -> int:
-        """How many checkpoints the plan makes for each task (for the task with fewest: joint and two-stage
-        trials add some to the multi-task tasks only). Optuna studies run with the first seed."""
-        search = self.config.search
-        if search.resolved_algorithm == "optuna":
-            return len(self.models) * len(self.grid_points()) * search.num_samples
-        singles = len(self.models) * len(self.points()) * len(search.seeds)
-        if self.mixture is None or any(t.name not in self.mixture.tasks for t in self.tasks):
-            return singles
-        stage_two = len(self.stage_two_points()) if self.config.multitask.two_stage.enabled else 0
-        return singles * (2 + stage_two)  # each joint trial exports one per task, then stage two per its points
-
-    def training_for(self, point: dict[str, Any]) -> TrainingConfig:
-        return self.config.training.replace(**{k: v for k, v in point.items() if k not in ("sample", "optuna")})
-
-    def stage_two_points(self) -> list[dict[str, Any]]:
-        """Stage two's own grid points (one empty point without a grid)."""
-        grid = self.config.multitask.two_stage.grid
-        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-
-    def stage_two_training_for(self, point: dict[str, Any], stage_two_point: dict[str, Any]) -> TrainingConfig:
-        """Stage two of two-stage training: the stage-one grid point's training, with `multitask.two_stage.training`
-        and then stage two's own grid point on top."""
-        return self.training_for(point).replace(**{**self.config.multitask.two_stage.training, **stage_two_point})
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self.config)
@@ -215,12 +176,10 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     out = local_path(output or config.output or f"runs/{config.name}", "--output" if output else "output")
     suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
     suite.mixture = mixture
-    for point in suite.points():
-        check_augmentation(Augmentation.of(suite.training_for(point).to_dict()))
     suite.chains = check_chains(config.chains, [t.name for t in tasks], len(models), config.trust_remote_code)
     if suite.chains:
         _check_chain_search(config)
-    suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
+    suite.ensemble = check_ensemble(config.ensemble, "ensemble", base_models=len(models))
     if "bf16" in _possible_values(config, "precision") and (warning := bf16_warning(config.resources.gpus_per_worker)):
         suite.warnings.append(warning)
     return suite

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from benchmark.common.hashing import canonical, fingerprint
 from benchmark.config.suite import Suite
+from benchmark.plan.points import check_expansion, grid_points, stage_two_points, stage_two_training_for, training_for
+from benchmark.plan.points import points as expand_points
 
 SHORT_KEYS = {
     "learning_rate": "lr",
@@ -75,12 +77,13 @@ def data_key(model_name: str, task: str, training: dict) -> str:
 def make_plan(suite: Suite) -> list[TrialSpec]:
     """Every trial of the suite. With Optuna, a trial's sampled values are chosen when it starts; the plan
     fixes how many trials each study runs and their ids (`optuna=N`), with the first seed."""
+    check_expansion(suite)
     search = suite.config.search
     if search.resolved_algorithm == "optuna":
-        points = [{**p, "optuna": n} for p in suite.grid_points() for n in range(search.num_samples)]
+        points = [{**p, "optuna": n} for p in grid_points(search.grid) for n in range(search.num_samples)]
         seeds = search.seeds[:1]
     else:
-        points, seeds = suite.points(), search.seeds
+        points, seeds = expand_points(search), search.seeds
     plan = [
         make_trial(suite, model, task, point, seed)
         for model in suite.models
@@ -109,14 +112,14 @@ def make_plan(suite: Suite) -> list[TrialSpec]:
                 make_stage_two_trial(suite, j, task, p)
                 for j in joint
                 for task in j.tasks
-                for p in suite.stage_two_points()
+                for p in stage_two_points(suite.config)
             ]
     return plan
 
 
 def make_multitask_trial(suite: Suite, model, point: dict, seed: int) -> TrialSpec:
     mixture = suite.mixture
-    training = suite.training_for(point).to_dict()
+    training = training_for(suite.config, point).to_dict()
     tasks = {t.name: t for t in suite.tasks}
     data = {k: v for k, v in suite.config.data.__dict__.items() if k != "cache_dir"}
     digest = fingerprint(
@@ -154,7 +157,7 @@ def make_stage_two_trial(suite: Suite, joint: TrialSpec, task: str, stage_two_po
     stage two's own values added as `stage_two.<key>`, so tables choose among both stages' configurations."""
     from benchmark.records.store import RunStore
 
-    training = suite.stage_two_training_for(joint.point, stage_two_point).to_dict()
+    training = stage_two_training_for(suite.config, joint.point, stage_two_point).to_dict()
     point = {**joint.point, **{f"stage_two.{k}": v for k, v in stage_two_point.items()}}
     grid = {
         **suite.config.search.grid,
@@ -200,7 +203,7 @@ def make_chain_trial(suite: Suite, model, chain, task, point: dict, seed: int, p
 
 
 def make_trial(suite: Suite, model, task, point: dict, seed: int) -> TrialSpec:
-    training = suite.training_for(point).to_dict()
+    training = training_for(suite.config, point).to_dict()
     data = {k: v for k, v in suite.config.data.__dict__.items() if k != "cache_dir"}
     digest = fingerprint(
         {
