@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.atomic import atomic_write_json
+from benchmark.lora import ADAPTER_WEIGHTS, save_model
 
 PREDICTIONS_FILE = "dev_predictions.safetensors"
 TRIAL_FILE = "trial.json"
@@ -25,7 +26,7 @@ def save_checkpoint(folder: Path, model, tokenizer, split_logits: dict[str, np.n
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)          # safetensors: transformers writes no other format
+    save_model(model, folder)              # safetensors; a LoRA model merged, with its adapter files beside
     tokenizer.save_pretrained(folder)
     tensors = {}
     for split, logits in split_logits.items():
@@ -58,7 +59,7 @@ def parameter_count(folder: Path) -> int:
 
     total = 0
     for path in sorted(Path(folder).glob("*.safetensors")):
-        if path.name == PREDICTIONS_FILE:
+        if path.name in (PREDICTIONS_FILE, ADAPTER_WEIGHTS):
             continue
         with safe_open(str(path), framework="np") as f:
             total += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())

@@ -1,0 +1,128 @@
+"""LoRA through peft in the single-task trainer, on a real DeepSpeed engine (no Ray): what trains, what the
+checkpoint holds, and exact resumption."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from benchmark.freezing import HEAD, group_of_parameters, layer
+from benchmark.hyperparams import TrainingConfig
+from benchmark.local import run_local_trial
+from benchmark.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, add_adapters, classifier_of
+from benchmark.modeling import build_classifier, load_tokenizer
+from benchmark.checkpoints import load_predictions
+from tasks.encoding import encode_task
+from tasks.glue import GLUE_TASKS
+
+FAST = dict(batch_size=16, learning_rate=5e-3, eval_batch_size=32, precision="fp32")
+LORA = dict(lora_r=4, lora_alpha=8.0, lora_dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def rte(tiny_model, glue_dir, cache_dir):
+    return encode_task(GLUE_TASKS["rte"], load_tokenizer(str(tiny_model)), 64, glue_dir, cache_dir, 64, 32)
+
+
+def quiet(*_):
+    pass
+
+
+def _counts(model):
+    """(adapter parameters, head parameters) of a plain tiny BERT classifier with r = 4 on query and value."""
+    hidden = model.config.hidden_size
+    adapters = model.config.num_hidden_layers * 2 * (4 * hidden + hidden * 4)
+    head = sum(p.numel() for n, p in model.named_parameters() if n.startswith(("classifier.", "bert.pooler.")))
+    return adapters, head
+
+
+def test_only_adapters_and_head_train_and_the_checkpoint_is_a_merged_plain_model(tiny_model, rte, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    hp = TrainingConfig(**FAST, **LORA, epochs=2)
+    initial = build_classifier(str(tiny_model), GLUE_TASKS["rte"].label_names)
+    adapters, head = _counts(initial)
+    result = run_local_trial(hp, str(tiny_model), 1, rte, tmp_path, log=quiet)
+    assert [e["trainable_parameters"] for e in result.epochs] == [adapters + head] * 2
+
+    folder = tmp_path / "checkpoint"
+    assert (folder / ADAPTER_WEIGHTS).is_file() and json.loads((folder / ADAPTER_CONFIG).read_text())["r"] == 4
+    merged = load_file(str(folder / "model.safetensors"))
+    assert set(merged) == set(initial.state_dict())   # plain names: no lora_ or base_layer keys
+    before = initial.state_dict()
+    changed = {k for k in merged if not torch.equal(merged[k], before[k])}
+    query_value = {k for k in before if k.endswith(("query.weight", "value.weight"))}
+    head_keys = {k for k in before if k.startswith(("classifier.", "bert.pooler."))}
+    assert query_value <= changed and changed <= query_value | head_keys   # nothing else moved
+
+    plain = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    logits, _ = load_predictions(folder)
+    ours = _dev_logits(plain, rte)
+    # Merged, the weights sum in another order than the adapted forward does: equal up to rounding.
+    assert torch.allclose(torch.from_numpy(logits["validation"]), ours, rtol=0, atol=1e-4)
+    # The adapter files on the initial model give the trial's classifier, to the bit.
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    with_adapters = PeftModel.from_pretrained(base, folder).eval()
+    assert torch.equal(_dev_logits(with_adapters, rte), torch.from_numpy(logits["validation"]))
+
+
+def _dev_logits(model, data):
+    """As the trainer computes them (the same batches and padding)."""
+    from benchmark.trainer import predict_split
+
+    with torch.no_grad():
+        logits = predict_split(model, 2, data.eval_splits["validation"], 0, 32, 0, 1, torch.device("cpu"), 1)
+    return torch.from_numpy(logits)
+
+
+def test_the_engine_holds_only_adapters_and_head(tiny_model):
+    from benchmark.trainer import _build_engine, start_trial
+
+    hp = TrainingConfig(**FAST, **LORA, epochs=1)
+    start_trial(hp, 0, None)
+    model = add_adapters(build_classifier(str(tiny_model), ("a", "b")), hp, str(tiny_model))
+    engine, _ = _build_engine(model, hp, None, 10, 1)
+    in_optimizer = sum(p.numel() for g in engine.optimizer.param_groups for p in g["params"])
+    assert in_optimizer == sum(_counts(build_classifier(str(tiny_model), ("a", "b"))))
+    assert in_optimizer == 2 * 2 * (4 * 32 + 32 * 4) + (32 * 32 + 32) + (2 * 32 + 2)   # adapters, pooler, classifier
+    engine.destroy()
+
+
+def test_freezing_keys_choose_which_layers_adapters_train_and_scale_their_rates(tiny_model):
+    from benchmark.freezing import optimizer_groups, trainable_groups
+    from benchmark.lora import adapter_parameter_names
+
+    hp = TrainingConfig(**FAST, **LORA, freeze_layers=1, layer_lr_decay=0.5)
+    model = add_adapters(build_classifier(str(tiny_model), ("a", "b")), hp, str(tiny_model))
+    inner = classifier_of(model)
+    groups = optimizer_groups(inner, hp, trainable_groups(hp, 0, 2), adapter_parameter_names(model))
+    names = {id(p): n for n, p in inner.named_parameters()}
+    lrs = {names[id(p)]: g["lr"] for g in groups for p in g["params"]}
+    assert all(".lora_" in n or ".modules_to_save." in n for n in lrs)
+    assert not any("layer.0." in n for n in lrs)   # the frozen layer's adapters do not train
+    assert lrs["bert.encoder.layer.1.attention.self.query.lora_A.default.weight"] == pytest.approx(5e-3 * 0.5)
+    assert lrs["classifier.modules_to_save.default.weight"] == 5e-3
+    assert group_of_parameters(inner)["bert.encoder.layer.0.attention.self.value.lora_B.default.weight"] == layer(0)
+    assert group_of_parameters(inner)["bert.pooler.modules_to_save.default.dense.weight"] == HEAD
+
+
+def test_a_lora_trial_resumes_exactly_from_its_saved_state(tiny_model, rte, tmp_path):
+    """Adapters, the head's copy, Adam's moments, the schedule and the dropout RNG all come back."""
+    from benchmark.trainer import STATE_DIR, train
+
+    hp = TrainingConfig(**FAST, **LORA, epochs=3, head_only_epochs=1)
+    straight = train(hp, str(tiny_model), 1, rte, tmp_path / "straight", lambda m, f: None)
+    saved = {}
+
+    def stop_after_epoch_1(metrics, folder):
+        if metrics["epoch"] == 1:
+            saved["state"] = folder / STATE_DIR
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(hp, str(tiny_model), 1, rte, tmp_path / "work", stop_after_epoch_1, save_state=True)
+    resumed = train(hp, str(tiny_model), 1, rte, tmp_path / "work2", lambda m, f: None, resume_from=saved["state"])
+    keys = ["epoch", "score", "train_loss", "learning_rate", "optimizer_steps", "trainable_parameters"]
+    assert [{k: e[k] for k in keys} for e in resumed.epochs] == [{k: e[k] for k in keys} for e in straight.epochs]
+    assert straight.epochs[0]["trainable_parameters"] < straight.epochs[1]["trainable_parameters"]
