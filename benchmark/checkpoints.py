@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.atomic import atomic_write_json
-from benchmark.lora import ADAPTER_WEIGHTS, save_model
+from benchmark.lora import save_model
 
 PREDICTIONS_FILE = "dev_predictions.safetensors"
 TRIAL_FILE = "trial.json"
@@ -59,7 +59,7 @@ def parameter_count(folder: Path) -> int:
 
     total = 0
     for path in sorted(Path(folder).glob("*.safetensors")):
-        if path.name in (PREDICTIONS_FILE, ADAPTER_WEIGHTS):
+        if path.name == PREDICTIONS_FILE:
             continue
         with safe_open(str(path), framework="np") as f:
             total += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())

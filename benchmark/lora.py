@@ -5,8 +5,9 @@ family's attention projections by default, benchmark/families.py) and the whole 
 copy of each head module beside the frozen original (its `modules_to_save`), so the adapter files hold the head.
 
 A kept checkpoint is the merged model: every adapted weight W + (alpha / r) B A, the trained head, the rest as
-loaded, saved as a plain `AutoModelForSequenceClassification` folder. Beside it go the adapter files, for
-loading with peft onto the initial model. The merged weights are computed out of place, so training continues on
+loaded, saved as a plain `AutoModelForSequenceClassification` folder. Beside it, in `adapter/`, go the adapter
+files, for loading with peft onto the initial model. Not in the folder itself: transformers' `from_pretrained`
+applies an adapter it finds next to a model's config.json on top of the weights, which would add it twice. The merged weights are computed out of place, so training continues on
 exactly the unmerged weights (peft's merge_adapter/unmerge_adapter would add and subtract in place, in rounding).
 
 Freezing keys compose with LoRA: they choose which layer groups' adapters train in which epoch (a frozen layer's
@@ -20,6 +21,7 @@ from pathlib import Path
 from benchmark.families import layout_of
 from benchmark.hyperparams import TrainingConfig
 
+ADAPTER_DIR = "adapter"   # inside a checkpoint folder
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER = "default"   # peft's name for the one adapter
@@ -90,5 +92,6 @@ def save_model(model, folder: Path) -> None:
 
     model.get_base_model().save_pretrained(folder, state_dict=merged_state_dict(model))
     adapters = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
-    save_file(adapters, str(Path(folder) / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    model.peft_config[ADAPTER].save_pretrained(str(folder))   # adapter_config.json
+    (Path(folder) / ADAPTER_DIR).mkdir()
+    save_file(adapters, str(Path(folder) / ADAPTER_DIR / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    model.peft_config[ADAPTER].save_pretrained(str(Path(folder) / ADAPTER_DIR))   # adapter_config.json

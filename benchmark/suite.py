@@ -14,6 +14,7 @@ from benchmark.chains import Chain, check_chains
 from benchmark.errors import InputError
 from benchmark.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.mixing import Mixture, MultitaskConfig, check_multitask
+from benchmark.model_support import Wanted, check_model_support
 from benchmark.modeling import ModelRef, max_positions, num_layers, resolve_model
 from benchmark.paths import is_dir, local_path
 from benchmark.schema import parse, suggest
@@ -203,6 +204,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
     _check_freezing(config, models, joint=mixture is not None)
+    _check_model_support(config, models, joint=mixture is not None)
     if config.data.glue_dir and not is_dir(local_path(config.data.glue_dir, "data.glue_dir")):
         raise InputError("data.glue_dir", f"folder not found: {local_path(config.data.glue_dir, 'data.glue_dir')}")
     _check_plan_size(config, models, tasks, joint=mixture is not None)
@@ -245,6 +247,23 @@ def _check_freezing(config: SuiteConfig, models: list[ModelRef], joint: bool) ->
     if joint and used:
         raise InputError(f"training.{used[0]}", "freezing applies to single-task trials; the joint trials of "
                          "multitask do not support it (multitask.two_stage.training may use it)")
+
+
+def _check_model_support(config: SuiteConfig, models: list[ModelRef], joint: bool) -> None:
+    """Freezing and LoRA against each model's layout (benchmark/model_support.py); stage two counts too."""
+    stage_two = config.multitask.two_stage.enabled and joint
+
+    def values(key: str) -> list:
+        return _possible_values(config, key) + (_stage_two_values(config, key) if stage_two else [])
+
+    defaults = TrainingConfig()
+    freezing = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in values(k))]
+    wanted = Wanted(freezing_key=freezing[0] if freezing else None, lora=any(r > 0 for r in values("lora_r")),
+                    target_lists=values("lora_targets"),
+                    joint_lora=joint and any(r > 0 for r in _possible_values(config, "lora_r")))
+    check_model_support(models, wanted, config.trust_remote_code)
+
+
 def _check_chain_search(config: SuiteConfig) -> None:
     soups = [m for m in config.ensemble.methods if m.startswith("soup_")]
     if soups:   # a chain's checkpoints start from another initial model than its target's direct trials

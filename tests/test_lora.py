@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from benchmark.freezing import HEAD, group_of_parameters, layer
 from benchmark.hyperparams import TrainingConfig
 from benchmark.local import run_local_trial
-from benchmark.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, add_adapters, classifier_of
+from benchmark.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, add_adapters, classifier_of
 from benchmark.modeling import build_classifier, load_tokenizer
 from benchmark.checkpoints import load_predictions
 from tasks.encoding import encode_task
@@ -48,7 +48,7 @@ def test_only_adapters_and_head_train_and_the_checkpoint_is_a_merged_plain_model
     assert [e["trainable_parameters"] for e in result.epochs] == [adapters + head] * 2
 
     folder = tmp_path / "checkpoint"
-    assert (folder / ADAPTER_WEIGHTS).is_file() and json.loads((folder / ADAPTER_CONFIG).read_text())["r"] == 4
+    assert (folder / ADAPTER_DIR / ADAPTER_WEIGHTS).is_file() and json.loads((folder / ADAPTER_DIR / ADAPTER_CONFIG).read_text())["r"] == 4
     merged = load_file(str(folder / "model.safetensors"))
     assert set(merged) == set(initial.state_dict())   # plain names: no lora_ or base_layer keys
     before = initial.state_dict()
@@ -61,10 +61,10 @@ def test_only_adapters_and_head_train_and_the_checkpoint_is_a_merged_plain_model
     logits, _ = load_predictions(folder)
     ours = _dev_logits(plain, rte)
     # Merged, the weights sum in another order than the adapted forward does: equal up to rounding.
-    assert torch.allclose(torch.from_numpy(logits["validation"]), ours, rtol=0, atol=1e-4)
+    assert torch.allclose(torch.from_numpy(logits["validation"]), ours, rtol=0, atol=1e-6)
     # The adapter files on the initial model give the trial's classifier, to the bit.
     base = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
-    with_adapters = PeftModel.from_pretrained(base, folder).eval()
+    with_adapters = PeftModel.from_pretrained(base, folder / ADAPTER_DIR).eval()
     assert torch.equal(_dev_logits(with_adapters, rte), torch.from_numpy(logits["validation"]))
 
 
