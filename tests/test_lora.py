@@ -126,3 +126,77 @@ def test_a_lora_trial_resumes_exactly_from_its_saved_state(tiny_model, rte, tmp_
     keys = ["epoch", "score", "train_loss", "learning_rate", "optimizer_steps", "trainable_parameters"]
     assert [{k: e[k] for k in keys} for e in resumed.epochs] == [{k: e[k] for k in keys} for e in straight.epochs]
     assert straight.epochs[0]["trainable_parameters"] < straight.epochs[1]["trainable_parameters"]
+
+
+def _albert(folder):
+    """A tiny ALBERT: a family bench does not declare, whose layers share one module (none to freeze apart)."""
+    from transformers import AlbertConfig, AlbertModel
+
+    tokenizer = load_tokenizer(str(_embedded()))
+    config = AlbertConfig(vocab_size=tokenizer.vocab_size, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    AlbertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _embedded():
+    from benchmark.modeling import embedded_model_path
+
+    return embedded_model_path()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["training.lora_r=-1"], "training.lora_r: must be at least 0"),
+    (["training.lora_r=1.5"], "training.lora_r: expected an integer, got number 1.5"),
+    (["training.lora_r=true"], "training.lora_r: expected an integer, got boolean true"),
+    (["search.grid.lora_r=[0, -4]"], "search.grid.lora_r[1]: must be at least 0"),
+    (["training.lora_r=4", "training.lora_targets=[querry]"],
+     "training.lora_targets: model all-MiniLM-L6-v2 has no module 'querry' (did you mean 'query'?)"),
+    (["search.grid.lora_r=[4]", "search.grid.lora_targets=[null, [value, nope]]"],
+     "training.lora_targets: model all-MiniLM-L6-v2 has no module 'nope'"),
+    (["training.lora_r=4", "training.lora_targets=[attention]"], "a BertAttention of model all-MiniLM-L6-v2; LoRA adapts"),
+    (["training.lora_r=4", "training.lora_targets=[classifier]"], "'classifier' names classifier in the head"),
+    (["training.lora_r=4", "training.lora_targets=[]"], "training.lora_targets: the list is empty"),
+    (["training.lora_r=4", "tasks=[rte, mrpc]", "multitask.tasks=[rte, mrpc]"],
+     "training.lora_r: LoRA applies to single-task trials"),
+    (["training.lora_dropout=1.0"], "training.lora_dropout: must be at most 0.99"),
+])
+def test_bad_lora_settings_exit_2_with_one_line(tmp_path, capsys, glue_dir, cache_dir, overrides, message):
+    from tests.test_suite import validate, write_suite
+
+    code, err = validate(write_suite(tmp_path), capsys, *[x for o in overrides for x in ("--set", o)])
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["training.lora_r=8"], "training.lora_r: bench knows no LoRA targets for model albert (model type albert); name"),
+    (["training.freeze_layers=1"], "training.freeze_layers: bench cannot find the encoder layers of model albert"),
+    (["search.grid.layer_lr_decay=[1.0, 0.8]"], "training.layer_lr_decay: bench cannot find the encoder layers"),
+])
+def test_a_family_bench_does_not_know_is_refused_what_it_cannot_do(tmp_path, capsys, glue_dir, cache_dir, overrides,
+                                                                    message):
+    from tests.test_suite import validate, write_suite
+
+    path = write_suite(tmp_path, model=str(_albert(tmp_path / "albert")))
+    code, err = validate(path, capsys, *[x for o in overrides for x in ("--set", o)])
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1
+    # Full fine-tuning, and LoRA on targets named by the suite, are fine.
+    assert validate(path, capsys)[0] == 0
+    assert validate(path, capsys, "--set", "training.lora_r=8", "--set", "training.lora_targets=[query, value]")[0] == 0
+
+
+def test_lora_keys_vary_in_a_grid(tmp_path, capsys, glue_dir, cache_dir):
+    from tests.test_suite import validate, write_suite
+
+    path = write_suite(tmp_path, search={"grid": {"lora_r": [0, 8], "lora_targets": [None, ["query", "key", "value"]]},
+                                         "seeds": [1]})
+    code, _ = validate(path, capsys)
+    assert code == 0
+    from benchmark.suite import load_suite
+
+    points = [load_suite(path).training_for(p) for p in load_suite(path).points()]
+    assert [(t.lora_r, t.lora_targets) for t in points] == [(0, None), (0, ["query", "key", "value"]), (8, None),
+                                                           (8, ["query", "key", "value"])]
