@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a suite key; pick a grid value with e.g. --set training.learning_rate=5e-5")
 
     sub.add_parser("tasks", help="list the GLUE tasks bench knows")
+    models = sub.add_parser("models", help="list the encoder families bench knows; with model folders, what bench "
+                            "finds in each (family, layers, parameters, tokenizer, whether freezing and LoRA apply)")
+    models.add_argument("folders", nargs="*", metavar="FOLDER", help="a model folder ('default': the embedded model)")
     return parser
 
 
@@ -284,8 +287,22 @@ def _tasks(args) -> int:
     return 0
 
 
+def _models(args) -> int:
+    from benchmark.model_info import family_lines, model_lines
+    from benchmark.modeling import resolve_model
+    from benchmark.quiet import quiet_libraries
+
+    quiet_libraries()
+    if not args.folders:
+        print("\n".join(family_lines()))
+    refs = [resolve_model(None if f == "default" else f, where=f"models[{i}]") for i, f in enumerate(args.folders)]
+    for ref in refs:   # every folder checked before any is described
+        print("\n".join(model_lines(ref)))
+    return 0
+
+
 COMMANDS = {"run": _run, "validate": _validate, "table": _table, "report": _report, "predict": _predict,
-            "ensemble": _ensemble, "trial": _trial, "tasks": _tasks}
+            "ensemble": _ensemble, "trial": _trial, "tasks": _tasks, "models": _models}
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def layout_of(model) -> Layout:
     family = FAMILIES.get(model_type)
     modules = dict(model.named_modules())
     prefix = model.base_model_prefix
-    outside = tuple(name for name, _ in model.named_children() if name != prefix)
+    outside = tuple(name for name, child in model.named_children()
+                    if name != prefix and any(True for _ in child.parameters()))   # not the dropouts
     if family is not None and _is_layer_list(modules.get(family.layers), count):
         return Layout(model_type, family, family.layers, count, family.head + outside, family.lora_targets)
     found = [name for name, m in modules.items() if name.startswith(prefix + ".") and _is_layer_list(m, count)

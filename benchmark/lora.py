@@ -43,9 +43,8 @@ def add_adapters(model, hp: TrainingConfig, model_path: str):
     targets = list(hp.lora_targets or layout.lora_targets)
     if not targets:   # `bench validate` refuses this; a direct caller gets the same message
         raise ValueError(f"bench knows no LoRA targets for model type {layout.model_type}; set training.lora_targets")
-    head = [name for name in layout.head if any(True for _ in model.get_submodule(name).parameters())]
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=hp.lora_r, lora_alpha=hp.lora_alpha,
-                        lora_dropout=hp.lora_dropout, target_modules=targets, modules_to_save=head,
+                        lora_dropout=hp.lora_dropout, target_modules=targets, modules_to_save=list(layout.head),
                         base_model_name_or_path=model_path)
     return get_peft_model(model, config)
 

@@ -138,3 +138,22 @@ def test_the_joint_trial_exports_each_task_as_a_plain_checkpoint(family, models,
     for name in ("easy", "easy2"):
         clf = AutoModelForSequenceClassification.from_pretrained(out / name / "checkpoint")
         assert clf.config.model_type == family
+
+
+def test_bench_models_lists_the_families_and_describes_a_folder(models, tmp_path, capsys):
+    from tests.test_lora import _albert
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{f.name} " in out and f.layers in out for f in FAMILIES.values())
+    assert main(["models", str(models["modernbert"]), str(_albert(tmp_path / "albert"))]) == 0
+    out = capsys.readouterr().out
+    assert "family:     ModernBERT (modernbert)" in out and "layers:     2 (model.layers)" in out
+    assert "head:       model.final_norm, head, classifier" in out and "default targets Wqkv" in out
+    assert "vocabulary 30,522" in out and "freezing:   yes" in out
+    assert "not declared (model type albert)" in out and "freezing:   no" in out and "LoRA:       only with" in out
+    sizes = [int(line.split()[1].replace(",", "")) for line in out.splitlines() if "parameters:" in line]
+    assert sizes[0] == sum(p.numel() for n, p in build_classifier(str(models["modernbert"]), ("a", "b"))
+                           .named_parameters() if not n.startswith(("head.", "classifier.")))
+    assert main(["models", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
