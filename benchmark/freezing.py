@@ -65,7 +65,8 @@ def lr_scale(group: str, num_layers: int, decay: float) -> float:
     return decay ** (num_layers - int(group.split(".")[1]))
 
 
-def optimizer_groups(model, hp: TrainingConfig, trainable: frozenset[str], candidates: set[str] | None = None) -> list[dict]:
+def optimizer_groups(model, hp: TrainingConfig, trainable: frozenset[str],
+                     candidates: set[str] | None = None) -> list[dict]:
     """Sets requires_grad from `trainable`, and returns AdamW's parameter groups over the trainable parameters:
     decay and no-decay groups per learning rate (two groups in all without layer-wise decay). `candidates`: the
     parameters that may train at all (with LoRA: the adapters and the head); None: every parameter."""

@@ -7,8 +7,9 @@ copy of each head module beside the frozen original (its `modules_to_save`), so 
 A kept checkpoint is the merged model: every adapted weight W + (alpha / r) B A, the trained head, the rest as
 loaded, saved as a plain `AutoModelForSequenceClassification` folder. Beside it, in `adapter/`, go the adapter
 files, for loading with peft onto the initial model. Not in the folder itself: transformers' `from_pretrained`
-applies an adapter it finds next to a model's config.json on top of the weights, which would add it twice. The merged weights are computed out of place, so training continues on
-exactly the unmerged weights (peft's merge_adapter/unmerge_adapter would add and subtract in place, in rounding).
+applies an adapter it finds next to a model's config.json on top of the weights, which would add it twice.
+The merged weights are computed out of place, so training continues on exactly the unmerged weights (peft's
+merge_adapter/unmerge_adapter would add and subtract in place, in rounding).
 
 Freezing keys compose with LoRA: they choose which layer groups' adapters train in which epoch (a frozen layer's
 adapters stay at their initial values, which leave the layer unchanged) and scale their learning rates.

@@ -22,7 +22,8 @@ def model_lines(model: ModelRef, trust_remote_code: bool = False) -> list[str]:
 
     classifier = empty_classifier(model.path, trust_remote_code)
     layout = layout_of(classifier)
-    family = f"{layout.family.name} ({layout.model_type})" if layout.family else f"not declared (model type {layout.model_type})"
+    family = (f"{layout.family.name} ({layout.model_type})" if layout.family
+              else f"not declared (model type {layout.model_type})")
     tokenizer = load_tokenizer(model.path, trust_remote_code)
     if layout.lora_targets:
         lora = f"yes; default targets {', '.join(layout.lora_targets)}"

@@ -55,7 +55,8 @@ def check_lora_targets(model, layout: Layout, targets: list[str] | None, name: s
         found = matching_modules(model, target)
         if not found:
             leaves = sorted({n.rsplit(".", 1)[-1] for n in modules if n})
-            raise InputError("training.lora_targets", f"model {name} has no module '{target}'" + suggest(target, leaves))
+            raise InputError("training.lora_targets",
+                             f"model {name} has no module '{target}'" + suggest(target, leaves))
         for module_name in found:
             kind = type(modules[module_name]).__name__
             if module_name.startswith(head) or module_name in layout.head:

@@ -20,7 +20,8 @@ from benchmark.modeling import build_classifier, load_tokenizer
 from tests.conftest import write_easy_task
 
 TRAINING = {"batch_size": 16, "learning_rate": 2e-3, "precision": "fp32", "max_seq_length": 32, "eval_batch_size": 64}
-FREEZING = {"epochs": 3, "freeze_embeddings": True, "layer_lr_decay": 0.9, "head_only_epochs": 1, "gradual_unfreezing": True}
+FREEZING = {"epochs": 3, "freeze_embeddings": True, "layer_lr_decay": 0.9, "head_only_epochs": 1,
+            "gradual_unfreezing": True}
 LORA = {"epochs": 2, "lora_r": 4, "lora_alpha": 8.0}
 
 
@@ -87,8 +88,8 @@ def test_a_family_trains_with_freezing_and_with_lora_and_its_checkpoints_load_in
     folder = adapted / "checkpoint"
     epochs = json.loads((adapted / "epochs.json").read_text())
     assert all(0 < e["trainable_parameters"] < total / 10 for e in epochs)
-    assert json.loads((folder / ADAPTER_DIR / ADAPTER_CONFIG).read_text())["target_modules"]
-    assert set(json.loads((folder / ADAPTER_DIR / ADAPTER_CONFIG).read_text())["target_modules"]) == set(layout.lora_targets)
+    adapter_config = json.loads((folder / ADAPTER_DIR / ADAPTER_CONFIG).read_text())
+    assert set(adapter_config["target_modules"]) == set(layout.lora_targets) and adapter_config["r"] == 4
     assert (folder / ADAPTER_DIR / ADAPTER_WEIGHTS).is_file()
     plain = AutoModelForSequenceClassification.from_pretrained(folder)
     assert type(plain) is type(initial) and set(plain.state_dict()) == set(initial.state_dict())

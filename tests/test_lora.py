@@ -48,7 +48,8 @@ def test_only_adapters_and_head_train_and_the_checkpoint_is_a_merged_plain_model
     assert [e["trainable_parameters"] for e in result.epochs] == [adapters + head] * 2
 
     folder = tmp_path / "checkpoint"
-    assert (folder / ADAPTER_DIR / ADAPTER_WEIGHTS).is_file() and json.loads((folder / ADAPTER_DIR / ADAPTER_CONFIG).read_text())["r"] == 4
+    assert (folder / ADAPTER_DIR / ADAPTER_WEIGHTS).is_file()
+    assert json.loads((folder / ADAPTER_DIR / ADAPTER_CONFIG).read_text())["r"] == 4
     merged = load_file(str(folder / "model.safetensors"))
     assert set(merged) == set(initial.state_dict())   # plain names: no lora_ or base_layer keys
     before = initial.state_dict()
@@ -108,11 +109,13 @@ def test_freezing_keys_choose_which_layers_adapters_train_and_scale_their_rates(
     assert group_of_parameters(inner)["bert.pooler.modules_to_save.default.dense.weight"] == HEAD
 
 
-def test_a_lora_trial_resumes_exactly_from_its_saved_state(tiny_model, rte, tmp_path):
-    """Adapters, the head's copy, Adam's moments, the schedule and the dropout RNG all come back."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_lora_trial_resumes_exactly_from_its_saved_state(tiny_model, rte, tmp_path, precision):
+    """Adapters, the head's copy, Adam's moments, the schedule and the dropout RNG all come back; a head-only
+    first epoch (a new engine after it) included."""
     from benchmark.trainer import STATE_DIR, train
 
-    hp = TrainingConfig(**FAST, **LORA, epochs=3, head_only_epochs=1)
+    hp = TrainingConfig(**{**FAST, "precision": precision}, **LORA, epochs=3, head_only_epochs=1)
     straight = train(hp, str(tiny_model), 1, rte, tmp_path / "straight", lambda m, f: None)
     saved = {}
 
@@ -155,7 +158,8 @@ def _embedded():
      "training.lora_targets: model all-MiniLM-L6-v2 has no module 'querry' (did you mean 'query'?)"),
     (["search.grid.lora_r=[4]", "search.grid.lora_targets=[null, [value, nope]]"],
      "training.lora_targets: model all-MiniLM-L6-v2 has no module 'nope'"),
-    (["training.lora_r=4", "training.lora_targets=[attention]"], "a BertAttention of model all-MiniLM-L6-v2; LoRA adapts"),
+    (["training.lora_r=4", "training.lora_targets=[attention]"],
+     "a BertAttention of model all-MiniLM-L6-v2; LoRA adapts"),
     (["training.lora_r=4", "training.lora_targets=[classifier]"], "'classifier' names classifier in the head"),
     (["training.lora_r=4", "training.lora_targets=[]"], "training.lora_targets: the list is empty"),
     (["training.lora_r=4", "tasks=[rte, mrpc]", "multitask.tasks=[rte, mrpc]"],

@@ -167,7 +167,8 @@ def compute_figures(runs: list[Path]) -> dict:
             tasks[t]["std_over_seeds"] = (row["test"]["std"]["task_scores"].get(t) if on_test
                                           else row["std"]["task_scores"].get(t))
         arms[arm] = {**arm_figures(row, records), "tasks": tasks}
-    comparisons = [(a, t) for a in arms if a != BASELINE for t in board["tasks"] if "p" in arms[a]["tasks"][t]["vs_full"]]
+    comparisons = [(a, t) for a in arms if a != BASELINE for t in board["tasks"]
+                   if "p" in arms[a]["tasks"][t]["vs_full"]]
     for (a, t), p in zip(comparisons, holm([arms[a]["tasks"][t]["vs_full"]["p"] for a, t in comparisons])):
         arms[a]["tasks"][t]["vs_full"]["p_holm"] = p
     return {"split": "test" if on_test else "dev", "tasks": board["tasks"], "arms": arms,
@@ -225,7 +226,8 @@ def main(argv=None) -> int:
     p.add_argument("--train-samples", type=int, default=DEFAULTS["train_samples"])
     p.add_argument("--eval-samples", type=int, default=DEFAULTS["eval_samples"])
     p.add_argument("--epochs", type=int, help=f"default {DEFAULTS['training']['epochs']}")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of every arm's suite")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of every arm's suite")
     p.add_argument("--work", default="runs/measure-peft", help="the arms' suites, model links and run directories")
     p.add_argument("--out", default="results/peft")
     args = p.parse_args(argv)
