@@ -204,3 +204,61 @@ def test_lora_keys_vary_in_a_grid(tmp_path, capsys, glue_dir, cache_dir):
     points = [load_suite(path).training_for(p) for p in load_suite(path).points()]
     assert [(t.lora_r, t.lora_targets) for t in points] == [(0, None), (0, ["query", "key", "value"]), (8, None),
                                                            (8, ["query", "key", "value"])]
+
+
+TWO_RANKS = '''
+import json, sys
+from pathlib import Path
+import torch.distributed
+from benchmark.engine import init_distributed
+from benchmark.hyperparams import TrainingConfig
+from benchmark.modeling import load_tokenizer
+from benchmark.trainer import STATE_DIR, train
+from tasks.encoding import encode_task
+from tasks.glue import GLUE_TASKS
+
+model, glue, cache, out = sys.argv[1:]
+rank, world = init_distributed()
+data = encode_task(GLUE_TASKS["rte"], load_tokenizer(model), 64, Path(glue), Path(cache), 64, 32)
+hp = TrainingConfig(epochs=2, batch_size=16, learning_rate=5e-3, zero_stage=2, precision="bf16", eval_batch_size=32,
+                    lora_r=4, lora_alpha=8.0)
+straight = train(hp, model, 1, data, Path(out) / f"straight{rank}", lambda m, f: None)
+saved = {}
+
+def stop_after_epoch_1(metrics, folder):
+    if metrics["epoch"] == 1:
+        saved["state"] = folder / "state"
+        raise KeyboardInterrupt
+try:
+    train(hp, model, 1, data, Path(out) / "work", stop_after_epoch_1, save_state=True)
+except KeyboardInterrupt:
+    pass
+torch.distributed.barrier()   # rank 0 writes the state's shared files; Ray's report would wait the same way
+resumed = train(hp, model, 1, data, Path(out) / f"resumed{rank}", lambda m, f: None, resume_from=saved["state"])
+keys = ("epoch", "score", "train_loss", "optimizer_steps", "trainable_parameters")
+(Path(out) / f"result{rank}.json").write_text(json.dumps({
+    "rank": rank, "world": world, "straight": [{k: e[k] for k in keys} for e in straight.epochs],
+    "resumed": [{k: e[k] for k in keys} for e in resumed.epochs]}))
+'''
+
+
+def test_two_ranks_at_zero_2_train_lora_and_resume_exactly(tiny_model, glue_dir, cache_dir, tmp_path):
+    """ZeRO-2 partitions only the adapters' and head's optimizer state across two ranks (torchrun, gloo); both ranks
+    report the same numbers, and a state saved after epoch 1 continues exactly."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANKS)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
+                           str(tiny_model), str(glue_dir), str(cache_dir), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = [json.loads((tmp_path / "out" / f"result{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world"] for r in results] == [2, 2]
+    assert results[0]["straight"] == results[1]["straight"] == results[0]["resumed"] == results[1]["resumed"]
+    adapters, head = _counts(build_classifier(str(tiny_model), ("a", "b")))
+    assert [e["trainable_parameters"] for e in results[0]["straight"]] == [adapters + head] * 2

@@ -10,8 +10,8 @@ that the three runs' leaderboard, merged, has one row per arm. Where the suite c
 point and epoch are chosen on validation and the figures are on test: the score with its 95% bootstrap interval
 over test examples, and the paired bootstrap p against full fine-tuning, Holm-corrected over every comparison of
 the study. Without a test split they are the leaderboard's dev figures (chosen and reported on dev), and the
-README says so. Also: trainable parameters, training samples/s and peak memory (on CPU the worker process's peak
-resident memory, which a reused worker carries over from earlier trials; on GPU the peak allocated by torch).
+README says so. Also: trainable parameters, training samples/s and peak memory (what the trainer records: on CPU
+the worker process's peak resident memory over its life, on GPU the peak torch allocated).
 
 Writes `--out`/README.md and `--out`/peft.json from the figures computed here. Each arm's run directory is kept
 under --work; running again resumes the runs (finished trials are kept).
@@ -109,10 +109,11 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 def test_sample(row: dict, root_of: dict, task_spec):
-    """The row's chosen checkpoints scored on the task's test split, resampled; None without test predictions."""
+    """The row's chosen checkpoints scored on the task's test split, resampled; None without test predictions.
+    `root_of`: (model, trial id) -> run directory (the arms' runs give their trials the same ids)."""
     seeds = []
     for trial_id in row["trial_ids"].get(task_spec.name, []):
-        test = read_test_file(test_prediction_path(root_of[trial_id], trial_id))
+        test = read_test_file(test_prediction_path(root_of[row["model"], trial_id], trial_id))
         if test is None:
             return None
         seeds.append({"test": SplitPredictions(test["logits"], test["labels"], np.arange(len(test["labels"])))})
@@ -125,7 +126,7 @@ def test_sample(row: dict, root_of: dict, task_spec):
 def arm_figures(row: dict, records: list[dict]) -> dict:
     """Cost figures of one arm over the trials at its chosen grid points."""
     chosen = {i for ids in row["trial_ids"].values() for i in ids}
-    epochs = [e for r in records if r["trial_id"] in chosen for e in r.get("epochs", [])]
+    epochs = [e for r in records if r["model"] == row["model"] and r["trial_id"] in chosen for e in r.get("epochs", [])]
     return {
         "trainable_parameters": max((e.get("trainable_parameters", 0) for e in epochs), default=None),
         "parameters": row["compute"].get("parameters"),
@@ -143,7 +144,7 @@ def compute_figures(runs: list[Path]) -> dict:
     from tasks.spec import TaskSpec
 
     board, records = leaderboard_from_runs(runs, baseline=f"{BASELINE} (single)")
-    root_of = {r["trial_id"]: run for run in runs for r in RunStore(run).records()}
+    root_of = {(r["model"], r["trial_id"]): run for run in runs for r in RunStore(run).records()}
     specs = {r["task"]: TaskSpec.from_dict(r["task_spec"]) for r in records}
     rows = {row["model"]: row for row in board["rows"] if row["kind"] == "single"}
     samples = {arm: {t: test_sample(rows[arm], root_of, specs[t]) for t in board["tasks"]} for arm in rows}
