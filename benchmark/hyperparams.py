@@ -50,4 +50,3 @@ class TrainingConfig:
 
 TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(TrainingConfig))
 FREEZING_KEYS = ("freeze_embeddings", "freeze_layers", "head_only_epochs", "gradual_unfreezing", "layer_lr_decay")
-LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
