@@ -262,3 +262,25 @@ def test_two_ranks_at_zero_2_train_lora_and_resume_exactly(tiny_model, glue_dir,
     assert results[0]["straight"] == results[1]["straight"] == results[0]["resumed"] == results[1]["resumed"]
     adapters, head = _counts(build_classifier(str(tiny_model), ("a", "b")))
     assert [e["trainable_parameters"] for e in results[0]["straight"]] == [adapters + head] * 2
+
+
+def test_a_lora_checkpoint_starts_a_chain_and_a_lora_target_keeps_its_encoder(tiny_model, rte, tmp_path):
+    """Intermediate-task transfer from a merged LoRA checkpoint (a plain folder), with LoRA again on the target:
+    the target's frozen encoder weights are the source's merged ones, to the bit."""
+    from benchmark.trainer import BEST_DIR, train
+
+    hp = TrainingConfig(**FAST, **LORA, epochs=1)
+    run_local_trial(hp, str(tiny_model), 1, rte, tmp_path / "source", log=quiet)
+    source = tmp_path / "source" / "checkpoint"
+    kept = {}
+
+    def keep(metrics, folder):
+        if folder is not None and (folder / BEST_DIR).is_dir():
+            kept["weights"] = load_file(str(folder / BEST_DIR / "model.safetensors"))
+    train(hp, str(source), 2, rte, tmp_path / "target", keep, new_head=True)
+    before = load_file(str(source / "model.safetensors"))
+    frozen = [k for k in before if k.startswith("bert.") and not k.endswith(("query.weight", "value.weight"))
+              and ".pooler." not in k]
+    assert len(frozen) > 20 and all(torch.equal(kept["weights"][k], before[k]) for k in frozen)
+    assert not torch.equal(kept["weights"]["bert.encoder.layer.1.attention.self.query.weight"],
+                           before["bert.encoder.layer.1.attention.self.query.weight"])
