@@ -22,7 +22,7 @@ from tests.conftest import write_easy_task
 TRAINING = {"batch_size": 16, "learning_rate": 2e-3, "precision": "fp32", "max_seq_length": 32, "eval_batch_size": 64}
 FREEZING = {"epochs": 3, "freeze_embeddings": True, "layer_lr_decay": 0.9, "head_only_epochs": 1,
             "gradual_unfreezing": True}
-LORA = {"epochs": 2, "lora_r": 4, "lora_alpha": 8.0}
+LORA = {"epochs": 2, "lora_r": 4, "lora_alpha": 8.0, "layer_lr_decay": 0.9}   # freezing keys compose with LoRA
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,8 @@ def test_a_family_trains_with_freezing_and_with_lora_and_its_checkpoints_load_in
     assert embeddings and all(torch.equal(weights[k], initial.state_dict()[k]) for k in embeddings)
     AutoModelForSequenceClassification.from_pretrained(frozen / "checkpoint")
 
-    # LoRA: adapters on the family's attention projections, the head in full; the merged model is plain.
+    # LoRA (its adapters' learning rates decayed by layer): adapters on the family's attention projections, the head
+    # in full; the merged model is plain.
     adapted = trial(tmp_path, "lora", model, [task], LORA)
     folder = adapted / "checkpoint"
     epochs = json.loads((adapted / "epochs.json").read_text())
