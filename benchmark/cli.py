@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from benchmark.errors import InputError
+from benchmark.common.errors import InputError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _statistics_options(parser) -> None:
-    from benchmark.bootstrap import RESAMPLES
+    from benchmark.results.bootstrap import RESAMPLES
 
     parser.add_argument("--baseline", metavar="SYSTEM",
                         help="the row the others are tested against (its name, or a unique part of it); "
@@ -127,9 +127,9 @@ def _exit_now(*_) -> None:
 
 
 def _run(args) -> int:
-    from benchmark.quiet import quiet_libraries
-    from benchmark.runner import run_suite
-    from benchmark.suite import load_suite
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.run.runner import run_suite
+    from benchmark.config.suite import load_suite
 
     quiet_libraries()
     suite = load_suite(args.suite, args.set, output=args.output)
@@ -138,10 +138,10 @@ def _run(args) -> int:
 
 
 def _validate(args) -> int:
-    from benchmark.plan import make_plan
-    from benchmark.quiet import quiet_libraries
-    from benchmark.runner import check_data
-    from benchmark.suite import load_suite
+    from benchmark.plan.trials import make_plan
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.run.runner import check_data
+    from benchmark.config.suite import load_suite
 
     quiet_libraries()
     suite = load_suite(args.suite, args.set)
@@ -158,8 +158,8 @@ def _validate(args) -> int:
 def _table(args) -> int:
     from pathlib import Path
 
-    from benchmark.results import leaderboard_from_runs
-    from benchmark.tables import FORMATTERS
+    from benchmark.results.board import leaderboard_from_runs
+    from benchmark.results.tables import FORMATTERS
 
     board, _ = leaderboard_from_runs([Path(d) for d in args.run_dirs], args.baseline, args.bootstrap)
     sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute))
@@ -169,7 +169,7 @@ def _table(args) -> int:
 def _report(args) -> int:
     from pathlib import Path
 
-    from benchmark.report import write_report
+    from benchmark.results.report import write_report
 
     path = write_report([Path(d) for d in args.run_dirs], Path(args.output) if args.output else None, args.baseline,
                         args.bootstrap)
@@ -180,8 +180,8 @@ def _report(args) -> int:
 def _predict(args) -> int:
     from pathlib import Path
 
-    from benchmark.quiet import quiet_libraries
-    from benchmark.submission import missing_for_glue, write_submission
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.results.submission import missing_for_glue, write_submission
 
     quiet_libraries()
     folder, written = write_submission(Path(args.run_dir), Path(args.output) if args.output else None, args.system)
@@ -195,15 +195,15 @@ def _predict(args) -> int:
 def _ensemble(args) -> int:
     from pathlib import Path
 
-    from benchmark.lock import run_lock
-    from benchmark.quiet import quiet_libraries
-    from benchmark.runner import make_console, write_run_leaderboard
-    from benchmark.tables import rich_table
-    from benchmark.store import SUITE_FILE, RunStore
-    from benchmark.suite import load_suite
-    from benchmark.final_test import score_ensembles_on_test
+    from benchmark.records.lock import run_lock
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.run.runner import make_console, write_run_leaderboard
+    from benchmark.results.tables import rich_table
+    from benchmark.records.store import SUITE_FILE, RunStore
+    from benchmark.config.suite import load_suite
+    from benchmark.results.final_scores import score_ensembles_on_test
     from ensembles.build import build_ensembles
-    from ensembles.config import METHODS, EnsembleConfig, check_ensemble
+    from benchmark.config.ensemble import METHODS, EnsembleConfig, check_ensemble
 
     quiet_libraries()
     store = RunStore(Path(args.run_dir))
@@ -229,10 +229,10 @@ def _ensemble(args) -> int:
 def _trial(args) -> int:
     from pathlib import Path
 
-    from benchmark.local import run_local_trial
-    from benchmark.quiet import quiet_libraries
-    from benchmark.runner import cache_dir
-    from benchmark.suite import load_suite
+    from benchmark.train.local import run_local_trial
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.run.runner import cache_dir
+    from benchmark.config.suite import load_suite
     from tasks.encoding import encode_task
     from tasks.loading import resolve_glue_dir
 
@@ -245,7 +245,7 @@ def _trial(args) -> int:
                          + (" or multitask" if suite.mixture else ""))
     model = suite.models[0]
     hp = suite.config.training
-    from benchmark.modeling import load_tokenizer
+    from benchmark.train.modeling import load_tokenizer
 
     data_cfg = suite.config.data
     tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
@@ -259,11 +259,11 @@ def _trial(args) -> int:
 
     seed = args.seed if args.seed is not None else suite.config.search.seeds[0]
     if suite.config.trust_remote_code:
-        from benchmark.runner import TRUST_WARNING
+        from benchmark.run.runner import TRUST_WARNING
 
         print(TRUST_WARNING, file=sys.stderr)
     if joint:
-        from benchmark.local import run_local_multitask_trial
+        from benchmark.train.local import run_local_multitask_trial
 
         result = run_local_multitask_trial(hp, model.path, seed, {t: encoded(t) for t in suite.mixture.tasks},
                                            suite.mixture, Path(args.output), suite.config.trust_remote_code)
@@ -288,9 +288,9 @@ def _tasks(args) -> int:
 
 
 def _models(args) -> int:
-    from benchmark.model_info import family_lines, model_lines
-    from benchmark.modeling import resolve_model
-    from benchmark.quiet import quiet_libraries
+    from benchmark.train.model_info import family_lines, model_lines
+    from benchmark.train.modeling import resolve_model
+    from benchmark.common.quiet import quiet_libraries
 
     quiet_libraries()
     if not args.folders:

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import atomic_replace_dir, atomic_write_bytes, atomic_write_json, staging_dir_for
-from benchmark.checkpoints import save_checkpoint
-from benchmark.errors import InputError
-from benchmark.plan import canonical
-from benchmark.store import RunStore
-from benchmark.suite import Suite
+from benchmark.common.atomic import atomic_replace_dir, atomic_write_bytes, atomic_write_json, staging_dir_for
+from benchmark.train.checkpoints import save_checkpoint
+from benchmark.common.errors import InputError
+from benchmark.plan.trials import canonical
+from benchmark.records.store import RunStore
+from benchmark.config.suite import Suite
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.combine import GREEDY_ROUNDS, greedy_selection, mean_prob, vote
-from ensembles.config import SOUP_METHODS, EnsembleSettings
+from benchmark.config.ensemble import SOUP_METHODS, EnsembleSettings
 from ensembles.protocol import NAME as PROTOCOL_NAME
 from ensembles.protocol import DevHalves, describe, score_on, split_dev
 from ensembles.rows import ENSEMBLES_DIR, STATE_FILE, TaskOutcome, make_row, read_state
@@ -148,8 +148,8 @@ def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[C
 
 def _soup_runner(ctx: _Context, first: Candidate) -> SoupRunner:
     """The task's dev set, tokenised as the trials saw it (from the cache), and a model to run soups on."""
-    from benchmark.modeling import load_tokenizer
-    from benchmark.runner import cache_dir
+    from benchmark.train.modeling import load_tokenizer
+    from benchmark.run.runner import cache_dir
     from tasks.encoding import encode_task
     from tasks.loading import resolve_glue_dir
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.checkpoints import PREDICTIONS_FILE, TRIAL_FILE, checkpoint_problem, load_predictions, load_trial_meta
-from benchmark.errors import InputError
-from benchmark.paths import check_name
-from benchmark.store import RunStore
+from benchmark.train.checkpoints import PREDICTIONS_FILE, TRIAL_FILE, checkpoint_problem, load_predictions, load_trial_meta
+from benchmark.common.errors import InputError
+from benchmark.common.paths import check_name
+from benchmark.records.store import RunStore
 from tasks.spec import TaskSpec
 
 

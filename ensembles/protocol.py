@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import InputError
+from benchmark.common.errors import InputError
 from tasks.metrics import compute_metrics, task_score
 from tasks.spec import TaskSpec
 

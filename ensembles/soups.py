@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from benchmark.errors import InputError
-from benchmark.inference import logits_in_file_order
-from benchmark.modeling import load_finetuned_classifier
+from benchmark.common.errors import InputError
+from benchmark.train.inference import logits_in_file_order
+from benchmark.train.modeling import load_finetuned_classifier
 from ensembles.candidates import Candidate
 
 WEIGHTS_FILE = "model.safetensors"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from benchmark.errors import InputError
+from benchmark.common.errors import InputError
 
 OPERATIONS = ("swap", "delete", "insert", "synonym")
 WORDNET_HINT = ("synonym replacement needs WordNet: pip install nltk, then apt-get install wordnet-base "

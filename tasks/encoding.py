@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import atomic_replace_dir, staging_dir_for
+from benchmark.common.atomic import atomic_replace_dir, staging_dir_for
 from tasks.augment import Augmentation, augment_dataset
 from tasks.loading import load_split
 from tasks.spec import TaskSpec

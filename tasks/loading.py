@@ -10,7 +10,7 @@ import math
 import os
 from pathlib import Path
 
-from benchmark.errors import InputError, first_line
+from benchmark.common.errors import InputError, first_line
 from tasks.spec import TaskSpec, TsvFile
 
 GLUE_DIR_ENV = "BENCH_GLUE_DIR"

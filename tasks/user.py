@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from benchmark.errors import InputError
-from benchmark.paths import is_file, local_path
-from benchmark.schema import parse
+from benchmark.common.errors import InputError
+from benchmark.common.paths import is_file, local_path
+from benchmark.common.schema import parse
 from tasks.metrics import METRICS
 from tasks.spec import TaskSpec
 
@@ -52,7 +52,7 @@ def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[st
     for i, m in enumerate(metrics):
         key = f"{where}.metrics[{i}]"
         if m not in METRICS:
-            from benchmark.schema import suggest
+            from benchmark.common.schema import suggest
 
             raise InputError(key, f"unknown metric '{m}'" + suggest(m, METRICS))
         if METRICS[m].regression != decl.regression:

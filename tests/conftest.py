@@ -42,7 +42,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from benchmark.quiet import quiet_libraries
+    from benchmark.common.quiet import quiet_libraries
 
     quiet_libraries()
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

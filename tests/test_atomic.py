@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchmark import atomic
-from benchmark.atomic import atomic_replace_dir, atomic_write_json, recover_interrupted_writes, staging_dir_for
-from benchmark.lock import run_lock
+from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, recover_interrupted_writes, staging_dir_for
+from benchmark.records.lock import run_lock
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmark.errors import InputError
-from benchmark.modeling import load_tokenizer
+from benchmark.common.errors import InputError
+from benchmark.train.modeling import load_tokenizer
 from tasks.augment import Augmentation, augment_texts, check_augmentation
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS

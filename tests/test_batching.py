@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from benchmark.batching import collate, global_batches, rank_micro_batches
+from benchmark.train.batching import collate, global_batches, rank_micro_batches
 from tasks.encoding import EncodedSplit
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from benchmark.errors import InputError
-from benchmark.store import RunStore
+from benchmark.common.errors import InputError
+from benchmark.records.store import RunStore
 from ensembles.candidates import find_candidates
 from tasks.glue import GLUE_TASKS
 

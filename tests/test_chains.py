@@ -4,10 +4,10 @@ import pytest
 import torch
 import yaml
 
-from benchmark.errors import InputError
-from benchmark.modeling import build_classifier
-from benchmark.plan import make_plan
-from benchmark.suite import load_suite
+from benchmark.common.errors import InputError
+from benchmark.train.modeling import build_classifier
+from benchmark.plan.trials import make_plan
+from benchmark.config.suite import load_suite
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def source_checkpoint(tiny_model, tmp_path_factory):
             p.add_(torch.randn_like(p))
     folder = tmp_path_factory.mktemp("source")
     model.save_pretrained(folder)
-    from benchmark.modeling import load_tokenizer
+    from benchmark.train.modeling import load_tokenizer
 
     load_tokenizer(str(tiny_model)).save_pretrained(folder)
     return folder, model
@@ -83,7 +83,7 @@ def test_a_run_with_a_chain_and_a_train_only_task_scores_both_on_test(tiny_model
     mrpc's checkpoint; the user task gets held-out validation and test splits and test scores in the leaderboard."""
     import json
 
-    from benchmark.final_test import test_prediction_path
+    from benchmark.results.final_scores import test_prediction_path
     from tests.conftest import bench, write_easy_task
 
     easy = write_easy_task(tmp_path / "easy", train=160, dev=1)

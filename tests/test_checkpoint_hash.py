@@ -8,10 +8,10 @@ import json
 import numpy as np
 from safetensors.numpy import save_file
 
-import benchmark.results
-import benchmark.submission
-from benchmark.checkpoints import HASH_FILE, checkpoint_problem
-from benchmark.store import RunStore
+import benchmark.results.board
+import benchmark.results.submission
+from benchmark.train.checkpoints import HASH_FILE, checkpoint_problem
+from benchmark.records.store import RunStore
 from ensembles.candidates import find_candidates
 from tasks.glue import GLUE_TASKS
 
@@ -76,15 +76,15 @@ def test_predict_passes_over_a_damaged_best_checkpoint(tmp_path, capsys, monkeyp
     store.write_suite({"name": "t", "tasks": ["rte"], "data": {}})
     flip_byte(store.checkpoint_dir("best") / "model.safetensors", offset=-1)
     board = {"rows": [{"system": "m (single)", "kind": "single", "model": "m", "config": {"rte": {"learning_rate": 1e-4}}}]}
-    monkeypatch.setattr(benchmark.results, "leaderboard_from_runs", lambda dirs, resamples: (board, store.records()))
+    monkeypatch.setattr(benchmark.results.board, "leaderboard_from_runs", lambda dirs, resamples: (board, store.records()))
     used = []
 
     def fake_logits(folder, task, ds, *args):
         used.append(folder.parent.name)
         return np.zeros((len(ds), 2), np.float32)
 
-    monkeypatch.setattr(benchmark.submission, "predict_logits", fake_logits)
-    folder, written = benchmark.submission.write_submission(store.root)
+    monkeypatch.setattr(benchmark.results.submission, "predict_logits", fake_logits)
+    folder, written = benchmark.results.submission.write_submission(store.root)
     assert used == ["second"] and written == ["RTE.tsv"]
     assert "warning: skipping the checkpoint of best: model.safetensors does not match" in capsys.readouterr().err
     assert json.loads((folder / "submission.json").read_text())["files"]["RTE.tsv"]["trial"] == "second"
@@ -93,9 +93,9 @@ def test_predict_passes_over_a_damaged_best_checkpoint(tmp_path, capsys, monkeyp
 def test_a_finished_trial_with_a_damaged_checkpoint_runs_again_on_resume(tmp_path, capsys, glue_dir, cache_dir):
     import yaml
 
-    from benchmark.plan import make_plan
-    from benchmark.runner import pending_trials
-    from benchmark.suite import load_suite
+    from benchmark.plan.trials import make_plan
+    from benchmark.run.runner import pending_trials
+    from benchmark.config.suite import load_suite
 
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump({"name": "t", "tasks": ["rte"], "search": {"seeds": [1, 2]},

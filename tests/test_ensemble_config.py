@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.suite import load_suite
+from benchmark.config.suite import load_suite
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_a_bad_ensemble_section_gets_one_line_and_exit_code_2(suite_file, capsys
 
 
 def test_soups_need_one_base_model(suite_file, tiny_model, capsys):
-    from benchmark.modeling import embedded_model_path
+    from benchmark.train.modeling import embedded_model_path
 
     models = [embedded_model_path(), str(tiny_model)]
     path = suite_file({"methods": ["mean_prob", "soup_greedy"]}, model=models)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.checkpoints import load_predictions
+from benchmark.train.checkpoints import load_predictions
 from ensembles.combine import mean_prob
 from ensembles.protocol import score_on, split_dev
 from tasks.glue import GLUE_TASKS

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmark.errors import InputError
+from benchmark.common.errors import InputError
 from ensembles.combine import greedy_selection, mean_prob, probabilities, vote
 from ensembles.protocol import score_on, split_dev
 from tasks.glue import GLUE_TASKS

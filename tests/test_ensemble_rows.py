@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.leaderboard import build_leaderboard
-from benchmark.tables import format_csv, format_markdown
+from benchmark.results.leaderboard import build_leaderboard
+from benchmark.results.tables import format_csv, format_markdown
 from ensembles.candidates import Candidate
 from ensembles.protocol import describe
 from ensembles.rows import TaskOutcome, make_row

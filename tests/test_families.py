@@ -12,11 +12,11 @@ import yaml
 from safetensors.torch import load_file
 
 from benchmark.cli import main
-from benchmark.families import FAMILIES, layout_of
-from benchmark.freezing import EMBEDDINGS, group_of_parameters
-from benchmark.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS
+from benchmark.train.families import FAMILIES, layout_of
+from benchmark.train.freezing import EMBEDDINGS, group_of_parameters
+from benchmark.train.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS
 from benchmark.measure.tiny import TINY_FAMILIES, make_tiny_model
-from benchmark.modeling import build_classifier, load_tokenizer
+from benchmark.train.modeling import build_classifier, load_tokenizer
 from tests.conftest import write_easy_task
 
 TRAINING = {"batch_size": 16, "learning_rate": 2e-3, "precision": "fp32", "max_seq_length": 32, "eval_batch_size": 64}
@@ -62,8 +62,8 @@ def test_a_family_trains_with_freezing_and_with_lora_and_its_checkpoints_load_in
         family, models, easy, tmp_path, cache_dir):
     from transformers import AutoModelForSequenceClassification
 
-    from benchmark.submission import predict_logits
-    from benchmark.checkpoints import load_predictions, load_trial_meta
+    from benchmark.results.submission import predict_logits
+    from benchmark.train.checkpoints import load_predictions, load_trial_meta
     from tasks.loading import load_split
     from tasks.spec import TaskSpec
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from benchmark.freezing import EMBEDDINGS, HEAD, group_of_parameters, layer, lr_scale, optimizer_groups, trainable_groups
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.modeling import build_classifier, load_tokenizer
+from benchmark.train.freezing import EMBEDDINGS, HEAD, group_of_parameters, layer, lr_scale, optimizer_groups, trainable_groups
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import build_classifier, load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 
@@ -29,7 +29,7 @@ def quiet(*_):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_frozen_parameters_stay_bit_identical_and_the_rest_train(tiny_model, rte, tmp_path, precision):
-    """(ZeRO-2 partitions across ranks; one rank runs stage 0, see benchmark/engine.py.) bf16 is autocast: the
+    """(ZeRO-2 partitions across ranks; one rank runs stage 0, see benchmark/train/engine.py.) bf16 is autocast: the
     weights stay fp32, so frozen ones come back bit for bit."""
     hp = TrainingConfig(**FAST, epochs=1, freeze_embeddings=True, freeze_layers=1, precision=precision)
     before = build_classifier(str(tiny_model), GLUE_TASKS["rte"].label_names)
@@ -50,7 +50,7 @@ def test_frozen_parameters_stay_bit_identical_and_the_rest_train(tiny_model, rte
 def test_gradual_unfreezing_follows_its_schedule_and_resumes_exactly(tiny_model, rte, tmp_path):
     """ULMFiT: head alone, then one more group per epoch top-down (2 layers, then the embeddings), a new
     engine at each change. A run stopped after epoch 1 and resumed from its saved state gives the same numbers."""
-    from benchmark.trainer import STATE_DIR, train
+    from benchmark.train.trainer import STATE_DIR, train
 
     hp = TrainingConfig(**FAST, epochs=3, head_only_epochs=1, gradual_unfreezing=True)
     model = build_classifier(str(tiny_model), GLUE_TASKS["rte"].label_names)

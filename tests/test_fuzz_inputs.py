@@ -17,10 +17,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import InputError
-from benchmark.modeling import resolve_model
-from benchmark.runner import check_data
-from benchmark.suite import load_suite
+from benchmark.common.errors import InputError
+from benchmark.train.modeling import resolve_model
+from benchmark.run.runner import check_data
+from benchmark.config.suite import load_suite
 from tests.conftest import bench
 from tests.test_fuzz_suite import SCALE, put, values
 

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import InputError
-from benchmark.suite import load_suite
+from benchmark.common.errors import InputError
+from benchmark.config.suite import load_suite
 from conftest import bench
 
 SCALE = int(os.environ.get("BENCH_FUZZ_EXAMPLES", "1"))   # every fuzz test's bound, times this

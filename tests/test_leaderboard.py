@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.leaderboard import build_leaderboard
-from benchmark.tables import format_csv, format_json, format_markdown
+from benchmark.results.leaderboard import build_leaderboard
+from benchmark.results.tables import format_csv, format_json, format_markdown
 
 
 def record(task, lr, seed, metrics, status="finished", model="m"):

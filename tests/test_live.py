@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from benchmark.live import LiveDisplay, Progress
+from benchmark.run.live import LiveDisplay, Progress
 
 
 def test_counts_throughput_and_time_left():

@@ -10,12 +10,12 @@ import time
 import pytest
 import yaml
 
-from benchmark.lock import LOCK_FILE, RunLocked, run_lock
+from benchmark.records.lock import LOCK_FILE, RunLocked, run_lock
 from conftest import REPO, bench
 
 HOLD = """
 import sys, time
-from benchmark.lock import run_lock
+from benchmark.records.lock import run_lock
 with run_lock(sys.argv[1], command="holder-test"):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -23,7 +23,7 @@ with run_lock(sys.argv[1], command="holder-test"):
 
 RACE = """
 import sys, time
-from benchmark.lock import RunLocked, run_lock
+from benchmark.records.lock import RunLocked, run_lock
 while time.time() < float(sys.argv[2]):   # start together
     time.sleep(0.001)
 try:
@@ -103,7 +103,7 @@ def test_of_processes_racing_for_the_lock_exactly_one_wins(tmp_path):
 
 def test_bench_ensemble_on_a_locked_run_is_refused(tmp_path, capsys, glue_dir, cache_dir):
     from benchmark.cli import main
-    from benchmark.store import RunStore
+    from benchmark.records.store import RunStore
 
     run = tmp_path / "run"
     RunStore(run).write_suite({"name": "t", "tasks": ["rte"], "output": str(run)})

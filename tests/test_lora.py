@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from benchmark.freezing import HEAD, group_of_parameters, layer
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, add_adapters, classifier_of
-from benchmark.modeling import build_classifier, load_tokenizer
-from benchmark.checkpoints import load_predictions
+from benchmark.train.freezing import HEAD, group_of_parameters, layer
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, add_adapters, classifier_of
+from benchmark.train.modeling import build_classifier, load_tokenizer
+from benchmark.train.checkpoints import load_predictions
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 
@@ -71,7 +71,7 @@ def test_only_adapters_and_head_train_and_the_checkpoint_is_a_merged_plain_model
 
 def _dev_logits(model, data):
     """As the trainer computes them (the same batches and padding)."""
-    from benchmark.trainer import predict_split
+    from benchmark.train.trainer import predict_split
 
     with torch.no_grad():
         logits = predict_split(model, 2, data.eval_splits["validation"], 0, 32, 0, 1, torch.device("cpu"), 1)
@@ -79,7 +79,7 @@ def _dev_logits(model, data):
 
 
 def test_the_engine_holds_only_adapters_and_head(tiny_model):
-    from benchmark.trainer import _build_engine, start_trial
+    from benchmark.train.trainer import _build_engine, start_trial
 
     hp = TrainingConfig(**FAST, **LORA, epochs=1)
     start_trial(hp, 0, None)
@@ -92,8 +92,8 @@ def test_the_engine_holds_only_adapters_and_head(tiny_model):
 
 
 def test_freezing_keys_choose_which_layers_adapters_train_and_scale_their_rates(tiny_model):
-    from benchmark.freezing import optimizer_groups, trainable_groups
-    from benchmark.lora import adapter_parameter_names
+    from benchmark.train.freezing import optimizer_groups, trainable_groups
+    from benchmark.train.lora import adapter_parameter_names
 
     hp = TrainingConfig(**FAST, **LORA, freeze_layers=1, layer_lr_decay=0.5)
     model = add_adapters(build_classifier(str(tiny_model), ("a", "b")), hp, str(tiny_model))
@@ -113,7 +113,7 @@ def test_freezing_keys_choose_which_layers_adapters_train_and_scale_their_rates(
 def test_a_lora_trial_resumes_exactly_from_its_saved_state(tiny_model, rte, tmp_path, precision):
     """Adapters, the head's copy, Adam's moments, the schedule and the dropout RNG all come back; a head-only
     first epoch (a new engine after it) included."""
-    from benchmark.trainer import STATE_DIR, train
+    from benchmark.train.trainer import STATE_DIR, train
 
     hp = TrainingConfig(**{**FAST, "precision": precision}, **LORA, epochs=3, head_only_epochs=1)
     straight = train(hp, str(tiny_model), 1, rte, tmp_path / "straight", lambda m, f: None)
@@ -144,7 +144,7 @@ def _albert(folder):
 
 
 def _embedded():
-    from benchmark.modeling import embedded_model_path
+    from benchmark.train.modeling import embedded_model_path
 
     return embedded_model_path()
 
@@ -199,7 +199,7 @@ def test_lora_keys_vary_in_a_grid(tmp_path, capsys, glue_dir, cache_dir):
                                          "seeds": [1]})
     code, _ = validate(path, capsys)
     assert code == 0
-    from benchmark.suite import load_suite
+    from benchmark.config.suite import load_suite
 
     points = [load_suite(path).training_for(p) for p in load_suite(path).points()]
     assert [(t.lora_r, t.lora_targets) for t in points] == [(0, None), (0, ["query", "key", "value"]), (8, None),
@@ -210,10 +210,10 @@ TWO_RANKS = '''
 import json, sys
 from pathlib import Path
 import torch.distributed
-from benchmark.engine import init_distributed
-from benchmark.hyperparams import TrainingConfig
-from benchmark.modeling import load_tokenizer
-from benchmark.trainer import STATE_DIR, train
+from benchmark.train.engine import init_distributed
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.modeling import load_tokenizer
+from benchmark.train.trainer import STATE_DIR, train
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 
@@ -267,7 +267,7 @@ def test_two_ranks_at_zero_2_train_lora_and_resume_exactly(tiny_model, glue_dir,
 def test_a_lora_checkpoint_starts_a_chain_and_a_lora_target_keeps_its_encoder(tiny_model, rte, tmp_path):
     """Intermediate-task transfer from a merged LoRA checkpoint (a plain folder), with LoRA again on the target:
     the target's frozen encoder weights are the source's merged ones, to the bit."""
-    from benchmark.trainer import BEST_DIR, train
+    from benchmark.train.trainer import BEST_DIR, train
 
     hp = TrainingConfig(**FAST, **LORA, epochs=1)
     run_local_trial(hp, str(tiny_model), 1, rte, tmp_path / "source", log=quiet)

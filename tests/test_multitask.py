@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import InputError
-from benchmark.hyperparams import TrainingConfig
-from benchmark.mixing import Mixture, MultitaskConfig, check_multitask, task_probabilities
-from benchmark.modeling import load_tokenizer
+from benchmark.common.errors import InputError
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask, task_probabilities
+from benchmark.train.modeling import load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 
@@ -85,8 +85,8 @@ def glue_data(tiny_model, glue_dir, cache_dir):
 
 
 def _engine(tiny_model, data, m: Mixture, hp: TrainingConfig):
-    from benchmark.engine import init_distributed, initialize_engine, linear_schedule
-    from benchmark.multitask import build_multitask_model, multitask_adamw
+    from benchmark.train.engine import init_distributed, initialize_engine, linear_schedule
+    from benchmark.train.multitask import build_multitask_model, multitask_adamw
 
     init_distributed()
     torch.manual_seed(0)
@@ -104,8 +104,8 @@ def _snapshot(module) -> dict:
 def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision):
     """Weight decay on: a step on rte moves the encoder and rte's head, and leaves the others
     bit-identical; so does the next step on stsb for rte's head, though Adam holds moments for it by then."""
-    from benchmark.multitask import train_step
-    from benchmark.trainer import _loss_function
+    from benchmark.train.multitask import train_step
+    from benchmark.train.trainer import _loss_function
 
     m = mixture(["rte", "stsb", "mrpc"])
     hp = TrainingConfig(**FAST, precision=precision)
@@ -139,7 +139,7 @@ def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision
 
 
 def test_the_heads_hold_one_encoder_and_shared_heads_are_one_module(tiny_model, glue_data):
-    from benchmark.multitask import build_multitask_model
+    from benchmark.train.multitask import build_multitask_model
 
     tasks = {t: glue_data[t].task for t in ("rte", "stsb")}
     model = build_multitask_model(str(tiny_model), tasks, {"rte": "rte", "stsb": "stsb"})
@@ -155,10 +155,10 @@ def test_the_heads_hold_one_encoder_and_shared_heads_are_one_module(tiny_model, 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_exported_task_checkpoints_reproduce_the_multitask_predictions_exactly(tiny_model, glue_data, tmp_path, precision):
-    from benchmark.checkpoints import load_predictions, load_trial_meta
-    from benchmark.inference import logits_in_file_order
-    from benchmark.local import run_local_multitask_trial
-    from benchmark.modeling import load_finetuned_classifier
+    from benchmark.train.checkpoints import load_predictions, load_trial_meta
+    from benchmark.train.inference import logits_in_file_order
+    from benchmark.train.local import run_local_multitask_trial
+    from benchmark.train.modeling import load_finetuned_classifier
     from tasks.metrics import compute_metrics, task_score
 
     m = mixture(["rte", "stsb"], "temperature", temperature=2.0)
@@ -235,8 +235,8 @@ def test_a_multitask_task_without_data_exits_2(tmp_path, capsys, glue_dir, cache
 
 
 def test_the_plan_holds_joint_and_stage_two_trials(tmp_path, glue_dir, cache_dir):
-    from benchmark.plan import make_plan
-    from benchmark.suite import load_suite
+    from benchmark.plan.trials import make_plan
+    from benchmark.config.suite import load_suite
 
     suite = load_suite(_suite(tmp_path, {"tasks": ["rte", "stsb"], "sampler": "temperature", "cap": 1000,
                                          "two_stage": {"enabled": True, "training": {"epochs": 2}}},
@@ -260,8 +260,8 @@ def test_the_plan_holds_joint_and_stage_two_trials(tmp_path, glue_dir, cache_dir
 
 
 def test_stage_two_has_its_own_grid(tmp_path, glue_dir, cache_dir):
-    from benchmark.plan import make_plan
-    from benchmark.suite import load_suite
+    from benchmark.plan.trials import make_plan
+    from benchmark.config.suite import load_suite
 
     suite = load_suite(_suite(tmp_path, {"tasks": ["rte", "stsb"], "two_stage": {
         "enabled": True, "training": {"epochs": 2, "learning_rate": 1e-5}, "grid": {"learning_rate": [5e-5, 2e-5]}}},
@@ -310,11 +310,11 @@ def test_bench_trial_runs_the_joint_trial_without_ray(tiny_model, tmp_path, glue
 TWO_RANKS = '''
 import json, sys
 from pathlib import Path
-from benchmark.engine import init_distributed
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_multitask_trial
-from benchmark.mixing import Mixture
-from benchmark.modeling import load_tokenizer
+from benchmark.train.engine import init_distributed
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_multitask_trial
+from benchmark.train.mixing import Mixture
+from benchmark.train.modeling import load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from benchmark.checkpoints import load_predictions, load_trial_meta
+from benchmark.train.checkpoints import load_predictions, load_trial_meta
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
 from tests.conftest import bench

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import yaml
 
-import benchmark.results
-import benchmark.submission
+import benchmark.results.board
+import benchmark.results.submission
 from benchmark.cli import main
-from benchmark.errors import InputError
-from benchmark.paths import check_name
-from benchmark.store import RunStore
+from benchmark.common.errors import InputError
+from benchmark.common.paths import check_name
+from benchmark.records.store import RunStore
 from ensembles.candidates import find_candidates
 from tasks.glue import GLUE_TASKS
 
@@ -67,9 +67,9 @@ def test_predict_refuses_a_test_file_name_outside_the_folder(tmp_path, monkeypat
               "seed": 1, "grid_point": {}, "best_score": 1.0, "checkpoint": "trials/a/checkpoint",
               "training": {"max_seq_length": 32, "eval_batch_size": 8}}
     board = {"rows": [{"system": "m (single)", "kind": "single", "model": "m", "config": {"rte": {}}}]}
-    monkeypatch.setattr(benchmark.results, "leaderboard_from_runs", lambda dirs, resamples: (board, [record]))
-    monkeypatch.setattr(benchmark.submission, "checkpoint_problem", lambda folder: None)
-    monkeypatch.setattr(benchmark.submission, "predict_logits", lambda *a: np.zeros((3, 2)))
+    monkeypatch.setattr(benchmark.results.board, "leaderboard_from_runs", lambda dirs, resamples: (board, [record]))
+    monkeypatch.setattr(benchmark.results.submission, "checkpoint_problem", lambda folder: None)
+    monkeypatch.setattr(benchmark.results.submission, "predict_logits", lambda *a: np.zeros((3, 2)))
     with pytest.raises(InputError, match="test file name '../../evil'"):
-        benchmark.submission.write_submission(store.root)
+        benchmark.results.submission.write_submission(store.root)
     assert not (tmp_path / "evil.tsv").exists()

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.checkpoints import checkpoint_problem
-from benchmark.plan import make_plan
-from benchmark.results import leaderboard_from_runs
-from benchmark.runner import pending_trials
-from benchmark.search import CHECKPOINT_PATH_KEY, TrialRecorder
-from benchmark.store import RunStore
-from benchmark.suite import load_suite
-from benchmark.trainer import BEST_DIR
+from benchmark.train.checkpoints import checkpoint_problem
+from benchmark.plan.trials import make_plan
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.run.runner import pending_trials
+from benchmark.run.tune import CHECKPOINT_PATH_KEY, TrialRecorder
+from benchmark.records.store import RunStore
+from benchmark.config.suite import load_suite
+from benchmark.train.trainer import BEST_DIR
 from tests.conftest import write_easy_task
 
 

@@ -5,9 +5,9 @@ import re
 
 import numpy as np
 
-from benchmark.leaderboard import build_leaderboard
-from benchmark.plots import FIGURES
-from benchmark.report import render_report
+from benchmark.results.leaderboard import build_leaderboard
+from benchmark.results.plots import FIGURES
+from benchmark.results.report import render_report
 
 RESOURCES = {"workers_per_trial": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}
 
@@ -66,7 +66,7 @@ def test_a_run_with_one_grid_point_and_no_ensemble_says_what_it_leaves_out():
 
 
 def test_trials_of_several_models_are_told_apart_by_colour():
-    from benchmark.plots import TrialStyle, epoch_curves
+    from benchmark.results.plots import TrialStyle, epoch_curves
 
     records = RECORDS + [{**r, "model": "other", "trial_id": "other_" + r["trial_id"]} for r in RECORDS]
     style = TrialStyle(records)

@@ -1,8 +1,8 @@
 import pytest
 
-from benchmark.errors import InputError
-from benchmark.search import concurrency
-from benchmark.suite import ResourcesConfig
+from benchmark.common.errors import InputError
+from benchmark.run.tune import concurrency
+from benchmark.config.suite import ResourcesConfig
 
 
 @pytest.mark.parametrize("resources, cluster, nodes, fits", [

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.checkpoints import load_predictions
-from benchmark.plan import make_plan
-from benchmark.suite import load_suite
+from benchmark.train.checkpoints import load_predictions
+from benchmark.plan.trials import make_plan
+from benchmark.config.suite import load_suite
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
 from tests.conftest import bench
@@ -125,7 +125,7 @@ def test_report_is_one_html_file_with_the_plots(tiny_run):
 
 
 def test_predict_writes_glue_submission_files_from_the_best_checkpoints(tiny_run, glue_dir, cache_dir):
-    from benchmark.submission import predict_logits
+    from benchmark.results.submission import predict_logits
     from tasks.loading import load_split
 
     _, run, _ = tiny_run

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from benchmark.errors import InputError
+from benchmark.common.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 PICKLE_NAMES = ("pytorch_model.bin", "training_args.bin", "optimizer.pt", "rng_state.pth", "scheduler.pt",
@@ -67,7 +67,7 @@ def test_the_package_source_reads_no_pickle():
 
 
 def test_a_model_folder_with_only_a_pickle_is_refused(tiny_model, tmp_path):
-    from benchmark.modeling import resolve_model
+    from benchmark.train.modeling import resolve_model
 
     folder = tmp_path / "old"
     shutil.copytree(tiny_model, folder)
@@ -85,9 +85,9 @@ def test_a_model_folder_with_only_a_pickle_is_refused(tiny_model, tmp_path):
 
 
 def test_pickles_planted_in_a_model_folder_and_a_run_directory_are_never_read(tiny_model, tmp_path):
-    from benchmark.modeling import build_classifier, load_finetuned_classifier, resolve_model
-    from benchmark.results import leaderboard_from_runs
-    from benchmark.store import RunStore
+    from benchmark.train.modeling import build_classifier, load_finetuned_classifier, resolve_model
+    from benchmark.results.board import leaderboard_from_runs
+    from benchmark.records.store import RunStore
     from ensembles.candidates import find_candidates
     from tasks.glue import GLUE_TASKS
 

@@ -13,7 +13,7 @@ import yaml
 
 from benchmark.measure.reliability import (ENSEMBLE_BUILD_WRITES, check_final, fault_suite, interrupt_after, random_kills,
                                            records, run_to_end)
-from ensembles.config import METHODS as ENSEMBLE_METHODS
+from benchmark.config.ensemble import METHODS as ENSEMBLE_METHODS
 from tests.conftest import bench as run_bench, write_easy_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,11 +154,11 @@ def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:
     """Each planned trial trained in this process, start to end (one thread, as a one-CPU Ray worker)."""
     import torch
 
-    from benchmark.hyperparams import TrainingConfig
-    from benchmark.local import run_local_trial
-    from benchmark.plan import data_key, make_plan
-    from benchmark.runner import prepare_data
-    from benchmark.suite import load_suite
+    from benchmark.train.hyperparams import TrainingConfig
+    from benchmark.train.local import run_local_trial
+    from benchmark.plan.trials import data_key, make_plan
+    from benchmark.run.runner import prepare_data
+    from benchmark.config.suite import load_suite
 
     suite = load_suite(path)
     plan = make_plan(suite)
@@ -229,8 +229,8 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tiny_model, tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
-    from benchmark.runner import run_suite
-    from benchmark.suite import load_suite
+    from benchmark.run.runner import run_suite
+    from benchmark.config.suite import load_suite
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)

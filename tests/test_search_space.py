@@ -1,10 +1,10 @@
 import pytest
 
-from benchmark.errors import InputError
-from benchmark.plan import make_plan
-from benchmark.schema import parse
-from benchmark.search_space import SearchConfig, check_search, sample_space
-from benchmark.suite import load_suite
+from benchmark.common.errors import InputError
+from benchmark.plan.trials import make_plan
+from benchmark.common.schema import parse
+from benchmark.config.search import SearchConfig, check_search, sample_space
+from benchmark.config.suite import load_suite
 from tests.test_suite import write_suite
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import InputError
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.modeling import load_tokenizer
-from benchmark.store import RunStore
+from benchmark.common.errors import InputError
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import load_tokenizer
+from benchmark.records.store import RunStore
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, read_weights, uniform_soup
 from tasks.encoding import encode_task

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.errors import InputError
-from benchmark.leaderboard import build_leaderboard
-from benchmark.suite import load_suite
-from benchmark.tables import FORMATTERS
+from benchmark.common.errors import InputError
+from benchmark.results.leaderboard import build_leaderboard
+from benchmark.config.suite import load_suite
+from benchmark.results.tables import FORMATTERS
 from tasks.loading import holdout_record, load_split
 from tasks.splits import holdout_partition
 from tests.conftest import write_easy_task

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score
 
-from benchmark.bootstrap import SplitPredictions, common_examples, interval, paired_difference, score_task
-from benchmark.errors import InputError
-from benchmark.statistics import add_statistics
+from benchmark.results.bootstrap import SplitPredictions, common_examples, interval, paired_difference, score_task
+from benchmark.common.errors import InputError
+from benchmark.results.statistics import add_statistics
 from tasks.glue import GLUE_TASKS
 
 SPECS = {name: GLUE_TASKS[name] for name in ("rte", "stsb", "mnli")}
@@ -114,7 +114,7 @@ def test_rows_covering_part_of_dev_are_compared_on_the_common_examples():
     assert test["examples"] == 150 and by["ensemble"]["ci"]["examples"]["rte"] == 150
     on_half = 100 * (GOOD[half].mean() - WORSE[half].mean())
     assert test["delta"] == pytest.approx(on_half)
-    from benchmark.tables import format_markdown
+    from benchmark.results.tables import format_markdown
 
     md = format_markdown(board)
     assert "(n=150)" in md and "every compared prediction covers" in md

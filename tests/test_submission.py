@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from benchmark.errors import InputError
-from benchmark.submission import best_checkpoints, missing_for_glue, submission_text
+from benchmark.common.errors import InputError
+from benchmark.results.submission import best_checkpoints, missing_for_glue, submission_text
 from tasks.glue import GLUE_TASKS
 
 

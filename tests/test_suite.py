@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.plan import make_plan
-from benchmark.suite import load_suite
+from benchmark.plan.trials import make_plan
+from benchmark.config.suite import load_suite
 
 
 def write_suite(tmp_path: Path, **overrides) -> Path:

@@ -10,10 +10,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from benchmark.bootstrap import SplitPredictions
-from benchmark.leaderboard import build_leaderboard
-from benchmark.statistics import add_statistics
-from benchmark.tables import format_csv, format_html, format_latex, format_markdown, latex_escape
+from benchmark.results.bootstrap import SplitPredictions
+from benchmark.results.leaderboard import build_leaderboard
+from benchmark.results.statistics import add_statistics
+from benchmark.results.tables import format_csv, format_html, format_latex, format_markdown, latex_escape
 from tasks.glue import GLUE_TASKS
 
 RNG = np.random.default_rng(11)

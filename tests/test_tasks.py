@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import InputError
+from benchmark.common.errors import InputError
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split
 from tasks.user import user_task_from_decl

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.checkpoints import load_predictions, load_trial_meta
-from benchmark.errors import TrialDiverged
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.modeling import load_tokenizer
+from benchmark.train.checkpoints import load_predictions, load_trial_meta
+from benchmark.common.errors import TrialDiverged
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split
@@ -78,8 +78,8 @@ def test_both_precisions_train_and_decay_to_zero(tiny_model, stsb, tmp_path, pre
 def test_one_rank_runs_zero_0_and_bf16_keeps_fp32_weights(tiny_model, stsb):
     """ZeRO 1-2 partition across ranks: one rank runs stage 0 (ZeRO-2 across two ranks: test_run_e2e,
     test_multitask). bf16 is autocast: the weights and the optimizer stay fp32; the optimizer is fused."""
-    from benchmark.engine import deepspeed_config, init_distributed, initialize_engine, linear_schedule, adamw
-    from benchmark.modeling import build_classifier
+    from benchmark.train.engine import deepspeed_config, init_distributed, initialize_engine, linear_schedule, adamw
+    from benchmark.train.modeling import build_classifier
 
     hp = TrainingConfig(**FAST, zero_stage=2, precision="bf16")
     assert deepspeed_config(hp, 2)["zero_optimization"]["stage"] == 2
@@ -114,7 +114,7 @@ def test_a_nan_loss_stops_the_trial(tiny_model, stsb, tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_saved_state_continues_exactly_where_it_stopped(tiny_model, rte, tmp_path, precision):
     """Train 3 epochs straight; separately stop after epoch 1 and resume from the saved state: same numbers."""
-    from benchmark.trainer import STATE_DIR, train
+    from benchmark.train.trainer import STATE_DIR, train
 
     hp = TrainingConfig(**{**FAST, "epochs": 3}, precision=precision)
     straight = run_local_trial(hp, str(tiny_model), 5, rte, tmp_path / "straight", log=quiet)
@@ -137,7 +137,7 @@ def test_a_saved_state_continues_exactly_where_it_stopped(tiny_model, rte, tmp_p
 
 
 def test_eval_every_n_steps_reports_mid_epoch(tiny_model, rte, tmp_path):
-    from benchmark.trainer import train
+    from benchmark.train.trainer import train
 
     reports = []
     train(TrainingConfig(**FAST), str(tiny_model), 1, rte, tmp_path, lambda m, f: reports.append(m), eval_every_steps=4)

@@ -19,8 +19,8 @@ import torch
 
 from benchmark.measure import write_report
 from benchmark.measure.study import run_study
-from benchmark.results import leaderboard_from_runs
-from benchmark.tables import format_markdown
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.results.tables import format_markdown
 
 
 def per_seed_scores(records: list[dict], task: str, chain: str | None) -> dict[int, float]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.atomic import atomic_write_text
+from benchmark.common.atomic import atomic_write_text
 from benchmark.measure.study import run_study
 from ensembles.rows import read_state
 
@@ -99,7 +99,7 @@ def _candidate_report_score(run_dir: Path, candidate: dict, report_file: str) ->
     """A candidate's report-half score, from its saved dev logits and the report indices of a row's prediction file."""
     from safetensors.numpy import load_file
 
-    from benchmark.checkpoints import load_predictions, load_trial_meta
+    from benchmark.train.checkpoints import load_predictions, load_trial_meta
     from ensembles.protocol import score_on
     from tasks.spec import TaskSpec
 
@@ -119,7 +119,7 @@ def _weighted(ids: list[str], weights: list[float]) -> list[str]:
 def main(argv=None) -> int:
     study = run_study("benchmark.measure.ensembles", __doc__, "configs/ensembles.yaml", "results/ensembles.md", argv)
     args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
-    from benchmark.store import RunStore
+    from benchmark.records.store import RunStore
 
     store = RunStore(suite.output)
     report = summarize(read_state(suite.output), store.records(), suite, command, wall)

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
 from benchmark.measure import write_report
-from benchmark.modeling import embedded_model_path, load_tokenizer
-from benchmark.quiet import quiet_libraries
-from benchmark.runner import resolve_cache_dir
+from benchmark.train.modeling import embedded_model_path, load_tokenizer
+from benchmark.common.quiet import quiet_libraries
+from benchmark.run.runner import resolve_cache_dir
 from tasks.augment import Augmentation
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS

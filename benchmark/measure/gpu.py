@@ -37,7 +37,7 @@ def card_peak(name: str) -> float | None:
 
 def synthetic_task(folder: Path, examples: int, dev: int, words: int, seed: int = 0):
     """A two-class user task of long random sentences: truncation makes every example exactly max length."""
-    from benchmark.modeling import embedded_model_path, load_tokenizer
+    from benchmark.train.modeling import embedded_model_path, load_tokenizer
     from tasks.user import user_task_from_decl
 
     vocab = [w for w in load_tokenizer(embedded_model_path()).get_vocab() if w.isalpha() and len(w) > 2]
@@ -77,10 +77,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from benchmark.hyperparams import TrainingConfig
+    from benchmark.train.hyperparams import TrainingConfig
     from benchmark.measure.parity import run_bench, run_hf_trainer
-    from benchmark.modeling import embedded_model_path, save_random_bert
-    from benchmark.quiet import quiet_libraries
+    from benchmark.train.modeling import embedded_model_path, save_random_bert
+    from benchmark.common.quiet import quiet_libraries
 
     quiet_libraries()
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"

@@ -18,8 +18,8 @@ import torch
 
 from benchmark.measure import write_report
 from benchmark.measure.study import run_study
-from benchmark.results import leaderboard_from_runs
-from benchmark.tables import format_markdown
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.results.tables import format_markdown
 
 
 def compute_by_kind(records: list[dict]) -> dict[str, dict]:

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.modeling import build_classifier, embedded_model_path, load_tokenizer
-from benchmark.quiet import quiet_libraries
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import build_classifier, embedded_model_path, load_tokenizer
+from benchmark.common.quiet import quiet_libraries
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split, resolve_glue_dir

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import atomic_write_json
-from benchmark.bootstrap import SplitPredictions, interval, paired_difference, score_task
-from benchmark.final_test import read_test_file, test_prediction_path
+from benchmark.common.atomic import atomic_write_json
+from benchmark.results.bootstrap import SplitPredictions, interval, paired_difference, score_task
+from benchmark.results.final_scores import read_test_file, test_prediction_path
 from benchmark.measure import write_report
-from benchmark.modeling import embedded_model_path
+from benchmark.train.modeling import embedded_model_path
 
 # Arm name -> its training keys and learning-rate grid. alpha = 2r, as is common for LoRA on GLUE.
 ARMS = {
@@ -61,7 +61,7 @@ def arm_model(work: Path, arm: str, model_path: str) -> Path:
 
 def glue_dev_supported() -> bool:
     """Whether this bench has `data.glue_dev` (score GLUE's dev set as test, validate on a held-out part)."""
-    from benchmark.suite import DataConfig
+    from benchmark.config.suite import DataConfig
 
     return any(f.name == "glue_dev" for f in dataclasses.fields(DataConfig))
 
@@ -86,8 +86,8 @@ def write_suite(work: Path, arm: str, args, model: Path) -> Path:
 
 def run_arms(args, work: Path, model_path: str) -> list[Path]:
     """`bench run` of each arm's suite; returns the run directories, the baseline first."""
-    from benchmark.runner import run_suite
-    from benchmark.suite import load_suite
+    from benchmark.run.runner import run_suite
+    from benchmark.config.suite import load_suite
 
     runs = []
     for arm in ARMS:
@@ -139,8 +139,8 @@ def arm_figures(row: dict, records: list[dict]) -> dict:
 
 def compute_figures(runs: list[Path]) -> dict:
     """Every figure the README and the json report, from the merged leaderboard of the arms' runs."""
-    from benchmark.results import leaderboard_from_runs
-    from benchmark.store import RunStore
+    from benchmark.results.board import leaderboard_from_runs
+    from benchmark.records.store import RunStore
     from tasks.spec import TaskSpec
 
     board, records = leaderboard_from_runs(runs, baseline=f"{BASELINE} (single)")
@@ -218,7 +218,7 @@ def readme(figures: dict, args, command: str, wall: float) -> str:
 
 
 def main(argv=None) -> int:
-    from benchmark.quiet import quiet_libraries
+    from benchmark.common.quiet import quiet_libraries
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="a model folder (default: the embedded all-MiniLM-L6-v2)")

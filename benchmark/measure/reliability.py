@@ -51,7 +51,7 @@ def start_driver(suite_path: Path, log: Path) -> subprocess.Popen:
 
 def finished_records(run: Path) -> dict[str, bytes]:
     """Each finished (or stopped, or diverged) trial's record, as bytes: a record rewritten later shows."""
-    from benchmark.store import DONE_STATUSES
+    from benchmark.records.store import DONE_STATUSES
 
     out = {}
     for path in run.glob(RECORDS):
@@ -152,7 +152,7 @@ def interrupt_after(suite_path: Path, run: Path, new_writes: int, presses: int, 
                     timeout: float = 900) -> dict:
     """Start the run; after its `new_writes`-th write to the run directory, press Ctrl-C `presses` times (0.5 s
     apart) on the process group; time how long the driver takes to exit, and check that the lock was released."""
-    from benchmark.lock import run_lock
+    from benchmark.records.lock import run_lock
 
     before = finished_records(run)
     start = log.stat().st_size if log.exists() else 0

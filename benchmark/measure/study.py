@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 
 
-from benchmark.quiet import quiet_libraries
-from benchmark.runner import run_suite
-from benchmark.suite import Suite, load_suite
+from benchmark.common.quiet import quiet_libraries
+from benchmark.run.runner import run_suite
+from benchmark.config.suite import Suite, load_suite
 
 
 @dataclass

@@ -37,10 +37,10 @@ def run_one(system: str, task_name: str, args) -> dict:
     """One system on one task, in this process."""
     import torch
 
-    from benchmark.hyperparams import TrainingConfig
+    from benchmark.train.hyperparams import TrainingConfig
     from benchmark.measure.parity import run_bench, run_hf_trainer
-    from benchmark.modeling import embedded_model_path
-    from benchmark.quiet import quiet_libraries
+    from benchmark.train.modeling import embedded_model_path
+    from benchmark.common.quiet import quiet_libraries
     from tasks.glue import GLUE_TASKS
     from tasks.loading import resolve_glue_dir
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def make_tiny_bert(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     """A random BERT small enough to train in a second."""
-    from benchmark.modeling import save_random_bert
+    from benchmark.train.modeling import save_random_bert
 
     return save_random_bert(folder, hidden=hidden, layers=layers, heads=2, intermediate=2 * hidden,
                             max_positions=128, seed=seed)
@@ -38,7 +38,7 @@ def write_easy_task(folder: Path, train: int = 128, dev: int = 64) -> dict:
             "text_columns": ["text"], "labels": ["bad", "good"]}
 
 
-# The encoder families bench knows (benchmark/families.py), each as a tiny random model.
+# The encoder families bench knows (benchmark/train/families.py), each as a tiny random model.
 TINY_FAMILIES = ("bert", "roberta", "electra", "deberta-v2", "distilbert", "modernbert")
 
 
@@ -49,7 +49,7 @@ def make_tiny_model(folder: Path, family: str, seed: int = 0, hidden: int = 32, 
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from benchmark.modeling import embedded_model_path, load_tokenizer
+    from benchmark.train.modeling import embedded_model_path, load_tokenizer
 
     tokenizer = load_tokenizer(embedded_model_path())
     common = dict(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
