@@ -50,5 +50,11 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def bench(*args, timeout=900, **kwargs) -> subprocess.CompletedProcess:
     """The `bench` CLI in a fresh process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "benchmark.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ}, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ},
+        **kwargs,
+    )

@@ -12,17 +12,22 @@ import yaml
 from safetensors.torch import load_file
 
 from benchmark.cli import main
+from benchmark.measure.tiny import TINY_FAMILIES, make_tiny_model
 from benchmark.train.families import FAMILIES, layout_of
 from benchmark.train.freezing import EMBEDDINGS, group_of_parameters
 from benchmark.train.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS
-from benchmark.measure.tiny import TINY_FAMILIES, make_tiny_model
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from tests.conftest import write_easy_task
 
 TRAINING = {"batch_size": 16, "learning_rate": 2e-3, "precision": "fp32", "max_seq_length": 32, "eval_batch_size": 64}
-FREEZING = {"epochs": 3, "freeze_embeddings": True, "layer_lr_decay": 0.9, "head_only_epochs": 1,
-            "gradual_unfreezing": True}
-LORA = {"epochs": 2, "lora_r": 4, "lora_alpha": 8.0, "layer_lr_decay": 0.9}   # freezing keys compose with LoRA
+FREEZING = {
+    "epochs": 3,
+    "freeze_embeddings": True,
+    "layer_lr_decay": 0.9,
+    "head_only_epochs": 1,
+    "gradual_unfreezing": True,
+}
+LORA = {"epochs": 2, "lora_r": 4, "lora_alpha": 8.0, "layer_lr_decay": 0.9}  # freezing keys compose with LoRA
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +45,18 @@ def models(tmp_path_factory):
 
 def suite(tmp_path: Path, model: Path, tasks: list, training: dict, **extra) -> Path:
     path = tmp_path / "suite.yaml"
-    path.write_text(yaml.safe_dump({"name": "families", "model": str(model), "tasks": tasks,
-                                    "training": {**TRAINING, **training}, "search": {"seeds": [1]}, **extra}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "families",
+                "model": str(model),
+                "tasks": tasks,
+                "training": {**TRAINING, **training},
+                "search": {"seeds": [1]},
+                **extra,
+            }
+        )
+    )
     return path
 
 
@@ -59,7 +74,8 @@ def test_every_declared_family_is_tested():
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_a_family_trains_with_freezing_and_with_lora_and_its_checkpoints_load_in_plain_transformers(
-        family, models, easy, tmp_path, cache_dir):
+    family, models, easy, tmp_path, cache_dir
+):
     from transformers import AutoModelForSequenceClassification
 
     from benchmark.results.submission import predict_logits
@@ -96,7 +112,7 @@ def test_a_family_trains_with_freezing_and_with_lora_and_its_checkpoints_load_in
     assert type(plain) is type(initial) and set(plain.state_dict()) == set(initial.state_dict())
     changed = [k for k, v in plain.state_dict().items() if not torch.equal(v, initial.state_dict()[k])]
     adapted_keys = [k for k in changed if any(k.endswith(f"{t}.weight") for t in layout.lora_targets)]
-    assert len(adapted_keys) == 2 * len(layout.lora_targets)   # each target in each of the 2 layers
+    assert len(adapted_keys) == 2 * len(layout.lora_targets)  # each target in each of the 2 layers
 
     # `bench predict`'s path runs the merged checkpoint: it gives the dev logits the trial saved.
     spec = TaskSpec.from_dict(load_trial_meta(folder)["task"])
@@ -119,9 +135,9 @@ def test_a_soup_of_a_full_and_a_lora_checkpoint_runs(family, models, easy, tmp_p
     adapted = trial(tmp_path, "lora", model, [task], {**LORA, "epochs": 1})
     store = make_run(tmp_path / "run", {"a": full / "checkpoint", "b": adapted / "checkpoint"})
     a, b = find_candidates(store)["easy"]
-    check_ingredients([a, b])   # the same initial model, architecture and weight names
+    check_ingredients([a, b])  # the same initial model, architecture and weight names
     soup = uniform_soup([a, b])
-    for key in soup:   # the mean of the merged weights, adapted or not
+    for key in soup:  # the mean of the merged weights, adapted or not
         expected = (read_weights(a.folder)[key].float() + read_weights(b.folder)[key].float()) / 2
         torch.testing.assert_close(soup[key], expected)
     spec = user_task_from_decl(task, "easy", Path.cwd(), set(), {"validation": 0.1, "test": 0.0}, 0)
@@ -135,8 +151,9 @@ def test_the_joint_trial_exports_each_task_as_a_plain_checkpoint(family, models,
     from transformers import AutoModelForSequenceClassification
 
     model, tasks = models[family], list(easy)
-    out = trial(tmp_path, "joint", model, tasks, {"epochs": 1}, task="multitask",
-                multitask={"tasks": ["easy", "easy2"]})
+    out = trial(
+        tmp_path, "joint", model, tasks, {"epochs": 1}, task="multitask", multitask={"tasks": ["easy", "easy2"]}
+    )
     for name in ("easy", "easy2"):
         clf = AutoModelForSequenceClassification.from_pretrained(out / name / "checkpoint")
         assert clf.config.model_type == family
@@ -155,7 +172,10 @@ def test_bench_models_lists_the_families_and_describes_a_folder(models, tmp_path
     assert "vocabulary 30,522" in out and "freezing:   yes" in out
     assert "not declared (model type albert)" in out and "freezing:   no" in out and "LoRA:       only with" in out
     sizes = [int(line.split()[1].replace(",", "")) for line in out.splitlines() if "parameters:" in line]
-    assert sizes[0] == sum(p.numel() for n, p in build_classifier(str(models["modernbert"]), ("a", "b"))
-                           .named_parameters() if not n.startswith(("head.", "classifier.")))
+    assert sizes[0] == sum(
+        p.numel()
+        for n, p in build_classifier(str(models["modernbert"]), ("a", "b")).named_parameters()
+        if not n.startswith(("head.", "classifier."))
+    )
     assert main(["models", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.count("\n") == 1

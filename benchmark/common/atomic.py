@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"   # of unfinished writes; recover_interrupted_writes knows them
+TMP_SUFFIX, OLD_SUFFIX = ".tmp", ".old"  # of unfinished writes; recover_interrupted_writes knows them
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -16,7 +16,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
-        os.fchmod(fd, 0o644)   # mkstemp makes 0600; results and reports are meant to be read by others
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results and reports are meant to be read by others
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -44,7 +44,7 @@ def atomic_replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists() and _exchange(src, dst):
         _fsync_dir(dst.parent)
-        shutil.rmtree(src, ignore_errors=True)   # it holds the old contents now
+        shutil.rmtree(src, ignore_errors=True)  # it holds the old contents now
         return
     old = None
     if dst.exists():
@@ -80,7 +80,7 @@ def recover_interrupted_writes(root: str | os.PathLike, skip: tuple[str, ...] = 
         for name in [*dirs, *files]:
             path = Path(folder) / name
             if name.startswith(".") and name.endswith(OLD_SUFFIX) and path.is_dir():
-                kept = path.with_name(name[1:-len(OLD_SUFFIX)])
+                kept = path.with_name(name[1 : -len(OLD_SUFFIX)])
                 if kept.exists():
                     shutil.rmtree(path, ignore_errors=True)
                     done.append(f"deleted {path} (replaced by {kept.name})")

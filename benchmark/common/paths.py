@@ -13,10 +13,17 @@ from benchmark.common.errors import InputError
 
 
 def check_name(name, where: str, what: str = "name") -> str:
-    if (not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0")
-            or len(name.encode("utf-8", "surrogatepass")) > 255):
-        raise InputError(where, f"{what} {name!r} is not a plain file name (no '/', '\\', NUL, '.' or '..'; at most "
-                         "255 bytes), so it could write outside the run directory")
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or any(c in name for c in "/\\\0")
+        or len(name.encode("utf-8", "surrogatepass")) > 255
+    ):
+        raise InputError(
+            where,
+            f"{what} {name!r} is not a plain file name (no '/', '\\', NUL, '.' or '..'; at most "
+            "255 bytes), so it could write outside the run directory",
+        )
     return name
 
 
@@ -32,7 +39,7 @@ def local_path(text: str, where: str, base: Path | None = None) -> Path:
 def is_file(path: Path) -> bool:
     try:
         return path.is_file()
-    except (OSError, ValueError):   # a name too long for the file system is no file
+    except (OSError, ValueError):  # a name too long for the file system is no file
         return False
 
 

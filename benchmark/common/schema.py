@@ -45,7 +45,11 @@ def check_value(hint, value: Any, where: str, meta: typing.Mapping = types.Mappi
     if value is None:
         return value
     if "choices" in meta and value not in meta["choices"]:
-        raise InputError(where, f"must be one of {', '.join(map(str, meta['choices']))}; got {value!r}" + suggest(str(value), meta["choices"]))
+        raise InputError(
+            where,
+            f"must be one of {', '.join(map(str, meta['choices']))}; got {value!r}"
+            + suggest(str(value), meta["choices"]),
+        )
     if "min" in meta and isinstance(value, (int, float)) and value < meta["min"]:
         raise InputError(where, f"must be at least {meta['min']}, got {value}")
     if "max" in meta and isinstance(value, (int, float)) and value > meta["max"]:
@@ -78,7 +82,9 @@ def _convert(hint, value, where):
         raise InputError(where, f"expected {_name(hint)}, got null")
     if origin is Literal:
         if value not in args:
-            raise InputError(where, f"must be one of {', '.join(map(str, args))}; got {value!r}" + suggest(str(value), args))
+            raise InputError(
+                where, f"must be one of {', '.join(map(str, args))}; got {value!r}" + suggest(str(value), args)
+            )
         return value
     if origin is list:
         if not isinstance(value, list):
@@ -120,7 +126,7 @@ def _convert(hint, value, where):
     if hint is str:
         if not isinstance(value, str):
             raise InputError(where, f"expected a string, got {_describe(value)}")
-        if "\0" in value:   # no name or path may hold one; the OS refuses it with an exception
+        if "\0" in value:  # no name or path may hold one; the OS refuses it with an exception
             raise InputError(where, f"contains a NUL character: {_describe(value)}")
         return value
     raise TypeError(f"schema cannot check type {hint!r}")  # a bug in a config class, not user input

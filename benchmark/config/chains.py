@@ -17,9 +17,9 @@ ARROW = "->"
 
 @dataclass(frozen=True)
 class Chain:
-    source: str               # a task of the suite, or the name shown for a path
-    target: str               # a task of the suite
-    path: str | None = None   # the source checkpoint folder, when given as a path
+    source: str  # a task of the suite, or the name shown for a path
+    target: str  # a task of the suite
+    path: str | None = None  # the source checkpoint folder, when given as a path
 
     @property
     def label(self) -> str:
@@ -32,8 +32,8 @@ class Chain:
 
 def check_chains(entries: list[Any], task_names: list[str], models: int, trust_remote_code: bool) -> list[Chain]:
     """Each entry is `source -> target`, or a mapping {source: TASK_OR_FOLDER, target: TASK, name: LABEL}."""
-    from benchmark.train.modeling import check_local_model
     from benchmark.common.paths import is_dir, local_path
+    from benchmark.train.modeling import check_local_model
 
     chains: list[Chain] = []
     for i, entry in enumerate(entries):
@@ -41,7 +41,11 @@ def check_chains(entries: list[Any], task_names: list[str], models: int, trust_r
         if isinstance(entry, str) and entry.count(ARROW) == 1:
             source, target = (part.strip() for part in entry.split(ARROW))
             name = None
-        elif isinstance(entry, dict) and set(entry) <= {"source", "target", "name"} and {"source", "target"} <= set(entry):
+        elif (
+            isinstance(entry, dict)
+            and set(entry) <= {"source", "target", "name"}
+            and {"source", "target"} <= set(entry)
+        ):
             source, target, name = entry["source"], entry["target"], entry.get("name")
         else:
             raise InputError(where, "write a chain as 'source -> target' or {source: ..., target: ..., name: ...}")
@@ -59,18 +63,25 @@ def check_chains(entries: list[Any], task_names: list[str], models: int, trust_r
             folder = local_path(source, f"{where}.source")
             check_local_model(str(folder), trust_remote_code, f"{where}.source")
             if models > 1:
-                raise InputError(where, "a source given as a folder is one model's checkpoint; use a suite with one model")
+                raise InputError(
+                    where, "a source given as a folder is one model's checkpoint; use a suite with one model"
+                )
             chain = Chain(name or folder.name, target, str(folder))
         else:
-            raise InputError(where, f"source '{source}' is neither a task of the suite nor a model folder; "
-                             "list the source task under tasks:")
+            raise InputError(
+                where,
+                f"source '{source}' is neither a task of the suite nor a model folder; "
+                "list the source task under tasks:",
+            )
         if any(c.label == chain.label for c in chains):
             raise InputError(where, f"the chain {chain.label} is listed twice")
         chains.append(chain)
     targets = {c.target for c in chains}
     for i, c in enumerate(chains):
         if c.path is None and c.source in targets:
-            raise InputError(f"chains[{i}]", f"'{c.source}' is itself a chain's target; chains of chains are not supported")
+            raise InputError(
+                f"chains[{i}]", f"'{c.source}' is itself a chain's target; chains of chains are not supported"
+            )
     return chains
 
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import numpy as np
 
 from benchmark.common.errors import InputError
-from benchmark.train.hyperparams import TRAINING_KEYS, TrainingConfig
 from benchmark.common.schema import check_value, suggest
+from benchmark.train.hyperparams import TRAINING_KEYS, TrainingConfig
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 # What PBT may change in a running trial: the rest shapes the model, the data or the step count.
@@ -27,27 +27,27 @@ MUTABLE_KEYS = ("learning_rate", "weight_decay", "max_grad_norm", "adam_epsilon"
 @dataclass
 class SchedulerConfig:
     type: Literal["fifo", "asha", "hyperband", "pbt"] = "fifo"
-    grace_period: int = field(default=1, metadata={"min": 1})          # asha: evaluations before a trial may stop
+    grace_period: int = field(default=1, metadata={"min": 1})  # asha: evaluations before a trial may stop
     reduction_factor: float = field(default=3.0, metadata={"min": 1.01})  # asha, hyperband
-    brackets: int = field(default=1, metadata={"min": 1})              # asha
+    brackets: int = field(default=1, metadata={"min": 1})  # asha
     perturbation_interval: int = field(default=1, metadata={"min": 1})  # pbt: evaluations between exploits
-    quantile_fraction: float = field(default=0.25, metadata={"min": 0.0, "max": 0.5})   # pbt
+    quantile_fraction: float = field(default=0.25, metadata={"min": 0.0, "max": 0.5})  # pbt
     resample_probability: float = field(default=0.25, metadata={"min": 0.0, "max": 1.0})  # pbt
 
 
 @dataclass
 class SearchConfig:
-    grid: dict[str, list[Any | None]] = field(default_factory=dict)   # null: e.g. lora_targets' family default
-    space: dict[str, dict[str, list[Any | None]]] = field(default_factory=dict)   # key: {loguniform: [lo, hi]}, ...
+    grid: dict[str, list[Any | None]] = field(default_factory=dict)  # null: e.g. lora_targets' family default
+    space: dict[str, dict[str, list[Any | None]]] = field(default_factory=dict)  # key: {loguniform: [lo, hi]}, ...
     num_samples: int = field(default=1, metadata={"min": 1, "max": 100000})  # samples of `space` per grid point
-    algorithm: Literal["grid", "random", "optuna"] | None = None            # null: random with a space, else grid
-    sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})   # numpy and Ray seeds are 32-bit
+    algorithm: Literal["grid", "random", "optuna"] | None = None  # null: random with a space, else grid
+    sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})  # numpy and Ray seeds are 32-bit
     seeds: list[int] = field(default_factory=lambda: [1], metadata={"nonempty": True})
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     eval_every_steps: int | None = field(default=None, metadata={"min": 1})  # also evaluate every N optimizer steps
-    log_every_steps: int = field(default=10, metadata={"min": 1})   # a training-curve point every N optimizer steps
-    max_failures: int = field(default=1, metadata={"min": 0, "max": 100})     # retries of a crashed trial
-    save_state: bool = True   # full training state at every evaluation: resume mid-trial, PBT, retries
+    log_every_steps: int = field(default=10, metadata={"min": 1})  # a training-curve point every N optimizer steps
+    max_failures: int = field(default=1, metadata={"min": 0, "max": 100})  # retries of a crashed trial
+    save_state: bool = True  # full training state at every evaluation: resume mid-trial, PBT, retries
 
     @property
     def resolved_algorithm(self) -> str:
@@ -94,9 +94,12 @@ def check_search(search: SearchConfig) -> None:
         except ImportError:
             raise InputError("search.algorithm", "optuna is not installed; pip install 'bench[optuna]'") from None
         augmenting = [k for k in search.space if k.startswith("augment_")]
-        if augmenting:   # the data is augmented and tokenised before any trial starts
-            raise InputError(f"search.space.{augmenting[0]}", "optuna chooses values as trials start, after the data "
-                             "is prepared; put augmentation keys in search.grid")
+        if augmenting:  # the data is augmented and tokenised before any trial starts
+            raise InputError(
+                f"search.space.{augmenting[0]}",
+                "optuna chooses values as trials start, after the data "
+                "is prepared; put augmentation keys in search.grid",
+            )
     seeds = search.seeds
     if len(set(seeds)) != len(seeds):
         raise InputError("search.seeds", "repeats a seed")
@@ -107,20 +110,28 @@ def check_search(search: SearchConfig) -> None:
         varied = {**search.grid, **search.space}
         mutable = [k for k in varied if k in MUTABLE_KEYS]
         if not mutable:
-            raise InputError("search.scheduler", f"pbt needs a grid or space over one of {', '.join(MUTABLE_KEYS)} to perturb")
+            raise InputError(
+                "search.scheduler", f"pbt needs a grid or space over one of {', '.join(MUTABLE_KEYS)} to perturb"
+            )
     if scheduler in ("pbt", "hyperband") and not search.save_state:
-        raise InputError("search.save_state", f"{scheduler} pauses and restores trials from saved states; it needs save_state: true")
+        raise InputError(
+            "search.save_state", f"{scheduler} pauses and restores trials from saved states; it needs save_state: true"
+        )
     if scheduler == "pbt" and algorithm == "optuna":
         raise InputError("search.scheduler", "pbt chooses its own configurations; use algorithm grid or random with it")
 
 
 def _check_distribution(spec: Any, where: str, hint, meta) -> dict:
     if not isinstance(spec, dict) or len(spec) != 1:
-        raise InputError(where, f"give one distribution, e.g. {{loguniform: [1.0e-5, 1.0e-4]}}; one of {', '.join(DISTRIBUTIONS)}")
-    (kind, args), = spec.items()
+        raise InputError(
+            where, f"give one distribution, e.g. {{loguniform: [1.0e-5, 1.0e-4]}}; one of {', '.join(DISTRIBUTIONS)}"
+        )
+    ((kind, args),) = spec.items()
     if kind not in DISTRIBUTIONS:
-        raise InputError(f"{where}.{kind}", "unknown distribution" + suggest(kind, DISTRIBUTIONS)
-                         + f"; use one of {', '.join(DISTRIBUTIONS)}")
+        raise InputError(
+            f"{where}.{kind}",
+            "unknown distribution" + suggest(kind, DISTRIBUTIONS) + f"; use one of {', '.join(DISTRIBUTIONS)}",
+        )
     if not isinstance(args, list) or not args:
         raise InputError(f"{where}.{kind}", "expected a non-empty list")
     if kind == "choice":
@@ -137,7 +148,7 @@ def _check_distribution(spec: Any, where: str, hint, meta) -> dict:
         raise InputError(f"{where}.{kind}", f"low ({low}) must be below high ({high})")
     if kind == "loguniform" and low <= 0:
         raise InputError(f"{where}.loguniform", "bounds must be positive")
-    if kind == "randint":   # [low, high) as in Ray Tune; the largest value drawn must still be valid
+    if kind == "randint":  # [low, high) as in Ray Tune; the largest value drawn must still be valid
         check_value(hint, high - 1, f"{where}.randint[1]", meta)
     return {kind: [low, high]}
 
@@ -149,7 +160,7 @@ def sample_space(space: dict, num_samples: int, seed: int) -> list[dict]:
     for _ in range(num_samples):
         point = {}
         for key in sorted(space):
-            (kind, args), = space[key].items()
+            ((kind, args),) = space[key].items()
             if kind == "choice":
                 point[key] = args[int(rng.integers(len(args)))]
             elif kind == "uniform":
@@ -166,6 +177,7 @@ def tune_distribution(spec: dict):
     """The Ray Tune object for one of our distributions (for Optuna and PBT's mutations)."""
     from ray import tune
 
-    (kind, args), = spec.items()
-    return {"choice": tune.choice, "uniform": tune.uniform, "loguniform": tune.loguniform,
-            "randint": tune.randint}[kind](*([args] if kind == "choice" else args))
+    ((kind, args),) = spec.items()
+    return {"choice": tune.choice, "uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[
+        kind
+    ](*([args] if kind == "choice" else args))

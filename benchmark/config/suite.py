@@ -10,21 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.config.chains import Chain, check_chains
 from benchmark.common.errors import InputError
+from benchmark.common.paths import is_dir, local_path
+from benchmark.common.schema import parse, suggest
+from benchmark.config.chains import Chain, check_chains
+from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_ensemble
+from benchmark.config.search import SearchConfig, check_grid, check_search, sample_space
 from benchmark.train.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.train.model_support import Wanted, check_model_support
 from benchmark.train.modeling import ModelRef, max_positions, num_layers, resolve_model
-from benchmark.common.paths import is_dir, local_path
-from benchmark.common.schema import parse, suggest
-from benchmark.config.search import SearchConfig, check_grid, check_search, sample_space
-from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_ensemble
 from tasks.augment import Augmentation, check_augmentation
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
 
-MAX_TRIALS = 100_000   # far beyond any study; a bound keeps a typo from building millions of trials
+MAX_TRIALS = 100_000  # far beyond any study; a bound keeps a typo from building millions of trials
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -33,18 +33,18 @@ class HoldoutConfig:
     """What a user task without a validation or test file holds out of its training file (stratified by label)."""
 
     validation: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
-    test: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})   # 0: no test split, no test score
+    test: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})  # 0: no test split, no test score
     seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
 
 
 @dataclass
 class DataConfig:
-    glue_dir: str | None = None            # null: $BENCH_GLUE_DIR, else the hub
+    glue_dir: str | None = None  # null: $BENCH_GLUE_DIR, else the hub
     max_train_samples: int | None = field(default=None, metadata={"min": 1})
     max_eval_samples: int | None = field(default=None, metadata={"min": 1})
     # Which random slice the caps above keep, the same for every trial; numpy seeds are 32-bit.
     sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
-    cache_dir: str | None = None           # null: $BENCH_CACHE_DIR, else ~/.cache/bench
+    cache_dir: str | None = None  # null: $BENCH_CACHE_DIR, else ~/.cache/bench
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
 
 
@@ -53,23 +53,23 @@ class ResourcesConfig:
     workers_per_trial: int = field(default=1, metadata={"min": 1, "max": 4096})
     cpus_per_worker: float = field(default=1.0, metadata={"min": 0.01})
     gpus_per_worker: float = field(default=0.0, metadata={"min": 0.0})
-    max_concurrent_trials: int | None = field(default=None, metadata={"min": 1})   # null: as many as fit
+    max_concurrent_trials: int | None = field(default=None, metadata={"min": 1})  # null: as many as fit
 
 
 @dataclass
 class SuiteConfig:
     name: str
-    tasks: list[Any] = field(metadata={"nonempty": True})   # GLUE names, task files (.yaml), or inline user tasks
-    model: str | list[str] | None = None                     # null: the embedded default
+    tasks: list[Any] = field(metadata={"nonempty": True})  # GLUE names, task files (.yaml), or inline user tasks
+    model: str | list[str] | None = None  # null: the embedded default
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)   # tasks trained jointly (and two-stage)
-    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)   # run at the end of `bench run`
-    chains: list[Any] = field(default_factory=list)          # intermediate-task transfer: 'mrpc -> rte', ...
-    output: str | None = None                                # null: runs/<name>
-    storage: str | None = None                               # Ray storage (shared folder or URI); null: <output>/ray
+    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)  # tasks trained jointly (and two-stage)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)  # run at the end of `bench run`
+    chains: list[Any] = field(default_factory=list)  # intermediate-task transfer: 'mrpc -> rte', ...
+    output: str | None = None  # null: runs/<name>
+    storage: str | None = None  # Ray storage (shared folder or URI); null: <output>/ray
     trust_remote_code: bool = False
 
 
@@ -79,10 +79,10 @@ class Suite:
     models: list[ModelRef]
     tasks: list[TaskSpec]
     output: Path
-    task_entries: list[Any]   # the tasks as written to the resolved suite.yaml (user-task paths made absolute)
-    ensemble: EnsembleSettings | None = None   # checked after the plan's size is known
-    mixture: Mixture | None = None             # the `multitask:` section checked; None: no joint training
-    chains: list[Chain] = field(default_factory=list)   # the `chains:` section checked
+    task_entries: list[Any]  # the tasks as written to the resolved suite.yaml (user-task paths made absolute)
+    ensemble: EnsembleSettings | None = None  # checked after the plan's size is known
+    mixture: Mixture | None = None  # the `multitask:` section checked; None: no joint training
+    chains: list[Chain] = field(default_factory=list)  # the `chains:` section checked
 
     @property
     def name(self) -> str:
@@ -111,7 +111,7 @@ class Suite:
         if self.mixture is None or any(t.name not in self.mixture.tasks for t in self.tasks):
             return singles
         stage_two = len(self.stage_two_points()) if self.config.multitask.two_stage.enabled else 0
-        return singles * (2 + stage_two)   # each joint trial exports one per task, then stage two per its points
+        return singles * (2 + stage_two)  # each joint trial exports one per task, then stage two per its points
 
     def training_for(self, point: dict[str, Any]) -> TrainingConfig:
         return self.config.training.replace(**{k: v for k, v in point.items() if k not in ("sample", "optuna")})
@@ -131,8 +131,10 @@ class Suite:
         d["tasks"] = self.task_entries
         d["output"] = str(self.output)
         d["model"] = [m.path for m in self.models] if isinstance(self.config.model, list) else self.models[0].path
-        d["chains"] = [{"source": c.path, "target": c.target, "name": c.source} if c.path else f"{c.source} -> {c.target}"
-                       for c in self.chains]
+        d["chains"] = [
+            {"source": c.path, "target": c.target, "name": c.source} if c.path else f"{c.source} -> {c.target}"
+            for c in self.chains
+        ]
         return d
 
 
@@ -146,7 +148,7 @@ def read_yaml(path: Path, what: str = "suite") -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(str(path), f"cannot read {what} file: {e}") from None
     try:
-        return yaml.safe_load(text)     # safe loader only: no tags that build Python objects
+        return yaml.safe_load(text)  # safe loader only: no tags that build Python objects
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -173,7 +175,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise InputError(f"--set {item}", f"{'.'.join(parts[:i + 1])} is not a mapping")
+                raise InputError(f"--set {item}", f"{'.'.join(parts[: i + 1])} is not a mapping")
         node[parts[-1]] = value
     return data
 
@@ -199,8 +201,10 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     models = _resolve_models(config)
     for m in models:
         limit = max_positions(m.path, config.trust_remote_code)
-        longest = max(_possible_values(config, "max_seq_length")
-                      + (_stage_two_values(config, "max_seq_length") if config.multitask.two_stage.enabled else []))
+        longest = max(
+            _possible_values(config, "max_seq_length")
+            + (_stage_two_values(config, "max_seq_length") if config.multitask.two_stage.enabled else [])
+        )
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
     _check_freezing(config, models, joint=mixture is not None)
@@ -226,15 +230,19 @@ def _check_plan_size(config: SuiteConfig, models: list, tasks: list, joint: bool
     size = len(models) * len(tasks) * len(search.seeds) * math.prod(len(v) for v in search.grid.values())
     if search.resolved_algorithm in ("random", "optuna"):
         size *= search.num_samples
-    if joint and config.multitask.two_stage.enabled:   # checked only when there is joint training
+    if joint and config.multitask.two_stage.enabled:  # checked only when there is joint training
         size *= 1 + math.prod(len(v) for v in config.multitask.two_stage.grid.values())
     if size > MAX_TRIALS:
-        raise InputError("search", f"the plan has {size} trials, more than {MAX_TRIALS}; use a smaller grid, "
-                         "fewer samples or fewer seeds")
+        raise InputError(
+            "search",
+            f"the plan has {size} trials, more than {MAX_TRIALS}; use a smaller grid, fewer samples or fewer seeds",
+        )
 
 
 def _check_freezing(config: SuiteConfig, models: list[ModelRef], joint: bool) -> None:
-    for epochs, head_only in itertools.product(_possible_values(config, "epochs"), _possible_values(config, "head_only_epochs")):
+    for epochs, head_only in itertools.product(
+        _possible_values(config, "epochs"), _possible_values(config, "head_only_epochs")
+    ):
         if head_only > epochs:
             raise InputError("training.head_only_epochs", f"{head_only} is more than the trial's {epochs} epochs")
     deepest = max(_possible_values(config, "freeze_layers"))
@@ -245,8 +253,11 @@ def _check_freezing(config: SuiteConfig, models: list[ModelRef], joint: bool) ->
     defaults = TrainingConfig()
     used = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in _possible_values(config, k))]
     if joint and used:
-        raise InputError(f"training.{used[0]}", "freezing applies to single-task trials; the joint trials of "
-                         "multitask do not support it (multitask.two_stage.training may use it)")
+        raise InputError(
+            f"training.{used[0]}",
+            "freezing applies to single-task trials; the joint trials of "
+            "multitask do not support it (multitask.two_stage.training may use it)",
+        )
 
 
 def _check_model_support(config: SuiteConfig, models: list[ModelRef], joint: bool) -> None:
@@ -258,17 +269,23 @@ def _check_model_support(config: SuiteConfig, models: list[ModelRef], joint: boo
 
     defaults = TrainingConfig()
     freezing = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in values(k))]
-    wanted = Wanted(freezing_key=freezing[0] if freezing else None, lora=any(r > 0 for r in values("lora_r")),
-                    target_lists=values("lora_targets"),
-                    joint_lora=joint and any(r > 0 for r in _possible_values(config, "lora_r")))
+    wanted = Wanted(
+        freezing_key=freezing[0] if freezing else None,
+        lora=any(r > 0 for r in values("lora_r")),
+        target_lists=values("lora_targets"),
+        joint_lora=joint and any(r > 0 for r in _possible_values(config, "lora_r")),
+    )
     check_model_support(models, wanted, config.trust_remote_code)
 
 
 def _check_chain_search(config: SuiteConfig) -> None:
     soups = [m for m in config.ensemble.methods if m.startswith("soup_")]
-    if soups:   # a chain's checkpoints start from another initial model than its target's direct trials
-        raise InputError("ensemble.methods", f"{soups[0]} cannot take chain checkpoints (they start from the source "
-                         "task's checkpoint); use mean_prob, vote or greedy with chains")
+    if soups:  # a chain's checkpoints start from another initial model than its target's direct trials
+        raise InputError(
+            "ensemble.methods",
+            f"{soups[0]} cannot take chain checkpoints (they start from the source "
+            "task's checkpoint); use mean_prob, vote or greedy with chains",
+        )
     if config.search.resolved_algorithm == "optuna":
         raise InputError("search.algorithm", "optuna is not supported with chains yet; use grid or random")
 
@@ -277,8 +294,11 @@ def _check_multitask_search(config: SuiteConfig) -> None:
     """A multi-task trial evaluates once per epoch and saves no training state (see benchmark/train/multitask.py)."""
     search = config.search
     if search.scheduler.type in ("hyperband", "pbt"):
-        raise InputError("search.scheduler", f"{search.scheduler.type} pauses and restores trials from saved states, "
-                         "which multi-task trials do not save; use fifo or asha with multitask")
+        raise InputError(
+            "search.scheduler",
+            f"{search.scheduler.type} pauses and restores trials from saved states, "
+            "which multi-task trials do not save; use fifo or asha with multitask",
+        )
     if search.eval_every_steps:
         raise InputError("search.eval_every_steps", "multi-task trials evaluate once per epoch; remove it or multitask")
     if search.resolved_algorithm == "optuna":
@@ -288,17 +308,27 @@ def _check_multitask_search(config: SuiteConfig) -> None:
     if two_stage.enabled and soups:
         # A soup averages checkpoints fine-tuned from one initial model; each stage-two trial starts from its own
         # stage-one export, so its checkpoints would be refused from any soup pool they land in.
-        raise InputError("ensemble.methods", f"{soups[0]} cannot take two-stage checkpoints (each starts from its own "
-                         "stage-one export); use mean_prob, vote or greedy with multitask.two_stage")
-    parse(TrainingConfig, two_stage.training, "multitask.two_stage.training")   # unknown keys and bad values
+        raise InputError(
+            "ensemble.methods",
+            f"{soups[0]} cannot take two-stage checkpoints (each starts from its own "
+            "stage-one export); use mean_prob, vote or greedy with multitask.two_stage",
+        )
+    parse(TrainingConfig, two_stage.training, "multitask.two_stage.training")  # unknown keys and bad values
     check_grid(two_stage.grid, "multitask.two_stage.grid")
     workers = config.resources.workers_per_trial
-    for b, a in itertools.product(_stage_two_values(config, "batch_size"), _stage_two_values(config, "gradient_accumulation_steps")):
+    for b, a in itertools.product(
+        _stage_two_values(config, "batch_size"), _stage_two_values(config, "gradient_accumulation_steps")
+    ):
         if b % (workers * a):
-            raise InputError("multitask.two_stage", f"stage two's batch_size {b} is not divisible by workers_per_trial x "
-                             f"gradient_accumulation_steps ({workers} x {a})")
+            raise InputError(
+                "multitask.two_stage",
+                f"stage two's batch_size {b} is not divisible by workers_per_trial x "
+                f"gradient_accumulation_steps ({workers} x {a})",
+            )
     if "fp16" in _stage_two_values(config, "precision") and config.resources.gpus_per_worker == 0:
-        raise InputError("multitask.two_stage", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU")
+        raise InputError(
+            "multitask.two_stage", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU"
+        )
 
 
 def _stage_two_values(config: SuiteConfig, key: str) -> list:
@@ -317,11 +347,16 @@ def _check_resources(config: SuiteConfig) -> None:
     accumulations = _possible_values(config, "gradient_accumulation_steps")
     for b, a in itertools.product(batch_sizes, accumulations):
         if b % (r.workers_per_trial * a):
-            raise InputError("training.batch_size", f"{b} is not divisible by workers_per_trial x gradient_accumulation_steps "
-                             f"({r.workers_per_trial} x {a}); batch_size is the global batch of one optimizer step")
+            raise InputError(
+                "training.batch_size",
+                f"{b} is not divisible by workers_per_trial x gradient_accumulation_steps "
+                f"({r.workers_per_trial} x {a}); batch_size is the global batch of one optimizer step",
+            )
     precisions = _possible_values(config, "precision")
     if "fp16" in precisions and r.gpus_per_worker == 0:
-        raise InputError("training.precision", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU")
+        raise InputError(
+            "training.precision", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU"
+        )
     if 0 < r.gpus_per_worker < 1 and r.workers_per_trial > 1:
         raise InputError("resources.gpus_per_worker", "a trial with several workers needs whole GPUs per worker")
 
@@ -332,7 +367,7 @@ def _possible_values(config: SuiteConfig, key: str) -> list:
     if key in search.grid:
         return search.grid[key]
     if key in search.space:
-        (kind, args), = search.space[key].items()
+        ((kind, args),) = search.space[key].items()
         return args if kind == "choice" else list(range(args[0], args[1])) if kind == "randint" else args
     return [getattr(config.training, key)]
 
@@ -348,12 +383,18 @@ def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig) -> tuple[list[Tas
             file = local_path(entry, where)
             decl = read_yaml(file, "task")
             if not isinstance(decl, dict):
-                raise InputError(str(file), "a task file must be a mapping (name, train, validation, text_columns, ...)")
+                raise InputError(
+                    str(file), "a task file must be a mapping (name, train, validation, text_columns, ...)"
+                )
             task = user_task_from_decl(decl, str(file), file.parent, set(GLUE_TASKS), fractions, holdout.seed)
         elif isinstance(entry, str):
             if entry not in GLUE_TASKS:
-                raise InputError(where, f"unknown task '{entry}'" + suggest(entry, GLUE_TASKS)
-                                 + f"; GLUE tasks are {', '.join(GLUE_TASKS)}, or give a task file (.yaml) or a mapping")
+                raise InputError(
+                    where,
+                    f"unknown task '{entry}'"
+                    + suggest(entry, GLUE_TASKS)
+                    + f"; GLUE tasks are {', '.join(GLUE_TASKS)}, or give a task file (.yaml) or a mapping",
+                )
             task = GLUE_TASKS[entry]
         elif isinstance(entry, dict):
             task = user_task_from_decl(entry, where, Path.cwd(), set(GLUE_TASKS), fractions, holdout.seed)
@@ -367,8 +408,14 @@ def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig) -> tuple[list[Tas
 
 
 def _user_entry(task: TaskSpec) -> dict:
-    entry = {"name": task.name, **task.files, "format": task.file_format, "text_columns": list(task.text_columns),
-             "label_column": task.label_column, "metrics": list(task.metrics)}
+    entry = {
+        "name": task.name,
+        **task.files,
+        "format": task.file_format,
+        "text_columns": list(task.text_columns),
+        "label_column": task.label_column,
+        "metrics": list(task.metrics),
+    }
     if task.is_regression:
         entry["regression"] = True
     else:

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.atomic import atomic_write_json
+from benchmark.measure import write_report
 from benchmark.results.bootstrap import SplitPredictions, interval, paired_difference, score_task
 from benchmark.results.final_scores import read_test_file, test_prediction_path
-from benchmark.measure import write_report
 from benchmark.train.modeling import embedded_model_path
 
 # Arm name -> its training keys and learning-rate grid. alpha = 2r, as is common for LoRA on GLUE.
@@ -44,8 +44,13 @@ ARMS = {
 }
 BASELINE = "full"
 # Tasks and sizes on which full fine-tuning of the embedded model learns (results/freezing, results/multitask).
-DEFAULTS = {"tasks": ["sst2", "mrpc", "stsb"], "seeds": [1, 2, 3], "train_samples": 4000, "eval_samples": 1000,
-            "training": {"epochs": 3, "batch_size": 32, "max_seq_length": 128, "precision": "bf16"}}
+DEFAULTS = {
+    "tasks": ["sst2", "mrpc", "stsb"],
+    "seeds": [1, 2, 3],
+    "train_samples": 4000,
+    "eval_samples": 1000,
+    "training": {"epochs": 3, "batch_size": 32, "max_seq_length": 128, "precision": "bf16"},
+}
 
 
 def arm_model(work: Path, arm: str, model_path: str) -> Path:
@@ -72,7 +77,9 @@ def write_suite(work: Path, arm: str, args, model: Path) -> Path:
     if glue_dev_supported():
         data["glue_dev"] = "test"
     suite = {
-        "name": f"peft-{arm}", "model": str(model), "data": data,
+        "name": f"peft-{arm}",
+        "model": str(model),
+        "data": data,
         "tasks": [str(Path(t).resolve()) if t.endswith((".yaml", ".yml")) else t for t in args.tasks],
         "training": {**DEFAULTS["training"], **({"epochs": args.epochs} if args.epochs else {}), **spec["training"]},
         "search": {"grid": {"learning_rate": spec["learning_rates"]}, "seeds": args.seeds},
@@ -80,14 +87,14 @@ def write_suite(work: Path, arm: str, args, model: Path) -> Path:
     }
     path = work / "suites" / f"{arm}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(suite, indent=2))   # JSON is YAML
+    path.write_text(json.dumps(suite, indent=2))  # JSON is YAML
     return path
 
 
 def run_arms(args, work: Path, model_path: str) -> list[Path]:
     """`bench run` of each arm's suite; returns the run directories, the baseline first."""
-    from benchmark.run.runner import run_suite
     from benchmark.config.suite import load_suite
+    from benchmark.run.runner import run_suite
 
     runs = []
     for arm in ARMS:
@@ -139,8 +146,8 @@ def arm_figures(row: dict, records: list[dict]) -> dict:
 
 def compute_figures(runs: list[Path]) -> dict:
     """Every figure the README and the json report, from the merged leaderboard of the arms' runs."""
-    from benchmark.results.board import leaderboard_from_runs
     from benchmark.records.store import RunStore
+    from benchmark.results.board import leaderboard_from_runs
     from tasks.spec import TaskSpec
 
     board, records = leaderboard_from_runs(runs, baseline=f"{BASELINE} (single)")
@@ -158,47 +165,74 @@ def compute_figures(runs: list[Path]) -> dict:
                 tasks[t] = {"score": sample.score, "ci": interval(sample.score_replicates), "examples": sample.examples}
                 if arm != BASELINE:
                     base = samples[BASELINE][t]
-                    tasks[t]["vs_full"] = paired_difference(sample.score, sample.score_replicates, base.score,
-                                                            base.score_replicates)
+                    tasks[t]["vs_full"] = paired_difference(
+                        sample.score, sample.score_replicates, base.score, base.score_replicates
+                    )
             else:
-                tasks[t] = {"score": row["task_scores"][t], "ci": row["ci"]["task_scores"].get(t),
-                            "examples": row["ci"].get("examples", {}).get(t)}
+                tasks[t] = {
+                    "score": row["task_scores"][t],
+                    "ci": row["ci"]["task_scores"].get(t),
+                    "examples": row["ci"].get("examples", {}).get(t),
+                }
                 if arm != BASELINE:
                     tasks[t]["vs_full"] = row["significance"]["task_scores"][t]
-            tasks[t]["std_over_seeds"] = (row["test"]["std"]["task_scores"].get(t) if on_test
-                                          else row["std"]["task_scores"].get(t))
+            tasks[t]["std_over_seeds"] = (
+                row["test"]["std"]["task_scores"].get(t) if on_test else row["std"]["task_scores"].get(t)
+            )
         arms[arm] = {**arm_figures(row, records), "tasks": tasks}
-    comparisons = [(a, t) for a in arms if a != BASELINE for t in board["tasks"]
-                   if "p" in arms[a]["tasks"][t]["vs_full"]]
+    comparisons = [
+        (a, t) for a in arms if a != BASELINE for t in board["tasks"] if "p" in arms[a]["tasks"][t]["vs_full"]
+    ]
     for (a, t), p in zip(comparisons, holm([arms[a]["tasks"][t]["vs_full"]["p"] for a, t in comparisons])):
         arms[a]["tasks"][t]["vs_full"]["p_holm"] = p
-    return {"split": "test" if on_test else "dev", "tasks": board["tasks"], "arms": arms,
-            "seeds": max(row["seeds"] for row in rows.values()), "trials": board["trials"]}
+    return {
+        "split": "test" if on_test else "dev",
+        "tasks": board["tasks"],
+        "arms": arms,
+        "seeds": max(row["seeds"] for row in rows.values()),
+        "trials": board["trials"],
+    }
 
 
 def readme(figures: dict, args, command: str, wall: float) -> str:
     import torch
 
     split = figures["split"]
-    lines = ["# LoRA against full fine-tuning", "", f"Command: `{command}`", "",
-             f"Model {args.model_name}; tasks {', '.join(figures['tasks'])}; {args.train_samples} training and "
-             f"{args.eval_samples} evaluation examples per task; seeds {args.seeds}; each arm's learning rates: "
-             + "; ".join(f"{a} {ARMS[a]['learning_rates']}" for a in ARMS)
-             + f". {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; wall time "
-             f"{wall / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.", ""]
+    lines = [
+        "# LoRA against full fine-tuning",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Model {args.model_name}; tasks {', '.join(figures['tasks'])}; {args.train_samples} training and "
+        f"{args.eval_samples} evaluation examples per task; seeds {args.seeds}; each arm's learning rates: "
+        + "; ".join(f"{a} {ARMS[a]['learning_rates']}" for a in ARMS)
+        + f". {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; wall time "
+        f"{wall / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.",
+        "",
+    ]
     if split == "test":
         lines.append("Grid point and epoch chosen on validation; scores on the labelled test split, never chosen on.")
     else:
-        lines.append("No labelled test split: dev scores, on the dev sets that also chose the grid point and epoch "
-                     "(the GLUE convention; optimistic for every arm alike).")
-    lines += ["", "| arm | trainable parameters | of all | train samples/s | peak memory (MB) |",
-              "|---|---:|---:|---:|---:|"]
+        lines.append(
+            "No labelled test split: dev scores, on the dev sets that also chose the grid point and epoch "
+            "(the GLUE convention; optimistic for every arm alike)."
+        )
+    lines += [
+        "",
+        "| arm | trainable parameters | of all | train samples/s | peak memory (MB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for arm, f in figures["arms"].items():
         share = f"{100 * f['trainable_parameters'] / f['parameters']:.2f}%" if f["parameters"] else "?"
-        lines.append(f"| {arm} | {f['trainable_parameters']:,} | {share} | {f['train_samples_per_s']:.1f} | "
-                     f"{f['peak_memory_mb']:.0f} |")
-    lines += ["", f"| task | arm | {split} score (95% CI) | ± std over seeds | vs full | p | p (Holm) |",
-              "|---|---|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {arm} | {f['trainable_parameters']:,} | {share} | {f['train_samples_per_s']:.1f} | "
+            f"{f['peak_memory_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        f"| task | arm | {split} score (95% CI) | ± std over seeds | vs full | p | p (Holm) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for t in figures["tasks"]:
         for arm, f in figures["arms"].items():
             c = f["tasks"][t]
@@ -209,11 +243,14 @@ def readme(figures: dict, args, command: str, wall: float) -> str:
             p = f"{vs['p']:.3f}" if "p" in vs else "-"
             holm_p = f"{vs['p_holm']:.3f}" if "p_holm" in vs else "-"
             lines.append(f"| {t} | {arm} | {c['score']:.2f}{ci} | {std} | {delta} | {p} | {holm_p} |")
-    lines += ["", "Scores 0-100 (the mean of the task's metrics), the mean over seeds of the checkpoints at each arm's "
-              "chosen grid point. Intervals: percentile bootstrap over examples; p: paired bootstrap against full "
-              "fine-tuning on the same draws, two-sided; Holm: adjusted over every arm-and-task comparison above.",
-              "Trainable parameters: with LoRA, the adapters and the classification head (the DeepSpeed engine "
-              "holds nothing else). Samples/s: the mean over the chosen trials' epochs."]
+    lines += [
+        "",
+        "Scores 0-100 (the mean of the task's metrics), the mean over seeds of the checkpoints at each arm's "
+        "chosen grid point. Intervals: percentile bootstrap over examples; p: paired bootstrap against full "
+        "fine-tuning on the same draws, two-sided; Holm: adjusted over every arm-and-task comparison above.",
+        "Trainable parameters: with LoRA, the adapters and the classification head (the DeepSpeed engine "
+        "holds nothing else). Samples/s: the mean over the chosen trials' epochs.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -227,8 +264,9 @@ def main(argv=None) -> int:
     p.add_argument("--train-samples", type=int, default=DEFAULTS["train_samples"])
     p.add_argument("--eval-samples", type=int, default=DEFAULTS["eval_samples"])
     p.add_argument("--epochs", type=int, help=f"default {DEFAULTS['training']['epochs']}")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of every arm's suite")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of every arm's suite"
+    )
     p.add_argument("--work", default="runs/measure-peft", help="the arms' suites, model links and run directories")
     p.add_argument("--out", default="results/peft")
     args = p.parse_args(argv)

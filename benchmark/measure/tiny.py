@@ -12,8 +12,9 @@ def make_tiny_bert(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 
     """A random BERT small enough to train in a second."""
     from benchmark.train.modeling import save_random_bert
 
-    return save_random_bert(folder, hidden=hidden, layers=layers, heads=2, intermediate=2 * hidden,
-                            max_positions=128, seed=seed)
+    return save_random_bert(
+        folder, hidden=hidden, layers=layers, heads=2, intermediate=2 * hidden, max_positions=128, seed=seed
+    )
 
 
 def write_easy_task(folder: Path, train: int = 128, dev: int = 64) -> dict:
@@ -34,8 +35,13 @@ def write_easy_task(folder: Path, train: int = 128, dev: int = 64) -> dict:
             words.insert(rng.randrange(6), label)
             rows.append(f"{' '.join(words)},{label}")
         (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
-    return {"name": "easy", "train": str(folder / "train.csv"), "validation": str(folder / "dev.csv"),
-            "text_columns": ["text"], "labels": ["bad", "good"]}
+    return {
+        "name": "easy",
+        "train": str(folder / "train.csv"),
+        "validation": str(folder / "dev.csv"),
+        "text_columns": ["text"],
+        "labels": ["bad", "good"],
+    }
 
 
 # The encoder families bench knows (benchmark/train/families.py), each as a tiny random model.
@@ -52,19 +58,35 @@ def make_tiny_model(folder: Path, family: str, seed: int = 0, hidden: int = 32, 
     from benchmark.train.modeling import embedded_model_path, load_tokenizer
 
     tokenizer = load_tokenizer(embedded_model_path())
-    common = dict(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                  num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
-                  pad_token_id=tokenizer.pad_token_id)
+    common = dict(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     extra = {
         "bert": {},
         "roberta": dict(max_position_embeddings=130, type_vocab_size=2),
         "electra": dict(embedding_size=hidden),
-        "deberta-v2": dict(type_vocab_size=2, relative_attention=True, pos_att_type=["p2c", "c2p"],
-                           position_biased_input=False, max_relative_positions=64),
+        "deberta-v2": dict(
+            type_vocab_size=2,
+            relative_attention=True,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            max_relative_positions=64,
+        ),
         "distilbert": dict(dim=hidden, n_layers=layers, n_heads=2, hidden_dim=2 * hidden),
-        "modernbert": dict(cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
-                           bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-                           global_attn_every_n_layers=1, local_attention=64),
+        "modernbert": dict(
+            cls_token_id=tokenizer.cls_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            bos_token_id=tokenizer.cls_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+            global_attn_every_n_layers=1,
+            local_attention=64,
+        ),
     }[family]
     config = AutoConfig.for_model(family, **{**common, **extra})
     torch.manual_seed(seed)

@@ -31,12 +31,11 @@ class RunLocked(InputError):
 
 def holder_text(info: dict) -> str:
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"])) if "started" in info else "?"
-    return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')}, started {started} "
-            f"({info.get('command', '?')})")
+    return f"pid {info.get('pid', '?')} on host {info.get('host', '?')}, started {started} ({info.get('command', '?')})"
 
 
 def _read_holder(path: Path) -> dict:
-    for _ in range(20):   # the holder writes its details just after it takes the lock
+    for _ in range(20):  # the holder writes its details just after it takes the lock
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
@@ -52,13 +51,16 @@ def run_lock(root: str | os.PathLike, command: str | None = None):
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK_FILE
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)   # not inherited by the processes bench starts
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the processes bench starts
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunLocked(str(root), f"in use by another bench command: {holder_text(_read_holder(path))}; "
-                            "wait for it to end, or use another --output") from None
+            raise RunLocked(
+                str(root),
+                f"in use by another bench command: {holder_text(_read_holder(path))}; "
+                "wait for it to end, or use another --output",
+            ) from None
         # The last holder unlinks the file as it leaves: make sure we locked the file that is still there.
         try:
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
@@ -67,8 +69,12 @@ def run_lock(root: str | os.PathLike, command: str | None = None):
             pass
         os.close(fd)
     try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                "command": command or shlex.join(["bench", *sys.argv[1:]])}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "command": command or shlex.join(["bench", *sys.argv[1:]]),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         os.fsync(fd)
@@ -77,10 +83,10 @@ def run_lock(root: str | os.PathLike, command: str | None = None):
             print(f"bench: {line}", file=sys.stderr)
         yield info
     finally:
-        path.unlink(missing_ok=True)   # while still locked, so no one can lock this file after we let go
+        path.unlink(missing_ok=True)  # while still locked, so no one can lock this file after we let go
         os.close(fd)
         if created:
             try:
-                root.rmdir()   # a run refused before it wrote anything leaves no empty folder behind
+                root.rmdir()  # a run refused before it wrote anything leaves no empty folder behind
             except OSError:
                 pass

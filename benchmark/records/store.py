@@ -10,16 +10,16 @@ import shutil
 from pathlib import Path
 
 from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomic_write_text, staging_dir_for
-from benchmark.train.checkpoints import write_hashes
 from benchmark.common.errors import InputError
 from benchmark.common.paths import check_name
+from benchmark.train.checkpoints import write_hashes
 
 SUITE_FILE = "suite.yaml"
 DONE_STATUSES = ("finished", "stopped", "diverged")
 RECORD_FILE = "record.json"
-PROGRESS_FILE = "progress.json"   # a running trial's history and latest saved state; replaced by the record
+PROGRESS_FILE = "progress.json"  # a running trial's history and latest saved state; replaced by the record
 CHECKPOINT_DIR = "checkpoint"
-RAY_STORAGE_DIR = "ray"   # Ray Tune's storage, unless the suite names another: Ray writes there, not bench
+RAY_STORAGE_DIR = "ray"  # Ray Tune's storage, unless the suite names another: Ray writes there, not bench
 
 
 class RunStore:
@@ -48,7 +48,7 @@ class RunStore:
 
     def save_record(self, record: dict) -> None:
         atomic_write_json(self.trial_dir(record["trial_id"]) / RECORD_FILE, record)
-        if record["status"] in DONE_STATUSES:   # the record supersedes it; a failed trial may still resume from it
+        if record["status"] in DONE_STATUSES:  # the record supersedes it; a failed trial may still resume from it
             (self.trial_dir(record["trial_id"]) / PROGRESS_FILE).unlink(missing_ok=True)
 
     def clear_progress(self, trial_id: str) -> None:
@@ -71,7 +71,7 @@ class RunStore:
         for path in sorted(self.trials.glob(f"*/{RECORD_FILE}")):
             try:
                 out.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError) as e:   # atomic writes make this rare; never fatal for the rest
+            except (OSError, json.JSONDecodeError) as e:  # atomic writes make this rare; never fatal for the rest
                 print(f"warning: skipping unreadable record {path}: {e}")
         return out
 
@@ -86,16 +86,26 @@ class RunStore:
         staging = staging_dir_for(target)
         try:
             fetch(staging)
-            write_hashes(staging)   # checked wherever the checkpoint is used: damage is never used silently
+            write_hashes(staging)  # checked wherever the checkpoint is used: damage is never used silently
             atomic_replace_dir(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
 
-def trial_record(spec: dict, task: dict, metric_keys: list[str], epochs: list[dict], status: str,
-                 checkpoint: str | None, wall_seconds: float, error: str | None = None,
-                 resources: dict | None = None, parameters: int | None = None, **extra) -> dict:
+def trial_record(
+    spec: dict,
+    task: dict,
+    metric_keys: list[str],
+    epochs: list[dict],
+    status: str,
+    checkpoint: str | None,
+    wall_seconds: float,
+    error: str | None = None,
+    resources: dict | None = None,
+    parameters: int | None = None,
+    **extra,
+) -> dict:
     """What the run directory keeps of one trial; `bench table` needs nothing else."""
     from tasks.metrics import OBJECTIVE
 
@@ -124,8 +134,8 @@ def trial_record(spec: dict, task: dict, metric_keys: list[str], epochs: list[di
         "train_samples": last.get("train_samples", 0),
         "train_samples_per_s": last.get("train_samples", 0) / train_seconds if train_seconds else None,
         "peak_memory_mb": max((e.get("peak_memory_mb", 0.0) for e in epochs), default=None),
-        "resources": resources,     # what the trial held: workers_per_trial, cpus_per_worker, gpus_per_worker
-        "parameters": parameters,   # of the kept model
+        "resources": resources,  # what the trial held: workers_per_trial, cpus_per_worker, gpus_per_worker
+        "parameters": parameters,  # of the kept model
         "error": error,
         **extra,
     }

@@ -10,18 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.records.store import RunStore
 from benchmark.results.bootstrap import RESAMPLES, SeedPredictions, SplitPredictions
-from benchmark.train.checkpoints import read_prediction_file
 from benchmark.results.final_scores import with_ensemble_test, with_test_metrics
 from benchmark.results.leaderboard import build_leaderboard
 from benchmark.results.statistics import Loader, add_statistics
-from benchmark.records.store import RunStore
+from benchmark.train.checkpoints import read_prediction_file
 from ensembles.rows import load_ensemble_rows
 from tasks.spec import TaskSpec
 
 
-def leaderboard_from_runs(run_dirs: list[Path], baseline: str | None = None,
-                          resamples: int = RESAMPLES) -> tuple[dict, list[dict]]:
+def leaderboard_from_runs(
+    run_dirs: list[Path], baseline: str | None = None, resamples: int = RESAMPLES
+) -> tuple[dict, list[dict]]:
     """The leaderboard of one or more run directories (their trials merged), and the trial records."""
     records, names, order, ensemble_rows = [], [], [], []
     several = len(run_dirs) > 1
@@ -39,15 +40,20 @@ def leaderboard_from_runs(run_dirs: list[Path], baseline: str | None = None,
             records.append(record)
         for row in with_ensemble_test(load_ensemble_rows(store.root), store.root, tasks):
             if several:
-                row = {**row, "predictions": {t: [str((store.root / p).resolve()) for p in paths]
-                                              for t, paths in row["predictions"].items()}}
+                row = {
+                    **row,
+                    "predictions": {
+                        t: [str((store.root / p).resolve()) for p in paths] for t, paths in row["predictions"].items()
+                    },
+                }
             ensemble_rows.append(row)
     board = build_leaderboard(" + ".join(names), records, order, extra_rows=ensemble_rows)
     return finish_leaderboard(board, records, Path(run_dirs[0]), baseline, resamples), records
 
 
-def finish_leaderboard(board: dict, records: list[dict], root: Path, baseline: str | None = None,
-                       resamples: int = RESAMPLES) -> dict:
+def finish_leaderboard(
+    board: dict, records: list[dict], root: Path, baseline: str | None = None, resamples: int = RESAMPLES
+) -> dict:
     """Add the statistics, reading the rows' prediction files relative to `root`."""
     task_specs = {r["task"]: TaskSpec.from_dict(r["task_spec"]) for r in records}
     return add_statistics(board, task_specs, prediction_loader(root), baseline, resamples)
@@ -59,7 +65,7 @@ def prediction_loader(root: Path) -> Loader:
 
     def load(path: str) -> SeedPredictions | None:
         if path not in cache:
-            full = Path(root) / path   # an absolute path stays itself
+            full = Path(root) / path  # an absolute path stays itself
             cache[path] = _seed_predictions(read_prediction_file(full)) if full.is_file() else None
         return cache[path]
 
@@ -67,6 +73,9 @@ def prediction_loader(root: Path) -> Loader:
 
 
 def _seed_predictions(splits: dict[str, dict[str, np.ndarray]]) -> SeedPredictions:
-    return {split: SplitPredictions(v["logits"], v["labels"],
-                                    v["indices"].astype(np.int64) if "indices" in v else np.arange(len(v["labels"])))
-            for split, v in splits.items()}
+    return {
+        split: SplitPredictions(
+            v["logits"], v["labels"], v["indices"].astype(np.int64) if "indices" in v else np.arange(len(v["labels"]))
+        )
+        for split, v in splits.items()
+    }

@@ -26,7 +26,7 @@ RESAMPLES = 1000
 CONFIDENCE = 0.95
 ALPHA = 0.05
 SEED = 0
-_CHUNK_ELEMENTS = 4_000_000   # resampled values held in memory at once, per metric
+_CHUNK_ELEMENTS = 4_000_000  # resampled values held in memory at once, per metric
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,13 @@ def common_examples(*rows: list[SeedPredictions]) -> dict[str, np.ndarray]:
     return out
 
 
-def score_task(task: TaskSpec, seeds: list[SeedPredictions], examples: dict[str, np.ndarray],
-               resamples: int = RESAMPLES, seed: int = SEED) -> TaskSample:
+def score_task(
+    task: TaskSpec,
+    seeds: list[SeedPredictions],
+    examples: dict[str, np.ndarray],
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> TaskSample:
     """Score one row's task on `examples` (per split): the point value and `resamples` bootstrap values."""
     check_same_labels(seeds, examples)
     point, replicates = {}, {}
@@ -117,8 +122,12 @@ def check_same_labels(seeds: list[SeedPredictions], examples: dict[str, np.ndarr
 
 def resample_draws(task: str, split: str, examples: np.ndarray, resamples: int, seed: int = SEED) -> np.ndarray:
     """`resamples` rows of positions into `examples`, drawn with replacement; the same for the same inputs."""
-    key = [seed, zlib.crc32(task.encode()), zlib.crc32(split.encode()),
-           zlib.crc32(np.ascontiguousarray(examples, dtype=np.int64).tobytes())]
+    key = [
+        seed,
+        zlib.crc32(task.encode()),
+        zlib.crc32(split.encode()),
+        zlib.crc32(np.ascontiguousarray(examples, dtype=np.int64).tobytes()),
+    ]
     rng = np.random.default_rng(key)
     return rng.integers(0, len(examples), size=(resamples, len(examples)))
 
@@ -130,8 +139,14 @@ def interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> list[flo
     return [float(low), float(high)]
 
 
-def paired_difference(point_a: float, replicates_a: np.ndarray, point_b: float, replicates_b: np.ndarray,
-                      confidence: float = CONFIDENCE, alpha: float = ALPHA) -> dict:
+def paired_difference(
+    point_a: float,
+    replicates_a: np.ndarray,
+    point_b: float,
+    replicates_b: np.ndarray,
+    confidence: float = CONFIDENCE,
+    alpha: float = ALPHA,
+) -> dict:
     """A minus B, with its percentile interval and a two-sided bootstrap p-value.
 
     p = 2 x the share of resampled differences on the far side of zero (each count + 1, over resamples + 1,
@@ -147,5 +162,6 @@ def paired_difference(point_a: float, replicates_a: np.ndarray, point_b: float, 
 def _metric_rows(metric: str, preds: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The metric on each row of example positions, a chunk of rows at a time to bound memory."""
     step = max(1, _CHUNK_ELEMENTS // max(1, rows.shape[1]))
-    return np.concatenate([RESAMPLED[metric](preds[rows[i:i + step]], labels[rows[i:i + step]])
-                           for i in range(0, len(rows), step)])
+    return np.concatenate(
+        [RESAMPLED[metric](preds[rows[i : i + step]], labels[rows[i : i + step]]) for i in range(0, len(rows), step)]
+    )

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.atomic import atomic_write_bytes
-from benchmark.train.checkpoints import checkpoint_problem, read_prediction_file
 from benchmark.common.paths import check_name
+from benchmark.train.checkpoints import checkpoint_problem, read_prediction_file
 from tasks.spec import TaskSpec
 
 TEST_DIR = "test_predictions"
@@ -37,8 +37,10 @@ def score_chosen_on_test(store, log=print) -> int:
         for trial_ids in row.get("trial_ids", {}).values():
             for trial_id in trial_ids:
                 record = by_id[trial_id]
-                if (TaskSpec.from_dict(record["task_spec"]).final_test is None
-                        or test_prediction_path(store.root, trial_id).is_file()):
+                if (
+                    TaskSpec.from_dict(record["task_spec"]).final_test is None
+                    or test_prediction_path(store.root, trial_id).is_file()
+                ):
                     continue
                 ran += _score_member(store, record)
     if ran:
@@ -64,7 +66,9 @@ def score_ensembles_on_test(store, log=print) -> int:
             path = ensemble_test_path(store.root, state["key"], row["predictions"][task_name][0])
             if task.final_test is None or path.is_file():
                 continue
-            if not all(test_prediction_path(store.root, m).is_file() or _score_member(store, by_id[m]) for m in members):
+            if not all(
+                test_prediction_path(store.root, m).is_file() or _score_member(store, by_id[m]) for m in members
+            ):
                 continue
             tests = [read_test_file(test_prediction_path(store.root, m)) for m in members]
             if any(t is None for t in tests):
@@ -73,12 +77,20 @@ def score_ensembles_on_test(store, log=print) -> int:
             if soup := row.get("soups", {}).get(task_name):
                 ds = _test_split(suite, task)
                 record = by_id[members[0]]
-                logits = predict_logits(store.root / soup, task, ds, record["training"]["max_seq_length"],
-                                        record["training"]["eval_batch_size"], suite.get("trust_remote_code", False))
+                logits = predict_logits(
+                    store.root / soup,
+                    task,
+                    ds,
+                    record["training"]["max_seq_length"],
+                    record["training"]["eval_batch_size"],
+                    suite.get("trust_remote_code", False),
+                )
             elif row["config"][task_name]["method"] == "vote":
                 logits = vote(task, [{"test": t["logits"]} for t in tests])["test"]
-            else:   # mean_prob, greedy (its bag's weights) and the best single checkpoint (one member)
-                logits = mean_prob(task, [{"test": t["logits"]} for t in tests], row["member_weights"][task_name])["test"]
+            else:  # mean_prob, greedy (its bag's weights) and the best single checkpoint (one member)
+                logits = mean_prob(task, [{"test": t["logits"]} for t in tests], row["member_weights"][task_name])[
+                    "test"
+                ]
             _save(path, logits, labels)
             ran += 1
     if ran:
@@ -104,8 +116,14 @@ def _score_member(store, record: dict) -> bool:
         return False
     task, suite = TaskSpec.from_dict(record["task_spec"]), store.read_suite()
     ds = _test_split(suite, task)
-    logits = predict_logits(folder, task, ds, record["training"]["max_seq_length"],
-                            record["training"]["eval_batch_size"], suite.get("trust_remote_code", False))
+    logits = predict_logits(
+        folder,
+        task,
+        ds,
+        record["training"]["max_seq_length"],
+        record["training"]["eval_batch_size"],
+        suite.get("trust_remote_code", False),
+    )
     _save(test_prediction_path(store.root, record["trial_id"]), logits, _labels(task, ds))
     return True
 
@@ -115,8 +133,14 @@ def _test_split(suite: dict, task: TaskSpec):
     from tasks.loading import load_split, resolve_glue_dir
 
     data = suite.get("data", {})
-    return load_split(task, task.final_test, resolve_glue_dir(data.get("glue_dir")), resolve_cache_dir(data.get("cache_dir")),
-                      data.get("max_eval_samples"), data.get("sample_seed", 0))
+    return load_split(
+        task,
+        task.final_test,
+        resolve_glue_dir(data.get("glue_dir")),
+        resolve_cache_dir(data.get("cache_dir")),
+        data.get("max_eval_samples"),
+        data.get("sample_seed", 0),
+    )
 
 
 def _labels(task: TaskSpec, ds) -> np.ndarray:
@@ -129,7 +153,7 @@ def read_test_file(path: Path) -> dict | None:
         return None
     try:
         return read_prediction_file(path)["test"]
-    except Exception as e:   # safetensors raises several types for a damaged file
+    except Exception as e:  # safetensors raises several types for a damaged file
         print(f"warning: {path} is unreadable ({type(e).__name__}); its test score is left out", file=sys.stderr)
         return None
 
@@ -137,8 +161,12 @@ def read_test_file(path: Path) -> dict | None:
 def _save(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
     from safetensors.numpy import save
 
-    atomic_write_bytes(path, save({"test/logits": np.ascontiguousarray(logits, dtype=np.float32),
-                                   "test/labels": np.ascontiguousarray(labels)}))
+    atomic_write_bytes(
+        path,
+        save(
+            {"test/logits": np.ascontiguousarray(logits, dtype=np.float32), "test/labels": np.ascontiguousarray(labels)}
+        ),
+    )
 
 
 def with_test_metrics(records: list[dict], root: Path) -> list[dict]:
@@ -150,8 +178,9 @@ def with_test_metrics(records: list[dict], root: Path) -> list[dict]:
         test = read_test_file(test_prediction_path(root, record["trial_id"]))
         if test is not None:
             task = TaskSpec.from_dict(record["task_spec"])
-            metrics = compute_metrics(dataclasses.replace(task, eval_splits={"test": ""}),
-                                      {"test": test["logits"]}, {"test": test["labels"]})
+            metrics = compute_metrics(
+                dataclasses.replace(task, eval_splits={"test": ""}), {"test": test["logits"]}, {"test": test["labels"]}
+            )
             record = {**record, "test_metrics": metrics}
         out.append(record)
     return out
@@ -169,13 +198,23 @@ def with_ensemble_test(rows: list[dict], root: Path, tasks: dict[str, TaskSpec])
         for task_name, files in row.get("predictions", {}).items():
             test = read_test_file(ensemble_test_path(root, state["key"], files[0])) if state else None
             if test is not None:
-                scores[task_name] = compute_metrics(dataclasses.replace(tasks[task_name], eval_splits={"test": ""}),
-                                                    {"test": test["logits"]}, {"test": test["labels"]})
+                scores[task_name] = compute_metrics(
+                    dataclasses.replace(tasks[task_name], eval_splits={"test": ""}),
+                    {"test": test["logits"]},
+                    {"test": test["labels"]},
+                )
         if scores:
             task_scores = {t: task_score(m) for t, m in scores.items()}
-            row = {**row, "test": {
-                "scores": {t: {k: 100.0 * v for k, v in m.items()} for t, m in scores.items()},
-                "task_scores": task_scores, "std": {"scores": {}, "task_scores": {}},
-                "average": float(np.mean(list(task_scores.values()))) if set(task_scores) >= set(row["scores"]) else None}}
+            row = {
+                **row,
+                "test": {
+                    "scores": {t: {k: 100.0 * v for k, v in m.items()} for t, m in scores.items()},
+                    "task_scores": task_scores,
+                    "std": {"scores": {}, "task_scores": {}},
+                    "average": float(np.mean(list(task_scores.values())))
+                    if set(task_scores) >= set(row["scores"])
+                    else None,
+                },
+            }
         out.append(row)
     return out

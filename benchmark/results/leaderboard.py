@@ -11,21 +11,26 @@ from collections import defaultdict
 
 import numpy as np
 
-from benchmark.train.checkpoints import PREDICTIONS_FILE
 from benchmark.plan.trials import canonical
+from benchmark.train.checkpoints import PREDICTIONS_FILE
 
-CONVENTION = ("Dev-set scores, 0-100: mean ± sample std over seeds, for the grid point with the best mean dev "
-              "score per task. GLUE convention: a task's score is the unweighted mean of its metrics (MRPC and "
-              "QQP: F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy, both "
-              "counting), and the average is the unweighted mean of the task scores (over all nine GLUE tasks, "
-              "the GLUE score). Epochs and grid points are selected on the same dev sets that are reported.")
+CONVENTION = (
+    "Dev-set scores, 0-100: mean ± sample std over seeds, for the grid point with the best mean dev "
+    "score per task. GLUE convention: a task's score is the unweighted mean of its metrics (MRPC and "
+    "QQP: F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy, both "
+    "counting), and the average is the unweighted mean of the task scores (over all nine GLUE tasks, "
+    "the GLUE score). Epochs and grid points are selected on the same dev sets that are reported."
+)
 
-TEST_NOTE = ("test: the checkpoints of the grid point chosen on validation (one per seed), each scored once on "
-             "the task's labelled test split; mean ± std over seeds. Nothing is chosen on test.")
+TEST_NOTE = (
+    "test: the checkpoints of the grid point chosen on validation (one per seed), each scored once on "
+    "the task's labelled test split; mean ± std over seeds. Nothing is chosen on test."
+)
 
 
-def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str] = (),
-                      extra_rows: list[dict] = ()) -> dict:
+def build_leaderboard(
+    suite_name: str, records: list[dict], task_order: list[str] = (), extra_rows: list[dict] = ()
+) -> dict:
     """`task_order`: the suite's order of tasks; tasks only the records know follow it. `extra_rows`: rows built
     elsewhere (ensembles), sorted in with the rest."""
     # Trials a scheduler stopped early are results too (worse ones); diverged and failed trials are counted only.
@@ -35,20 +40,32 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
     metric_keys = {r["task"]: r["metric_keys"] for r in records}
     metric_keys.update({r["task"]: r["metric_keys"] for r in finished})
     systems = defaultdict(list)
-    for r in finished:   # each chain (`mrpc→rte`) is a system of its own, beside the target's direct fine-tune
+    for r in finished:  # each chain (`mrpc→rte`) is a system of its own, beside the target's direct fine-tune
         systems[(r["model"], r.get("kind", "single"), r.get("chain"))].append(r)
-    rows = sort_rows([*(_row(model, kind, recs, task_order, metric_keys, chain)
-                        for (model, kind, chain), recs in systems.items()), *extra_rows])
+    rows = sort_rows(
+        [
+            *(
+                _row(model, kind, recs, task_order, metric_keys, chain)
+                for (model, kind, chain), recs in systems.items()
+            ),
+            *extra_rows,
+        ]
+    )
     return {
         "suite": suite_name,
         "tasks": task_order,
         "metrics": metric_keys,
         "rows": rows,
-        "trials": {"finished": len(finished), **{s: sum(r.get("status") == s for r in records)
-                                                 for s in ("stopped", "diverged", "failed")}, "total": len(records)},
-        "compute": {"trial_hours": sum(r.get("wall_seconds", 0.0) for r in records) / 3600,
-                    "trial_epochs": sum(r["epochs"][-1]["epoch"] for r in records if r.get("epochs")),
-                    "train_samples": sum(r.get("train_samples", 0) for r in records)},
+        "trials": {
+            "finished": len(finished),
+            **{s: sum(r.get("status") == s for r in records) for s in ("stopped", "diverged", "failed")},
+            "total": len(records),
+        },
+        "compute": {
+            "trial_hours": sum(r.get("wall_seconds", 0.0) for r in records) / 3600,
+            "trial_epochs": sum(r["epochs"][-1]["epoch"] for r in records if r.get("epochs")),
+            "train_samples": sum(r.get("train_samples", 0) for r in records),
+        },
         "convention": CONVENTION,
         "test_tasks": [t for t in task_order if any(t in r.get("test", {}).get("task_scores", {}) for r in rows)],
         "test_note": TEST_NOTE,
@@ -60,8 +77,9 @@ def sort_rows(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: -row["average"] if row["average"] is not None else np.inf)
 
 
-def _row(model: str, kind: str, records: list[dict], task_order: list[str], metric_keys: dict,
-         chain: str | None = None) -> dict:
+def _row(
+    model: str, kind: str, records: list[dict], task_order: list[str], metric_keys: dict, chain: str | None = None
+) -> dict:
     scores, std, task_scores, task_std, config, per_seed, predictions, chosen = {}, {}, {}, {}, {}, {}, {}, []
     trial_ids, test_scores, test_std, test_task_scores, test_task_std = {}, {}, {}, {}, {}
     for task in task_order:
@@ -82,7 +100,7 @@ def _row(model: str, kind: str, records: list[dict], task_order: list[str], metr
         config[task] = best[0]["grid_point"]
         per_seed[task] = {r["seed"]: r["best_score"] for r in best}
         trial_ids[task] = [r["trial_id"] for r in best]
-        if all("test_metrics" in r for r in best):   # the chosen checkpoints, scored once on test
+        if all("test_metrics" in r for r in best):  # the chosen checkpoints, scored once on test
             test_values = {k: [100.0 * r["test_metrics"][k] for r in best] for k in keys}
             test_scores[task] = {k: float(np.mean(v)) for k, v in test_values.items()}
             test_std[task] = {k: _std(v) for k, v in test_values.items()}
@@ -107,10 +125,14 @@ def _row(model: str, kind: str, records: list[dict], task_order: list[str], metr
         "seeds": len(seeds),
         "config": config,
         "trial_ids": trial_ids,
-        "test": {"scores": test_scores, "task_scores": test_task_scores,
-                 "std": {"scores": test_std, "task_scores": test_task_std},
-                 "average": float(np.mean(list(test_task_scores.values())))
-                 if test_task_scores and len(test_task_scores) == len(task_order) else None},
+        "test": {
+            "scores": test_scores,
+            "task_scores": test_task_scores,
+            "std": {"scores": test_std, "task_scores": test_task_std},
+            "average": float(np.mean(list(test_task_scores.values())))
+            if test_task_scores and len(test_task_scores) == len(task_order)
+            else None,
+        },
         "trials": len(records),
         "predictions": predictions,
         "compute": _compute(records, chosen),
@@ -130,7 +152,7 @@ def _compute(records: list[dict], chosen: list[dict]) -> dict:
         "device": "GPU" if any(res and res["gpus_per_worker"] > 0 for res in resources) else "CPU",
         "device_hours": device_hours,
         "train_samples_per_s": float(np.mean(throughput)) if throughput else None,
-        "parameters": max(parameters) if parameters else None,   # heads differ by task; the largest model
+        "parameters": max(parameters) if parameters else None,  # heads differ by task; the largest model
         "inference_passes": 1,
     }
 
@@ -143,5 +165,3 @@ def devices_held(resources: dict) -> float:
 
 def _std(values) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
-
-

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.results.leaderboard import devices_held
 from benchmark.plan.trials import canonical
+from benchmark.results.leaderboard import devices_held
 from benchmark.results.tables import column_title
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
@@ -55,17 +55,31 @@ class TrialStyle:
 
     def handles(self, plt, seeds: bool) -> list:
         several = len(self.models) > 1
-        out = [plt.Line2D([], [], color=COLORS[i % len(COLORS)], linewidth=3, label=m)
-               for i, m in enumerate(self.models)] if several else []
-        out += [plt.Line2D([], [], color="#555" if several else COLORS[i % len(COLORS)], marker=MARKERS[i % len(MARKERS)],
-                           linestyle="", label=_point_label(p)) for i, p in enumerate(self.points)]
+        out = (
+            [plt.Line2D([], [], color=COLORS[i % len(COLORS)], linewidth=3, label=m) for i, m in enumerate(self.models)]
+            if several
+            else []
+        )
+        out += [
+            plt.Line2D(
+                [],
+                [],
+                color="#555" if several else COLORS[i % len(COLORS)],
+                marker=MARKERS[i % len(MARKERS)],
+                linestyle="",
+                label=_point_label(p),
+            )
+            for i, p in enumerate(self.points)
+        ]
         if seeds:
-            out += [plt.Line2D([], [], color="#555", linestyle=LINESTYLES[i % len(LINESTYLES)], label=f"seed {s}")
-                    for i, s in enumerate(self.seeds)]
+            out += [
+                plt.Line2D([], [], color="#555", linestyle=LINESTYLES[i % len(LINESTYLES)], label=f"seed {s}")
+                for i, s in enumerate(self.seeds)
+            ]
         return out
 
     def legend_words(self) -> str:
-        return ("colour: model; marker: grid point" if len(self.models) > 1 else "colour and marker: grid point")
+        return "colour: model; marker: grid point" if len(self.models) > 1 else "colour and marker: grid point"
 
 
 def epoch_curves(board: dict, records: list[dict]) -> Figure | None:
@@ -81,28 +95,59 @@ def epoch_curves(board: dict, records: list[dict]) -> Figure | None:
         for r in (r for r in trials if r["task"] == task):
             xs = [e["epoch"] for e in r["epochs"]]
             ys = [e["score"] for e in r["epochs"]]
-            ax.plot(xs, ys, linestyle=style.linestyle(r), color=style.color(r), marker=style.marker(r), markersize=4,
-                    linewidth=1.4, alpha=0.9)
+            ax.plot(
+                xs,
+                ys,
+                linestyle=style.linestyle(r),
+                color=style.color(r),
+                marker=style.marker(r),
+                markersize=4,
+                linewidth=1.4,
+                alpha=0.9,
+            )
             if r.get("best_epoch"):
-                ax.plot([r["best_epoch"]], [r["best_score"]], marker="o", markersize=11, markerfacecolor="none",
-                        markeredgecolor=style.color(r), markeredgewidth=1.5)
+                ax.plot(
+                    [r["best_epoch"]],
+                    [r["best_score"]],
+                    marker="o",
+                    markersize=11,
+                    markerfacecolor="none",
+                    markeredgecolor=style.color(r),
+                    markeredgewidth=1.5,
+                )
         ax.set_title(column_title(task, board["metrics"][task]))
         ax.set_xlabel("epoch")
         ax.set_ylabel(SCORE_LABEL)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     handles = style.handles(plt, seeds=True)
-    handles.append(plt.Line2D([], [], color="#444", marker="o", markersize=10, markerfacecolor="none", linestyle="",
-                              label="kept epoch (checkpoint)"))
+    handles.append(
+        plt.Line2D(
+            [],
+            [],
+            color="#444",
+            marker="o",
+            markersize=10,
+            markerfacecolor="none",
+            linestyle="",
+            label="kept epoch (checkpoint)",
+        )
+    )
     _legend_below(fig, handles)
-    return Figure("epochs", "Dev score per epoch", "Every trial's dev score after each epoch, one panel per task. "
-                  f"{style.legend_words().capitalize()}; line style: seed; ring: the epoch whose checkpoint was kept.",
-                  _png(plt, fig))
+    return Figure(
+        "epochs",
+        "Dev score per epoch",
+        "Every trial's dev score after each epoch, one panel per task. "
+        f"{style.legend_words().capitalize()}; line style: seed; ring: the epoch whose checkpoint was kept.",
+        _png(plt, fig),
+    )
 
 
 def score_vs_compute(board: dict, records: list[dict]) -> Figure | None:
     """Best dev score against the compute a trial used, with the Pareto front (nothing cheaper scores higher)."""
-    trials = [r for r in records if r.get("status") == "finished" and r.get("resources") and r.get("best_score") is not None]
+    trials = [
+        r for r in records if r.get("status") == "finished" and r.get("resources") and r.get("best_score") is not None
+    ]
     if not trials:
         return None
     plt = _pyplot()
@@ -141,18 +186,30 @@ def score_vs_compute(board: dict, records: list[dict]) -> Figure | None:
     handles = style.handles(plt, seeds=False)
     handles.append(plt.Line2D([], [], color="black", linewidth=1.2, drawstyle="steps-post", label="Pareto front"))
     _legend_below(fig, handles)
-    return Figure("compute", "Score against compute", f"Each point is a trial: its best dev score against the "
-                  f"{device} time it held (wall time x {device}s). The line is the Pareto front: no trial to its "
-                  "left scores higher." + (" The first panel compares whole systems: their average score against "
-                                           "the compute of every trial behind them." if len(systems) > 1 else ""),
-                  _png(plt, fig))
+    return Figure(
+        "compute",
+        "Score against compute",
+        f"Each point is a trial: its best dev score against the "
+        f"{device} time it held (wall time x {device}s). The line is the Pareto front: no trial to its "
+        "left scores higher."
+        + (
+            " The first panel compares whole systems: their average score against "
+            "the compute of every trial behind them."
+            if len(systems) > 1
+            else ""
+        ),
+        _png(plt, fig),
+    )
 
 
 def search_space(board: dict, records: list[dict]) -> Figure | None:
     """Best dev score against each hyperparameter the grid varies; one colour and marker per task."""
     trials = [r for r in records if r.get("status") == "finished" and r.get("best_score") is not None]
-    keys = [k for k in dict.fromkeys(k for r in trials for k in r["grid_point"])
-            if len({canonical(r["grid_point"].get(k)) for r in trials}) > 1]
+    keys = [
+        k
+        for k in dict.fromkeys(k for r in trials for k in r["grid_point"])
+        if len({canonical(r["grid_point"].get(k)) for r in trials}) > 1
+    ]
     if not keys:
         return None
     plt = _pyplot()
@@ -166,14 +223,27 @@ def search_space(board: dict, records: list[dict]) -> Figure | None:
         for t_i, task in enumerate(tasks):
             mine = [r for r in trials if r["task"] == task and key in r["grid_point"]]
             color, marker = COLORS[t_i % len(COLORS)], MARKERS[t_i % len(MARKERS)]
-            ax.plot([position[r["grid_point"][key]] for r in mine], [r["best_score"] for r in mine], linestyle="",
-                    marker=marker, color=color, alpha=0.35, markersize=5)
+            ax.plot(
+                [position[r["grid_point"][key]] for r in mine],
+                [r["best_score"] for r in mine],
+                linestyle="",
+                marker=marker,
+                color=color,
+                alpha=0.35,
+                markersize=5,
+            )
             means = defaultdict(list)
             for r in mine:
                 means[r["grid_point"][key]].append(r["best_score"])
             xs = [v for v in values if v in means]
-            ax.plot([position[v] for v in xs], [np.mean(means[v]) for v in xs], marker=marker, color=color,
-                    linewidth=1.8, label=task)
+            ax.plot(
+                [position[v] for v in xs],
+                [np.mean(means[v]) for v in xs],
+                marker=marker,
+                color=color,
+                linewidth=1.8,
+                label=task,
+            )
         if log:
             ax.set_xscale("log")
         if numeric:
@@ -187,12 +257,19 @@ def search_space(board: dict, records: list[dict]) -> Figure | None:
         ax.set_ylabel(SCORE_LABEL)
         ax.set_title(f"{key}")
         ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=COLORS[i % len(COLORS)], marker=MARKERS[i % len(MARKERS)], label=t)
-               for i, t in enumerate(tasks)]
+    handles = [
+        plt.Line2D([], [], color=COLORS[i % len(COLORS)], marker=MARKERS[i % len(MARKERS)], label=t)
+        for i, t in enumerate(tasks)
+    ]
     _legend_below(fig, handles)
-    return Figure("search", "Search space against score", "Best dev score of every trial (faint) against each "
-                  "hyperparameter the grid varies, and the mean over seeds and the other hyperparameters (line), "
-                  "one colour and marker per task.", _png(plt, fig))
+    return Figure(
+        "search",
+        "Search space against score",
+        "Best dev score of every trial (faint) against each "
+        "hyperparameter the grid varies, and the mean over seeds and the other hyperparameters (line), "
+        "one colour and marker per task.",
+        _png(plt, fig),
+    )
 
 
 def ensemble_gains(board: dict, records: list[dict]) -> Figure | None:
@@ -201,40 +278,68 @@ def ensemble_gains(board: dict, records: list[dict]) -> Figure | None:
     if not ensembles:
         return None
     base_name = (board.get("statistics") or {}).get("baseline")
-    base = next((r for r in board["rows"] if r["system"] == base_name), None) or \
-        next((r for r in board["rows"] if r["kind"] != "ensemble"), None)
+    base = next((r for r in board["rows"] if r["system"] == base_name), None) or next(
+        (r for r in board["rows"] if r["kind"] != "ensemble"), None
+    )
     plt = _pyplot()
     tasks = board["tasks"]
     bars = ([base] if base else []) + ensembles
     by_trial = {r["trial_id"]: r for r in records}
     # One panel per task, a horizontal bar per system: readable however many ensembles a run builds.
     prefix = os.path.commonprefix([r["system"] for r in bars]) if len(bars) > 1 else ""
-    names = [r["system"][len(prefix):] or r["system"] for r in bars]
+    names = [r["system"][len(prefix) :] or r["system"] for r in bars]
     fig, axes = _panels(plt, len(tasks), width=6.4, height=0.32 * len(bars) + 1.4)
     for ax, task in zip(axes, tasks):
         ys = np.arange(len(bars))[::-1]
         for y, row, b_i in zip(ys, bars, range(len(bars))):
             score = row["task_scores"].get(task, np.nan)
-            ax.barh(y, score, 0.75, color="#9e9e9e" if row is base else COLORS[b_i % len(COLORS)],
-                    hatch=None if row is base else "//", edgecolor="white")
+            ax.barh(
+                y,
+                score,
+                0.75,
+                color="#9e9e9e" if row is base else COLORS[b_i % len(COLORS)],
+                hatch=None if row is base else "//",
+                edgecolor="white",
+            )
             members = [by_trial[m]["best_score"] for m in (row.get("members") or {}).get(task, []) if m in by_trial]
-            ax.plot(members, [y] * len(members), linestyle="", marker="|", color="black", markersize=11,
-                    markeredgewidth=2)
+            ax.plot(
+                members, [y] * len(members), linestyle="", marker="|", color="black", markersize=11, markeredgewidth=2
+            )
             if row is not base and base and task in base["task_scores"] and not math.isnan(score):
-                ax.annotate(f"{score - base['task_scores'][task]:+.1f}", (score, y), textcoords="offset points",
-                            xytext=(4, -3), fontsize=8)
+                ax.annotate(
+                    f"{score - base['task_scores'][task]:+.1f}",
+                    (score, y),
+                    textcoords="offset points",
+                    xytext=(4, -3),
+                    fontsize=8,
+                )
         ax.set_yticks(np.arange(len(bars))[::-1])
         ax.set_yticklabels(names, fontsize=8)
         ax.set_title(column_title(task, board["metrics"][task]))
         ax.set_xlabel(SCORE_LABEL)
         ax.grid(axis="x", alpha=0.3)
-    handles = [plt.Line2D([], [], color="black", marker="|", markersize=11, markeredgewidth=2, linestyle="",
-                          label="a member's own dev score"),
-               plt.Rectangle((0, 0), 1, 1, facecolor="#9e9e9e", label=f"baseline: {base['system'] if base else 'none'}")]
+    handles = [
+        plt.Line2D(
+            [],
+            [],
+            color="black",
+            marker="|",
+            markersize=11,
+            markeredgewidth=2,
+            linestyle="",
+            label="a member's own dev score",
+        ),
+        plt.Rectangle((0, 0), 1, 1, facecolor="#9e9e9e", label=f"baseline: {base['system'] if base else 'none'}"),
+    ]
     _legend_below(fig, handles)
-    return Figure("ensembles", "Ensembles: members and gains", "Task scores of each ensemble (hatched) next to "
-                  f"the baseline (grey), {base['system'] if base else 'none'}; the number beside a bar is the ensemble's gain "
-                  "over it, the ticks its members' own dev scores. Ensembles are scored on the report half of dev.", _png(plt, fig))
+    return Figure(
+        "ensembles",
+        "Ensembles: members and gains",
+        "Task scores of each ensemble (hatched) next to "
+        f"the baseline (grey), {base['system'] if base else 'none'}; the number beside a bar is the ensemble's gain "
+        "over it, the ticks its members' own dev scores. Ensembles are scored on the report half of dev.",
+        _png(plt, fig),
+    )
 
 
 FIGURES = [epoch_curves, score_vs_compute, search_space, ensemble_gains]
@@ -243,11 +348,18 @@ FIGURES = [epoch_curves, score_vs_compute, search_space, ensemble_gains]
 def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")   # files only, no display
+    matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.titleweight": "bold",
-                         "axes.spines.top": False, "axes.spines.right": False})
+    plt.rcParams.update(
+        {
+            "font.size": 10,
+            "axes.titlesize": 11,
+            "axes.titleweight": "bold",
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
     return plt
 
 

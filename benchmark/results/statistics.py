@@ -21,9 +21,21 @@ from typing import Callable
 
 import numpy as np
 
-from benchmark.results.bootstrap import (ALPHA, CONFIDENCE, RESAMPLES, SEED, LabelMismatch, SeedPredictions, TaskSample,
-                                 check_same_labels, common_examples, interval, paired_difference, score_task)
 from benchmark.common.errors import InputError
+from benchmark.results.bootstrap import (
+    ALPHA,
+    CONFIDENCE,
+    RESAMPLES,
+    SEED,
+    LabelMismatch,
+    SeedPredictions,
+    TaskSample,
+    check_same_labels,
+    common_examples,
+    interval,
+    paired_difference,
+    score_task,
+)
 from benchmark.results.leaderboard import sort_rows
 from tasks.spec import TaskSpec
 
@@ -31,8 +43,14 @@ from tasks.spec import TaskSpec
 Loader = Callable[[str], "SeedPredictions | None"]
 
 
-def add_statistics(board: dict, task_specs: dict[str, TaskSpec], load: Loader, baseline: str | None = None,
-                   resamples: int = RESAMPLES, seed: int = SEED) -> dict:
+def add_statistics(
+    board: dict,
+    task_specs: dict[str, TaskSpec],
+    load: Loader,
+    baseline: str | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> dict:
     rows = sort_rows([dict(row) for row in board["rows"]])
     tasks = board["tasks"]
     base = choose_baseline(rows, baseline)
@@ -51,11 +69,19 @@ def add_statistics(board: dict, task_specs: dict[str, TaskSpec], load: Loader, b
     for row in rows:
         row["ci"] = _intervals(row, tasks, predictions[row["system"]], scorer)
     for row in rows:
-        row["significance"] = (None if base is None or row is base
-                               else _compare(row, base, tasks, predictions, scorer))
-    return {**board, "rows": rows, "statistics": {
-        "baseline": base["system"] if base else None, "resamples": resamples, "confidence": CONFIDENCE,
-        "alpha": ALPHA, "seed": seed, "missing": missing}}
+        row["significance"] = None if base is None or row is base else _compare(row, base, tasks, predictions, scorer)
+    return {
+        **board,
+        "rows": rows,
+        "statistics": {
+            "baseline": base["system"] if base else None,
+            "resamples": resamples,
+            "confidence": CONFIDENCE,
+            "alpha": ALPHA,
+            "seed": seed,
+            "missing": missing,
+        },
+    }
 
 
 def choose_baseline(rows: list[dict], name: str | None) -> dict | None:
@@ -79,7 +105,9 @@ class _Scorer:
         self.task_specs, self.resamples, self.seed = task_specs, resamples, seed
         self.cache: dict[tuple, TaskSample] = {}
 
-    def __call__(self, system: str, task: str, seeds: list[SeedPredictions], examples: dict[str, np.ndarray]) -> TaskSample:
+    def __call__(
+        self, system: str, task: str, seeds: list[SeedPredictions], examples: dict[str, np.ndarray]
+    ) -> TaskSample:
         key = (system, task, *((s, e.tobytes()) for s, e in sorted(examples.items())))
         if key not in self.cache:
             self.cache[key] = score_task(self.task_specs[task], seeds, examples, self.resamples, self.seed)
@@ -119,12 +147,18 @@ def _compare(row: dict, base: dict, tasks: list[str], predictions: dict, scorer:
             out["task_scores"][task] = {"comparable": False, "reason": "different dev sets (the gold labels differ)"}
             continue
         a, b = scorer(row["system"], task, mine, examples), scorer(base["system"], task, theirs, examples)
-        out["task_scores"][task] = {**paired_difference(a.score, a.score_replicates, b.score, b.score_replicates),
-                                    "examples": a.examples}
+        out["task_scores"][task] = {
+            **paired_difference(a.score, a.score_replicates, b.score, b.score_replicates),
+            "examples": a.examples,
+        }
         pairs[task] = (a, b)
     if row["average"] is not None and base["average"] is not None and all(t in pairs for t in tasks):
         a_point = np.mean([pairs[t][0].score for t in tasks])
         b_point = np.mean([pairs[t][1].score for t in tasks])
-        out["average"] = paired_difference(a_point, np.mean([pairs[t][0].score_replicates for t in tasks], axis=0),
-                                           b_point, np.mean([pairs[t][1].score_replicates for t in tasks], axis=0))
+        out["average"] = paired_difference(
+            a_point,
+            np.mean([pairs[t][0].score_replicates for t in tasks], axis=0),
+            b_point,
+            np.mean([pairs[t][1].score_replicates for t in tasks], axis=0),
+        )
     return out

@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.atomic import atomic_write_json, atomic_write_text
-from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.common.errors import InputError
 from benchmark.common.paths import check_name
 from benchmark.plan.trials import canonical
+from benchmark.train.checkpoints import checkpoint_problem
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import predictions_from_logits
 from tasks.spec import TaskSpec
 
 SUBMISSION_DIR = "submission"
-LABEL_IDS_IN_FILE = {"cola", "sst2", "mrpc", "qqp", "wnli"}   # the server reads these as 0/1, the rest as words
+LABEL_IDS_IN_FILE = {"cola", "sst2", "mrpc", "qqp", "wnli"}  # the server reads these as 0/1, the rest as words
 SCORE_RANGE = {"stsb": (0.0, 5.0)}
 GLUE_FILES = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI-m", "MNLI-mm", "QNLI", "RTE", "WNLI", "AX"]
 
@@ -46,24 +46,36 @@ def best_checkpoints(board: dict, records: list[dict], system: str | None) -> tu
     its chosen grid point with the best dev score."""
     candidates = [r for r in board["rows"] if r["kind"] != "ensemble"]
     if system:
-        matches = [r for r in board["rows"] if r["system"] == system] or \
-                  [r for r in board["rows"] if system.lower() in r["system"].lower()]
+        matches = [r for r in board["rows"] if r["system"] == system] or [
+            r for r in board["rows"] if system.lower() in r["system"].lower()
+        ]
         if len(matches) != 1:
-            raise InputError("--system", f"'{system}' {'matches several rows' if matches else 'matches no row'}; "
-                             f"rows: {', '.join(r['system'] for r in board['rows'])}")
+            raise InputError(
+                "--system",
+                f"'{system}' {'matches several rows' if matches else 'matches no row'}; "
+                f"rows: {', '.join(r['system'] for r in board['rows'])}",
+            )
         if matches[0]["kind"] == "ensemble":
-            raise InputError("--system", "ensemble rows have no single checkpoint to run; choose a single or "
-                                         "multitask row")
+            raise InputError(
+                "--system", "ensemble rows have no single checkpoint to run; choose a single or multitask row"
+            )
         candidates = matches
     if not candidates:
         raise InputError("RUN_DIR", "no row with checkpoints to predict with")
     row = candidates[0]
     chosen = {}
     for task, point in row["config"].items():
-        trials = [r for r in records if r["task"] == task and r["model"] == row["model"]
-                  and r.get("kind", "single") == row["kind"] and r.get("chain") == row.get("chain")
-                  and r.get("status") == "finished" and r.get("checkpoint")
-                  and canonical(r["grid_point"]) == canonical(point)]
+        trials = [
+            r
+            for r in records
+            if r["task"] == task
+            and r["model"] == row["model"]
+            and r.get("kind", "single") == row["kind"]
+            and r.get("chain") == row.get("chain")
+            and r.get("status") == "finished"
+            and r.get("checkpoint")
+            and canonical(r["grid_point"]) == canonical(point)
+        ]
         if trials:
             chosen[task] = max(trials, key=lambda r: r["best_score"])
     return row, chosen
@@ -78,8 +90,9 @@ def task_for_test(record: dict) -> TaskSpec:
     return task
 
 
-def predict_logits(folder: Path, task: TaskSpec, ds, max_seq_length: int, batch_size: int,
-                   trust_remote_code: bool = False) -> np.ndarray:
+def predict_logits(
+    folder: Path, task: TaskSpec, ds, max_seq_length: int, batch_size: int, trust_remote_code: bool = False
+) -> np.ndarray:
     """Run a kept checkpoint on a loaded split (`tasks.loading.load_split`): its logits, in the split's order."""
     import torch
 
@@ -97,16 +110,16 @@ def predict_logits(folder: Path, task: TaskSpec, ds, max_seq_length: int, batch_
 
 def write_submission(run_dir: Path, output: Path | None = None, system: str | None = None) -> tuple[Path, list[str]]:
     """Predict every task's test splits with its best checkpoint; returns the folder and the files written."""
+    from benchmark.records.store import RunStore
     from benchmark.results.board import leaderboard_from_runs
     from benchmark.run.runner import resolve_cache_dir
-    from benchmark.records.store import RunStore
     from tasks.loading import load_split, resolve_glue_dir
 
     run_dir = Path(run_dir)
     suite = RunStore(run_dir).read_suite()
-    board, records = leaderboard_from_runs([run_dir], resamples=1)   # statistics are not needed here
+    board, records = leaderboard_from_runs([run_dir], resamples=1)  # statistics are not needed here
     damaged: set[str] = set()
-    while True:   # a damaged checkpoint is reported and passed over for the task's next best one
+    while True:  # a damaged checkpoint is reported and passed over for the task's next best one
         row, chosen = best_checkpoints(board, [r for r in records if r["trial_id"] not in damaged], system)
         problems = {r["trial_id"]: checkpoint_problem(run_dir / r["checkpoint"]) for r in chosen.values()}
         problems = {t: p for t, p in problems.items() if p}
@@ -127,15 +140,29 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
         for split, name in task.test_splits.items():
             check_name(name, f"{record['trial_id']}: task_spec.test_splits.{split}", "test file name")
             ds = load_split(task, split, glue_dir, cache)
-            logits = predict_logits(run_dir / record["checkpoint"], task, ds, record["training"]["max_seq_length"],
-                                    record["training"]["eval_batch_size"], suite.get("trust_remote_code", False))
+            logits = predict_logits(
+                run_dir / record["checkpoint"],
+                task,
+                ds,
+                record["training"]["max_seq_length"],
+                record["training"]["eval_batch_size"],
+                suite.get("trust_remote_code", False),
+            )
             index = np.asarray(ds["index"])
             atomic_write_text(output / f"{name}.tsv", submission_text(task, logits, index))
             written.append(f"{name}.tsv")
-            manifest["files"][f"{name}.tsv"] = {"task": task_name, "split": split, "examples": len(index),
-                                                "trial": record["trial_id"], "seed": record["seed"],
-                                                "dev_score": record["best_score"], "checkpoint": record["checkpoint"]}
-            print(f"{name}.tsv: {len(index)} predictions from {record['trial_id']} (dev score {record['best_score']:.2f})")
+            manifest["files"][f"{name}.tsv"] = {
+                "task": task_name,
+                "split": split,
+                "examples": len(index),
+                "trial": record["trial_id"],
+                "seed": record["seed"],
+                "dev_score": record["best_score"],
+                "checkpoint": record["checkpoint"],
+            }
+            print(
+                f"{name}.tsv: {len(index)} predictions from {record['trial_id']} (dev score {record['best_score']:.2f})"
+            )
     atomic_write_json(output / "submission.json", manifest)
     return output, written
 
@@ -143,4 +170,3 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
 def missing_for_glue(written: list[str]) -> list[str]:
     """The files GLUE's server expects in a complete submission that are not among `written`."""
     return [name for name in GLUE_FILES if f"{name}.tsv" not in written]
-

@@ -17,19 +17,32 @@ from pathlib import Path
 
 from benchmark.common.atomic import atomic_write_text
 
-SHORT_METRIC = {"accuracy": "acc", "f1": "F1", "f1_macro": "macro-F1", "matthews_correlation": "MCC",
-                "pearson": "Pearson", "spearmanr": "Spearman"}
+SHORT_METRIC = {
+    "accuracy": "acc",
+    "f1": "F1",
+    "f1_macro": "macro-F1",
+    "matthews_correlation": "MCC",
+    "pearson": "Pearson",
+    "spearmanr": "Spearman",
+}
 MISSING = "—"
-COMPUTE_NOTE = ("{device}-hours: every trial behind the row (all grid points and seeds) times the {device}s it "
-                "held. samples/s: training throughput of one trial at the chosen grid points. params: parameters "
-                "of one model. passes: forward passes per example at inference.")
+COMPUTE_NOTE = (
+    "{device}-hours: every trial behind the row (all grid points and seeds) times the {device}s it "
+    "held. samples/s: training throughput of one trial at the chosen grid points. params: parameters "
+    "of one model. passes: forward passes per example at inference."
+)
 
 
 # ---- the parts every format shares, as plain text ----
 
+
 def column_title(task: str, keys: list[str]) -> str:
-    names = [k.replace("accuracy_", "").replace("mismatched", "mm").replace("matched", "m")
-             if k.startswith("accuracy_") else SHORT_METRIC.get(k, k) for k in keys]
+    names = [
+        k.replace("accuracy_", "").replace("mismatched", "mm").replace("matched", "m")
+        if k.startswith("accuracy_")
+        else SHORT_METRIC.get(k, k)
+        for k in keys
+    ]
     return f"{task} ({'/'.join(names)})"
 
 
@@ -178,11 +191,17 @@ def extra_header(board: dict, compute: bool) -> list[str]:
 
 def extra_cells(board: dict, row: dict, compute: bool) -> list[str]:
     c = row.get("compute") or {}
-    hours, sps, params, passes = (c.get(k) for k in ("device_hours", "train_samples_per_s", "parameters", "inference_passes"))
+    hours, sps, params, passes = (
+        c.get(k) for k in ("device_hours", "train_samples_per_s", "parameters", "inference_passes")
+    )
     passes_text = MISSING if passes is None else f"{passes:g}"
     if compute:
-        return [MISSING if hours is None else f"{hours:.2f}", MISSING if sps is None else f"{sps:.1f}",
-                MISSING if params is None else _millions(params), passes_text]
+        return [
+            MISSING if hours is None else f"{hours:.2f}",
+            MISSING if sps is None else f"{sps:.1f}",
+            MISSING if params is None else _millions(params),
+            passes_text,
+        ]
     return [passes_text] if has_ensembles(board) else []
 
 
@@ -218,12 +237,16 @@ def statistics_note(board: dict) -> str:
     if not stats:
         return ""
     level = f"{100 * stats['confidence']:.0f}%"
-    parts = [f"{level} intervals: percentile bootstrap over dev examples ({stats['resamples']} resamples). A "
-             "resample draws the dev examples with replacement and scores every seed's predictions on that draw; "
-             "the row's value is their mean over seeds; the average's interval draws each task's dev set on its own."]
+    parts = [
+        f"{level} intervals: percentile bootstrap over dev examples ({stats['resamples']} resamples). A "
+        "resample draws the dev examples with replacement and scores every seed's predictions on that draw; "
+        "the row's value is their mean over seeds; the average's interval draws each task's dev set on its own."
+    ]
     if stats["baseline"] and compared_rows(board):
-        parts.append(f"↑/↓: significantly above/below the baseline, {stats['baseline']} (paired bootstrap on the "
-                     f"same draws, two-sided p < {stats['alpha']:g}; not corrected for multiple comparisons).")
+        parts.append(
+            f"↑/↓: significantly above/below the baseline, {stats['baseline']} (paired bootstrap on the "
+            f"same draws, two-sided p < {stats['alpha']:g}; not corrected for multiple comparisons)."
+        )
     if _has_subsets(board):
         parts.append("n=…: scored on the n dev examples that every compared prediction covers.")
     if stats["missing"]:
@@ -247,10 +270,12 @@ def chosen_points(board: dict) -> list[str]:
 
 def trials_line(board: dict) -> str:
     t, c = board["trials"], board["compute"]
-    return (f"Trials: {t['finished']} finished ({t.get('stopped', 0)} stopped early by the scheduler), "
-            f"{t.get('diverged', 0)} diverged, {t['failed']} failed, of {t['total']}. Compute: "
-            f"{c['trial_hours']:.2f} trial-hours, {c.get('trial_epochs', 0):g} trial-epochs, "
-            f"{c['train_samples']:,} training samples.")
+    return (
+        f"Trials: {t['finished']} finished ({t.get('stopped', 0)} stopped early by the scheduler), "
+        f"{t.get('diverged', 0)} diverged, {t['failed']} failed, of {t['total']}. Compute: "
+        f"{c['trial_hours']:.2f} trial-hours, {c.get('trial_epochs', 0):g} trial-epochs, "
+        f"{c['train_samples']:,} training samples."
+    )
 
 
 def _members(trial_ids: list[str], weights: list[float]) -> str:
@@ -265,17 +290,30 @@ def _point(point: dict) -> str:
 
 # ---- markdown ----
 
+
 def format_markdown(board: dict, compute: bool = False) -> str:
     tasks, best = board["tasks"], best_values(board)
     header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
     header += extra_header(board, compute)
     bold = "**{}**".format
-    lines = [f"# Leaderboard: {board['suite']}", "", *_md_table(header, [
-        [row["system"]] + [c for t in tasks for c in [_md_score(row, t, board["metrics"][t], best),
-                                                      *test_cells(board, row, t, bold)]]
-        + [_md_score(row, None, None, best), *test_cells(board, row, None, bold), str(row["seeds"])]
-        + extra_cells(board, row, compute)
-        for row in board["rows"]])]
+    lines = [
+        f"# Leaderboard: {board['suite']}",
+        "",
+        *_md_table(
+            header,
+            [
+                [row["system"]]
+                + [
+                    c
+                    for t in tasks
+                    for c in [_md_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold)]
+                ]
+                + [_md_score(row, None, None, best), *test_cells(board, row, None, bold), str(row["seeds"])]
+                + extra_cells(board, row, compute)
+                for row in board["rows"]
+            ],
+        ),
+    ]
     lines += ["", board["convention"]]
     for note in extra_notes(board, compute):
         lines += ["", note]
@@ -283,20 +321,32 @@ def format_markdown(board: dict, compute: bool = False) -> str:
         lines += ["", statistics_note(board)]
     short = ["system"] + tasks + ["average"]
     if has_intervals(board):
-        lines += ["", f"## {100 * board['statistics']['confidence']:.0f}% confidence intervals of the task scores", "",
-                  *_md_table(short, [[r["system"]] + [ci_text(board, r, t) for t in [*tasks, None]]
-                                     for r in board["rows"]])]
+        lines += [
+            "",
+            f"## {100 * board['statistics']['confidence']:.0f}% confidence intervals of the task scores",
+            "",
+            *_md_table(short, [[r["system"]] + [ci_text(board, r, t) for t in [*tasks, None]] for r in board["rows"]]),
+        ]
     if compared_rows(board):
-        lines += ["", f"## Differences from the baseline, {board['statistics']['baseline']}", "",
-                  *_md_table(short, [[r["system"]] + [difference_text(board, r, t) for t in [*tasks, None]]
-                                     for r in compared_rows(board)])]
+        lines += [
+            "",
+            f"## Differences from the baseline, {board['statistics']['baseline']}",
+            "",
+            *_md_table(
+                short,
+                [[r["system"]] + [difference_text(board, r, t) for t in [*tasks, None]] for r in compared_rows(board)],
+            ),
+        ]
     lines += [""] + chosen_points(board) + ["", trials_line(board)]
     return "\n".join(lines) + "\n"
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
-            *("| " + " | ".join(cells) + " |" for cells in rows)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        *("| " + " | ".join(cells) + " |" for cells in rows),
+    ]
 
 
 def _md_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -> str:
@@ -309,6 +359,7 @@ def _md_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -
 
 
 # ---- csv ----
+
 
 def format_csv(board: dict, compute: bool = False) -> str:
     """One line per row: every number unrounded to 4 decimals, empty where there is none."""
@@ -325,8 +376,15 @@ def format_csv(board: dict, compute: bool = False) -> str:
             columns += [f"{t}/test_score", f"{t}/test_score_std"]
     if has_test_average(board):
         columns += ["test_average"]
-    columns += ["average", "average_std", "average_ci_low", "average_ci_high", *(f"average/{k}" for k in test_keys),
-                "seeds", "baseline"]
+    columns += [
+        "average",
+        "average_std",
+        "average_ci_low",
+        "average_ci_high",
+        *(f"average/{k}" for k in test_keys),
+        "seeds",
+        "baseline",
+    ]
     if compute:
         columns += ["device", "device_hours", "train_samples_per_s", "parameters", "inference_passes"]
     elif has_ensembles(board):
@@ -340,11 +398,20 @@ def format_csv(board: dict, compute: bool = False) -> str:
         for t in board["tasks"]:
             for k in board["metrics"][t]:
                 bounds = ci["scores"].get(t, {}).get(k) or [None, None]
-                values += [_num(row["scores"].get(t, {}).get(k)), _num(row["std"]["scores"].get(t, {}).get(k)),
-                           _num(bounds[0]), _num(bounds[1])]
+                values += [
+                    _num(row["scores"].get(t, {}).get(k)),
+                    _num(row["std"]["scores"].get(t, {}).get(k)),
+                    _num(bounds[0]),
+                    _num(bounds[1]),
+                ]
             bounds = ci["task_scores"].get(t) or [None, None]
-            values += [_num(row["task_scores"].get(t)), _num(row["std"]["task_scores"].get(t)), _num(bounds[0]),
-                       _num(bounds[1]), ci["examples"].get(t, "")]
+            values += [
+                _num(row["task_scores"].get(t)),
+                _num(row["std"]["task_scores"].get(t)),
+                _num(bounds[0]),
+                _num(bounds[1]),
+                ci["examples"].get(t, ""),
+            ]
             values += _test_values(sig["task_scores"].get(t))
             if t in test_tasks(board):
                 test = row.get("test") or {"scores": {}, "task_scores": {}, "std": {"scores": {}, "task_scores": {}}}
@@ -354,12 +421,24 @@ def format_csv(board: dict, compute: bool = False) -> str:
         if has_test_average(board):
             values += [_num((row.get("test") or {}).get("average"))]
         bounds = ci["average"] or [None, None]
-        values += [_num(row["average"]), _num(row["std"]["average"]), _num(bounds[0]), _num(bounds[1]),
-                   *_test_values(sig["average"]), row["seeds"], sig.get("baseline", "")]
+        values += [
+            _num(row["average"]),
+            _num(row["std"]["average"]),
+            _num(bounds[0]),
+            _num(bounds[1]),
+            *_test_values(sig["average"]),
+            row["seeds"],
+            sig.get("baseline", ""),
+        ]
         if compute:
             c = row.get("compute") or {}
-            values += [c.get("device") or "", _num(c.get("device_hours")), _num(c.get("train_samples_per_s")),
-                       c.get("parameters") or "", _passes(c)]
+            values += [
+                c.get("device") or "",
+                _num(c.get("device_hours")),
+                _num(c.get("train_samples_per_s")),
+                c.get("parameters") or "",
+                _passes(c),
+            ]
         elif has_ensembles(board):
             values += [_passes(row.get("compute") or {})]
         writer.writerow(values)
@@ -382,10 +461,29 @@ def _num(value) -> str:
 
 # ---- LaTeX (booktabs) ----
 
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"$<$", ">": r"$>$",
-          "±": r"$\pm$", "—": "--", "–": "--", "−": "$-$", "↑": r"$^{\uparrow}$", "↓": r"$^{\downarrow}$",
-          "×": r"$\times$", "…": r"\dots{}", "Δ": r"$\Delta$"}
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"$<$",
+    ">": r"$>$",
+    "±": r"$\pm$",
+    "—": "--",
+    "–": "--",
+    "−": "$-$",
+    "↑": r"$^{\uparrow}$",
+    "↓": r"$^{\downarrow}$",
+    "×": r"$\times$",
+    "…": r"\dots{}",
+    "Δ": r"$\Delta$",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -396,41 +494,79 @@ def latex_escape(text: str) -> str:
 def format_latex(board: dict, compute: bool = False) -> str:
     """Tables for a paper: `\\usepackage{booktabs}`; each table has a caption and a label."""
     tasks, best, label = board["tasks"], best_values(board), _label(board["suite"])
-    header = (["System"] + [c for t in tasks for c in column_titles(board, t)]
-              + [a.capitalize() for a in average_titles(board)] + ["Seeds"])
+    header = (
+        ["System"]
+        + [c for t in tasks for c in column_titles(board, t)]
+        + [a.capitalize() for a in average_titles(board)]
+        + ["Seeds"]
+    )
     header += extra_header(board, compute)
     bold = "\\textbf{{{}}}".format
-    rows = [[latex_escape(row["system"])]
-            + [c for t in tasks for c in [_latex_score(row, t, board["metrics"][t], best),
-                                          *test_cells(board, row, t, bold, latex_escape)]]
-            + [_latex_score(row, None, None, best), *test_cells(board, row, None, bold, latex_escape), str(row["seeds"])]
-            + [latex_escape(c) for c in extra_cells(board, row, compute)] for row in board["rows"]]
+    rows = [
+        [latex_escape(row["system"])]
+        + [
+            c
+            for t in tasks
+            for c in [_latex_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold, latex_escape)]
+        ]
+        + [_latex_score(row, None, None, best), *test_cells(board, row, None, bold, latex_escape), str(row["seeds"])]
+        + [latex_escape(c) for c in extra_cells(board, row, compute)]
+        for row in board["rows"]
+    ]
     caption = " ".join([f"Leaderboard: {board['suite']}. {board['convention']}", *extra_notes(board, compute)])
     caption += " " + statistics_note(board)
-    parts = ["% bench table --format latex. Needs \\usepackage{booktabs}.",
-             *_latex_table([latex_escape(h) for h in header], rows, caption.strip(), f"tab:{label}")]
+    parts = [
+        "% bench table --format latex. Needs \\usepackage{booktabs}.",
+        *_latex_table([latex_escape(h) for h in header], rows, caption.strip(), f"tab:{label}"),
+    ]
     short = ["System"] + tasks + ["Average"]
     if has_intervals(board):
         level = f"{100 * board['statistics']['confidence']:.0f}%"
-        parts += ["", *_latex_table([latex_escape(h) for h in short],
-                                    [[latex_escape(r["system"])] + [latex_escape(ci_text(board, r, t)) for t in [*tasks, None]]
-                                     for r in board["rows"]],
-                                    f"{board['suite']}: task scores with {level} bootstrap confidence intervals over dev examples.",
-                                    f"tab:{label}-ci")]
+        parts += [
+            "",
+            *_latex_table(
+                [latex_escape(h) for h in short],
+                [
+                    [latex_escape(r["system"])] + [latex_escape(ci_text(board, r, t)) for t in [*tasks, None]]
+                    for r in board["rows"]
+                ],
+                f"{board['suite']}: task scores with {level} bootstrap confidence intervals over dev examples.",
+                f"tab:{label}-ci",
+            ),
+        ]
     if compared_rows(board):
-        parts += ["", *_latex_table([latex_escape(h) for h in short],
-                                    [[latex_escape(r["system"])] + [latex_escape(difference_text(board, r, t))
-                                                                    for t in [*tasks, None]] for r in compared_rows(board)],
-                                    f"{board['suite']}: difference from the baseline, {board['statistics']['baseline']} "
-                                    "(paired bootstrap interval and two-sided p-value).", f"tab:{label}-diff")]
+        parts += [
+            "",
+            *_latex_table(
+                [latex_escape(h) for h in short],
+                [
+                    [latex_escape(r["system"])] + [latex_escape(difference_text(board, r, t)) for t in [*tasks, None]]
+                    for r in compared_rows(board)
+                ],
+                f"{board['suite']}: difference from the baseline, {board['statistics']['baseline']} "
+                "(paired bootstrap interval and two-sided p-value).",
+                f"tab:{label}-diff",
+            ),
+        ]
     return "\n".join(parts) + "\n"
 
 
 def _latex_table(header: list[str], rows: list[list[str]], caption: str, label: str) -> list[str]:
-    return ["\\begin{table}[t]", "\\centering", "\\small",
-            "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule", " & ".join(header) + " \\\\",
-            "\\midrule", *(" & ".join(cells) + " \\\\" for cells in rows), "\\bottomrule", "\\end{tabular}",
-            f"\\caption{{{latex_escape(caption)}}}", f"\\label{{{label}}}", "\\end{table}"]
+    return [
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        "\\toprule",
+        " & ".join(header) + " \\\\",
+        "\\midrule",
+        *(" & ".join(cells) + " \\\\" for cells in rows),
+        "\\bottomrule",
+        "\\end{tabular}",
+        f"\\caption{{{latex_escape(caption)}}}",
+        f"\\label{{{label}}}",
+        "\\end{table}",
+    ]
 
 
 def _latex_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -> str:
@@ -465,27 +601,50 @@ def format_html(board: dict, compute: bool = False) -> str:
     header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
     header += extra_header(board, compute)
     bold = "<strong>{}</strong>".format
-    rows = [[html.escape(row["system"])]
-            + [c for t in tasks for c in [_html_score(row, t, board["metrics"][t], best),
-                                          *test_cells(board, row, t, bold, html.escape)]]
-            + [_html_score(row, None, None, best), *test_cells(board, row, None, bold, html.escape), str(row["seeds"])]
-            + [html.escape(c) for c in extra_cells(board, row, compute)] for row in board["rows"]]
-    parts = ['<div class="bench-leaderboard">', HTML_STYLE,
-             _html_table(header, rows, f"Leaderboard: {board['suite']}"), _html_note(board["convention"])]
+    rows = [
+        [html.escape(row["system"])]
+        + [
+            c
+            for t in tasks
+            for c in [_html_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold, html.escape)]
+        ]
+        + [_html_score(row, None, None, best), *test_cells(board, row, None, bold, html.escape), str(row["seeds"])]
+        + [html.escape(c) for c in extra_cells(board, row, compute)]
+        for row in board["rows"]
+    ]
+    parts = [
+        '<div class="bench-leaderboard">',
+        HTML_STYLE,
+        _html_table(header, rows, f"Leaderboard: {board['suite']}"),
+        _html_note(board["convention"]),
+    ]
     parts += [_html_note(note) for note in extra_notes(board, compute)]
     if statistics_note(board):
         parts.append(_html_note(statistics_note(board)))
     short = ["system"] + tasks + ["average"]
     if has_intervals(board):
         level = f"{100 * board['statistics']['confidence']:.0f}%"
-        parts.append(_html_table(short, [[html.escape(r["system"])] + [html.escape(ci_text(board, r, t))
-                                                                       for t in [*tasks, None]] for r in board["rows"]],
-                                 f"{level} confidence intervals of the task scores"))
+        parts.append(
+            _html_table(
+                short,
+                [
+                    [html.escape(r["system"])] + [html.escape(ci_text(board, r, t)) for t in [*tasks, None]]
+                    for r in board["rows"]
+                ],
+                f"{level} confidence intervals of the task scores",
+            )
+        )
     if compared_rows(board):
-        parts.append(_html_table(short, [[html.escape(r["system"])] + [_html_marked(difference_text(board, r, t))
-                                                                       for t in [*tasks, None]]
-                                         for r in compared_rows(board)],
-                                 f"Differences from the baseline, {board['statistics']['baseline']}"))
+        parts.append(
+            _html_table(
+                short,
+                [
+                    [html.escape(r["system"])] + [_html_marked(difference_text(board, r, t)) for t in [*tasks, None]]
+                    for r in compared_rows(board)
+                ],
+                f"Differences from the baseline, {board['statistics']['baseline']}",
+            )
+        )
     parts += [_html_note(line) for line in chosen_points(board)] + [_html_note(trials_line(board)), "</div>"]
     return "\n".join(parts) + "\n"
 
@@ -493,8 +652,10 @@ def format_html(board: dict, compute: bool = False) -> str:
 def _html_table(header: list[str], rows: list[list[str]], caption: str) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for cells in rows)
-    return (f'<table>\n<caption style="caption-side: top; text-align: left; font-weight: bold">{html.escape(caption)}'
-            f"</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>")
+    return (
+        f'<table>\n<caption style="caption-side: top; text-align: left; font-weight: bold">{html.escape(caption)}'
+        f"</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    )
 
 
 def _html_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -> str:
@@ -516,12 +677,12 @@ def _html_note(text: str) -> str:
 
 # ---- json, rich, files ----
 
+
 def format_json(board: dict, compute: bool = False) -> str:
     return json.dumps(board, indent=2) + "\n"
 
 
-FORMATTERS = {"md": format_markdown, "csv": format_csv, "latex": format_latex, "html": format_html,
-              "json": format_json}
+FORMATTERS = {"md": format_markdown, "csv": format_csv, "latex": format_latex, "html": format_html, "json": format_json}
 
 
 def write_leaderboard(board: dict, folder: Path) -> None:
@@ -534,7 +695,9 @@ def rich_table(board: dict):
     from rich.table import Table
 
     baseline = (board.get("statistics") or {}).get("baseline")
-    caption = "dev scores, mean ± std over seeds" + (f"; ↑/↓ significantly above/below {escape(baseline)}" if baseline else "")
+    caption = "dev scores, mean ± std over seeds" + (
+        f"; ↑/↓ significantly above/below {escape(baseline)}" if baseline else ""
+    )
     table = Table(title=f"Leaderboard: {board['suite']}", caption=caption)
     table.add_column("system")
     for t in board["tasks"]:
@@ -543,9 +706,19 @@ def rich_table(board: dict):
     for title in average_titles(board):
         table.add_column(title, justify="right", style="bold")
     for row in board["rows"]:
-        cells = [c for t in board["tasks"] for c in [
-            (score_text(row, t, board["metrics"][t]) or MISSING) + std_text(row, t) + marker(row, t)
-            if t in row["scores"] else MISSING, *test_cells(board, row, t, str)]]
-        table.add_row(escape(row["system"]), *cells,   # a chain's `[mrpc→rte]` is text, not rich markup (average_text(row) or MISSING) + marker(row, None),
-                      *test_cells(board, row, None, str))
+        cells = [
+            c
+            for t in board["tasks"]
+            for c in [
+                (score_text(row, t, board["metrics"][t]) or MISSING) + std_text(row, t) + marker(row, t)
+                if t in row["scores"]
+                else MISSING,
+                *test_cells(board, row, t, str),
+            ]
+        ]
+        table.add_row(
+            escape(row["system"]),
+            *cells,  # a chain's `[mrpc→rte]` is text, not rich markup (average_text(row) or MISSING) + marker(row, None),
+            *test_cells(board, row, None, str),
+        )
     return table

@@ -19,17 +19,17 @@ from tasks.metrics import OBJECTIVE
 
 @dataclass
 class Progress:
-    total: int                  # trials this run starts
+    total: int  # trials this run starts
     epochs_per_trial: int
     started: float
-    skipped: int = 0            # finished trials kept from an earlier run
-    running: dict = field(default_factory=dict)   # trial -> {"task", "epoch", "epochs", "score", "sps"}
-    done: int = 0               # ran every epoch
-    stopped: int = 0            # ended before its last epoch (a scheduler stopped it)
-    diverged: int = 0           # its loss became NaN or inf
+    skipped: int = 0  # finished trials kept from an earlier run
+    running: dict = field(default_factory=dict)  # trial -> {"task", "epoch", "epochs", "score", "sps"}
+    done: int = 0  # ran every epoch
+    stopped: int = 0  # ended before its last epoch (a scheduler stopped it)
+    diverged: int = 0  # its loss became NaN or inf
     failed: int = 0
-    epochs_done: int = 0        # over all trials: the rate the estimate extrapolates
-    best: dict = field(default_factory=dict)      # task -> (dev score, trial)
+    epochs_done: int = 0  # over all trials: the rate the estimate extrapolates
+    best: dict = field(default_factory=dict)  # task -> (dev score, trial)
 
     def start(self, trial: str, task: str, epochs: int) -> None:
         self.running[trial] = {"task": task, "epoch": 0, "epochs": epochs, "score": None, "sps": None}
@@ -98,8 +98,11 @@ class LiveDisplay(tune.Callback):
         self.console = console
         self.progress = Progress(total, epochs_per_trial, time.time(), skipped)
         # get_renderable: redrawn on every refresh, so the clock and estimate keep moving between events.
-        self.live = (Live(get_renderable=self._render, console=console, refresh_per_second=2, transient=False)
-                     if console.is_terminal else None)
+        self.live = (
+            Live(get_renderable=self._render, console=console, refresh_per_second=2, transient=False)
+            if console.is_terminal
+            else None
+        )
         if self.live:
             self.live.start()
 
@@ -126,8 +129,10 @@ class LiveDisplay(tune.Callback):
             return
         score, sps = result.get(OBJECTIVE), result.get("train_samples_per_s")
         self.progress.result(str(trial), spec["task"], result.get("epoch"), score, sps)
-        self._log(f"epoch {result.get('epoch')}/{spec['training']['epochs']}  {trial}  "
-                  f"score {_fmt(score)}  {_fmt(sps, 1)} samples/s")
+        self._log(
+            f"epoch {result.get('epoch')}/{spec['training']['epochs']}  {trial}  "
+            f"score {_fmt(score)}  {_fmt(sps, 1)} samples/s"
+        )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         how = self.progress.complete(str(trial))

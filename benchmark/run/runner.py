@@ -8,25 +8,26 @@ from pathlib import Path
 
 from rich.console import Console
 
+from benchmark.common.errors import InputError
+from benchmark.config.suite import Suite
+from benchmark.plan.trials import TrialSpec, data_key, make_plan
+from benchmark.records.lock import run_lock
+from benchmark.records.store import RunStore
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.results.final_scores import score_chosen_on_test, score_ensembles_on_test
+from benchmark.results.tables import rich_table, write_leaderboard
 from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.curves import CURVES_DIR
-from benchmark.common.errors import InputError
-from benchmark.results.final_scores import score_chosen_on_test, score_ensembles_on_test
-from benchmark.records.lock import run_lock
 from benchmark.train.modeling import load_tokenizer
-from benchmark.plan.trials import TrialSpec, data_key, make_plan
-from benchmark.results.board import leaderboard_from_runs
-from benchmark.records.store import RunStore
-from benchmark.config.suite import Suite
-from benchmark.results.tables import rich_table, write_leaderboard
 from tasks.augment import Augmentation
 from tasks.encoding import TaskData, encode_task
 from tasks.loading import load_split, resolve_glue_dir
 
-
 SPLITS_FILE = "splits.json"
-TRUST_WARNING = ("warning: trust_remote_code is true: the model folders' own Python code will run in this process "
-                 "and in every trial; use it only with models whose code you trust")
+TRUST_WARNING = (
+    "warning: trust_remote_code is true: the model folders' own Python code will run in this process "
+    "and in every trial; use it only with models whose code you trust"
+)
 
 
 def make_console() -> Console:
@@ -69,15 +70,26 @@ def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
     tasks = {t.name: t for t in suite.tasks}
     out = {}
     for model in suite.models:
-        needed = {data_key(model.name, task, t.training): (task, t.training) for t in trials
-                  if t.model_name == model.name for task in (t.tasks or (t.task,))}
+        needed = {
+            data_key(model.name, task, t.training): (task, t.training)
+            for t in trials
+            if t.model_name == model.name
+            for task in (t.tasks or (t.task,))
+        }
         if not needed:
             continue
         tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
         for key, (task, training) in sorted(needed.items()):
             out[key] = encode_task(
-                tasks[task], tokenizer, training["max_seq_length"], glue_dir, cache_dir(suite),
-                data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed, Augmentation.of(training),
+                tasks[task],
+                tokenizer,
+                training["max_seq_length"],
+                glue_dir,
+                cache_dir(suite),
+                data_cfg.max_train_samples,
+                data_cfg.max_eval_samples,
+                data_cfg.sample_seed,
+                Augmentation.of(training),
             )
     return out
 
@@ -87,13 +99,15 @@ def pending_trials(store: RunStore, plan: list[TrialSpec]) -> list[TrialSpec]:
     finished = store.finished()
     pending = []
     for spec in plan:
-        records = [finished.get(i) for i in spec.record_ids]   # a joint trial is done when every task's record is
+        records = [finished.get(i) for i in spec.record_ids]  # a joint trial is done when every task's record is
         if any(r is None for r in records):
             pending.append(spec)
         elif any(r.get("fingerprint") != spec.fingerprint for r in records):
-            raise InputError(str(store.root), f"holds trial {spec.trial_id} run with other settings; "
-                             "use another --output, or remove that folder")
-        elif problem := _damaged_checkpoint(store, records):   # never kept silently: the trial runs again
+            raise InputError(
+                str(store.root),
+                f"holds trial {spec.trial_id} run with other settings; use another --output, or remove that folder",
+            )
+        elif problem := _damaged_checkpoint(store, records):  # never kept silently: the trial runs again
             print(f"warning: {spec.trial_id} runs again: {problem}", file=sys.stderr)
             pending.append(spec)
     return pending
@@ -128,24 +142,37 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
     todo = {t.trial_id for t in pending}
     for t in plan:
         point = ", ".join(f"{k}={v}" for k, v in t.point.items()) or "—"
-        table.add_row(t.trial_id, t.model_name, "+".join(t.tasks) if t.tasks else t.chain or t.task, point, str(t.seed), "to run" if t.trial_id in todo else "done")
+        table.add_row(
+            t.trial_id,
+            t.model_name,
+            "+".join(t.tasks) if t.tasks else t.chain or t.task,
+            point,
+            str(t.seed),
+            "to run" if t.trial_id in todo else "done",
+        )
     console.print(table)
     limit = f", at most {r.max_concurrent_trials} at once" if r.max_concurrent_trials else ", as many at once as fit"
-    console.print(f"Resources per trial: {r.workers_per_trial} worker(s) x ({r.cpus_per_worker:g} CPU, "
-                  f"{r.gpus_per_worker:g} GPU){limit}. Output: {suite.output}")
+    console.print(
+        f"Resources per trial: {r.workers_per_trial} worker(s) x ({r.cpus_per_worker:g} CPU, "
+        f"{r.gpus_per_worker:g} GPU){limit}. Output: {suite.output}"
+    )
     if suite.ensemble.methods:
         pools = ", ".join("all" if k is None else f"top {k}" for k in suite.ensemble.pool_sizes)
-        console.print(f"Then ensembles: {', '.join(suite.ensemble.methods)}; pools {pools}; split seed {suite.ensemble.split_seed}.")
+        console.print(
+            f"Then ensembles: {', '.join(suite.ensemble.methods)}; pools {pools}; split seed {suite.ensemble.split_seed}."
+        )
 
 
-def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, console: Console | None = None) -> dict | None:
+def run_suite(
+    suite: Suite, address: str | None = None, dry_run: bool = False, console: Console | None = None
+) -> dict | None:
     console = console or make_console()
     plan = make_plan(suite)
     store = RunStore(suite.output)
     if dry_run:
         print_plan(console, suite, plan, pending_trials(store, plan) if store.root.exists() else plan)
         return None
-    with run_lock(store.root):   # before Ray starts: a second command on this directory fails at once
+    with run_lock(store.root):  # before Ray starts: a second command on this directory fails at once
         if suite.config.trust_remote_code:
             console.print(TRUST_WARNING)
         return _run_locked(suite, plan, store, address, console)
@@ -153,7 +180,7 @@ def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, c
 
 def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: str | None, console: Console) -> dict:
     pending = pending_trials(store, plan)
-    task_data = prepare_data(suite, pending) if pending else {}   # reads every split: bad data fails here
+    task_data = prepare_data(suite, pending) if pending else {}  # reads every split: bad data fails here
     store.write_suite(suite.to_dict())
     write_split_records(suite, store)
     if pending:
@@ -162,11 +189,17 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
 
         resume = resumable_states(store, pending)
         if len(pending) < len(plan) or resume:
-            console.print(f"Resuming: {len(plan) - len(pending)} finished trials kept; {len(pending)} to run, "
-                          f"{len(resume)} of them from their last saved state.")
+            console.print(
+                f"Resuming: {len(plan) - len(pending)} finished trials kept; {len(pending)} to run, "
+                f"{len(resume)} of them from their last saved state."
+            )
         console.print(f"Training curves: tensorboard --logdir {store.root / CURVES_DIR}")
-        display = LiveDisplay(console, total=len(pending), skipped=len(plan) - len(pending),
-                              epochs_per_trial=max(t.training["epochs"] for t in pending))
+        display = LiveDisplay(
+            console,
+            total=len(pending),
+            skipped=len(plan) - len(pending),
+            epochs_per_trial=max(t.training["epochs"] for t in pending),
+        )
         # Two-stage and chain trials start from checkpoints of other trials, so they run after every other trial.
         later_kinds = ("two-stage", "chain")
         first = [t for t in pending if t.kind not in later_kinds]

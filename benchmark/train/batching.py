@@ -13,22 +13,26 @@ import torch
 
 from tasks.encoding import EncodedSplit
 
-MEGABATCH_FACTOR = 50   # as Hugging Face's LengthGroupedSampler: sort within 50 batches' worth of examples
+MEGABATCH_FACTOR = 50  # as Hugging Face's LengthGroupedSampler: sort within 50 batches' worth of examples
 
 
-def global_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, group_by_length: bool,
-                   min_size: int = 1) -> list[np.ndarray]:
+def global_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, group_by_length: bool, min_size: int = 1
+) -> list[np.ndarray]:
     """The example indices of each optimizer step of one epoch, in order."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
     if group_by_length:
         mega = batch_size * MEGABATCH_FACTOR
-        order = np.concatenate([
-            chunk[np.argsort(-lengths[chunk], kind="stable")] for chunk in np.array_split(order, range(mega, len(order), mega))
-        ])
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        order = np.concatenate(
+            [
+                chunk[np.argsort(-lengths[chunk], kind="stable")]
+                for chunk in np.array_split(order, range(mega, len(order), mega))
+            ]
+        )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if batches and len(batches[-1]) < min_size:
-        batches.pop()   # too small to give every rank and accumulation step an example
+        batches.pop()  # too small to give every rank and accumulation step an example
     if group_by_length:
         # Shuffle batch order, so that long and short batches mix; keep the longest first to fail fast on memory.
         longest = int(np.argmax([lengths[b].max() for b in batches]))
@@ -37,14 +41,18 @@ def global_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, 
     return batches
 
 
-def rank_micro_batches(batch: np.ndarray, lengths: np.ndarray, rank: int, world_size: int, accumulation: int) -> list[np.ndarray]:
+def rank_micro_batches(
+    batch: np.ndarray, lengths: np.ndarray, rank: int, world_size: int, accumulation: int
+) -> list[np.ndarray]:
     """This rank's share of one global batch, as `accumulation` micro-batches of similar length."""
     ordered = batch[np.argsort(-lengths[batch], kind="stable")]
     parts = np.array_split(ordered, world_size * accumulation)
-    return parts[rank * accumulation:(rank + 1) * accumulation]
+    return parts[rank * accumulation : (rank + 1) * accumulation]
 
 
-def collate(split: EncodedSplit, indices: np.ndarray, pad_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
+def collate(
+    split: EncodedSplit, indices: np.ndarray, pad_id: int, pad_to_multiple_of: int = 1
+) -> dict[str, torch.Tensor]:
     """Pad to the longest example of the batch (dynamic padding)."""
     lengths = split.lengths[indices]
     width = int(lengths.max())
@@ -54,10 +62,10 @@ def collate(split: EncodedSplit, indices: np.ndarray, pad_id: int, pad_to_multip
     types = np.zeros((len(indices), width), dtype=np.int64) if split.type_ids is not None else None
     for row, i in enumerate(indices):
         seq, seg = split.example(int(i))
-        ids[row, :len(seq)] = seq
-        mask[row, :len(seq)] = 1
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
         if types is not None:
-            types[row, :len(seq)] = seg
+            types[row, : len(seq)] = seg
     batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
     if types is not None:
         batch["token_type_ids"] = torch.from_numpy(types)

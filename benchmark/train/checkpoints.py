@@ -18,15 +18,16 @@ from benchmark.train.lora import save_model
 
 PREDICTIONS_FILE = "dev_predictions.safetensors"
 TRIAL_FILE = "trial.json"
-HASH_FILE = "sha256.json"   # {"files": {relative path: sha256}} of every other file in the checkpoint folder
+HASH_FILE = "sha256.json"  # {"files": {relative path: sha256}} of every other file in the checkpoint folder
 
 
-def save_checkpoint(folder: Path, model, tokenizer, split_logits: dict[str, np.ndarray],
-                    split_labels: dict[str, np.ndarray], meta: dict) -> None:
+def save_checkpoint(
+    folder: Path, model, tokenizer, split_logits: dict[str, np.ndarray], split_labels: dict[str, np.ndarray], meta: dict
+) -> None:
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_model(model, folder)              # safetensors; a LoRA model merged, with its adapter files beside
+    save_model(model, folder)  # safetensors; a LoRA model merged, with its adapter files beside
     tokenizer.save_pretrained(folder)
     tensors = {}
     for split, logits in split_logits.items():

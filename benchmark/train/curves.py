@@ -14,7 +14,7 @@ from pathlib import Path
 from tasks.metrics import OBJECTIVE
 
 CURVES_DIR = "tensorboard"
-CURVE_KEY = "curve"   # a JSON list of {"step", "train_loss", "learning_rate"}: Tune's own loggers skip text
+CURVE_KEY = "curve"  # a JSON list of {"step", "train_loss", "learning_rate"}: Tune's own loggers skip text
 
 
 def encode_curve(points: list[dict]) -> str:
@@ -35,7 +35,8 @@ class CurveWriter:
         if step is None:
             return
         points = json.loads(report.get(CURVE_KEY) or "[]") or [
-            {"step": step, "train_loss": report.get("train_loss"), "learning_rate": report.get("learning_rate")}]
+            {"step": step, "train_loss": report.get("train_loss"), "learning_rate": report.get("learning_rate")}
+        ]
         for p in points:
             self._scalar("train/loss", p["train_loss"], p["step"])
             self._scalar("train/learning_rate", p["learning_rate"], p["step"])

@@ -60,8 +60,9 @@ def effective_zero_stage(stage: int, world_size: int) -> int:
 def initialize_engine(model: torch.nn.Module, optimizer, schedule, hp: TrainingConfig, world_size: int):
     import deepspeed
 
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
-                                           config=deepspeed_config(hp, world_size))
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=schedule, config=deepspeed_config(hp, world_size)
+    )
     if world_size == 1:
         # Nobody to average gradients with, yet DeepSpeed would flatten and all-reduce them every step.
         engine.enable_backward_allreduce = False
@@ -81,7 +82,10 @@ def decay_groups(named_parameters, weight_decay: float, **extra) -> list[dict]:
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay, **extra}, {"params": no_decay, "weight_decay": 0.0, **extra}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, **extra},
+        {"params": no_decay, "weight_decay": 0.0, **extra},
+    ]
     return [g for g in groups if g["params"]]
 
 

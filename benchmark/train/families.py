@@ -17,22 +17,25 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Family:
-    model_type: str                 # transformers' config.model_type
-    name: str                       # what tables and `bench models` show
-    layers: str                     # the list of encoder layers, bottom to top
-    head: tuple[str, ...]           # the modules of the head, besides those outside the base model
-    lora_targets: tuple[str, ...]   # the attention projections LoRA adapts by default (the LoRA paper: query, value)
+    model_type: str  # transformers' config.model_type
+    name: str  # what tables and `bench models` show
+    layers: str  # the list of encoder layers, bottom to top
+    head: tuple[str, ...]  # the modules of the head, besides those outside the base model
+    lora_targets: tuple[str, ...]  # the attention projections LoRA adapts by default (the LoRA paper: query, value)
 
 
-FAMILIES = {f.model_type: f for f in (
-    Family("bert", "BERT", "bert.encoder.layer", ("bert.pooler",), ("query", "value")),
-    Family("roberta", "RoBERTa", "roberta.encoder.layer", (), ("query", "value")),
-    Family("electra", "ELECTRA", "electra.encoder.layer", (), ("query", "value")),
-    Family("deberta-v2", "DeBERTa-v2", "deberta.encoder.layer", (), ("query_proj", "value_proj")),
-    Family("distilbert", "DistilBERT", "distilbert.transformer.layer", (), ("q_lin", "v_lin")),
-    # ModernBERT projects queries, keys and values in one fused layer; its final norm sits above the last layer.
-    Family("modernbert", "ModernBERT", "model.layers", ("model.final_norm",), ("Wqkv",)),
-)}
+FAMILIES = {
+    f.model_type: f
+    for f in (
+        Family("bert", "BERT", "bert.encoder.layer", ("bert.pooler",), ("query", "value")),
+        Family("roberta", "RoBERTa", "roberta.encoder.layer", (), ("query", "value")),
+        Family("electra", "ELECTRA", "electra.encoder.layer", (), ("query", "value")),
+        Family("deberta-v2", "DeBERTa-v2", "deberta.encoder.layer", (), ("query_proj", "value_proj")),
+        Family("distilbert", "DistilBERT", "distilbert.transformer.layer", (), ("q_lin", "v_lin")),
+        # ModernBERT projects queries, keys and values in one fused layer; its final norm sits above the last layer.
+        Family("modernbert", "ModernBERT", "model.layers", ("model.final_norm",), ("Wqkv",)),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,10 @@ class Layout:
 
     model_type: str
     family: Family | None
-    layers: str | None              # None: bench cannot find the encoder layers (no freezing for this model)
+    layers: str | None  # None: bench cannot find the encoder layers (no freezing for this model)
     num_layers: int
-    head: tuple[str, ...]           # head modules inside the model (all modules outside the base model included)
-    lora_targets: tuple[str, ...]   # default LoRA targets; () when bench knows none
+    head: tuple[str, ...]  # head modules inside the model (all modules outside the base model included)
+    lora_targets: tuple[str, ...]  # default LoRA targets; () when bench knows none
 
     @property
     def supports_freezing(self) -> bool:
@@ -58,12 +61,16 @@ def layout_of(model) -> Layout:
     family = FAMILIES.get(model_type)
     modules = dict(model.named_modules())
     prefix = model.base_model_prefix
-    outside = tuple(name for name, child in model.named_children()
-                    if name != prefix and any(True for _ in child.parameters()))   # not the dropouts
+    outside = tuple(
+        name for name, child in model.named_children() if name != prefix and any(True for _ in child.parameters())
+    )  # not the dropouts
     if family is not None and _is_layer_list(modules.get(family.layers), count):
         return Layout(model_type, family, family.layers, count, family.head + outside, family.lora_targets)
-    found = [name for name, m in modules.items() if name.startswith(prefix + ".") and _is_layer_list(m, count)
-             and name.endswith(("layer", "layers"))]
+    found = [
+        name
+        for name, m in modules.items()
+        if name.startswith(prefix + ".") and _is_layer_list(m, count) and name.endswith(("layer", "layers"))
+    ]
     pooler = f"{prefix}.pooler"
     head = ((pooler,) if modules.get(pooler) is not None else ()) + outside
     return Layout(model_type, None, found[0] if len(found) == 1 else None, count, head, ())

@@ -32,7 +32,7 @@ def changes_trainable_set(hp: TrainingConfig) -> bool:
 
 
 def uses_freezing(hp: TrainingConfig) -> bool:
-    return (hp.freeze_embeddings or hp.freeze_layers > 0 or changes_trainable_set(hp) or hp.layer_lr_decay != 1.0)
+    return hp.freeze_embeddings or hp.freeze_layers > 0 or changes_trainable_set(hp) or hp.layer_lr_decay != 1.0
 
 
 def group_of_parameters(model) -> dict[str, str]:
@@ -65,8 +65,9 @@ def lr_scale(group: str, num_layers: int, decay: float) -> float:
     return decay ** (num_layers - int(group.split(".")[1]))
 
 
-def optimizer_groups(model, hp: TrainingConfig, trainable: frozenset[str],
-                     candidates: set[str] | None = None) -> list[dict]:
+def optimizer_groups(
+    model, hp: TrainingConfig, trainable: frozenset[str], candidates: set[str] | None = None
+) -> list[dict]:
     """Sets requires_grad from `trainable`, and returns AdamW's parameter groups over the trainable parameters:
     decay and no-decay groups per learning rate (two groups in all without layer-wise decay). `candidates`: the
     parameters that may train at all (with LoRA: the adapters and the head); None: every parameter."""
@@ -77,8 +78,11 @@ def optimizer_groups(model, hp: TrainingConfig, trainable: frozenset[str],
         p.requires_grad_(groups[name] in trainable and (candidates is None or name in candidates))
         if p.requires_grad:
             by_scale.setdefault(lr_scale(groups[name], num_layers, hp.layer_lr_decay), []).append((name, p))
-    return [g for scale, named in by_scale.items()
-            for g in decay_groups(named, hp.weight_decay, lr=hp.learning_rate * scale)]
+    return [
+        g
+        for scale, named in by_scale.items()
+        for g in decay_groups(named, hp.weight_decay, lr=hp.learning_rate * scale)
+    ]
 
 
 def trainable_parameter_count(model) -> int:

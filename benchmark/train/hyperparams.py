@@ -10,12 +10,14 @@ from typing import Literal
 @dataclass
 class TrainingConfig:
     epochs: int = field(default=3, metadata={"min": 1, "max": 1000})
-    batch_size: int = field(default=32, metadata={"min": 1, "max": 65536})   # examples per optimizer step, all workers together
+    batch_size: int = field(
+        default=32, metadata={"min": 1, "max": 65536}
+    )  # examples per optimizer step, all workers together
     learning_rate: float = field(default=2e-5, metadata={"min": 1e-12, "max": 1.0})
     weight_decay: float = field(default=0.01, metadata={"min": 0.0, "max": 1.0})
     warmup_ratio: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
     adam_epsilon: float = field(default=1e-8, metadata={"min": 1e-12, "max": 1.0})
-    max_grad_norm: float = field(default=1.0, metadata={"min": 0.0})        # 0 turns clipping off
+    max_grad_norm: float = field(default=1.0, metadata={"min": 0.0})  # 0 turns clipping off
     gradient_accumulation_steps: int = field(default=1, metadata={"min": 1, "max": 4096})
     max_seq_length: int = field(default=128, metadata={"min": 8, "max": 8192})
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
@@ -24,21 +26,21 @@ class TrainingConfig:
     eval_batch_size: int = field(default=128, metadata={"min": 1, "max": 65536})
     # Freezing (benchmark/train/freezing.py): which layer groups train in which epoch, and their learning rates.
     freeze_embeddings: bool = False
-    freeze_layers: int = field(default=0, metadata={"min": 0, "max": 1000})      # the bottom N encoder layers
-    head_only_epochs: int = field(default=0, metadata={"min": 0, "max": 1000})   # then unfreeze
-    gradual_unfreezing: bool = False      # after the head-only epochs, one more layer group per epoch, top-down
-    layer_lr_decay: float = field(default=1.0, metadata={"min": 1e-6, "max": 1.0})   # 1 = off
+    freeze_layers: int = field(default=0, metadata={"min": 0, "max": 1000})  # the bottom N encoder layers
+    head_only_epochs: int = field(default=0, metadata={"min": 0, "max": 1000})  # then unfreeze
+    gradual_unfreezing: bool = False  # after the head-only epochs, one more layer group per epoch, top-down
+    layer_lr_decay: float = field(default=1.0, metadata={"min": 1e-6, "max": 1.0})  # 1 = off
     # LoRA (benchmark/train/lora.py): rank-r adapters train, the encoder's weights stay frozen; the head trains in full.
-    lora_r: int = field(default=0, metadata={"min": 0, "max": 65536})               # 0 = off: full fine-tuning
-    lora_alpha: float = field(default=16.0, metadata={"min": 1e-6, "max": 1e6})     # adapters scale by alpha / r
+    lora_r: int = field(default=0, metadata={"min": 0, "max": 65536})  # 0 = off: full fine-tuning
+    lora_alpha: float = field(default=16.0, metadata={"min": 1e-6, "max": 1e6})  # adapters scale by alpha / r
     lora_dropout: float = field(default=0.1, metadata={"min": 0.0, "max": 0.99})
-    lora_targets: list[str] | None = None    # module names (peft's rule); null: the family's attention projections
+    lora_targets: list[str] | None = None  # module names (peft's rule); null: the family's attention projections
     # Augmentation of the training data (tasks/augment.py): copies per example, each by one operation.
     augment_copies: int = field(default=0, metadata={"min": 0, "max": 64})
-    augment_swap: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})      # strengths: word fractions
+    augment_swap: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})  # strengths: word fractions
     augment_delete: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     augment_insert: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
-    augment_synonym: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})   # needs WordNet
+    augment_synonym: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})  # needs WordNet
     augment_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
 
     def to_dict(self) -> dict:

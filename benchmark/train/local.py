@@ -14,8 +14,16 @@ from benchmark.train.trainer import BEST_DIR, TrialResult, train
 from tasks.encoding import TaskData
 
 
-def run_local_trial(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, output: Path,
-                    trust_remote_code: bool = False, log=print, log_every_steps: int = 10) -> TrialResult:
+def run_local_trial(
+    hp: TrainingConfig,
+    model_path: str,
+    seed: int,
+    data: TaskData,
+    output: Path,
+    trust_remote_code: bool = False,
+    log=print,
+    log_every_steps: int = 10,
+) -> TrialResult:
     """Train; the best epoch's checkpoint lands in `output/checkpoint`, the per-epoch metrics in `output/epochs.json`,
     the training curves in `output/tensorboard/<task>` (as `bench run` writes them)."""
     output = Path(output)
@@ -32,8 +40,16 @@ def run_local_trial(hp: TrainingConfig, model_path: str, seed: int, data: TaskDa
             shutil.rmtree(folder, ignore_errors=True)
 
     try:
-        result = train(hp, model_path, seed, data, workdir, report, trust_remote_code=trust_remote_code,
-                       log_every_steps=log_every_steps)
+        result = train(
+            hp,
+            model_path,
+            seed,
+            data,
+            workdir,
+            report,
+            trust_remote_code=trust_remote_code,
+            log_every_steps=log_every_steps,
+        )
     finally:
         curves.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -41,8 +57,16 @@ def run_local_trial(hp: TrainingConfig, model_path: str, seed: int, data: TaskDa
     return result
 
 
-def run_local_multitask_trial(hp: TrainingConfig, model_path: str, seed: int, data: dict[str, TaskData], mixture,
-                              output: Path, trust_remote_code: bool = False, log=print):
+def run_local_multitask_trial(
+    hp: TrainingConfig,
+    model_path: str,
+    seed: int,
+    data: dict[str, TaskData],
+    mixture,
+    output: Path,
+    trust_remote_code: bool = False,
+    log=print,
+):
     """Train tasks jointly; each task's export (at its own best epoch) lands in `output/<task>/checkpoint`, the
     curves in `output/tensorboard/multitask`."""
     from benchmark.train.multitask import train_multitask
@@ -62,8 +86,9 @@ def run_local_multitask_trial(hp: TrainingConfig, model_path: str, seed: int, da
             shutil.rmtree(folder, ignore_errors=True)
 
     try:
-        result = train_multitask(hp, model_path, seed, data, mixture, workdir, report,
-                                 trust_remote_code=trust_remote_code)
+        result = train_multitask(
+            hp, model_path, seed, data, mixture, workdir, report, trust_remote_code=trust_remote_code
+        )
     finally:
         curves.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -22,10 +22,10 @@ from pathlib import Path
 from benchmark.train.families import layout_of
 from benchmark.train.hyperparams import TrainingConfig
 
-ADAPTER_DIR = "adapter"   # inside a checkpoint folder
+ADAPTER_DIR = "adapter"  # inside a checkpoint folder
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER = "default"   # peft's name for the one adapter
+ADAPTER = "default"  # peft's name for the one adapter
 
 
 def uses_lora(hp: TrainingConfig) -> bool:
@@ -42,11 +42,17 @@ def add_adapters(model, hp: TrainingConfig, model_path: str):
 
     layout = layout_of(model)
     targets = list(hp.lora_targets or layout.lora_targets)
-    if not targets:   # `bench validate` refuses this; a direct caller gets the same message
+    if not targets:  # `bench validate` refuses this; a direct caller gets the same message
         raise ValueError(f"bench knows no LoRA targets for model type {layout.model_type}; set training.lora_targets")
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=hp.lora_r, lora_alpha=hp.lora_alpha,
-                        lora_dropout=hp.lora_dropout, target_modules=targets, modules_to_save=list(layout.head),
-                        base_model_name_or_path=model_path)
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=hp.lora_r,
+        lora_alpha=hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules=targets,
+        modules_to_save=list(layout.head),
+        base_model_name_or_path=model_path,
+    )
     return get_peft_model(model, config)
 
 
@@ -60,8 +66,11 @@ def adapter_parameter_names(model) -> set[str] | None:
     None without LoRA: every parameter may train."""
     if not is_lora_model(model):
         return None
-    return {name for name, p in classifier_of(model).named_parameters()
-            if ".lora_" in name or f".modules_to_save.{ADAPTER}." in name}
+    return {
+        name
+        for name, p in classifier_of(model).named_parameters()
+        if ".lora_" in name or f".modules_to_save.{ADAPTER}." in name
+    }
 
 
 def merged_state_dict(model) -> dict:
@@ -69,8 +78,11 @@ def merged_state_dict(model) -> dict:
     from peft.tuners.lora import LoraLayer
 
     inner = model.get_base_model()
-    deltas = {f"{name}.base_layer.weight": module.get_delta_weight(ADAPTER)
-              for name, module in inner.named_modules() if isinstance(module, LoraLayer)}
+    deltas = {
+        f"{name}.base_layer.weight": module.get_delta_weight(ADAPTER)
+        for name, module in inner.named_modules()
+        if isinstance(module, LoraLayer)
+    }
     merged = {}
     for key, value in inner.state_dict().items():
         if ".lora_" in key or ".original_module." in key:
@@ -85,7 +97,7 @@ def merged_state_dict(model) -> dict:
 def save_model(model, folder: Path) -> None:
     """A Hugging Face model folder in safetensors; a LoRA model's merged, with its adapter files beside."""
     if not is_lora_model(model):
-        model.save_pretrained(folder)   # safetensors: transformers writes no other format
+        model.save_pretrained(folder)  # safetensors: transformers writes no other format
         return
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
@@ -94,4 +106,4 @@ def save_model(model, folder: Path) -> None:
     adapters = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()}
     (Path(folder) / ADAPTER_DIR).mkdir()
     save_file(adapters, str(Path(folder) / ADAPTER_DIR / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    model.peft_config[ADAPTER].save_pretrained(str(Path(folder) / ADAPTER_DIR))   # adapter_config.json
+    model.peft_config[ADAPTER].save_pretrained(str(Path(folder) / ADAPTER_DIR))  # adapter_config.json

@@ -8,12 +8,15 @@ from benchmark.train.modeling import ModelRef, load_tokenizer
 
 def family_lines() -> list[str]:
     rows = [("family", "model type", "encoder layers", "head (with the classifier)", "default LoRA targets")]
-    rows += [(f.name, f.model_type, f.layers, ", ".join(f.head) or "-", ", ".join(f.lora_targets))
-             for f in FAMILIES.values()]
+    rows += [
+        (f.name, f.model_type, f.layers, ", ".join(f.head) or "-", ", ".join(f.lora_targets)) for f in FAMILIES.values()
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    return lines + ["Other model types: training; freezing when bench finds one list of num_hidden_layers layers in "
-                    "the base model (bench models FOLDER says); LoRA with training.lora_targets."]
+    return lines + [
+        "Other model types: training; freezing when bench finds one list of num_hidden_layers layers in "
+        "the base model (bench models FOLDER says); LoRA with training.lora_targets."
+    ]
 
 
 def model_lines(model: ModelRef, trust_remote_code: bool = False) -> list[str]:
@@ -22,8 +25,11 @@ def model_lines(model: ModelRef, trust_remote_code: bool = False) -> list[str]:
 
     classifier = empty_classifier(model.path, trust_remote_code)
     layout = layout_of(classifier)
-    family = (f"{layout.family.name} ({layout.model_type})" if layout.family
-              else f"not declared (model type {layout.model_type})")
+    family = (
+        f"{layout.family.name} ({layout.model_type})"
+        if layout.family
+        else f"not declared (model type {layout.model_type})"
+    )
     tokenizer = load_tokenizer(model.path, trust_remote_code)
     if layout.lora_targets:
         lora = f"yes; default targets {', '.join(layout.lora_targets)}"

@@ -13,8 +13,8 @@ EMBEDDED_NAME = "all-MiniLM-L6-v2"
 
 @dataclass(frozen=True)
 class ModelRef:
-    name: str    # what tables show
-    path: str    # absolute local folder, or a hub id
+    name: str  # what tables show
+    path: str  # absolute local folder, or a hub id
 
 
 def embedded_model_path() -> str:
@@ -33,7 +33,7 @@ def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str 
             raise InputError(where, f"model folder not found: {local}")
         check_local_model(str(local), trust_remote_code, where)
         return ModelRef(local.name, str(local))
-    _load_config(spec, trust_remote_code, where)   # a hub id: the HF cache, else the hub
+    _load_config(spec, trust_remote_code, where)  # a hub id: the HF cache, else the hub
     return ModelRef(spec, spec)
 
 
@@ -58,14 +58,14 @@ def _check_safetensors(path: Path, where: str) -> None:
     try:
         with safe_open(str(path), "np") as f:
             f.keys()
-    except Exception as e:   # SafetensorError, OSError
+    except Exception as e:  # SafetensorError, OSError
         raise InputError(where, f"{path} is not a readable safetensors file: {first_line(e)}") from None
 
 
 def _check_tokenizer(path: str, trust_remote_code: bool, where: str) -> None:
     try:
         load_tokenizer(path, trust_remote_code)
-    except Exception as e:   # transformers raises many types for missing or corrupt tokenizer files
+    except Exception as e:  # transformers raises many types for missing or corrupt tokenizer files
         raise InputError(where, f"cannot load the tokenizer of '{path}': {first_line(e)}") from None
 
 
@@ -96,8 +96,9 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
-def build_classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool = False,
-                     new_head: bool = False):
+def build_classifier(
+    path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool = False, new_head: bool = False
+):
     """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None).
 
     `new_head`: `path` is a classifier fine-tuned on another task (intermediate-task transfer): its encoder is
@@ -119,7 +120,7 @@ def build_classifier(path: str, label_names: tuple[str, ...] | None, trust_remot
             label2id={name: i for i, name in enumerate(label_names)},
         )
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()   # "newly initialized: classifier.weight" is expected for a new head
+    hf_logging.set_verbosity_error()  # "newly initialized: classifier.weight" is expected for a new head
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             path, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch.float32, **head
@@ -132,15 +133,17 @@ def _encoder_with_new_head(path: str, label_names: tuple[str, ...] | None, trust
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    source = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                                                use_safetensors=True, dtype=torch.float32)
+    source = AutoModelForSequenceClassification.from_pretrained(
+        path, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch.float32
+    )
     config = source.config
     config.num_labels = 1 if label_names is None else len(label_names)
     config.problem_type = "regression" if label_names is None else "single_label_classification"
     if label_names is not None:
         config.id2label, config.label2id = dict(enumerate(label_names)), {n: i for i, n in enumerate(label_names)}
-    model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code,
-                                                           dtype=torch.float32)
+    model = AutoModelForSequenceClassification.from_config(
+        config, trust_remote_code=trust_remote_code, dtype=torch.float32
+    )
     model.base_model.load_state_dict(source.base_model.state_dict())
     return model
 
@@ -149,12 +152,14 @@ def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
     """A kept checkpoint (encoder and trained head) in the dtype it was saved in, from safetensors only."""
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(folder, dtype="auto", trust_remote_code=trust_remote_code,
-                                                              use_safetensors=True)
+    return AutoModelForSequenceClassification.from_pretrained(
+        folder, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
+    )
 
 
-def save_random_bert(folder: Path, *, hidden: int, layers: int, heads: int, intermediate: int,
-                     max_positions: int = 512, seed: int = 0) -> Path:
+def save_random_bert(
+    folder: Path, *, hidden: int, layers: int, heads: int, intermediate: int, max_positions: int = 512, seed: int = 0
+) -> Path:
     """A randomly initialised BERT with the embedded tokenizer, saved like any Hugging Face model folder.
 
     Tests, the overhead benchmark (tiny ones) and the GPU check (BERT-base sized: no weights to download)
@@ -164,9 +169,14 @@ def save_random_bert(folder: Path, *, hidden: int, layers: int, heads: int, inte
     from transformers import BertConfig, BertModel
 
     tokenizer = load_tokenizer(embedded_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=intermediate,
-                        max_position_embeddings=max_positions)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=max_positions,
+    )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -27,15 +27,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.common.errors import TrialDiverged
 from benchmark.train.batching import collate, global_batches, rank_micro_batches
 from benchmark.train.checkpoints import save_checkpoint
 from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
-from benchmark.common.errors import TrialDiverged
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.mixing import Mixture
 from benchmark.train.modeling import build_classifier, load_tokenizer
-from benchmark.train.trainer import (BEST_DIR, Reporter, _loss_function, _mean_over_ranks, _peak_memory_mb, _sum_over_ranks,
-                               predict_split, start_trial)
+from benchmark.train.trainer import (
+    BEST_DIR,
+    Reporter,
+    _loss_function,
+    _mean_over_ranks,
+    _peak_memory_mb,
+    _sum_over_ranks,
+    predict_split,
+    start_trial,
+)
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
 
@@ -46,7 +54,7 @@ class MultiTaskModel(torch.nn.Module):
     def __init__(self, classifiers: dict, heads: dict[str, str]):
         super().__init__()
         self.classifiers = torch.nn.ModuleDict(classifiers)
-        self.heads = dict(heads)   # task -> head name
+        self.heads = dict(heads)  # task -> head name
 
     def classifier(self, task: str):
         return self.classifiers[self.heads[task]]
@@ -65,7 +73,9 @@ class MultiTaskModel(torch.nn.Module):
         return list(first.base_model.named_parameters())
 
 
-def build_multitask_model(path: str, tasks: dict, heads: dict[str, str], trust_remote_code: bool = False) -> MultiTaskModel:
+def build_multitask_model(
+    path: str, tasks: dict, heads: dict[str, str], trust_remote_code: bool = False
+) -> MultiTaskModel:
     """`tasks`: name -> TaskSpec. Each head is built as the spine builds a single-task model (so it is that
     architecture's own classification head); the second and later ones are then given the first one's encoder."""
     classifiers, encoder = {}, None
@@ -106,8 +116,21 @@ def _zero_weighted(model: MultiTaskModel, head: str) -> torch.Tensor:
     return total
 
 
-def train_step(engine, optimizer, task: str, head: str, split, batch: np.ndarray, weight: float, loss_fn, pad_id: int,
-               pad_multiple: int, rank: int, world: int, accumulation: int) -> list[float]:
+def train_step(
+    engine,
+    optimizer,
+    task: str,
+    head: str,
+    split,
+    batch: np.ndarray,
+    weight: float,
+    loss_fn,
+    pad_id: int,
+    pad_multiple: int,
+    rank: int,
+    world: int,
+    accumulation: int,
+) -> list[float]:
     """One optimizer step on one task's global batch (this rank's micro-batches of it); the other heads rest.
     Returns the micro-batches' (unweighted) losses."""
     rest_other_heads(optimizer, head)
@@ -118,7 +141,7 @@ def train_step(engine, optimizer, task: str, head: str, split, batch: np.ndarray
         loss = loss_fn(engine(task=task, **inputs), labels)
         others = _zero_weighted(engine.module, head)
         engine.backward(weight * loss + (others if others is not None else 0.0))
-        engine.step()   # steps the optimizer and schedule at the accumulation boundary, after clipping
+        engine.step()  # steps the optimizer and schedule at the accumulation boundary, after clipping
         losses.append(loss.item())
     return losses
 
@@ -142,16 +165,26 @@ class BatchStream:
 @dataclass
 class MultitaskResult:
     epochs: list[dict]
-    best_epoch: float | None                  # of the mean task score
+    best_epoch: float | None  # of the mean task score
     best_score: float
-    best_epochs: dict[str, float] = field(default_factory=dict)   # task -> its own best epoch
+    best_epochs: dict[str, float] = field(default_factory=dict)  # task -> its own best epoch
     best_scores: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0
 
 
-def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[str, TaskData], mixture: Mixture,
-                    workdir: Path, report: Reporter, *, trust_remote_code: bool = False, meta: dict | None = None,
-                    threads: int | None = None) -> MultitaskResult:
+def train_multitask(
+    hp: TrainingConfig,
+    model_path: str,
+    seed: int,
+    data: dict[str, TaskData],
+    mixture: Mixture,
+    workdir: Path,
+    report: Reporter,
+    *,
+    trust_remote_code: bool = False,
+    meta: dict | None = None,
+    threads: int | None = None,
+) -> MultitaskResult:
     """`report(row, folder)`: the row holds the mean task score as `score` and each task's metrics under
     `tasks`; `folder/best/<task>` holds the export of each task whose own dev score improved."""
     started = time.perf_counter()
@@ -167,8 +200,10 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
     device = engine.device
     pad_multiple = 8 if device.type == "cuda" else 1
     micro_parts = world * hp.gradient_accumulation_steps
-    streams = {t: BatchStream(data[t].train.lengths, hp.batch_size, seed, hp.group_by_length, micro_parts)
-               for t in mixture.tasks}
+    streams = {
+        t: BatchStream(data[t].train.lengths, hp.batch_size, seed, hp.group_by_length, micro_parts)
+        for t in mixture.tasks
+    }
     losses_fn = {t: _loss_function(specs[t].is_regression) for t in mixture.tasks}
     history, samples_seen = [], 0
     best_score, best_epoch = -math.inf, None
@@ -177,7 +212,7 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
 
     for epoch in range(hp.epochs):
         engine.train()
-        draws = mixture.draws(sizes, hp.batch_size, seed, epoch, hp.epochs)   # the same on every rank
+        draws = mixture.draws(sizes, hp.batch_size, seed, epoch, hp.epochs)  # the same on every rank
         window_start, window_samples, losses = time.perf_counter(), 0, []
         task_losses = {t: [] for t in mixture.tasks}
         for task in draws:
@@ -185,15 +220,28 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
             head = mixture.heads[task]
             batch = streams[task].next()
             split = data[task].train
-            step_losses = train_step(engine, optimizer, task, head, split, batch, mixture.loss_weights[task],
-                                     losses_fn[task], tokenizer.pad_token_id, pad_multiple, rank, world,
-                                     hp.gradient_accumulation_steps)
+            step_losses = train_step(
+                engine,
+                optimizer,
+                task,
+                head,
+                split,
+                batch,
+                mixture.loss_weights[task],
+                losses_fn[task],
+                tokenizer.pad_token_id,
+                pad_multiple,
+                rank,
+                world,
+                hp.gradient_accumulation_steps,
+            )
             nonfinite = sum(not math.isfinite(x) for x in step_losses)
             losses += step_losses
             task_losses[task] += step_losses
             if _sum_over_ranks(nonfinite, device):
-                raise TrialDiverged(f"loss became {losses[-1]} at optimizer step {engine.global_steps} "
-                                    f"(epoch {epoch + 1}, task {task})")
+                raise TrialDiverged(
+                    f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1}, task {task})"
+                )
             window_samples += len(batch)
             samples_seen += len(batch)
 
@@ -204,14 +252,28 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
         per_task, outputs = {}, {}
         for task in mixture.tasks:
             clf = engine.module.classifier(task)
-            split_logits = {s: predict_split(clf, clf.config.num_labels, sp, tokenizer.pad_token_id, hp.eval_batch_size,
-                                             rank, world, device, pad_multiple)
-                            for s, sp in data[task].eval_splits.items()}
+            split_logits = {
+                s: predict_split(
+                    clf,
+                    clf.config.num_labels,
+                    sp,
+                    tokenizer.pad_token_id,
+                    hp.eval_batch_size,
+                    rank,
+                    world,
+                    device,
+                    pad_multiple,
+                )
+                for s, sp in data[task].eval_splits.items()
+            }
             split_labels = {s: sp.labels for s, sp in data[task].eval_splits.items()}
             metrics = compute_metrics(specs[task], split_logits, split_labels)
-            per_task[task] = {OBJECTIVE: task_score(metrics), **metrics,
-                              "train_loss": _mean_over_ranks(task_losses[task], device),
-                              "train_steps": draws.count(task)}
+            per_task[task] = {
+                OBJECTIVE: task_score(metrics),
+                **metrics,
+                "train_loss": _mean_over_ranks(task_losses[task], device),
+                "train_steps": draws.count(task),
+            }
             outputs[task] = (split_logits, split_labels)
         eval_seconds = time.perf_counter() - eval_started
         row = {
@@ -225,7 +287,8 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
             "train_seconds": train_seconds,
             "train_samples_per_s": window_samples / train_seconds,
             "eval_seconds": eval_seconds,
-            "eval_samples_per_s": sum(len(s) for t in mixture.tasks for s in data[t].eval_splits.values()) / eval_seconds,
+            "eval_samples_per_s": sum(len(s) for t in mixture.tasks for s in data[t].eval_splits.values())
+            / eval_seconds,
             "peak_memory_mb": _peak_memory_mb(device),
         }
         history.append(row)
@@ -240,12 +303,26 @@ def train_multitask(hp: TrainingConfig, model_path: str, seed: int, data: dict[s
             shutil.rmtree(folder, ignore_errors=True)
             for t in improved:
                 # A task's export: the shared encoder and its head, as it stands at that task's best epoch.
-                save_checkpoint(folder / BEST_DIR / t, engine.module.classifier(t), tokenizer, *outputs[t], {
-                    **(meta or {}), "task": specs[t].to_dict(), "model_path": model_path, "seed": seed,
-                    "training": hp.to_dict(), "multitask": mixture.to_dict(), "epoch": row["epoch"],
-                    "metrics": {k: per_task[t][k] for k in specs[t].metric_keys()}, OBJECTIVE: per_task[t][OBJECTIVE],
-                })
-        report({**row, "is_best": is_best, "best_epoch": best_epoch, "best_score": best_score,
-                "improved": improved}, folder if improved and rank == 0 else None)
+                save_checkpoint(
+                    folder / BEST_DIR / t,
+                    engine.module.classifier(t),
+                    tokenizer,
+                    *outputs[t],
+                    {
+                        **(meta or {}),
+                        "task": specs[t].to_dict(),
+                        "model_path": model_path,
+                        "seed": seed,
+                        "training": hp.to_dict(),
+                        "multitask": mixture.to_dict(),
+                        "epoch": row["epoch"],
+                        "metrics": {k: per_task[t][k] for k in specs[t].metric_keys()},
+                        OBJECTIVE: per_task[t][OBJECTIVE],
+                    },
+                )
+        report(
+            {**row, "is_best": is_best, "best_epoch": best_epoch, "best_score": best_score, "improved": improved},
+            folder if improved and rank == 0 else None,
+        )
     engine.destroy()
     return MultitaskResult(history, best_epoch, best_score, task_best_epoch, task_best, time.perf_counter() - started)

@@ -20,17 +20,22 @@ from typing import Callable
 import numpy as np
 import torch
 
+from benchmark.common.errors import TrialDiverged
 from benchmark.train.batching import collate, global_batches, rank_micro_batches
 from benchmark.train.checkpoints import save_checkpoint
 from benchmark.train.curves import CURVE_KEY, encode_curve
 from benchmark.train.engine import adamw, adamw_over, init_distributed, initialize_engine, linear_schedule
-from benchmark.common.errors import TrialDiverged
 from benchmark.train.freezing import optimizer_groups, trainable_groups, trainable_parameter_count, uses_freezing
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.inference import batched_logits
 from benchmark.train.lora import adapter_parameter_names, add_adapters, classifier_of, uses_lora
 from benchmark.train.modeling import build_classifier, load_tokenizer
-from benchmark.train.training_state import load_training_state, read_client_state, save_training_state, set_schedule_step
+from benchmark.train.training_state import (
+    load_training_state,
+    read_client_state,
+    save_training_state,
+    set_schedule_step,
+)
 from tasks.encoding import EncodedSplit, TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
 
@@ -45,8 +50,8 @@ STATE_DIR = "state"
 class Progress:
     """Where the loop stands; saved with the training state, so a restored trial continues the same history."""
 
-    epoch: int = 0                 # the epoch to train next (0-based)
-    batch: int = 0                 # the first batch of that epoch still to train
+    epoch: int = 0  # the epoch to train next (0-based)
+    batch: int = 0  # the first batch of that epoch still to train
     samples_seen: int = 0
     best_score: float = -math.inf
     best_epoch: float | None = None
@@ -61,10 +66,24 @@ class TrialResult:
     wall_seconds: float
 
 
-def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdir: Path, report: Reporter, *,
-          trust_remote_code: bool = False, meta: dict | None = None, threads: int | None = None,
-          eval_every_steps: int | None = None, save_state: bool = False, resume_from: Path | None = None,
-          reset_best: bool = False, log_every_steps: int = 10, new_head: bool = False) -> TrialResult:
+def train(
+    hp: TrainingConfig,
+    model_path: str,
+    seed: int,
+    data: TaskData,
+    workdir: Path,
+    report: Reporter,
+    *,
+    trust_remote_code: bool = False,
+    meta: dict | None = None,
+    threads: int | None = None,
+    eval_every_steps: int | None = None,
+    save_state: bool = False,
+    resume_from: Path | None = None,
+    reset_best: bool = False,
+    log_every_steps: int = 10,
+    new_head: bool = False,
+) -> TrialResult:
     """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on.
     `log_every_steps`: a point of the training curve (loss, learning rate) every so many optimizer steps and at
     each evaluation; each report carries the points since the last one (benchmark/train/curves.py). `new_head`:
@@ -77,7 +96,7 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     model = build_classifier(model_path, task.label_names, trust_remote_code, new_head)
     if uses_lora(hp):
-        model = add_adapters(model, hp, model_path)   # a peft model: adapters and the head train
+        model = add_adapters(model, hp, model_path)  # a peft model: adapters and the head train
     lengths = data.train.lengths
     micro_parts = world * hp.gradient_accumulation_steps
     steps_per_epoch = len(global_batches(lengths, hp.batch_size, seed, 0, hp.group_by_length, micro_parts))
@@ -89,7 +108,9 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
         if reset_best:
             progress.best_score, progress.best_epoch = -math.inf, None
     # A state saved at an epoch's end holds the optimizer of the epoch that ended (its trainable set).
-    trainable = _trainable(hp, model, progress.epoch - 1 if progress.batch == 0 and progress.epoch > 0 else progress.epoch)
+    trainable = _trainable(
+        hp, model, progress.epoch - 1 if progress.batch == 0 and progress.epoch > 0 else progress.epoch
+    )
     engine, schedule = _build_engine(model, hp, trainable, total_steps, world)
     if resume_from is not None:
         load_training_state(engine, schedule, Path(resume_from), rank, world, hp.zero_stage)
@@ -105,28 +126,37 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
         engine.train()
         batches = global_batches(lengths, hp.batch_size, seed, epoch, hp.group_by_length, micro_parts)
         window_start, window_samples, losses = time.perf_counter(), 0, []
-        curve, logged = [], 0   # the points since the last report; `losses[logged:]` are not in a point yet
+        curve, logged = [], 0  # the points since the last report; `losses[logged:]` are not in a point yet
         for b in range(progress.batch if epoch == progress.epoch else 0, len(batches)):
             # One optimizer step: this rank's micro-batches of the global batch.
             nonfinite = 0
             for micro in rank_micro_batches(batches[b], lengths, rank, world, hp.gradient_accumulation_steps):
-                inputs = {k: v.to(device) for k, v in collate(data.train, micro, tokenizer.pad_token_id, pad_multiple).items()}
+                inputs = {
+                    k: v.to(device) for k, v in collate(data.train, micro, tokenizer.pad_token_id, pad_multiple).items()
+                }
                 labels = torch.from_numpy(data.train.labels[micro]).to(device)
                 loss = loss_fn(engine(**inputs).logits, labels)
                 nonfinite += int(not torch.isfinite(loss))
                 engine.backward(loss)
-                engine.step()       # steps the optimizer and schedule at accumulation boundaries, after clipping
+                engine.step()  # steps the optimizer and schedule at accumulation boundaries, after clipping
                 losses.append(loss.item())
-            if _sum_over_ranks(nonfinite, device):   # every rank stops at the same step
-                raise TrialDiverged(f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1})")
+            if _sum_over_ranks(nonfinite, device):  # every rank stops at the same step
+                raise TrialDiverged(
+                    f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1})"
+                )
             window_samples += len(batches[b])
             progress.samples_seen += len(batches[b])
 
             end_of_epoch = b == len(batches) - 1
             evaluating = end_of_epoch or bool(eval_every_steps and engine.global_steps % eval_every_steps == 0)
             if evaluating or engine.global_steps % log_every_steps == 0:
-                curve.append({"step": engine.global_steps, "train_loss": _mean_over_ranks(losses[logged:], device),
-                              "learning_rate": max(schedule.get_last_lr())})
+                curve.append(
+                    {
+                        "step": engine.global_steps,
+                        "train_loss": _mean_over_ranks(losses[logged:], device),
+                        "learning_rate": max(schedule.get_last_lr()),
+                    }
+                )
                 logged = len(losses)
             if not evaluating:
                 continue
@@ -135,18 +165,20 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
             progress.epoch, progress.batch = (epoch + 1, 0) if end_of_epoch else (epoch, b + 1)
             row = _evaluate(engine, data, tokenizer.pad_token_id, hp.eval_batch_size, rank, world, pad_multiple)
             split_logits, split_labels = row.pop("_logits"), row.pop("_labels")
-            row.update({
-                "epoch": epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4),
-                "train_loss": _mean_over_ranks(losses, device),
-                "learning_rate": max(schedule.get_last_lr()),   # the head's, with layer-wise decay
-                "trainable_parameters": trainable_parameter_count(model),   # with LoRA: adapters and head
-                "augmented_examples": data.augmented_examples,
-                "optimizer_steps": engine.global_steps,
-                "train_samples": progress.samples_seen,
-                "train_seconds": train_seconds,
-                "train_samples_per_s": window_samples / train_seconds,
-                "peak_memory_mb": _peak_memory_mb(device),
-            })
+            row.update(
+                {
+                    "epoch": epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4),
+                    "train_loss": _mean_over_ranks(losses, device),
+                    "learning_rate": max(schedule.get_last_lr()),  # the head's, with layer-wise decay
+                    "trainable_parameters": trainable_parameter_count(model),  # with LoRA: adapters and head
+                    "augmented_examples": data.augmented_examples,
+                    "optimizer_steps": engine.global_steps,
+                    "train_samples": progress.samples_seen,
+                    "train_seconds": train_seconds,
+                    "train_samples_per_s": window_samples / train_seconds,
+                    "peak_memory_mb": _peak_memory_mb(device),
+                }
+            )
             progress.history.append(row)
             is_best = row[OBJECTIVE] > progress.best_score
             if is_best:
@@ -155,25 +187,53 @@ def train(hp: TrainingConfig, model_path: str, seed: int, data: TaskData, workdi
             wrote = False
             if is_best and rank == 0:
                 shutil.rmtree(folder, ignore_errors=True)
-                save_checkpoint(folder / BEST_DIR, engine.module, tokenizer, split_logits, split_labels, {
-                    **(meta or {}), "task": task.to_dict(), "model_path": model_path, "seed": seed,
-                    "training": hp.to_dict(), "epoch": row["epoch"], "metrics": {k: row[k] for k in task.metric_keys()},
-                    OBJECTIVE: row[OBJECTIVE],
-                })
+                save_checkpoint(
+                    folder / BEST_DIR,
+                    engine.module,
+                    tokenizer,
+                    split_logits,
+                    split_labels,
+                    {
+                        **(meta or {}),
+                        "task": task.to_dict(),
+                        "model_path": model_path,
+                        "seed": seed,
+                        "training": hp.to_dict(),
+                        "epoch": row["epoch"],
+                        "metrics": {k: row[k] for k in task.metric_keys()},
+                        OBJECTIVE: row[OBJECTIVE],
+                    },
+                )
                 wrote = True
             if save_state:
-                save_training_state(engine, schedule, folder / STATE_DIR, rank, world, hp.zero_stage,
-                                    dataclasses.asdict(progress))
+                save_training_state(
+                    engine, schedule, folder / STATE_DIR, rank, world, hp.zero_stage, dataclasses.asdict(progress)
+                )
                 wrote = True
-            report({**row, "is_best": is_best, "best_epoch": progress.best_epoch, "best_score": progress.best_score,
-                    CURVE_KEY: encode_curve(curve)}, folder if wrote else None)
+            report(
+                {
+                    **row,
+                    "is_best": is_best,
+                    "best_epoch": progress.best_epoch,
+                    "best_score": progress.best_score,
+                    CURVE_KEY: encode_curve(curve),
+                },
+                folder if wrote else None,
+            )
             engine.train()
             window_start, window_samples, losses = time.perf_counter(), 0, []
             curve, logged = [], 0
 
-    if resumed_at_end and progress.history:   # the state was saved after the last evaluation: report it again
-        report({**progress.history[-1], "is_best": False, "best_epoch": progress.best_epoch,
-                "best_score": progress.best_score}, None)
+    if resumed_at_end and progress.history:  # the state was saved after the last evaluation: report it again
+        report(
+            {
+                **progress.history[-1],
+                "is_best": False,
+                "best_epoch": progress.best_epoch,
+                "best_score": progress.best_score,
+            },
+            None,
+        )
     engine.destroy()
     return TrialResult(progress.history, progress.best_epoch, progress.best_score, time.perf_counter() - started)
 
@@ -186,7 +246,7 @@ def _trainable(hp: TrainingConfig, model, epoch: int) -> frozenset[str] | None:
 def _build_engine(model, hp: TrainingConfig, trainable: frozenset[str] | None, total_steps: int, world: int):
     """The engine, over the parameters that train (with LoRA: the adapters and the head, nothing else)."""
     if trainable is None:
-        optimizer = adamw(model, hp)   # over what requires grad: all, or what peft left trainable
+        optimizer = adamw(model, hp)  # over what requires grad: all, or what peft left trainable
     else:
         groups = optimizer_groups(classifier_of(model), hp, trainable, adapter_parameter_names(model))
         optimizer = adamw_over(groups, hp)
@@ -194,8 +254,9 @@ def _build_engine(model, hp: TrainingConfig, trainable: frozenset[str] | None, t
     return initialize_engine(model, optimizer, schedule, hp, world), schedule
 
 
-def _rebuild_engine(engine, schedule, model, hp: TrainingConfig, trainable: frozenset[str], total_steps: int,
-                    world: int):
+def _rebuild_engine(
+    engine, schedule, model, hp: TrainingConfig, trainable: frozenset[str], total_steps: int, world: int
+):
     """A new engine over a new trainable set: ZeRO partitions the optimizer's parameters when an engine is built.
     The fp32 master weights, the step counters, the schedule's step and the loss scale carry over; Adam's
     moments start again from zero, as in a fresh optimizer."""
@@ -207,7 +268,7 @@ def _rebuild_engine(engine, schedule, model, hp: TrainingConfig, trainable: froz
     engine.destroy()
     engine, schedule = _build_engine(model, hp, trainable, total_steps, world)
     for name, p in model.named_parameters():
-        if masters.get(name) is not None:   # None: no separate master (fp32 at ZeRO 0); the module holds it
+        if masters.get(name) is not None:  # None: no separate master (fp32 at ZeRO 0); the module holds it
             safe_set_full_fp32_param(p, masters[name])
     engine.global_steps, engine.global_samples, engine.micro_steps = counters
     if scale is not None and hasattr(engine.optimizer, "cur_scale"):
@@ -225,7 +286,9 @@ def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[int
     if threads:
         torch.set_num_threads(threads)
     if hp.batch_size % (world * hp.gradient_accumulation_steps):
-        raise ValueError(f"batch_size {hp.batch_size} is not divisible by workers x accumulation ({world} x {hp.gradient_accumulation_steps})")
+        raise ValueError(
+            f"batch_size {hp.batch_size} is not divisible by workers x accumulation ({world} x {hp.gradient_accumulation_steps})"
+        )
     set_seed(seed)
     return rank, world
 
@@ -240,21 +303,37 @@ def _evaluate(engine, data: TaskData, pad_id: int, batch_size: int, rank: int, w
     started = time.perf_counter()
     engine.eval()
     width = engine.module.config.num_labels
-    split_logits = {s: predict_split(engine, width, split, pad_id, batch_size, rank, world, engine.device, pad_multiple)
-                    for s, split in data.eval_splits.items()}
+    split_logits = {
+        s: predict_split(engine, width, split, pad_id, batch_size, rank, world, engine.device, pad_multiple)
+        for s, split in data.eval_splits.items()
+    }
     split_labels = {s: split.labels for s, split in data.eval_splits.items()}
     metrics = compute_metrics(data.task, split_logits, split_labels)
     seconds = time.perf_counter() - started
-    return {OBJECTIVE: task_score(metrics), **metrics, "eval_seconds": seconds,
-            "eval_samples_per_s": sum(len(s) for s in data.eval_splits.values()) / seconds,
-            "_logits": split_logits, "_labels": split_labels}
+    return {
+        OBJECTIVE: task_score(metrics),
+        **metrics,
+        "eval_seconds": seconds,
+        "eval_samples_per_s": sum(len(s) for s in data.eval_splits.values()) / seconds,
+        "_logits": split_logits,
+        "_labels": split_labels,
+    }
 
 
-def predict_split(model, width: int, split: EncodedSplit, pad_id: int, batch_size: int, rank: int, world: int,
-                  device: torch.device, pad_multiple: int) -> np.ndarray:
+def predict_split(
+    model,
+    width: int,
+    split: EncodedSplit,
+    pad_id: int,
+    batch_size: int,
+    rank: int,
+    world: int,
+    device: torch.device,
+    pad_multiple: int,
+) -> np.ndarray:
     """Logits of `model` (in eval mode) for every example of `split`, in file order. Ranks share the work and
     exchange results."""
-    order = np.argsort(-split.lengths, kind="stable")   # similar lengths together: less padding
+    order = np.argsort(-split.lengths, kind="stable")  # similar lengths together: less padding
     mine = order[rank::world]
     local = (mine, batched_logits(model, split, mine, pad_id, batch_size, device, width, pad_multiple))
     parts = _all_gather(local, world)
@@ -292,4 +371,4 @@ def _mean_over_ranks(values: list[float], device: torch.device) -> float:
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -30,8 +30,9 @@ def _inner_optimizer(engine) -> torch.optim.Optimizer:
     return inner
 
 
-def save_training_state(engine, schedule, folder: Path, rank: int, world_size: int, zero_stage: int,
-                        client: dict) -> None:
+def save_training_state(
+    engine, schedule, folder: Path, rank: int, world_size: int, zero_stage: int, client: dict
+) -> None:
     """Every rank writes its own optimizer partition; rank 0 also writes the module and the loop's progress."""
     from safetensors.torch import save_file
 
@@ -52,16 +53,20 @@ def save_training_state(engine, schedule, folder: Path, rank: int, world_size: i
         module = {k: v.detach().clone().contiguous().cpu() for k, v in engine.module.state_dict().items()}
         save_file(module, str(folder / MODULE_FILE))
         scale = getattr(engine.optimizer, "cur_scale", None)  # fp16's dynamic loss scale
-        (folder / CLIENT_FILE).write_text(json.dumps({
-            **client,
-            "world_size": world_size,
-            "zero_stage": zero_stage,
-            "global_steps": engine.global_steps,
-            "global_samples": engine.global_samples,
-            "micro_steps": engine.micro_steps,
-            "schedule_step": schedule.last_epoch,
-            "loss_scale": float(scale) if scale is not None else None,
-        }))
+        (folder / CLIENT_FILE).write_text(
+            json.dumps(
+                {
+                    **client,
+                    "world_size": world_size,
+                    "zero_stage": zero_stage,
+                    "global_steps": engine.global_steps,
+                    "global_samples": engine.global_samples,
+                    "micro_steps": engine.micro_steps,
+                    "schedule_step": schedule.last_epoch,
+                    "loss_scale": float(scale) if scale is not None else None,
+                }
+            )
+        )
 
 
 def read_client_state(folder: Path) -> dict:
@@ -79,8 +84,10 @@ def load_training_state(engine, schedule, folder: Path, rank: int, world_size: i
     folder = Path(folder)
     client = read_client_state(folder)
     if (client["world_size"], client["zero_stage"]) != (world_size, zero_stage):
-        raise ValueError(f"state saved with {client['world_size']} worker(s) at ZeRO-{client['zero_stage']} cannot "
-                         f"restore into {world_size} worker(s) at ZeRO-{zero_stage}")
+        raise ValueError(
+            f"state saved with {client['world_size']} worker(s) at ZeRO-{client['zero_stage']} cannot "
+            f"restore into {world_size} worker(s) at ZeRO-{zero_stage}"
+        )
     engine.module.load_state_dict(load_file(str(folder / MODULE_FILE), device=str(engine.device)))
     saved = load_file(str(folder / rank_file(rank)), device="cpu")
     inner = _inner_optimizer(engine)
@@ -89,8 +96,11 @@ def load_training_state(engine, schedule, folder: Path, rank: int, world_size: i
             with torch.no_grad():
                 param.copy_(saved[f"{g}.{p}.param"].to(param.device, param.dtype))
             prefix = f"{g}.{p}."
-            state = {k[len(prefix):]: v.to(param.device) for k, v in saved.items()
-                     if k.startswith(prefix) and not k.endswith(".param")}
+            state = {
+                k[len(prefix) :]: v.to(param.device)
+                for k, v in saved.items()
+                if k.startswith(prefix) and not k.endswith(".param")
+            }
             if state:
                 inner.state[param] = state
     engine.global_steps = client["global_steps"]
