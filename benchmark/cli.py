@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("tasks", help="list the GLUE tasks bench knows")
+    models = sub.add_parser(
+        "models",
+        help="list the encoder families bench knows; with model folders, what bench finds in each (family, layers, "
+        "parameters, tokenizer, whether freezing and LoRA apply)",
+    )
+    models.add_argument("folders", nargs="*", metavar="FOLDER", help="a model folder ('default': the embedded model)")
     return parser
 
 
@@ -386,6 +392,20 @@ def _tasks(args) -> int:
     return 0
 
 
+def _models(args) -> int:
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.train.model_info import family_lines, model_lines
+    from benchmark.train.modeling import resolve_model
+
+    quiet_libraries()
+    if not args.folders:
+        print("\n".join(family_lines()))
+    refs = [resolve_model(None if f == "default" else f, where=f"models[{i}]") for i, f in enumerate(args.folders)]
+    for ref in refs:  # every folder checked before any is described
+        print("\n".join(model_lines(ref)))
+    return 0
+
+
 COMMANDS = {
     "run": _run,
     "validate": _validate,
@@ -395,6 +415,7 @@ COMMANDS = {
     "ensemble": _ensemble,
     "trial": _trial,
     "tasks": _tasks,
+    "models": _models,
 }
 
 

@@ -37,8 +37,8 @@ class SchedulerConfig:
 
 @dataclass
 class SearchConfig:
-    grid: dict[str, list[Any]] = field(default_factory=dict)
-    space: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # key: {loguniform: [lo, hi]}, ...
+    grid: dict[str, list[Any | None]] = field(default_factory=dict)  # null: e.g. lora_targets' family default
+    space: dict[str, dict[str, list[Any | None]]] = field(default_factory=dict)  # key: {loguniform: [lo, hi]}, ...
     num_samples: int = field(default=1, metadata={"min": 1, "max": 100000})  # samples of `space` per grid point
     algorithm: Literal["grid", "random", "optuna"] | None = None  # null: random with a space, else grid
     sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})  # numpy and Ray seeds are 32-bit

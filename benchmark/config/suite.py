@@ -19,6 +19,7 @@ from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_en
 from benchmark.config.search import SearchConfig, check_grid, check_search
 from benchmark.train.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask
+from benchmark.train.model_support import Wanted, check_model_support
 from benchmark.train.modeling import ModelRef, max_positions, num_layers, resolve_model
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
@@ -170,6 +171,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
     _check_freezing(config, models, joint=mixture is not None)
+    _check_model_support(config, models, joint=mixture is not None)
     if config.data.glue_dir and not is_dir(local_path(config.data.glue_dir, "data.glue_dir")):
         raise InputError("data.glue_dir", f"folder not found: {local_path(config.data.glue_dir, 'data.glue_dir')}")
     _check_plan_size(config, models, tasks, joint=mixture is not None)
@@ -219,6 +221,24 @@ def _check_freezing(config: SuiteConfig, models: list[ModelRef], joint: bool) ->
             "freezing applies to single-task trials; the joint trials of "
             "multitask do not support it (multitask.two_stage.training may use it)",
         )
+
+
+def _check_model_support(config: SuiteConfig, models: list[ModelRef], joint: bool) -> None:
+    """Freezing and LoRA against each model's layout (benchmark/train/model_support.py); stage two counts too."""
+    stage_two = config.multitask.two_stage.enabled and joint
+
+    def values(key: str) -> list:
+        return _possible_values(config, key) + (_stage_two_values(config, key) if stage_two else [])
+
+    defaults = TrainingConfig()
+    freezing = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in values(k))]
+    wanted = Wanted(
+        freezing_key=freezing[0] if freezing else None,
+        lora=any(r > 0 for r in values("lora_r")),
+        target_lists=values("lora_targets"),
+        joint_lora=joint and any(r > 0 for r in _possible_values(config, "lora_r")),
+    )
+    check_model_support(models, wanted, config.trust_remote_code)
 
 
 def _check_chain_search(config: SuiteConfig) -> None:

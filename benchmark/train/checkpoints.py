@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.atomic import atomic_write_json
+from benchmark.train.lora import save_model
 
 PREDICTIONS_FILE = "dev_predictions.safetensors"
 TRIAL_FILE = "trial.json"
@@ -26,7 +27,7 @@ def save_checkpoint(
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)  # safetensors: transformers writes no other format
+    save_model(model, folder)  # safetensors; a LoRA model merged, with its adapter files beside
     tokenizer.save_pretrained(folder)
     tensors = {}
     for split, logits in split_logits.items():

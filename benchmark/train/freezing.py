@@ -16,6 +16,7 @@ Frozen parameters have requires_grad off and are left out of the optimizer, so t
 from __future__ import annotations
 
 from benchmark.train.engine import decay_groups
+from benchmark.train.families import head_modules, layer_modules, layout_of
 from benchmark.train.hyperparams import TrainingConfig
 
 HEAD, EMBEDDINGS = "head", "embeddings"
@@ -34,27 +35,13 @@ def uses_freezing(hp: TrainingConfig) -> bool:
     return hp.freeze_embeddings or hp.freeze_layers > 0 or changes_trainable_set(hp) or hp.layer_lr_decay != 1.0
 
 
-def encoder_layers(model):
-    """The encoder's layer list (bottom to top) and the base model: BERT, RoBERTa, ELECTRA, DeBERTa, DistilBERT."""
-    base = model.base_model
-    count = model.config.num_hidden_layers
-    for name, module in base.named_modules():
-        if type(module).__name__ == "ModuleList" and len(module) == count and name.endswith("layer"):
-            return base, list(module)
-    raise ValueError(f"cannot find the {count} encoder layers of {type(model).__name__} to freeze")
-
-
 def group_of_parameters(model) -> dict[str, str]:
-    """Parameter name -> its layer group."""
-    base, layers = encoder_layers(model)
-    owner = {id(p): layer(i) for i, module in enumerate(layers) for p in module.parameters()}
-    in_base = {id(p) for p in base.parameters()}
-    pooler = getattr(base, "pooler", None)
-    head = {id(p) for p in pooler.parameters()} if pooler is not None else set()
-    return {
-        name: owner.get(id(p)) or (EMBEDDINGS if id(p) in in_base and id(p) not in head else HEAD)
-        for name, p in model.named_parameters()
-    }
+    """Parameter name -> its layer group, by the model's family layout (benchmark/train/families.py). A model with
+    LoRA adapters: the adapters go with the layer (or embeddings) that holds them."""
+    layout = layout_of(model)
+    owner = {id(p): layer(i) for i, module in enumerate(layer_modules(model, layout)) for p in module.parameters()}
+    head = {id(p) for module in head_modules(model, layout) for p in module.parameters()}
+    return {name: owner.get(id(p)) or (HEAD if id(p) in head else EMBEDDINGS) for name, p in model.named_parameters()}
 
 
 def trainable_groups(hp: TrainingConfig, epoch: int, num_layers: int) -> frozenset[str]:
@@ -78,14 +65,17 @@ def lr_scale(group: str, num_layers: int, decay: float) -> float:
     return decay ** (num_layers - int(group.split(".")[1]))
 
 
-def optimizer_groups(model, hp: TrainingConfig, trainable: frozenset[str]) -> list[dict]:
+def optimizer_groups(
+    model, hp: TrainingConfig, trainable: frozenset[str], candidates: set[str] | None = None
+) -> list[dict]:
     """Sets requires_grad from `trainable`, and returns AdamW's parameter groups over the trainable parameters:
-    decay and no-decay groups per learning rate (two groups in all without layer-wise decay)."""
+    decay and no-decay groups per learning rate (two groups in all without layer-wise decay). `candidates`: the
+    parameters that may train at all (with LoRA: the adapters and the head); None: every parameter."""
     groups = group_of_parameters(model)
     num_layers = model.config.num_hidden_layers
     by_scale: dict[float, list] = {}
     for name, p in model.named_parameters():
-        p.requires_grad_(groups[name] in trainable)
+        p.requires_grad_(groups[name] in trainable and (candidates is None or name in candidates))
         if p.requires_grad:
             by_scale.setdefault(lr_scale(groups[name], num_layers, hp.layer_lr_decay), []).append((name, p))
     return [

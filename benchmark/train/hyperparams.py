@@ -30,6 +30,11 @@ class TrainingConfig:
     head_only_epochs: int = field(default=0, metadata={"min": 0, "max": 1000})  # then unfreeze
     gradual_unfreezing: bool = False  # after the head-only epochs, one more layer group per epoch, top-down
     layer_lr_decay: float = field(default=1.0, metadata={"min": 1e-6, "max": 1.0})  # 1 = off
+    # LoRA (benchmark/train/lora.py): rank-r adapters train, the encoder's weights stay frozen; the head trains in full.
+    lora_r: int = field(default=0, metadata={"min": 0, "max": 65536})  # 0 = off: full fine-tuning
+    lora_alpha: float = field(default=16.0, metadata={"min": 1e-6, "max": 1e6})  # adapters scale by alpha / r
+    lora_dropout: float = field(default=0.1, metadata={"min": 0.0, "max": 0.99})
+    lora_targets: list[str] | None = None  # module names (peft's rule); null: the family's attention projections
     # Augmentation of the training data (tasks/augment.py): copies per example, each by one operation.
     augment_copies: int = field(default=0, metadata={"min": 0, "max": 64})
     augment_swap: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})  # strengths: word fractions

@@ -29,6 +29,7 @@ from benchmark.train.engine import adamw, adamw_over, init_distributed, initiali
 from benchmark.train.freezing import optimizer_groups, trainable_groups, trainable_parameter_count, uses_freezing
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.inference import batched_logits
+from benchmark.train.lora import adapter_parameter_names, add_adapters, classifier_of, uses_lora
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from benchmark.train.training_state import (
     load_training_state,
@@ -95,6 +96,8 @@ def train(
     # Model, optimizer and schedule, seeded so that the same seed gives the same head and the same run.
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     model = build_classifier(model_path, task.label_names, trust_remote_code, new_head)
+    if uses_lora(hp):
+        model = add_adapters(model, hp, model_path)  # a peft model: adapters and the head train
     lengths = data.train.lengths
     micro_parts = world * hp.gradient_accumulation_steps
     steps_per_epoch = len(global_batches(lengths, hp.batch_size, seed, 0, hp.group_by_length, micro_parts))
@@ -168,7 +171,7 @@ def train(
                     "epoch": epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4),
                     "train_loss": _mean_over_ranks(losses, device),
                     "learning_rate": max(schedule.get_last_lr()),  # the head's, with layer-wise decay
-                    "trainable_parameters": trainable_parameter_count(model),
+                    "trainable_parameters": trainable_parameter_count(model),  # with LoRA: adapters and head
                     "augmented_examples": data.augmented_examples,
                     "optimizer_steps": engine.global_steps,
                     "train_samples": progress.samples_seen,
@@ -240,11 +243,16 @@ def train(
 
 def _trainable(hp: TrainingConfig, model, epoch: int) -> frozenset[str] | None:
     """The layer groups that train in `epoch`; None without freezing options (every parameter trains)."""
-    return trainable_groups(hp, epoch, model.config.num_hidden_layers) if uses_freezing(hp) else None
+    return trainable_groups(hp, epoch, classifier_of(model).config.num_hidden_layers) if uses_freezing(hp) else None
 
 
 def _build_engine(model, hp: TrainingConfig, trainable: frozenset[str] | None, total_steps: int, world: int):
-    optimizer = adamw(model, hp) if trainable is None else adamw_over(optimizer_groups(model, hp, trainable), hp)
+    """The engine, over the parameters that train (with LoRA: the adapters and the head, nothing else)."""
+    if trainable is None:
+        optimizer = adamw(model, hp)  # over what requires grad: all, or what peft left trainable
+    else:
+        groups = optimizer_groups(classifier_of(model), hp, trainable, adapter_parameter_names(model))
+        optimizer = adamw_over(groups, hp)
     schedule = linear_schedule(optimizer, total_steps, hp.warmup_ratio)
     return initialize_engine(model, optimizer, schedule, hp, world), schedule
 
