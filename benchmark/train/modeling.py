@@ -33,8 +33,32 @@ def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str 
             raise InputError(where, f"model folder not found: {local}")
         check_local_model(str(local), trust_remote_code, where)
         return ModelRef(local.name, str(local))
-    _load_config(spec, trust_remote_code, where)  # a hub id: the HF cache, else the hub
+    _check_hub_reachable(spec, where)  # a hub id: the HF cache, else the hub
+    _load_config(spec, trust_remote_code, where)
     return ModelRef(spec, spec)
+
+
+def _check_hub_reachable(model_id: str, where: str) -> None:
+    """A hub id that is not in the local Hugging Face cache needs the hub; without a network the hub client would
+    retry for about 25 s before failing, so a quick connection attempt answers first."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.constants import ENDPOINT, HF_HUB_OFFLINE
+
+    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+        return
+    url = urlparse(ENDPOINT)
+    reason = "HF_HUB_OFFLINE is set" if HF_HUB_OFFLINE else None
+    if reason is None:
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), 1.5).close()
+        except OSError as e:
+            reason = f"cannot reach {url.hostname} ({e.strerror or e})"
+    if reason:
+        raise InputError(where, f"'{model_id}' is not a local folder and not in the Hugging Face cache, and {reason}; "
+                         "give a local folder or download the model first")  # fmt: skip
 
 
 def check_local_model(path: str, trust_remote_code: bool, where: str) -> None:
