@@ -55,6 +55,5 @@ def bench(*args, timeout=900, **kwargs) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ},
-        **kwargs,
+        **{"env": {**os.environ}, **kwargs},
     )

@@ -57,3 +57,22 @@ def test_plain_log_lines_when_not_a_terminal():
     assert lines[1].endswith("epoch 1/2  rte_seed=1  score 61.50  18.0 samples/s")
     assert "stopped  rte_seed=1  (0 running · 0 done · 1 stopped early · 0 failed · 1 pending" in lines[2]
     assert "FAILED   rte_seed=2  (0 running · 0 done · 1 stopped early · 1 failed · 0 pending" in lines[4]
+
+
+def test_in_epoch_progress_off_a_terminal_is_one_line_at_most_once_a_minute(monkeypatch):
+    out = io.StringIO()
+    display = LiveDisplay(Console(file=out, force_terminal=False, width=200), total=1, skipped=0, epochs_per_trial=2)
+    display.on_trial_start(0, [], _trial("rte_seed=1"))
+    clock = [display.last_progress_line + 61]
+    monkeypatch.setattr("benchmark.run.live.time.time", lambda: clock[0])
+    info = {"epoch": 1, "epochs": 2, "step": 40, "steps": 120, "samples_per_s": 32.14, "seconds_left": 130.0}
+    display.progress_update({"rte_seed=1": info})
+    clock[0] += 30  # half a minute later: nothing more
+    display.progress_update({"rte_seed=1": {**info, "step": 60}})
+    lines = out.getvalue().splitlines()
+    assert lines[-1].endswith("progress rte_seed=1 epoch 1/2 step 40/120 32.1 samples/s 0:02:10 left")
+    assert len(lines) == 2
+    assert display.progress.running["rte_seed=1"]["step"]["step"] == 60  # the panel still shows the latest
+    clock[0] += 31
+    display.progress_update({"rte_seed=1": {**info, "step": 80}})
+    assert out.getvalue().splitlines()[-1].split("] ")[1].startswith("progress rte_seed=1 epoch 1/2 step 80/120")

@@ -1,5 +1,5 @@
-"""The run store under load and under a failing disk, without Ray: the driver's recorder (a Tune callback) is fed
-what Tune gives it.
+"""The run store under load and under a failing disk, without Ray: the driver's recorder is fed the plain values
+that `run.tune` hands it from Tune's events.
 
 Many trials ending in the same controller step, records written from many threads at once, and a checkpoint
 write that the OS refuses (RLIMIT_FSIZE: a real EFBIG from write(2), as from a full disk or a quota).
@@ -17,21 +17,18 @@ from benchmark.config.suite import load_suite
 from benchmark.plan.trials import make_plan
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
+from benchmark.run.recorder import CHECKPOINT_PATH_KEY, TrialEnd, TrialRecorder
 from benchmark.run.runner import pending_trials
-from benchmark.run.tune import CHECKPOINT_PATH_KEY, TrialRecorder
 from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.trainer import BEST_DIR
 from tests.conftest import write_easy_task
 
 
 class TuneTrial:
-    """What the recorder reads of a Tune trial."""
+    """A planned trial as the recorder sees it: its id, and how it ended."""
 
     def __init__(self, spec):
-        self.name, self.config, self.num_failures, self.error_file = spec.trial_id, {"trial": spec.to_dict()}, 0, None
-
-    def __str__(self):
-        return self.name
+        self.name, self.training, self.end = spec.trial_id, spec.training, TrialEnd(spec.training)
 
 
 def recorder_for(tmp_path: Path, tiny_model, seeds: int, **extra):
@@ -69,11 +66,11 @@ def test_many_trials_ending_in_one_step_are_each_recorded_once(tiny_model, tmp_p
     recorder, store, plan = recorder_for(tmp_path, tiny_model, seeds=60)
     trials = [TuneTrial(spec) for spec in plan]
     for n, trial in enumerate(trials):
-        recorder.on_trial_result(0, trials, trial, result(1, 50.0 + n % 7))
+        recorder.result(trial.name, trial.training, result(1, 50.0 + n % 7))
     for trial in trials:  # Tune's controller reports every ending of one step in a row
-        recorder.on_trial_complete(0, trials, trial)
+        recorder.completed(trial.name, trial.end)
     for trial in trials[:5]:  # an ending reported twice (a restored experiment) must not count twice
-        recorder.on_trial_complete(0, trials, trial)
+        recorder.completed(trial.name, trial.end)
     records = store.records()
     assert sorted(r["trial_id"] for r in records) == sorted(s.trial_id for s in plan)
     assert all(r["status"] == "finished" and len(r["epochs"]) == 1 for r in records)
@@ -124,16 +121,16 @@ def test_a_checkpoint_the_disk_refuses_is_reported_never_used_and_the_rerun_reco
     shutil.copytree(tiny_model, saved / BEST_DIR)  # what a worker persisted: a model folder in safetensors
     weights = (saved / BEST_DIR / "model.safetensors").stat().st_size
     refused, fine = (TuneTrial(spec) for spec in plan)
-    recorder.on_trial_result(0, [], fine, result(1, 70.0, saved))
+    recorder.result(fine.name, fine.training, result(1, 70.0, saved))
     kept = store.checkpoint_dir(fine.name)
     assert checkpoint_problem(kept) is None
 
     file_size_limit(weights // 2)
-    recorder.on_trial_result(0, [], refused, result(1, 80.0, saved))  # the copy fails half way
-    recorder.on_trial_result(0, [], fine, result(2, 90.0, saved))  # a better epoch of a trial that had one
+    recorder.result(refused.name, refused.training, result(1, 80.0, saved))  # the copy fails half way
+    recorder.result(fine.name, fine.training, result(2, 90.0, saved))  # a better epoch of a trial that had one
     file_size_limit(None)
-    recorder.on_trial_complete(0, [], refused)
-    recorder.on_trial_complete(0, [], fine)
+    recorder.completed(refused.name, refused.end)
+    recorder.completed(fine.name, fine.end)
 
     records = {r["trial_id"]: r for r in store.records()}
     assert records[refused.name]["status"] == "failed"
@@ -150,9 +147,9 @@ def test_a_checkpoint_the_disk_refuses_is_reported_never_used_and_the_rerun_reco
     rerun = TrialRecorder(store, recorder.tasks, recorder.storage, {})
     rerun.expect(plan)
     for trial in (refused, fine):
-        rerun.on_trial_start(0, [], trial)
-        rerun.on_trial_result(0, [], trial, result(1, 80.0, saved))
-        rerun.on_trial_complete(0, [], trial)
+        rerun.started(trial.name)
+        rerun.result(trial.name, trial.training, result(1, 80.0, saved))
+        rerun.completed(trial.name, trial.end)
     records = {r["trial_id"]: r for r in store.records()}
     assert {r["status"] for r in records.values()} == {"finished"}
     assert all(checkpoint_problem(store.root / r["checkpoint"]) is None for r in records.values())
@@ -181,14 +178,14 @@ def test_a_multitask_export_the_disk_refuses_fails_the_joint_trial_and_keeps_the
         return {**result(epoch, score, saved), "tasks": tasks, "improved": ["easy", "easy2"]}
 
     trial = TuneTrial(joint)
-    recorder.on_trial_start(0, [], trial)
-    recorder.on_trial_result(0, [], trial, joint_result(1, 60.0))
+    recorder.started(trial.name)
+    recorder.result(trial.name, trial.training, joint_result(1, 60.0))
     exports = {t: store.checkpoint_dir(joint.task_ids[t]) for t in ("easy", "easy2")}
     assert all(checkpoint_problem(folder) is None for folder in exports.values())
     file_size_limit(weights // 2)
-    recorder.on_trial_result(0, [], trial, joint_result(2, 70.0))  # both exports improve; the disk refuses
+    recorder.result(trial.name, trial.training, joint_result(2, 70.0))  # both exports improve; the disk refuses
     file_size_limit(None)
-    recorder.on_trial_complete(0, [], trial)
+    recorder.completed(trial.name, trial.end)
 
     records = {r["trial_id"]: r for r in store.records()}
     for task, folder in exports.items():

@@ -2,7 +2,7 @@ import pytest
 
 from benchmark.common.errors import InputError
 from benchmark.config.suite import ResourcesConfig
-from benchmark.run.tune import concurrency
+from benchmark.run.cluster import concurrency
 
 
 @pytest.mark.parametrize(

@@ -169,3 +169,17 @@ def test_cli_exit_code_and_single_line_in_a_real_process(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bench: error: training.learnig_rate: unknown key (did you mean 'learning_rate'?)"
     assert not (tmp_path / "run").exists()  # nothing started, nothing written
+
+
+def test_a_hub_id_without_a_network_is_one_line_and_exit_2(tmp_path):
+    """No network here: the hub client would retry for about 25 s; bench answers after one connection attempt
+    (benchmark/measure/startup.py times it)."""
+    from tests.conftest import bench
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: h\nmodel: bert-base-uncased\ntasks: [rte]\n")
+    proc = bench("validate", suite, timeout=60, env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("bench: error: model: 'bert-base-uncased' is not a local folder and not in the Hugging")
+    assert "give a local folder or download the model first" in line

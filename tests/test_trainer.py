@@ -155,3 +155,35 @@ def test_eval_every_n_steps_reports_mid_epoch(tiny_model, rte, tmp_path):
     # 96 examples / 16 = 6 steps per epoch: evaluations after steps 4, 6 (epoch end), 8, 12 (epoch end).
     assert [m["optimizer_steps"] for m in reports] == [4, 6, 8, 12]
     assert [m["epoch"] for m in reports] == [pytest.approx(4 / 6, abs=1e-4), 1, pytest.approx(1 + 2 / 6, abs=1e-4), 2]
+
+
+def test_progress_is_told_after_every_optimizer_step(tiny_model, rte, tmp_path):
+    from benchmark.train.trainer import train
+
+    told = []
+    train(TrainingConfig(**FAST), str(tiny_model), 1, rte, tmp_path, lambda metrics, folder: None, on_step=told.append)
+    steps = -(-96 // FAST["batch_size"])  # 96 training examples, batches of 16, per epoch
+    assert [(t["epoch"], t["step"]) for t in told] == [(e, s) for e in (1, 2) for s in range(1, steps + 1)]
+    assert all(t["steps"] == steps and t["epochs"] == 2 and t["samples_per_s"] > 0 for t in told)
+    assert told[-1]["seconds_left"] == 0 and told[0]["seconds_left"] > told[steps]["seconds_left"] > 0
+
+
+def test_a_build_lock_left_by_a_killed_compile_is_cleared_and_a_live_one_kept(tmp_path):
+    import os
+    import time
+
+    from benchmark.train.engine import STALE_BUILD_LOCK_S, clear_stale_build_locks
+
+    finished, old, building = (tmp_path / n for n in ("finished", "old", "building"))
+    for folder in (finished, old, building):
+        folder.mkdir()
+        (folder / "lock").touch()
+    hour_ago = time.time() - 3600
+    os.utime(finished / "lock", (hour_ago, hour_ago))
+    (finished / "op.so").touch()  # built after the lock was taken: the compile ended, its lock was left
+    stale = time.time() - STALE_BUILD_LOCK_S - 1
+    os.utime(old / "lock", (stale, stale))  # a compile killed before it built anything
+    (building / "op.so").touch()
+    os.utime(building / "op.so", (hour_ago, hour_ago))  # an older build; a new compile holds the lock now
+    clear_stale_build_locks(tmp_path)
+    assert not (finished / "lock").exists() and not (old / "lock").exists() and (building / "lock").exists()

@@ -1,131 +1,175 @@
-"""Orchestration overhead: the wall time of `bench run` for N trials against the time spent inside them.
+"""Orchestration overhead of `bench run`: what a trial costs besides its training and evaluation, and how long
+`bench run` takes to start its first trial.
 
-    python -m benchmark.measure.overhead --trials 1 8 32 --out results/overhead
+    python -m benchmark.measure.overhead --label after --trials 8 32 --out results/overhead
+    python -m benchmark.measure.overhead --label before --repo OLD_CHECKOUT --python OLD_CHECKOUT/.venv/bin/python
 
-Each suite is N seeds of one task on a tiny random BERT (or `--model embedded` for trials of realistic
-length), run by `bench run` in a fresh process, as a user runs it. For each N it reports:
-- wall: the command's wall time, start to exit (validation, Ray, every trial, store, leaderboard);
-- in-trial: the sum over trials of their train and eval time (what a trial is for);
-- ideal: in-trial over the trial slots the machine holds at once; overhead = wall - ideal, and its share;
-- start-up inside trials: their own wall time minus train and eval (model load, DeepSpeed initialize).
-A least-squares line through (N / slots, overhead) splits the overhead into a fixed start-up (intercept)
-and a cost per trial slot-round (slope); from them, the overhead share for trials of 60 s.
+Each suite is N seeds of one small task on the embedded all-MiniLM-L6-v2 (or `--model tiny`), 1 worker x 1 CPU
+per trial, two trials at a time on a 2-CPU machine, run by `bench run` in a fresh process as a user runs it
+(`--repo`/`--python`: the checkout and interpreter whose `bench` runs, to measure an earlier version). Per N:
+- per-trial overhead: each trial's lifetime as the driver saw it (its start event to its record) minus its
+  train and eval time; the median and the range over trials;
+- fixed start-up: from the command's start to the first trial's `started` line on its output;
+- wall time, and the overhead share a trial of 60 s of training and evaluation would have at the median.
+Each label's figures go to `<out>/<label>.json`; README.md is rebuilt from every label there.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import yaml
 
+from benchmark.common.hardware import machine_description, resolve_precision
 from benchmark.measure import write_report
-from benchmark.measure.suites import run_suite_command
+
+GOALS = {"overhead_median": 3.0, "startup": 5.0, "share_60": 0.10}
 
 
-def suite(n: int, args, model: str, out: Path) -> dict:
+def suite(n: int, args, model: str | None, out: Path) -> dict:
     return {
         "name": f"overhead-{n}",
         "model": model,
         "tasks": [args.task],
         "data": {"max_train_samples": args.train_samples, "max_eval_samples": args.eval_samples},
-        "training": {"epochs": args.epochs, "batch_size": 16, "max_seq_length": args.max_seq_length, "zero_stage": 0},
+        "training": {"epochs": args.epochs, "batch_size": 16, "max_seq_length": args.max_seq_length},
         "search": {"seeds": list(range(1, n + 1))},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": 1},
         "output": str(out),
     }
 
 
-def run_suite(config: dict, work: Path) -> dict:
-    wall, records = run_suite_command(config, work)
-    in_trial = sum(e["train_seconds"] + e["eval_seconds"] for r in records for e in r["epochs"])
+def run(config: dict, work: Path, python: str, repo: Path) -> dict:
+    """`bench run` in a fresh process; times the first `started` line as it is printed."""
+    path = work / f"{config['name']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_worker_niceness")}
+    started, first = time.perf_counter(), None
+    proc = subprocess.Popen([python, "-m", "benchmark.cli", "run", str(path)], cwd=repo, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    log = []
+    for line in proc.stdout:
+        log.append(line)
+        if first is None and "] started " in line:
+            first = time.perf_counter() - started
+    wall = time.perf_counter() - started
+    if proc.wait() != 0:
+        raise SystemExit(f"{config['name']} failed:\n{''.join(log)[-3000:]}")
+    records = [json.loads(p.read_text()) for p in sorted(Path(config["output"]).glob("trials/*/record.json"))]
+    overheads = [r["wall_seconds"] - sum(e["train_seconds"] + e["eval_seconds"] for e in r["epochs"]) for r in records]
+    in_trial = [sum(e["train_seconds"] + e["eval_seconds"] for e in r["epochs"]) for r in records]
     return {
-        "trials": len(records),
-        "finished": sum(r["status"] == "finished" for r in records),
-        "wall": wall,
-        "in_trial": in_trial,
-        "trial_wall": sum(r["wall_seconds"] for r in records),
-    }
+        "n": len(config["search"]["seeds"]), "finished": sum(r["status"] == "finished" for r in records),
+        "wall": wall, "startup": first, "overheads": overheads, "in_trial": in_trial,
+        "precision": sorted({r.get("precision") or "?" for r in records}),
+    }  # fmt: skip
+
+
+def summarize(rows: list[dict]) -> dict:
+    every = [o for r in rows for o in r["overheads"]]
+    median = statistics.median(every)
+    return {"overhead_median": median, "overhead_range": [min(every), max(every)],
+            "startup": min(r["startup"] for r in rows if r["startup"] is not None),
+            "share_60": median / (60 + median)}  # fmt: skip
+
+
+def report(out: Path) -> str:
+    labels = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.stem in ("before", "after")}
+    lines = ["# Orchestration overhead of `bench run`", "", "Written by `benchmark/measure/overhead.py` from the "
+             "figures in this folder's json files (one per label); the commands are in them.", ""]  # fmt: skip
+    for label, m in sorted(labels.items(), key=lambda kv: kv[0] != "before"):
+        s, cpu = m["summary"], m["machine"]
+        lines += [
+            f"## {label}: {m['version']}", "", f"Command: `{m['command']}`", "",
+            f"Date {m['date']}; CPU {cpu['cpu']} ({', '.join(cpu['cpu_flags'])}; native bf16: {cpu['native_bf16']}), "
+            f"{m['cpus']} CPUs, load average {m['load_before']} before the run; model {m['model']}; {m['setup']}.",
+            "", "| N | finished | wall (s) | first trial started after (s) | per-trial overhead, median (range) (s) | "
+            "train+eval per trial, median (s) | precision |", "|---:|---:|---:|---:|---:|---:|---|",
+        ]  # fmt: skip
+        for r in m["rows"]:
+            lines.append(
+                f"| {r['n']} | {r['finished']}/{r['n']} | {r['wall']:.1f} | {r['startup']:.1f} | "
+                f"{statistics.median(r['overheads']):.1f} ({min(r['overheads']):.1f}-{max(r['overheads']):.1f}) | "
+                f"{statistics.median(r['in_trial']):.1f} | {'/'.join(r['precision'])} |"
+            )
+        lines += ["", _verdict(s), ""]
+    if {"before", "after"} <= labels.keys():
+        b, a = labels["before"]["summary"], labels["after"]["summary"]
+        lines += ["## Before and after", "", f"Per-trial overhead (median): {b['overhead_median']:.1f} s -> "
+                  f"{a['overhead_median']:.1f} s ({b['overhead_median'] / max(a['overhead_median'], 1e-9):.1f}x less). "
+                  f"Fixed start-up: {b['startup']:.1f} s -> {a['startup']:.1f} s. Overhead share of a 60-s trial: "
+                  f"{b['share_60']:.0%} -> {a['share_60']:.0%}.", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _verdict(s: dict) -> str:
+    parts = []
+    goals = (
+        ("overhead_median", "per-trial overhead (median)", "{:.1f} s"),
+        ("startup", "fixed start-up", "{:.1f} s"),
+        ("share_60", "share of a 60-s trial", "{:.0%}"),
+    )
+    for key, text, fmt in goals:
+        value, goal = s[key], GOALS[key]
+        met = "met" if value <= goal else f"missed by {fmt.format(value - goal)}"
+        parts.append(f"{text} {fmt.format(value)} (goal at most {fmt.format(goal)}: {met})")
+    return "Goals: " + "; ".join(parts) + "."
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--trials", type=int, nargs="+", default=[1, 8, 32])
-    p.add_argument("--model", default="tiny", help="tiny (a random 2-layer BERT, hidden 32), embedded, or a folder")
+    p.add_argument("--label", default="after", choices=["before", "after"])
+    p.add_argument("--trials", type=int, nargs="+", default=[8, 32])
+    p.add_argument("--model", default="embedded", help="embedded, tiny (a random 2-layer BERT), or a folder")
     p.add_argument("--task", default="sst2")
-    p.add_argument("--train-samples", type=int, default=256)
-    p.add_argument("--eval-samples", type=int, default=128)
+    p.add_argument("--train-samples", type=int, default=160)
+    p.add_argument("--eval-samples", type=int, default=64)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-seq-length", type=int, default=64)
+    p.add_argument("--repo", default=".", help="the checkout whose `bench` runs (default: this one)")
+    p.add_argument("--python", default=sys.executable, help="its interpreter")
     p.add_argument("--work", default="/tmp/bench-overhead")
     p.add_argument("--out", default="results/overhead")
     args = p.parse_args(argv)
-    work, out = Path(args.work), Path(args.out)
+    work, out = Path(args.work) / args.label, Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    model = None
     if args.model == "tiny":
         from benchmark.measure.tiny import make_tiny_bert
 
         model = str(make_tiny_bert(work / "tiny-bert"))
-    else:
-        model = None if args.model == "embedded" else args.model
-    cpus = len(os.sched_getaffinity(0))
+    elif args.model != "embedded":
+        model = args.model
+    load = os.getloadavg()[0]
     rows = []
     for n in args.trials:
         target = work / f"run-{n}"
         if target.exists():
             raise SystemExit(f"{target} exists: give a fresh --work")
-        print(f"N={n}", flush=True)
-        r = run_suite(suite(n, args, model, target), work)
-        r.update(n=n, slots=min(n, cpus))
-        r["ideal"] = r["in_trial"] / r["slots"]
-        r["overhead"] = r["wall"] - r["ideal"]
-        rows.append(r)
-        print("  " + json.dumps(r), flush=True)
-        (out / "rows.json").write_text(json.dumps(rows, indent=2))
-
-    rounds = np.array([r["n"] / r["slots"] for r in rows])
-    overheads = np.array([r["overhead"] for r in rows])
-    if len(rows) >= 2:
-        per_round, fixed = np.polyfit(rounds, overheads, 1)
-    else:
-        per_round, fixed = math.nan, math.nan
-    share_60 = per_round / (60 + per_round) if per_round == per_round else math.nan
-    command = "python -m benchmark.measure.overhead " + " ".join(sys.argv[1:] if argv is None else argv)
-    lines = [
-        "# Orchestration overhead of `bench run`",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Date {time.strftime('%Y-%m-%d')}; machine: {platform.processor() or platform.machine()}, {cpus} CPUs "
-        f"(trial slots = min(N, {cpus}): 1 worker x 1 CPU per trial); model {args.model}; task {args.task}, "
-        f"{args.train_samples} training / {args.eval_samples} dev examples, {args.epochs} epoch(s), "
-        f"max length {args.max_seq_length}; N seeds of the same configuration.",
-        "",
-        "| N | trials recorded | wall (s) | in-trial train+eval (s) | ideal wall (s) | overhead (s) | overhead share | "
-        "start-up inside trials (s/trial) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['n']} | {r['finished']}/{r['trials']} | {r['wall']:.1f} | {r['in_trial']:.1f} | "
-            f"{r['ideal']:.1f} | {r['overhead']:.1f} | {r['overhead'] / r['wall']:.0%} | "
-            f"{(r['trial_wall'] - r['in_trial']) / r['trials']:.1f} |"
-        )
-    lines += [
-        "",
-        f"Least-squares split of the overhead: fixed {fixed:.1f} s per command, {per_round:.1f} s per "
-        f"round of trial slots. For trials of 60 s of training and evaluation, the per-trial share is "
-        f"{share_60:.0%} (target: at most 10%); fixed start-up target: at most 5 s.",
-    ]
-    report = "\n".join(lines) + "\n"
-    write_report(args.out, report)
+        print(f"{args.label}: N={n}", flush=True)
+        rows.append(run(suite(n, args, model, target), work, args.python, Path(args.repo).resolve()))
+        print("  " + json.dumps({k: v for k, v in rows[-1].items() if k not in ("overheads", "in_trial")}), flush=True)
+    version = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=args.repo, capture_output=True, text=True)
+    figures = {
+        "command": "python -m benchmark.measure.overhead " + " ".join(sys.argv[1:] if argv is None else argv),
+        "version": version.stdout.strip()[:100], "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine_description(), "cpus": len(os.sched_getaffinity(0)), "load_before": round(load, 2),
+        "model": args.model, "precision_auto": resolve_precision("auto"),
+        "setup": f"task {args.task}, {args.train_samples} training / {args.eval_samples} dev examples, "
+                 f"{args.epochs} epoch(s), batch 16, max length {args.max_seq_length}; N seeds of one configuration, "
+                 "1 worker x 1 CPU per trial",
+        "rows": rows, "summary": summarize(rows),
+    }  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.label}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    write_report(str(out), report(out))
     return 0
 
 

@@ -16,6 +16,8 @@ from rich.table import Table
 
 from tasks.metrics import OBJECTIVE
 
+PROGRESS_LINE_EVERY_S = 60.0  # off a terminal: one progress line at most this often
+
 
 @dataclass
 class Progress:
@@ -40,6 +42,11 @@ class Progress:
         self.epochs_done += 1
         if score is not None and score > self.best.get(task, (float("-inf"), ""))[0]:
             self.best[task] = (score, trial)
+
+    def step(self, trial: str, info: dict) -> None:
+        """Where a running trial stands within its epoch (`train.trainer.step_progress`)."""
+        if trial in self.running:
+            self.running[trial]["step"] = info
 
     def complete(self, trial: str) -> str:
         """Record a trial that ended without error: finished, stopped (ended early) or diverged."""
@@ -96,6 +103,7 @@ class Progress:
 class LiveDisplay(tune.Callback):
     def __init__(self, console: Console, total: int, skipped: int, epochs_per_trial: int):
         self.console = console
+        self.last_progress_line = time.time()
         self.progress = Progress(total, epochs_per_trial, time.time(), skipped)
         # get_renderable: redrawn on every refresh, so the clock and estimate keep moving between events.
         self.live = (
@@ -142,6 +150,19 @@ class LiveDisplay(tune.Callback):
         self.progress.fail(str(trial))
         self._log(f"FAILED   {trial}  ({self.progress.summary(time.time())})")
 
+    def progress_update(self, latest: dict[str, dict]) -> None:
+        """The running trials' in-epoch progress (read from the trials' board by `run.tune.PollProgress`). On a
+        terminal the panel shows it; elsewhere one line, at most once a minute."""
+        for trial, info in latest.items():
+            self.progress.step(trial, info)
+        now = time.time()
+        if self.live or now - self.last_progress_line < PROGRESS_LINE_EVERY_S:
+            return
+        parts = [f"{name} {_where(s['step'])}" for name, s in self.progress.running.items() if s.get("step")]
+        if parts:
+            self.last_progress_line = now
+            self._log("progress " + "; ".join(parts))
+
     def _log(self, line: str) -> None:
         if self.live:
             self.live.refresh()
@@ -151,16 +172,32 @@ class LiveDisplay(tune.Callback):
     def _render(self):
         p = self.progress
         running = Table(title="running", title_justify="left", expand=False)
-        for col in ("trial", "epoch", "dev score", "samples/s"):
+        for col in ("trial", "epoch", "step", "dev score", "samples/s", "left"):
             running.add_column(col)
         for name, s in p.running.items():
-            running.add_row(name, f"{s.get('epoch') or 0}/{s['epochs']}", _fmt(s.get("score")), _fmt(s.get("sps"), 1))
+            step = s.get("step") or {}
+            running.add_row(
+                name,
+                f"{step.get('epoch', (s.get('epoch') or 0))}/{s['epochs']}",
+                f"{step['step']}/{step['steps']}" if step else "—",
+                _fmt(s.get("score")),
+                _fmt(step.get("samples_per_s", s.get("sps")), 1),
+                clock(step["seconds_left"]) if step.get("seconds_left") is not None else "—",
+            )
         best = Table(title="best so far", title_justify="left", expand=False)
         for col in ("task", "dev score", "trial"):
             best.add_column(col)
         for task, (score, name) in p.best.items():
             best.add_row(task, f"{score:.2f}", name)
         return Group(f"[bold]{p.summary(time.time())}[/]", running, best)
+
+
+def _where(step: dict) -> str:
+    """`epoch 1/3 step 40/120 32.1 samples/s 0:02:10 left`"""
+    left = step.get("seconds_left")
+    text = f"epoch {step['epoch']}/{step['epochs']} step {step['step']}/{step['steps']} "
+    text += f"{_fmt(step.get('samples_per_s'), 1)} samples/s"
+    return text + (f" {clock(left)} left" if left is not None else "")
 
 
 def _fmt(value, digits: int = 2) -> str:

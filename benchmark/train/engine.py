@@ -6,6 +6,8 @@ import math
 import os
 import socket
 import sys
+import time
+from pathlib import Path
 
 import torch
 
@@ -14,6 +16,7 @@ from benchmark.train.hyperparams import TrainingConfig
 # DeepSpeed compiles small ops on first use into a cache shared by every Python environment of the user;
 # environments with other paths then rebuild it in turn. One cache per environment builds once.
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
+STALE_BUILD_LOCK_S = 600  # longer than any op compile takes, even on a loaded 2-core machine
 
 
 def init_distributed() -> tuple[int, int]:
@@ -22,6 +25,7 @@ def init_distributed() -> tuple[int, int]:
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        clear_stale_build_locks(Path(os.environ["TORCH_EXTENSIONS_DIR"]))
         os.environ.setdefault("RANK", "0")
         os.environ.setdefault("LOCAL_RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
@@ -29,6 +33,20 @@ def init_distributed() -> tuple[int, int]:
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
     return dist.get_rank(), dist.get_world_size()
+
+
+def clear_stale_build_locks(root: Path) -> None:
+    """DeepSpeed compiles its CPU communication op on first use, under torch's lock file. A compile killed half way
+    (Ctrl-C, kill -9) leaves the lock behind, and every later trial would wait on it forever. A lock older than the
+    op it guards (the build finished) or older than any compile takes is stale."""
+    for lock in root.glob("*/lock"):
+        try:
+            locked = lock.stat().st_mtime
+            built = any(so.stat().st_mtime > locked for so in lock.parent.glob("*.so"))
+            if built or time.time() - locked > STALE_BUILD_LOCK_S:
+                lock.unlink(missing_ok=True)
+        except OSError:  # another process removed it first
+            continue
 
 
 def deepspeed_config(hp: TrainingConfig, world_size: int) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import is_dir, is_file, local_path
+from benchmark.train.model_checks import checked_before, remember_checked
 
 EMBEDDED_NAME = "all-MiniLM-L6-v2"
 
@@ -26,6 +27,7 @@ def embedded_model_path() -> str:
 def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str = "model") -> ModelRef:
     """Check that a model can be loaded, without loading its weights. Bad input raises InputError."""
     if spec is None:
+        check_local_model(embedded_model_path(), trust_remote_code, where)  # once per install (model_checks)
         return ModelRef(EMBEDDED_NAME, embedded_model_path())
     local = local_path(spec, where)
     if is_dir(local) or is_file(local) or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
@@ -33,12 +35,38 @@ def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str 
             raise InputError(where, f"model folder not found: {local}")
         check_local_model(str(local), trust_remote_code, where)
         return ModelRef(local.name, str(local))
-    _load_config(spec, trust_remote_code, where)  # a hub id: the HF cache, else the hub
+    _check_hub_reachable(spec, where)  # a hub id: the HF cache, else the hub
+    _load_config(spec, trust_remote_code, where)
     return ModelRef(spec, spec)
+
+
+def _check_hub_reachable(model_id: str, where: str) -> None:
+    """A hub id that is not in the local Hugging Face cache needs the hub; without a network the hub client would
+    retry for about 25 s before failing, so a quick connection attempt answers first."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.constants import ENDPOINT, HF_HUB_OFFLINE
+
+    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+        return
+    url = urlparse(ENDPOINT)
+    reason = "HF_HUB_OFFLINE is set" if HF_HUB_OFFLINE else None
+    if reason is None:
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), 1.5).close()
+        except OSError as e:
+            reason = f"cannot reach {url.hostname} ({e.strerror or e})"
+    if reason:
+        raise InputError(where, f"'{model_id}' is not a local folder and not in the Hugging Face cache, and {reason}; "
+                         "give a local folder or download the model first")  # fmt: skip
 
 
 def check_local_model(path: str, trust_remote_code: bool, where: str) -> None:
     folder = Path(path)
+    if checked_before(folder, trust_remote_code):
+        return
     if not (folder / "config.json").is_file():
         raise InputError(where, f"{folder} has no config.json; is it a Hugging Face model folder?")
     if not any(folder.glob("*.safetensors")) and not (folder / "model.safetensors.index.json").is_file():
@@ -49,6 +77,7 @@ def check_local_model(path: str, trust_remote_code: bool, where: str) -> None:
         _check_safetensors(weights, where)
     _load_config(path, trust_remote_code, where)
     _check_tokenizer(path, trust_remote_code, where)
+    remember_checked(folder, trust_remote_code)
 
 
 def _check_safetensors(path: Path, where: str) -> None:
@@ -83,11 +112,24 @@ def _load_config(path: str, trust_remote_code: bool, where: str):
 
 
 def max_positions(path: str, trust_remote_code: bool = False) -> int | None:
-    return getattr(_load_config(path, trust_remote_code, "model"), "max_position_embeddings", None)
+    return _config_value(path, trust_remote_code, "max_position_embeddings")
 
 
 def num_layers(path: str, trust_remote_code: bool = False) -> int | None:
-    return getattr(_load_config(path, trust_remote_code, "model"), "num_hidden_layers", None)
+    return _config_value(path, trust_remote_code, "num_hidden_layers")
+
+
+def _config_value(path: str, trust_remote_code: bool, key: str):
+    """A config value, read from config.json for a folder checked before (no transformers, so no torch import:
+    `bench validate` stays quick); through transformers otherwise (it knows each family's aliases)."""
+    import json
+
+    config_file = Path(path) / "config.json"
+    if checked_before(Path(path), trust_remote_code):
+        values = json.loads(config_file.read_text())
+        if key in values:
+            return values[key]
+    return getattr(_load_config(path, trust_remote_code, "model"), key, None)
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):

@@ -23,6 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ from benchmark.train.trainer import (
     _sum_over_ranks,
     predict_split,
     start_trial,
+    step_progress,
 )
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
@@ -185,6 +187,7 @@ def train_multitask(
     trust_remote_code: bool = False,
     meta: dict | None = None,
     threads: int | None = None,
+    on_step: Callable[[dict], None] | None = None,
 ) -> MultitaskResult:
     """`report(row, folder)`: the row holds the mean task score as `score` and each task's metrics under
     `tasks`; `folder/best/<task>` holds the export of each task whose own dev score improved."""
@@ -216,7 +219,7 @@ def train_multitask(
         draws = mixture.draws(sizes, hp.batch_size, seed, epoch, hp.epochs)  # the same on every rank
         window_start, window_samples, losses = time.perf_counter(), 0, []
         task_losses = {t: [] for t in mixture.tasks}
-        for task in draws:
+        for step, task in enumerate(draws):
             # One optimizer step on one task's batch; the other heads rest.
             head = mixture.heads[task]
             batch = streams[task].next()
@@ -245,6 +248,10 @@ def train_multitask(
                 )
             window_samples += len(batch)
             samples_seen += len(batch)
+            if on_step is not None:
+                on_step(
+                    step_progress(epoch, hp.epochs, step + 1, len(draws), window_samples, window_start, hp.batch_size)
+                )
 
         # End of the epoch: every task's dev sets, the best export per task, report.
         train_seconds = time.perf_counter() - window_start

@@ -84,11 +84,13 @@ def train(
     reset_best: bool = False,
     log_every_steps: int = 10,
     new_head: bool = False,
+    on_step: Callable[[dict], None] | None = None,
 ) -> TrialResult:
     """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on.
     `log_every_steps`: a point of the training curve (loss, learning rate) every so many optimizer steps and at
     each evaluation; each report carries the points since the last one (benchmark/train/curves.py). `new_head`:
-    `model_path` is a checkpoint of another task (intermediate-task transfer): its encoder, with a new head."""
+    `model_path` is a checkpoint of another task (intermediate-task transfer): its encoder, with a new head.
+    `on_step(info)`: told after every optimizer step where the epoch stands (`step_progress`)."""
     started = time.perf_counter()
     task = data.task
     hp, rank, world = start_trial(hp, seed, threads)  # hp.precision: `auto` resolved for this device
@@ -146,6 +148,9 @@ def train(
                     f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1})"
                 )
             window_samples += len(batches[b])
+            if on_step is not None:
+                where = (epoch, hp.epochs, b + 1, len(batches))
+                on_step(step_progress(*where, window_samples, window_start, hp.batch_size))
             progress.samples_seen += len(batches[b])
 
             end_of_epoch = b == len(batches) - 1
@@ -296,6 +301,16 @@ def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[Tra
         )
     set_seed(seed)
     return hp, rank, world
+
+
+def step_progress(epoch: int, epochs: int, step: int, steps: int, samples: int, since: float, batch: int) -> dict:
+    """Where a trial stands within its epoch (for the live display): 1-based epoch and step, samples/s since the
+    last evaluation, and the training time left at that rate (evaluations not counted)."""
+    seconds = time.perf_counter() - since
+    rate = samples / seconds if seconds > 0 else None
+    steps_left = (steps - step) + (epochs - epoch - 1) * steps
+    return {"epoch": epoch + 1, "epochs": epochs, "step": step, "steps": steps, "samples_per_s": rate,
+            "seconds_left": steps_left * batch / rate if rate else None}  # fmt: skip
 
 
 def _loss_function(regression: bool):
