@@ -7,6 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmark.plan.points import points as expand_points
+from benchmark.plan.points import training_for
 from benchmark.train.checkpoints import load_predictions
 from benchmark.train.freezing import HEAD, group_of_parameters, layer
 from benchmark.train.hyperparams import TrainingConfig
@@ -228,7 +230,8 @@ def test_lora_keys_vary_in_a_grid(tmp_path, capsys, glue_dir, cache_dir):
     assert code == 0
     from benchmark.config.suite import load_suite
 
-    points = [load_suite(path).training_for(p) for p in load_suite(path).points()]
+    suite = load_suite(path)
+    points = [training_for(suite.config, p) for p in expand_points(suite.config.search)]
     assert [(t.lora_r, t.lora_targets) for t in points] == [
         (0, None),
         (0, ["query", "key", "value"]),
