@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     _statistics_options(table)
     table.add_argument("--compute", action="store_true",
                        help="add compute columns: device-hours, training samples/s, parameters, inference passes")
+    table.add_argument("--calibration", action="store_true",
+                       help="add calibration columns per classification task: ECE, ECE after temperature scaling, "
+                            "NLL, Brier and the temperature")
 
     report = sub.add_parser("report", help="write one self-contained HTML report (tables, statistics, plots) of "
                                            "one or more run directories (their trials merged)")
@@ -159,7 +162,7 @@ def _table(args) -> int:
     from benchmark.tables import FORMATTERS
 
     board, _ = leaderboard_from_runs([Path(d) for d in args.run_dirs], args.baseline, args.bootstrap)
-    sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute))
+    sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute, calibration=args.calibration))
     return 0
 
 

@@ -32,7 +32,7 @@ from ensembles.protocol import DevHalves, describe, score_on, split_dev
 from ensembles.rows import ENSEMBLES_DIR, STATE_FILE, TaskOutcome, make_row, read_state
 from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, uniform_soup
 
-STATE_FORMAT = 1   # bump when what a method computes changes, so saved ensembles are rebuilt
+STATE_FORMAT = 2   # bump when what a method computes changes, so saved ensembles are rebuilt
 
 
 @dataclass
@@ -109,7 +109,8 @@ def _best_single(ctx: _Context, task: str, ranked: list[Candidate]) -> TaskOutco
     best = ranked[0]
     metrics, score = score_on(best.task, best.logits, best.labels, ctx.halves[task].report)
     path = _write_predictions(ctx, "best-single", task, best.logits, best.labels)
-    return TaskOutcome([best], [1.0], 1, metrics, score, path)
+    return TaskOutcome([best], [1.0], 1, metrics, score, path,
+                       temperature=_selection_temperature(ctx, best.task, best.logits, best.labels))
 
 
 def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[Candidate]) -> TaskOutcome:
@@ -143,7 +144,15 @@ def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[C
     metrics, score = score_on(spec, logits, labels, halves.report)
     path = _write_predictions(ctx, slug, task, logits, labels)
     soup_path = _save_soup(ctx, slug, task, method, members, soup, logits, metrics, score) if soup else None
-    return TaskOutcome(members, weights, 1 if method in SOUP_METHODS else len(members), metrics, score, path, soup_path)
+    return TaskOutcome(members, weights, 1 if method in SOUP_METHODS else len(members), metrics, score, path, soup_path,
+                       _selection_temperature(ctx, spec, logits, labels))
+
+
+def _selection_temperature(ctx: _Context, task, logits: dict, labels: dict) -> float | None:
+    """Temperature scaling of a row's task, fitted on the selection half only (the report half and test report)."""
+    from benchmark.calibration import concat, fit_temperature
+
+    return None if task.is_regression else fit_temperature(*concat(logits, labels, ctx.halves[task.name].selection))
 
 
 def _soup_runner(ctx: _Context, first: Candidate) -> SoupRunner:
