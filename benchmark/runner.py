@@ -136,6 +136,9 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
     if suite.ensemble.methods:
         pools = ", ".join("all" if k is None else f"top {k}" for k in suite.ensemble.pool_sizes)
         console.print(f"Then ensembles: {', '.join(suite.ensemble.methods)}; pools {pools}; split seed {suite.ensemble.split_seed}.")
+    if suite.merge is not None and suite.merge.methods:
+        console.print(f"Then merges of {', '.join(suite.merge.tasks)}: {', '.join(suite.merge.methods)}; "
+                      f"λ in {', '.join(f'{s:g}' for s in suite.merge.scales)}, chosen on the selection half.")
 
 
 def run_suite(suite: Suite, address: str | None = None, dry_run: bool = False, console: Console | None = None) -> dict | None:
@@ -187,6 +190,12 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
     score_chosen_on_test(store, log=console.print)
     # The trials' leaderboard is written first: an ensemble that fails cannot cost it.
     board = write_run_leaderboard(store)
+    if suite.merge is not None:   # before the ensembles: merged checkpoints are candidates like any other
+        from ensembles.merge import build_merges
+
+        if build_merges(store, suite, suite.merge, log=console.print):
+            score_chosen_on_test(store, log=console.print)
+        board = write_run_leaderboard(store)
     if suite.ensemble.methods:
         from ensembles.build import build_ensembles
 

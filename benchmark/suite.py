@@ -19,6 +19,7 @@ from benchmark.paths import is_dir, local_path
 from benchmark.schema import parse, suggest
 from benchmark.search_space import SearchConfig, check_grid, check_search, sample_space
 from ensembles.config import EnsembleConfig, EnsembleSettings, check_ensemble
+from ensembles.merge_config import MergeConfig, MergeSettings, check_merge
 from tasks.augment import Augmentation, check_augmentation
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
@@ -66,6 +67,7 @@ class SuiteConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     multitask: MultitaskConfig = field(default_factory=MultitaskConfig)   # tasks trained jointly (and two-stage)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)   # run at the end of `bench run`
+    merge: MergeConfig = field(default_factory=MergeConfig)            # cross-task merges, before the ensembles
     chains: list[Any] = field(default_factory=list)          # intermediate-task transfer: 'mrpc -> rte', ...
     output: str | None = None                                # null: runs/<name>
     storage: str | None = None                               # Ray storage (shared folder or URI); null: <output>/ray
@@ -82,6 +84,7 @@ class Suite:
     ensemble: EnsembleSettings | None = None   # checked after the plan's size is known
     mixture: Mixture | None = None             # the `multitask:` section checked; None: no joint training
     chains: list[Chain] = field(default_factory=list)   # the `chains:` section checked
+    merge: MergeSettings | None = None         # the `merge:` section checked
 
     @property
     def name(self) -> str:
@@ -215,6 +218,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     if suite.chains:
         _check_chain_search(config)
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
+    suite.merge = check_merge(config.merge, [t.name for t in tasks])
     return suite
 
 

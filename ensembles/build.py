@@ -156,21 +156,24 @@ def _selection_temperature(ctx: _Context, task, logits: dict, labels: dict) -> f
 
 
 def _soup_runner(ctx: _Context, first: Candidate) -> SoupRunner:
-    """The task's dev set, tokenised as the trials saw it (from the cache), and a model to run soups on."""
+    if first.task.name not in ctx.runners:
+        ctx.runners[first.task.name] = make_soup_runner(ctx.suite, first)
+    return ctx.runners[first.task.name]
+
+
+def make_soup_runner(suite: Suite, first: Candidate) -> SoupRunner:
+    """The task's dev set, tokenised as the trials saw it (from the cache), and a model to run weights on."""
     from benchmark.modeling import load_tokenizer
     from benchmark.runner import cache_dir
     from tasks.encoding import encode_task
     from tasks.loading import resolve_glue_dir
 
-    task = first.task.name
-    if task not in ctx.runners:
-        data, trust = ctx.suite.config.data, ctx.suite.config.trust_remote_code
-        tokenizer = load_tokenizer(str(first.folder), trust)
-        # The best candidate's max length: a grid over max_seq_length gives ingredients several, the soup one.
-        dev = encode_task(first.task, tokenizer, first.meta["training"]["max_seq_length"], resolve_glue_dir(data.glue_dir),
-                          cache_dir(ctx.suite), data.max_train_samples, data.max_eval_samples, data.sample_seed)
-        ctx.runners[task] = SoupRunner(first, tokenizer, dev, trust)
-    return ctx.runners[task]
+    data, trust = suite.config.data, suite.config.trust_remote_code
+    tokenizer = load_tokenizer(str(first.folder), trust)
+    # The best candidate's max length: a grid over max_seq_length gives ingredients several, the soup one.
+    dev = encode_task(first.task, tokenizer, first.meta["training"]["max_seq_length"], resolve_glue_dir(data.glue_dir),
+                      cache_dir(suite), data.max_train_samples, data.max_eval_samples, data.sample_seed)
+    return SoupRunner(first, tokenizer, dev, trust)
 
 
 def _write_predictions(ctx: _Context, slug: str, task: str, logits: dict[str, np.ndarray],
