@@ -18,6 +18,7 @@ from benchmark.plan import TrialSpec, data_key, make_plan
 from benchmark.results import leaderboard_from_runs
 from benchmark.store import RunStore
 from benchmark.suite import Suite
+from benchmark.tracking import finish_tracking, open_tracker, tracking_callbacks
 from benchmark.tables import rich_table, write_leaderboard
 from tasks.augment import Augmentation
 from tasks.encoding import TaskData, encode_task
@@ -159,6 +160,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
     task_data = prepare_data(suite, pending) if pending else {}   # reads every split: bad data fails here
     store.write_suite(suite.to_dict())
     write_split_records(suite, store)
+    tracker = open_tracker(suite.tracking, store.root, console.print)
     if pending:
         from benchmark.live import LiveDisplay
         from benchmark.search import run_trials
@@ -170,12 +172,13 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         console.print(f"Training curves: tensorboard --logdir {store.root / CURVES_DIR}")
         display = LiveDisplay(console, total=len(pending), skipped=len(plan) - len(pending),
                               epochs_per_trial=max(t.training["epochs"] for t in pending))
+        callbacks = [display, *tracking_callbacks(tracker)]
         # Two-stage and chain trials start from checkpoints of other trials, so they run after every other trial.
         later_kinds = ("two-stage", "chain")
         first = [t for t in pending if t.kind not in later_kinds]
         try:
             if first:
-                run_trials(suite, first, task_data, store, address, callbacks=[display], resume=resume)
+                run_trials(suite, first, task_data, store, address, callbacks=callbacks, resume=resume)
             ready = []
             for t in (chain_start(store, t) for t in pending if t.kind in later_kinds):
                 if (Path(t.model_path) / "config.json").is_file():
@@ -184,7 +187,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
                     start = t.stage_one or t.source_task or t.model_path
                     console.print(f"skipped {t.trial_id}: {start} left no checkpoint to start {t.task} from")
             if ready:
-                run_trials(suite, ready, task_data, store, address, callbacks=[display], resume=resume)
+                run_trials(suite, ready, task_data, store, address, callbacks=callbacks, resume=resume)
         finally:
             display.close()
     score_chosen_on_test(store, log=console.print)
@@ -204,6 +207,8 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         board = write_run_leaderboard(store)
     console.print(rich_table(board))
     console.print(f"Leaderboard: {store.root / 'leaderboard.md'}  (a report with plots: bench report {store.root})")
+    if tracker is not None:
+        finish_tracking(tracker, store.root, console.print)
     return board
 
 

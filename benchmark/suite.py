@@ -18,6 +18,7 @@ from benchmark.modeling import ModelRef, max_positions, num_layers, resolve_mode
 from benchmark.paths import is_dir, local_path
 from benchmark.schema import parse, suggest
 from benchmark.search_space import SearchConfig, check_grid, check_search, sample_space
+from benchmark.tracking import TrackingConfig, TrackingSettings, check_tracking
 from ensembles.config import EnsembleConfig, EnsembleSettings, check_ensemble
 from ensembles.merge_config import MergeConfig, MergeSettings, check_merge
 from tasks.augment import Augmentation, check_augmentation
@@ -68,6 +69,7 @@ class SuiteConfig:
     multitask: MultitaskConfig = field(default_factory=MultitaskConfig)   # tasks trained jointly (and two-stage)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)   # run at the end of `bench run`
     merge: MergeConfig = field(default_factory=MergeConfig)            # cross-task merges, before the ensembles
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)   # MLflow: a run per trial, a parent per run
     chains: list[Any] = field(default_factory=list)          # intermediate-task transfer: 'mrpc -> rte', ...
     output: str | None = None                                # null: runs/<name>
     storage: str | None = None                               # Ray storage (shared folder or URI); null: <output>/ray
@@ -85,6 +87,7 @@ class Suite:
     mixture: Mixture | None = None             # the `multitask:` section checked; None: no joint training
     chains: list[Chain] = field(default_factory=list)   # the `chains:` section checked
     merge: MergeSettings | None = None         # the `merge:` section checked
+    tracking: TrackingSettings | None = None   # the `tracking:` section checked; None: no tracking
 
     @property
     def name(self) -> str:
@@ -219,6 +222,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         _check_chain_search(config)
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
     suite.merge = check_merge(config.merge, [t.name for t in tasks])
+    suite.tracking = check_tracking(config.tracking, config.name)   # last: it may ask a server
     return suite
 
 
