@@ -102,7 +102,8 @@ def epoch_curves(board: dict, records: list[dict]) -> Figure | None:
 
 def score_vs_compute(board: dict, records: list[dict]) -> Figure | None:
     """Best dev score against the compute a trial used, with the Pareto front (nothing cheaper scores higher)."""
-    trials = [r for r in records if r.get("status") == "finished" and r.get("resources") and r.get("best_score") is not None]
+    trials = [r for r in records if r.get("status") == "finished" and r.get("resources")
+              and r.get("best_score") is not None and r.get("kind") != "merged"]   # a merge's records are no trials: its row counts its sources
     if not trials:
         return None
     plt = _pyplot()
@@ -150,7 +151,8 @@ def score_vs_compute(board: dict, records: list[dict]) -> Figure | None:
 
 def search_space(board: dict, records: list[dict]) -> Figure | None:
     """Best dev score against each hyperparameter the grid varies; one colour and marker per task."""
-    trials = [r for r in records if r.get("status") == "finished" and r.get("best_score") is not None]
+    trials = [r for r in records if r.get("status") == "finished" and r.get("best_score") is not None
+              and r.get("kind") != "merged"]
     keys = [k for k in dict.fromkeys(k for r in trials for k in r["grid_point"])
             if len({canonical(r["grid_point"].get(k)) for r in trials}) > 1]
     if not keys:

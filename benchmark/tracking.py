@@ -137,7 +137,8 @@ class MlflowTracker:
             run_id = self._run({"bench.trial_id": trial_id}, {"mlflow.runName": trial_id,
                                                               "mlflow.parentRunId": self.parent})
             if before is None:   # params are written once: a resumed trial has the same settings (its fingerprint)
-                self.client.log_batch(run_id, params=[Param(k, str(v)[:PARAM_CHARS]) for k, v in sorted(params.items())])
+                self.client.log_batch(run_id, params=[Param(k, str(v)[:PARAM_CHARS])
+                                                      for k, v in sorted(params.items())])
             self.trial_runs[trial_id] = run_id
         return self.trial_runs[trial_id]
 

@@ -78,7 +78,8 @@ def merged_vector(method: str, vectors: dict[str, list[torch.Tensor]], density: 
     raise ValueError(f"no merge method {method}")   # the config check lists every method; reaching here is a bug
 
 
-def task_vectors(base: dict[str, torch.Tensor], finetuned: list[dict[str, torch.Tensor]]) -> dict[str, list[torch.Tensor]]:
+def task_vectors(base: dict[str, torch.Tensor], finetuned: list[dict[str, torch.Tensor]]
+                 ) -> dict[str, list[torch.Tensor]]:
     """θ_t - θ_0 for every weight of `base`, one per fine-tune, in float64 (exact for float32 and bf16 weights)."""
     return {name: [ft[name].double() - value.double() for ft in finetuned] for name, value in base.items()}
 
@@ -264,8 +265,16 @@ def _export(store: RunStore, state: _Seed, task: str, record_id: str, method: st
 def _fingerprint(settings: MergeSettings, method: str, chosen: dict[str, Candidate]) -> str:
     payload = {"format": FORMAT, "method": method, "scales": list(settings.scales), "tasks": list(settings.tasks),
                "ties_density": settings.ties_density if method == "ties" else None,
-               "sources": {t: [c.trial_id, c.fingerprint] for t, c in sorted(chosen.items())}}
+               "sources": {t: [c.trial_id, c.fingerprint, _content(c)] for t, c in sorted(chosen.items())}}
     return hashlib.sha256(canonical(payload).encode()).hexdigest()[:16]
+
+
+def _content(candidate: Candidate) -> str | None:
+    """The checkpoint's recorded file hashes: a trial run again (same id and settings) has new weights."""
+    from benchmark.checkpoints import HASH_FILE
+
+    path = candidate.folder / HASH_FILE
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _up_to_date(store: RunStore, ids: dict[str, str], fingerprint: str) -> bool:

@@ -35,8 +35,8 @@ def check_merge(config: MergeConfig, suite_tasks: list[str], where: str = "merge
     a merge of fewer than two tasks."""
     for i, method in enumerate(config.methods):
         if method not in MERGE_METHODS:
-            raise InputError(f"{where}.methods[{i}]", f"unknown merge method '{method}'" + suggest(method, MERGE_METHODS)
-                             + f"; methods are {', '.join(MERGE_METHODS)}")
+            raise InputError(f"{where}.methods[{i}]", f"unknown merge method '{method}'"
+                             + suggest(method, MERGE_METHODS) + f"; methods are {', '.join(MERGE_METHODS)}")
     if len(set(config.methods)) != len(config.methods):
         raise InputError(f"{where}.methods", "repeats a method")
     if not config.scales:
@@ -51,7 +51,8 @@ def check_merge(config: MergeConfig, suite_tasks: list[str], where: str = "merge
     tasks = list(suite_tasks) if config.tasks is None else list(config.tasks)
     for i, task in enumerate(tasks):
         if task not in suite_tasks:
-            raise InputError(f"{where}.tasks[{i}]", f"'{task}' is not a task of this suite" + suggest(task, suite_tasks))
+            raise InputError(f"{where}.tasks[{i}]",
+                             f"'{task}' is not a task of this suite" + suggest(task, suite_tasks))
     if len(set(tasks)) != len(tasks):
         raise InputError(f"{where}.tasks", "repeats a task")
     if config.methods and len(tasks) < 2:

@@ -88,7 +88,8 @@ def test_without_a_test_split_t_is_fitted_on_the_selection_half_and_reported_on_
 
     changed_report = logits.copy()
     changed_report[rep] *= 4   # the reported half: its numbers move, T does not
-    other = trial_calibration(write_checkpoint(tmp_path / "b", "t", changed_report, labels), tmp_path / "b", RTE, 7, False)
+    record = write_checkpoint(tmp_path / "b", "t", changed_report, labels)
+    other = trial_calibration(record, tmp_path / "b", RTE, 7, False)
     assert other.temperature == base.temperature and other.ece != pytest.approx(base.ece)
 
     changed_selection = logits.copy()

@@ -56,8 +56,8 @@ def make_run(folder: Path, trained: dict, names: list[str]) -> RunStore:
         logits, labels = load_predictions(checkpoint)
         spec = GLUE_TASKS[task]
         metrics, score = score_on(spec, logits, labels, {s: np.arange(len(v)) for s, v in labels.items()})
-        store.save_record({"trial_id": name, "status": "finished", "kind": "single", "model": trained["model"], "task": task,
-                           "task_spec": spec.to_dict(), "metric_keys": spec.metric_keys(), "model_path": base,
+        store.save_record({"trial_id": name, "status": "finished", "kind": "single", "model": trained["model"],
+                           "task": task, "task_spec": spec.to_dict(), "metric_keys": spec.metric_keys(), "model_path": base,
                            "grid_point": {}, "seed": seed, "training": TrainingConfig(**FAST).to_dict(),
                            "fingerprint": name, "best_score": score, "best_metrics": metrics, "epochs": [],
                            "checkpoint": f"trials/{name}/checkpoint", "wall_seconds": 100.0, "train_samples": 96,
@@ -184,7 +184,8 @@ def test_the_leaderboard_has_a_merged_row_per_method_over_seeds(merged_run, trai
     # Compute: its own time and the four single-task trials it merged (100 s on one CPU each).
     own = sum(r["wall_seconds"] for r in store.finished().values() if r.get("system") == ties["system"])
     assert ties["compute"]["device_hours"] == pytest.approx((4 * 100.0 + own) / 3600)
-    assert ties["ci"]["examples"]["rte"] == len(split_dev(GLUE_TASKS["rte"], {"validation": 48}, 4).report["validation"])
+    report_half = split_dev(GLUE_TASKS["rte"], {"validation": 48}, 4).report["validation"]
+    assert ties["ci"]["examples"]["rte"] == len(report_half)
     assert set(ties["calibration"]) == {"rte", "mrpc"}
 
 

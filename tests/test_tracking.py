@@ -2,7 +2,6 @@
 tracking URI that cannot work refused at validation."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -69,7 +68,8 @@ def test_trials_are_child_runs_and_a_resumed_run_adds_to_them(tmp_path):
     assert child.data.params["training.learning_rate"] == "0.0001" and child.data.params["task"] == "rte"
     history = client(uri).get_metric_history(trial, "train/loss")
     assert sorted((m.step, m.value) for m in history) == [(10, 0.70), (20, 0.68), (30, 0.6)]
-    assert [(m.step, m.value) for m in client(uri).get_metric_history(trial, "dev/accuracy")] == [(20, 0.61), (40, 0.65)]
+    accuracy = client(uri).get_metric_history(trial, "dev/accuracy")
+    assert [(m.step, m.value) for m in accuracy] == [(20, 0.61), (40, 0.65)]
     assert [a.path for a in client(uri).list_artifacts(first.parent)] == ["leaderboard.md"]
 
 
