@@ -45,8 +45,7 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
         "tasks": task_order,
         "metrics": metric_keys,
         "rows": rows,
-        "trials": {"finished": len(finished), **{s: sum(r.get("status") == s for r in records)
-                                                 for s in ("stopped", "diverged", "failed")}, "total": len(records)},
+        "trials": _trial_counts([r for r in records if r.get("kind") != "merged"]),   # a merge trains nothing
         "compute": {"trial_hours": sum(r.get("wall_seconds", 0.0) for r in records) / 3600,
                     "trial_epochs": sum(r["epochs"][-1]["epoch"] for r in records if r.get("epochs")),
                     "train_samples": sum(r.get("train_samples", 0) for r in records)},
@@ -54,6 +53,12 @@ def build_leaderboard(suite_name: str, records: list[dict], task_order: list[str
         "test_tasks": [t for t in task_order if any(t in r.get("test", {}).get("task_scores", {}) for r in rows)],
         "test_note": TEST_NOTE,
     }
+
+
+def _trial_counts(records: list[dict]) -> dict:
+    finished = sum(r.get("status") in ("finished", "stopped") and r.get("best_score") is not None for r in records)
+    return {"finished": finished, **{s: sum(r.get("status") == s for r in records)
+                                     for s in ("stopped", "diverged", "failed")}, "total": len(records)}
 
 
 def sort_rows(rows: list[dict]) -> list[dict]:
