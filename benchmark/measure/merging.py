@@ -173,11 +173,14 @@ def comparison_table(figures: dict[str, dict], tasks: list[str]) -> list[str]:
 
 
 def calibration_rows(boards: list[dict]) -> list[dict]:
-    """Single, ensemble, soup and merged rows (and the rest) with their calibration, one entry per row and task."""
+    """Single, ensemble, soup and merged rows (and the rest) with their calibration, one entry per row and task; of
+    the soups run only its soups (its other rows repeat the main run's)."""
     out = []
-    for board in boards:
+    for i, board in enumerate(boards):
         for row in board["rows"]:
             kind = "soup" if row.get("soups") else row["kind"]
+            if i > 0 and kind != "soup":
+                continue
             for task, c in (row.get("calibration") or {}).items():
                 out.append({"system": row["system"], "kind": kind, "task": task,
                             **{k: c[k] for k in ("ece", "ece_scaled", "nll", "brier", "temperature", "examples")}})
@@ -205,7 +208,7 @@ def write_results(args, command: str, suites: list, walls: list[float], boards: 
     lines = ["# Cross-task merging against multi-task, two-stage and single-task training; calibration", "",
              f"Command: `{command}`", "",
              f"Model {main.models[0].name}; tasks {', '.join(args.tasks)}; {args.train_samples} training and "
-             f"{args.eval_samples} dev examples per task at most; seeds {args.seeds}; {args.epochs} epochs. "
+             f"{args.eval_samples} dev examples per task at most; seeds {args.seeds}; epochs: {args.epochs}. "
              f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; wall time "
              f"{sum(walls) / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.", "",
              "Which data chose what: each dev set is split once into a selection half and a report half (split seed "
