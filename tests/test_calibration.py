@@ -206,3 +206,14 @@ def test_an_ensemble_fits_t_on_the_selection_half_and_reports_on_the_report_half
     assert row["calibration"]["rte"]["ece"] == pytest.approx(expected.ece, abs=1e-6)
     assert row["calibration"]["rte"]["ece_scaled"] == pytest.approx(expected.ece_scaled, abs=1e-6)
     assert set(row["calibration"]) == {"rte"}
+
+
+def test_bench_table_calibration_adds_the_columns(tmp_path, capsys):
+    from benchmark.cli import main
+
+    root = run_with_two_seeds(tmp_path / "run")
+    assert main(["table", str(root), "--calibration", "--bootstrap", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "rte (ECE/ECE-T/NLL/Brier)" in out and "Calibration (classification tasks)" in out
+    assert main(["table", str(root), "--format", "csv", "--calibration", "--bootstrap", "50"]) == 0
+    assert "rte/ece_scaled" in capsys.readouterr().out
