@@ -178,8 +178,8 @@ def _merge_seed(store: RunStore, suite, settings: MergeSettings, model: str, see
         made += ids.values()
         if _up_to_date(store, ids, fingerprint):
             continue
+        started = time.perf_counter()   # the merge's own time: loading, merging, choosing λ
         state = state or _load_seed(suite, settings, model, seed, chosen)
-        started = time.perf_counter()
         scale, scores, encoder, logits = _choose_scale(state, settings, method, halves)
         seconds = (time.perf_counter() - started) / len(settings.tasks)
         reported = {t: _export(store, state, t, ids[t], method, scale, scores, encoder, logits[t], halves[t], records,

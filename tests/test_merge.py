@@ -189,6 +189,17 @@ def test_the_leaderboard_has_a_merged_row_per_method_over_seeds(merged_run, trai
     assert set(ties["calibration"]) == {"rte", "mrpc"}
 
 
+def test_predict_takes_a_merged_rows_checkpoints(merged_run):
+    from benchmark.results import leaderboard_from_runs
+    from benchmark.submission import best_checkpoints
+
+    store, *_ = merged_run
+    board, records = leaderboard_from_runs([store.root], resamples=50)
+    row, chosen = best_checkpoints(board, records, " ties")
+    assert row["kind"] == "merged" and set(chosen) == set(TASKS)
+    assert all(r["kind"] == "merged" and r["merge"]["method"] == "ties" for r in chosen.values())
+
+
 def test_an_unchanged_merge_is_kept_and_changed_settings_replace_it(merged_run, tiny_model, trained):
     store, suite, made, _ = merged_run
     record_file = store.trial_dir(made[0]) / "record.json"
