@@ -7,27 +7,36 @@ import os
 import signal
 import sys
 
-from benchmark.errors import InputError
+from benchmark.common.errors import InputError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):   # one line, exit 2, like every other input error
+    def error(self, message):  # one line, exit 2, like every other input error
         print(f"bench: error: {message} (see bench --help)", file=sys.stderr)
         sys.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bench", description="Fine-tune BERT-family encoders on GLUE and your tasks; "
-                     "search, ensemble and publish the results.")
+    parser = _Parser(
+        prog="bench",
+        description="Fine-tune BERT-family encoders on GLUE and your tasks; search, ensemble and publish the results.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run a suite and write its leaderboard")
     run.add_argument("suite", help="the suite YAML file")
     run.add_argument("--output", help="run directory (overrides the suite's `output`)")
-    run.add_argument("--address", help="join this Ray cluster (auto, or ray://host:10001) instead of starting Ray locally")
+    run.add_argument(
+        "--address", help="join this Ray cluster (auto, or ray://host:10001) instead of starting Ray locally"
+    )
     run.add_argument("--dry-run", action="store_true", help="print the trial plan and resources, then exit")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a suite key, e.g. --set training.epochs=1 (repeatable)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a suite key, e.g. --set training.epochs=1 (repeatable)",
+    )
 
     validate = sub.add_parser("validate", help="check a suite (keys, types, tasks, data, model) without running it")
     validate.add_argument("suite")
@@ -37,59 +46,107 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     table.add_argument("--format", choices=["md", "csv", "latex", "html", "json"], default="md")
     _statistics_options(table)
-    table.add_argument("--compute", action="store_true",
-                       help="add compute columns: device-hours, training samples/s, parameters, inference passes")
-    table.add_argument("--calibration", action="store_true",
-                       help="add calibration columns per classification task: ECE, ECE after temperature scaling, "
-                            "NLL, Brier and the temperature")
+    table.add_argument(
+        "--compute",
+        action="store_true",
+        help="add compute columns: device-hours, training samples/s, parameters, inference passes",
+    )
+    table.add_argument(
+        "--calibration",
+        action="store_true",
+        help="add calibration columns per classification task: ECE, ECE after temperature scaling, "
+        "NLL, Brier and the temperature",
+    )
 
-    report = sub.add_parser("report", help="write one self-contained HTML report (tables, statistics, plots) of "
-                                           "one or more run directories (their trials merged)")
+    report = sub.add_parser(
+        "report",
+        help="write one self-contained HTML report (tables, statistics, plots) of "
+        "one or more run directories (their trials merged)",
+    )
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--output", help="the HTML file to write (default: the first RUN_DIR/report.html)")
     _statistics_options(report)
 
     predict = sub.add_parser("predict", help="write GLUE submission files from the best checkpoint of each task")
     predict.add_argument("run_dir", metavar="RUN_DIR")
-    predict.add_argument("--split", choices=["test"], default="test",
-                         help="the split to predict: the tasks' unlabelled test splits (GLUE's test.tsv files)")
+    predict.add_argument(
+        "--split",
+        choices=["test"],
+        default="test",
+        help="the split to predict: the tasks' unlabelled test splits (GLUE's test.tsv files)",
+    )
     predict.add_argument("--output", help="folder for the files (default: RUN_DIR/submission)")
-    predict.add_argument("--system", help="the leaderboard row whose checkpoints predict (its name or a unique part of "
-                                          "it); default: the best row with checkpoints")
+    predict.add_argument(
+        "--system",
+        help="the leaderboard row whose checkpoints predict (its name or a unique part of "
+        "it); default: the best row with checkpoints",
+    )
 
-    ensemble = sub.add_parser("ensemble", help="combine a finished run's checkpoints (prediction ensembles and weight "
-                              "soups) and add them to its leaderboard")
+    ensemble = sub.add_parser(
+        "ensemble",
+        help="combine a finished run's checkpoints (prediction ensembles and weight "
+        "soups) and add them to its leaderboard",
+    )
     ensemble.add_argument("run_dir", metavar="RUN_DIR")
-    ensemble.add_argument("--methods", nargs="+", metavar="METHOD",
-                          help="mean_prob, vote, greedy, soup_uniform, soup_greedy (default: the suite's "
-                               "ensemble.methods, else all five)")
-    ensemble.add_argument("--k", nargs="+", type=int, metavar="K",
-                          help="candidate pools: the top K checkpoints of each task by selection-half score, one "
-                               "ensemble per K (default: the suite's ensemble.k, else every checkpoint)")
-    ensemble.add_argument("--split-seed", type=int, help="seed of the selection/report split of each dev set "
-                          "(default: the suite's ensemble.split_seed)")
+    ensemble.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="METHOD",
+        help="mean_prob, vote, greedy, soup_uniform, soup_greedy (default: the suite's "
+        "ensemble.methods, else all five)",
+    )
+    ensemble.add_argument(
+        "--k",
+        nargs="+",
+        type=int,
+        metavar="K",
+        help="candidate pools: the top K checkpoints of each task by selection-half score, one "
+        "ensemble per K (default: the suite's ensemble.k, else every checkpoint)",
+    )
+    ensemble.add_argument(
+        "--split-seed",
+        type=int,
+        help="seed of the selection/report split of each dev set (default: the suite's ensemble.split_seed)",
+    )
 
     trial = sub.add_parser("trial", help="run one trial of a suite in this process, without Ray (for debugging)")
     trial.add_argument("suite")
-    trial.add_argument("--task", required=True, help="a task of the suite, or 'multitask' for its joint trial "
-                       "(each task's export then lands in OUTPUT/<task>/checkpoint)")
+    trial.add_argument(
+        "--task",
+        required=True,
+        help="a task of the suite, or 'multitask' for its joint trial "
+        "(each task's export then lands in OUTPUT/<task>/checkpoint)",
+    )
     trial.add_argument("--seed", type=int, help="default: the suite's first seed")
     trial.add_argument("--output", required=True, help="folder for the best checkpoint and the epoch metrics")
-    trial.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a suite key; pick a grid value with e.g. --set training.learning_rate=5e-5")
+    trial.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a suite key; pick a grid value with e.g. --set training.learning_rate=5e-5",
+    )
 
     sub.add_parser("tasks", help="list the GLUE tasks bench knows")
     return parser
 
 
 def _statistics_options(parser) -> None:
-    from benchmark.bootstrap import RESAMPLES
+    from benchmark.results.bootstrap import RESAMPLES
 
-    parser.add_argument("--baseline", metavar="SYSTEM",
-                        help="the row the others are tested against (its name, or a unique part of it); "
-                             "default: the best single-model row")
-    parser.add_argument("--bootstrap", type=_positive_int, default=RESAMPLES, metavar="N",
-                        help=f"bootstrap resamples for intervals and tests (default {RESAMPLES})")
+    parser.add_argument(
+        "--baseline",
+        metavar="SYSTEM",
+        help="the row the others are tested against (its name, or a unique part of it); "
+        "default: the best single-model row",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=_positive_int,
+        default=RESAMPLES,
+        metavar="N",
+        help=f"bootstrap resamples for intervals and tests (default {RESAMPLES})",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -109,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Shutting Ray down takes seconds: a second Ctrl-C skips it.
         signal.signal(signal.SIGINT, _exit_now)
-        print("bench: interrupted; finished trials are kept in the run directory, and the same command resumes",
-              file=sys.stderr, flush=True)
+        print(
+            "bench: interrupted; finished trials are kept in the run directory, and the same command resumes",
+            file=sys.stderr,
+            flush=True,
+        )
         return 130
 
 
@@ -127,9 +187,9 @@ def _exit_now(*_) -> None:
 
 
 def _run(args) -> int:
-    from benchmark.quiet import quiet_libraries
-    from benchmark.runner import run_suite
-    from benchmark.suite import load_suite
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.config.suite import load_suite
+    from benchmark.run.runner import run_suite
 
     quiet_libraries()
     suite = load_suite(args.suite, args.set, output=args.output)
@@ -138,10 +198,10 @@ def _run(args) -> int:
 
 
 def _validate(args) -> int:
-    from benchmark.plan import make_plan
-    from benchmark.quiet import quiet_libraries
-    from benchmark.runner import check_data
-    from benchmark.suite import load_suite
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.config.suite import load_suite
+    from benchmark.plan.trials import make_plan
+    from benchmark.run.runner import check_data
 
     quiet_libraries()
     suite = load_suite(args.suite, args.set)
@@ -149,17 +209,19 @@ def _validate(args) -> int:
     plan = make_plan(suite)
     kinds = {k: sum(t.kind == k for t in plan) for k in ("multitask", "two-stage", "chain")}
     extra = "".join(f", {n} {k}" for k, n in kinds.items() if n)
-    print(f"{args.suite}: valid; {len(plan)} trials ({len(suite.models)} model(s) x {len(suite.tasks)} task(s) x "
-          f"{len(suite.grid_points())} grid point(s) x {len(suite.config.search.seeds)} seed(s){extra}); "
-          f"output {suite.output}")
+    print(
+        f"{args.suite}: valid; {len(plan)} trials ({len(suite.models)} model(s) x {len(suite.tasks)} task(s) x "
+        f"{len(suite.grid_points())} grid point(s) x {len(suite.config.search.seeds)} seed(s){extra}); "
+        f"output {suite.output}"
+    )
     return 0
 
 
 def _table(args) -> int:
     from pathlib import Path
 
-    from benchmark.results import leaderboard_from_runs
-    from benchmark.tables import FORMATTERS
+    from benchmark.results.board import leaderboard_from_runs
+    from benchmark.results.tables import FORMATTERS
 
     board, _ = leaderboard_from_runs([Path(d) for d in args.run_dirs], args.baseline, args.bootstrap)
     sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute, calibration=args.calibration))
@@ -169,10 +231,11 @@ def _table(args) -> int:
 def _report(args) -> int:
     from pathlib import Path
 
-    from benchmark.report import write_report
+    from benchmark.results.report import write_report
 
-    path = write_report([Path(d) for d in args.run_dirs], Path(args.output) if args.output else None, args.baseline,
-                        args.bootstrap)
+    path = write_report(
+        [Path(d) for d in args.run_dirs], Path(args.output) if args.output else None, args.baseline, args.bootstrap
+    )
     print(f"Report: {path}")
     return 0
 
@@ -180,35 +243,37 @@ def _report(args) -> int:
 def _predict(args) -> int:
     from pathlib import Path
 
-    from benchmark.quiet import quiet_libraries
-    from benchmark.submission import missing_for_glue, write_submission
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.results.submission import missing_for_glue, write_submission
 
     quiet_libraries()
     folder, written = write_submission(Path(args.run_dir), Path(args.output) if args.output else None, args.system)
     print(f"Submission files in {folder}: {', '.join(written) or 'none'}")
     missing = missing_for_glue(written)
     if missing:
-        print(f"GLUE's server expects all of its files in one zip; not made here: {', '.join(m + '.tsv' for m in missing)}")
+        print(
+            f"GLUE's server expects all of its files in one zip; not made here: {', '.join(m + '.tsv' for m in missing)}"
+        )
     return 0
 
 
 def _ensemble(args) -> int:
     from pathlib import Path
 
-    from benchmark.lock import run_lock
-    from benchmark.quiet import quiet_libraries
-    from benchmark.runner import make_console, write_run_leaderboard
-    from benchmark.tables import rich_table
-    from benchmark.store import SUITE_FILE, RunStore
-    from benchmark.suite import load_suite
-    from benchmark.final_test import score_ensembles_on_test
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.config.ensemble import METHODS, EnsembleConfig, check_ensemble
+    from benchmark.config.suite import load_suite
+    from benchmark.records.lock import run_lock
+    from benchmark.records.store import SUITE_FILE, RunStore
+    from benchmark.results.final_scores import score_ensembles_on_test
+    from benchmark.results.tables import rich_table
+    from benchmark.run.runner import make_console, write_run_leaderboard
     from ensembles.build import build_ensembles
-    from ensembles.config import METHODS, EnsembleConfig, check_ensemble
 
     quiet_libraries()
     store = RunStore(Path(args.run_dir))
-    store.read_suite()   # refuses a folder that is not a run directory
-    suite = load_suite(store.root / SUITE_FILE)   # the run's own suite: its data, tasks and ensemble section
+    store.read_suite()  # refuses a folder that is not a run directory
+    suite = load_suite(store.root / SUITE_FILE)  # the run's own suite: its data, tasks and ensemble section
     defaults = suite.config.ensemble
     config = EnsembleConfig(
         methods=args.methods or defaults.methods or list(METHODS),
@@ -217,7 +282,7 @@ def _ensemble(args) -> int:
     )
     settings = check_ensemble(config, where="ensemble", base_models=len(suite.models))
     console = make_console()
-    with run_lock(store.root):   # it writes into the run: never beside a `bench run` on the same directory
+    with run_lock(store.root):  # it writes into the run: never beside a `bench run` on the same directory
         build_ensembles(store, suite, settings, log=console.print)
         score_ensembles_on_test(store, log=console.print)
         board = write_run_leaderboard(store)
@@ -229,10 +294,10 @@ def _ensemble(args) -> int:
 def _trial(args) -> int:
     from pathlib import Path
 
-    from benchmark.local import run_local_trial
-    from benchmark.quiet import quiet_libraries
-    from benchmark.runner import cache_dir
-    from benchmark.suite import load_suite
+    from benchmark.common.quiet import quiet_libraries
+    from benchmark.config.suite import load_suite
+    from benchmark.run.runner import cache_dir
+    from benchmark.train.local import run_local_trial
     from tasks.encoding import encode_task
     from tasks.loading import resolve_glue_dir
 
@@ -241,11 +306,14 @@ def _trial(args) -> int:
     tasks = {t.name: t for t in suite.tasks}
     joint = args.task == "multitask" and suite.mixture is not None
     if args.task not in tasks and not joint:
-        raise InputError("--task", f"'{args.task}' is not one of the suite's tasks ({', '.join(tasks)})"
-                         + (" or multitask" if suite.mixture else ""))
+        raise InputError(
+            "--task",
+            f"'{args.task}' is not one of the suite's tasks ({', '.join(tasks)})"
+            + (" or multitask" if suite.mixture else ""),
+        )
     model = suite.models[0]
     hp = suite.config.training
-    from benchmark.modeling import load_tokenizer
+    from benchmark.train.modeling import load_tokenizer
 
     data_cfg = suite.config.data
     tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
@@ -253,28 +321,56 @@ def _trial(args) -> int:
     def encoded(task):
         from tasks.augment import Augmentation
 
-        return encode_task(tasks[task], tokenizer, hp.max_seq_length, resolve_glue_dir(data_cfg.glue_dir),
-                           cache_dir(suite), data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed,
-                           Augmentation.of(hp.to_dict()))
+        return encode_task(
+            tasks[task],
+            tokenizer,
+            hp.max_seq_length,
+            resolve_glue_dir(data_cfg.glue_dir),
+            cache_dir(suite),
+            data_cfg.max_train_samples,
+            data_cfg.max_eval_samples,
+            data_cfg.sample_seed,
+            Augmentation.of(hp.to_dict()),
+        )
 
     seed = args.seed if args.seed is not None else suite.config.search.seeds[0]
     if suite.config.trust_remote_code:
-        from benchmark.runner import TRUST_WARNING
+        from benchmark.run.runner import TRUST_WARNING
 
         print(TRUST_WARNING, file=sys.stderr)
     if joint:
-        from benchmark.local import run_local_multitask_trial
+        from benchmark.train.local import run_local_multitask_trial
 
-        result = run_local_multitask_trial(hp, model.path, seed, {t: encoded(t) for t in suite.mixture.tasks},
-                                           suite.mixture, Path(args.output), suite.config.trust_remote_code)
-        best = ", ".join(f"{t} {result.best_scores[t]:.2f} (epoch {result.best_epochs[t]})" for t in suite.mixture.tasks)
-        print(f"best mean score {result.best_score:.2f} (epoch {result.best_epoch}); per task: {best}; "
-              f"checkpoints in {Path(args.output)}/<task>/checkpoint")
+        result = run_local_multitask_trial(
+            hp,
+            model.path,
+            seed,
+            {t: encoded(t) for t in suite.mixture.tasks},
+            suite.mixture,
+            Path(args.output),
+            suite.config.trust_remote_code,
+        )
+        best = ", ".join(
+            f"{t} {result.best_scores[t]:.2f} (epoch {result.best_epochs[t]})" for t in suite.mixture.tasks
+        )
+        print(
+            f"best mean score {result.best_score:.2f} (epoch {result.best_epoch}); per task: {best}; "
+            f"checkpoints in {Path(args.output)}/<task>/checkpoint"
+        )
         return 0
     data = encoded(args.task)
-    result = run_local_trial(hp, model.path, seed, data, Path(args.output), suite.config.trust_remote_code,
-                             log_every_steps=suite.config.search.log_every_steps)
-    print(f"best epoch {result.best_epoch}: score {result.best_score:.2f}; checkpoint in {Path(args.output) / 'checkpoint'}")
+    result = run_local_trial(
+        hp,
+        model.path,
+        seed,
+        data,
+        Path(args.output),
+        suite.config.trust_remote_code,
+        log_every_steps=suite.config.search.log_every_steps,
+    )
+    print(
+        f"best epoch {result.best_epoch}: score {result.best_score:.2f}; checkpoint in {Path(args.output) / 'checkpoint'}"
+    )
     return 0
 
 
@@ -287,8 +383,16 @@ def _tasks(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "table": _table, "report": _report, "predict": _predict,
-            "ensemble": _ensemble, "trial": _trial, "tasks": _tasks}
+COMMANDS = {
+    "run": _run,
+    "validate": _validate,
+    "table": _table,
+    "report": _report,
+    "predict": _predict,
+    "ensemble": _ensemble,
+    "trial": _trial,
+    "tasks": _tasks,
+}
 
 
 if __name__ == "__main__":

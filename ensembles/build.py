@@ -18,30 +18,30 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import atomic_replace_dir, atomic_write_bytes, atomic_write_json, staging_dir_for
-from benchmark.checkpoints import save_checkpoint
-from benchmark.errors import InputError
-from benchmark.plan import canonical
-from benchmark.store import RunStore
-from benchmark.suite import Suite
+from benchmark.common.atomic import atomic_replace_dir, atomic_write_bytes, atomic_write_json, staging_dir_for
+from benchmark.common.errors import InputError
+from benchmark.config.ensemble import SOUP_METHODS, EnsembleSettings
+from benchmark.config.suite import Suite
+from benchmark.plan.trials import canonical
+from benchmark.records.store import RunStore
+from benchmark.train.checkpoints import save_checkpoint
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.combine import GREEDY_ROUNDS, greedy_selection, mean_prob, vote
-from ensembles.config import SOUP_METHODS, EnsembleSettings
 from ensembles.protocol import NAME as PROTOCOL_NAME
 from ensembles.protocol import DevHalves, describe, score_on, split_dev
 from ensembles.rows import ENSEMBLES_DIR, STATE_FILE, TaskOutcome, make_row, read_state
 from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, uniform_soup
 
-STATE_FORMAT = 2   # bump when what a method computes changes, so saved ensembles are rebuilt
+STATE_FORMAT = 2  # bump when what a method computes changes, so saved ensembles are rebuilt
 
 
 @dataclass
 class _Context:
     run_dir: Path
-    staging: Path                      # becomes <run>/ensembles at the end
+    staging: Path  # becomes <run>/ensembles at the end
     suite: Suite
-    halves: dict[str, DevHalves]       # task -> selection and report halves of its dev set
-    runners: dict[str, SoupRunner] = field(default_factory=dict)   # task -> its soup runner, made on first use
+    halves: dict[str, DevHalves]  # task -> selection and report halves of its dev set
+    runners: dict[str, SoupRunner] = field(default_factory=dict)  # task -> its soup runner, made on first use
 
 
 def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, log=print) -> dict:
@@ -56,10 +56,17 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
         log("Ensembles: up to date (same settings and checkpoints).")
         return old
 
-    halves = {t: split_dev(candidates[t][0].task, {s: len(v) for s, v in candidates[t][0].labels.items()},
-                           settings.split_seed) for t in tasks}
-    selection = {(t, c.trial_id): score_on(c.task, c.logits, c.labels, halves[t].selection)[1]
-                 for t in tasks for c in candidates[t]}
+    halves = {
+        t: split_dev(
+            candidates[t][0].task, {s: len(v) for s, v in candidates[t][0].labels.items()}, settings.split_seed
+        )
+        for t in tasks
+    }
+    selection = {
+        (t, c.trial_id): score_on(c.task, c.logits, c.labels, halves[t].selection)[1]
+        for t in tasks
+        for c in candidates[t]
+    }
     # Best selection-half score first; ties keep trial-id order (sorted is stable).
     ranked = {t: sorted(candidates[t], key=lambda c, t=t: -selection[(t, c.trial_id)]) for t in tasks}
     for k in settings.pool_sizes:
@@ -75,16 +82,32 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
         ctx = _Context(store.root, staging, suite, halves)
         log(f"Ensembles of {', '.join(f'{t} ({len(ranked[t])})' for t in tasks)} candidates; {protocol['description']}")
         best = {t: _best_single(ctx, t, ranked[t]) for t in tasks}
-        rows = [make_row(f"{prefix} best single checkpoint", "single", best, suite_tasks,
-                         {t: {"method": "best_single", "pool": len(ranked[t])} for t in tasks}, protocol)]
+        rows = [
+            make_row(
+                f"{prefix} best single checkpoint",
+                "single",
+                best,
+                suite_tasks,
+                {t: {"method": "best_single", "pool": len(ranked[t])} for t in tasks},
+                protocol,
+            )
+        ]
         _log_row(log, rows[-1])
         for k in settings.pool_sizes:
             for method in settings.methods:
                 slug = f"{method}-top{k}" if k else f"{method}-all"
                 outcomes = {t: _task_outcome(ctx, method, slug, t, ranked[t][:k] if k else ranked[t]) for t in tasks}
                 config = {t: {"method": method, "pool": len(ranked[t][:k] if k else ranked[t])} for t in tasks}
-                rows.append(make_row(f"{prefix} {method} ({f'top {k}' if k else 'all'})", "ensemble", outcomes,
-                                     suite_tasks, config, protocol))
+                rows.append(
+                    make_row(
+                        f"{prefix} {method} ({f'top {k}' if k else 'all'})",
+                        "ensemble",
+                        outcomes,
+                        suite_tasks,
+                        config,
+                        protocol,
+                    )
+                )
                 _log_row(log, rows[-1])
         state = {
             "key": key,
@@ -92,8 +115,18 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
             "protocol": protocol,
             "greedy_rounds": GREEDY_ROUNDS,
             "tasks": tasks,
-            "candidates": {t: [{"trial_id": c.trial_id, "checkpoint": c.relpath, "kind": c.kind,
-                                "selection_score": selection[(t, c.trial_id)]} for c in ranked[t]] for t in tasks},
+            "candidates": {
+                t: [
+                    {
+                        "trial_id": c.trial_id,
+                        "checkpoint": c.relpath,
+                        "kind": c.kind,
+                        "selection_score": selection[(t, c.trial_id)],
+                    }
+                    for c in ranked[t]
+                ]
+                for t in tasks
+            },
             "rows": rows,
             "build_seconds": time.perf_counter() - started,
         }
@@ -109,8 +142,15 @@ def _best_single(ctx: _Context, task: str, ranked: list[Candidate]) -> TaskOutco
     best = ranked[0]
     metrics, score = score_on(best.task, best.logits, best.labels, ctx.halves[task].report)
     path = _write_predictions(ctx, "best-single", task, best.logits, best.labels)
-    return TaskOutcome([best], [1.0], 1, metrics, score, path,
-                       temperature=_selection_temperature(ctx, best.task, best.logits, best.labels))
+    return TaskOutcome(
+        [best],
+        [1.0],
+        1,
+        metrics,
+        score,
+        path,
+        temperature=_selection_temperature(ctx, best.task, best.logits, best.labels),
+    )
 
 
 def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[Candidate]) -> TaskOutcome:
@@ -139,18 +179,26 @@ def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[C
         check_ingredients(pool)
         members, soup, logits = greedy_soup(pool, _soup_runner(ctx, pool[0]), selection_score)
         weights = [1.0 / len(members)] * len(members)
-    else:   # the config check lists every method; reaching here is a bug
+    else:  # the config check lists every method; reaching here is a bug
         raise ValueError(f"no builder for method {method}")
     metrics, score = score_on(spec, logits, labels, halves.report)
     path = _write_predictions(ctx, slug, task, logits, labels)
     soup_path = _save_soup(ctx, slug, task, method, members, soup, logits, metrics, score) if soup else None
-    return TaskOutcome(members, weights, 1 if method in SOUP_METHODS else len(members), metrics, score, path, soup_path,
-                       _selection_temperature(ctx, spec, logits, labels))
+    return TaskOutcome(
+        members,
+        weights,
+        1 if method in SOUP_METHODS else len(members),
+        metrics,
+        score,
+        path,
+        soup_path,
+        _selection_temperature(ctx, spec, logits, labels),
+    )
 
 
 def _selection_temperature(ctx: _Context, task, logits: dict, labels: dict) -> float | None:
     """Temperature scaling of a row's task, fitted on the selection half only (the report half and test report)."""
-    from benchmark.calibration import concat, fit_temperature
+    from ensembles.calibration import concat, fit_temperature
 
     return None if task.is_regression else fit_temperature(*concat(logits, labels, ctx.halves[task.name].selection))
 
@@ -163,21 +211,30 @@ def _soup_runner(ctx: _Context, first: Candidate) -> SoupRunner:
 
 def make_soup_runner(suite: Suite, first: Candidate) -> SoupRunner:
     """The task's dev set, tokenised as the trials saw it (from the cache), and a model to run weights on."""
-    from benchmark.modeling import load_tokenizer
-    from benchmark.runner import cache_dir
+    from benchmark.run.runner import cache_dir
+    from benchmark.train.modeling import load_tokenizer
     from tasks.encoding import encode_task
     from tasks.loading import resolve_glue_dir
 
     data, trust = suite.config.data, suite.config.trust_remote_code
     tokenizer = load_tokenizer(str(first.folder), trust)
     # The best candidate's max length: a grid over max_seq_length gives ingredients several, the soup one.
-    dev = encode_task(first.task, tokenizer, first.meta["training"]["max_seq_length"], resolve_glue_dir(data.glue_dir),
-                      cache_dir(suite), data.max_train_samples, data.max_eval_samples, data.sample_seed)
+    dev = encode_task(
+        first.task,
+        tokenizer,
+        first.meta["training"]["max_seq_length"],
+        resolve_glue_dir(data.glue_dir),
+        cache_dir(suite),
+        data.max_train_samples,
+        data.max_eval_samples,
+        data.sample_seed,
+    )
     return SoupRunner(first, tokenizer, dev, trust)
 
 
-def _write_predictions(ctx: _Context, slug: str, task: str, logits: dict[str, np.ndarray],
-                       labels: dict[str, np.ndarray]) -> str:
+def _write_predictions(
+    ctx: _Context, slug: str, task: str, logits: dict[str, np.ndarray], labels: dict[str, np.ndarray]
+) -> str:
     """The report half of a row's dev predictions, in the form every row's prediction files share."""
     from safetensors.numpy import save
 
@@ -191,26 +248,52 @@ def _write_predictions(ctx: _Context, slug: str, task: str, logits: dict[str, np
     return str(Path(ENSEMBLES_DIR) / relative)
 
 
-def _save_soup(ctx: _Context, slug: str, task: str, method: str, members: list[Candidate], weights: dict,
-               logits: dict[str, np.ndarray], metrics: dict, score: float) -> str:
+def _save_soup(
+    ctx: _Context,
+    slug: str,
+    task: str,
+    method: str,
+    members: list[Candidate],
+    weights: dict,
+    logits: dict[str, np.ndarray],
+    metrics: dict,
+    score: float,
+) -> str:
     runner = ctx.runners[task]
-    runner.model.load_state_dict(weights, strict=True)   # the runner may hold a rejected greedy trial
+    runner.model.load_state_dict(weights, strict=True)  # the runner may hold a rejected greedy trial
     first = members[0]
     relative = Path("soups") / slug / task
-    save_checkpoint(ctx.staging / relative, runner.model, runner.tokenizer, logits, first.labels, {
-        "kind": "soup", "method": method, "members": [c.trial_id for c in members],
-        "ingredients": [c.relpath for c in members], "task": first.task.to_dict(),
-        "model_path": first.meta.get("model_path"), "training": first.meta["training"],
-        "report_metrics": metrics, "report_score": score, "protocol": PROTOCOL_NAME,
-        "report_examples": {s: len(i) for s, i in ctx.halves[task].report.items()},
-    })
+    save_checkpoint(
+        ctx.staging / relative,
+        runner.model,
+        runner.tokenizer,
+        logits,
+        first.labels,
+        {
+            "kind": "soup",
+            "method": method,
+            "members": [c.trial_id for c in members],
+            "ingredients": [c.relpath for c in members],
+            "task": first.task.to_dict(),
+            "model_path": first.meta.get("model_path"),
+            "training": first.meta["training"],
+            "report_metrics": metrics,
+            "report_score": score,
+            "protocol": PROTOCOL_NAME,
+            "report_examples": {s: len(i) for s, i in ctx.halves[task].report.items()},
+        },
+    )
     return str(Path(ENSEMBLES_DIR) / relative)
 
 
 def _state_key(settings: EnsembleSettings, candidates: dict[str, list[Candidate]]) -> str:
     """Same settings, same checkpoints, same code version: the saved ensembles still hold."""
-    payload = {"format": STATE_FORMAT, "greedy_rounds": GREEDY_ROUNDS, "settings": settings.to_dict(),
-               "candidates": {t: [(c.trial_id, c.relpath, c.fingerprint) for c in cs] for t, cs in sorted(candidates.items())}}
+    payload = {
+        "format": STATE_FORMAT,
+        "greedy_rounds": GREEDY_ROUNDS,
+        "settings": settings.to_dict(),
+        "candidates": {t: [(c.trial_id, c.relpath, c.fingerprint) for c in cs] for t, cs in sorted(candidates.items())},
+    }
     return hashlib.sha256(canonical(payload).encode()).hexdigest()[:16]
 
 

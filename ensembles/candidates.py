@@ -13,25 +13,31 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.checkpoints import PREDICTIONS_FILE, TRIAL_FILE, checkpoint_problem, load_predictions, load_trial_meta
-from benchmark.errors import InputError
-from benchmark.paths import check_name
-from benchmark.store import RunStore
+from benchmark.common.errors import InputError
+from benchmark.common.paths import check_name
+from benchmark.records.store import RunStore
+from benchmark.train.checkpoints import (
+    PREDICTIONS_FILE,
+    TRIAL_FILE,
+    checkpoint_problem,
+    load_predictions,
+    load_trial_meta,
+)
 from tasks.spec import TaskSpec
 
 
 @dataclass(frozen=True)
 class Candidate:
     trial_id: str
-    kind: str                          # the trial's kind: "single" or "multitask"
-    model: str                         # the model's name in tables
-    folder: Path                       # the checkpoint folder
-    relpath: str                       # the folder, relative to the run directory
+    kind: str  # the trial's kind: "single" or "multitask"
+    model: str  # the model's name in tables
+    folder: Path  # the checkpoint folder
+    relpath: str  # the folder, relative to the run directory
     task: TaskSpec
-    logits: dict[str, np.ndarray]      # dev split -> logits, every dev example in file order
+    logits: dict[str, np.ndarray]  # dev split -> logits, every dev example in file order
     labels: dict[str, np.ndarray]
-    meta: dict                         # trial.json: base model path, training, seed, epoch
-    fingerprint: str | None            # the trial's fingerprint: changes when its settings change
+    meta: dict  # trial.json: base model path, training, seed, epoch
+    fingerprint: str | None  # the trial's fingerprint: changes when its settings change
 
 
 def find_candidates(store: RunStore) -> dict[str, list[Candidate]]:
@@ -42,19 +48,28 @@ def find_candidates(store: RunStore) -> dict[str, list[Candidate]]:
         for predictions in sorted(trial_dir.rglob(PREDICTIONS_FILE)):
             folder = predictions.parent
             hidden = any(part.startswith(".") for part in folder.relative_to(trial_dir).parts)
-            if hidden or not (folder / TRIAL_FILE).is_file():   # hidden: an atomic write's leftover
+            if hidden or not (folder / TRIAL_FILE).is_file():  # hidden: an atomic write's leftover
                 continue
             problem = checkpoint_problem(folder)
-            if problem:   # reported and left out: a damaged checkpoint is never combined silently
+            if problem:  # reported and left out: a damaged checkpoint is never combined silently
                 print(f"warning: skipping checkpoint {folder.relative_to(store.root)}: {problem}", file=sys.stderr)
                 continue
             meta = load_trial_meta(folder)
             task = TaskSpec.from_dict(meta["task"])
-            check_name(task.name, str(folder.relative_to(store.root) / TRIAL_FILE), "task name")   # a file name
+            check_name(task.name, str(folder.relative_to(store.root) / TRIAL_FILE), "task name")  # a file name
             logits, labels = load_predictions(folder)
-            candidate = Candidate(trial_id, record.get("kind", "single"), record["model"], folder,
-                                  str(folder.relative_to(store.root)), task, logits, labels, meta,
-                                  record.get("fingerprint"))
+            candidate = Candidate(
+                trial_id,
+                record.get("kind", "single"),
+                record["model"],
+                folder,
+                str(folder.relative_to(store.root)),
+                task,
+                logits,
+                labels,
+                meta,
+                record.get("fingerprint"),
+            )
             same_task = by_task.setdefault(task.name, [])
             if any(c.trial_id == trial_id for c in same_task):
                 raise InputError(candidate.relpath, f"trial {trial_id} holds a second checkpoint for task {task.name}")
@@ -71,7 +86,11 @@ def _check_same_dev_set(candidate: Candidate, others: list[Candidate]) -> None:
         return
     first = others[0]
     same = set(candidate.labels) == set(first.labels) and all(
-        np.array_equal(candidate.labels[s], first.labels[s]) for s in first.labels)
+        np.array_equal(candidate.labels[s], first.labels[s]) for s in first.labels
+    )
     if not same:
-        raise InputError(candidate.relpath, f"its dev labels differ from those of {first.relpath}: "
-                         "the checkpoints were not evaluated on the same dev set")
+        raise InputError(
+            candidate.relpath,
+            f"its dev labels differ from those of {first.relpath}: "
+            "the checkpoints were not evaluated on the same dev set",
+        )

@@ -14,8 +14,8 @@ import numpy as np
 
 from tasks.spec import TaskSpec
 
-GREEDY_ROUNDS = 20   # Caruana et al. run a fixed number of rounds and keep the best bag seen
-TINY = 1e-12         # floor for probabilities before the log; no class gets minus infinity
+GREEDY_ROUNDS = 20  # Caruana et al. run a fixed number of rounds and keep the best bag seen
+TINY = 1e-12  # floor for probabilities before the log; no class gets minus infinity
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
@@ -59,8 +59,9 @@ def vote(task: TaskSpec, members: list[dict[str, np.ndarray]]) -> dict[str, np.n
     return out
 
 
-def greedy_selection(task: TaskSpec, pool: list[dict[str, np.ndarray]], score: Callable[[dict], float],
-                     rounds: int = GREEDY_ROUNDS) -> np.ndarray:
+def greedy_selection(
+    task: TaskSpec, pool: list[dict[str, np.ndarray]], score: Callable[[dict], float], rounds: int = GREEDY_ROUNDS
+) -> np.ndarray:
     """Caruana et al. (2004) ensemble selection: forward, with replacement.
 
     Each round adds the pool member whose addition gives the mean-probability ensemble the best `score`

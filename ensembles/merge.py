@@ -33,24 +33,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmark.atomic import atomic_write_bytes
-from benchmark.checkpoints import parameter_count, save_checkpoint
-from benchmark.errors import InputError
-from benchmark.plan import canonical, trial_id
-from benchmark.store import RunStore, trial_record
+from benchmark.common.atomic import atomic_write_bytes
+from benchmark.common.errors import InputError
+from benchmark.config.merge import MergeSettings
+from benchmark.plan.trials import canonical, trial_id
+from benchmark.records.store import RunStore, trial_record
+from benchmark.train.checkpoints import parameter_count, save_checkpoint
 from ensembles.candidates import Candidate, find_candidates
-from ensembles.merge_config import MergeSettings
 from ensembles.protocol import DevHalves, score_on, split_dev
 from ensembles.soups import SoupRunner, check_ingredients, read_weights
 
 KIND = "merged"
-FORMAT = 1   # bump when what a merge computes changes, so saved merges are rebuilt
+FORMAT = 1  # bump when what a merge computes changes, so saved merges are rebuilt
 REPORT_PREDICTIONS = "report_predictions.safetensors"
 # Config keys of a classifier's head: tasks differ in them, their encoders do not.
 HEAD_CONFIG = frozenset({"num_labels", "id2label", "label2id", "problem_type", "finetuning_task"})
 
 
 # ---- the arithmetic: pure functions of weights ----
+
 
 def trim(vector: torch.Tensor, density: float) -> torch.Tensor:
     """The entries with the largest magnitudes, ceil(density x size) of them (ties at the cut kept); the rest 0."""
@@ -75,17 +76,19 @@ def merged_vector(method: str, vectors: dict[str, list[torch.Tensor]], density: 
         return {name: torch.stack(vs).sum(dim=0) for name, vs in vectors.items()}
     if method == "ties":
         return {name: ties_vector(vs, density) for name, vs in vectors.items()}
-    raise ValueError(f"no merge method {method}")   # the config check lists every method; reaching here is a bug
+    raise ValueError(f"no merge method {method}")  # the config check lists every method; reaching here is a bug
 
 
-def task_vectors(base: dict[str, torch.Tensor], finetuned: list[dict[str, torch.Tensor]]
-                 ) -> dict[str, list[torch.Tensor]]:
+def task_vectors(
+    base: dict[str, torch.Tensor], finetuned: list[dict[str, torch.Tensor]]
+) -> dict[str, list[torch.Tensor]]:
     """θ_t - θ_0 for every weight of `base`, one per fine-tune, in float64 (exact for float32 and bf16 weights)."""
     return {name: [ft[name].double() - value.double() for ft in finetuned] for name, value in base.items()}
 
 
-def apply(base: dict[str, torch.Tensor], tau: dict[str, torch.Tensor], scale: float,
-          dtypes: dict[str, torch.dtype]) -> dict[str, torch.Tensor]:
+def apply(
+    base: dict[str, torch.Tensor], tau: dict[str, torch.Tensor], scale: float, dtypes: dict[str, torch.dtype]
+) -> dict[str, torch.Tensor]:
     """θ_0 + λ τ, in float64, cast to the checkpoints' own dtypes."""
     return {name: (base[name].double() + scale * tau[name]).to(dtypes[name]) for name in tau}
 
@@ -97,11 +100,15 @@ def base_encoder(model_path: str, trust_remote_code: bool = False) -> dict[str, 
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()   # "newly initialized: classifier.weight" is expected: the head is not used
+    hf_logging.set_verbosity_error()  # "newly initialized: classifier.weight" is expected: the head is not used
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            model_path, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch.float32,
-            output_loading_info=True)
+            model_path,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+            dtype=torch.float32,
+            output_loading_info=True,
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
     fresh = set(info["missing_keys"])
@@ -111,8 +118,14 @@ def base_encoder(model_path: str, trust_remote_code: bool = False) -> dict[str, 
 
 # ---- choosing what to merge ----
 
-def choose_checkpoints(candidates: dict[str, list[Candidate]], records: dict[str, dict], model: str,
-                       tasks: tuple[str, ...], halves: dict[str, DevHalves]) -> dict[int, dict[str, Candidate]]:
+
+def choose_checkpoints(
+    candidates: dict[str, list[Candidate]],
+    records: dict[str, dict],
+    model: str,
+    tasks: tuple[str, ...],
+    halves: dict[str, DevHalves],
+) -> dict[int, dict[str, Candidate]]:
     """Per seed, each task's single-task checkpoint of `model` at the grid point with the best mean selection-half
     score over seeds (ties: the first point); seeds that lack a task are left out."""
     by_seed: dict[int, dict[str, Candidate]] = defaultdict(dict)
@@ -123,8 +136,10 @@ def choose_checkpoints(candidates: dict[str, list[Candidate]], records: dict[str
                 by_point[canonical(records[c.trial_id]["grid_point"])].append(c)
         if not by_point:
             return {}
-        best = max(by_point.values(), key=lambda cs: np.mean(
-            [score_on(c.task, c.logits, c.labels, halves[task].selection)[1] for c in cs]))
+        best = max(
+            by_point.values(),
+            key=lambda cs: np.mean([score_on(c.task, c.logits, c.labels, halves[task].selection)[1] for c in cs]),
+        )
         for c in best:
             by_seed[records[c.trial_id]["seed"]][task] = c
     return {seed: chosen for seed, chosen in sorted(by_seed.items()) if set(chosen) == set(tasks)}
@@ -138,9 +153,9 @@ class _Seed:
     seed: int
     chosen: dict[str, Candidate]
     runners: dict[str, SoupRunner]
-    own: dict[str, dict[str, torch.Tensor]]   # task -> the checkpoint's weights
-    base: dict[str, torch.Tensor]             # the encoder weights to merge, pre-trained
-    vectors: dict[str, list[torch.Tensor]]    # name -> one task vector per task, in the settings' task order
+    own: dict[str, dict[str, torch.Tensor]]  # task -> the checkpoint's weights
+    base: dict[str, torch.Tensor]  # the encoder weights to merge, pre-trained
+    vectors: dict[str, list[torch.Tensor]]  # name -> one task vector per task, in the settings' task order
 
 
 def build_merges(store: RunStore, suite, settings: MergeSettings, log=print) -> list[str]:
@@ -151,15 +166,19 @@ def build_merges(store: RunStore, suite, settings: MergeSettings, log=print) -> 
         return []
     try:
         candidates = find_candidates(store)
-    except InputError:   # no checkpoint at all: the trials' leaderboard says why
+    except InputError:  # no checkpoint at all: the trials' leaderboard says why
         return []
     missing = [t for t in settings.tasks if t not in candidates]
     if missing:
         log(f"Merges: none; task {missing[0]} has no checkpoint to merge")
         return []
     records = store.finished()
-    halves = {t: split_dev(candidates[t][0].task, {s: len(v) for s, v in candidates[t][0].labels.items()},
-                           suite.ensemble.split_seed) for t in settings.tasks}
+    halves = {
+        t: split_dev(
+            candidates[t][0].task, {s: len(v) for s, v in candidates[t][0].labels.items()}, suite.ensemble.split_seed
+        )
+        for t in settings.tasks
+    }
     made: list[str] = []
     for model in suite.models:
         for seed, chosen in choose_checkpoints(candidates, records, model.name, settings.tasks, halves).items():
@@ -168,8 +187,17 @@ def build_merges(store: RunStore, suite, settings: MergeSettings, log=print) -> 
     return made
 
 
-def _merge_seed(store: RunStore, suite, settings: MergeSettings, model: str, seed: int, chosen: dict[str, Candidate],
-                halves: dict[str, DevHalves], records: dict[str, dict], log) -> list[str]:
+def _merge_seed(
+    store: RunStore,
+    suite,
+    settings: MergeSettings,
+    model: str,
+    seed: int,
+    chosen: dict[str, Candidate],
+    halves: dict[str, DevHalves],
+    records: dict[str, dict],
+    log,
+) -> list[str]:
     several = len(suite.models) > 1
     made, state = [], None
     for method in settings.methods:
@@ -178,14 +206,33 @@ def _merge_seed(store: RunStore, suite, settings: MergeSettings, model: str, see
         made += ids.values()
         if _up_to_date(store, ids, fingerprint):
             continue
-        started = time.perf_counter()   # the merge's own time: loading, merging, choosing λ
+        started = time.perf_counter()  # the merge's own time: loading, merging, choosing λ
         state = state or _load_seed(suite, settings, model, seed, chosen)
         scale, scores, encoder, logits = _choose_scale(state, settings, method, halves)
         seconds = (time.perf_counter() - started) / len(settings.tasks)
-        reported = {t: _export(store, state, t, ids[t], method, scale, scores, encoder, logits[t], halves[t], records,
-                               settings, fingerprint, seconds) for t in settings.tasks}
-        log(f"  {model} {method}, seed {seed}: λ = {scale:g} (selection-half mean score {scores[scale]:.2f}); "
-            "report half: " + ", ".join(f"{t} {s:.1f}" for t, s in reported.items()))
+        reported = {
+            t: _export(
+                store,
+                state,
+                t,
+                ids[t],
+                method,
+                scale,
+                scores,
+                encoder,
+                logits[t],
+                halves[t],
+                records,
+                settings,
+                fingerprint,
+                seconds,
+            )
+            for t in settings.tasks
+        }
+        log(
+            f"  {model} {method}, seed {seed}: λ = {scale:g} (selection-half mean score {scores[scale]:.2f}); "
+            "report half: " + ", ".join(f"{t} {s:.1f}" for t, s in reported.items())
+        )
     return made
 
 
@@ -202,8 +249,11 @@ def _load_seed(suite, settings: MergeSettings, model: str, seed: int, chosen: di
     base = {n: v for n, v in pre_trained.items() if all(n in w for w in own.values())}
     for name, value in base.items():
         if own[settings.tasks[0]][name].shape != value.shape:
-            raise InputError(ordered[0].relpath, f"its weight {name} has another shape than the pre-trained model's "
-                             f"({ordered[0].meta['model_path']}): it was not fine-tuned from it")
+            raise InputError(
+                ordered[0].relpath,
+                f"its weight {name} has another shape than the pre-trained model's "
+                f"({ordered[0].meta['model_path']}): it was not fine-tuned from it",
+            )
     return _Seed(model, seed, chosen, runners, own, base, task_vectors(base, [own[t] for t in settings.tasks]))
 
 
@@ -216,31 +266,68 @@ def _choose_scale(state: _Seed, settings: MergeSettings, method: str, halves: di
     for scale in settings.scales:
         encoder = apply(state.base, tau, scale, dtypes)
         logits = {t: state.runners[t].logits({**state.own[t], **encoder}) for t in settings.tasks}
-        scores[scale] = float(np.mean([score_on(state.chosen[t].task, logits[t], state.chosen[t].labels,
-                                                halves[t].selection)[1] for t in settings.tasks]))
+        scores[scale] = float(
+            np.mean(
+                [
+                    score_on(state.chosen[t].task, logits[t], state.chosen[t].labels, halves[t].selection)[1]
+                    for t in settings.tasks
+                ]
+            )
+        )
         if best is None or scores[scale] > scores[best[0]]:
             best = (scale, encoder, logits)
     return best[0], scores, best[1], best[2]
 
 
-def _export(store: RunStore, state: _Seed, task: str, record_id: str, method: str, scale: float, scores: dict,
-            encoder: dict, logits: dict[str, np.ndarray], halves: DevHalves, records: dict[str, dict],
-            settings: MergeSettings, fingerprint: str, seconds: float) -> float:
+def _export(
+    store: RunStore,
+    state: _Seed,
+    task: str,
+    record_id: str,
+    method: str,
+    scale: float,
+    scores: dict,
+    encoder: dict,
+    logits: dict[str, np.ndarray],
+    halves: DevHalves,
+    records: dict[str, dict],
+    settings: MergeSettings,
+    fingerprint: str,
+    seconds: float,
+) -> float:
     """One task of one merge: its checkpoint folder (merged encoder, own head), report-half predictions, record.
     Returns the task's report-half score."""
     from safetensors.numpy import save
 
     source, runner = state.chosen[task], state.runners[task]
     source_record = records[source.trial_id]
-    merge = {"method": method, "scale": scale, "selection_scores": {f"{s:g}": v for s, v in scores.items()},
-             "ties_density": settings.ties_density if method == "ties" else None, "tasks": list(settings.tasks),
-             "sources": {t: c.trial_id for t, c in state.chosen.items()},
-             "chosen_on": "the selection half of each task's dev set", "reported_on": "the report half of dev"}
+    merge = {
+        "method": method,
+        "scale": scale,
+        "selection_scores": {f"{s:g}": v for s, v in scores.items()},
+        "ties_density": settings.ties_density if method == "ties" else None,
+        "tasks": list(settings.tasks),
+        "sources": {t: c.trial_id for t, c in state.chosen.items()},
+        "chosen_on": "the selection half of each task's dev set",
+        "reported_on": "the report half of dev",
+    }
     runner.model.load_state_dict({**state.own[task], **encoder}, strict=True)
-    store.install_checkpoint(record_id, lambda folder: save_checkpoint(
-        folder, runner.model, runner.tokenizer, logits, source.labels,
-        {**{k: source.meta[k] for k in ("task", "model_path", "training") if k in source.meta},
-         "kind": KIND, "merge": merge, "seed": state.seed}))
+    store.install_checkpoint(
+        record_id,
+        lambda folder: save_checkpoint(
+            folder,
+            runner.model,
+            runner.tokenizer,
+            logits,
+            source.labels,
+            {
+                **{k: source.meta[k] for k in ("task", "model_path", "training") if k in source.meta},
+                "kind": KIND,
+                "merge": merge,
+                "seed": state.seed,
+            },
+        ),
+    )
     metrics, score = score_on(source.task, logits, source.labels, halves.report)
     predictions = {}
     for split, indices in halves.report.items():
@@ -250,39 +337,66 @@ def _export(store: RunStore, state: _Seed, task: str, record_id: str, method: st
     atomic_write_bytes(store.trial_dir(record_id) / REPORT_PREDICTIONS, save(predictions))
     checkpoint = store.checkpoint_dir(record_id)
     record = trial_record(
-        {"trial_id": record_id, "task": task, "model_name": state.model, "model_path": source_record["model_path"],
-         "point": {"merge": method}, "seed": state.seed, "training": source_record["training"],
-         "fingerprint": fingerprint},
-        source.task.to_dict(), source.task.metric_keys(), [], "finished", str(checkpoint.relative_to(store.root)),
-        seconds, None, source_record.get("resources"), parameter_count(checkpoint), kind=KIND,
-        system=f"{state.model} {method}", merge=merge, source_trials=sorted(merge["sources"].values()),
-        predictions_file=str((store.trial_dir(record_id) / REPORT_PREDICTIONS).relative_to(store.root)))
+        {
+            "trial_id": record_id,
+            "task": task,
+            "model_name": state.model,
+            "model_path": source_record["model_path"],
+            "point": {"merge": method},
+            "seed": state.seed,
+            "training": source_record["training"],
+            "fingerprint": fingerprint,
+        },
+        source.task.to_dict(),
+        source.task.metric_keys(),
+        [],
+        "finished",
+        str(checkpoint.relative_to(store.root)),
+        seconds,
+        None,
+        source_record.get("resources"),
+        parameter_count(checkpoint),
+        kind=KIND,
+        system=f"{state.model} {method}",
+        merge=merge,
+        source_trials=sorted(merge["sources"].values()),
+        predictions_file=str((store.trial_dir(record_id) / REPORT_PREDICTIONS).relative_to(store.root)),
+    )
     record.update(best_score=score, best_metrics=metrics)
     store.save_record(record)
     return score
 
 
 def _fingerprint(settings: MergeSettings, method: str, chosen: dict[str, Candidate]) -> str:
-    payload = {"format": FORMAT, "method": method, "scales": list(settings.scales), "tasks": list(settings.tasks),
-               "ties_density": settings.ties_density if method == "ties" else None,
-               "sources": {t: [c.trial_id, c.fingerprint, _content(c)] for t, c in sorted(chosen.items())}}
+    payload = {
+        "format": FORMAT,
+        "method": method,
+        "scales": list(settings.scales),
+        "tasks": list(settings.tasks),
+        "ties_density": settings.ties_density if method == "ties" else None,
+        "sources": {t: [c.trial_id, c.fingerprint, _content(c)] for t, c in sorted(chosen.items())},
+    }
     return hashlib.sha256(canonical(payload).encode()).hexdigest()[:16]
 
 
 def _content(candidate: Candidate) -> str | None:
     """The checkpoint's recorded file hashes: a trial run again (same id and settings) has new weights."""
-    from benchmark.checkpoints import HASH_FILE
+    from benchmark.train.checkpoints import HASH_FILE
 
     path = candidate.folder / HASH_FILE
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _up_to_date(store: RunStore, ids: dict[str, str], fingerprint: str) -> bool:
-    from benchmark.checkpoints import checkpoint_problem
+    from benchmark.train.checkpoints import checkpoint_problem
 
     finished = store.finished()
-    return all(i in finished and finished[i].get("fingerprint") == fingerprint
-               and not checkpoint_problem(store.checkpoint_dir(i)) for i in ids.values())
+    return all(
+        i in finished
+        and finished[i].get("fingerprint") == fingerprint
+        and not checkpoint_problem(store.checkpoint_dir(i))
+        for i in ids.values()
+    )
 
 
 def _remove_stale(store: RunStore, made: set[str]) -> None:

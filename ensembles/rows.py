@@ -20,17 +20,18 @@ class TaskOutcome:
     """One system on one task: who is in it, what it costs, and how it scores on the report half."""
 
     members: list[Candidate]
-    weights: list[float]             # one per member, summing to 1
-    passes: int                      # forward passes per example: members, or 1 for a soup
-    metrics: dict[str, float]        # 0-1, on the report half
-    score: float                     # 0-100, on the report half
-    predictions: str                 # report-half prediction file, relative to the run directory
-    soup: str | None = None          # the soup's checkpoint folder, relative to the run directory
+    weights: list[float]  # one per member, summing to 1
+    passes: int  # forward passes per example: members, or 1 for a soup
+    metrics: dict[str, float]  # 0-1, on the report half
+    score: float  # 0-100, on the report half
+    predictions: str  # report-half prediction file, relative to the run directory
+    soup: str | None = None  # the soup's checkpoint folder, relative to the run directory
     temperature: float | None = None  # temperature scaling fitted on the selection half (None: regression)
 
 
-def make_row(system: str, kind: str, outcomes: dict[str, TaskOutcome], all_tasks: list[str], config: dict,
-             protocol: dict) -> dict:
+def make_row(
+    system: str, kind: str, outcomes: dict[str, TaskOutcome], all_tasks: list[str], config: dict, protocol: dict
+) -> dict:
     """A row with the leaderboard's keys, plus members, weights, inference passes, protocol and prediction files.
 
     One replicate: no std over seeds. The average needs every task of the run, as for any row."""
@@ -51,8 +52,13 @@ def make_row(system: str, kind: str, outcomes: dict[str, TaskOutcome], all_tasks
         "members": {t: [c.trial_id for c in o.members] for t, o in outcomes.items()},
         "member_weights": {t: o.weights for t, o in outcomes.items()},
         # What using the row costs; what producing it cost is in the trials' rows it draws on.
-        "compute": {"device": None, "device_hours": None, "train_samples_per_s": None, "parameters": None,
-                    "inference_passes": float(np.mean([o.passes for o in outcomes.values()]))},
+        "compute": {
+            "device": None,
+            "device_hours": None,
+            "train_samples_per_s": None,
+            "parameters": None,
+            "inference_passes": float(np.mean([o.passes for o in outcomes.values()])),
+        },
         "protocol": protocol,
         "predictions": {t: [o.predictions] for t, o in outcomes.items()},
     }

@@ -16,13 +16,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from benchmark.errors import InputError
-from benchmark.inference import logits_in_file_order
-from benchmark.modeling import load_finetuned_classifier
+from benchmark.common.errors import InputError
+from benchmark.train.inference import logits_in_file_order
+from benchmark.train.modeling import load_finetuned_classifier
 from ensembles.candidates import Candidate
 
 WEIGHTS_FILE = "model.safetensors"
-WEIGHTS_INDEX = "model.safetensors.index.json"     # sharded checkpoints of large models
+WEIGHTS_INDEX = "model.safetensors.index.json"  # sharded checkpoints of large models
 # Config keys that record how a file was written, not what the model is.
 NOT_ARCHITECTURE = {"_name_or_path", "transformers_version", "dtype", "torch_dtype"}
 
@@ -57,8 +57,12 @@ def weight_shapes(folder: Path) -> dict[str, tuple]:
     return shapes
 
 
-def check_ingredients(ingredients: list[Candidate], ignore_config: frozenset = frozenset(),
-                      weights: Callable[[str], bool] = lambda name: True, joining: str = "a weight soup") -> None:
+def check_ingredients(
+    ingredients: list[Candidate],
+    ignore_config: frozenset = frozenset(),
+    weights: Callable[[str], bool] = lambda name: True,
+    joining: str = "a weight soup",
+) -> None:
     """Refuse, by name, a checkpoint that was not fine-tuned from the first one's initial weights and architecture.
 
     Cross-task merges compare encoders only: they pass the head's config keys in `ignore_config` and keep only the
@@ -95,8 +99,11 @@ class SoupRunner:
     def __init__(self, first: Candidate, tokenizer, dev, trust_remote_code: bool = False):
         for split, labels in first.labels.items():
             if not np.array_equal(dev.eval_splits[split].labels, labels):
-                raise InputError(f"task {first.task.name}", f"the {split} set read now differs from the one the trials "
-                                 "were evaluated on; check data.glue_dir and $BENCH_GLUE_DIR")
+                raise InputError(
+                    f"task {first.task.name}",
+                    f"the {split} set read now differs from the one the trials "
+                    "were evaluated on; check data.glue_dir and $BENCH_GLUE_DIR",
+                )
         self.task = first.task
         self.dev = dev
         self.tokenizer = tokenizer
@@ -104,10 +111,18 @@ class SoupRunner:
         self.eval_batch_size = first.meta["training"]["eval_batch_size"]
 
     def logits(self, weights: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        self.model.load_state_dict(weights, strict=True)   # casts to the checkpoint's own dtype, as it was evaluated
-        return {split: logits_in_file_order(self.model.eval(), data, self.tokenizer.pad_token_id, self.eval_batch_size,
-                                            self.model.device, self.task.num_labels)
-                for split, data in self.dev.eval_splits.items()}
+        self.model.load_state_dict(weights, strict=True)  # casts to the checkpoint's own dtype, as it was evaluated
+        return {
+            split: logits_in_file_order(
+                self.model.eval(),
+                data,
+                self.tokenizer.pad_token_id,
+                self.eval_batch_size,
+                self.model.device,
+                self.task.num_labels,
+            )
+            for split, data in self.dev.eval_splits.items()
+        }
 
 
 def uniform_soup(ingredients: list[Candidate]) -> dict[str, torch.Tensor]:
@@ -118,8 +133,9 @@ def uniform_soup(ingredients: list[Candidate]) -> dict[str, torch.Tensor]:
     return {name: value / len(ingredients) for name, value in total.items()}
 
 
-def greedy_soup(ingredients: list[Candidate], runner: SoupRunner, score: Callable[[dict], float]
-                ) -> tuple[list[Candidate], dict[str, torch.Tensor], dict[str, np.ndarray]]:
+def greedy_soup(
+    ingredients: list[Candidate], runner: SoupRunner, score: Callable[[dict], float]
+) -> tuple[list[Candidate], dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """Wortsman et al.'s greedy soup. `ingredients` come best first (by selection-half score); each joins the soup
     when the uniform average with it scores at least as well on the selection half as the soup without it.
     Returns the chosen ingredients, the soup's weights and its dev logits."""

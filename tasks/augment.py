@@ -14,12 +14,14 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
-from benchmark.errors import InputError
+from benchmark.common.errors import InputError
 
 OPERATIONS = ("swap", "delete", "insert", "synonym")
-WORDNET_HINT = ("synonym replacement needs WordNet: pip install nltk, then apt-get install wordnet-base "
-                "(or python -m nltk.downloader wordnet)")
-WORDNET_FOLDERS = ("/usr/share/wordnet",)   # Debian's wordnet-base
+WORDNET_HINT = (
+    "synonym replacement needs WordNet: pip install nltk, then apt-get install wordnet-base "
+    "(or python -m nltk.downloader wordnet)"
+)
+WORDNET_FOLDERS = ("/usr/share/wordnet",)  # Debian's wordnet-base
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,10 @@ def check_augmentation(aug: Augmentation, where: str = "training") -> None:
     """One-line errors for copies without an operation, and for a missing WordNet. (Strengths without copies are
     allowed: a grid over augment_copies [0, 2] compares no augmentation with some.)"""
     if aug.copies and not aug.operations:
-        raise InputError(f"{where}.augment_copies", "set a strength for at least one of augment_swap, augment_delete, "
-                         "augment_insert, augment_synonym")
+        raise InputError(
+            f"{where}.augment_copies",
+            "set a strength for at least one of augment_swap, augment_delete, augment_insert, augment_synonym",
+        )
     if aug.copies and aug.synonym:
         wordnet()
 
@@ -87,8 +91,9 @@ def augment_texts(columns: list[list[str]], aug: Augmentation) -> list[tuple[int
     for row in range(len(columns[0])):
         for _ in range(aug.copies):
             op = rng.choice(aug.operations)
-            out.append((row, [" ".join(_apply(op, str(col[row]).split(), getattr(aug, op), rng, lexicon))
-                              for col in columns]))
+            out.append(
+                (row, [" ".join(_apply(op, str(col[row]).split(), getattr(aug, op), rng, lexicon)) for col in columns])
+            )
     return out
 
 
@@ -108,8 +113,14 @@ def _apply(op: str, words: list[str], strength: float, rng: random.Random, lexic
             words.insert(rng.randrange(len(words) + 1), rng.choice(words))
         elif op == "synonym":
             i = rng.randrange(len(words))
-            choices = sorted({lemma.name().replace("_", " ") for synset in lexicon.synsets(words[i].lower())
-                              for lemma in synset.lemmas()} - {words[i].lower()})
+            choices = sorted(
+                {
+                    lemma.name().replace("_", " ")
+                    for synset in lexicon.synsets(words[i].lower())
+                    for lemma in synset.lemmas()
+                }
+                - {words[i].lower()}
+            )
             if choices:
                 words[i] = rng.choice(choices)
     return words

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import atomic_replace_dir, staging_dir_for
+from benchmark.common.atomic import atomic_replace_dir, staging_dir_for
 from tasks.augment import Augmentation, augment_dataset
 from tasks.loading import load_split
 from tasks.spec import TaskSpec
@@ -24,9 +24,9 @@ CACHE_FORMAT = 1
 
 @dataclass
 class EncodedSplit:
-    ids: np.ndarray              # int32, all examples concatenated
-    offsets: np.ndarray          # int64, len n + 1
-    labels: np.ndarray           # int64 class ids or float32 scores
+    ids: np.ndarray  # int32, all examples concatenated
+    offsets: np.ndarray  # int64, len n + 1
+    labels: np.ndarray  # int64 class ids or float32 scores
     type_ids: np.ndarray | None  # int8 segment ids, same layout as `ids`, when the model uses them
 
     def __len__(self) -> int:
@@ -44,9 +44,9 @@ class EncodedSplit:
 @dataclass
 class TaskData:
     task: TaskSpec
-    splits: dict[str, EncodedSplit]    # "train" and each of task.eval_splits
+    splits: dict[str, EncodedSplit]  # "train" and each of task.eval_splits
     cache_key: str = ""
-    augmented_examples: int = 0        # training examples added by augmentation (tasks/augment.py)
+    augmented_examples: int = 0  # training examples added by augmentation (tasks/augment.py)
 
     @property
     def train(self) -> EncodedSplit:
@@ -71,9 +71,17 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def encode_task(task: TaskSpec, tokenizer, max_seq_length: int, glue_dir: Path | None, cache_dir: Path,
-                max_train_samples: int | None = None, max_eval_samples: int | None = None,
-                sample_seed: int = 0, augmentation: Augmentation | None = None) -> TaskData:
+def encode_task(
+    task: TaskSpec,
+    tokenizer,
+    max_seq_length: int,
+    glue_dir: Path | None,
+    cache_dir: Path,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    sample_seed: int = 0,
+    augmentation: Augmentation | None = None,
+) -> TaskData:
     """Load and tokenise every split of `task`, from the cache when the same work was done before. With an
     augmentation, the training split gets its augmented copies (cached per augmentation and seed)."""
     raw = {}
@@ -81,14 +89,20 @@ def encode_task(task: TaskSpec, tokenizer, max_seq_length: int, glue_dir: Path |
         cap = max_train_samples if split == "train" else max_eval_samples
         raw[split] = load_split(task, split, glue_dir, cache_dir, cap, sample_seed)
     augment = augmentation is not None and augmentation.enabled
-    key = hashlib.sha256(json.dumps({
-        "format": CACHE_FORMAT,
-        "task": task.to_dict(),
-        "data": {s: _content_hash(ds) for s, ds in raw.items()},
-        "tokenizer": tokenizer_fingerprint(tokenizer),
-        "max_seq_length": max_seq_length,
-        **({"augmentation": augmentation.to_dict()} if augment else {}),
-    }, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "format": CACHE_FORMAT,
+                "task": task.to_dict(),
+                "data": {s: _content_hash(ds) for s, ds in raw.items()},
+                "tokenizer": tokenizer_fingerprint(tokenizer),
+                "max_seq_length": max_seq_length,
+                **({"augmentation": augmentation.to_dict()} if augment else {}),
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()[:24]
     folder = cache_dir / "encoded" / f"{task.name}-{key}"
     original = len(raw["train"])
     if (folder / "splits.safetensors").is_file():
@@ -122,7 +136,7 @@ def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedS
     ids, type_ids, offsets = [], [], [0]
     batch = 1000
     for start in range(0, len(ds), batch):
-        texts = [col[start:start + batch] for col in columns]
+        texts = [col[start : start + batch] for col in columns]
         enc = tokenizer(*texts, truncation=True, max_length=max_seq_length, return_attention_mask=False)
         for i, seq in enumerate(enc["input_ids"]):
             ids.extend(seq)
@@ -130,8 +144,11 @@ def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedS
             if "token_type_ids" in enc:
                 type_ids.extend(enc["token_type_ids"][i])
     dtype = np.float32 if task.is_regression else np.int64
-    labels = (np.asarray(ds["label"], dtype=dtype) if "label" in ds.column_names
-              else np.full(len(ds), np.nan if task.is_regression else -1, dtype=dtype))
+    labels = (
+        np.asarray(ds["label"], dtype=dtype)
+        if "label" in ds.column_names
+        else np.full(len(ds), np.nan if task.is_regression else -1, dtype=dtype)
+    )
     return EncodedSplit(
         ids=np.asarray(ids, dtype=np.int32),
         offsets=np.asarray(offsets, dtype=np.int64),
@@ -159,6 +176,8 @@ def _read(folder: Path) -> dict[str, EncodedSplit]:
     tensors = load_file(str(folder / "splits.safetensors"))
     names = {k.rsplit(".", 1)[0] for k in tensors}
     return {
-        n: EncodedSplit(tensors[f"{n}.ids"], tensors[f"{n}.offsets"], tensors[f"{n}.labels"], tensors.get(f"{n}.type_ids"))
+        n: EncodedSplit(
+            tensors[f"{n}.ids"], tensors[f"{n}.offsets"], tensors[f"{n}.labels"], tensors.get(f"{n}.type_ids")
+        )
         for n in names
     }

@@ -33,53 +33,104 @@ def _test(submission, *text_columns, split="test", path="test.tsv", index="index
 
 GLUE_TASKS: dict[str, TaskSpec] = {
     "cola": _task(
-        "cola", "CoLA", ("sentence",), ("unacceptable", "acceptable"), ("matthews_correlation",),
+        "cola",
+        "CoLA",
+        ("sentence",),
+        ("unacceptable", "acceptable"),
+        ("matthews_correlation",),
         # CoLA's train and dev files have no header: source, label, original mark, sentence.
-        {s: TsvFile(f"{f}.tsv", text_columns=("sentence",), column_names=("source", "label", "mark", "sentence"))
-         for s, f in (("train", "train"), ("validation", "dev"))},
-        _test("CoLA", "sentence"),   # unlike train and dev, CoLA's test file has a header
+        {
+            s: TsvFile(f"{f}.tsv", text_columns=("sentence",), column_names=("source", "label", "mark", "sentence"))
+            for s, f in (("train", "train"), ("validation", "dev"))
+        },
+        _test("CoLA", "sentence"),  # unlike train and dev, CoLA's test file has a header
     ),
     "sst2": _task(
-        "sst2", "SST-2", ("sentence",), ("negative", "positive"), ("accuracy",),
+        "sst2",
+        "SST-2",
+        ("sentence",),
+        ("negative", "positive"),
+        ("accuracy",),
         {s: TsvFile(f"{f}.tsv", text_columns=("sentence",)) for s, f in (("train", "train"), ("validation", "dev"))},
         _test("SST-2", "sentence"),
     ),
     "mrpc": _task(
-        "mrpc", "MRPC", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), ("f1", "accuracy"),
-        {s: _pair(f"{f}.tsv", "#1 String", "#2 String", "Quality") for s, f in (("train", "train"), ("validation", "dev"))},
+        "mrpc",
+        "MRPC",
+        ("sentence1", "sentence2"),
+        ("not_equivalent", "equivalent"),
+        ("f1", "accuracy"),
+        {
+            s: _pair(f"{f}.tsv", "#1 String", "#2 String", "Quality")
+            for s, f in (("train", "train"), ("validation", "dev"))
+        },
         _test("MRPC", "#1 String", "#2 String"),
     ),
     "stsb": _task(
-        "stsb", "STS-B", ("sentence1", "sentence2"), None, ("pearson", "spearmanr"),
+        "stsb",
+        "STS-B",
+        ("sentence1", "sentence2"),
+        None,
+        ("pearson", "spearmanr"),
         {s: _pair(f"{f}.tsv", label="score") for s, f in (("train", "train"), ("validation", "dev"))},
         _test("STS-B", "sentence1", "sentence2"),
     ),
     "qqp": _task(
-        "qqp", "QQP", ("question1", "question2"), ("not_duplicate", "duplicate"), ("f1", "accuracy"),
-        {s: _pair(f"{f}.tsv", "question1", "question2", "is_duplicate", skip_bad_rows=True)
-         for s, f in (("train", "train"), ("validation", "dev"))},
+        "qqp",
+        "QQP",
+        ("question1", "question2"),
+        ("not_duplicate", "duplicate"),
+        ("f1", "accuracy"),
+        {
+            s: _pair(f"{f}.tsv", "question1", "question2", "is_duplicate", skip_bad_rows=True)
+            for s, f in (("train", "train"), ("validation", "dev"))
+        },
         _test("QQP", "question1", "question2", index="id"),
     ),
     "mnli": _task(
-        "mnli", "MNLI", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), ("accuracy",),
-        {s: _pair(f"{f}.tsv", label="gold_label") for s, f in
-         (("train", "train"), ("validation_matched", "dev_matched"), ("validation_mismatched", "dev_mismatched"))},
-        {**_test("MNLI-m", "sentence1", "sentence2", split="test_matched", path="test_matched.tsv"),
-         **_test("MNLI-mm", "sentence1", "sentence2", split="test_mismatched", path="test_mismatched.tsv")},
+        "mnli",
+        "MNLI",
+        ("premise", "hypothesis"),
+        ("entailment", "neutral", "contradiction"),
+        ("accuracy",),
+        {
+            s: _pair(f"{f}.tsv", label="gold_label")
+            for s, f in (
+                ("train", "train"),
+                ("validation_matched", "dev_matched"),
+                ("validation_mismatched", "dev_mismatched"),
+            )
+        },
+        {
+            **_test("MNLI-m", "sentence1", "sentence2", split="test_matched", path="test_matched.tsv"),
+            **_test("MNLI-mm", "sentence1", "sentence2", split="test_mismatched", path="test_mismatched.tsv"),
+        },
         eval_splits={"validation_matched": "matched", "validation_mismatched": "mismatched"},
     ),
     "qnli": _task(
-        "qnli", "QNLI", ("question", "sentence"), ("entailment", "not_entailment"), ("accuracy",),
+        "qnli",
+        "QNLI",
+        ("question", "sentence"),
+        ("entailment", "not_entailment"),
+        ("accuracy",),
         {s: _pair(f"{f}.tsv", "question", "sentence") for s, f in (("train", "train"), ("validation", "dev"))},
         _test("QNLI", "question", "sentence"),
     ),
     "rte": _task(
-        "rte", "RTE", ("sentence1", "sentence2"), ("entailment", "not_entailment"), ("accuracy",),
+        "rte",
+        "RTE",
+        ("sentence1", "sentence2"),
+        ("entailment", "not_entailment"),
+        ("accuracy",),
         {s: _pair(f"{f}.tsv") for s, f in (("train", "train"), ("validation", "dev"))},
         _test("RTE", "sentence1", "sentence2"),
     ),
     "wnli": _task(
-        "wnli", "WNLI", ("sentence1", "sentence2"), ("not_entailment", "entailment"), ("accuracy",),
+        "wnli",
+        "WNLI",
+        ("sentence1", "sentence2"),
+        ("not_entailment", "entailment"),
+        ("accuracy",),
         {s: _pair(f"{f}.tsv") for s, f in (("train", "train"), ("validation", "dev"))},
         _test("WNLI", "sentence1", "sentence2"),
     ),

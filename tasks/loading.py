@@ -10,7 +10,7 @@ import math
 import os
 from pathlib import Path
 
-from benchmark.errors import InputError, first_line
+from benchmark.common.errors import InputError, first_line
 from tasks.spec import TaskSpec, TsvFile
 
 GLUE_DIR_ENV = "BENCH_GLUE_DIR"
@@ -31,8 +31,14 @@ def data_files(task: TaskSpec, glue_dir: Path | None) -> dict[str, Path] | None:
     return None
 
 
-def load_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Path, max_samples: int | None = None,
-               sample_seed: int = 0):
+def load_split(
+    task: TaskSpec,
+    split: str,
+    glue_dir: Path | None,
+    cache_dir: Path,
+    max_samples: int | None = None,
+    sample_seed: int = 0,
+):
     """One split as a `datasets.Dataset` with columns `task.text_columns + ["label"]` (a test split: `+ ["index"]`)."""
     files = data_files(task, glue_dir)
     test = split in task.test_splits
@@ -51,12 +57,18 @@ def load_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Pat
     else:
         raise InputError(f"task {task.name}", f"has no {split} split")
     if len(ds) == 0:
-        raise InputError(f"task {task.name}", f"{split} split is empty" + (
-            f" (the share data.holdout.{split} holds out of {task.files['train']} is too small)"
-            if split in task.holdout else ""))
+        raise InputError(
+            f"task {task.name}",
+            f"{split} split is empty"
+            + (
+                f" (the share data.holdout.{split} holds out of {task.files['train']} is too small)"
+                if split in task.holdout
+                else ""
+            ),
+        )
     if test:
         return _with_index(ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
-    if not (task.holdout and split in ("train", *task.holdout)):   # held-out splits come normalised
+    if not (task.holdout and split in ("train", *task.holdout)):  # held-out splits come normalised
         ds = _normalise_labels(task, ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
     if max_samples is not None and len(ds) > max_samples:
         # A seeded random slice, not the first rows: GLUE files are often sorted by source.
@@ -65,7 +77,7 @@ def load_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Pat
 
 
 def held_out_split(task: TaskSpec, split: str, cache_dir: Path):
-    """"train" or a held-out split of a user task whose training file also gives its validation or test data."""
+    """ "train" or a held-out split of a user task whose training file also gives its validation or test data."""
     from tasks.splits import holdout_partition
 
     path = Path(task.files["train"])
@@ -93,17 +105,19 @@ def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):
 
     kwargs = dict(
         sep="\t",
-        quoting=3,                 # QUOTE_NONE: GLUE sentences hold bare '"' characters
-        keep_default_na=False,     # a sentence "null" or "NA" is text, not a missing value
+        quoting=3,  # QUOTE_NONE: GLUE sentences hold bare '"' characters
+        keep_default_na=False,  # a sentence "null" or "NA" is text, not a missing value
         na_filter=False,
         converters={c: str for c in (*spec.text_columns, spec.label_column, spec.index_column) if c},
-        encoding="utf-8-sig",      # MRPC's header starts with a byte-order mark
+        encoding="utf-8-sig",  # MRPC's header starts with a byte-order mark
         on_bad_lines="skip" if spec.skip_bad_rows else "error",
     )
     if spec.column_names:
         kwargs.update(header=None, column_names=list(spec.column_names))
     try:
-        ds = datasets.load_dataset("csv", data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs)
+        ds = datasets.load_dataset(
+            "csv", data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs
+        )
     except Exception as e:  # pandas and arrow raise many types for a malformed file
         raise InputError(str(path), f"cannot read as GLUE tsv: {first_line(e)}") from None
     wanted = [c for c in (*spec.text_columns, spec.label_column, spec.index_column) if c]
@@ -115,8 +129,9 @@ def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):
         # pandas pads a row with too few fields; like GLUE's own processors, drop it (its label is missing).
         ds = ds.filter(lambda label: label not in ("", None), input_columns=spec.label_column)
     renames = {old: new for old, new in zip(spec.text_columns, task.text_columns) if old != new}
-    renames.update({old: new for old, new in ((spec.label_column, "label"), (spec.index_column, "index"))
-                    if old and old != new})
+    renames.update(
+        {old: new for old, new in ((spec.label_column, "label"), (spec.index_column, "index")) if old and old != new}
+    )
     return ds.rename_columns(renames) if renames else ds
 
 
@@ -126,9 +141,12 @@ def _read_hub(task: TaskSpec, split: str, cache_dir: Path):
     try:
         ds = datasets.load_dataset(task.hub[0], task.hub[1], split=split, cache_dir=str(cache_dir / "datasets"))
     except Exception as e:
-        raise InputError(f"task {task.name}", f"no local GLUE folder (data.glue_dir or ${GLUE_DIR_ENV}) and the hub "
-                         f"copy {task.hub[0]}/{task.hub[1]} cannot be loaded: {first_line(e)}") from None
-    if split in task.test_splits:   # the hub's test splits carry label -1 and the example id as `idx`
+        raise InputError(
+            f"task {task.name}",
+            f"no local GLUE folder (data.glue_dir or ${GLUE_DIR_ENV}) and the hub "
+            f"copy {task.hub[0]}/{task.hub[1]} cannot be loaded: {first_line(e)}",
+        ) from None
+    if split in task.test_splits:  # the hub's test splits carry label -1 and the example id as `idx`
         return ds.select_columns([*task.text_columns, "idx"]).rename_column("idx", "index")
     return ds.select_columns([*task.text_columns, "label"])
 
@@ -142,7 +160,9 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool 
         kwargs = {"keep_default_na": False}
     builder = "csv" if fmt in ("csv", "tsv") else fmt
     try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs)
+        ds = datasets.load_dataset(
+            builder, data_files=str(path), split="train", cache_dir=str(cache_dir / "datasets"), **kwargs
+        )
     except Exception as e:
         raise InputError(str(path), f"cannot read as {fmt}: {first_line(e)}") from None
     wanted = [*task.text_columns, task.label_column] if labelled else list(task.text_columns)
@@ -150,7 +170,7 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool 
     if missing:
         raise InputError(str(path), f"missing column(s) {', '.join(missing)}; has {', '.join(ds.column_names)}")
     ds = ds.select_columns(wanted)
-    if not labelled:   # a user's test file: its examples are numbered in file order
+    if not labelled:  # a user's test file: its examples are numbered in file order
         return ds.add_column("index", list(range(len(ds))))
     return ds.rename_column(task.label_column, "label") if task.label_column != "label" else ds
 
@@ -179,7 +199,7 @@ def _normalise_labels(task: TaskSpec, ds, source: str):
             elif _as_int(v) is not None and 0 <= _as_int(v) < len(ids):
                 values.append(_as_int(v))
             elif _as_int(v) == -1:
-                values.append(-1)   # unlabelled (GLUE test splits on the hub)
+                values.append(-1)  # unlabelled (GLUE test splits on the hub)
             else:
                 raise InputError(source, f"row {row + 1}: label {v!r} is not one of {', '.join(task.label_names)}")
         feature = datasets.Value("int64")

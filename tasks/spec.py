@@ -10,19 +10,19 @@ from dataclasses import dataclass, field
 class TsvFile:
     """One file of GLUE's own tsv layout: its text and label columns, named by its header or by `column_names`."""
 
-    path: str                      # relative to the task's folder in the GLUE directory
+    path: str  # relative to the task's folder in the GLUE directory
     text_columns: tuple = ()
     label_column: str | None = "label"  # None: unlabelled (GLUE's test files)
-    column_names: tuple | None = None   # for files without a header line (CoLA)
-    skip_bad_rows: bool = False    # QQP's train file has a few rows with missing fields
-    index_column: str | None = None     # the example ids a submission file repeats (GLUE's test files)
+    column_names: tuple | None = None  # for files without a header line (CoLA)
+    skip_bad_rows: bool = False  # QQP's train file has a few rows with missing fields
+    index_column: str | None = None  # the example ids a submission file repeats (GLUE's test files)
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    text_columns: tuple[str, ...]                 # one (single sentence) or two (a pair)
-    label_names: tuple[str, ...] | None           # None means regression
+    text_columns: tuple[str, ...]  # one (single sentence) or two (a pair)
+    label_names: tuple[str, ...] | None  # None means regression
     metrics: tuple[str, ...]
     # Dev splits, each mapped to the suffix its metric names get ("" for the only one).
     eval_splits: dict = field(default_factory=lambda: {"validation": ""})
@@ -31,7 +31,7 @@ class TaskSpec:
     label_column: str = "label"
     # Where the data comes from. GLUE tasks: `glue_folder` + `tsv` (local) and `hub` (path, config name).
     glue_folder: str | None = None
-    tsv: dict = field(default_factory=dict)       # split -> TsvFile
+    tsv: dict = field(default_factory=dict)  # split -> TsvFile
     hub: tuple[str, str] | None = None
     # User tasks: split -> file path, and the file format (csv, tsv, json, parquet).
     files: dict = field(default_factory=dict)
@@ -70,7 +70,14 @@ class TaskSpec:
             d["label_names"] = tuple(d["label_names"])
         if d.get("hub") is not None:
             d["hub"] = tuple(d["hub"])
-        d["tsv"] = {k: TsvFile(**{**v, "text_columns": tuple(v["text_columns"]),
-                                  "column_names": tuple(v["column_names"]) if v.get("column_names") else None})
-                    for k, v in d.get("tsv", {}).items()}
+        d["tsv"] = {
+            k: TsvFile(
+                **{
+                    **v,
+                    "text_columns": tuple(v["text_columns"]),
+                    "column_names": tuple(v["column_names"]) if v.get("column_names") else None,
+                }
+            )
+            for k, v in d.get("tsv", {}).items()
+        }
         return cls(**d)

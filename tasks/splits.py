@@ -11,7 +11,7 @@ import hashlib
 
 import numpy as np
 
-HELD_OUT = ("validation", "test")   # the order in which each class's shuffled rows are dealt out
+HELD_OUT = ("validation", "test")  # the order in which each class's shuffled rows are dealt out
 
 
 def holdout_partition(labels, fractions: dict[str, float], seed: int, stratify: bool) -> dict[str, np.ndarray]:
@@ -27,14 +27,20 @@ def holdout_partition(labels, fractions: dict[str, float], seed: int, stratify: 
         start = 0
         for split in (s for s in HELD_OUT if s in fractions):
             take = int(round(fractions[split] * len(rows)))
-            parts[split].append(rows[start:start + take])
+            parts[split].append(rows[start : start + take])
             start += take
         parts["train"].append(rows[start:])
     return {s: np.sort(np.concatenate(p)).astype(np.int64) for s, p in parts.items()}
 
 
-def describe_partition(partition: dict[str, np.ndarray], fractions: dict[str, float], seed: int, stratified: bool,
-                       source: str, source_sha256: str) -> dict:
+def describe_partition(
+    partition: dict[str, np.ndarray],
+    fractions: dict[str, float],
+    seed: int,
+    stratified: bool,
+    source: str,
+    source_sha256: str,
+) -> dict:
     """What `splits.json` records for one task: enough to rebuild the split (the held-out rows themselves, the
     seed, the fractions) and to check it (the training file's hash, each split's size and the hash of its rows)."""
     return {
@@ -45,5 +51,5 @@ def describe_partition(partition: dict[str, np.ndarray], fractions: dict[str, fl
         "stratified_by_label": stratified,
         "sizes": {s: int(len(rows)) for s, rows in partition.items()},
         "rows_sha256": {s: hashlib.sha256(rows.astype("<i8").tobytes()).hexdigest() for s, rows in partition.items()},
-        "rows": {s: rows.tolist() for s, rows in partition.items() if s != "train"},   # 0-based data rows of the file
+        "rows": {s: rows.tolist() for s, rows in partition.items() if s != "train"},  # 0-based data rows of the file
     }

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from benchmark.errors import InputError
-from benchmark.paths import is_file, local_path
-from benchmark.schema import parse
+from benchmark.common.errors import InputError
+from benchmark.common.paths import is_file, local_path
+from benchmark.common.schema import parse
 from tasks.metrics import METRICS
 from tasks.spec import TaskSpec
 
@@ -20,17 +20,23 @@ class UserTaskDecl:
     name: str
     train: str
     text_columns: list[str]
-    validation: str | None = None   # none: split off train (the suite's data.holdout)
+    validation: str | None = None  # none: split off train (the suite's data.holdout)
     test: str | None = None
     format: Literal["csv", "tsv", "json", "parquet"] | None = None
     label_column: str = "label"
-    labels: list[str] | None = None    # label names for classification; file values are names or 0-based ids
+    labels: list[str] | None = None  # label names for classification; file values are names or 0-based ids
     regression: bool = False
     metrics: list[str] | None = None
 
 
-def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[str],
-                        holdout: dict[str, float] | None = None, holdout_seed: int = 0) -> TaskSpec:
+def user_task_from_decl(
+    data: dict,
+    where: str,
+    base_dir: Path,
+    reserved: set[str],
+    holdout: dict[str, float] | None = None,
+    holdout_seed: int = 0,
+) -> TaskSpec:
     """`holdout`: split -> fraction of train held out for it when the task has no file for it (a 0 fraction:
     none); `holdout_seed` seeds which rows."""
     decl = parse(UserTaskDecl, data, where)
@@ -52,7 +58,7 @@ def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[st
     for i, m in enumerate(metrics):
         key = f"{where}.metrics[{i}]"
         if m not in METRICS:
-            from benchmark.schema import suggest
+            from benchmark.common.schema import suggest
 
             raise InputError(key, f"unknown metric '{m}'" + suggest(m, METRICS))
         if METRICS[m].regression != decl.regression:
@@ -72,13 +78,17 @@ def user_task_from_decl(data: dict, where: str, base_dir: Path, reserved: set[st
     if fmt is None:
         suffixes = {FORMATS.get(Path(p).suffix.lower()) for p in files.values()}
         if None in suffixes or len(suffixes) != 1:
-            raise InputError(f"{where}.format", "cannot tell the file format from the file names; set format: csv|tsv|json|parquet")
+            raise InputError(
+                f"{where}.format", "cannot tell the file format from the file names; set format: csv|tsv|json|parquet"
+            )
         fmt = suffixes.pop()
     # A test file with the label column is scored once at the end; one without is for `bench predict`.
     labelled_test = "test" in files and decl.label_column in file_columns(Path(files["test"]), fmt)
     held_out = {s: f for s, f in (holdout or {}).items() if s not in files and f > 0}
     if "validation" not in files and "validation" not in held_out:
-        raise InputError(f"{where}.validation", "no validation file, and data.holdout.validation is 0; give one of them")
+        raise InputError(
+            f"{where}.validation", "no validation file, and data.holdout.validation is 0; give one of them"
+        )
     return TaskSpec(
         name=decl.name,
         text_columns=tuple(decl.text_columns),
@@ -108,7 +118,7 @@ def file_columns(path: Path, fmt: str) -> list[str]:
             first = f.readline()
         if fmt in ("csv", "tsv"):
             return next(csv.reader([first], delimiter="\t" if fmt == "tsv" else ","), [])
-        if first.lstrip().startswith("["):   # a JSON array of records, not JSON Lines
+        if first.lstrip().startswith("["):  # a JSON array of records, not JSON Lines
             records = json.loads(path.read_text(encoding="utf-8"))
             return list(records[0]) if records and isinstance(records[0], dict) else []
         record = json.loads(first) if first.strip() else {}

@@ -42,7 +42,7 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from benchmark.quiet import quiet_libraries
+    from benchmark.common.quiet import quiet_libraries
 
     quiet_libraries()
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
@@ -50,5 +50,11 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def bench(*args, timeout=900, **kwargs) -> subprocess.CompletedProcess:
     """The `bench` CLI in a fresh process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "benchmark.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ}, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ},
+        **kwargs,
+    )

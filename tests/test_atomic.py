@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from benchmark import atomic
-from benchmark.atomic import atomic_replace_dir, atomic_write_json, recover_interrupted_writes, staging_dir_for
-from benchmark.lock import run_lock
+from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, recover_interrupted_writes, staging_dir_for
+from benchmark.records.lock import run_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def check_whole(root: Path) -> None:
     import json
 
     parts = {(root / "checkpoint" / f"part{i}").read_text() for i in range(10)}
-    assert len(parts) == 1 and len(parts.pop()) % 100_000 == 0   # one version, every file complete
+    assert len(parts) == 1 and len(parts.pop()) % 100_000 == 0  # one version, every file complete
     assert json.loads((root / "record.json").read_text())["pad"] == "x" * 10000
 
 
@@ -70,9 +70,12 @@ def test_a_writer_killed_at_random_moments_always_leaves_whole_files(tmp_path, s
     write_version(tmp_path, 0)
     recovered = 0
     for _ in range(15):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "swap" if swap else "renames"],
-                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        time.sleep(0.2 + rng.uniform(0.0, 0.3))   # past the import, into the writing loop
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), "swap" if swap else "renames"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        time.sleep(0.2 + rng.uniform(0.0, 0.3))  # past the import, into the writing loop
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         recovered += len(recover_interrupted_writes(tmp_path))
@@ -84,12 +87,12 @@ def test_a_writer_killed_at_random_moments_always_leaves_whole_files(tmp_path, s
 
 def test_the_next_lock_holder_puts_back_an_interrupted_replacement_and_deletes_unfinished_writes(tmp_path, capsys):
     run = tmp_path / "run"
-    (run / "trials" / "t1" / ".checkpoint.old").mkdir(parents=True)   # killed between the two renames
+    (run / "trials" / "t1" / ".checkpoint.old").mkdir(parents=True)  # killed between the two renames
     (run / "trials" / "t1" / ".checkpoint.old" / "model.safetensors").write_bytes(b"weights")
     (run / "trials" / "t1" / ".record.json.x1.tmp").write_text("{half")
     (run / ".ensembles.x2.tmp").mkdir()
     (run / "ray").mkdir()
-    (run / "ray" / ".ray-owned.tmp").write_text("Ray's own")   # Ray's storage is not bench's to clean
+    (run / "ray" / ".ray-owned.tmp").write_text("Ray's own")  # Ray's storage is not bench's to clean
     with run_lock(run):
         assert (run / "trials" / "t1" / "checkpoint" / "model.safetensors").read_bytes() == b"weights"
     assert sorted(p.name for p in (run / "trials" / "t1").iterdir()) == ["checkpoint"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from benchmark.batching import collate, global_batches, rank_micro_batches
+from benchmark.train.batching import collate, global_batches, rank_micro_batches
 from tasks.encoding import EncodedSplit
 
 
@@ -37,7 +37,7 @@ def test_length_grouping_cuts_padding():
     random = padded(global_batches(lengths, 32, 1, 0, False))
     assert grouped < 0.75 * random
     first = global_batches(lengths, 32, 1, 0, True)[0]
-    assert lengths[first].max() == lengths.max()   # the longest batch comes first, so memory fails fast
+    assert lengths[first].max() == lengths.max()  # the longest batch comes first, so memory fails fast
 
 
 def test_a_batch_too_small_to_share_is_dropped():
@@ -56,8 +56,12 @@ def test_ranks_and_accumulation_steps_partition_a_global_batch():
 
 
 def test_collate_pads_dynamically():
-    split = EncodedSplit(ids=np.array([5, 6, 7, 8, 9, 10], np.int32), offsets=np.array([0, 2, 6]),
-                         labels=np.array([0, 1]), type_ids=np.array([0, 1, 0, 0, 1, 1], np.int8))
+    split = EncodedSplit(
+        ids=np.array([5, 6, 7, 8, 9, 10], np.int32),
+        offsets=np.array([0, 2, 6]),
+        labels=np.array([0, 1]),
+        type_ids=np.array([0, 1, 0, 0, 1, 1], np.int8),
+    )
     batch = collate(split, np.array([1, 0]), pad_id=0)
     assert batch["input_ids"].tolist() == [[7, 8, 9, 10], [5, 6, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]

@@ -7,11 +7,17 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from benchmark.calibration import (brier_score, expected_calibration_error, fit_temperature, measure,
-                                   negative_log_likelihood, trial_calibration)
-from benchmark.checkpoints import PREDICTIONS_FILE
 from benchmark import final_test
-from benchmark.tables import format_csv, format_markdown
+from benchmark.results.tables import format_csv, format_markdown
+from benchmark.train.checkpoints import PREDICTIONS_FILE
+from ensembles.calibration import (
+    brier_score,
+    expected_calibration_error,
+    fit_temperature,
+    measure,
+    negative_log_likelihood,
+    trial_calibration,
+)
 from ensembles.protocol import split_dev
 from tasks.glue import GLUE_TASKS
 
@@ -36,7 +42,7 @@ def test_ece_equals_the_hand_computed_value():
     assert expected == pytest.approx(0.446)
     p_true = np.array([0.90, 0.07, 0.75, 0.30, 0.55])
     assert negative_log_likelihood(probs, labels) == pytest.approx(-np.log(p_true).mean())
-    assert brier_score(probs, labels) == pytest.approx((2 * (1 - p_true) ** 2).mean())   # both classes count
+    assert brier_score(probs, labels) == pytest.approx((2 * (1 - p_true) ** 2).mean())  # both classes count
     # From logits, at T = 1, the same numbers; the bins say where each example went.
     result = measure(np.log(probs), labels, 1.0)
     assert result.ece == pytest.approx(expected) and result.ece_scaled == pytest.approx(expected)
@@ -53,7 +59,7 @@ def test_a_perfectly_confident_right_answer_has_no_calibration_error():
 def test_temperature_scaling_recovers_the_temperature_of_overconfident_logits():
     rng = np.random.default_rng(0)
     z = rng.normal(0, 2, size=(20000, 3))
-    labels = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in z])   # calibrated at z
+    labels = np.array([rng.choice(3, p=np.exp(r) / np.exp(r).sum()) for r in z])  # calibrated at z
     assert fit_temperature(3 * z, labels) == pytest.approx(3.0, rel=0.05)
     assert fit_temperature(z / 2, labels) == pytest.approx(0.5, rel=0.05)
     hot = measure(3 * z, labels, fit_temperature(3 * z, labels))
@@ -63,8 +69,9 @@ def test_temperature_scaling_recovers_the_temperature_of_overconfident_logits():
 def write_checkpoint(root: Path, trial_id: str, logits: np.ndarray, labels: np.ndarray) -> dict:
     folder = root / "trials" / trial_id / "checkpoint"
     folder.mkdir(parents=True)
-    save_file({"validation/logits": logits.astype(np.float32), "validation/labels": labels},
-              str(folder / PREDICTIONS_FILE))
+    save_file(
+        {"validation/logits": logits.astype(np.float32), "validation/labels": labels}, str(folder / PREDICTIONS_FILE)
+    )
     task = GLUE_TASKS["stsb"] if logits.shape[-1] == 1 else RTE
     (folder / "trial.json").write_text(json.dumps({"task": task.to_dict(), "training": {}}))
     return {"trial_id": trial_id, "checkpoint": f"trials/{trial_id}/checkpoint"}
@@ -87,15 +94,16 @@ def test_without_a_test_split_t_is_fitted_on_the_selection_half_and_reported_on_
     assert base.examples == len(rep)
 
     changed_report = logits.copy()
-    changed_report[rep] *= 4   # the reported half: its numbers move, T does not
+    changed_report[rep] *= 4  # the reported half: its numbers move, T does not
     record = write_checkpoint(tmp_path / "b", "t", changed_report, labels)
     other = trial_calibration(record, tmp_path / "b", RTE, 7, False)
     assert other.temperature == base.temperature and other.ece != pytest.approx(base.ece)
 
     changed_selection = logits.copy()
-    changed_selection[sel] *= 4   # the selection half: T moves, the reported ECE does not
-    third = trial_calibration(write_checkpoint(tmp_path / "c", "t", changed_selection, labels), tmp_path / "c", RTE, 7,
-                              False)
+    changed_selection[sel] *= 4  # the selection half: T moves, the reported ECE does not
+    third = trial_calibration(
+        write_checkpoint(tmp_path / "c", "t", changed_selection, labels), tmp_path / "c", RTE, 7, False
+    )
     assert third.temperature == pytest.approx(4 * base.temperature, rel=1e-3) and third.ece == base.ece
 
 
@@ -107,7 +115,7 @@ def test_with_a_test_split_t_is_fitted_on_validation_and_test_is_only_reported(t
     path.parent.mkdir(parents=True)
     save_file({"test/logits": test_logits.astype(np.float32), "test/labels": test_labels}, str(path))
     single = trial_calibration(record, tmp_path, RTE, 0, False)
-    assert single.temperature == pytest.approx(fit_temperature(logits, labels))   # all of validation
+    assert single.temperature == pytest.approx(fit_temperature(logits, labels))  # all of validation
     assert single.ece == pytest.approx(measure(test_logits, test_labels, 1.0).ece) and single.examples == 120
     # A merged row chose λ on the selection half: its T is fitted there too.
     sel = split_dev(RTE, {"validation": len(labels)}, 0).selection["validation"]
@@ -124,40 +132,67 @@ def run_with_two_seeds(root: Path) -> Path:
     the leaderboard), and one STS-B trial (regression: no calibration)."""
     import yaml
 
-    from benchmark.store import RunStore
+    from benchmark.records.store import RunStore
 
     store = RunStore(root)
     store.write_suite({"name": "cal", "tasks": ["rte", "stsb"], "ensemble": {"split_seed": 3}})
     for seed in (1, 2):
-        logits, labels = random_predictions(seed, label_seed=0)   # one dev set, two models
+        logits, labels = random_predictions(seed, label_seed=0)  # one dev set, two models
         record = write_checkpoint(root, f"rte-{seed}", logits, labels)
-        store.save_record({**record, "status": "finished", "kind": "single", "task": "rte", "model": "m",
-                           "task_spec": RTE.to_dict(), "metric_keys": ["accuracy"], "grid_point": {}, "seed": seed,
-                           "best_score": 60.0, "best_metrics": {"accuracy": 0.6}, "wall_seconds": 1.0})
+        store.save_record(
+            {
+                **record,
+                "status": "finished",
+                "kind": "single",
+                "task": "rte",
+                "model": "m",
+                "task_spec": RTE.to_dict(),
+                "metric_keys": ["accuracy"],
+                "grid_point": {},
+                "seed": seed,
+                "best_score": 60.0,
+                "best_metrics": {"accuracy": 0.6},
+                "wall_seconds": 1.0,
+            }
+        )
     rng = np.random.default_rng(0)
     stsb = write_checkpoint(root, "stsb-1", rng.normal(size=(20, 1)), rng.uniform(0, 5, 20).astype(np.float32))
-    store.save_record({**stsb, "status": "finished", "kind": "single", "task": "stsb", "model": "m",
-                       "task_spec": GLUE_TASKS["stsb"].to_dict(), "metric_keys": ["pearson", "spearmanr"],
-                       "grid_point": {}, "seed": 1, "best_score": 10.0,
-                       "best_metrics": {"pearson": 0.1, "spearmanr": 0.1}, "wall_seconds": 1.0})
+    store.save_record(
+        {
+            **stsb,
+            "status": "finished",
+            "kind": "single",
+            "task": "stsb",
+            "model": "m",
+            "task_spec": GLUE_TASKS["stsb"].to_dict(),
+            "metric_keys": ["pearson", "spearmanr"],
+            "grid_point": {},
+            "seed": 1,
+            "best_score": 10.0,
+            "best_metrics": {"pearson": 0.1, "spearmanr": 0.1},
+            "wall_seconds": 1.0,
+        }
+    )
     assert yaml.safe_load((root / "suite.yaml").read_text())["ensemble"]["split_seed"] == 3
     return root
 
 
 def test_leaderboard_rows_carry_the_mean_over_seeds_and_tables_show_it(tmp_path):
-    from benchmark.results import leaderboard_from_runs
+    from benchmark.results.board import leaderboard_from_runs
 
     root = run_with_two_seeds(tmp_path / "run")
     board, _ = leaderboard_from_runs([root], resamples=50)
     row = board["rows"][0]
-    assert set(row["calibration"]) == {"rte"}   # STS-B is regression
-    seeds = [trial_calibration({"trial_id": f"rte-{s}", "checkpoint": f"trials/rte-{s}/checkpoint"}, root, RTE, 3,
-                               False) for s in (1, 2)]
+    assert set(row["calibration"]) == {"rte"}  # STS-B is regression
+    seeds = [
+        trial_calibration({"trial_id": f"rte-{s}", "checkpoint": f"trials/rte-{s}/checkpoint"}, root, RTE, 3, False)
+        for s in (1, 2)
+    ]
     cal = row["calibration"]["rte"]
     for key in ("ece", "nll", "brier", "temperature", "ece_scaled"):
         assert cal[key] == pytest.approx((getattr(seeds[0], key) + getattr(seeds[1], key)) / 2)
     assert sum(cal["reliability"]["counts"]) == cal["examples"] == seeds[0].examples + seeds[1].examples
-    json.dumps(board)   # leaderboard.json holds it as plain numbers
+    json.dumps(board)  # leaderboard.json holds it as plain numbers
 
     md = format_markdown(board, calibration=True)
     assert "rte (ECE/ECE-T/NLL/Brier)" in md and f"{100 * cal['ece']:.1f}/{100 * cal['ece_scaled']:.1f}/" in md
@@ -169,8 +204,8 @@ def test_leaderboard_rows_carry_the_mean_over_seeds_and_tables_show_it(tmp_path)
 
 
 def test_the_report_draws_a_reliability_diagram_for_the_best_rows(tmp_path):
-    from benchmark.plots import reliability_diagram
-    from benchmark.results import leaderboard_from_runs
+    from benchmark.results.board import leaderboard_from_runs
+    from benchmark.results.plots import reliability_diagram
 
     board, records = leaderboard_from_runs([run_with_two_seeds(tmp_path / "run")], resamples=50)
     figure = reliability_diagram(board, records)
@@ -182,16 +217,25 @@ def test_the_report_draws_a_reliability_diagram_for_the_best_rows(tmp_path):
 def test_an_ensemble_fits_t_on_the_selection_half_and_reports_on_the_report_half(tmp_path, tiny_model):
     import yaml
 
-    from benchmark.results import leaderboard_from_runs
-    from benchmark.store import RunStore
-    from benchmark.suite import load_suite
+    from benchmark.config.suite import load_suite
+    from benchmark.records.store import RunStore
+    from benchmark.results.board import leaderboard_from_runs
     from ensembles.build import build_ensembles
     from ensembles.combine import mean_prob
 
     root = run_with_two_seeds(tmp_path / "run")
-    (tmp_path / "suite.yaml").write_text(yaml.safe_dump({
-        "name": "cal", "model": str(tiny_model), "tasks": ["rte", "stsb"], "search": {"seeds": [1, 2]},
-        "ensemble": {"methods": ["mean_prob"], "split_seed": 3}, "output": str(root)}))
+    (tmp_path / "suite.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "cal",
+                "model": str(tiny_model),
+                "tasks": ["rte", "stsb"],
+                "search": {"seeds": [1, 2]},
+                "ensemble": {"methods": ["mean_prob"], "split_seed": 3},
+                "output": str(root),
+            }
+        )
+    )
     suite = load_suite(tmp_path / "suite.yaml")
     build_ensembles(RunStore(root), suite, suite.ensemble, log=lambda *_: None)
     board, _ = leaderboard_from_runs([root], resamples=50)

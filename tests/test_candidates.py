@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from benchmark.errors import InputError
-from benchmark.store import RunStore
+from benchmark.common.errors import InputError
+from benchmark.records.store import RunStore
 from ensembles.candidates import find_candidates
 from tasks.glue import GLUE_TASKS
 
@@ -17,8 +17,10 @@ LABELS = np.asarray([0, 1, 1, 0])
 def add_checkpoint(store: RunStore, trial_id: str, task: str, subfolder: str = "checkpoint", labels=LABELS) -> None:
     folder = store.trial_dir(trial_id) / subfolder
     folder.mkdir(parents=True)
-    save_file({"validation/logits": np.zeros((len(labels), 2), np.float32), "validation/labels": labels},
-              str(folder / "dev_predictions.safetensors"))
+    save_file(
+        {"validation/logits": np.zeros((len(labels), 2), np.float32), "validation/labels": labels},
+        str(folder / "dev_predictions.safetensors"),
+    )
     (folder / "trial.json").write_text(json.dumps({"task": GLUE_TASKS[task].to_dict(), "model_path": "/m"}))
 
 

@@ -8,10 +8,10 @@ import json
 import numpy as np
 from safetensors.numpy import save_file
 
-import benchmark.results
-import benchmark.submission
-from benchmark.checkpoints import HASH_FILE, checkpoint_problem
-from benchmark.store import RunStore
+import benchmark.results.board
+import benchmark.results.submission
+from benchmark.records.store import RunStore
+from benchmark.train.checkpoints import HASH_FILE, checkpoint_problem
 from ensembles.candidates import find_candidates
 from tasks.glue import GLUE_TASKS
 
@@ -22,8 +22,10 @@ def fill(folder, task="rte", seed=0):
     """What a trial's best checkpoint holds, small: weights, dev predictions, trial.json."""
     rng = np.random.default_rng(seed)
     save_file({"classifier.weight": rng.standard_normal((2, 8)).astype(np.float32)}, str(folder / "model.safetensors"))
-    save_file({"validation/logits": rng.standard_normal((4, 2)).astype(np.float32), "validation/labels": LABELS},
-              str(folder / "dev_predictions.safetensors"))
+    save_file(
+        {"validation/logits": rng.standard_normal((4, 2)).astype(np.float32), "validation/labels": LABELS},
+        str(folder / "dev_predictions.safetensors"),
+    )
     (folder / "trial.json").write_text(json.dumps({"task": GLUE_TASKS[task].to_dict(), "model_path": "/m"}))
 
 
@@ -35,11 +37,22 @@ def flip_byte(path, offset=-5):
 
 def install(store, trial_id, seed=0, score=60.0):
     folder = store.install_checkpoint(trial_id, lambda f: fill(f, seed=seed))
-    store.save_record({"trial_id": trial_id, "status": "finished", "kind": "single", "model": "m", "fingerprint": "f",
-                       "task": "rte", "task_spec": GLUE_TASKS["rte"].to_dict(), "seed": seed,
-                       "grid_point": {"learning_rate": 1e-4}, "best_score": score,
-                       "training": {"max_seq_length": 32, "eval_batch_size": 8},
-                       "checkpoint": str(folder.relative_to(store.root))})
+    store.save_record(
+        {
+            "trial_id": trial_id,
+            "status": "finished",
+            "kind": "single",
+            "model": "m",
+            "fingerprint": "f",
+            "task": "rte",
+            "task_spec": GLUE_TASKS["rte"].to_dict(),
+            "seed": seed,
+            "grid_point": {"learning_rate": 1e-4},
+            "best_score": score,
+            "training": {"max_seq_length": 32, "eval_batch_size": 8},
+            "checkpoint": str(folder.relative_to(store.root)),
+        }
+    )
     return folder
 
 
@@ -65,8 +78,10 @@ def test_a_damaged_checkpoint_is_no_ensemble_candidate(tmp_path, capsys):
     found = find_candidates(store)
     assert [c.trial_id for c in found["rte"]] == ["a"]
     err = capsys.readouterr().err
-    assert err == ("warning: skipping checkpoint trials/b/checkpoint: dev_predictions.safetensors does not match "
-                   "its recorded sha256 (the file is damaged)\n")
+    assert err == (
+        "warning: skipping checkpoint trials/b/checkpoint: dev_predictions.safetensors does not match "
+        "its recorded sha256 (the file is damaged)\n"
+    )
 
 
 def test_predict_passes_over_a_damaged_best_checkpoint(tmp_path, capsys, monkeypatch, glue_dir, cache_dir):
@@ -75,16 +90,20 @@ def test_predict_passes_over_a_damaged_best_checkpoint(tmp_path, capsys, monkeyp
     install(store, "second", seed=2, score=65.0)
     store.write_suite({"name": "t", "tasks": ["rte"], "data": {}})
     flip_byte(store.checkpoint_dir("best") / "model.safetensors", offset=-1)
-    board = {"rows": [{"system": "m (single)", "kind": "single", "model": "m", "config": {"rte": {"learning_rate": 1e-4}}}]}
-    monkeypatch.setattr(benchmark.results, "leaderboard_from_runs", lambda dirs, resamples: (board, store.records()))
+    board = {
+        "rows": [{"system": "m (single)", "kind": "single", "model": "m", "config": {"rte": {"learning_rate": 1e-4}}}]
+    }
+    monkeypatch.setattr(
+        benchmark.results.board, "leaderboard_from_runs", lambda dirs, resamples: (board, store.records())
+    )
     used = []
 
     def fake_logits(folder, task, ds, *args):
         used.append(folder.parent.name)
         return np.zeros((len(ds), 2), np.float32)
 
-    monkeypatch.setattr(benchmark.submission, "predict_logits", fake_logits)
-    folder, written = benchmark.submission.write_submission(store.root)
+    monkeypatch.setattr(benchmark.results.submission, "predict_logits", fake_logits)
+    folder, written = benchmark.results.submission.write_submission(store.root)
     assert used == ["second"] and written == ["RTE.tsv"]
     assert "warning: skipping the checkpoint of best: model.safetensors does not match" in capsys.readouterr().err
     assert json.loads((folder / "submission.json").read_text())["files"]["RTE.tsv"]["trial"] == "second"
@@ -93,22 +112,31 @@ def test_predict_passes_over_a_damaged_best_checkpoint(tmp_path, capsys, monkeyp
 def test_a_finished_trial_with_a_damaged_checkpoint_runs_again_on_resume(tmp_path, capsys, glue_dir, cache_dir):
     import yaml
 
-    from benchmark.plan import make_plan
-    from benchmark.runner import pending_trials
-    from benchmark.suite import load_suite
+    from benchmark.config.suite import load_suite
+    from benchmark.plan.trials import make_plan
+    from benchmark.run.runner import pending_trials
 
     path = tmp_path / "suite.yaml"
-    path.write_text(yaml.safe_dump({"name": "t", "tasks": ["rte"], "search": {"seeds": [1, 2]},
-                                    "output": str(tmp_path / "run")}))
+    path.write_text(
+        yaml.safe_dump({"name": "t", "tasks": ["rte"], "search": {"seeds": [1, 2]}, "output": str(tmp_path / "run")})
+    )
     plan = make_plan(load_suite(path))
     store = RunStore(tmp_path / "run")
     for spec in plan:
         folder = store.install_checkpoint(spec.trial_id, fill)
-        store.save_record({"trial_id": spec.trial_id, "status": "finished", "fingerprint": spec.fingerprint,
-                           "checkpoint": str(folder.relative_to(store.root))})
+        store.save_record(
+            {
+                "trial_id": spec.trial_id,
+                "status": "finished",
+                "fingerprint": spec.fingerprint,
+                "checkpoint": str(folder.relative_to(store.root)),
+            }
+        )
     assert pending_trials(store, plan) == []
     flip_byte(store.checkpoint_dir(plan[1].trial_id) / "model.safetensors")
     assert pending_trials(store, plan) == [plan[1]]
-    assert capsys.readouterr().err == (f"warning: {plan[1].trial_id} runs again: its checkpoint "
-                                       f"trials/{plan[1].trial_id}/checkpoint: model.safetensors does not match its "
-                                       "recorded sha256 (the file is damaged)\n")
+    assert capsys.readouterr().err == (
+        f"warning: {plan[1].trial_id} runs again: its checkpoint "
+        f"trials/{plan[1].trial_id}/checkpoint: model.safetensors does not match its "
+        "recorded sha256 (the file is damaged)\n"
+    )

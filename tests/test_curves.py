@@ -3,9 +3,9 @@
 import struct
 from pathlib import Path
 
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.modeling import load_tokenizer
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 
@@ -19,8 +19,8 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
         data = path.read_bytes()
         at = 0
         while at < len(data):
-            (length,) = struct.unpack("<Q", data[at:at + 8])
-            event = Event.FromString(data[at + 12:at + 12 + length])
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = Event.FromString(data[at + 12 : at + 12 + length])
             at += 12 + length + 4
             for value in event.summary.value:
                 scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
@@ -37,7 +37,8 @@ def test_a_local_trial_writes_loss_learning_rate_and_dev_metrics_per_step(tiny_m
     assert [s for s, _ in scalars["train/learning_rate"]] == [3, 4, 6, 8]
     assert scalars["train/learning_rate"][-1][1] == 0.0
     assert [s for s, _ in scalars["dev/accuracy"]] == [4, 8]
-    assert [v for _, v in scalars["dev/score"]] == [float(e["score"]) for e in result.epochs] or \
-        [round(v, 3) for _, v in scalars["dev/score"]] == [round(e["score"], 3) for e in result.epochs]
+    assert [v for _, v in scalars["dev/score"]] == [float(e["score"]) for e in result.epochs] or [
+        round(v, 3) for _, v in scalars["dev/score"]
+    ] == [round(e["score"], 3) for e in result.epochs]
     assert all(v > 0 for _, v in scalars["train/loss"])
     assert [v for _, v in scalars["train/trainable_parameters"]] == [result.epochs[0]["trainable_parameters"]] * 2

@@ -1,7 +1,7 @@
 import numpy as np
 
 import tasks.encoding as encoding
-from benchmark.modeling import load_tokenizer
+from benchmark.train.modeling import load_tokenizer
 from tasks.glue import GLUE_TASKS
 
 

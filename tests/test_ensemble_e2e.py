@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.checkpoints import load_predictions
+from benchmark.train.checkpoints import load_predictions
 from ensembles.combine import mean_prob
 from ensembles.protocol import score_on, split_dev
 from tasks.glue import GLUE_TASKS
@@ -24,9 +24,11 @@ def run(tiny_model, glue_dir, cache_dir, tmp_path_factory):
     import shutil
 
     folder = tmp_path_factory.mktemp("ensemble-e2e")
-    shutil.copytree(tiny_model, folder / "tiny")   # the folder's name is the model's name in the rows
+    shutil.copytree(tiny_model, folder / "tiny")  # the folder's name is the model's name in the rows
     suite = {
-        "name": "ens", "model": str(folder / "tiny"), "tasks": ["rte", "stsb"],
+        "name": "ens",
+        "model": str(folder / "tiny"),
+        "tasks": ["rte", "stsb"],
         "data": {"max_train_samples": 64, "max_eval_samples": 40},
         "training": {"epochs": 2, "batch_size": 16, "max_seq_length": 64},
         "search": {"grid": {"learning_rate": [1e-3, 3e-4, 1e-4]}, "seeds": [1]},
@@ -56,7 +58,10 @@ def checkpoints(run_dir: Path, task: str) -> dict:
 def test_the_leaderboard_holds_a_row_per_method_and_pool_beside_the_best_single(run):
     _, run_dir, proc = run
     rows = rows_by_system(run_dir)
-    expected = {f"tiny {m} ({pool})" for m in METHODS for pool in ("top 2", "all")} | {"tiny best single checkpoint", "tiny (single)"}
+    expected = {f"tiny {m} ({pool})" for m in METHODS for pool in ("top 2", "all")} | {
+        "tiny best single checkpoint",
+        "tiny (single)",
+    }
     assert set(rows) == expected
     for system, row in rows.items():
         if system == "tiny (single)":
@@ -67,8 +72,14 @@ def test_the_leaderboard_holds_a_row_per_method_and_pool_beside_the_best_single(
         assert row["average"] == pytest.approx(np.mean(list(row["task_scores"].values())))
     assert rows["tiny best single checkpoint"]["kind"] == "single"
     assert rows["tiny mean_prob (top 2)"]["kind"] == "ensemble"
-    assert rows["tiny mean_prob (top 2)"]["compute"]["inference_passes"] == 2 and rows["tiny mean_prob (all)"]["compute"]["inference_passes"] == 3
-    assert rows["tiny soup_uniform (all)"]["compute"]["inference_passes"] == 1 and rows["tiny soup_greedy (all)"]["compute"]["inference_passes"] == 1
+    assert (
+        rows["tiny mean_prob (top 2)"]["compute"]["inference_passes"] == 2
+        and rows["tiny mean_prob (all)"]["compute"]["inference_passes"] == 3
+    )
+    assert (
+        rows["tiny soup_uniform (all)"]["compute"]["inference_passes"] == 1
+        and rows["tiny soup_greedy (all)"]["compute"]["inference_passes"] == 1
+    )
     greedy = rows["tiny greedy (all)"]
     assert greedy["compute"]["inference_passes"] == np.mean([len(m) for m in greedy["members"].values()])
     assert all(sum(w) == pytest.approx(1.0) for w in greedy["member_weights"].values())
@@ -88,7 +99,7 @@ def test_best_single_and_pools_are_chosen_on_the_selection_half_and_scored_on_th
     halves = split_dev(spec, {"validation": 40}, seed=5)
     assert not set(halves.selection["validation"]) & set(halves.report["validation"])
     selection = {t: score_on(spec, lg, labels, halves.selection)[1] for t, (lg, _) in saved.items()}
-    ranked = sorted(saved, key=lambda t: -selection[t])   # ties keep trial-id order, as the builder does
+    ranked = sorted(saved, key=lambda t: -selection[t])  # ties keep trial-id order, as the builder does
     best = rows["tiny best single checkpoint"]
     assert best["members"][task] == ranked[:1]
     assert best["task_scores"][task] == pytest.approx(score_on(spec, saved[ranked[0]][0], labels, halves.report)[1])
@@ -98,8 +109,9 @@ def test_best_single_and_pools_are_chosen_on_the_selection_half_and_scored_on_th
     assert top2["task_scores"][task] == pytest.approx(score_on(spec, combined, labels, halves.report)[1])
 
 
-@pytest.mark.parametrize("system", ["tiny best single checkpoint", "tiny vote (all)", "tiny greedy (top 2)",
-                                    "tiny soup_greedy (all)"])
+@pytest.mark.parametrize(
+    "system", ["tiny best single checkpoint", "tiny vote (all)", "tiny greedy (top 2)", "tiny soup_greedy (all)"]
+)
 def test_prediction_files_cover_the_report_half_and_reproduce_the_row(run, system):
     from safetensors.numpy import load_file
 
@@ -111,8 +123,9 @@ def test_prediction_files_cover_the_report_half_and_reproduce_the_row(run, syste
         report = split_dev(GLUE_TASKS[task], {"validation": 40}, seed=5).report["validation"]
         np.testing.assert_array_equal(tensors["validation/indices"], report)
         assert len(tensors["validation/logits"]) == len(report) == len(tensors["validation/labels"])
-        metrics = compute_metrics(GLUE_TASKS[task], {"validation": tensors["validation/logits"]},
-                                  {"validation": tensors["validation/labels"]})
+        metrics = compute_metrics(
+            GLUE_TASKS[task], {"validation": tensors["validation/logits"]}, {"validation": tensors["validation/labels"]}
+        )
         assert task_score(metrics) == pytest.approx(row["task_scores"][task], abs=1e-4)
 
 
@@ -129,7 +142,9 @@ def test_a_soup_of_the_runs_checkpoints_is_a_model_that_loads_and_reproduces_its
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     # Its weights are the mean of its three ingredients' (to the precision they are stored in).
-    ingredients = [load_file(str(run_dir / "trials" / t / "checkpoint" / "model.safetensors")) for t in row["members"]["rte"]]
+    ingredients = [
+        load_file(str(run_dir / "trials" / t / "checkpoint" / "model.safetensors")) for t in row["members"]["rte"]
+    ]
     soup = load_file(str(folder / "model.safetensors"))
     for name in ("classifier.weight", "bert.encoder.layer.1.output.dense.weight"):
         mean = sum(w[name].float() for w in ingredients) / 3
@@ -137,11 +152,17 @@ def test_a_soup_of_the_runs_checkpoints_is_a_model_that_loads_and_reproduces_its
     # Running it on dev, as a user would, gives the logits saved beside it, which give the row's report-half score.
     dev = load_split(GLUE_TASKS["rte"], "validation", glue_dir, cache_dir, 40)
     with torch.no_grad():
-        enc = tokenizer(list(dev["sentence1"]), list(dev["sentence2"]), truncation=True, max_length=64,
-                        padding=True, return_tensors="pt")
+        enc = tokenizer(
+            list(dev["sentence1"]),
+            list(dev["sentence2"]),
+            truncation=True,
+            max_length=64,
+            padding=True,
+            return_tensors="pt",
+        )
         logits = model(**enc).logits.float().numpy()
     saved, labels = load_predictions(folder)
-    np.testing.assert_allclose(logits, saved["validation"], atol=0.05)   # bf16, batched differently
+    np.testing.assert_allclose(logits, saved["validation"], atol=0.05)  # bf16, batched differently
     report = {"validation": split_dev(GLUE_TASKS["rte"], {"validation": 40}, seed=5).report["validation"]}
     assert score_on(GLUE_TASKS["rte"], saved, labels, report)[1] == pytest.approx(row["task_scores"]["rte"])
 
@@ -175,16 +196,19 @@ def test_bench_ensemble_rebuilds_with_other_methods_and_pools(run, tmp_path):
     rows = rows_by_system(copy)
     assert set(rows) == {"tiny (single)", "tiny best single checkpoint", "tiny vote (top 3)", "tiny greedy (top 3)"}
     assert rows["tiny vote (top 3)"]["protocol"]["split_seed"] == 9
-    assert not (copy / "ensembles" / "soups").exists()   # the old soups went with the old ensembles
+    assert not (copy / "ensembles" / "soups").exists()  # the old soups went with the old ensembles
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--methods", "mean_prb"], "ensemble.methods[0]: unknown method 'mean_prb' (did you mean 'mean_prob'?)"),
-    (["--k", "4"], "k: 4 is larger than the 3 candidate checkpoints of task rte"),
-    (["--k", "0"], "ensemble.k: must be at least 1, got 0"),
-    (["--split-seed", "-3"], "ensemble.split_seed: must be at least 0, got -3"),
-    (["--k", "two"], "argument --k: invalid int value: 'two'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "mean_prb"], "ensemble.methods[0]: unknown method 'mean_prb' (did you mean 'mean_prob'?)"),
+        (["--k", "4"], "k: 4 is larger than the 3 candidate checkpoints of task rte"),
+        (["--k", "0"], "ensemble.k: must be at least 1, got 0"),
+        (["--split-seed", "-3"], "ensemble.split_seed: must be at least 0, got -3"),
+        (["--k", "two"], "argument --k: invalid int value: 'two'"),
+    ],
+)
 def test_bad_ensemble_flags_get_one_line_and_exit_code_2(run, args, message):
     _, run_dir, _ = run
     proc = bench("ensemble", run_dir, *args)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmark.errors import InputError
+from benchmark.common.errors import InputError
 from ensembles.combine import greedy_selection, mean_prob, probabilities, vote
 from ensembles.protocol import score_on, split_dev
 from tasks.glue import GLUE_TASKS
@@ -78,11 +78,14 @@ def test_vote_ties_go_to_the_higher_mean_probability_then_the_lower_class_id():
 
 
 def test_vote_with_three_classes_and_a_three_way_tie():
-    members = [{"validation": np.log([[0.5, 0.3, 0.2]])}, {"validation": np.log([[0.1, 0.6, 0.3]])},
-               {"validation": np.log([[0.1, 0.2, 0.7]])}]
+    members = [
+        {"validation": np.log([[0.5, 0.3, 0.2]])},
+        {"validation": np.log([[0.1, 0.6, 0.3]])},
+        {"validation": np.log([[0.1, 0.2, 0.7]])},
+    ]
     # One vote each; mean probabilities 0.233, 0.367, 0.4: class 2 wins.
     assert np.argmax(vote(MNLI, members)["validation"], axis=-1).tolist() == [2]
-    members.append({"validation": np.log([[0.6, 0.3, 0.1]])})   # now class 0 has two votes
+    members.append({"validation": np.log([[0.6, 0.3, 0.1]])})  # now class 0 has two votes
     assert np.argmax(vote(MNLI, members)["validation"], axis=-1).tolist() == [0]
 
 
@@ -130,8 +133,8 @@ def test_greedy_selection_for_regression_weights_the_mean_prediction():
     def score(logits):
         return score_on(STSB, logits, labels, idx)[1]
 
-    good = scores(1.0, 2.0, 3.0, 3.0)        # misses the last example
-    fixer = scores(1.0, 1.0, 1.0, 9.0)       # rescues it when mixed in at a small weight
+    good = scores(1.0, 2.0, 3.0, 3.0)  # misses the last example
+    fixer = scores(1.0, 1.0, 1.0, 9.0)  # rescues it when mixed in at a small weight
     counts = greedy_selection(STSB, [good, fixer], score, rounds=6)
     assert counts[0] > counts[1] > 0
     assert score(mean_prob(STSB, [good, fixer], counts)) > score(good)

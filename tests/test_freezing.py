@@ -4,10 +4,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from benchmark.freezing import EMBEDDINGS, HEAD, group_of_parameters, layer, lr_scale, optimizer_groups, trainable_groups
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.modeling import build_classifier, load_tokenizer
+from benchmark.train.freezing import (
+    EMBEDDINGS,
+    HEAD,
+    group_of_parameters,
+    layer,
+    lr_scale,
+    optimizer_groups,
+    trainable_groups,
+)
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import build_classifier, load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 
@@ -29,7 +37,7 @@ def quiet(*_):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_frozen_parameters_stay_bit_identical_and_the_rest_train(tiny_model, rte, tmp_path, precision):
-    """(ZeRO-2 partitions across ranks; one rank runs stage 0, see benchmark/engine.py.) bf16 is autocast: the
+    """(ZeRO-2 partitions across ranks; one rank runs stage 0, see benchmark/train/engine.py.) bf16 is autocast: the
     weights stay fp32, so frozen ones come back bit for bit."""
     hp = TrainingConfig(**FAST, epochs=1, freeze_embeddings=True, freeze_layers=1, precision=precision)
     before = build_classifier(str(tiny_model), GLUE_TASKS["rte"].label_names)
@@ -50,7 +58,7 @@ def test_frozen_parameters_stay_bit_identical_and_the_rest_train(tiny_model, rte
 def test_gradual_unfreezing_follows_its_schedule_and_resumes_exactly(tiny_model, rte, tmp_path):
     """ULMFiT: head alone, then one more group per epoch top-down (2 layers, then the embeddings), a new
     engine at each change. A run stopped after epoch 1 and resumed from its saved state gives the same numbers."""
-    from benchmark.trainer import STATE_DIR, train
+    from benchmark.train.trainer import STATE_DIR, train
 
     hp = TrainingConfig(**FAST, epochs=3, head_only_epochs=1, gradual_unfreezing=True)
     model = build_classifier(str(tiny_model), GLUE_TASKS["rte"].label_names)
@@ -60,7 +68,7 @@ def test_gradual_unfreezing_follows_its_schedule_and_resumes_exactly(tiny_model,
     straight = run_local_trial(hp, str(tiny_model), 1, rte, tmp_path / "straight", log=quiet)
     expected = [sizes[HEAD], sizes[HEAD] + sizes[layer(1)], sizes[HEAD] + sizes[layer(1)] + sizes[layer(0)]]
     assert [e["trainable_parameters"] for e in straight.epochs] == expected
-    assert straight.epochs[-1]["learning_rate"] == 0.0   # the schedule ran on across the new engines
+    assert straight.epochs[-1]["learning_rate"] == 0.0  # the schedule ran on across the new engines
     assert [e["optimizer_steps"] for e in straight.epochs] == [4, 8, 12]
 
     saved = {}
@@ -69,6 +77,7 @@ def test_gradual_unfreezing_follows_its_schedule_and_resumes_exactly(tiny_model,
         if metrics["epoch"] == 1:
             saved["state"] = folder / STATE_DIR
             raise KeyboardInterrupt
+
     with pytest.raises(KeyboardInterrupt):
         train(hp, str(tiny_model), 1, rte, tmp_path / "work", stop_after_epoch_1, save_state=True)
     resumed = train(hp, str(tiny_model), 1, rte, tmp_path / "work2", lambda m, f: None, resume_from=saved["state"])
@@ -79,7 +88,12 @@ def test_gradual_unfreezing_follows_its_schedule_and_resumes_exactly(tiny_model,
 def test_trainable_groups_schedules():
     gradual = TrainingConfig(epochs=5, head_only_epochs=2, gradual_unfreezing=True, freeze_layers=1)
     assert [sorted(trainable_groups(gradual, e, 3)) for e in range(5)] == [
-        [HEAD], [HEAD], [HEAD, layer(2)], [HEAD, layer(1), layer(2)], [HEAD, layer(1), layer(2)]]
+        [HEAD],
+        [HEAD],
+        [HEAD, layer(2)],
+        [HEAD, layer(1), layer(2)],
+        [HEAD, layer(1), layer(2)],
+    ]
     then_all = TrainingConfig(epochs=3, head_only_epochs=1, freeze_embeddings=True)
     assert sorted(trainable_groups(then_all, 1, 2)) == [HEAD, layer(0), layer(1)]
 

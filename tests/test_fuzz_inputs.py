@@ -17,10 +17,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import InputError
-from benchmark.modeling import resolve_model
-from benchmark.runner import check_data
-from benchmark.suite import load_suite
+from benchmark.common.errors import InputError
+from benchmark.config.suite import load_suite
+from benchmark.run.runner import check_data
+from benchmark.train.modeling import resolve_model
 from tests.conftest import bench
 from tests.test_fuzz_suite import SCALE, put, values
 
@@ -47,18 +47,54 @@ def _report():
 
 # --- task declarations, inline or in a task file -------------------------------------------------------------
 
-DECL_PATHS = [("name",), ("train",), ("validation",), ("test",), ("text_columns",), ("text_columns", 0),
-              ("text_columns", 1), ("format",), ("label_column",), ("labels",), ("labels", 0), ("labels", 1),
-              ("regression",), ("metrics",), ("metrics", 0), ("unknown",)]
+DECL_PATHS = [
+    ("name",),
+    ("train",),
+    ("validation",),
+    ("test",),
+    ("text_columns",),
+    ("text_columns", 0),
+    ("text_columns", 1),
+    ("format",),
+    ("label_column",),
+    ("labels",),
+    ("labels", 0),
+    ("labels", 1),
+    ("regression",),
+    ("metrics",),
+    ("metrics", 0),
+    ("unknown",),
+]
 
 
 @st.composite
 def broken_decls(draw, base: dict):
     decl = copy.deepcopy(base)
     for _ in range(draw(st.integers(1, 3))):
-        put(decl, draw(st.sampled_from(DECL_PATHS)), draw(values | st.sampled_from(
-            ["easy", "rte", "csv", "tsv", "json", "parquet", "f1", "pearson", "accuracy", "text", "label", "../x"])))
-    return decl, draw(st.booleans())   # inline in the suite, or a task file beside it
+        put(
+            decl,
+            draw(st.sampled_from(DECL_PATHS)),
+            draw(
+                values
+                | st.sampled_from(
+                    [
+                        "easy",
+                        "rte",
+                        "csv",
+                        "tsv",
+                        "json",
+                        "parquet",
+                        "f1",
+                        "pearson",
+                        "accuracy",
+                        "text",
+                        "label",
+                        "../x",
+                    ]
+                )
+            ),
+        )
+    return decl, draw(st.booleans())  # inline in the suite, or a task file beside it
 
 
 def test_task_declarations(tmp_path_factory, glue_dir, cache_dir):
@@ -67,8 +103,7 @@ def test_task_declarations(tmp_path_factory, glue_dir, cache_dir):
     work = tmp_path_factory.mktemp("decls")
     base = write_easy_task(work / "easy", train=8, dev=8)
 
-    @settings(max_examples=400 * SCALE, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=400 * SCALE, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(broken_decls(base))
     def check(case):
         decl, in_file = case
@@ -84,15 +119,36 @@ def test_task_declarations(tmp_path_factory, glue_dir, cache_dir):
 
 # --- data files ------------------------------------------------------------------------------------------------
 
-CELLS = st.sampled_from(["good", "bad", "", "neutral", "0", "1", "2", "-1", "1.5", "nan", "NULL", "ü", "\x00",
-                         '"', "a,b", "a\tb", "é\u2028", "\ufeff", "  "]) | st.text(max_size=6)
+CELLS = st.sampled_from(
+    [
+        "good",
+        "bad",
+        "",
+        "neutral",
+        "0",
+        "1",
+        "2",
+        "-1",
+        "1.5",
+        "nan",
+        "NULL",
+        "ü",
+        "\x00",
+        '"',
+        "a,b",
+        "a\tb",
+        "é\u2028",
+        "\ufeff",
+        "  ",
+    ]
+) | st.text(max_size=6)
 
 
 @st.composite
 def data_files(draw):
     fmt = draw(st.sampled_from(["csv", "tsv", "jsonl"]))
     columns = draw(st.lists(st.sampled_from(["text", "label", "other", "Text", ""]), min_size=0, max_size=3))
-    rows = draw(st.lists(st.lists(CELLS, min_size=0, max_size=4), min_size=0, max_size=5))   # ragged rows
+    rows = draw(st.lists(st.lists(CELLS, min_size=0, max_size=4), min_size=0, max_size=5))  # ragged rows
     if fmt == "jsonl":
         lines = [json.dumps(dict(zip(columns, row + draw(st.lists(values, max_size=2)))), default=str) for row in rows]
         if draw(st.booleans()):
@@ -103,7 +159,7 @@ def data_files(draw):
         text = "\n".join(sep.join(r) for r in [columns, *rows])
     encoding = draw(st.sampled_from(["utf-8", "utf-16", "latin-1", "cp1252"]))
     data = text.encode(encoding, errors="replace")
-    if draw(st.booleans()):   # bytes no encoding decodes: a truncated multi-byte sequence, a stray continuation
+    if draw(st.booleans()):  # bytes no encoding decodes: a truncated multi-byte sequence, a stray continuation
         data += draw(st.sampled_from([b"\xff\xfe\xfd", b"\xc3", b"\x80\x80", b"\xe2\x82"]))
     return fmt, data
 
@@ -132,7 +188,7 @@ def test_data_files(tmp_path_factory, cache_dir):
         decl = {"name": "fuzz", **files, "text_columns": ["text"], "labels": ["bad", "good"]}
         (folder / "suite.yaml").write_text(yaml.safe_dump({"name": "f", "model": None, "tasks": [decl]}))
         error = refused_or_accepted("data file", lambda: check_data(load_suite(folder / "suite.yaml")))
-        if error is None:   # accepted: then it was text, with at least a header and one row
+        if error is None:  # accepted: then it was text, with at least a header and one row
             try:
                 lines = data.decode("utf-8").splitlines()
             except UnicodeDecodeError:
@@ -146,8 +202,16 @@ def test_data_files(tmp_path_factory, cache_dir):
 # --- model folders ---------------------------------------------------------------------------------------------
 
 FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-CONFIG_KEYS = ["model_type", "hidden_size", "num_attention_heads", "max_position_embeddings", "vocab_size",
-               "architectures", "num_hidden_layers", "unknown"]
+CONFIG_KEYS = [
+    "model_type",
+    "hidden_size",
+    "num_attention_heads",
+    "max_position_embeddings",
+    "vocab_size",
+    "architectures",
+    "num_hidden_layers",
+    "unknown",
+]
 
 
 @st.composite
@@ -166,10 +230,18 @@ def model_damage(draw):
 
 
 # These break a folder for sure: each must be refused, not merely not crash.
-MUST_REFUSE = {("config.json", "delete"), ("config.json", "empty"), ("model.safetensors", "delete"),
-               ("model.safetensors", "garbage"), ("model.safetensors", "truncate"), ("model.safetensors", "empty"),
-               ("tokenizer.json", "garbage"), ("tokenizer.json", "empty"), ("tokenizer.json", "truncate"),
-               ("model.safetensors", "pickle-only")}
+MUST_REFUSE = {
+    ("config.json", "delete"),
+    ("config.json", "empty"),
+    ("model.safetensors", "delete"),
+    ("model.safetensors", "garbage"),
+    ("model.safetensors", "truncate"),
+    ("model.safetensors", "empty"),
+    ("tokenizer.json", "garbage"),
+    ("tokenizer.json", "empty"),
+    ("tokenizer.json", "truncate"),
+    ("model.safetensors", "pickle-only"),
+}
 
 
 def test_model_folders(tiny_model, tmp_path_factory):
@@ -188,14 +260,14 @@ def test_model_folders(tiny_model, tmp_path_factory):
             path.write_bytes(detail)
         elif how == "truncate":
             data = path.read_bytes()
-            path.write_bytes(data[:int(len(data) * detail)])
+            path.write_bytes(data[: int(len(data) * detail)])
         elif how == "empty":
             path.write_bytes(b"")
         elif how == "config-value":
             config = json.loads(path.read_text())
             config[detail[0]] = detail[1]
             path.write_text(json.dumps(config, default=str))
-        elif how == "pickle-only":   # a folder in the old format: weights as a pickle
+        elif how == "pickle-only":  # a folder in the old format: weights as a pickle
             (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
         error = refused_or_accepted("model folder", lambda: resolve_model(str(folder)))
         if (target, how) in MUST_REFUSE:
@@ -209,6 +281,7 @@ def test_model_folders(tiny_model, tmp_path_factory):
 
 # --- the CLI: exit code 2, one line on stderr, no traceback -----------------------------------------------------
 
+
 def test_cli_refuses_a_truncated_model_folder(tiny_model, tmp_path):
     # One `bench run` in a fresh process (each costs seconds of imports); the in-process checks above cover the rest.
     model = tmp_path / "model"
@@ -216,9 +289,11 @@ def test_cli_refuses_a_truncated_model_folder(tiny_model, tmp_path):
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     path = tmp_path / "suite.yaml"
-    path.write_text(yaml.safe_dump({"name": "f", "model": str(model), "tasks": ["rte"], "output": str(tmp_path / "run")}))
+    path.write_text(
+        yaml.safe_dump({"name": "f", "model": str(model), "tasks": ["rte"], "output": str(tmp_path / "run")})
+    )
     proc = bench("run", path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "is not a readable safetensors file" in lines[0], proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()   # refused before anything started
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()  # refused before anything started

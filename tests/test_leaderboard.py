@@ -5,24 +5,42 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.leaderboard import build_leaderboard
-from benchmark.tables import format_csv, format_json, format_markdown
+from benchmark.results.leaderboard import build_leaderboard
+from benchmark.results.tables import format_csv, format_json, format_markdown
 
 
 def record(task, lr, seed, metrics, status="finished", model="m"):
-    return {"trial_id": f"{task}-{lr}-{seed}", "status": status, "kind": "single", "task": task, "model": model,
-            "metric_keys": list(metrics), "grid_point": {"learning_rate": lr}, "seed": seed,
-            "best_metrics": metrics, "best_score": 100 * float(np.mean(list(metrics.values()))),
-            "wall_seconds": 3600.0, "train_samples": 100, "epochs": [{"epoch": 1}, {"epoch": 2}]}
+    return {
+        "trial_id": f"{task}-{lr}-{seed}",
+        "status": status,
+        "kind": "single",
+        "task": task,
+        "model": model,
+        "metric_keys": list(metrics),
+        "grid_point": {"learning_rate": lr},
+        "seed": seed,
+        "best_metrics": metrics,
+        "best_score": 100 * float(np.mean(list(metrics.values()))),
+        "wall_seconds": 3600.0,
+        "train_samples": 100,
+        "epochs": [{"epoch": 1}, {"epoch": 2}],
+    }
 
 
 RECORDS = [
     # rte: lr 1e-4 has the better mean over seeds (60, 64 -> 62) although lr 5e-5 holds the single best trial (70).
-    record("rte", 5e-5, 1, {"accuracy": 0.70}), record("rte", 5e-5, 2, {"accuracy": 0.50}),
-    record("rte", 1e-4, 1, {"accuracy": 0.60}), record("rte", 1e-4, 2, {"accuracy": 0.64}),
-    record("mrpc", 5e-5, 1, {"f1": 0.90, "accuracy": 0.80}), record("mrpc", 5e-5, 2, {"f1": 0.86, "accuracy": 0.84}),
+    record("rte", 5e-5, 1, {"accuracy": 0.70}),
+    record("rte", 5e-5, 2, {"accuracy": 0.50}),
+    record("rte", 1e-4, 1, {"accuracy": 0.60}),
+    record("rte", 1e-4, 2, {"accuracy": 0.64}),
+    record("mrpc", 5e-5, 1, {"f1": 0.90, "accuracy": 0.80}),
+    record("mrpc", 5e-5, 2, {"f1": 0.86, "accuracy": 0.84}),
     record("mrpc", 1e-4, 1, {"f1": 0.10, "accuracy": 0.30}),
-    {**record("mrpc", 1e-4, 2, {"f1": 0.0, "accuracy": 0.0}, status="failed"), "best_metrics": None, "best_score": None},
+    {
+        **record("mrpc", 1e-4, 2, {"f1": 0.0, "accuracy": 0.0}, status="failed"),
+        "best_metrics": None,
+        "best_score": None,
+    },
 ]
 
 
@@ -78,15 +96,15 @@ def test_glue_score_on_a_hand_computed_example():
     from tasks.metrics import task_score
 
     metrics = {
-        "cola": {"matthews_correlation": 0.50},                      # 50
-        "sst2": {"accuracy": 0.90},                                  # 90
-        "mrpc": {"f1": 0.90, "accuracy": 0.80},                      # 85
-        "stsb": {"pearson": 0.88, "spearmanr": 0.86},                # 87
-        "qqp": {"f1": 0.70, "accuracy": 0.90},                       # 80
-        "mnli": {"accuracy_matched": 0.84, "accuracy_mismatched": 0.82},   # 83
-        "qnli": {"accuracy": 0.91},                                  # 91
-        "rte": {"accuracy": 0.66},                                   # 66
-        "wnli": {"accuracy": 0.56},                                  # 56
+        "cola": {"matthews_correlation": 0.50},  # 50
+        "sst2": {"accuracy": 0.90},  # 90
+        "mrpc": {"f1": 0.90, "accuracy": 0.80},  # 85
+        "stsb": {"pearson": 0.88, "spearmanr": 0.86},  # 87
+        "qqp": {"f1": 0.70, "accuracy": 0.90},  # 80
+        "mnli": {"accuracy_matched": 0.84, "accuracy_mismatched": 0.82},  # 83
+        "qnli": {"accuracy": 0.91},  # 91
+        "rte": {"accuracy": 0.66},  # 66
+        "wnli": {"accuracy": 0.56},  # 56
     }
     assert {t: list(m) for t, m in metrics.items()} == {t: GLUE_TASKS[t].metric_keys() for t in metrics}
     records = [{**record(task, 2e-5, 1, m), "best_score": task_score(m)} for task, m in metrics.items()]
@@ -99,13 +117,26 @@ def test_glue_score_on_a_hand_computed_example():
 
 
 def test_rows_name_their_prediction_files_and_compute():
-    recs = [{**r, "checkpoint": f"trials/{r['trial_id']}/checkpoint", "parameters": 1000 + r["seed"],
-             "train_samples_per_s": 10.0 * r["seed"],
-             "resources": {"workers_per_trial": 2, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0}}
-            for r in RECORDS]
+    recs = [
+        {
+            **r,
+            "checkpoint": f"trials/{r['trial_id']}/checkpoint",
+            "parameters": 1000 + r["seed"],
+            "train_samples_per_s": 10.0 * r["seed"],
+            "resources": {"workers_per_trial": 2, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0},
+        }
+        for r in RECORDS
+    ]
     (row,) = build_leaderboard("demo", recs)["rows"]
-    assert row["predictions"]["rte"] == ["trials/rte-0.0001-1/checkpoint/dev_predictions.safetensors",
-                                         "trials/rte-0.0001-2/checkpoint/dev_predictions.safetensors"]
+    assert row["predictions"]["rte"] == [
+        "trials/rte-0.0001-1/checkpoint/dev_predictions.safetensors",
+        "trials/rte-0.0001-2/checkpoint/dev_predictions.safetensors",
+    ]
     # 7 finished trials behind the row, an hour each, 2 CPUs each; the chosen points' throughput is 10 and 20.
-    assert row["compute"] == {"device": "CPU", "device_hours": pytest.approx(14.0), "train_samples_per_s": 15.0,
-                              "parameters": 1002, "inference_passes": 1}
+    assert row["compute"] == {
+        "device": "CPU",
+        "device_hours": pytest.approx(14.0),
+        "train_samples_per_s": 15.0,
+        "parameters": 1002,
+        "inference_passes": 1,
+    }

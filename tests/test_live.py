@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from benchmark.live import LiveDisplay, Progress
+from benchmark.run.live import LiveDisplay, Progress
 
 
 def test_counts_throughput_and_time_left():
@@ -23,18 +23,19 @@ def test_counts_throughput_and_time_left():
     p.result("a", "rte", 3, 58.0, 22.0)
     assert p.complete("a") == "finished"
     assert p.best == {"rte": (60.0, "a"), "mrpc": (70.0, "b")}
-    assert p.complete("b") == "stopped"          # ended after epoch 1 of 3: a scheduler stopped it
+    assert p.complete("b") == "stopped"  # ended after epoch 1 of 3: a scheduler stopped it
     p.start("c", "rte", 3)
     p.fail("c")
     assert (p.done, p.stopped, p.failed, p.pending) == (1, 1, 1, 1)
     # 4 epochs in 200 s; one pending trial of 3 epochs left.
     assert p.seconds_left(200.0) == pytest.approx(3 / (4 / 200))
-    assert p.summary(200.0) == ("0 running · 1 done · 1 stopped early · 1 failed · 1 pending · 0:03:20 elapsed · "
-                                "about 0:02:30 left")
+    assert p.summary(200.0) == (
+        "0 running · 1 done · 1 stopped early · 1 failed · 1 pending · 0:03:20 elapsed · about 0:02:30 left"
+    )
 
 
 class _Trial(SimpleNamespace):
-    def __str__(self):   # as Tune's Trial: its name
+    def __str__(self):  # as Tune's Trial: its name
         return self.name
 
 

@@ -9,13 +9,13 @@ import time
 
 import pytest
 import yaml
-
-from benchmark.lock import LOCK_FILE, RunLocked, run_lock
 from conftest import REPO, bench
+
+from benchmark.records.lock import LOCK_FILE, RunLocked, run_lock
 
 HOLD = """
 import sys, time
-from benchmark.lock import run_lock
+from benchmark.records.lock import run_lock
 with run_lock(sys.argv[1], command="holder-test"):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -23,7 +23,7 @@ with run_lock(sys.argv[1], command="holder-test"):
 
 RACE = """
 import sys, time
-from benchmark.lock import RunLocked, run_lock
+from benchmark.records.lock import RunLocked, run_lock
 while time.time() < float(sys.argv[2]):   # start together
     time.sleep(0.001)
 try:
@@ -36,8 +36,9 @@ except RunLocked:
 
 
 def start_holder(folder, seconds=120) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), str(seconds)], stdout=subprocess.PIPE, text=True,
-                            cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder), str(seconds)], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -57,8 +58,16 @@ def test_a_held_directory_is_refused_naming_the_holder(tmp_path):
 
 def test_bench_run_on_a_locked_directory_fails_fast_with_one_line(tmp_path, glue_dir, cache_dir):
     suite = tmp_path / "suite.yaml"
-    suite.write_text(yaml.safe_dump({"name": "t", "tasks": ["rte"], "data": {"max_train_samples": 16,
-                                     "max_eval_samples": 8}, "training": {"epochs": 1, "batch_size": 8}}))
+    suite.write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "tasks": ["rte"],
+                "data": {"max_train_samples": 16, "max_eval_samples": 8},
+                "training": {"epochs": 1, "batch_size": 8},
+            }
+        )
+    )
     run = tmp_path / "run"
     holder = start_holder(run)
     try:
@@ -69,14 +78,14 @@ def test_bench_run_on_a_locked_directory_fails_fast_with_one_line(tmp_path, glue
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"bench: error: {run}: in use by another bench command: pid {holder.pid} ")
-    assert not (run / "suite.yaml").exists() and not (run / "ray").exists()   # refused before anything started
+    assert not (run / "suite.yaml").exists() and not (run / "ray").exists()  # refused before anything started
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     holder = start_holder(tmp_path)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
-    assert str(holder.pid) in (tmp_path / LOCK_FILE).read_text()   # the dead holder's file is still there
+    assert str(holder.pid) in (tmp_path / LOCK_FILE).read_text()  # the dead holder's file is still there
     with run_lock(tmp_path) as info:
         assert info["pid"] == os.getpid()
         assert f'"pid": {os.getpid()}' in (tmp_path / LOCK_FILE).read_text()
@@ -87,7 +96,7 @@ def test_released_on_exceptions_and_no_empty_folder_left(tmp_path):
     with pytest.raises(ValueError):
         with run_lock(tmp_path / "new"):
             raise ValueError("boom")
-    assert not (tmp_path / "new").exists()   # created by the lock, nothing written into it: removed
+    assert not (tmp_path / "new").exists()  # created by the lock, nothing written into it: removed
     with run_lock(tmp_path / "new"):
         (tmp_path / "new" / "kept").write_text("x")
     assert (tmp_path / "new" / "kept").is_file() and not (tmp_path / "new" / LOCK_FILE).exists()
@@ -95,15 +104,19 @@ def test_released_on_exceptions_and_no_empty_folder_left(tmp_path):
 
 def test_of_processes_racing_for_the_lock_exactly_one_wins(tmp_path):
     start = time.time() + 4
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path), str(start)], stdout=subprocess.PIPE,
-                              text=True, cwd=REPO) for _ in range(6)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(tmp_path), str(start)], stdout=subprocess.PIPE, text=True, cwd=REPO
+        )
+        for _ in range(6)
+    ]
     outcomes = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
     assert outcomes == ["refused"] * 5 + ["won"]
 
 
 def test_bench_ensemble_on_a_locked_run_is_refused(tmp_path, capsys, glue_dir, cache_dir):
     from benchmark.cli import main
-    from benchmark.store import RunStore
+    from benchmark.records.store import RunStore
 
     run = tmp_path / "run"
     RunStore(run).write_suite({"name": "t", "tasks": ["rte"], "output": str(run)})

@@ -18,7 +18,9 @@ def test_a_run_with_merges_and_tracking_then_resumed(tiny_model, glue_dir, cache
     uri = f"file:{tmp_path / 'mlruns'}"
     shutil.copytree(tiny_model, tmp_path / "tiny")
     suite = {
-        "name": "mt", "model": str(tmp_path / "tiny"), "tasks": ["rte", "mrpc"],
+        "name": "mt",
+        "model": str(tmp_path / "tiny"),
+        "tasks": ["rte", "mrpc"],
         "data": {"max_train_samples": 48, "max_eval_samples": 32},
         "training": {"epochs": 1, "batch_size": 16, "max_seq_length": 64, "learning_rate": 1e-3},
         "search": {"seeds": [1, 2]},
@@ -46,7 +48,11 @@ def test_a_run_with_merges_and_tracking_then_resumed(tiny_model, glue_dir, cache
     trials = [r for r in runs if "bench.trial_id" in r.data.tags]
     assert len(parent) == 1 and len(trials) == 4 and len(runs) == 5
     assert {a.path for a in client.list_artifacts(parent[0].info.run_id)} >= {
-        "leaderboard.md", "leaderboard.csv", "leaderboard.json", "report.html"}
+        "leaderboard.md",
+        "leaderboard.csv",
+        "leaderboard.json",
+        "report.html",
+    }
     one = trials[0]
     assert one.data.tags["mlflow.parentRunId"] == parent[0].info.run_id
     assert one.data.params["training.learning_rate"] == "0.001" and "dev/score" in one.data.metrics
@@ -59,5 +65,5 @@ def test_a_run_with_merges_and_tracking_then_resumed(tiny_model, glue_dir, cache
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "1 to run" in proc.stdout
     runs = client.search_runs([experiment])
-    assert len(runs) == 5   # no new parent, no new trial run
+    assert len(runs) == 5  # no new parent, no new trial run
     assert [m.step for m in client.get_metric_history(one.info.run_id, "dev/score")] == steps

@@ -48,7 +48,7 @@ def test_metric_module_loads_offline_and_equals_sklearn_scipy():
     assert set(merged) == set(expected)
     for name, value in expected.items():
         assert merged[name] == pytest.approx(value, abs=1e-9), name
-    assert 0.7 < merged["accuracy"] < 0.9   # the fixture is what we think it is
+    assert 0.7 < merged["accuracy"] < 0.9  # the fixture is what we think it is
 
 
 def test_compute_metrics_from_logits_and_task_score():
@@ -87,17 +87,20 @@ def test_resampled_metrics_equal_sklearn_and_scipy_on_every_row():
 
     rng = np.random.default_rng(3)
     reference = {
-        "accuracy": accuracy_score, "f1": f1_score, "matthews_correlation": matthews_corrcoef,
+        "accuracy": accuracy_score,
+        "f1": f1_score,
+        "matthews_correlation": matthews_corrcoef,
         "f1_macro": lambda y, p: f1_score(y, p, average="macro"),
-        "pearson": lambda y, p: pearsonr(p, y)[0], "spearmanr": lambda y, p: spearmanr(p, y)[0],
+        "pearson": lambda y, p: pearsonr(p, y)[0],
+        "spearmanr": lambda y, p: spearmanr(p, y)[0],
     }
     n = 60
     labels3 = rng.integers(0, 3, n)
     preds3 = np.where(rng.random(n) < 0.6, labels3, rng.integers(0, 3, n))
-    y = np.round(rng.uniform(0, 5, n), 1)                   # rounded: ties, as STS-B has
+    y = np.round(rng.uniform(0, 5, n), 1)  # rounded: ties, as STS-B has
     p = np.round(y + rng.normal(size=n), 1)
-    idx = rng.integers(0, n, size=(50, n))                  # 50 bootstrap resamples
-    idx[0] = np.arange(n)                                    # and the dev set itself
+    idx = rng.integers(0, n, size=(50, n))  # 50 bootstrap resamples
+    idx[0] = np.arange(n)  # and the dev set itself
     for name, expected in reference.items():
         if name in ("pearson", "spearmanr"):
             preds, labels = p, y
@@ -117,4 +120,4 @@ def test_resampled_metrics_keep_the_conventions_for_degenerate_rows():
     assert RESAMPLED["pearson"](constant, np.arange(4.0)[None]).tolist() == [0.0]
     assert RESAMPLED["spearmanr"](constant, np.arange(4.0)[None]).tolist() == [0.0]
     assert RESAMPLED["matthews_correlation"](np.ones((1, 4), int), np.array([[0, 1, 1, 0]])).tolist() == [0.0]
-    assert RESAMPLED["f1"](np.zeros((1, 4), int), np.zeros((1, 4), int)).tolist() == [0.0]   # sklearn: 0, not nan
+    assert RESAMPLED["f1"](np.zeros((1, 4), int), np.zeros((1, 4), int)).tolist() == [0.0]  # sklearn: 0, not nan

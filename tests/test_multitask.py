@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import InputError
-from benchmark.hyperparams import TrainingConfig
-from benchmark.mixing import Mixture, MultitaskConfig, check_multitask, task_probabilities
-from benchmark.modeling import load_tokenizer
+from benchmark.common.errors import InputError
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask, task_probabilities
+from benchmark.train.modeling import load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 
@@ -19,8 +19,15 @@ FAST = dict(epochs=2, batch_size=16, learning_rate=1e-3, eval_batch_size=32, wei
 
 
 def mixture(tasks, sampler="proportional", **kw) -> Mixture:
-    return Mixture(tuple(tasks), sampler, kw.get("temperature", 2.0), kw.get("cap"),
-                   {t: 1.0 for t in tasks}, kw.get("heads", {t: t for t in tasks}), kw.get("steps_per_epoch"))
+    return Mixture(
+        tuple(tasks),
+        sampler,
+        kw.get("temperature", 2.0),
+        kw.get("cap"),
+        {t: 1.0 for t in tasks},
+        kw.get("heads", {t: t for t in tasks}),
+        kw.get("steps_per_epoch"),
+    )
 
 
 # Samplers -----------------------------------------------------------------------------------------------------
@@ -28,12 +35,15 @@ def mixture(tasks, sampler="proportional", **kw) -> Mixture:
 SIZES = {"big": 9000, "mid": 900, "small": 100}
 
 
-@pytest.mark.parametrize("sampler, kw, expected", [
-    ("proportional", {}, [0.9, 0.09, 0.01]),
-    ("uniform", {}, [1 / 3, 1 / 3, 1 / 3]),
-    ("temperature", {"temperature": 2.0}, np.sqrt([9000, 900, 100]) / np.sqrt([9000, 900, 100]).sum()),
-    ("temperature", {"temperature": 1.0, "cap": 900}, [900 / 1900, 900 / 1900, 100 / 1900]),
-])
+@pytest.mark.parametrize(
+    "sampler, kw, expected",
+    [
+        ("proportional", {}, [0.9, 0.09, 0.01]),
+        ("uniform", {}, [1 / 3, 1 / 3, 1 / 3]),
+        ("temperature", {"temperature": 2.0}, np.sqrt([9000, 900, 100]) / np.sqrt([9000, 900, 100]).sum()),
+        ("temperature", {"temperature": 1.0, "cap": 900}, [900 / 1900, 900 / 1900, 100 / 1900]),
+    ],
+)
 def test_samplers_draw_at_their_stated_rates(sampler, kw, expected):
     m = mixture(SIZES, sampler, steps_per_epoch=20000, **kw)
     np.testing.assert_allclose(m.probabilities(SIZES, 0, 1), expected, rtol=1e-12)
@@ -48,8 +58,10 @@ def test_annealed_moves_from_proportional_to_the_end_temperature():
     first, last = m.probabilities(SIZES, 0, 5), m.probabilities(SIZES, 4, 5)
     np.testing.assert_allclose(first, [0.9, 0.09, 0.01])
     np.testing.assert_allclose(last, [1 / 3] * 3, atol=1e-6)
-    middle = m.probabilities(SIZES, 2, 5)   # exponent halfway: p ∝ n^0.5
-    np.testing.assert_allclose(middle, task_probabilities("temperature", list(SIZES.values()), 2.0, None, 0, 1), atol=1e-6)
+    middle = m.probabilities(SIZES, 2, 5)  # exponent halfway: p ∝ n^0.5
+    np.testing.assert_allclose(
+        middle, task_probabilities("temperature", list(SIZES.values()), 2.0, None, 0, 1), atol=1e-6
+    )
     draws = m.draws(SIZES, 32, seed=1, epoch=4, epochs=5)
     assert abs(draws.count("small") / len(draws) - 1 / 3) < 4 * math.sqrt(2 / 9 / len(draws))
 
@@ -64,7 +76,9 @@ def test_an_epoch_is_every_task_batch_once_unless_the_suite_sizes_it():
 
 def test_bad_multitask_sections_are_one_line_input_errors():
     tasks = {t: GLUE_TASKS[t] for t in ("rte", "wnli", "mrpc", "stsb")}
-    with pytest.raises(InputError, match="multitask.sampler: unknown sampler 'temprature' \\(did you mean 'temperature'\\?\\)"):
+    with pytest.raises(
+        InputError, match="multitask.sampler: unknown sampler 'temprature' \\(did you mean 'temperature'\\?\\)"
+    ):
         check_multitask(MultitaskConfig(tasks=["rte", "mrpc"], sampler="temprature"), tasks)
     with pytest.raises(InputError, match=r"shared_heads\[0\]: 'rte' and 'stsb' have different label spaces"):
         check_multitask(MultitaskConfig(tasks=["rte", "stsb"], shared_heads=[["rte", "stsb"]]), tasks)
@@ -78,6 +92,7 @@ def test_bad_multitask_sections_are_one_line_input_errors():
 
 # The model on a DeepSpeed engine -------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def glue_data(tiny_model, glue_dir, cache_dir):
     tokenizer = load_tokenizer(str(tiny_model))
@@ -85,8 +100,8 @@ def glue_data(tiny_model, glue_dir, cache_dir):
 
 
 def _engine(tiny_model, data, m: Mixture, hp: TrainingConfig):
-    from benchmark.engine import init_distributed, initialize_engine, linear_schedule
-    from benchmark.multitask import build_multitask_model, multitask_adamw
+    from benchmark.train.engine import init_distributed, initialize_engine, linear_schedule
+    from benchmark.train.multitask import build_multitask_model, multitask_adamw
 
     init_distributed()
     torch.manual_seed(0)
@@ -104,8 +119,8 @@ def _snapshot(module) -> dict:
 def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision):
     """Weight decay on: a step on rte moves the encoder and rte's head, and leaves the others
     bit-identical; so does the next step on stsb for rte's head, though Adam holds moments for it by then."""
-    from benchmark.multitask import train_step
-    from benchmark.trainer import _loss_function
+    from benchmark.train.multitask import train_step
+    from benchmark.train.trainer import _loss_function
 
     m = mixture(["rte", "stsb", "mrpc"])
     hp = TrainingConfig(**FAST, precision=precision)
@@ -116,8 +131,21 @@ def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision
 
     def step(task):
         before = {h: _snapshot(model.classifiers[h]) for h in model.classifiers}
-        losses = train_step(engine, optimizer, task, task, glue_data[task].train, batch, 1.0,
-                            _loss_function(glue_data[task].task.is_regression), 0, 1, 0, 1, 1)
+        losses = train_step(
+            engine,
+            optimizer,
+            task,
+            task,
+            glue_data[task].train,
+            batch,
+            1.0,
+            _loss_function(glue_data[task].task.is_regression),
+            0,
+            1,
+            0,
+            1,
+            1,
+        )
         assert all(math.isfinite(x) for x in losses)
         return before
 
@@ -139,7 +167,7 @@ def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision
 
 
 def test_the_heads_hold_one_encoder_and_shared_heads_are_one_module(tiny_model, glue_data):
-    from benchmark.multitask import build_multitask_model
+    from benchmark.train.multitask import build_multitask_model
 
     tasks = {t: glue_data[t].task for t in ("rte", "stsb")}
     model = build_multitask_model(str(tiny_model), tasks, {"rte": "rte", "stsb": "stsb"})
@@ -148,17 +176,20 @@ def test_the_heads_hold_one_encoder_and_shared_heads_are_one_module(tiny_model, 
     encoder_ids = {id(p) for _, p in model.encoder_parameters()}
     for head in model.classifiers:
         assert not encoder_ids & {id(p) for _, p in model.head_parameters(head)}
-    shared = build_multitask_model(str(tiny_model), {"rte": GLUE_TASKS["rte"], "qnli": GLUE_TASKS["qnli"]},
-                                   {"rte": "rte", "qnli": "rte"})
+    shared = build_multitask_model(
+        str(tiny_model), {"rte": GLUE_TASKS["rte"], "qnli": GLUE_TASKS["qnli"]}, {"rte": "rte", "qnli": "rte"}
+    )
     assert list(shared.classifiers) == ["rte"] and shared.classifier("qnli") is shared.classifier("rte")
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_exported_task_checkpoints_reproduce_the_multitask_predictions_exactly(tiny_model, glue_data, tmp_path, precision):
-    from benchmark.checkpoints import load_predictions, load_trial_meta
-    from benchmark.inference import logits_in_file_order
-    from benchmark.local import run_local_multitask_trial
-    from benchmark.modeling import load_finetuned_classifier
+def test_exported_task_checkpoints_reproduce_the_multitask_predictions_exactly(
+    tiny_model, glue_data, tmp_path, precision
+):
+    from benchmark.train.checkpoints import load_predictions, load_trial_meta
+    from benchmark.train.inference import logits_in_file_order
+    from benchmark.train.local import run_local_multitask_trial
+    from benchmark.train.modeling import load_finetuned_classifier
     from tasks.metrics import compute_metrics, task_score
 
     m = mixture(["rte", "stsb"], "temperature", temperature=2.0)
@@ -166,7 +197,7 @@ def test_exported_task_checkpoints_reproduce_the_multitask_predictions_exactly(t
     result = run_local_multitask_trial(hp, str(tiny_model), 5, glue_data, m, tmp_path, log=lambda *_: None)
     epochs = json.loads((tmp_path / "epochs.json").read_text())
     assert [e["epoch"] for e in epochs] == [1, 2, 3]
-    assert epochs[-1]["optimizer_steps"] == 3 * (6 + 6)   # 96 examples / 16 per step, two tasks, per epoch
+    assert epochs[-1]["optimizer_steps"] == 3 * (6 + 6)  # 96 examples / 16 per step, two tasks, per epoch
     assert sum(e["tasks"][t]["train_steps"] for e in epochs for t in ("rte", "stsb")) == 36
     assert result.best_score == max(e["score"] for e in epochs)
     for e in epochs:
@@ -190,31 +221,58 @@ def test_exported_task_checkpoints_reproduce_the_multitask_predictions_exactly(t
 
 # The suite's multitask section ----------------------------------------------------------------------------------
 
+
 def _suite(tmp_path, multitask: dict, **top) -> str:
     import yaml
 
-    suite = {"name": "t", "tasks": ["rte", "stsb", "mrpc"], "data": {"max_train_samples": 16, "max_eval_samples": 8},
-             "training": {"epochs": 1, "batch_size": 8}, "multitask": multitask, "output": str(tmp_path / "run"), **top}
+    suite = {
+        "name": "t",
+        "tasks": ["rte", "stsb", "mrpc"],
+        "data": {"max_train_samples": 16, "max_eval_samples": 8},
+        "training": {"epochs": 1, "batch_size": 8},
+        "multitask": multitask,
+        "output": str(tmp_path / "run"),
+        **top,
+    }
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     return str(path)
 
 
-@pytest.mark.parametrize("multitask, top, message", [
-    ({"tasks": ["rte", "stsb"], "sampler": "round_robin"}, {}, "multitask.sampler: unknown sampler 'round_robin'"),
-    ({"tasks": ["rte", "mrpc"], "shared_heads": [["rte", "mrpc"]]}, {},
-     "multitask.shared_heads[0]: 'rte' and 'mrpc' have different label spaces (entailment/not_entailment vs "),
-    ({"tasks": ["rte", "stsb"], "temperatur": 2}, {}, "multitask.temperatur: unknown key (did you mean 'temperature'?)"),
-    ({"tasks": ["rte", "stsb"], "temperature": 0.5}, {}, "multitask.temperature: must be at least 1.0"),
-    ({"tasks": ["rte"]}, {}, "multitask.tasks: name at least two tasks"),
-    ({"tasks": ["rte", "stsb"], "two_stage": {"enabled": True, "training": {"epoch": 1}}}, {},
-     "multitask.two_stage.training.epoch: unknown key (did you mean 'epochs'?)"),
-    ({"tasks": ["rte", "stsb"]}, {"search": {"scheduler": {"type": "pbt"}, "grid": {"learning_rate": [1e-3, 1e-4]}}},
-     "search.scheduler: pbt pauses and restores trials from saved states, which multi-task trials do not save"),
-    ({"two_stage": {"enabled": True}}, {}, "multitask.two_stage: needs multitask.tasks"),
-    ({"tasks": ["rte", "stsb"], "two_stage": {"enabled": True}}, {"ensemble": {"methods": ["mean_prob", "soup_greedy"]}},
-     "ensemble.methods: soup_greedy cannot take two-stage checkpoints"),
-])
+@pytest.mark.parametrize(
+    "multitask, top, message",
+    [
+        ({"tasks": ["rte", "stsb"], "sampler": "round_robin"}, {}, "multitask.sampler: unknown sampler 'round_robin'"),
+        (
+            {"tasks": ["rte", "mrpc"], "shared_heads": [["rte", "mrpc"]]},
+            {},
+            "multitask.shared_heads[0]: 'rte' and 'mrpc' have different label spaces (entailment/not_entailment vs ",
+        ),
+        (
+            {"tasks": ["rte", "stsb"], "temperatur": 2},
+            {},
+            "multitask.temperatur: unknown key (did you mean 'temperature'?)",
+        ),
+        ({"tasks": ["rte", "stsb"], "temperature": 0.5}, {}, "multitask.temperature: must be at least 1.0"),
+        ({"tasks": ["rte"]}, {}, "multitask.tasks: name at least two tasks"),
+        (
+            {"tasks": ["rte", "stsb"], "two_stage": {"enabled": True, "training": {"epoch": 1}}},
+            {},
+            "multitask.two_stage.training.epoch: unknown key (did you mean 'epochs'?)",
+        ),
+        (
+            {"tasks": ["rte", "stsb"]},
+            {"search": {"scheduler": {"type": "pbt"}, "grid": {"learning_rate": [1e-3, 1e-4]}}},
+            "search.scheduler: pbt pauses and restores trials from saved states, which multi-task trials do not save",
+        ),
+        ({"two_stage": {"enabled": True}}, {}, "multitask.two_stage: needs multitask.tasks"),
+        (
+            {"tasks": ["rte", "stsb"], "two_stage": {"enabled": True}},
+            {"ensemble": {"methods": ["mean_prob", "soup_greedy"]}},
+            "ensemble.methods: soup_greedy cannot take two-stage checkpoints",
+        ),
+    ],
+)
 def test_bad_multitask_suites_exit_2_with_one_line(tmp_path, capsys, glue_dir, cache_dir, multitask, top, message):
     from benchmark.cli import main
 
@@ -226,8 +284,13 @@ def test_bad_multitask_suites_exit_2_with_one_line(tmp_path, capsys, glue_dir, c
 def test_a_multitask_task_without_data_exits_2(tmp_path, capsys, glue_dir, cache_dir):
     from benchmark.cli import main
 
-    missing = {"name": "mine", "train": str(tmp_path / "nope.csv"), "validation": str(tmp_path / "nope.csv"),
-               "text_columns": ["text"], "labels": ["a", "b"]}
+    missing = {
+        "name": "mine",
+        "train": str(tmp_path / "nope.csv"),
+        "validation": str(tmp_path / "nope.csv"),
+        "text_columns": ["text"],
+        "labels": ["a", "b"],
+    }
     path = _suite(tmp_path, {"tasks": ["rte", "mine"]}, tasks=["rte", missing])
     assert main(["validate", path]) == 2
     err = capsys.readouterr().err
@@ -235,12 +298,21 @@ def test_a_multitask_task_without_data_exits_2(tmp_path, capsys, glue_dir, cache
 
 
 def test_the_plan_holds_joint_and_stage_two_trials(tmp_path, glue_dir, cache_dir):
-    from benchmark.plan import make_plan
-    from benchmark.suite import load_suite
+    from benchmark.config.suite import load_suite
+    from benchmark.plan.trials import make_plan
 
-    suite = load_suite(_suite(tmp_path, {"tasks": ["rte", "stsb"], "sampler": "temperature", "cap": 1000,
-                                         "two_stage": {"enabled": True, "training": {"epochs": 2}}},
-                              search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1, 2]}))
+    suite = load_suite(
+        _suite(
+            tmp_path,
+            {
+                "tasks": ["rte", "stsb"],
+                "sampler": "temperature",
+                "cap": 1000,
+                "two_stage": {"enabled": True, "training": {"epochs": 2}},
+            },
+            search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1, 2]},
+        )
+    )
     plan = make_plan(suite)
     kinds = [t.kind for t in plan]
     assert kinds.count("single") == 12 and kinds.count("multitask") == 4 and kinds.count("two-stage") == 8
@@ -251,35 +323,64 @@ def test_the_plan_holds_joint_and_stage_two_trials(tmp_path, glue_dir, cache_dir
     assert second.stage_one == joint.trial_id and second.training["epochs"] == 2 and joint.training["epochs"] == 1
     assert second.model_path == str(suite.output / "trials" / "multitask-stsb_lr=0.001_seed=2" / "checkpoint")
     assert len({t.trial_id for t in plan}) == len(plan)
-    assert suite.trials_per_task() == 2 * 2   # mrpc is trained alone only; rte and stsb get 4 + 4 + 4
+    assert suite.trials_per_task() == 2 * 2  # mrpc is trained alone only; rte and stsb get 4 + 4 + 4
     # Anything that shapes stage one changes stage two's fingerprint too.
-    other = make_plan(load_suite(_suite(tmp_path, {"tasks": ["rte", "stsb"], "sampler": "uniform",
-                                                   "two_stage": {"enabled": True, "training": {"epochs": 2}}},
-                                        search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1, 2]})))
+    other = make_plan(
+        load_suite(
+            _suite(
+                tmp_path,
+                {
+                    "tasks": ["rte", "stsb"],
+                    "sampler": "uniform",
+                    "two_stage": {"enabled": True, "training": {"epochs": 2}},
+                },
+                search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1, 2]},
+            )
+        )
+    )
     assert next(t for t in other if t.trial_id == second.trial_id).fingerprint != second.fingerprint
 
 
 def test_stage_two_has_its_own_grid(tmp_path, glue_dir, cache_dir):
-    from benchmark.plan import make_plan
-    from benchmark.suite import load_suite
+    from benchmark.config.suite import load_suite
+    from benchmark.plan.trials import make_plan
 
-    suite = load_suite(_suite(tmp_path, {"tasks": ["rte", "stsb"], "two_stage": {
-        "enabled": True, "training": {"epochs": 2, "learning_rate": 1e-5}, "grid": {"learning_rate": [5e-5, 2e-5]}}},
-        search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1]}))
+    suite = load_suite(
+        _suite(
+            tmp_path,
+            {
+                "tasks": ["rte", "stsb"],
+                "two_stage": {
+                    "enabled": True,
+                    "training": {"epochs": 2, "learning_rate": 1e-5},
+                    "grid": {"learning_rate": [5e-5, 2e-5]},
+                },
+            },
+            search={"grid": {"learning_rate": [1e-3, 1e-4]}, "seeds": [1]},
+        )
+    )
     second = [t for t in make_plan(suite) if t.kind == "two-stage"]
-    assert len(second) == 2 * 2 * 2   # stage-one points x tasks x stage-two points
+    assert len(second) == 2 * 2 * 2  # stage-one points x tasks x stage-two points
     t = next(t for t in second if t.trial_id == "two-stage-rte_lr=0.0001_s2.lr=2e-05_seed=1")
     assert t.point == {"learning_rate": 1e-4, "stage_two.learning_rate": 2e-5}
-    assert t.training["learning_rate"] == 2e-5 and t.training["epochs"] == 2   # its grid over its overrides
+    assert t.training["learning_rate"] == 2e-5 and t.training["epochs"] == 2  # its grid over its overrides
     assert t.stage_one == "multitask_lr=0.0001_seed=1"
 
 
-@pytest.mark.parametrize("two_stage, message", [
-    ({"enabled": True, "grid": {"learnig_rate": [1e-5]}},
-     "multitask.two_stage.grid.learnig_rate: not a training hyperparameter (did you mean 'learning_rate'?)"),
-    ({"enabled": True, "grid": {"batch_size": [8, 7]}, "training": {}}, "stage two's batch_size 7 is not divisible"),
-    ({"enabled": True, "training": {"max_seq_length": 4096}}, "4096 exceeds the 512 positions"),
-])
+@pytest.mark.parametrize(
+    "two_stage, message",
+    [
+        (
+            {"enabled": True, "grid": {"learnig_rate": [1e-5]}},
+            "multitask.two_stage.grid.learnig_rate: not a training hyperparameter (did you mean 'learning_rate'?)",
+        ),
+        (
+            {"enabled": True, "grid": {"batch_size": [8, 7]}, "training": {}},
+            "stage two's batch_size 7 is not divisible",
+        ),
+        ({"enabled": True, "training": {"max_seq_length": 4096}}, "4096 exceeds the 512 positions"),
+    ],
+)
 def test_bad_stage_two_settings_exit_2(tmp_path, capsys, glue_dir, cache_dir, two_stage, message):
     from benchmark.cli import main
 
@@ -293,28 +394,51 @@ def test_bench_trial_runs_the_joint_trial_without_ray(tiny_model, tmp_path, glue
     import subprocess
     import sys
 
-    path = _suite(tmp_path, {"tasks": ["rte", "stsb"], "sampler": "uniform", "steps_per_epoch": 5},
-                  model=str(tiny_model), training={"epochs": 2, "batch_size": 8, "max_seq_length": 64, "precision": "fp32"})
+    path = _suite(
+        tmp_path,
+        {"tasks": ["rte", "stsb"], "sampler": "uniform", "steps_per_epoch": 5},
+        model=str(tiny_model),
+        training={"epochs": 2, "batch_size": 8, "max_seq_length": 64, "precision": "fp32"},
+    )
     # This process may hold a process group already (tests above): the child makes its own.
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "trial", path, "--task", "multitask",
-                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=600, env=env)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark.cli",
+            "trial",
+            path,
+            "--task",
+            "multitask",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "per task: rte" in proc.stdout
     epochs = json.loads((tmp_path / "out" / "epochs.json").read_text())
-    assert [e["optimizer_steps"] for e in epochs] == [5, 10]   # steps_per_epoch sizes the epoch
+    assert [e["optimizer_steps"] for e in epochs] == [5, 10]  # steps_per_epoch sizes the epoch
     for task in ("rte", "stsb"):
         assert (tmp_path / "out" / task / "checkpoint" / "model.safetensors").is_file()
 
 
-TWO_RANKS = '''
+TWO_RANKS = """
 import json, sys
 from pathlib import Path
-from benchmark.engine import init_distributed
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_multitask_trial
-from benchmark.mixing import Mixture
-from benchmark.modeling import load_tokenizer
+from benchmark.train.engine import init_distributed
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_multitask_trial
+from benchmark.train.mixing import Mixture
+from benchmark.train.modeling import load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 
@@ -327,7 +451,7 @@ hp = TrainingConfig(epochs=2, batch_size=16, learning_rate=1e-3, zero_stage=2, p
 result = run_local_multitask_trial(hp, model, 3, data, mixture, Path(out) / f"rank{rank}", log=lambda *_: None)
 print("RESULT", json.dumps({"rank": rank, "world": world, "epochs": [
     {k: e[k] for k in ("epoch", "score", "optimizer_steps", "train_samples")} for e in result.epochs]}))
-'''
+"""
 
 
 def test_two_ranks_with_zero_2_train_one_joint_model(tiny_model, glue_dir, cache_dir, tmp_path):
@@ -338,14 +462,35 @@ def test_two_ranks_with_zero_2_train_one_joint_model(tiny_model, glue_dir, cache
 
     script = tmp_path / "two_ranks.py"
     script.write_text(TWO_RANKS)
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
-                           str(tiny_model), str(glue_dir), str(cache_dir), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=600, env=env)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tiny_model),
+            str(glue_dir),
+            str(cache_dir),
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    results = sorted((json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line),
-                     key=lambda r: r["rank"])
+    results = sorted(
+        (json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line),
+        key=lambda r: r["rank"],
+    )
     assert [r["world"] for r in results] == [2, 2] and results[0]["epochs"] == results[1]["epochs"]
-    assert [e["optimizer_steps"] for e in results[0]["epochs"]] == [8, 16]   # (64 + 64) / 16 per epoch
+    assert [e["optimizer_steps"] for e in results[0]["epochs"]] == [8, 16]  # (64 + 64) / 16 per epoch
     assert (tmp_path / "out" / "rank0" / "rte" / "checkpoint" / "model.safetensors").is_file()
     assert not (tmp_path / "out" / "rank1" / "rte").exists()

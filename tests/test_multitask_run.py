@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from benchmark.checkpoints import load_predictions, load_trial_meta
+from benchmark.train.checkpoints import load_predictions, load_trial_meta
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
 from tests.conftest import bench
@@ -16,12 +16,18 @@ from tests.conftest import bench
 def mt_run(tiny_model, glue_dir, cache_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("mt-e2e")
     suite = {
-        "name": "mt-e2e", "model": str(tiny_model), "tasks": ["rte", "stsb"],
+        "name": "mt-e2e",
+        "model": str(tiny_model),
+        "tasks": ["rte", "stsb"],
         "data": {"max_train_samples": 64, "max_eval_samples": 32},
         "training": {"epochs": 2, "batch_size": 16, "max_seq_length": 64, "learning_rate": 1e-3},
         "search": {"seeds": [1]},
-        "multitask": {"tasks": ["rte", "stsb"], "sampler": "temperature", "temperature": 2.0,
-                      "two_stage": {"enabled": True, "training": {"epochs": 1, "learning_rate": 3e-4}}},
+        "multitask": {
+            "tasks": ["rte", "stsb"],
+            "sampler": "temperature",
+            "temperature": 2.0,
+            "two_stage": {"enabled": True, "training": {"epochs": 1, "learning_rate": 3e-4}},
+        },
         "output": str(folder / "run"),
     }
     path = folder / "suite.yaml"
@@ -39,12 +45,14 @@ def test_leaderboard_has_single_multitask_and_two_stage_rows(mt_run):
     for row in rows.values():
         assert set(row["task_scores"]) == {"rte", "stsb"} and row["average"] is not None
         assert all((run / p).is_file() for files in row["predictions"].values() for p in files)
-    assert board["trials"]["finished"] == 6   # 2 single, 2 records of the joint trial, 2 two-stage
+    assert board["trials"]["finished"] == 6  # 2 single, 2 records of the joint trial, 2 two-stage
 
 
 def test_the_joint_trial_records_each_task_with_its_export(mt_run):
     _, run = mt_run
-    records = {json.loads(p.read_text())["trial_id"]: json.loads(p.read_text()) for p in run.glob("trials/*/record.json")}
+    records = {
+        json.loads(p.read_text())["trial_id"]: json.loads(p.read_text()) for p in run.glob("trials/*/record.json")
+    }
     for task in ("rte", "stsb"):
         r = records[f"multitask-{task}_seed=1"]
         assert r["kind"] == "multitask" and r["status"] == "finished" and r["joint_trial"] == "multitask_seed=1"
@@ -58,7 +66,7 @@ def test_the_joint_trial_records_each_task_with_its_export(mt_run):
         second = records[f"two-stage-{task}_seed=1"]
         assert second["kind"] == "two-stage" and second["model_path"] == str(folder)
         assert second["training"]["learning_rate"] == 3e-4 and len(second["epochs"]) == 1
-    assert not (run / "trials" / "multitask_seed=1").exists()   # the per-task records replaced its progress
+    assert not (run / "trials" / "multitask_seed=1").exists()  # the per-task records replaced its progress
     assert not list(run.glob("trials/*/progress.json"))
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import yaml
 
-import benchmark.results
-import benchmark.submission
+import benchmark.results.board
+import benchmark.results.submission
 from benchmark.cli import main
-from benchmark.errors import InputError
-from benchmark.paths import check_name
-from benchmark.store import RunStore
+from benchmark.common.errors import InputError
+from benchmark.common.paths import check_name
+from benchmark.records.store import RunStore
 from ensembles.candidates import find_candidates
 from tasks.glue import GLUE_TASKS
 
@@ -40,8 +40,22 @@ def test_the_store_never_joins_an_unsafe_trial_id(tmp_path, trial_id):
 @pytest.mark.parametrize("name", ["../evil", "a/b", "/abs", "..", "a\u0000b"])
 def test_user_task_names_with_paths_fail_validation(tmp_path, capsys, glue_dir, cache_dir, name):
     suite = tmp_path / "s.yaml"
-    suite.write_text(yaml.safe_dump({"name": "t", "tasks": [{"name": name, "train": "t.csv", "validation": "d.csv",
-                                                           "text_columns": ["text"], "labels": ["a", "b"]}]}))
+    suite.write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "tasks": [
+                    {
+                        "name": name,
+                        "train": "t.csv",
+                        "validation": "d.csv",
+                        "text_columns": ["text"],
+                        "labels": ["a", "b"],
+                    }
+                ],
+            }
+        )
+    )
     assert main(["validate", str(suite)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bench: error: tasks[0].name:") and err.count("\n") == 1
@@ -53,7 +67,7 @@ def test_a_run_directory_naming_a_task_outside_it_is_refused(tmp_path):
     folder = store.checkpoint_dir("a")
     folder.mkdir(parents=True)
     (folder / "dev_predictions.safetensors").write_bytes(b"")
-    task = {**GLUE_TASKS["rte"].to_dict(), "name": "../../../evil"}   # an edited trial.json
+    task = {**GLUE_TASKS["rte"].to_dict(), "name": "../../../evil"}  # an edited trial.json
     (folder / "trial.json").write_text(json.dumps({"task": task}))
     with pytest.raises(InputError, match=r"trials/a/checkpoint/trial.json: task name '\.\./\.\./\.\./evil'"):
         find_candidates(store)
@@ -63,13 +77,23 @@ def test_predict_refuses_a_test_file_name_outside_the_folder(tmp_path, monkeypat
     store = RunStore(tmp_path / "run")
     store.write_suite({"name": "t", "tasks": ["rte"], "data": {}})
     spec = {**GLUE_TASKS["rte"].to_dict(), "test_splits": {"test": "../../evil"}}
-    record = {"trial_id": "a", "task": "rte", "task_spec": spec, "model": "m", "kind": "single", "status": "finished",
-              "seed": 1, "grid_point": {}, "best_score": 1.0, "checkpoint": "trials/a/checkpoint",
-              "training": {"max_seq_length": 32, "eval_batch_size": 8}}
+    record = {
+        "trial_id": "a",
+        "task": "rte",
+        "task_spec": spec,
+        "model": "m",
+        "kind": "single",
+        "status": "finished",
+        "seed": 1,
+        "grid_point": {},
+        "best_score": 1.0,
+        "checkpoint": "trials/a/checkpoint",
+        "training": {"max_seq_length": 32, "eval_batch_size": 8},
+    }
     board = {"rows": [{"system": "m (single)", "kind": "single", "model": "m", "config": {"rte": {}}}]}
-    monkeypatch.setattr(benchmark.results, "leaderboard_from_runs", lambda dirs, resamples: (board, [record]))
-    monkeypatch.setattr(benchmark.submission, "checkpoint_problem", lambda folder: None)
-    monkeypatch.setattr(benchmark.submission, "predict_logits", lambda *a: np.zeros((3, 2)))
+    monkeypatch.setattr(benchmark.results.board, "leaderboard_from_runs", lambda dirs, resamples: (board, [record]))
+    monkeypatch.setattr(benchmark.results.submission, "checkpoint_problem", lambda folder: None)
+    monkeypatch.setattr(benchmark.results.submission, "predict_logits", lambda *a: np.zeros((3, 2)))
     with pytest.raises(InputError, match="test file name '../../evil'"):
-        benchmark.submission.write_submission(store.root)
+        benchmark.results.submission.write_submission(store.root)
     assert not (tmp_path / "evil.tsv").exists()

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.checkpoints import checkpoint_problem
-from benchmark.plan import make_plan
-from benchmark.results import leaderboard_from_runs
-from benchmark.runner import pending_trials
-from benchmark.search import CHECKPOINT_PATH_KEY, TrialRecorder
-from benchmark.store import RunStore
-from benchmark.suite import load_suite
-from benchmark.trainer import BEST_DIR
+from benchmark.config.suite import load_suite
+from benchmark.plan.trials import make_plan
+from benchmark.records.store import RunStore
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.run.runner import pending_trials
+from benchmark.run.tune import CHECKPOINT_PATH_KEY, TrialRecorder
+from benchmark.train.checkpoints import checkpoint_problem
+from benchmark.train.trainer import BEST_DIR
 from tests.conftest import write_easy_task
 
 
@@ -36,10 +36,19 @@ class TuneTrial:
 
 def recorder_for(tmp_path: Path, tiny_model, seeds: int, **extra):
     suite_file = tmp_path / "suite.yaml"
-    suite_file.write_text(yaml.safe_dump({
-        "name": "r", "model": str(tiny_model), "tasks": [write_easy_task(tmp_path / "easy", train=16, dev=8)],
-        "training": {"epochs": 1, "batch_size": 8, "max_seq_length": 16}, "search": {"seeds": list(range(1, seeds + 1))},
-        "output": str(tmp_path / "run"), **extra}))
+    suite_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "r",
+                "model": str(tiny_model),
+                "tasks": [write_easy_task(tmp_path / "easy", train=16, dev=8)],
+                "training": {"epochs": 1, "batch_size": 8, "max_seq_length": 16},
+                "search": {"seeds": list(range(1, seeds + 1))},
+                "output": str(tmp_path / "run"),
+                **extra,
+            }
+        )
+    )
     suite = load_suite(suite_file)
     plan = make_plan(suite)
     store = RunStore(suite.output)
@@ -61,9 +70,9 @@ def test_many_trials_ending_in_one_step_are_each_recorded_once(tiny_model, tmp_p
     trials = [TuneTrial(spec) for spec in plan]
     for n, trial in enumerate(trials):
         recorder.on_trial_result(0, trials, trial, result(1, 50.0 + n % 7))
-    for trial in trials:   # Tune's controller reports every ending of one step in a row
+    for trial in trials:  # Tune's controller reports every ending of one step in a row
         recorder.on_trial_complete(0, trials, trial)
-    for trial in trials[:5]:   # an ending reported twice (a restored experiment) must not count twice
+    for trial in trials[:5]:  # an ending reported twice (a restored experiment) must not count twice
         recorder.on_trial_complete(0, trials, trial)
     records = store.records()
     assert sorted(r["trial_id"] for r in records) == sorted(s.trial_id for s in plan)
@@ -80,7 +89,7 @@ def test_records_written_from_many_threads_at_once_are_complete_and_single(tmp_p
 
     def write(worker: int) -> None:
         barrier.wait()
-        for n in range(25):   # each trial written by two threads (a retry racing its first ending)
+        for n in range(25):  # each trial written by two threads (a retry racing its first ending)
             trial = f"t{(worker // 2) * 25 + n:03d}"
             store.save_record({"trial_id": trial, "status": "finished", "writer": worker, "payload": "x" * 20000})
 
@@ -91,7 +100,7 @@ def test_records_written_from_many_threads_at_once_are_complete_and_single(tmp_p
         t.join()
     records = store.records()
     assert len(records) == 200 and len({r["trial_id"] for r in records}) == 200
-    assert all(len(r["payload"]) == 20000 for r in records)   # none half-written
+    assert all(len(r["payload"]) == 20000 for r in records)  # none half-written
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -107,11 +116,12 @@ def file_size_limit():
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
-def test_a_checkpoint_the_disk_refuses_is_reported_never_used_and_the_rerun_recovers(tiny_model, tmp_path,
-                                                                                      file_size_limit):
+def test_a_checkpoint_the_disk_refuses_is_reported_never_used_and_the_rerun_recovers(
+    tiny_model, tmp_path, file_size_limit
+):
     recorder, store, plan = recorder_for(tmp_path, tiny_model, seeds=2)
     saved = tmp_path / "storage" / "saved"
-    shutil.copytree(tiny_model, saved / BEST_DIR)   # what a worker persisted: a model folder in safetensors
+    shutil.copytree(tiny_model, saved / BEST_DIR)  # what a worker persisted: a model folder in safetensors
     weights = (saved / BEST_DIR / "model.safetensors").stat().st_size
     refused, fine = (TuneTrial(spec) for spec in plan)
     recorder.on_trial_result(0, [], fine, result(1, 70.0, saved))
@@ -119,8 +129,8 @@ def test_a_checkpoint_the_disk_refuses_is_reported_never_used_and_the_rerun_reco
     assert checkpoint_problem(kept) is None
 
     file_size_limit(weights // 2)
-    recorder.on_trial_result(0, [], refused, result(1, 80.0, saved))   # the copy fails half way
-    recorder.on_trial_result(0, [], fine, result(2, 90.0, saved))      # a better epoch of a trial that had one
+    recorder.on_trial_result(0, [], refused, result(1, 80.0, saved))  # the copy fails half way
+    recorder.on_trial_result(0, [], fine, result(2, 90.0, saved))  # a better epoch of a trial that had one
     file_size_limit(None)
     recorder.on_trial_complete(0, [], refused)
     recorder.on_trial_complete(0, [], fine)
@@ -133,7 +143,7 @@ def test_a_checkpoint_the_disk_refuses_is_reported_never_used_and_the_rerun_reco
     # The trial that had a checkpoint keeps the whole earlier one, not half of the new one.
     assert records[fine.name]["status"] == "failed" and checkpoint_problem(kept) is None
     assert (kept / "model.safetensors").stat().st_size == weights
-    assert not [p for p in store.trials.rglob(".*") if p.name.endswith(".tmp")]   # no staging left behind
+    assert not [p for p in store.trials.rglob(".*") if p.name.endswith(".tmp")]  # no staging left behind
     # The next `bench run` runs both again, from the start; with room on the disk they are kept.
     assert not list(store.trials.glob("*/progress.json"))
     assert [s.trial_id for s in pending_trials(store, plan)] == [refused.name, fine.name]
@@ -149,14 +159,20 @@ def test_a_checkpoint_the_disk_refuses_is_reported_never_used_and_the_rerun_reco
     assert pending_trials(store, plan) == []
 
 
-def test_a_multitask_export_the_disk_refuses_fails_the_joint_trial_and_keeps_the_earlier_exports(tiny_model, tmp_path,
-                                                                                                   file_size_limit):
+def test_a_multitask_export_the_disk_refuses_fails_the_joint_trial_and_keeps_the_earlier_exports(
+    tiny_model, tmp_path, file_size_limit
+):
     second = {**write_easy_task(tmp_path / "easy2", train=16, dev=8), "name": "easy2"}
-    recorder, store, plan = recorder_for(tmp_path, tiny_model, seeds=1, multitask={"tasks": ["easy", "easy2"]},
-                                         tasks=[write_easy_task(tmp_path / "easy", train=16, dev=8), second])
+    recorder, store, plan = recorder_for(
+        tmp_path,
+        tiny_model,
+        seeds=1,
+        multitask={"tasks": ["easy", "easy2"]},
+        tasks=[write_easy_task(tmp_path / "easy", train=16, dev=8), second],
+    )
     (joint,) = [spec for spec in plan if spec.kind == "multitask"]
     saved = tmp_path / "storage" / "saved"
-    for task in ("easy", "easy2"):   # what the worker persisted: one exported model folder per task
+    for task in ("easy", "easy2"):  # what the worker persisted: one exported model folder per task
         shutil.copytree(tiny_model, saved / BEST_DIR / task)
     weights = (saved / BEST_DIR / "easy" / "model.safetensors").stat().st_size
 
@@ -170,7 +186,7 @@ def test_a_multitask_export_the_disk_refuses_fails_the_joint_trial_and_keeps_the
     exports = {t: store.checkpoint_dir(joint.task_ids[t]) for t in ("easy", "easy2")}
     assert all(checkpoint_problem(folder) is None for folder in exports.values())
     file_size_limit(weights // 2)
-    recorder.on_trial_result(0, [], trial, joint_result(2, 70.0))   # both exports improve; the disk refuses
+    recorder.on_trial_result(0, [], trial, joint_result(2, 70.0))  # both exports improve; the disk refuses
     file_size_limit(None)
     recorder.on_trial_complete(0, [], trial)
 
@@ -178,6 +194,6 @@ def test_a_multitask_export_the_disk_refuses_fails_the_joint_trial_and_keeps_the
     for task, folder in exports.items():
         record = records[joint.task_ids[task]]
         assert record["status"] == "failed" and "cannot write its checkpoint" in record["error"], record
-        assert "[Errno 27]" in record["error"] and checkpoint_problem(folder) is None   # epoch 1's export, whole
+        assert "[Errno 27]" in record["error"] and checkpoint_problem(folder) is None  # epoch 1's export, whole
     assert not [p for p in store.trials.rglob(".*") if p.name.endswith(".tmp")]
-    assert joint in pending_trials(store, plan)   # the next `bench run` trains the joint trial again
+    assert joint in pending_trials(store, plan)  # the next `bench run` trains the joint trial again

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.checkpoints import load_predictions
-from benchmark.plan import make_plan
-from benchmark.suite import load_suite
+from benchmark.config.suite import load_suite
+from benchmark.plan.trials import make_plan
+from benchmark.train.checkpoints import load_predictions
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
 from tests.conftest import bench
@@ -20,7 +20,9 @@ from tests.conftest import bench
 def tiny_run(tiny_model, glue_dir, cache_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
     suite = {
-        "name": "e2e", "model": str(tiny_model), "tasks": ["rte", "stsb"],
+        "name": "e2e",
+        "model": str(tiny_model),
+        "tasks": ["rte", "stsb"],
         "data": {"max_train_samples": 64, "max_eval_samples": 32},
         "training": {"epochs": 2, "batch_size": 16, "max_seq_length": 64},
         "search": {"grid": {"learning_rate": [1e-3, 3e-4]}, "seeds": [1, 2]},
@@ -53,8 +55,8 @@ def test_run_writes_a_leaderboard_for_every_task(tiny_run):
     assert set(row["scores"]["stsb"]) == {"pearson", "spearmanr"} and set(row["scores"]["rte"]) == {"accuracy"}
     assert row["average"] == pytest.approx(np.mean(list(row["task_scores"].values())))
     assert (run / "leaderboard.md").read_text().startswith("# Leaderboard: e2e")
-    assert "Leaderboard" in proc.stdout   # printed with rich at the end
-    assert "finished rte_lr=0.001_seed=1" in proc.stdout   # plain log lines when stdout is not a terminal
+    assert "Leaderboard" in proc.stdout  # printed with rich at the end
+    assert "finished rte_lr=0.001_seed=1" in proc.stdout  # plain log lines when stdout is not a terminal
 
 
 def test_every_trial_is_recorded_with_a_checkpoint_that_matches_its_score(tiny_run):
@@ -69,8 +71,8 @@ def test_every_trial_is_recorded_with_a_checkpoint_that_matches_its_score(tiny_r
         logits, labels = load_predictions(folder)
         task = GLUE_TASKS[r["task"]]
         assert task_score(compute_metrics(task, logits, labels)) == pytest.approx(r["best_score"])
-    assert not list(run.glob("ray/**/model.safetensors"))   # no second copy left in Ray's storage
-    assert not list(run.glob("trials/*/progress.json"))   # a record replaces a trial's progress file
+    assert not list(run.glob("ray/**/model.safetensors"))  # no second copy left in Ray's storage
+    assert not list(run.glob("trials/*/progress.json"))  # a record replaces a trial's progress file
 
 
 def test_table_rebuilds_the_leaderboard_from_the_run_directory(tiny_run):
@@ -120,12 +122,12 @@ def test_report_is_one_html_file_with_the_plots(tiny_run):
     proc = bench("report", run)
     assert proc.returncode == 0, proc.stderr
     page = (run / "report.html").read_text()
-    assert page.count('<img src="data:image/png;base64,') == 3   # epochs, compute, search space (no ensembles)
+    assert page.count('<img src="data:image/png;base64,') == 3  # epochs, compute, search space (no ensembles)
     assert "95% confidence intervals" in page and "rte_lr=0.001_seed=2" in page
 
 
 def test_predict_writes_glue_submission_files_from_the_best_checkpoints(tiny_run, glue_dir, cache_dir):
-    from benchmark.submission import predict_logits
+    from benchmark.results.submission import predict_logits
     from tasks.loading import load_split
 
     _, run, _ = tiny_run
@@ -134,15 +136,23 @@ def test_predict_writes_glue_submission_files_from_the_best_checkpoints(tiny_run
     rte = (run / "submission" / "RTE.tsv").read_text().splitlines()
     stsb = (run / "submission" / "STS-B.tsv").read_text().splitlines()
     assert rte[0] == stsb[0] == "index\tprediction" and len(rte) == 3001 and len(stsb) == 1380
-    assert rte[1].split("\t")[0] == "0" and {line.split("\t")[1] for line in rte[1:]} <= {"entailment", "not_entailment"}
+    assert rte[1].split("\t")[0] == "0" and {line.split("\t")[1] for line in rte[1:]} <= {
+        "entailment",
+        "not_entailment",
+    }
     assert all(0.0 <= float(line.split("\t")[1]) <= 5.0 for line in stsb[1:])
     manifest = json.loads((run / "submission" / "submission.json").read_text())
     used = manifest["files"]["RTE.tsv"]
     # The checkpoint that made it, run the same way on its dev slice, gives back its stored dev logits.
     record = json.loads((run / "trials" / used["trial"] / "record.json").read_text())
     dev = load_split(GLUE_TASKS["rte"], "validation", glue_dir, cache_dir, 32)
-    logits = predict_logits(run / record["checkpoint"], GLUE_TASKS["rte"], dev, record["training"]["max_seq_length"],
-                            record["training"]["eval_batch_size"])
+    logits = predict_logits(
+        run / record["checkpoint"],
+        GLUE_TASKS["rte"],
+        dev,
+        record["training"]["max_seq_length"],
+        record["training"]["eval_batch_size"],
+    )
     stored, labels = load_predictions(run / record["checkpoint"])
     np.testing.assert_allclose(logits, stored["validation"], atol=2e-2)
     metrics = compute_metrics(GLUE_TASKS["rte"], {"validation": logits}, {"validation": np.asarray(dev["label"])})
@@ -153,7 +163,7 @@ def test_resolved_suite_is_saved_and_reloads_to_the_same_plan(tiny_run):
     path, run, _ = tiny_run
     saved = load_suite(run / "suite.yaml")
     assert [t.fingerprint for t in make_plan(saved)] == [t.fingerprint for t in make_plan(load_suite(path))]
-    assert yaml.safe_load((run / "suite.yaml").read_text())["training"]["warmup_ratio"] == 0.1   # defaults filled in
+    assert yaml.safe_load((run / "suite.yaml").read_text())["training"]["warmup_ratio"] == 0.1  # defaults filled in
 
 
 def test_the_same_command_again_reruns_no_finished_trial(tiny_run):
@@ -173,10 +183,15 @@ def test_a_run_directory_of_other_settings_is_refused(tiny_run):
 
 
 def test_two_workers_share_one_trial_with_zero_2(tiny_model, glue_dir, cache_dir, tmp_path):
-    suite = {"name": "ddp", "model": str(tiny_model), "tasks": ["rte"],
-             "data": {"max_train_samples": 64, "max_eval_samples": 32},
-             "training": {"epochs": 1, "batch_size": 16, "max_seq_length": 64, "zero_stage": 2},
-             "resources": {"workers_per_trial": 2, "cpus_per_worker": 1}, "output": str(tmp_path / "run")}
+    suite = {
+        "name": "ddp",
+        "model": str(tiny_model),
+        "tasks": ["rte"],
+        "data": {"max_train_samples": 64, "max_eval_samples": 32},
+        "training": {"epochs": 1, "batch_size": 16, "max_seq_length": 64, "zero_stage": 2},
+        "resources": {"workers_per_trial": 2, "cpus_per_worker": 1},
+        "output": str(tmp_path / "run"),
+    }
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     proc = bench("run", path)
@@ -186,7 +201,7 @@ def test_two_workers_share_one_trial_with_zero_2(tiny_model, glue_dir, cache_dir
     # batch_size is the global batch: 64 examples / 16 = 4 optimizer steps, whatever the number of workers.
     assert record["epochs"][0]["optimizer_steps"] == 4 and record["train_samples"] == 64
     logits, _ = load_predictions(tmp_path / "run" / record["checkpoint"])
-    assert logits["validation"].shape == (32, 2)   # both ranks' eval shards gathered
+    assert logits["validation"].shape == (32, 2)  # both ranks' eval shards gathered
 
 
 def test_the_embedded_model_end_to_end(glue_dir, cache_dir, tmp_path):
@@ -196,8 +211,13 @@ def test_the_embedded_model_end_to_end(glue_dir, cache_dir, tmp_path):
 
     from tasks.loading import load_split
 
-    suite = {"name": "embedded", "tasks": ["mrpc"], "data": {"max_train_samples": 96, "max_eval_samples": 48},
-             "training": {"epochs": 1, "batch_size": 16, "learning_rate": 5e-5}, "output": str(tmp_path / "run")}
+    suite = {
+        "name": "embedded",
+        "tasks": ["mrpc"],
+        "data": {"max_train_samples": 96, "max_eval_samples": 48},
+        "training": {"epochs": 1, "batch_size": 16, "learning_rate": 5e-5},
+        "output": str(tmp_path / "run"),
+    }
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     proc = bench("run", path)
@@ -210,8 +230,14 @@ def test_the_embedded_model_end_to_end(glue_dir, cache_dir, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     dev = load_split(GLUE_TASKS["mrpc"], "validation", glue_dir, cache_dir, 48)
     with torch.no_grad():
-        enc = tokenizer(list(dev["sentence1"]), list(dev["sentence2"]), truncation=True, max_length=128,
-                        padding=True, return_tensors="pt")
+        enc = tokenizer(
+            list(dev["sentence1"]),
+            list(dev["sentence2"]),
+            truncation=True,
+            max_length=128,
+            padding=True,
+            return_tensors="pt",
+        )
         logits = model(**enc).logits.float().numpy()
     metrics = compute_metrics(GLUE_TASKS["mrpc"], {"validation": logits}, {"validation": np.asarray(dev["label"])})
     assert task_score(metrics) == pytest.approx(record["best_score"], abs=1e-6)

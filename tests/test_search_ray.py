@@ -11,26 +11,44 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.measure.reliability import (ENSEMBLE_BUILD_WRITES, check_final, fault_suite, interrupt_after, random_kills,
-                                           records, run_to_end)
-from ensembles.config import METHODS as ENSEMBLE_METHODS
-from tests.conftest import bench as run_bench, write_easy_task
+from benchmark.config.ensemble import METHODS as ENSEMBLE_METHODS
+from benchmark.measure.reliability import (
+    ENSEMBLE_BUILD_WRITES,
+    check_final,
+    fault_suite,
+    interrupt_after,
+    random_kills,
+    records,
+    run_to_end,
+)
+from tests.conftest import bench as run_bench
+from tests.conftest import write_easy_task
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def bench(*args):
-    return run_bench(*args, timeout=2400)   # a whole scheduler study
+    return run_bench(*args, timeout=2400)  # a whole scheduler study
 
 
 def write(tmp_path: Path, tiny_model, **suite) -> Path:
     # fp32: bf16 is too coarse for a 32-wide random BERT to learn the easy task in a few steps.
-    base = {"name": "s", "model": str(tiny_model), "tasks": [write_easy_task(tmp_path / "easy", train=256)],
-            # No test split held out of train: these runs test the search, on all 256 training rows.
-            "data": {"max_train_samples": 256, "max_eval_samples": 64, "holdout": {"test": 0}},
-            "training": {"epochs": 2, "batch_size": 16, "max_seq_length": 32, "zero_stage": 0, "warmup_ratio": 0.0,
-                         "precision": "fp32"},
-            "output": str(tmp_path / "run")}
+    base = {
+        "name": "s",
+        "model": str(tiny_model),
+        "tasks": [write_easy_task(tmp_path / "easy", train=256)],
+        # No test split held out of train: these runs test the search, on all 256 training rows.
+        "data": {"max_train_samples": 256, "max_eval_samples": 64, "holdout": {"test": 0}},
+        "training": {
+            "epochs": 2,
+            "batch_size": 16,
+            "max_seq_length": 32,
+            "zero_stage": 0,
+            "warmup_ratio": 0.0,
+            "precision": "fp32",
+        },
+        "output": str(tmp_path / "run"),
+    }
     for key, value in suite.items():
         base[key] = {**base[key], **value} if isinstance(base.get(key), dict) else value
     path = tmp_path / "suite.yaml"
@@ -45,9 +63,15 @@ def _env(glue_dir, cache_dir):
 
 def test_asha_stops_weak_trials_early(tiny_model, tmp_path):
     # Strong learning rates come first in the plan, so they fill ASHA's rungs before the weak ones arrive.
-    path = write(tmp_path, tiny_model, training={"epochs": 4},
-                 search={"grid": {"learning_rate": [5e-3, 4e-3, 1e-7, 2e-7]},
-                         "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 2}})
+    path = write(
+        tmp_path,
+        tiny_model,
+        training={"epochs": 4},
+        search={
+            "grid": {"learning_rate": [5e-3, 4e-3, 1e-7, 2e-7]},
+            "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 2},
+        },
+    )
     proc = bench("run", path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     recs = records(tmp_path / "run")
@@ -64,10 +88,20 @@ def test_asha_stops_weak_trials_early(tiny_model, tmp_path):
 
 @pytest.mark.long
 def test_pbt_exploit_continues_from_the_donors_state(tiny_model, tmp_path):
-    path = write(tmp_path, tiny_model, training={"epochs": 5},
-                 search={"grid": {"learning_rate": [5e-3, 1e-7]},
-                         "scheduler": {"type": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
-                                       "resample_probability": 0.0}})
+    path = write(
+        tmp_path,
+        tiny_model,
+        training={"epochs": 5},
+        search={
+            "grid": {"learning_rate": [5e-3, 1e-7]},
+            "scheduler": {
+                "type": "pbt",
+                "perturbation_interval": 1,
+                "quantile_fraction": 0.5,
+                "resample_probability": 0.0,
+            },
+        },
+    )
     proc = bench("run", path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     recs = records(tmp_path / "run")
@@ -88,7 +122,7 @@ def test_pbt_exploit_continues_from_the_donors_state(tiny_model, tmp_path):
             assert exploit["training"]["learning_rate"] in {grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]}
             # Between exploits the trial's own evaluations go forward one interval at a time.
             end = r["exploits"][n + 1]["at_index"] if n + 1 < len(r["exploits"]) else len(r["epochs"])
-            steps = [e["optimizer_steps"] for e in r["epochs"][exploit["at_index"]:end]]
+            steps = [e["optimizer_steps"] for e in r["epochs"][exploit["at_index"] : end]]
             assert steps == list(range(steps[0], steps[0] + steps_per_epoch * len(steps), steps_per_epoch))
     # The weak trial took over the strong one's state and learned the task.
     weak = recs["easy_lr=1e-07_seed=1"]
@@ -106,24 +140,30 @@ def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterru
     # kills fall 1-2 writes (an epoch's progress or checkpoint) after a start, then 0-1 s later. Four more fall
     # 1-12 writes into the build of the ensembles and soups (about 36 files staged in a folder), where a restart
     # needs no Ray and so costs CI seconds, not a minute.
-    path = write(tmp_path, tiny_model, training={"epochs": 4, "learning_rate": 2e-3}, search={"seeds": [1, 2]},
-                 ensemble={"methods": list(ENSEMBLE_METHODS), "k": [2, None]})
+    path = write(
+        tmp_path,
+        tiny_model,
+        training={"epochs": 4, "learning_rate": 2e-3},
+        search={"seeds": [1, 2]},
+        ensemble={"methods": list(ENSEMBLE_METHODS), "k": [2, None]},
+    )
     run, log = tmp_path / "run", tmp_path / "driver.log"
     in_training = random_kills(path, run, kills=1, seed=8, log=log, max_writes=2, max_delay=1.0)
     calm = interrupt_after(path, run, new_writes=1, presses=1, log=log)
     hurried = interrupt_after(path, run, new_writes=1, presses=2, log=log)
-    at_the_end = random_kills(path, run, kills=4, seed=9, log=log, max_writes=12, max_delay=0.2,
-                              watch=ENSEMBLE_BUILD_WRITES)
+    at_the_end = random_kills(
+        path, run, kills=4, seed=9, log=log, max_writes=12, max_delay=0.2, watch=ENSEMBLE_BUILD_WRITES
+    )
     last = run_to_end(path, run, log)
-    for event in (*in_training, calm, hurried, *at_the_end, last):   # no finished record was lost or written again
+    for event in (*in_training, calm, hurried, *at_the_end, last):  # no finished record was lost or written again
         assert event["lost"] == [], event
     kills = [k for k in (*in_training, *at_the_end) if k["injected"]]
     assert len(kills) == 5 and {k["returncode"] for k in kills} == {-9}, (in_training, at_the_end)
-    for stop in (calm, hurried):   # Ctrl-C: exit 130 and one line, no traceback, the lock free for the next command
+    for stop in (calm, hurried):  # Ctrl-C: exit 130 and one line, no traceback, the lock free for the next command
         assert stop["injected"] and stop["returncode"] == 130 and stop["lock_released"] and not stop["traceback"], stop
         assert stop["last_line"].startswith("bench: interrupted; finished trials are kept"), stop
-    assert hurried["exit_seconds"] < 5, hurried   # the second press skips Ray's shutdown
-    assert calm["lingering_after_10s"] == hurried["lingering_after_10s"] == 0   # and leaves no Ray process behind
+    assert hurried["exit_seconds"] < 5, hurried  # the second press skips Ray's shutdown
+    assert calm["lingering_after_10s"] == hurried["lingering_after_10s"] == 0  # and leaves no Ray process behind
     assert last["returncode"] == 0, log.read_text()[-3000:]
     after = records(run)
     assert sorted(after) == [f"easy_seed={s}" for s in (1, 2)]
@@ -133,8 +173,7 @@ def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterru
     # Kills fell inside the ensembles' build, and the next start deleted what they left; nothing half-written
     # remains, and the ensembles equal ones built in one go from the same checkpoints.
     assert "(an unfinished write)" in log.read_text()
-    assert not [p for p in run.rglob(".*") if p.name.endswith((".tmp", ".old"))
-                and not p.is_relative_to(run / "ray")]
+    assert not [p for p in run.rglob(".*") if p.name.endswith((".tmp", ".old")) and not p.is_relative_to(run / "ray")]
     copy = tmp_path / "copy"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("ensembles", "ray"))
     proc = bench("ensemble", copy)
@@ -154,11 +193,11 @@ def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:
     """Each planned trial trained in this process, start to end (one thread, as a one-CPU Ray worker)."""
     import torch
 
-    from benchmark.hyperparams import TrainingConfig
-    from benchmark.local import run_local_trial
-    from benchmark.plan import data_key, make_plan
-    from benchmark.runner import prepare_data
-    from benchmark.suite import load_suite
+    from benchmark.config.suite import load_suite
+    from benchmark.plan.trials import data_key, make_plan
+    from benchmark.run.runner import prepare_data
+    from benchmark.train.hyperparams import TrainingConfig
+    from benchmark.train.local import run_local_trial
 
     suite = load_suite(path)
     plan = make_plan(suite)
@@ -166,11 +205,20 @@ def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return {spec.trial_id: [e["score"] for e in run_local_trial(
-                    TrainingConfig(**spec.training), spec.model_path, spec.seed,
+        return {
+            spec.trial_id: [
+                e["score"]
+                for e in run_local_trial(
+                    TrainingConfig(**spec.training),
+                    spec.model_path,
+                    spec.seed,
                     data[data_key(spec.model_name, spec.task, spec.training)],
-                    output / spec.trial_id, log=lambda _: None).epochs]
-                for spec in plan}
+                    output / spec.trial_id,
+                    log=lambda _: None,
+                ).epochs
+            ]
+            for spec in plan
+        }
     finally:
         torch.set_num_threads(threads)
 
@@ -180,8 +228,13 @@ def test_a_killed_worker_is_retried_from_its_last_state(tiny_model, tmp_path):
 
     path = write(tmp_path, tiny_model, training={"epochs": 3}, search={"max_failures": 1})
     run = tmp_path / "run"
-    driver = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "run", str(path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, env={**os.environ})
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "benchmark.cli", "run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ},
+    )
     progress = run / "trials" / "easy_seed=1" / "progress.json"
     deadline = time.time() + 900
     while time.time() < deadline and not (progress.is_file() and json.loads(progress.read_text())["state"]):
@@ -229,21 +282,26 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tiny_model, tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
-    from benchmark.runner import run_suite
-    from benchmark.suite import load_suite
+    from benchmark.config.suite import load_suite
+    from benchmark.run.runner import run_suite
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        path = write(tmp_path, tiny_model, training={"epochs": 1},
-                     search={"seeds": [1, 2, 3, 4]}, storage=str(tmp_path / "shared-storage"))
+        path = write(
+            tmp_path,
+            tiny_model,
+            training={"epochs": 1},
+            search={"seeds": [1, 2, 3, 4]},
+            storage=str(tmp_path / "shared-storage"),
+        )
         run_suite(load_suite(path), address=cluster.address)
         recs = records(tmp_path / "run")
         assert len(recs) == 4 and all(r["status"] == "finished" for r in recs.values())
         nodes = {n for r in recs.values() for n in r["node_ids"]}
         assert nodes == {n["NodeID"] for n in ray.nodes() if n["Alive"]} and len(nodes) == 2
-        for r in recs.values():   # checkpoints reached the driver's run directory
+        for r in recs.values():  # checkpoints reached the driver's run directory
             assert (tmp_path / "run" / r["checkpoint"] / "model.safetensors").is_file()
     finally:
         ray.shutdown()

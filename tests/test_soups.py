@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import InputError
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.modeling import load_tokenizer
-from benchmark.store import RunStore
+from benchmark.common.errors import InputError
+from benchmark.records.store import RunStore
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import load_tokenizer
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, read_weights, uniform_soup
 from tasks.encoding import encode_task
@@ -46,8 +46,9 @@ def make_run(folder: Path, checkpoints: dict[str, Path]) -> RunStore:
     store = RunStore(folder)
     for trial_id, checkpoint in checkpoints.items():
         shutil.copytree(checkpoint, store.checkpoint_dir(trial_id))
-        store.save_record({"trial_id": trial_id, "status": "finished", "kind": "single", "model": "tiny",
-                           "fingerprint": trial_id})
+        store.save_record(
+            {"trial_id": trial_id, "status": "finished", "kind": "single", "model": "tiny", "fingerprint": trial_id}
+        )
     return store
 
 
@@ -69,7 +70,7 @@ def test_a_uniform_soup_of_two_identical_checkpoints_is_that_checkpoint(trained,
 def test_a_uniform_soup_is_the_mean_of_the_weights(trained, tmp_path):
     store = make_run(tmp_path / "run", {"a": trained["seed1"], "b": trained["seed2"]})
     a, b = find_candidates(store)["rte"]
-    check_ingredients([a, b])   # two seeds of one base model: same initial encoder, same architecture
+    check_ingredients([a, b])  # two seeds of one base model: same initial encoder, same architecture
     soup = uniform_soup([a, b])
     wa, wb = read_weights(a.folder), read_weights(b.folder)
     assert not torch.equal(wa["classifier.weight"], wb["classifier.weight"])
@@ -104,7 +105,9 @@ def weight_candidate(folder: Path, name: str, value: float) -> Candidate:
 
     folder.mkdir(parents=True)
     save_file({"w": torch.tensor([value])}, str(folder / "model.safetensors"))
-    return Candidate(name, "single", "m", folder, name, TaskSpec.from_dict(GLUE_TASKS["stsb"].to_dict()), {}, {}, {}, None)
+    return Candidate(
+        name, "single", "m", folder, name, TaskSpec.from_dict(GLUE_TASKS["stsb"].to_dict()), {}, {}, {}, None
+    )
 
 
 class WeightEcho:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.errors import InputError
-from benchmark.leaderboard import build_leaderboard
-from benchmark.suite import load_suite
-from benchmark.tables import FORMATTERS
+from benchmark.common.errors import InputError
+from benchmark.config.suite import load_suite
+from benchmark.results.leaderboard import build_leaderboard
+from benchmark.results.tables import FORMATTERS
 from tasks.loading import holdout_record, load_split
 from tasks.splits import holdout_partition
 from tests.conftest import write_easy_task
@@ -23,9 +23,12 @@ def test_holdout_partition_is_seeded_disjoint_complete_and_stratified():
     other = holdout_partition(labels, fractions, seed=4, stratify=True)
     assert all(np.array_equal(first[s], again[s]) for s in first)
     assert not np.array_equal(first["test"], other["test"])
-    assert sorted(np.concatenate(list(first.values()))) == list(range(200))   # disjoint, and every row once
+    assert sorted(np.concatenate(list(first.values()))) == list(range(200))  # disjoint, and every row once
     assert {s: np.bincount(labels[rows]).tolist() for s, rows in first.items()} == {
-        "validation": [6, 14], "test": [12, 28], "train": [42, 98]}
+        "validation": [6, 14],
+        "test": [12, 28],
+        "train": [42, 98],
+    }
     plain = holdout_partition(np.linspace(0, 5, 50), {"validation": 0.2}, seed=0, stratify=False)
     assert len(plain["validation"]) == 10 and len(plain["train"]) == 40 and "test" not in plain
 
@@ -39,7 +42,7 @@ def _suite(tmp_path, task: dict, **data) -> object:
 def test_a_task_with_train_only_gets_disjoint_validation_and_test_splits(tmp_path):
     easy = write_easy_task(tmp_path / "easy", train=200, dev=10)
     del easy["validation"]
-    task, = _suite(tmp_path, easy, holdout={"validation": 0.1, "test": 0.15, "seed": 7}).tasks
+    (task,) = _suite(tmp_path, easy, holdout={"validation": 0.1, "test": 0.15, "seed": 7}).tasks
     assert task.holdout == {"validation": 0.1, "test": 0.15} and task.final_test == "test" and not task.test_splits
     splits = {s: load_split(task, s, None, tmp_path / "cache") for s in ("train", "validation", "test")}
     record = holdout_record(task, tmp_path / "cache")
@@ -59,17 +62,33 @@ def test_a_task_with_train_only_gets_disjoint_validation_and_test_splits(tmp_pat
 
 
 def _record(trial_id, lr, seed, dev, test=None):
-    r = {"trial_id": trial_id, "task": "easy", "model": "m", "kind": "single", "status": "finished", "seed": seed,
-         "grid_point": {"learning_rate": lr}, "metric_keys": ["accuracy"], "best_score": 100 * dev,
-         "best_metrics": {"accuracy": dev}, "checkpoint": None, "wall_seconds": 1.0, "train_samples": 1,
-         "epochs": [{"epoch": 1}]}
+    r = {
+        "trial_id": trial_id,
+        "task": "easy",
+        "model": "m",
+        "kind": "single",
+        "status": "finished",
+        "seed": seed,
+        "grid_point": {"learning_rate": lr},
+        "metric_keys": ["accuracy"],
+        "best_score": 100 * dev,
+        "best_metrics": {"accuracy": dev},
+        "checkpoint": None,
+        "wall_seconds": 1.0,
+        "train_samples": 1,
+        "epochs": [{"epoch": 1}],
+    }
     return {**r, "test_metrics": {"accuracy": test}} if test is not None else r
 
 
 def test_the_leaderboard_shows_the_chosen_configurations_test_score_beside_validation():
     # lr 1e-3 is better on validation, so its checkpoints are the ones scored on test, though 1e-4's test is higher.
-    records = [_record("a1", 1e-3, 1, 0.80, 0.70), _record("a2", 1e-3, 2, 0.90, 0.76),
-               _record("b1", 1e-4, 1, 0.60), _record("b2", 1e-4, 2, 0.60)]
+    records = [
+        _record("a1", 1e-3, 1, 0.80, 0.70),
+        _record("a2", 1e-3, 2, 0.90, 0.76),
+        _record("b1", 1e-4, 1, 0.60),
+        _record("b2", 1e-4, 2, 0.60),
+    ]
     board = build_leaderboard("t", records)
     (row,) = board["rows"]
     assert board["test_tasks"] == ["easy"] and row["trial_ids"] == {"easy": ["a1", "a2"]}

@@ -7,14 +7,20 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.plan import make_plan
-from benchmark.suite import load_suite
+from benchmark.config.suite import load_suite
+from benchmark.plan.trials import make_plan
 
 
 def write_suite(tmp_path: Path, **overrides) -> Path:
-    suite = {"name": "t", "model": None, "tasks": ["rte"], "data": {"max_train_samples": 16, "max_eval_samples": 8},
-             "training": {"epochs": 1, "batch_size": 8}, "search": {"grid": {"learning_rate": [1e-3]}, "seeds": [1]},
-             "output": str(tmp_path / "run")}
+    suite = {
+        "name": "t",
+        "model": None,
+        "tasks": ["rte"],
+        "data": {"max_train_samples": 16, "max_eval_samples": 8},
+        "training": {"epochs": 1, "batch_size": 8},
+        "search": {"grid": {"learning_rate": [1e-3]}, "seeds": [1]},
+        "output": str(tmp_path / "run"),
+    }
     for key, value in overrides.items():
         node = suite
         parts = key.split("__")
@@ -37,36 +43,47 @@ def _glue(glue_dir, cache_dir):
     return glue_dir
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"modle": "x"}, "modle: unknown key (did you mean 'model'?)"),
-    ({"training__learnig_rate": 1e-3}, "training.learnig_rate: unknown key (did you mean 'learning_rate'?)"),
-    ({"training__epochs": "three"}, "training.epochs: expected an integer, got string 'three'"),
-    ({"training__epochs": True}, "training.epochs: expected an integer, got boolean true"),
-    ({"training__epochs": 0}, "training.epochs: must be at least 1"),
-    ({"training__learning_rate": -1.0}, "training.learning_rate: must be at least"),
-    ({"training__precision": "bf61"}, "training.precision: must be one of fp32, bf16, fp16; got 'bf61' (did you mean 'bf16'?)"),
-    ({"training__zero_stage": 3}, "training.zero_stage: must be one of 0, 1, 2"),
-    ({"tasks": ["rtee"]}, "tasks[0]: unknown task 'rtee' (did you mean 'rte'?)"),
-    ({"tasks": []}, "tasks: must not be empty"),
-    ({"tasks": ["rte", "rte"]}, "task 'rte' is listed twice"),
-    ({"search__grid": {"learning_rate": []}}, "search.grid.learning_rate: the grid has no values"),
-    ({"search__grid": {"learnng_rate": [1e-3]}}, "not a training hyperparameter (did you mean 'learning_rate'?)"),
-    ({"search__grid": {"learning_rate": [1e-3, "fast"]}}, "search.grid.learning_rate[1]: expected a number"),
-    ({"search__grid": {"batch_size": [8, 8]}}, "search.grid.batch_size: repeats a value"),
-    ({"search__seeds": []}, "search.seeds: must not be empty"),
-    ({"training__batch_size": 9, "resources": {"workers_per_trial": 2}}, "9 is not divisible by workers_per_trial"),
-    ({"training__precision": "fp16"}, "fp16 needs GPUs"),
-    ({"model": "./no/such/model"}, "model: model folder not found"),
-    ({"training__max_seq_length": 4096}, "4096 exceeds the 512 positions of model all-MiniLM-L6-v2"),
-    ({"training__head_only_epochs": 2}, "training.head_only_epochs: 2 is more than the trial's 1 epochs"),
-    ({"search__grid": {"freeze_layers": [3, 7]}}, "training.freeze_layers: 7 layers, but model all-MiniLM-L6-v2 has 6"),
-    ({"training__layer_lr_decay": 1.5}, "training.layer_lr_decay: must be at most 1.0"),
-    ({"tasks": ["rte", "mrpc"], "multitask__tasks": ["rte", "mrpc"], "training__freeze_embeddings": True},
-     "training.freeze_embeddings: freezing applies to single-task trials"),
-    ({"data__glue_dir": "/nonexistent/glue"}, "data.glue_dir: folder not found"),
-    ({"name": "bad name!"}, "name: use letters"),
-    ({"output": 5}, "output: expected a string, got number 5"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"modle": "x"}, "modle: unknown key (did you mean 'model'?)"),
+        ({"training__learnig_rate": 1e-3}, "training.learnig_rate: unknown key (did you mean 'learning_rate'?)"),
+        ({"training__epochs": "three"}, "training.epochs: expected an integer, got string 'three'"),
+        ({"training__epochs": True}, "training.epochs: expected an integer, got boolean true"),
+        ({"training__epochs": 0}, "training.epochs: must be at least 1"),
+        ({"training__learning_rate": -1.0}, "training.learning_rate: must be at least"),
+        (
+            {"training__precision": "bf61"},
+            "training.precision: must be one of fp32, bf16, fp16; got 'bf61' (did you mean 'bf16'?)",
+        ),
+        ({"training__zero_stage": 3}, "training.zero_stage: must be one of 0, 1, 2"),
+        ({"tasks": ["rtee"]}, "tasks[0]: unknown task 'rtee' (did you mean 'rte'?)"),
+        ({"tasks": []}, "tasks: must not be empty"),
+        ({"tasks": ["rte", "rte"]}, "task 'rte' is listed twice"),
+        ({"search__grid": {"learning_rate": []}}, "search.grid.learning_rate: the grid has no values"),
+        ({"search__grid": {"learnng_rate": [1e-3]}}, "not a training hyperparameter (did you mean 'learning_rate'?)"),
+        ({"search__grid": {"learning_rate": [1e-3, "fast"]}}, "search.grid.learning_rate[1]: expected a number"),
+        ({"search__grid": {"batch_size": [8, 8]}}, "search.grid.batch_size: repeats a value"),
+        ({"search__seeds": []}, "search.seeds: must not be empty"),
+        ({"training__batch_size": 9, "resources": {"workers_per_trial": 2}}, "9 is not divisible by workers_per_trial"),
+        ({"training__precision": "fp16"}, "fp16 needs GPUs"),
+        ({"model": "./no/such/model"}, "model: model folder not found"),
+        ({"training__max_seq_length": 4096}, "4096 exceeds the 512 positions of model all-MiniLM-L6-v2"),
+        ({"training__head_only_epochs": 2}, "training.head_only_epochs: 2 is more than the trial's 1 epochs"),
+        (
+            {"search__grid": {"freeze_layers": [3, 7]}},
+            "training.freeze_layers: 7 layers, but model all-MiniLM-L6-v2 has 6",
+        ),
+        ({"training__layer_lr_decay": 1.5}, "training.layer_lr_decay: must be at most 1.0"),
+        (
+            {"tasks": ["rte", "mrpc"], "multitask__tasks": ["rte", "mrpc"], "training__freeze_embeddings": True},
+            "training.freeze_embeddings: freezing applies to single-task trials",
+        ),
+        ({"data__glue_dir": "/nonexistent/glue"}, "data.glue_dir: folder not found"),
+        ({"name": "bad name!"}, "name: use letters"),
+        ({"output": 5}, "output: expected a string, got number 5"),
+    ],
+)
 def test_bad_suites_fail_with_one_line_and_exit_2(tmp_path, capsys, overrides, message):
     code, err = validate(write_suite(tmp_path, **overrides), capsys)
     assert code == 2
@@ -80,12 +97,15 @@ def test_missing_glue_files_are_named(tmp_path, capsys):
     assert code == 2 and "train file not found" in err and "RTE/train.tsv" in err
 
 
-@pytest.mark.parametrize("text, message", [
-    ("name: [unclosed", "invalid YAML at line 1"),
-    ("name: !!python/object/apply:os.system ['echo hacked']\ntasks: [rte]", "invalid YAML"),
-    ("- just\n- a list", "a suite must be a mapping"),
-    ("", "the suite is empty"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: [unclosed", "invalid YAML at line 1"),
+        ("name: !!python/object/apply:os.system ['echo hacked']\ntasks: [rte]", "invalid YAML"),
+        ("- just\n- a list", "a suite must be a mapping"),
+        ("", "the suite is empty"),
+    ],
+)
 def test_malformed_yaml(tmp_path, capsys, text, message):
     path = tmp_path / "s.yaml"
     path.write_text(text)
@@ -124,22 +144,28 @@ def test_plan_ids_are_stable_and_readable(tmp_path):
     assert ids == ["rte_lr=2e-05_seed=1", "rte_lr=2e-05_seed=2", "rte_lr=5e-05_seed=1", "rte_lr=5e-05_seed=2"]
     fingerprints = {t.fingerprint for t in make_plan(suite)}
     assert len(fingerprints) == 4
-    changed = load_suite(write_suite(tmp_path, training__epochs=2, search__grid={"learning_rate": [2e-5, 5e-5]},
-                                     search__seeds=[1, 2]))
+    changed = load_suite(
+        write_suite(tmp_path, training__epochs=2, search__grid={"learning_rate": [2e-5, 5e-5]}, search__seeds=[1, 2])
+    )
     assert not fingerprints & {t.fingerprint for t in make_plan(changed)}
 
 
 def test_shipped_configs_validate(capsys):
     repo = Path(__file__).resolve().parents[1]
     for path in sorted((repo / "configs").glob("*.yaml")):
-        suite = load_suite(path)   # glue.yaml names tasks whose data is not here: check the suite, not the data
+        suite = load_suite(path)  # glue.yaml names tasks whose data is not here: check the suite, not the data
         assert make_plan(suite), path
 
 
 def test_cli_exit_code_and_single_line_in_a_real_process(tmp_path):
     path = write_suite(tmp_path, training__learnig_rate=1)
-    proc = subprocess.run([sys.executable, "-m", "benchmark.cli", "run", str(path)], capture_output=True, text=True,
-                          env={**os.environ}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "bench: error: training.learnig_rate: unknown key (did you mean 'learning_rate'?)"
-    assert not (tmp_path / "run").exists()   # nothing started, nothing written
+    assert not (tmp_path / "run").exists()  # nothing started, nothing written

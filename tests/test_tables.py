@@ -10,10 +10,10 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from benchmark.bootstrap import SplitPredictions
-from benchmark.leaderboard import build_leaderboard
-from benchmark.statistics import add_statistics
-from benchmark.tables import format_csv, format_html, format_latex, format_markdown, latex_escape
+from benchmark.results.bootstrap import SplitPredictions
+from benchmark.results.leaderboard import build_leaderboard
+from benchmark.results.statistics import add_statistics
+from benchmark.results.tables import format_csv, format_html, format_latex, format_markdown, latex_escape
 from tasks.glue import GLUE_TASKS
 
 RNG = np.random.default_rng(11)
@@ -30,11 +30,25 @@ def _record(model, task, seed, correct):
     acc = float((preds == labels).mean())
     tp, fp, fn = [int(((preds == a) & (labels == b)).sum()) for a, b in ((1, 1), (1, 0), (0, 1))]
     metrics = {"accuracy": acc} if task == "rte" else {"f1": 2 * tp / (2 * tp + fp + fn), "accuracy": acc}
-    return {"trial_id": f"{model}-{task}-{seed}", "status": "finished", "kind": "single", "task": task,
-            "model": model, "metric_keys": list(metrics), "grid_point": {"learning_rate": 1e-4}, "seed": seed,
-            "best_metrics": metrics, "best_score": 100 * float(np.mean(list(metrics.values()))),
-            "wall_seconds": 1800.0, "train_samples": 100, "train_samples_per_s": 40.0, "parameters": 22_713_986,
-            "resources": RESOURCES, "checkpoint": f"{model}/{task}/{seed}", "task_spec": GLUE_TASKS[task].to_dict()}
+    return {
+        "trial_id": f"{model}-{task}-{seed}",
+        "status": "finished",
+        "kind": "single",
+        "task": task,
+        "model": model,
+        "metric_keys": list(metrics),
+        "grid_point": {"learning_rate": 1e-4},
+        "seed": seed,
+        "best_metrics": metrics,
+        "best_score": 100 * float(np.mean(list(metrics.values()))),
+        "wall_seconds": 1800.0,
+        "train_samples": 100,
+        "train_samples_per_s": 40.0,
+        "parameters": 22_713_986,
+        "resources": RESOURCES,
+        "checkpoint": f"{model}/{task}/{seed}",
+        "task_spec": GLUE_TASKS[task].to_dict(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +61,8 @@ def board():
                 records.append(r)
                 logits = np.eye(2, dtype=np.float32)[np.where(correct[task], LABELS[task], 1 - LABELS[task])]
                 files[f"{r['checkpoint']}/dev_predictions.safetensors"] = {
-                    "validation": SplitPredictions(logits, LABELS[task], np.arange(200))}
+                    "validation": SplitPredictions(logits, LABELS[task], np.arange(200))
+                }
     board = build_leaderboard("demo_suite", records, ["rte", "mrpc"])
     return add_statistics(board, {t: GLUE_TASKS[t] for t in LABELS}, files.get, baseline="weak", resamples=500)
 
@@ -55,7 +70,7 @@ def board():
 def test_markdown_marks_the_best_in_bold_and_significant_differences(board):
     md = format_markdown(board)
     strong = next(line for line in md.splitlines() if line.startswith("| my_model_v2 & co (single) | **"))
-    assert strong.count("↑") == 3 and strong.count("**") == 6       # rte, mrpc, average: bold and above the baseline
+    assert strong.count("↑") == 3 and strong.count("**") == 6  # rte, mrpc, average: bold and above the baseline
     assert "## 95% confidence intervals" in md and "## Differences from the baseline, weak<b> (single)" in md
     assert re.search(r"\| my_model_v2 & co \(single\) \| \+\d+\.\d \[\d+\.\d, \d+\.\d\], p=0\.004↑ \|", md)
     assert "two-sided p < 0.05" in md and "(n=" not in md
@@ -94,27 +109,36 @@ def test_latex_is_structurally_valid_booktabs_with_escaped_text(board):
                 # every row has one cell per column: unescaped & separate them
                 assert len(re.findall(r"(?<!\\)&", line)) == len(spec) - 1, line
     assert "my\\_model\\_v2 \\& co (single)" in tex and "\\textbf{" in tex and "$^{\\uparrow}$" in tex
-    text = re.sub(r"\\[&_%$#{}]", "", tex)                 # drop escaped specials, then none may remain bare
+    text = re.sub(r"\\[&_%$#{}]", "", tex)  # drop escaped specials, then none may remain bare
     assert "_" not in text and "%" not in text.split("\n", 1)[1]
     assert text.count("{") == text.count("}")
     assert all(line.count("$") % 2 == 0 for line in text.splitlines())
-    assert "±" not in tex and "↑" not in tex and "—" not in tex      # unicode made LaTeX
+    assert "±" not in tex and "↑" not in tex and "—" not in tex  # unicode made LaTeX
     assert "\\label{tab:demo-suite}" in tex
 
 
 def test_latex_escape():
-    assert latex_escape("a_b & 50% #1 $x ~y^ {z} \\") == \
-        r"a\_b \& 50\% \#1 \$x \textasciitilde{}y\textasciicircum{} \{z\} \textbackslash{}"
+    assert (
+        latex_escape("a_b & 50% #1 $x ~y^ {z} \\")
+        == r"a\_b \& 50\% \#1 \$x \textasciitilde{}y\textasciicircum{} \{z\} \textbackslash{}"
+    )
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no LaTeX installed")
 def test_latex_compiles(board, tmp_path):
-    if shutil.which("pdflatex") is None:   # the structural checks above still run
+    if shutil.which("pdflatex") is None:  # the structural checks above still run
         pytest.skip("pdflatex is not installed")
-    doc = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + format_latex(board) + "\\end{document}\n"
+    doc = (
+        "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + format_latex(board) + "\\end{document}\n"
+    )
     (tmp_path / "t.tex").write_text(doc)
-    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
 
 

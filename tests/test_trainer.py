@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.checkpoints import load_predictions, load_trial_meta
-from benchmark.errors import TrialDiverged
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.modeling import load_tokenizer
+from benchmark.common.errors import TrialDiverged
+from benchmark.train.checkpoints import load_predictions, load_trial_meta
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split
@@ -43,7 +43,9 @@ def test_same_seed_same_metrics_other_seed_other_run(tiny_model, rte, tmp_path):
     assert [e["train_loss"] for e in a.epochs] != [e["train_loss"] for e in c.epochs]
 
 
-def test_best_checkpoint_loads_in_plain_transformers_and_reproduces_its_dev_metric(tiny_model, rte, glue_dir, cache_dir, tmp_path):
+def test_best_checkpoint_loads_in_plain_transformers_and_reproduces_its_dev_metric(
+    tiny_model, rte, glue_dir, cache_dir, tmp_path
+):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     result = run_local_trial(TrainingConfig(**FAST), str(tiny_model), 3, rte, tmp_path, log=quiet)
@@ -56,7 +58,14 @@ def test_best_checkpoint_loads_in_plain_transformers_and_reproduces_its_dev_metr
     assert model.config.id2label == {0: "entailment", 1: "not_entailment"}
     dev = load_split(GLUE_TASKS["rte"], "validation", glue_dir, cache_dir, 48)
     with torch.no_grad():
-        enc = tokenizer(list(dev["sentence1"]), list(dev["sentence2"]), truncation=True, max_length=64, padding=True, return_tensors="pt")
+        enc = tokenizer(
+            list(dev["sentence1"]),
+            list(dev["sentence2"]),
+            truncation=True,
+            max_length=64,
+            padding=True,
+            return_tensors="pt",
+        )
         logits = model(**enc).logits.float().numpy()
     stored_logits, stored_labels = load_predictions(folder)
     np.testing.assert_array_equal(stored_labels["validation"], np.asarray(dev["label"]))
@@ -71,15 +80,15 @@ def test_both_precisions_train_and_decay_to_zero(tiny_model, stsb, tmp_path, pre
     result = run_local_trial(hp, str(tiny_model), 1, stsb, tmp_path, log=quiet)
     losses = [e["train_loss"] for e in result.epochs]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
-    assert result.epochs[-1]["learning_rate"] == 0.0   # linear decay ends at zero
+    assert result.epochs[-1]["learning_rate"] == 0.0  # linear decay ends at zero
     assert {"pearson", "spearmanr", "score"} <= set(result.epochs[0])
 
 
 def test_one_rank_runs_zero_0_and_bf16_keeps_fp32_weights(tiny_model, stsb):
     """ZeRO 1-2 partition across ranks: one rank runs stage 0 (ZeRO-2 across two ranks: test_run_e2e,
     test_multitask). bf16 is autocast: the weights and the optimizer stay fp32; the optimizer is fused."""
-    from benchmark.engine import deepspeed_config, init_distributed, initialize_engine, linear_schedule, adamw
-    from benchmark.modeling import build_classifier
+    from benchmark.train.engine import adamw, deepspeed_config, init_distributed, initialize_engine, linear_schedule
+    from benchmark.train.modeling import build_classifier
 
     hp = TrainingConfig(**FAST, zero_stage=2, precision="bf16")
     assert deepspeed_config(hp, 2)["zero_optimization"]["stage"] == 2
@@ -93,13 +102,13 @@ def test_one_rank_runs_zero_0_and_bf16_keeps_fp32_weights(tiny_model, stsb):
     assert optimizer.defaults["fused"]
     with torch.no_grad():
         logits = engine(input_ids=torch.tensor([[101, 2000, 102]])).logits
-    assert logits.dtype == torch.bfloat16   # the forward ran under autocast
+    assert logits.dtype == torch.bfloat16  # the forward ran under autocast
 
 
 def test_gradient_accumulation_counts_optimizer_steps(tiny_model, rte, tmp_path):
     hp = TrainingConfig(**FAST, gradient_accumulation_steps=4)
     result = run_local_trial(hp, str(tiny_model), 1, rte, tmp_path, log=quiet)
-    assert [e["optimizer_steps"] for e in result.epochs] == [6, 12]   # 96 examples / 16 per step
+    assert [e["optimizer_steps"] for e in result.epochs] == [6, 12]  # 96 examples / 16 per step
 
 
 def test_a_nan_loss_stops_the_trial(tiny_model, stsb, tmp_path):
@@ -114,7 +123,7 @@ def test_a_nan_loss_stops_the_trial(tiny_model, stsb, tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_saved_state_continues_exactly_where_it_stopped(tiny_model, rte, tmp_path, precision):
     """Train 3 epochs straight; separately stop after epoch 1 and resume from the saved state: same numbers."""
-    from benchmark.trainer import STATE_DIR, train
+    from benchmark.train.trainer import STATE_DIR, train
 
     hp = TrainingConfig(**{**FAST, "epochs": 3}, precision=precision)
     straight = run_local_trial(hp, str(tiny_model), 5, rte, tmp_path / "straight", log=quiet)
@@ -125,19 +134,21 @@ def test_a_saved_state_continues_exactly_where_it_stopped(tiny_model, rte, tmp_p
         if metrics["epoch"] == 1:
             saved["state"] = folder / STATE_DIR
         if metrics["epoch"] == 2:
-            raise KeyboardInterrupt   # stop the first run after epoch 2 began to be reported
+            raise KeyboardInterrupt  # stop the first run after epoch 2 began to be reported
+
     with pytest.raises(KeyboardInterrupt):
         train(hp, str(tiny_model), 5, rte, tmp_path / "work", keep_first_state, save_state=True)
     resumed = []
-    result = train(hp, str(tiny_model), 5, rte, tmp_path / "work2", lambda m, f: resumed.append(m),
-                   resume_from=saved["state"])
+    result = train(
+        hp, str(tiny_model), 5, rte, tmp_path / "work2", lambda m, f: resumed.append(m), resume_from=saved["state"]
+    )
     keys = ["epoch", "score", "train_loss", "learning_rate", "optimizer_steps", "train_samples"]
     assert [{k: e[k] for k in keys} for e in result.epochs] == [{k: e[k] for k in keys} for e in straight.epochs]
-    assert [m["epoch"] for m in resumed] == [2, 3]   # only the remaining epochs ran
+    assert [m["epoch"] for m in resumed] == [2, 3]  # only the remaining epochs ran
 
 
 def test_eval_every_n_steps_reports_mid_epoch(tiny_model, rte, tmp_path):
-    from benchmark.trainer import train
+    from benchmark.train.trainer import train
 
     reports = []
     train(TrainingConfig(**FAST), str(tiny_model), 1, rte, tmp_path, lambda m, f: reports.append(m), eval_every_steps=4)

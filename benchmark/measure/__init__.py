@@ -5,7 +5,7 @@ def write_report(folder: str, report: str) -> None:
     """A measurement's figures: `folder/README.md` (written atomically), and the terminal."""
     from pathlib import Path
 
-    from benchmark.atomic import atomic_write_text
+    from benchmark.common.atomic import atomic_write_text
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,42 +19,65 @@ import torch
 
 from benchmark.measure import write_report
 from benchmark.measure.study import run_study
-from benchmark.results import leaderboard_from_runs
-from benchmark.tables import format_markdown
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.results.tables import format_markdown
 
 
 def per_seed_scores(records: list[dict], task: str, chain: str | None) -> dict[int, float]:
     """Each seed's best validation score on `task`, directly (chain None) or through `chain`."""
-    return {r["seed"]: r["best_score"] for r in records
-            if r["task"] == task and r.get("chain") == chain and r.get("best_score") is not None}
+    return {
+        r["seed"]: r["best_score"]
+        for r in records
+        if r["task"] == task and r.get("chain") == chain and r.get("best_score") is not None
+    }
 
 
 def main(argv=None) -> int:
     study = run_study("benchmark.measure.chains", __doc__, "configs/chains.yaml", "results/chains", argv)
     args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
     board, records = leaderboard_from_runs([suite.output], baseline="(single)")
-    lines = ["# Intermediate-task transfer against direct fine-tuning", "", f"Command: `{command}`", "",
-             f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; chains "
-             f"{', '.join(c.label for c in suite.chains)}; {suite.config.data.max_train_samples} training examples per "
-             f"task; seeds {suite.config.search.seeds}); {platform.processor() or platform.machine()}, "
-             f"{torch.get_num_threads()} threads; wall time {wall / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.", "",
-             format_markdown(board, compute=True), "## Per seed", "",
-             "| target | seed | direct | chained | chained - direct |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        "# Intermediate-task transfer against direct fine-tuning",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; chains "
+        f"{', '.join(c.label for c in suite.chains)}; {suite.config.data.max_train_samples} training examples per "
+        f"task; seeds {suite.config.search.seeds}); {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads; wall time {wall / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.",
+        "",
+        format_markdown(board, compute=True),
+        "## Per seed",
+        "",
+        "| target | seed | direct | chained | chained - direct |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for chain in suite.chains:
-        direct, chained = per_seed_scores(records, chain.target, None), per_seed_scores(records, chain.target, chain.label)
+        direct, chained = (
+            per_seed_scores(records, chain.target, None),
+            per_seed_scores(records, chain.target, chain.label),
+        )
         deltas = []
         for seed in sorted(set(direct) & set(chained)):
             deltas.append(chained[seed] - direct[seed])
             lines.append(f"| {chain.label} | {seed} | {direct[seed]:.2f} | {chained[seed]:.2f} | {deltas[-1]:+.2f} |")
         if deltas:
-            lines.append(f"| {chain.label} | mean | {np.mean(list(direct.values())):.2f} | "
-                         f"{np.mean(list(chained.values())):.2f} | {np.mean(deltas):+.2f} |")
+            lines.append(
+                f"| {chain.label} | mean | {np.mean(list(direct.values())):.2f} | "
+                f"{np.mean(list(chained.values())):.2f} | {np.mean(deltas):+.2f} |"
+            )
     hours = {}
     for r in records:
         kind = r.get("chain") or r["task"]
         hours[kind] = hours.get(kind, 0.0) + r.get("wall_seconds", 0.0) / 3600
-    lines += ["", "## Compute (trial-hours)", "", "| trials | trial-hours |", "|---|---:|",
-              *(f"| {k} | {v:.3f} |" for k, v in hours.items())]
+    lines += [
+        "",
+        "## Compute (trial-hours)",
+        "",
+        "| trials | trial-hours |",
+        "|---|---:|",
+        *(f"| {k} | {v:.3f} |" for k, v in hours.items()),
+    ]
     write_report(args.out, "\n".join(lines) + "\n")
     return 0
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.atomic import atomic_write_text
+from benchmark.common.atomic import atomic_write_text
 from benchmark.measure.study import run_study
 from ensembles.rows import read_state
 
-GOAL = 1.0   # points of average task score over the best single checkpoint
+GOAL = 1.0  # points of average task score over the best single checkpoint
 
 
 def summarize(state: dict, records: list[dict], suite, command: str, wall_seconds: float) -> str:
@@ -35,57 +35,87 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
     counts = ", ".join(f"{len(state['candidates'][t])} candidates for {t}" for t in tasks)
     report_sizes = {t: _report_size(Path(suite.output), best_single["predictions"][t][0]) for t in tasks}
 
-    lines = ["# Ensembles against the best single checkpoint (report halves of dev)", "",
-             f"Command: `{command}`", "",
-             f"Model {best_single['model']}{' (embedded)' if cfg.model is None else ''}; tasks {', '.join(tasks)}; training slices of "
-             f"{cfg.data.max_train_samples} examples (seeded), dev capped at {cfg.data.max_eval_samples} examples; "
-             f"{cfg.training.epochs} epochs, batch {cfg.training.batch_size}, max length {cfg.training.max_seq_length}, "
-             f"{cfg.training.precision}, ZeRO-{cfg.training.zero_stage}; grid "
-             f"{', '.join(f'{k}={v}' for k, v in cfg.search.grid.items())}; seeds {cfg.search.seeds}: "
-             f"{counts}. "
-             f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
-             f"wall time {wall_seconds / 60:.1f} min ({trial_hours:.2f} trial-hours of training), of which building the "
-             f"ensembles {state['build_seconds'] / 60:.1f} min.", "",
-             f"Protocol: {state['protocol']['description']} Report halves: "
-             f"{', '.join(f'{t} {n}' for t, n in report_sizes.items())} examples.", "",
-             "| system | " + " | ".join(tasks) + " | average | Δ vs best single | passes per example |",
-             "|---|" + "---:|" * (len(tasks) + 3)]
+    lines = [
+        "# Ensembles against the best single checkpoint (report halves of dev)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Model {best_single['model']}{' (embedded)' if cfg.model is None else ''}; tasks {', '.join(tasks)}; training slices of "
+        f"{cfg.data.max_train_samples} examples (seeded), dev capped at {cfg.data.max_eval_samples} examples; "
+        f"{cfg.training.epochs} epochs, batch {cfg.training.batch_size}, max length {cfg.training.max_seq_length}, "
+        f"{cfg.training.precision}, ZeRO-{cfg.training.zero_stage}; grid "
+        f"{', '.join(f'{k}={v}' for k, v in cfg.search.grid.items())}; seeds {cfg.search.seeds}: "
+        f"{counts}. "
+        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
+        f"wall time {wall_seconds / 60:.1f} min ({trial_hours:.2f} trial-hours of training), of which building the "
+        f"ensembles {state['build_seconds'] / 60:.1f} min.",
+        "",
+        f"Protocol: {state['protocol']['description']} Report halves: "
+        f"{', '.join(f'{t} {n}' for t, n in report_sizes.items())} examples.",
+        "",
+        "| system | " + " | ".join(tasks) + " | average | Δ vs best single | passes per example |",
+        "|---|" + "---:|" * (len(tasks) + 3),
+    ]
     for row in [best_single] + ensembles:
         delta = row["average"] - best_single["average"]
         cells = [f"{row['task_scores'][t]:.1f}" for t in tasks]
-        lines.append(f"| {row['system']} | " + " | ".join(cells) + f" | {row['average']:.2f} | "
-                     f"{'—' if row is best_single else f'{delta:+.2f}'} | {row['compute']['inference_passes']:g} |")
+        lines.append(
+            f"| {row['system']} | " + " | ".join(cells) + f" | {row['average']:.2f} | "
+            f"{'—' if row is best_single else f'{delta:+.2f}'} | {row['compute']['inference_passes']:g} |"
+        )
     metrics = {r["task"]: r["metric_keys"] for r in records}
-    lines += ["", "A task's score is the mean of its metrics, 0-100 (" + "; ".join(f"{t}: {', '.join(metrics[t])}" for t in tasks)
-              + "); the average is their unweighted mean.", ""]
+    lines += [
+        "",
+        "A task's score is the mean of its metrics, 0-100 ("
+        + "; ".join(f"{t}: {', '.join(metrics[t])}" for t in tasks)
+        + "); the average is their unweighted mean.",
+        "",
+    ]
 
     top = ensembles[0]
     gain = top["average"] - best_single["average"]
     verdict = "meets" if gain >= GOAL else "does not meet"
-    lines += [f"**Result.** The best ensemble, {top['system']}, averages {top['average']:.2f} against "
-              f"{best_single['average']:.2f} for the best single checkpoint: {gain:+.2f} points, which {verdict} the "
-              f"goal of +{GOAL:g}. Per task: "
-              + ", ".join(f"{t} {top['task_scores'][t] - best_single['task_scores'][t]:+.1f}" for t in tasks) + ".", ""]
+    lines += [
+        f"**Result.** The best ensemble, {top['system']}, averages {top['average']:.2f} against "
+        f"{best_single['average']:.2f} for the best single checkpoint: {gain:+.2f} points, which {verdict} the "
+        f"goal of +{GOAL:g}. Per task: "
+        + ", ".join(f"{t} {top['task_scores'][t] - best_single['task_scores'][t]:+.1f}" for t in tasks)
+        + ".",
+        "",
+    ]
     by_method = {}
     for row in ensembles:
         method = row["config"][tasks[0]]["method"]
         by_method[method] = max(by_method.get(method, -np.inf), row["average"] - best_single["average"])
-    lines += ["Best gain per method (either pool): " + ", ".join(f"{m} {g:+.2f}" for m, g in by_method.items()) + ".", ""]
+    lines += [
+        "Best gain per method (either pool): " + ", ".join(f"{m} {g:+.2f}" for m, g in by_method.items()) + ".",
+        "",
+    ]
 
     lines += ["## Members", ""]
     for row in [best_single] + ensembles:
-        members = "; ".join(f"{t}: {', '.join(_weighted(ids, row['member_weights'][t]))}" for t, ids in row["members"].items())
+        members = "; ".join(
+            f"{t}: {', '.join(_weighted(ids, row['member_weights'][t]))}" for t, ids in row["members"].items()
+        )
         lines.append(f"- {row['system']}: {members}")
-    lines += ["", "## Candidates", "",
-              "Each candidate's score on the selection half (what every choice above used) and on the report half. The "
-              "report column is for reading only: picking a checkpoint by it would be selection on report data.", "",
-              "| task | trial | selection half | report half | full dev (trial record) |", "|---|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Candidates",
+        "",
+        "Each candidate's score on the selection half (what every choice above used) and on the report half. The "
+        "report column is for reading only: picking a checkpoint by it would be selection on report data.",
+        "",
+        "| task | trial | selection half | report half | full dev (trial record) |",
+        "|---|---|---:|---:|---:|",
+    ]
     records_by_id = {r["trial_id"]: r for r in records}
     for t in tasks:
         for c in state["candidates"][t]:
             report = _candidate_report_score(Path(suite.output), c, best_single["predictions"][t][0])
-            lines.append(f"| {t} | {c['trial_id']} | {c['selection_score']:.1f} | {report} | "
-                         f"{records_by_id[c['trial_id']]['best_score']:.1f} |")
+            lines.append(
+                f"| {t} | {c['trial_id']} | {c['selection_score']:.1f} | {report} | "
+                f"{records_by_id[c['trial_id']]['best_score']:.1f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -99,7 +129,7 @@ def _candidate_report_score(run_dir: Path, candidate: dict, report_file: str) ->
     """A candidate's report-half score, from its saved dev logits and the report indices of a row's prediction file."""
     from safetensors.numpy import load_file
 
-    from benchmark.checkpoints import load_predictions, load_trial_meta
+    from benchmark.train.checkpoints import load_predictions, load_trial_meta
     from ensembles.protocol import score_on
     from tasks.spec import TaskSpec
 
@@ -119,7 +149,7 @@ def _weighted(ids: list[str], weights: list[float]) -> list[str]:
 def main(argv=None) -> int:
     study = run_study("benchmark.measure.ensembles", __doc__, "configs/ensembles.yaml", "results/ensembles.md", argv)
     args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
-    from benchmark.store import RunStore
+    from benchmark.records.store import RunStore
 
     store = RunStore(suite.output)
     report = summarize(read_state(suite.output), store.records(), suite, command, wall)

@@ -22,14 +22,23 @@ import time
 from pathlib import Path
 
 # Dense bf16 peak, FLOP/s, by the name torch reports.
-PEAK_BF16 = {"H200": 989.4e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989.4e12, "GH200": 989.4e12,
-             "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12}
+PEAK_BF16 = {
+    "H200": 989.4e12,
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H100": 989.4e12,
+    "GH200": 989.4e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10G": 70e12,
+}
 
 from benchmark.measure import write_report
 
 
 def card_peak(name: str) -> float | None:
-    for key, peak in PEAK_BF16.items():   # longest names first where they overlap (H100 PCIe before H100)
+    for key, peak in PEAK_BF16.items():  # longest names first where they overlap (H100 PCIe before H100)
         if key in name:
             return peak
     return None
@@ -37,7 +46,7 @@ def card_peak(name: str) -> float | None:
 
 def synthetic_task(folder: Path, examples: int, dev: int, words: int, seed: int = 0):
     """A two-class user task of long random sentences: truncation makes every example exactly max length."""
-    from benchmark.modeling import embedded_model_path, load_tokenizer
+    from benchmark.train.modeling import embedded_model_path, load_tokenizer
     from tasks.user import user_task_from_decl
 
     vocab = [w for w in load_tokenizer(embedded_model_path()).get_vocab() if w.isalpha() and len(w) > 2]
@@ -46,8 +55,13 @@ def synthetic_task(folder: Path, examples: int, dev: int, words: int, seed: int 
     for split, n in (("train", examples), ("dev", dev)):
         rows = ["text,label"] + [f"{' '.join(rng.choices(vocab, k=words))},{rng.choice('ab')}" for _ in range(n)]
         (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
-    decl = {"name": "synthetic", "train": str(folder / "train.csv"), "validation": str(folder / "dev.csv"),
-            "text_columns": ["text"], "labels": ["a", "b"]}
+    decl = {
+        "name": "synthetic",
+        "train": str(folder / "train.csv"),
+        "validation": str(folder / "dev.csv"),
+        "text_columns": ["text"],
+        "labels": ["a", "b"],
+    }
     return user_task_from_decl(decl, "synthetic", folder, set())
 
 
@@ -63,8 +77,12 @@ def flops_per_sample(model_path: str, tokens: int) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["bert-base-random", "embedded"],
-                   help="bert-base-random, embedded, or model folders")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["bert-base-random", "embedded"],
+        help="bert-base-random, embedded, or model folders",
+    )
     p.add_argument("--systems", nargs="+", default=["bench", "trainer"], choices=["bench", "trainer"])
     p.add_argument("--examples", type=int, default=8192)
     p.add_argument("--epochs", type=int, default=2)
@@ -77,16 +95,22 @@ def main(argv=None) -> int:
 
     import torch
 
-    from benchmark.hyperparams import TrainingConfig
+    from benchmark.common.quiet import quiet_libraries
     from benchmark.measure.parity import run_bench, run_hf_trainer
-    from benchmark.modeling import embedded_model_path, save_random_bert
-    from benchmark.quiet import quiet_libraries
+    from benchmark.train.hyperparams import TrainingConfig
+    from benchmark.train.modeling import embedded_model_path, save_random_bert
 
     quiet_libraries()
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     peak = args.peak_tflops * 1e12 if args.peak_tflops else card_peak(card)
-    hp = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-                        precision="bf16", zero_stage=args.zero_stage, warmup_ratio=0.1)
+    hp = TrainingConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length,
+        precision="bf16",
+        zero_stage=args.zero_stage,
+        warmup_ratio=0.1,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -105,26 +129,44 @@ def main(argv=None) -> int:
                 started = time.perf_counter()
                 r = run(task, path, hp, 42, None, work / "cache", work / f"{name}-{system}")
                 last = r["epoch_train_samples_per_s"][-1]
-                rows.append({"model": name, "system": system, "train_samples_per_s": last,
-                             "eval_samples_per_s": r["eval_samples_per_s"], "tflops": last * flops / 1e12,
-                             "mfu": last * flops / peak if peak else None, "wall_seconds": time.perf_counter() - started,
-                             "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None})
+                rows.append(
+                    {
+                        "model": name,
+                        "system": system,
+                        "train_samples_per_s": last,
+                        "eval_samples_per_s": r["eval_samples_per_s"],
+                        "tflops": last * flops / 1e12,
+                        "mfu": last * flops / peak if peak else None,
+                        "wall_seconds": time.perf_counter() - started,
+                        "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30
+                        if torch.cuda.is_available()
+                        else None,
+                    }
+                )
                 print("  " + json.dumps(rows[-1]), flush=True)
                 if torch.cuda.is_available():
                     torch.cuda.reset_peak_memory_stats()
     command = "python -m benchmark.measure.gpu " + " ".join(sys.argv[1:] if argv is None else argv)
-    lines = ["# GPU check: bench trainer vs Hugging Face Trainer", "", f"Command: `{command}`", "",
-             f"Date {time.strftime('%Y-%m-%d')}; card: {card}; dense bf16 peak "
-             f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; torch {torch.__version__}; batch {args.batch_size}, "
-             f"length {args.max_seq_length} (every example full), bf16, bench ZeRO-{args.zero_stage}; "
-             f"{args.examples} synthetic examples x {args.epochs} epochs, last epoch's throughput.", "",
-             "| model | system | train samples/s | model TFLOP/s | MFU | eval samples/s | peak GPU memory GB |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# GPU check: bench trainer vs Hugging Face Trainer",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Date {time.strftime('%Y-%m-%d')}; card: {card}; dense bf16 peak "
+        f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; torch {torch.__version__}; batch {args.batch_size}, "
+        f"length {args.max_seq_length} (every example full), bf16, bench ZeRO-{args.zero_stage}; "
+        f"{args.examples} synthetic examples x {args.epochs} epochs, last epoch's throughput.",
+        "",
+        "| model | system | train samples/s | model TFLOP/s | MFU | eval samples/s | peak GPU memory GB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
         mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "-"
-        lines.append(f"| {r['model']} | {r['system']} | {r['train_samples_per_s']:.0f} | {r['tflops']:.1f} | {mfu} | "
-                     f"{r['eval_samples_per_s']:.0f} | {mem} |")
+        lines.append(
+            f"| {r['model']} | {r['system']} | {r['train_samples_per_s']:.0f} | {r['tflops']:.1f} | {mfu} | "
+            f"{r['eval_samples_per_s']:.0f} | {mem} |"
+        )
     (out / "rows.json").write_text(json.dumps(rows, indent=2))
     write_report(args.out, "\n".join(lines) + "\n")
     return 0

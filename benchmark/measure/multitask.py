@@ -18,8 +18,8 @@ import torch
 
 from benchmark.measure import write_report
 from benchmark.measure.study import run_study
-from benchmark.results import leaderboard_from_runs
-from benchmark.tables import format_markdown
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.results.tables import format_markdown
 
 
 def compute_by_kind(records: list[dict]) -> dict[str, dict]:
@@ -40,25 +40,40 @@ def main(argv=None) -> int:
     args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
     board, records = leaderboard_from_runs([suite.output], baseline="(single)")
     rows = {r["kind"]: r for r in board["rows"]}
-    lines = ["# Single-task, joint multi-task and two-stage training", "", f"Command: `{command}`", "",
-             f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; {suite.config.data.max_train_samples} "
-             f"training examples per task; seeds {suite.config.search.seeds}); {platform.processor() or platform.machine()}, "
-             f"{torch.get_num_threads()} threads; wall time {wall / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.", "",
-             format_markdown(board, compute=True), "## Compute by way of training", "",
-             "| training | trial-hours | training samples |", "|---|---:|---:|"]
+    lines = [
+        "# Single-task, joint multi-task and two-stage training",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; {suite.config.data.max_train_samples} "
+        f"training examples per task; seeds {suite.config.search.seeds}); {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads; wall time {wall / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.",
+        "",
+        format_markdown(board, compute=True),
+        "## Compute by way of training",
+        "",
+        "| training | trial-hours | training samples |",
+        "|---|---:|---:|",
+    ]
     for kind, c in compute_by_kind(records).items():
         lines.append(f"| {kind} | {c['hours']:.2f} | {c['samples']:,} |")
     single, two = rows.get("single"), rows.get("two-stage")
     if single and two and single["average"] is not None and two["average"] is not None:
-        lines += ["", "## Against MT-DNN's mark", "",
-                  f"- two-stage average {two['average']:.2f} vs single-task {single['average']:.2f} "
-                  f"({two['average'] - single['average']:+.2f}; target: at least 0).",
-                  f"- rte: two-stage {two['task_scores']['rte']:.2f} vs single-task {single['task_scores']['rte']:.2f} "
-                  f"({two['task_scores']['rte'] - single['task_scores']['rte']:+.2f}; target: better)."]
+        lines += [
+            "",
+            "## Against MT-DNN's mark",
+            "",
+            f"- two-stage average {two['average']:.2f} vs single-task {single['average']:.2f} "
+            f"({two['average'] - single['average']:+.2f}; target: at least 0).",
+            f"- rte: two-stage {two['task_scores']['rte']:.2f} vs single-task {single['task_scores']['rte']:.2f} "
+            f"({two['task_scores']['rte'] - single['task_scores']['rte']:+.2f}; target: better).",
+        ]
         joint = rows.get("multitask")
         if joint and joint["average"] is not None:
-            lines.append(f"- joint multi-task alone: average {joint['average']:.2f} "
-                         f"({joint['average'] - single['average']:+.2f} against single-task).")
+            lines.append(
+                f"- joint multi-task alone: average {joint['average']:.2f} "
+                f"({joint['average'] - single['average']:+.2f} against single-task)."
+            )
     write_report(args.out, "\n".join(lines) + "\n")
     return 0
 

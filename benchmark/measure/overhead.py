@@ -31,10 +31,11 @@ from benchmark.measure.suites import run_suite_command
 
 def suite(n: int, args, model: str, out: Path) -> dict:
     return {
-        "name": f"overhead-{n}", "model": model, "tasks": [args.task],
+        "name": f"overhead-{n}",
+        "model": model,
+        "tasks": [args.task],
         "data": {"max_train_samples": args.train_samples, "max_eval_samples": args.eval_samples},
-        "training": {"epochs": args.epochs, "batch_size": 16, "max_seq_length": args.max_seq_length,
-                     "zero_stage": 0},
+        "training": {"epochs": args.epochs, "batch_size": 16, "max_seq_length": args.max_seq_length, "zero_stage": 0},
         "search": {"seeds": list(range(1, n + 1))},
         "resources": {"workers_per_trial": 1, "cpus_per_worker": 1},
         "output": str(out),
@@ -44,8 +45,13 @@ def suite(n: int, args, model: str, out: Path) -> dict:
 def run_suite(config: dict, work: Path) -> dict:
     wall, records = run_suite_command(config, work)
     in_trial = sum(e["train_seconds"] + e["eval_seconds"] for r in records for e in r["epochs"])
-    return {"trials": len(records), "finished": sum(r["status"] == "finished" for r in records), "wall": wall,
-            "in_trial": in_trial, "trial_wall": sum(r["wall_seconds"] for r in records)}
+    return {
+        "trials": len(records),
+        "finished": sum(r["status"] == "finished" for r in records),
+        "wall": wall,
+        "in_trial": in_trial,
+        "trial_wall": sum(r["wall_seconds"] for r in records),
+    }
 
 
 def main(argv=None) -> int:
@@ -93,20 +99,31 @@ def main(argv=None) -> int:
     share_60 = per_round / (60 + per_round) if per_round == per_round else math.nan
     command = "python -m benchmark.measure.overhead " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = [
-        "# Orchestration overhead of `bench run`", "", f"Command: `{command}`", "",
+        "# Orchestration overhead of `bench run`",
+        "",
+        f"Command: `{command}`",
+        "",
         f"Date {time.strftime('%Y-%m-%d')}; machine: {platform.processor() or platform.machine()}, {cpus} CPUs "
         f"(trial slots = min(N, {cpus}): 1 worker x 1 CPU per trial); model {args.model}; task {args.task}, "
         f"{args.train_samples} training / {args.eval_samples} dev examples, {args.epochs} epoch(s), "
-        f"max length {args.max_seq_length}; N seeds of the same configuration.", "",
+        f"max length {args.max_seq_length}; N seeds of the same configuration.",
+        "",
         "| N | trials recorded | wall (s) | in-trial train+eval (s) | ideal wall (s) | overhead (s) | overhead share | "
-        "start-up inside trials (s/trial) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "start-up inside trials (s/trial) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['n']} | {r['finished']}/{r['trials']} | {r['wall']:.1f} | {r['in_trial']:.1f} | "
-                     f"{r['ideal']:.1f} | {r['overhead']:.1f} | {r['overhead'] / r['wall']:.0%} | "
-                     f"{(r['trial_wall'] - r['in_trial']) / r['trials']:.1f} |")
-    lines += ["", f"Least-squares split of the overhead: fixed {fixed:.1f} s per command, {per_round:.1f} s per "
-              f"round of trial slots. For trials of 60 s of training and evaluation, the per-trial share is "
-              f"{share_60:.0%} (target: at most 10%); fixed start-up target: at most 5 s."]
+        lines.append(
+            f"| {r['n']} | {r['finished']}/{r['trials']} | {r['wall']:.1f} | {r['in_trial']:.1f} | "
+            f"{r['ideal']:.1f} | {r['overhead']:.1f} | {r['overhead'] / r['wall']:.0%} | "
+            f"{(r['trial_wall'] - r['in_trial']) / r['trials']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Least-squares split of the overhead: fixed {fixed:.1f} s per command, {per_round:.1f} s per "
+        f"round of trial slots. For trials of 60 s of training and evaluation, the per-trial share is "
+        f"{share_60:.0%} (target: at most 10%); fixed start-up target: at most 5 s.",
+    ]
     report = "\n".join(lines) + "\n"
     write_report(args.out, report)
     return 0

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.hyperparams import TrainingConfig
-from benchmark.local import run_local_trial
-from benchmark.modeling import build_classifier, embedded_model_path, load_tokenizer
-from benchmark.quiet import quiet_libraries
+from benchmark.common.quiet import quiet_libraries
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import build_classifier, embedded_model_path, load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split, resolve_glue_dir
@@ -34,19 +34,35 @@ from tasks.metrics import compute_metrics, task_score
 def run_bench(task, model_path, hp, seed, glue_dir, cache, workdir, max_train=None, max_eval=None) -> dict:
     data = encode_task(task, load_tokenizer(model_path), hp.max_seq_length, glue_dir, cache, max_train, max_eval)
     started = time.perf_counter()
-    result = run_local_trial(hp, model_path, seed, data, workdir / f"bench-{task.name}", log=lambda line: print("  bench", line, flush=True))
+    result = run_local_trial(
+        hp, model_path, seed, data, workdir / f"bench-{task.name}", log=lambda line: print("  bench", line, flush=True)
+    )
     wall = time.perf_counter() - started
     train_samples = sum(len(data.train) for _ in range(hp.epochs))
     train_seconds = sum(e["train_seconds"] for e in result.epochs)
     eval_samples = sum(len(s) for s in data.eval_splits.values()) * len(result.epochs)
-    return {"epochs": [{k: e[k] for k in ("epoch", "score", *task.metric_keys(), "train_loss")} for e in result.epochs],
-            "train_samples_per_s": train_samples / train_seconds, "wall_seconds": wall,
-            "epoch_train_samples_per_s": [e["train_samples_per_s"] for e in result.epochs],
-            "eval_samples_per_s": eval_samples / sum(e["eval_seconds"] for e in result.epochs)}
+    return {
+        "epochs": [{k: e[k] for k in ("epoch", "score", *task.metric_keys(), "train_loss")} for e in result.epochs],
+        "train_samples_per_s": train_samples / train_seconds,
+        "wall_seconds": wall,
+        "epoch_train_samples_per_s": [e["train_samples_per_s"] for e in result.epochs],
+        "eval_samples_per_s": eval_samples / sum(e["eval_seconds"] for e in result.epochs),
+    }
 
 
-def run_hf_trainer(task, model_path, hp, seed, glue_dir, cache, workdir, group_by_length=False, max_train=None,
-                   max_eval=None, pad_to_max_length=False) -> dict:
+def run_hf_trainer(
+    task,
+    model_path,
+    hp,
+    seed,
+    glue_dir,
+    cache,
+    workdir,
+    group_by_length=False,
+    max_train=None,
+    max_eval=None,
+    pad_to_max_length=False,
+) -> dict:
     """A plain Trainer, as run_glue.py would set it up (`pad_to_max_length`: run_glue.py's default padding)."""
     import datasets
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
@@ -57,8 +73,9 @@ def run_hf_trainer(task, model_path, hp, seed, glue_dir, cache, workdir, group_b
     def tokenize(batch):
         return tokenizer(*[batch[c] for c in task.text_columns], truncation=True, max_length=hp.max_seq_length)
 
-    encoded = datasets.DatasetDict({s: ds.map(tokenize, batched=True, remove_columns=list(task.text_columns))
-                                    for s, ds in splits.items()})
+    encoded = datasets.DatasetDict(
+        {s: ds.map(tokenize, batched=True, remove_columns=list(task.text_columns)) for s, ds in splits.items()}
+    )
     model = build_classifier(model_path, task.label_names)
     eval_split = next(iter(task.eval_splits))
 
@@ -74,16 +91,28 @@ def run_hf_trainer(task, model_path, hp, seed, glue_dir, cache, workdir, group_b
             self.start = time.perf_counter()
 
         def on_epoch_end(self, args, state, control, **kw):
-            self.seconds.append(time.perf_counter() - self.start)   # before the epoch's evaluation runs
+            self.seconds.append(time.perf_counter() - self.start)  # before the epoch's evaluation runs
 
     timer = EpochTimer()
     args = TrainingArguments(
-        output_dir=str(workdir / f"hf-{task.name}"), learning_rate=hp.learning_rate, num_train_epochs=hp.epochs,
-        per_device_train_batch_size=hp.batch_size, per_device_eval_batch_size=hp.eval_batch_size,
-        warmup_steps=hp.warmup_ratio, weight_decay=hp.weight_decay, max_grad_norm=hp.max_grad_norm,
-        adam_epsilon=hp.adam_epsilon, seed=seed, eval_strategy="epoch", save_strategy="no", logging_strategy="epoch",
-        bf16=hp.precision == "bf16", use_cpu=not torch.cuda.is_available(), report_to="none",
-        train_sampling_strategy="group_by_length" if group_by_length else "random", disable_tqdm=True,
+        output_dir=str(workdir / f"hf-{task.name}"),
+        learning_rate=hp.learning_rate,
+        num_train_epochs=hp.epochs,
+        per_device_train_batch_size=hp.batch_size,
+        per_device_eval_batch_size=hp.eval_batch_size,
+        warmup_steps=hp.warmup_ratio,
+        weight_decay=hp.weight_decay,
+        max_grad_norm=hp.max_grad_norm,
+        adam_epsilon=hp.adam_epsilon,
+        seed=seed,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="epoch",
+        bf16=hp.precision == "bf16",
+        use_cpu=not torch.cuda.is_available(),
+        report_to="none",
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        disable_tqdm=True,
     )
     epochs, eval_seconds = [], []
 
@@ -95,29 +124,45 @@ def run_hf_trainer(task, model_path, hp, seed, glue_dir, cache, workdir, group_b
             epochs.append(row)
             print("  hf   ", json.dumps(row), flush=True)
 
-    trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded[eval_split],
-                      data_collator=DataCollatorWithPadding(tokenizer, padding="max_length" if pad_to_max_length else True,
-                                                            max_length=hp.max_seq_length), compute_metrics=metrics_fn,
-                      callbacks=[timer, EvalLog()])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded[eval_split],
+        data_collator=DataCollatorWithPadding(
+            tokenizer, padding="max_length" if pad_to_max_length else True, max_length=hp.max_seq_length
+        ),
+        compute_metrics=metrics_fn,
+        callbacks=[timer, EvalLog()],
+    )
     started = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - started
-    return {"epochs": epochs, "train_samples_per_s": len(encoded["train"]) * hp.epochs / sum(timer.seconds),
-            "wall_seconds": wall, "eval_samples_per_s": len(encoded[eval_split]) * len(eval_seconds) / sum(eval_seconds),
-            "epoch_train_samples_per_s": [len(encoded["train"]) / s for s in timer.seconds]}
+    return {
+        "epochs": epochs,
+        "train_samples_per_s": len(encoded["train"]) * hp.epochs / sum(timer.seconds),
+        "wall_seconds": wall,
+        "eval_samples_per_s": len(encoded[eval_split]) * len(eval_seconds) / sum(eval_seconds),
+        "epoch_train_samples_per_s": [len(encoded["train"]) / s for s in timer.seconds],
+    }
 
 
 def summarize(results: dict, command: str, hp: TrainingConfig, seed: int) -> str:
-    lines = ["# Parity: bench trainer vs Hugging Face Trainer (full data)", "",
-             f"Command: `{command}`", "",
-             f"Model all-MiniLM-L6-v2 (embedded); lr {hp.learning_rate:g}, {hp.epochs} epochs, batch {hp.batch_size}, "
-             f"max length {hp.max_seq_length}, seed {seed}, warm-up {hp.warmup_ratio:g}, weight decay {hp.weight_decay:g}, "
-             f"clipping {hp.max_grad_norm:g}, precision {hp.precision} (bench: DeepSpeed ZeRO-{hp.zero_stage}, "
-             f"length-grouped batches; Trainer: torch autocast, random batches). Machine: {platform.processor() or platform.machine()}, "
-             f"{torch.get_num_threads()} threads.", "",
-             "| task | metric | bench best epoch | Trainer best epoch | bench last epoch | Trainer last epoch | "
-             "bench train samples/s | Trainer train samples/s | speed-up |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Parity: bench trainer vs Hugging Face Trainer (full data)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Model all-MiniLM-L6-v2 (embedded); lr {hp.learning_rate:g}, {hp.epochs} epochs, batch {hp.batch_size}, "
+        f"max length {hp.max_seq_length}, seed {seed}, warm-up {hp.warmup_ratio:g}, weight decay {hp.weight_decay:g}, "
+        f"clipping {hp.max_grad_norm:g}, precision {hp.precision} (bench: DeepSpeed ZeRO-{hp.zero_stage}, "
+        f"length-grouped batches; Trainer: torch autocast, random batches). Machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads.",
+        "",
+        "| task | metric | bench best epoch | Trainer best epoch | bench last epoch | Trainer last epoch | "
+        "bench train samples/s | Trainer train samples/s | speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, r in results.items():
         keys = GLUE_TASKS[name].metric_keys()
         b, h = r["bench"], r["hf"]
@@ -126,9 +171,11 @@ def summarize(results: dict, command: str, hp: TrainingConfig, seed: int) -> str
             return "/".join(f"{100 * e[k]:.1f}" for k in keys)
 
         bb, hb = max(b["epochs"], key=lambda e: e["score"]), max(h["epochs"], key=lambda e: e["score"])
-        lines.append(f"| {name} | {'/'.join(keys)} | {fmt(bb)} (ep {bb['epoch']}) | {fmt(hb)} (ep {hb['epoch']}) | "
-                     f"{fmt(b['epochs'][-1])} | {fmt(h['epochs'][-1])} | {b['train_samples_per_s']:.1f} | "
-                     f"{h['train_samples_per_s']:.1f} | {b['train_samples_per_s'] / h['train_samples_per_s']:.2f}x |")
+        lines.append(
+            f"| {name} | {'/'.join(keys)} | {fmt(bb)} (ep {bb['epoch']}) | {fmt(hb)} (ep {hb['epoch']}) | "
+            f"{fmt(b['epochs'][-1])} | {fmt(h['epochs'][-1])} | {b['train_samples_per_s']:.1f} | "
+            f"{h['train_samples_per_s']:.1f} | {b['train_samples_per_s'] / h['train_samples_per_s']:.2f}x |"
+        )
     avg_b = np.mean([max(e["score"] for e in r["bench"]["epochs"]) for r in results.values()])
     avg_h = np.mean([max(e["score"] for e in r["hf"]["epochs"]) for r in results.values()])
     lines += ["", f"Average task score (best epoch): bench {avg_b:.2f}, Trainer {avg_h:.2f}."]
@@ -152,8 +199,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     quiet_libraries()
     model_path = args.model or embedded_model_path()
-    hp = TrainingConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                        max_seq_length=args.max_seq_length, precision=args.precision, zero_stage=args.zero_stage)
+    hp = TrainingConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length,
+        precision=args.precision,
+        zero_stage=args.zero_stage,
+    )
     glue_dir, cache, out = resolve_glue_dir(args.glue_dir), Path(args.cache_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-parity-"))

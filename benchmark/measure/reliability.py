@@ -44,14 +44,19 @@ def start_driver(suite_path: Path, log: Path) -> subprocess.Popen:
     """`bench run` in its own process group, as a terminal starts it: Ctrl-C reaches the whole group. (A shell
     starts background jobs with SIGINT ignored, and children inherit that: the driver gets it back.)"""
     with open(log, "ab") as out:
-        return subprocess.Popen(driver_command(suite_path), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ},
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        return subprocess.Popen(
+            driver_command(suite_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ},
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
 
 
 def finished_records(run: Path) -> dict[str, bytes]:
     """Each finished (or stopped, or diverged) trial's record, as bytes: a record rewritten later shows."""
-    from benchmark.store import DONE_STATUSES
+    from benchmark.records.store import DONE_STATUSES
 
     out = {}
     for path in run.glob(RECORDS):
@@ -90,7 +95,7 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-TRIAL_WRITES = ("trials/*/*.json", "trials/*/checkpoint")   # records, progress files, checkpoints
+TRIAL_WRITES = ("trials/*/*.json", "trials/*/checkpoint")  # records, progress files, checkpoints
 # After the trials: the ensembles' files, while they are being built in their staging folder (a start whose
 # ensembles were built before writes none, so kills placed by these land inside a build).
 ENSEMBLE_BUILD_WRITES = (".ensembles.*/**/*",)
@@ -107,8 +112,9 @@ def writes(run: Path, watch: tuple[str, ...] = TRIAL_WRITES) -> dict[str, int]:
     return out
 
 
-def wait_for_writes(proc: subprocess.Popen, run: Path, new_writes: int, timeout: float,
-                    watch: tuple[str, ...] = TRIAL_WRITES) -> None:
+def wait_for_writes(
+    proc: subprocess.Popen, run: Path, new_writes: int, timeout: float, watch: tuple[str, ...] = TRIAL_WRITES
+) -> None:
     seen, deadline, count = writes(run, watch), time.time() + timeout, 0
     while count < new_writes and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
@@ -117,8 +123,15 @@ def wait_for_writes(proc: subprocess.Popen, run: Path, new_writes: int, timeout:
         seen = now
 
 
-def kill_after(suite_path: Path, run: Path, new_writes: int, delay: float, log: Path, timeout: float = 900,
-               watch: tuple[str, ...] = TRIAL_WRITES) -> dict:
+def kill_after(
+    suite_path: Path,
+    run: Path,
+    new_writes: int,
+    delay: float,
+    log: Path,
+    timeout: float = 900,
+    watch: tuple[str, ...] = TRIAL_WRITES,
+) -> dict:
     """Start the run; after its `new_writes`-th write to what `watch` matches and then `delay` seconds more,
     SIGKILL the driver and its Ray cluster (unless the run ended first). Kills so land anywhere in a run, but each
     one after some progress."""
@@ -131,35 +144,52 @@ def kill_after(suite_path: Path, run: Path, new_writes: int, delay: float, log: 
         os.killpg(proc.pid, signal.SIGKILL)
         rc, killed = proc.wait(), True
     after = finished_records(run)
-    end_group(proc)   # the group was killed whole; a run that ended by itself may leave Ray's processes
-    return {"fault": "SIGKILL of the driver", "after_writes": new_writes, "delay_s": round(delay, 2),
-            "injected": killed, "returncode": rc, "finished_before": len(before), "finished_after": len(after),
-            "lost": lost_or_rewritten(before, after)}
+    end_group(proc)  # the group was killed whole; a run that ended by itself may leave Ray's processes
+    return {
+        "fault": "SIGKILL of the driver",
+        "after_writes": new_writes,
+        "delay_s": round(delay, 2),
+        "injected": killed,
+        "returncode": rc,
+        "finished_before": len(before),
+        "finished_after": len(after),
+        "lost": lost_or_rewritten(before, after),
+    }
 
 
-def random_kills(suite_path: Path, run: Path, kills: int, seed: int, log: Path, max_writes: int = 3,
-                 max_delay: float = 3.0, watch: tuple[str, ...] = TRIAL_WRITES) -> list[dict]:
+def random_kills(
+    suite_path: Path,
+    run: Path,
+    kills: int,
+    seed: int,
+    log: Path,
+    max_writes: int = 3,
+    max_delay: float = 3.0,
+    watch: tuple[str, ...] = TRIAL_WRITES,
+) -> list[dict]:
     """`kills` SIGKILLs at seeded random points, the same command started again after each. A start that ends
     before its kill point is kept as an event (injected: False) and another point drawn, up to `kills` more."""
     rng, events = random.Random(seed), []
     while sum(e["injected"] for e in events) < kills and len(events) < 2 * kills:
-        events.append(kill_after(suite_path, run, rng.randint(1, max_writes), rng.uniform(0.0, max_delay), log,
-                                 watch=watch))
+        events.append(
+            kill_after(suite_path, run, rng.randint(1, max_writes), rng.uniform(0.0, max_delay), log, watch=watch)
+        )
     return events
 
 
-def interrupt_after(suite_path: Path, run: Path, new_writes: int, presses: int, log: Path,
-                    timeout: float = 900) -> dict:
+def interrupt_after(
+    suite_path: Path, run: Path, new_writes: int, presses: int, log: Path, timeout: float = 900
+) -> dict:
     """Start the run; after its `new_writes`-th write to the run directory, press Ctrl-C `presses` times (0.5 s
     apart) on the process group; time how long the driver takes to exit, and check that the lock was released."""
-    from benchmark.lock import run_lock
+    from benchmark.records.lock import run_lock
 
     before = finished_records(run)
     start = log.stat().st_size if log.exists() else 0
     proc = start_driver(suite_path, log)
     wait_for_writes(proc, run, new_writes, timeout)
     injected = proc.poll() is None
-    pressed, pressed_at = time.perf_counter(), log.stat().st_size   # what failing trials printed before is theirs
+    pressed, pressed_at = time.perf_counter(), log.stat().st_size  # what failing trials printed before is theirs
     for press in range(presses if injected else 0):
         if press:
             time.sleep(0.5)
@@ -169,11 +199,11 @@ def interrupt_after(suite_path: Path, run: Path, new_writes: int, presses: int, 
             break
     rc = proc.wait()
     exit_seconds = time.perf_counter() - pressed
-    leftover = len(_group_members(proc.pid))   # Ray's processes still ending as the driver exits
+    leftover = len(_group_members(proc.pid))  # Ray's processes still ending as the driver exits
     deadline = time.time() + 10
     while _group_members(proc.pid) and time.time() < deadline:
         time.sleep(0.5)
-    lingering = end_group(proc)   # still there 10 s later (then killed)
+    lingering = end_group(proc)  # still there 10 s later (then killed)
     try:
         with run_lock(run):
             released = True
@@ -183,10 +213,20 @@ def interrupt_after(suite_path: Path, run: Path, new_writes: int, presses: int, 
     text = log.read_bytes()[start:].decode(errors="replace")
     tail = text.strip().splitlines()
     after_press = log.read_bytes()[pressed_at:].decode(errors="replace")
-    return {"fault": f"Ctrl-C x{presses}", "injected": injected, "returncode": rc, "exit_seconds": round(exit_seconds, 1),
-            "lock_released": released, "leftover_processes": leftover, "lingering_after_10s": lingering,
-            "last_line": tail[-1] if tail else "", "traceback": "Traceback (most recent call last)" in after_press,
-            "finished_before": len(before), "finished_after": len(after), "lost": lost_or_rewritten(before, after)}
+    return {
+        "fault": f"Ctrl-C x{presses}",
+        "injected": injected,
+        "returncode": rc,
+        "exit_seconds": round(exit_seconds, 1),
+        "lock_released": released,
+        "leftover_processes": leftover,
+        "lingering_after_10s": lingering,
+        "last_line": tail[-1] if tail else "",
+        "traceback": "Traceback (most recent call last)" in after_press,
+        "finished_before": len(before),
+        "finished_after": len(after),
+        "lost": lost_or_rewritten(before, after),
+    }
 
 
 def run_to_end(suite_path: Path, run: Path, log: Path) -> dict:
@@ -195,8 +235,14 @@ def run_to_end(suite_path: Path, run: Path, log: Path) -> dict:
     rc = proc.wait()
     end_group(proc)
     after = finished_records(run)
-    return {"fault": "none (run to the end)", "injected": False, "returncode": rc, "finished_before": len(before),
-            "finished_after": len(after), "lost": lost_or_rewritten(before, after)}
+    return {
+        "fault": "none (run to the end)",
+        "injected": False,
+        "returncode": rc,
+        "finished_before": len(before),
+        "finished_after": len(after),
+        "lost": lost_or_rewritten(before, after),
+    }
 
 
 def records(run: Path) -> dict[str, dict]:
@@ -204,6 +250,7 @@ def records(run: Path) -> dict[str, dict]:
 
 
 # --- the soak's suite ---------------------------------------------------------------------------------------
+
 
 def mismatched_model(folder: Path, config_from: Path) -> Path:
     """A model folder whose weights are 48 wide while its config.json says 32: it passes the up-front checks
@@ -221,25 +268,44 @@ def overflow_task(folder: Path, rows: int = 32) -> dict:
     for split in ("train", "dev"):
         lines = ["text,label", *(f"sample {i},{(i % 3 + 1) * 1e30}" for i in range(rows))]
         (folder / f"{split}.csv").write_text("\n".join(lines) + "\n")
-    return {"name": "huge", "train": str(folder / "train.csv"), "validation": str(folder / "dev.csv"),
-            "text_columns": ["text"], "regression": True}
+    return {
+        "name": "huge",
+        "train": str(folder / "train.csv"),
+        "validation": str(folder / "dev.csv"),
+        "text_columns": ["text"],
+        "regression": True,
+    }
 
 
 def fault_suite(work: Path, seeds: int, epochs: int = 2, train: int = 64) -> tuple[Path, dict]:
     """The soak's suite: (tiny, mismatched) x (easy, huge) x seeds. Expected statuses by (model, task)."""
     tiny = make_tiny_bert(work / "tiny")
     broken = mismatched_model(work / "broken", tiny)
-    suite = {"name": "faults", "model": [str(tiny), str(broken)],
-             "tasks": [write_easy_task(work / "easy", train=train, dev=32), overflow_task(work / "huge")],
-             "data": {"max_train_samples": train, "max_eval_samples": 32},
-             "training": {"epochs": epochs, "batch_size": 16, "max_seq_length": 32, "zero_stage": 0,
-                          "warmup_ratio": 0.0, "precision": "fp32", "learning_rate": 1e-3},
-             "search": {"seeds": list(range(1, seeds + 1)), "max_failures": 0},
-             "output": str(work / "run")}
+    suite = {
+        "name": "faults",
+        "model": [str(tiny), str(broken)],
+        "tasks": [write_easy_task(work / "easy", train=train, dev=32), overflow_task(work / "huge")],
+        "data": {"max_train_samples": train, "max_eval_samples": 32},
+        "training": {
+            "epochs": epochs,
+            "batch_size": 16,
+            "max_seq_length": 32,
+            "zero_stage": 0,
+            "warmup_ratio": 0.0,
+            "precision": "fp32",
+            "learning_rate": 1e-3,
+        },
+        "search": {"seeds": list(range(1, seeds + 1)), "max_failures": 0},
+        "output": str(work / "run"),
+    }
     path = work / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
-    expected = {("tiny", "easy"): "finished", ("tiny", "huge"): "diverged",
-                ("broken", "easy"): "failed", ("broken", "huge"): "failed"}
+    expected = {
+        ("tiny", "easy"): "finished",
+        ("tiny", "huge"): "diverged",
+        ("broken", "easy"): "failed",
+        ("broken", "huge"): "failed",
+    }
     return path, expected
 
 
@@ -254,8 +320,9 @@ class Soak:
             row = rows.setdefault(e["fault"], {"fault": e["fault"], "injections": 0, "survived": 0, "lost": 0})
             row["injections"] += bool(e["injected"])
             row["lost"] += len(e["lost"])
-            row["survived"] += (bool(e["injected"]) and not e["lost"] and e.get("lock_released", True)
-                                and not e.get("traceback", False))
+            row["survived"] += (
+                bool(e["injected"]) and not e["lost"] and e.get("lock_released", True) and not e.get("traceback", False)
+            )
         return list(rows.values())
 
 
@@ -283,11 +350,17 @@ def check_final(run: Path, expected: dict, seeds: int) -> dict:
             if got != status:
                 wrong[name] = got
     counts = {status: sum(r["status"] == status for r in recs.values()) for status in set(expected.values())}
-    return {"records": len(recs), "planned": len(expected) * seeds, "counts": counts, "wrong": wrong,
-            "errors": sorted({r["error"] for r in recs.values() if r["status"] == "failed"})}
+    return {
+        "records": len(recs),
+        "planned": len(expected) * seeds,
+        "counts": counts,
+        "wrong": wrong,
+        "errors": sorted({r["error"] for r in recs.values() if r["status"] == "failed"}),
+    }
 
 
 # --- the load test --------------------------------------------------------------------------------------------
+
 
 class RssSampler(threading.Thread):
     """Peak RSS of one process and, apart, the sum over its descendants (Ray's processes), every `interval` s."""
@@ -296,7 +369,7 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.run_dir, self.interval = pid, run, interval
         self.driver_peak = self.children_peak = 0
-        self.trace: list[tuple[float, int, int, int]] = []   # seconds, driver MiB, children MiB, records
+        self.trace: list[tuple[float, int, int, int]] = []  # seconds, driver MiB, children MiB, records
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -324,11 +397,15 @@ class RssSampler(threading.Thread):
 
 def load_suite_file(work: Path, trials: int) -> Path:
     tiny = make_tiny_bert(work / "tiny")
-    suite = {"name": "load", "model": str(tiny), "tasks": [write_easy_task(work / "easy", train=16, dev=8)],
-             "data": {"max_train_samples": 16, "max_eval_samples": 8},
-             "training": {"epochs": 1, "batch_size": 8, "max_seq_length": 16, "zero_stage": 0, "precision": "fp32"},
-             "search": {"seeds": list(range(1, trials + 1)), "save_state": False},
-             "output": str(work / "run")}
+    suite = {
+        "name": "load",
+        "model": str(tiny),
+        "tasks": [write_easy_task(work / "easy", train=16, dev=8)],
+        "data": {"max_train_samples": 16, "max_eval_samples": 8},
+        "training": {"epochs": 1, "batch_size": 8, "max_seq_length": 16, "zero_stage": 0, "precision": "fp32"},
+        "search": {"seeds": list(range(1, trials + 1)), "save_state": False},
+        "output": str(work / "run"),
+    }
     path = work / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
     return path
@@ -345,10 +422,16 @@ def load(work: Path, trials: int) -> dict:
     sampler.stop.set()
     sampler.join()
     recs = records(work / "run")
-    return {"trials": trials, "returncode": rc, "records": len(recs),
-            "finished": sum(r["status"] == "finished" for r in recs.values()),
-            "wall_seconds": round(time.perf_counter() - started), "driver_peak_rss_mib": sampler.driver_peak >> 20,
-            "ray_processes_peak_rss_mib": sampler.children_peak >> 20, "trace": sampler.trace}
+    return {
+        "trials": trials,
+        "returncode": rc,
+        "records": len(recs),
+        "finished": sum(r["status"] == "finished" for r in recs.values()),
+        "wall_seconds": round(time.perf_counter() - started),
+        "driver_peak_rss_mib": sampler.driver_peak >> 20,
+        "ray_processes_peak_rss_mib": sampler.children_peak >> 20,
+        "trace": sampler.trace,
+    }
 
 
 def main(argv=None) -> int:
@@ -358,8 +441,12 @@ def main(argv=None) -> int:
     s.add_argument("--kills", type=int, default=12)
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--seeds", type=int, default=3, help="seeds per (model, task): 4 x this many trials")
-    s.add_argument("--max-delay", type=float, default=3.0,
-                   help="each kill falls 1-3 run-directory writes after a start, then uniformly 0-this many s later")
+    s.add_argument(
+        "--max-delay",
+        type=float,
+        default=3.0,
+        help="each kill falls 1-3 run-directory writes after a start, then uniformly 0-this many s later",
+    )
     l = sub.add_parser("load")
     l.add_argument("--trials", type=int, default=200)
     for q in (s, l):
@@ -370,8 +457,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmark.measure.reliability " + " ".join(sys.argv[1:] if argv is None else argv)
-    meta = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{os.cpu_count()}-core CPU"}
+    meta = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()}-core CPU",
+    }
     if args.mode == "soak":
         result, final = soak(work, args.kills, args.seed, args.seeds, args.max_delay)
         figures = {**meta, "table": result.table(), "final": final, "events": result.events}

@@ -28,10 +28,11 @@ from benchmark.measure.suites import run_suite_command
 
 def suite(name: str, args, work: Path, workers: int, cpus: float, seeds: list[int]) -> dict:
     return {
-        "name": name, "model": args.model, "tasks": [args.task],
+        "name": name,
+        "model": args.model,
+        "tasks": [args.task],
         "data": {"max_train_samples": args.train_samples, "max_eval_samples": args.eval_samples},
-        "training": {"epochs": args.epochs, "batch_size": 32, "max_seq_length": args.max_seq_length,
-                     "zero_stage": 2},
+        "training": {"epochs": args.epochs, "batch_size": 32, "max_seq_length": args.max_seq_length, "zero_stage": 2},
         "search": {"seeds": seeds},
         "resources": {"workers_per_trial": workers, "cpus_per_worker": cpus},
         "storage": str(work / "shared-storage"),
@@ -40,10 +41,14 @@ def suite(name: str, args, work: Path, workers: int, cpus: float, seeds: list[in
 
 
 def summary(wall: float, records: list[dict]) -> dict:
-    return {"wall": wall, "trials": len(records), "finished": sum(r["status"] == "finished" for r in records),
-            "samples_per_s": [r["train_samples_per_s"] for r in records],
-            "score": [r["best_score"] for r in records],
-            "nodes": sorted({n for r in records for n in r["node_ids"]})}
+    return {
+        "wall": wall,
+        "trials": len(records),
+        "finished": sum(r["status"] == "finished" for r in records),
+        "samples_per_s": [r["train_samples_per_s"] for r in records],
+        "score": [r["best_score"] for r in records],
+        "nodes": sorted({n for r in records for n in r["node_ids"]}),
+    }
 
 
 def main(argv=None) -> int:
@@ -81,8 +86,9 @@ def main(argv=None) -> int:
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        results["two-nodes"] = summary(*run_suite_command(suite("two-nodes", args, work, 1, 1, [1, 2]), work,
-                                                          address=cluster.address))
+        results["two-nodes"] = summary(
+            *run_suite_command(suite("two-nodes", args, work, 1, 1, [1, 2]), work, address=cluster.address)
+        )
     finally:
         cluster.shutdown()
     print("  " + json.dumps(results["two-nodes"]), flush=True)
@@ -90,22 +96,36 @@ def main(argv=None) -> int:
     command = "python -m benchmark.measure.scaling " + " ".join(sys.argv[1:] if argv is None else argv)
     w1, w2 = results["workers-1"], results["workers-2"]
     lines = [
-        "# Scaling on one machine", "", f"Command: `{command}`", "",
+        "# Scaling on one machine",
+        "",
+        f"Command: `{command}`",
+        "",
         f"Date {time.strftime('%Y-%m-%d')}; machine: {platform.processor() or platform.machine()}, {cpus} CPUs; "
         f"model {args.model or 'all-MiniLM-L6-v2 (embedded)'}; task {args.task}, {args.train_samples} training / "
         f"{args.eval_samples} dev examples, {args.epochs} epoch(s), batch 32, max length {args.max_seq_length}, "
-        "bf16, ZeRO-2.", "",
+        "bf16, ZeRO-2.",
+        "",
         "| setup | trials finished | nodes used | train samples/s per trial | dev score | suite wall (s) |",
-        "|---|---:|---:|---|---|---:|"]
-    labels = {"workers-1": f"1 trial, 1 worker x {cpus} CPUs", "workers-2": f"1 trial, 2 workers x {cpus / 2:g} CPUs",
-              "one-node": "2 trials at once, one node (2 CPUs)", "two-nodes": "2 trials at once, two nodes (1 CPU each)"}
+        "|---|---:|---:|---|---|---:|",
+    ]
+    labels = {
+        "workers-1": f"1 trial, 1 worker x {cpus} CPUs",
+        "workers-2": f"1 trial, 2 workers x {cpus / 2:g} CPUs",
+        "one-node": "2 trials at once, one node (2 CPUs)",
+        "two-nodes": "2 trials at once, two nodes (1 CPU each)",
+    }
     for key, label in labels.items():
         r = results[key]
-        lines.append(f"| {label} | {r['finished']}/{r['trials']} | {len(r['nodes'])} | "
-                     f"{', '.join(f'{x:.1f}' for x in r['samples_per_s'])} | {', '.join(f'{x:.2f}' for x in r['score'])} | "
-                     f"{r['wall']:.0f} |")
-    lines += ["", f"Two workers against one on the same CPUs: {w2['samples_per_s'][0] / w1['samples_per_s'][0]:.2f}x "
-              "training samples/s."]
+        lines.append(
+            f"| {label} | {r['finished']}/{r['trials']} | {len(r['nodes'])} | "
+            f"{', '.join(f'{x:.1f}' for x in r['samples_per_s'])} | {', '.join(f'{x:.2f}' for x in r['score'])} | "
+            f"{r['wall']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Two workers against one on the same CPUs: {w2['samples_per_s'][0] / w1['samples_per_s'][0]:.2f}x "
+        "training samples/s.",
+    ]
     (out / "results.json").write_text(json.dumps(results, indent=2))
     write_report(args.out, "\n".join(lines) + "\n")
     return 0

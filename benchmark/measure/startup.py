@@ -33,12 +33,20 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/startup")
     args = p.parse_args(argv)
     bench = shutil.which("bench") or f"{sys.executable} -m benchmark.cli"
-    commands = {"bench --help": [*bench.split(), "--help"],
-                f"bench validate {args.suite}": [*bench.split(), "validate", args.suite]}
-    lines = ["# CLI start-up", "", "Command: `python -m benchmark.measure.startup "
-             + " ".join(sys.argv[1:] if argv is None else argv) + "`", "",
-             f"Date {time.strftime('%Y-%m-%d')}; {args.repeats} runs each, fresh process each time.", "",
-             "| command | median (s) | worst (s) |", "|---|---:|---:|"]
+    commands = {
+        "bench --help": [*bench.split(), "--help"],
+        f"bench validate {args.suite}": [*bench.split(), "validate", args.suite],
+    }
+    lines = [
+        "# CLI start-up",
+        "",
+        "Command: `python -m benchmark.measure.startup " + " ".join(sys.argv[1:] if argv is None else argv) + "`",
+        "",
+        f"Date {time.strftime('%Y-%m-%d')}; {args.repeats} runs each, fresh process each time.",
+        "",
+        "| command | median (s) | worst (s) |",
+        "|---|---:|---:|",
+    ]
     for label, command in commands.items():
         times = timed(command, args.repeats)
         lines.append(f"| `{label}` | {statistics.median(times):.2f} | {max(times):.2f} |")

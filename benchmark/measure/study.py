@@ -7,10 +7,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-
-from benchmark.quiet import quiet_libraries
-from benchmark.runner import run_suite
-from benchmark.suite import Suite, load_suite
+from benchmark.common.quiet import quiet_libraries
+from benchmark.config.suite import Suite, load_suite
+from benchmark.run.runner import run_suite
 
 
 @dataclass
@@ -18,7 +17,7 @@ class Study:
     args: argparse.Namespace
     suite: Suite
     wall_seconds: float
-    command: str          # what reproduces it
+    command: str  # what reproduces it
 
 
 def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=None) -> Study:
@@ -32,6 +31,6 @@ def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=
     quiet_libraries()
     suite = load_suite(args.suite, args.set, output=args.output)
     started = time.perf_counter()
-    run_suite(suite)   # trials, then the suite's ensemble section, then the leaderboard
+    run_suite(suite)  # trials, then the suite's ensemble section, then the leaderboard
     wall = time.perf_counter() - started
     return Study(args, suite, wall, f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv))

@@ -37,17 +37,23 @@ def run_one(system: str, task_name: str, args) -> dict:
     """One system on one task, in this process."""
     import torch
 
-    from benchmark.hyperparams import TrainingConfig
+    from benchmark.common.quiet import quiet_libraries
     from benchmark.measure.parity import run_bench, run_hf_trainer
-    from benchmark.modeling import embedded_model_path
-    from benchmark.quiet import quiet_libraries
+    from benchmark.train.hyperparams import TrainingConfig
+    from benchmark.train.modeling import embedded_model_path
     from tasks.glue import GLUE_TASKS
     from tasks.loading import resolve_glue_dir
 
     quiet_libraries()
     torch.set_num_threads(args.threads)
-    hp = TrainingConfig(epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
-                        max_seq_length=args.max_seq_length, precision=args.precision, zero_stage=args.zero_stage)
+    hp = TrainingConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_seq_length=args.max_seq_length,
+        precision=args.precision,
+        zero_stage=args.zero_stage,
+    )
     task, model = GLUE_TASKS[task_name], args.model or embedded_model_path()
     common = dict(max_train=args.max_train_samples, max_eval=args.max_eval_samples)
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as work:
@@ -55,13 +61,23 @@ def run_one(system: str, task_name: str, args) -> dict:
         if system == "bench":
             result = run_bench(*where, **common)
         else:
-            result = run_hf_trainer(*where, group_by_length=system == "trainer_grouped",
-                                    pad_to_max_length=system == "trainer_max_length", **common)
+            result = run_hf_trainer(
+                *where,
+                group_by_length=system == "trainer_grouped",
+                pad_to_max_length=system == "trainer_max_length",
+                **common,
+            )
     best = max(result["epochs"], key=lambda e: e["score"])
-    return {"system": system, "task": task_name, "train_samples_per_s": result["train_samples_per_s"],
-            "eval_samples_per_s": result["eval_samples_per_s"], "best_score": best["score"],
-            "last_score": result["epochs"][-1]["score"], "wall_seconds": result["wall_seconds"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "system": system,
+        "task": task_name,
+        "train_samples_per_s": result["train_samples_per_s"],
+        "eval_samples_per_s": result["eval_samples_per_s"],
+        "best_score": best["score"],
+        "last_score": result["epochs"][-1]["score"],
+        "wall_seconds": result["wall_seconds"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def run_in_child(system: str, task: str, argv: list[str]) -> dict:
@@ -70,7 +86,7 @@ def run_in_child(system: str, task: str, argv: list[str]) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{system} on {task} failed:\n{proc.stderr[-3000:]}")
     line = next(l for l in reversed(proc.stdout.splitlines()) if l.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def median_rows(runs: list[dict]) -> list[dict]:
@@ -82,41 +98,51 @@ def median_rows(runs: list[dict]) -> list[dict]:
         mine = [r for r in runs if (r["task"], r["system"]) == key]
         row = {k: statistics.median(r[k] for r in mine) for k in mine[0] if isinstance(mine[0][k], float)}
         speeds = [r["train_samples_per_s"] for r in mine]
-        rows.append({"task": key[0], "system": key[1], **row, "repeats": len(mine),
-                     "train_range": (min(speeds), max(speeds))})
+        rows.append(
+            {"task": key[0], "system": key[1], **row, "repeats": len(mine), "train_range": (min(speeds), max(speeds))}
+        )
     return rows
 
 
 def summarize(rows: list[dict], command: str, args) -> str:
     import torch
 
-    lines = ["# Training throughput: bench trainer vs Hugging Face Trainer", "",
-             f"Command: `{command}`", "",
-             f"Date {time.strftime('%Y-%m-%d')}; machine: {platform.processor() or platform.machine()}, "
-             f"{args.threads} torch threads, torch {torch.__version__}; model "
-             f"{args.model or 'all-MiniLM-L6-v2 (embedded)'}; lr {args.learning_rate:g}, {args.epochs} epoch(s), "
-             f"batch {args.batch_size}, max length {args.max_seq_length}, {args.precision}, seed {args.seed}; "
-             f"bench ZeRO-{args.zero_stage} (one rank runs stage 0); train slice {args.max_train_samples}, dev slice {args.max_eval_samples}; "
-             f"medians of {args.repeats} round(s).",
-             "", "| task | system | train samples/s (range) | vs Trainer | vs Trainer grouped | eval samples/s | "
-             "peak RSS MB | dev score best / last epoch |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Training throughput: bench trainer vs Hugging Face Trainer",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Date {time.strftime('%Y-%m-%d')}; machine: {platform.processor() or platform.machine()}, "
+        f"{args.threads} torch threads, torch {torch.__version__}; model "
+        f"{args.model or 'all-MiniLM-L6-v2 (embedded)'}; lr {args.learning_rate:g}, {args.epochs} epoch(s), "
+        f"batch {args.batch_size}, max length {args.max_seq_length}, {args.precision}, seed {args.seed}; "
+        f"bench ZeRO-{args.zero_stage} (one rank runs stage 0); train slice {args.max_train_samples}, dev slice {args.max_eval_samples}; "
+        f"medians of {args.repeats} round(s).",
+        "",
+        "| task | system | train samples/s (range) | vs Trainer | vs Trainer grouped | eval samples/s | "
+        "peak RSS MB | dev score best / last epoch |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = {r["system"]: r for r in rows if r["task"] == task}
         for system, r in mine.items():
-            ratios = [f"{r['train_samples_per_s'] / mine[base]['train_samples_per_s']:.2f}x" if base in mine else "-"
-                      for base in ("trainer", "trainer_grouped")]
+            ratios = [
+                f"{r['train_samples_per_s'] / mine[base]['train_samples_per_s']:.2f}x" if base in mine else "-"
+                for base in ("trainer", "trainer_grouped")
+            ]
             low, high = r["train_range"]
-            lines.append(f"| {task} | {system} | {r['train_samples_per_s']:.1f} ({low:.1f}-{high:.1f}) | {ratios[0]} | {ratios[1]} | "
-                         f"{r['eval_samples_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
-                         f"{r['best_score']:.1f} / {r['last_score']:.1f} |")
+            lines.append(
+                f"| {task} | {system} | {r['train_samples_per_s']:.1f} ({low:.1f}-{high:.1f}) | {ratios[0]} | {ratios[1]} | "
+                f"{r['eval_samples_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
+                f"{r['best_score']:.1f} / {r['last_score']:.1f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=["rte", "sst2"])
-    p.add_argument("--systems", nargs="+", default=list(SYSTEMS),
-                   choices=[*SYSTEMS, "trainer_max_length"])
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=[*SYSTEMS, "trainer_max_length"])
     p.add_argument("--model", default=None, help="default: the embedded all-MiniLM-L6-v2")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--learning-rate", type=float, default=5e-5)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 def make_tiny_bert(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     """A random BERT small enough to train in a second."""
-    from benchmark.modeling import save_random_bert
+    from benchmark.train.modeling import save_random_bert
 
-    return save_random_bert(folder, hidden=hidden, layers=layers, heads=2, intermediate=2 * hidden,
-                            max_positions=128, seed=seed)
+    return save_random_bert(
+        folder, hidden=hidden, layers=layers, heads=2, intermediate=2 * hidden, max_positions=128, seed=seed
+    )
 
 
 def write_easy_task(folder: Path, train: int = 128, dev: int = 64) -> dict:
@@ -34,5 +35,10 @@ def write_easy_task(folder: Path, train: int = 128, dev: int = 64) -> dict:
             words.insert(rng.randrange(6), label)
             rows.append(f"{' '.join(words)},{label}")
         (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
-    return {"name": "easy", "train": str(folder / "train.csv"), "validation": str(folder / "dev.csv"),
-            "text_columns": ["text"], "labels": ["bad", "good"]}
+    return {
+        "name": "easy",
+        "train": str(folder / "train.csv"),
+        "validation": str(folder / "dev.csv"),
+        "text_columns": ["text"],
+        "labels": ["bad", "good"],
+    }

@@ -17,7 +17,7 @@ MODULE_PATH = str(Path(__file__).parent / "bench_metrics")
 class MetricDef:
     name: str
     higher_is_better: bool
-    regression: bool          # applies to regression tasks (else to classification)
+    regression: bool  # applies to regression tasks (else to classification)
     binary_only: bool = False
 
 
@@ -45,7 +45,9 @@ def _module(config: str):
     return evaluate.load(MODULE_PATH, config, keep_in_memory=True)
 
 
-def compute_metrics(task: TaskSpec, split_logits: dict[str, np.ndarray], split_labels: dict[str, np.ndarray]) -> dict[str, float]:
+def compute_metrics(
+    task: TaskSpec, split_logits: dict[str, np.ndarray], split_labels: dict[str, np.ndarray]
+) -> dict[str, float]:
     """Metrics on a 0-1 scale, keyed as `task.metric_keys()` names them."""
     config = "regression" if task.is_regression else "classification"
     out = {}

@@ -39,8 +39,8 @@ def matthews_correlation(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
     correct = np.trace(confusion, axis1=1, axis2=2)
     n = confusion.sum(axis=(1, 2))
     cov_true_pred = correct * n - (true_counts * pred_counts).sum(axis=1)
-    cov_pred = n ** 2 - (pred_counts ** 2).sum(axis=1)
-    cov_true = n ** 2 - (true_counts ** 2).sum(axis=1)
+    cov_pred = n**2 - (pred_counts**2).sum(axis=1)
+    cov_true = n**2 - (true_counts**2).sum(axis=1)
     return _ratio(cov_true_pred, np.sqrt(cov_true * cov_pred))
 
 
@@ -52,13 +52,19 @@ def pearson(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def spearmanr(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
     # Spearman = Pearson of the ranks (ties get their average rank), ranked within each resample.
-    from scipy.stats import rankdata   # scipy.stats costs 0.7 s to import; `bench --help` must not pay it
+    from scipy.stats import rankdata  # scipy.stats costs 0.7 s to import; `bench --help` must not pay it
 
     return pearson(rankdata(preds, axis=1), rankdata(labels, axis=1))
 
 
-RESAMPLED = {"accuracy": accuracy, "f1": f1, "f1_macro": f1_macro, "matthews_correlation": matthews_correlation,
-             "pearson": pearson, "spearmanr": spearmanr}
+RESAMPLED = {
+    "accuracy": accuracy,
+    "f1": f1,
+    "f1_macro": f1_macro,
+    "matthews_correlation": matthews_correlation,
+    "pearson": pearson,
+    "spearmanr": spearmanr,
+}
 
 
 def _confusion(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ class BenchMetrics(evaluate.Metric):
         out = {}
         for name in metrics:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")   # scipy warns on constant input; handled just below
+                warnings.simplefilter("ignore")  # scipy warns on constant input; handled just below
                 value = float(_FUNCTIONS[name](references, predictions))
             # A constant prediction has no correlation; scipy says nan, GLUE's convention scores it 0.
             out[name] = 0.0 if math.isnan(value) else value

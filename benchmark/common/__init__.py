@@ -1,0 +1,1 @@
+"""Shared by every stage: errors, atomic writes, paths, hashing, YAML schemas, hardware."""

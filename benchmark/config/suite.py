@@ -1,0 +1,423 @@
+"""The suite: one YAML file, validated whole before anything starts, with every default filled in."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.common.errors import InputError
+from benchmark.common.paths import is_dir, local_path
+from benchmark.common.schema import parse, suggest
+from benchmark.config.chains import Chain, check_chains
+from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_ensemble
+from benchmark.config.merge import MergeConfig, MergeSettings, check_merge
+from benchmark.config.search import SearchConfig, check_grid, check_search, sample_space
+from benchmark.config.tracking import TrackingConfig, TrackingSettings, check_tracking
+from benchmark.train.hyperparams import FREEZING_KEYS, TrainingConfig
+from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask
+from benchmark.train.modeling import ModelRef, max_positions, num_layers, resolve_model
+from tasks.augment import Augmentation, check_augmentation
+from tasks.glue import GLUE_TASKS
+from tasks.spec import TaskSpec
+
+MAX_TRIALS = 100_000  # far beyond any study; a bound keeps a typo from building millions of trials
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass
+class HoldoutConfig:
+    """What a user task without a validation or test file holds out of its training file (stratified by label)."""
+
+    validation: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
+    test: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})  # 0: no test split, no test score
+    seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
+
+
+@dataclass
+class DataConfig:
+    glue_dir: str | None = None  # null: $BENCH_GLUE_DIR, else the hub
+    max_train_samples: int | None = field(default=None, metadata={"min": 1})
+    max_eval_samples: int | None = field(default=None, metadata={"min": 1})
+    # Which random slice the caps above keep, the same for every trial; numpy seeds are 32-bit.
+    sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
+    cache_dir: str | None = None  # null: $BENCH_CACHE_DIR, else ~/.cache/bench
+    holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
+
+
+@dataclass
+class ResourcesConfig:
+    workers_per_trial: int = field(default=1, metadata={"min": 1, "max": 4096})
+    cpus_per_worker: float = field(default=1.0, metadata={"min": 0.01})
+    gpus_per_worker: float = field(default=0.0, metadata={"min": 0.0})
+    max_concurrent_trials: int | None = field(default=None, metadata={"min": 1})  # null: as many as fit
+
+
+@dataclass
+class SuiteConfig:
+    name: str
+    tasks: list[Any] = field(metadata={"nonempty": True})  # GLUE names, task files (.yaml), or inline user tasks
+    model: str | list[str] | None = None  # null: the embedded default
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)  # tasks trained jointly (and two-stage)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)  # run at the end of `bench run`
+    merge: MergeConfig = field(default_factory=MergeConfig)  # cross-task merges, before the ensembles
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow: a run per trial, a parent per run
+    chains: list[Any] = field(default_factory=list)  # intermediate-task transfer: 'mrpc -> rte', ...
+    output: str | None = None  # null: runs/<name>
+    storage: str | None = None  # Ray storage (shared folder or URI); null: <output>/ray
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Suite:
+    config: SuiteConfig
+    models: list[ModelRef]
+    tasks: list[TaskSpec]
+    output: Path
+    task_entries: list[Any]  # the tasks as written to the resolved suite.yaml (user-task paths made absolute)
+    ensemble: EnsembleSettings | None = None  # checked after the plan's size is known
+    mixture: Mixture | None = None  # the `multitask:` section checked; None: no joint training
+    chains: list[Chain] = field(default_factory=list)  # the `chains:` section checked
+    merge: MergeSettings | None = None  # the `merge:` section checked
+    tracking: TrackingSettings | None = None  # the `tracking:` section checked; None: no tracking
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        grid = self.config.search.grid
+        keys = list(grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+    def points(self) -> list[dict[str, Any]]:
+        """The configurations the plan runs: grid points, each crossed with the random samples of `space`."""
+        search = self.config.search
+        if search.resolved_algorithm != "random":
+            return self.grid_points()
+        samples = sample_space(search.space, search.num_samples, search.sample_seed)
+        return [{**point, **sample, "sample": i} for point in self.grid_points() for i, sample in enumerate(samples)]
+
+    def trials_per_task(self) -> int:
+        """How many checkpoints the plan makes for each task (for the task with fewest: joint and two-stage
+        trials add some to the multi-task tasks only). Optuna studies run with the first seed."""
+        search = self.config.search
+        if search.resolved_algorithm == "optuna":
+            return len(self.models) * len(self.grid_points()) * search.num_samples
+        singles = len(self.models) * len(self.points()) * len(search.seeds)
+        if self.mixture is None or any(t.name not in self.mixture.tasks for t in self.tasks):
+            return singles
+        stage_two = len(self.stage_two_points()) if self.config.multitask.two_stage.enabled else 0
+        return singles * (2 + stage_two)  # each joint trial exports one per task, then stage two per its points
+
+    def training_for(self, point: dict[str, Any]) -> TrainingConfig:
+        return self.config.training.replace(**{k: v for k, v in point.items() if k not in ("sample", "optuna")})
+
+    def stage_two_points(self) -> list[dict[str, Any]]:
+        """Stage two's own grid points (one empty point without a grid)."""
+        grid = self.config.multitask.two_stage.grid
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+    def stage_two_training_for(self, point: dict[str, Any], stage_two_point: dict[str, Any]) -> TrainingConfig:
+        """Stage two of two-stage training: the stage-one grid point's training, with `multitask.two_stage.training`
+        and then stage two's own grid point on top."""
+        return self.training_for(point).replace(**{**self.config.multitask.two_stage.training, **stage_two_point})
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self.config)
+        d["tasks"] = self.task_entries
+        d["output"] = str(self.output)
+        d["model"] = [m.path for m in self.models] if isinstance(self.config.model, list) else self.models[0].path
+        d["chains"] = [
+            {"source": c.path, "target": c.target, "name": c.source} if c.path else f"{c.source} -> {c.target}"
+            for c in self.chains
+        ]
+        return d
+
+
+def read_yaml(path: Path, what: str = "suite") -> Any:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(path), f"{what} file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(str(path), f"cannot read {what} file: {e}") from None
+    try:
+        return yaml.safe_load(text)  # safe loader only: no tags that build Python objects
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputError(str(path), f"invalid YAML{at}: {problem}") from None
+    except RecursionError:
+        raise InputError(str(path), "invalid YAML: nested too deeply") from None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`--set training.epochs=1` style overrides; values are parsed as YAML scalars or lists."""
+    import yaml
+
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set {item}", "expected KEY=VALUE, for example training.epochs=1")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"--set {item}", "the value is not valid YAML") from None
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(f"--set {item}", f"{'.'.join(parts[: i + 1])} is not a mapping")
+        node[parts[-1]] = value
+    return data
+
+
+def load_suite(path: str | Path, overrides: list[str] = (), output: str | None = None) -> Suite:
+    """Parse and check a suite. Everything that can be checked without reading data is checked here."""
+    path = Path(path)
+    data = read_yaml(path)
+    if data is None:
+        raise InputError(str(path), "the suite is empty")
+    if not isinstance(data, dict):
+        raise InputError(str(path), "a suite must be a mapping of keys (name, model, tasks, ...)")
+    data = apply_overrides(data, list(overrides))
+    config = parse(SuiteConfig, data, "")
+    if not NAME_PATTERN.match(config.name):
+        raise InputError("name", f"use letters, digits, '.', '-' and '_' (at most 100); got {config.name!r}")
+    check_search(config.search)
+    _check_resources(config)
+    tasks, entries = _resolve_tasks(config.tasks, config.data.holdout)
+    mixture = check_multitask(config.multitask, {t.name: t for t in tasks})
+    if mixture is not None:
+        _check_multitask_search(config)
+    models = _resolve_models(config)
+    for m in models:
+        limit = max_positions(m.path, config.trust_remote_code)
+        longest = max(
+            _possible_values(config, "max_seq_length")
+            + (_stage_two_values(config, "max_seq_length") if config.multitask.two_stage.enabled else [])
+        )
+        if limit is not None and longest > limit:
+            raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
+    _check_freezing(config, models, joint=mixture is not None)
+    if config.data.glue_dir and not is_dir(local_path(config.data.glue_dir, "data.glue_dir")):
+        raise InputError("data.glue_dir", f"folder not found: {local_path(config.data.glue_dir, 'data.glue_dir')}")
+    _check_plan_size(config, models, tasks, joint=mixture is not None)
+    out = local_path(output or config.output or f"runs/{config.name}", "--output" if output else "output")
+    suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
+    suite.mixture = mixture
+    for point in suite.points():
+        check_augmentation(Augmentation.of(suite.training_for(point).to_dict()))
+    suite.chains = check_chains(config.chains, [t.name for t in tasks], len(models), config.trust_remote_code)
+    if suite.chains:
+        _check_chain_search(config)
+    suite.ensemble = check_ensemble(config.ensemble, "ensemble", suite.trials_per_task(), len(models))
+    suite.merge = check_merge(config.merge, [t.name for t in tasks])
+    suite.tracking = check_tracking(config.tracking, config.name)  # last: it may ask a server
+    return suite
+
+
+def _check_plan_size(config: SuiteConfig, models: list, tasks: list, joint: bool) -> None:
+    """Counted before the plan is built: a grid of a million points would otherwise take minutes to refuse."""
+    search = config.search
+    size = len(models) * len(tasks) * len(search.seeds) * math.prod(len(v) for v in search.grid.values())
+    if search.resolved_algorithm in ("random", "optuna"):
+        size *= search.num_samples
+    if joint and config.multitask.two_stage.enabled:  # checked only when there is joint training
+        size *= 1 + math.prod(len(v) for v in config.multitask.two_stage.grid.values())
+    if size > MAX_TRIALS:
+        raise InputError(
+            "search",
+            f"the plan has {size} trials, more than {MAX_TRIALS}; use a smaller grid, fewer samples or fewer seeds",
+        )
+
+
+def _check_freezing(config: SuiteConfig, models: list[ModelRef], joint: bool) -> None:
+    for epochs, head_only in itertools.product(
+        _possible_values(config, "epochs"), _possible_values(config, "head_only_epochs")
+    ):
+        if head_only > epochs:
+            raise InputError("training.head_only_epochs", f"{head_only} is more than the trial's {epochs} epochs")
+    deepest = max(_possible_values(config, "freeze_layers"))
+    for m in models:
+        layers = num_layers(m.path, config.trust_remote_code)
+        if deepest and (layers is None or deepest > layers):
+            raise InputError("training.freeze_layers", f"{deepest} layers, but model {m.name} has {layers}")
+    defaults = TrainingConfig()
+    used = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in _possible_values(config, k))]
+    if joint and used:
+        raise InputError(
+            f"training.{used[0]}",
+            "freezing applies to single-task trials; the joint trials of "
+            "multitask do not support it (multitask.two_stage.training may use it)",
+        )
+
+
+def _check_chain_search(config: SuiteConfig) -> None:
+    soups = [m for m in config.ensemble.methods if m.startswith("soup_")]
+    if soups:  # a chain's checkpoints start from another initial model than its target's direct trials
+        raise InputError(
+            "ensemble.methods",
+            f"{soups[0]} cannot take chain checkpoints (they start from the source "
+            "task's checkpoint); use mean_prob, vote or greedy with chains",
+        )
+    if config.search.resolved_algorithm == "optuna":
+        raise InputError("search.algorithm", "optuna is not supported with chains yet; use grid or random")
+
+
+def _check_multitask_search(config: SuiteConfig) -> None:
+    """A multi-task trial evaluates once per epoch and saves no training state (see benchmark/train/multitask.py)."""
+    search = config.search
+    if search.scheduler.type in ("hyperband", "pbt"):
+        raise InputError(
+            "search.scheduler",
+            f"{search.scheduler.type} pauses and restores trials from saved states, "
+            "which multi-task trials do not save; use fifo or asha with multitask",
+        )
+    if search.eval_every_steps:
+        raise InputError("search.eval_every_steps", "multi-task trials evaluate once per epoch; remove it or multitask")
+    if search.resolved_algorithm == "optuna":
+        raise InputError("search.algorithm", "optuna is not supported with multitask yet; use grid or random")
+    two_stage = config.multitask.two_stage
+    soups = [m for m in config.ensemble.methods if m.startswith("soup_")]
+    if two_stage.enabled and soups:
+        # A soup averages checkpoints fine-tuned from one initial model; each stage-two trial starts from its own
+        # stage-one export, so its checkpoints would be refused from any soup pool they land in.
+        raise InputError(
+            "ensemble.methods",
+            f"{soups[0]} cannot take two-stage checkpoints (each starts from its own "
+            "stage-one export); use mean_prob, vote or greedy with multitask.two_stage",
+        )
+    parse(TrainingConfig, two_stage.training, "multitask.two_stage.training")  # unknown keys and bad values
+    check_grid(two_stage.grid, "multitask.two_stage.grid")
+    workers = config.resources.workers_per_trial
+    for b, a in itertools.product(
+        _stage_two_values(config, "batch_size"), _stage_two_values(config, "gradient_accumulation_steps")
+    ):
+        if b % (workers * a):
+            raise InputError(
+                "multitask.two_stage",
+                f"stage two's batch_size {b} is not divisible by workers_per_trial x "
+                f"gradient_accumulation_steps ({workers} x {a})",
+            )
+    if "fp16" in _stage_two_values(config, "precision") and config.resources.gpus_per_worker == 0:
+        raise InputError(
+            "multitask.two_stage", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU"
+        )
+
+
+def _stage_two_values(config: SuiteConfig, key: str) -> list:
+    """Every value a hyperparameter can take in stage two (its grid, else its override, else stage one's)."""
+    two_stage = config.multitask.two_stage
+    if key in two_stage.grid:
+        return two_stage.grid[key]
+    if key in two_stage.training:
+        return [two_stage.training[key]]
+    return _possible_values(config, key)
+
+
+def _check_resources(config: SuiteConfig) -> None:
+    r = config.resources
+    batch_sizes = _possible_values(config, "batch_size")
+    accumulations = _possible_values(config, "gradient_accumulation_steps")
+    for b, a in itertools.product(batch_sizes, accumulations):
+        if b % (r.workers_per_trial * a):
+            raise InputError(
+                "training.batch_size",
+                f"{b} is not divisible by workers_per_trial x gradient_accumulation_steps "
+                f"({r.workers_per_trial} x {a}); batch_size is the global batch of one optimizer step",
+            )
+    precisions = _possible_values(config, "precision")
+    if "fp16" in precisions and r.gpus_per_worker == 0:
+        raise InputError(
+            "training.precision", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU"
+        )
+    if 0 < r.gpus_per_worker < 1 and r.workers_per_trial > 1:
+        raise InputError("resources.gpus_per_worker", "a trial with several workers needs whole GPUs per worker")
+
+
+def _possible_values(config: SuiteConfig, key: str) -> list:
+    """Every value a hyperparameter can take in this suite's plan."""
+    search = config.search
+    if key in search.grid:
+        return search.grid[key]
+    if key in search.space:
+        ((kind, args),) = search.space[key].items()
+        return args if kind == "choice" else list(range(args[0], args[1])) if kind == "randint" else args
+    return [getattr(config.training, key)]
+
+
+def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig) -> tuple[list[TaskSpec], list[Any]]:
+    from tasks.user import user_task_from_decl
+
+    fractions = {"validation": holdout.validation, "test": holdout.test}
+    tasks, resolved = [], []
+    for i, entry in enumerate(entries):
+        where = f"tasks[{i}]"
+        if isinstance(entry, str) and entry.lower().endswith((".yaml", ".yml")):
+            file = local_path(entry, where)
+            decl = read_yaml(file, "task")
+            if not isinstance(decl, dict):
+                raise InputError(
+                    str(file), "a task file must be a mapping (name, train, validation, text_columns, ...)"
+                )
+            task = user_task_from_decl(decl, str(file), file.parent, set(GLUE_TASKS), fractions, holdout.seed)
+        elif isinstance(entry, str):
+            if entry not in GLUE_TASKS:
+                raise InputError(
+                    where,
+                    f"unknown task '{entry}'"
+                    + suggest(entry, GLUE_TASKS)
+                    + f"; GLUE tasks are {', '.join(GLUE_TASKS)}, or give a task file (.yaml) or a mapping",
+                )
+            task = GLUE_TASKS[entry]
+        elif isinstance(entry, dict):
+            task = user_task_from_decl(entry, where, Path.cwd(), set(GLUE_TASKS), fractions, holdout.seed)
+        else:
+            raise InputError(where, "a task is a GLUE name, a task file path, or a mapping")
+        if any(t.name == task.name for t in tasks):
+            raise InputError(where, f"task '{task.name}' is listed twice")
+        tasks.append(task)
+        resolved.append(entry if isinstance(entry, str) and entry in GLUE_TASKS else _user_entry(task))
+    return tasks, resolved
+
+
+def _user_entry(task: TaskSpec) -> dict:
+    entry = {
+        "name": task.name,
+        **task.files,
+        "format": task.file_format,
+        "text_columns": list(task.text_columns),
+        "label_column": task.label_column,
+        "metrics": list(task.metrics),
+    }
+    if task.is_regression:
+        entry["regression"] = True
+    else:
+        entry["labels"] = list(task.label_names)
+    return entry
+
+
+def _resolve_models(config: SuiteConfig) -> list[ModelRef]:
+    specs = config.model if isinstance(config.model, list) else [config.model]
+    if not specs:
+        raise InputError("model", "the list of models is empty")
+    where = (lambda i: f"model[{i}]") if isinstance(config.model, list) else (lambda i: "model")
+    models = [resolve_model(spec, config.trust_remote_code, where(i)) for i, spec in enumerate(specs)]
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise InputError("model", "two models share a name; give distinct folders or ids")
+    return models

@@ -1,0 +1,1 @@
+"""The run directory: trial records, checkpoints installed, the lock (stage 4)."""

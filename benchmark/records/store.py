@@ -1,0 +1,141 @@
+"""The run directory: the resolved suite, one record and one checkpoint folder per trial, the leaderboards.
+
+Every record is written atomically when its trial ends, so a driver that dies loses no finished trial.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomic_write_text, staging_dir_for
+from benchmark.common.errors import InputError
+from benchmark.common.paths import check_name
+from benchmark.train.checkpoints import write_hashes
+
+SUITE_FILE = "suite.yaml"
+DONE_STATUSES = ("finished", "stopped", "diverged")
+RECORD_FILE = "record.json"
+PROGRESS_FILE = "progress.json"  # a running trial's history and latest saved state; replaced by the record
+CHECKPOINT_DIR = "checkpoint"
+RAY_STORAGE_DIR = "ray"  # Ray Tune's storage, unless the suite names another: Ray writes there, not bench
+
+
+class RunStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.trials = self.root / "trials"
+
+    def trial_dir(self, trial_id: str) -> Path:
+        return self.trials / check_name(trial_id, str(self.trials), "trial id")
+
+    def checkpoint_dir(self, trial_id: str) -> Path:
+        return self.trial_dir(trial_id) / CHECKPOINT_DIR
+
+    def write_suite(self, suite_dict: dict) -> None:
+        import yaml
+
+        atomic_write_text(self.root / SUITE_FILE, yaml.safe_dump(suite_dict, sort_keys=False))
+
+    def read_suite(self) -> dict:
+        import yaml
+
+        path = self.root / SUITE_FILE
+        if not path.is_file():
+            raise InputError(str(self.root), "not a bench run directory (no suite.yaml)")
+        return yaml.safe_load(path.read_text())
+
+    def save_record(self, record: dict) -> None:
+        atomic_write_json(self.trial_dir(record["trial_id"]) / RECORD_FILE, record)
+        if record["status"] in DONE_STATUSES:  # the record supersedes it; a failed trial may still resume from it
+            (self.trial_dir(record["trial_id"]) / PROGRESS_FILE).unlink(missing_ok=True)
+
+    def clear_progress(self, trial_id: str) -> None:
+        (self.trial_dir(trial_id) / PROGRESS_FILE).unlink(missing_ok=True)
+        if self.trial_dir(trial_id).is_dir() and not any(self.trial_dir(trial_id).iterdir()):
+            self.trial_dir(trial_id).rmdir()
+
+    def save_progress(self, trial_id: str, progress: dict) -> None:
+        atomic_write_json(self.trial_dir(trial_id) / PROGRESS_FILE, progress)
+
+    def read_progress(self, trial_id: str) -> dict | None:
+        path = self.trial_dir(trial_id) / PROGRESS_FILE
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def records(self) -> list[dict]:
+        out = []
+        for path in sorted(self.trials.glob(f"*/{RECORD_FILE}")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError) as e:  # atomic writes make this rare; never fatal for the rest
+                print(f"warning: skipping unreadable record {path}: {e}")
+        return out
+
+    def finished(self) -> dict[str, dict]:
+        """Trials that ran to their end: completed, stopped early by a scheduler, or diverged. Failed ones rerun."""
+        return {r["trial_id"]: r for r in self.records() if r.get("status") in DONE_STATUSES}
+
+    def install_checkpoint(self, trial_id: str, fetch) -> Path:
+        """Place a trial's checkpoint atomically, with its files' hashes; `fetch(folder)` fills a staging folder
+        beside the target."""
+        target = self.checkpoint_dir(trial_id)
+        staging = staging_dir_for(target)
+        try:
+            fetch(staging)
+            write_hashes(staging)  # checked wherever the checkpoint is used: damage is never used silently
+            atomic_replace_dir(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+
+def trial_record(
+    spec: dict,
+    task: dict,
+    metric_keys: list[str],
+    epochs: list[dict],
+    status: str,
+    checkpoint: str | None,
+    wall_seconds: float,
+    error: str | None = None,
+    resources: dict | None = None,
+    parameters: int | None = None,
+    **extra,
+) -> dict:
+    """What the run directory keeps of one trial; `bench table` needs nothing else."""
+    from tasks.metrics import OBJECTIVE
+
+    best = max(epochs, key=lambda e: e[OBJECTIVE]) if epochs else None
+    last = epochs[-1] if epochs else {}
+    train_seconds = sum(e.get("train_seconds", 0.0) for e in epochs)
+    return {
+        "trial_id": spec["trial_id"],
+        "status": status,
+        "kind": "single",
+        "task": spec["task"],
+        "task_spec": task,
+        "metric_keys": metric_keys,
+        "model": spec["model_name"],
+        "model_path": spec["model_path"],
+        "grid_point": spec["point"],
+        "seed": spec["seed"],
+        "training": spec["training"],
+        "fingerprint": spec["fingerprint"],
+        "epochs": epochs,
+        "best_epoch": best["epoch"] if best else None,
+        "best_score": best[OBJECTIVE] if best else None,
+        "best_metrics": {k: best[k] for k in metric_keys} if best else None,
+        "checkpoint": checkpoint,
+        "wall_seconds": wall_seconds,
+        "train_samples": last.get("train_samples", 0),
+        "train_samples_per_s": last.get("train_samples", 0) / train_seconds if train_seconds else None,
+        "peak_memory_mb": max((e.get("peak_memory_mb", 0.0) for e in epochs), default=None),
+        "resources": resources,  # what the trial held: workers_per_trial, cpus_per_worker, gpus_per_worker
+        "parameters": parameters,  # of the kept model
+        "error": error,
+        **extra,
+    }

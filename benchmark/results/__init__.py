@@ -1,0 +1,1 @@
+"""Rows, statistics, tables, plots, the report and final test scores (stages 5-6)."""

@@ -1,0 +1,186 @@
+"""Leaderboard rows from trial records: pure. Statistics are added by benchmark.results.statistics, text by benchmark.results.tables.
+
+A row is one system (a model trained one way: single, multitask or ensemble). Besides its scores it carries
+`predictions`, {task: [dev prediction files, one per seed, relative to the run directory]}, which the
+statistics read, and `compute`, what producing the row cost and what using it costs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from benchmark.plan.trials import canonical
+from benchmark.train.checkpoints import PREDICTIONS_FILE
+
+CONVENTION = (
+    "Dev-set scores, 0-100: mean ± sample std over seeds, for the grid point with the best mean dev "
+    "score per task. GLUE convention: a task's score is the unweighted mean of its metrics (MRPC and "
+    "QQP: F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy, both "
+    "counting), and the average is the unweighted mean of the task scores (over all nine GLUE tasks, "
+    "the GLUE score). Epochs and grid points are selected on the same dev sets that are reported."
+)
+
+TEST_NOTE = (
+    "test: the checkpoints of the grid point chosen on validation (one per seed), each scored once on "
+    "the task's labelled test split; mean ± std over seeds. Nothing is chosen on test."
+)
+
+
+def build_leaderboard(
+    suite_name: str, records: list[dict], task_order: list[str] = (), extra_rows: list[dict] = ()
+) -> dict:
+    """`task_order`: the suite's order of tasks; tasks only the records know follow it. `extra_rows`: rows built
+    elsewhere (ensembles), sorted in with the rest."""
+    # Trials a scheduler stopped early are results too (worse ones); diverged and failed trials are counted only.
+    finished = [r for r in records if r.get("status") in ("finished", "stopped") and r.get("best_score") is not None]
+    task_order = list(dict.fromkeys([*task_order, *(r["task"] for r in records)]))
+    task_order = [t for t in task_order if any(r["task"] == t for r in records)]
+    metric_keys = {r["task"]: r["metric_keys"] for r in records}
+    metric_keys.update({r["task"]: r["metric_keys"] for r in finished})
+    systems = defaultdict(list)
+    for r in finished:  # each chain (`mrpc→rte`) and each merge method is a system of its own
+        systems[(r["model"], r.get("kind", "single"), r.get("chain"), r.get("system"))].append(r)
+    by_id = {r["trial_id"]: r for r in records}
+    rows = sort_rows(
+        [
+            *(
+                _row(model, kind, recs, task_order, metric_keys, chain, system, by_id)
+                for (model, kind, chain, system), recs in systems.items()
+            ),
+            *extra_rows,
+        ]
+    )
+    return {
+        "suite": suite_name,
+        "tasks": task_order,
+        "metrics": metric_keys,
+        "rows": rows,
+        "trials": _trial_counts([r for r in records if r.get("kind") != "merged"]),  # a merge trains nothing
+        "compute": {
+            "trial_hours": sum(r.get("wall_seconds", 0.0) for r in records) / 3600,
+            "trial_epochs": sum(r["epochs"][-1]["epoch"] for r in records if r.get("epochs")),
+            "train_samples": sum(r.get("train_samples", 0) for r in records),
+        },
+        "convention": CONVENTION,
+        "test_tasks": [t for t in task_order if any(t in r.get("test", {}).get("task_scores", {}) for r in rows)],
+        "test_note": TEST_NOTE,
+    }
+
+
+def _trial_counts(records: list[dict]) -> dict:
+    finished = sum(r.get("status") in ("finished", "stopped") and r.get("best_score") is not None for r in records)
+    return {
+        "finished": finished,
+        **{s: sum(r.get("status") == s for r in records) for s in ("stopped", "diverged", "failed")},
+        "total": len(records),
+    }
+
+
+def sort_rows(rows: list[dict]) -> list[dict]:
+    """Best average first; rows without an average (tasks missing) last, in their given order."""
+    return sorted(rows, key=lambda row: -row["average"] if row["average"] is not None else np.inf)
+
+
+def _row(
+    model: str,
+    kind: str,
+    records: list[dict],
+    task_order: list[str],
+    metric_keys: dict,
+    chain: str | None = None,
+    system: str | None = None,
+    by_id: dict | None = None,
+) -> dict:
+    """`system`: the name records give their row (merges: `model method`); `by_id`: every record, for the trials
+    a merged row's compute counts."""
+    scores, std, task_scores, task_std, config, per_seed, predictions, chosen = {}, {}, {}, {}, {}, {}, {}, []
+    trial_ids, test_scores, test_std, test_task_scores, test_task_std = {}, {}, {}, {}, {}
+    for task in task_order:
+        by_point = defaultdict(list)
+        for r in records:
+            if r["task"] == task:
+                by_point[canonical(r["grid_point"])].append(r)
+        if not by_point:
+            continue
+        # The grid point with the best mean dev score over its seeds (ties: the first in the plan's order).
+        best = max(by_point.values(), key=lambda recs: np.mean([r["best_score"] for r in recs]))
+        keys = metric_keys[task]
+        values = {k: [100.0 * r["best_metrics"][k] for r in best] for k in keys}
+        scores[task] = {k: float(np.mean(v)) for k, v in values.items()}
+        std[task] = {k: _std(v) for k, v in values.items()}
+        task_scores[task] = float(np.mean([r["best_score"] for r in best]))
+        task_std[task] = _std([r["best_score"] for r in best])
+        config[task] = best[0]["grid_point"]
+        per_seed[task] = {r["seed"]: r["best_score"] for r in best}
+        trial_ids[task] = [r["trial_id"] for r in best]
+        if all("test_metrics" in r for r in best):  # the chosen checkpoints, scored once on test
+            test_values = {k: [100.0 * r["test_metrics"][k] for r in best] for k in keys}
+            test_scores[task] = {k: float(np.mean(v)) for k, v in test_values.items()}
+            test_std[task] = {k: _std(v) for k, v in test_values.items()}
+            seed_scores = [float(np.mean([v[i] for v in test_values.values()])) for i in range(len(best))]
+            test_task_scores[task], test_task_std[task] = float(np.mean(seed_scores)), _std(seed_scores)
+        if all(r.get("checkpoint") for r in best):
+            # A merged record's own file: the report half its scores are on (its checkpoint's covers all of dev).
+            predictions[task] = [r.get("predictions_file") or f"{r['checkpoint']}/{PREDICTIONS_FILE}" for r in best]
+        chosen += best
+    complete = len(task_scores) == len(task_order)
+    average = float(np.mean(list(task_scores.values()))) if complete and task_scores else None
+    seeds = sorted(set.intersection(*(set(s) for s in per_seed.values()))) if per_seed else []
+    seed_averages = [np.mean([per_seed[t][s] for t in per_seed]) for s in seeds]
+    return {
+        "system": system or (f"{model} [{chain}]" if chain else f"{model} ({kind})"),
+        "kind": kind,
+        **({"chain": chain} if chain else {}),
+        "model": model,
+        "scores": scores,
+        "task_scores": task_scores,
+        "average": average,
+        "std": {"scores": std, "task_scores": task_std, "average": _std(seed_averages) if complete else None},
+        "seeds": len(seeds),
+        "config": config,
+        "trial_ids": trial_ids,
+        "test": {
+            "scores": test_scores,
+            "task_scores": test_task_scores,
+            "std": {"scores": test_std, "task_scores": test_task_std},
+            "average": float(np.mean(list(test_task_scores.values())))
+            if test_task_scores and len(test_task_scores) == len(task_order)
+            else None,
+        },
+        "trials": len(records),
+        "predictions": predictions,
+        "compute": _compute(records, chosen, by_id or {}),
+    }
+
+
+def _compute(records: list[dict], chosen: list[dict], by_id: dict) -> dict:
+    """Cost of the row: device-hours of every trial behind it (the whole grid, every seed; for a merge, its own
+    time and the single-task trials it merged); training throughput of one trial at the chosen grid points;
+    parameters of one model; forward passes per example."""
+    sources = sorted({s for r in records for s in r.get("source_trials", [])})
+    records = records + [by_id[s] for s in sources if s in by_id]
+    resources = [r.get("resources") for r in records]
+    device_hours = None
+    if records and all(resources):
+        device_hours = sum(r["wall_seconds"] * devices_held(res) for r, res in zip(records, resources)) / 3600
+    throughput = [r["train_samples_per_s"] for r in chosen if r.get("train_samples_per_s")]
+    parameters = [r["parameters"] for r in chosen if r.get("parameters")]
+    return {
+        "device": "GPU" if any(res and res["gpus_per_worker"] > 0 for res in resources) else "CPU",
+        "device_hours": device_hours,
+        "train_samples_per_s": float(np.mean(throughput)) if throughput else None,
+        "parameters": max(parameters) if parameters else None,  # heads differ by task; the largest model
+        "inference_passes": 1,
+    }
+
+
+def devices_held(resources: dict) -> float:
+    """GPUs a trial held, or CPUs when it held no GPU."""
+    per_worker = resources["gpus_per_worker"] or resources["cpus_per_worker"]
+    return resources["workers_per_trial"] * per_worker
+
+
+def _std(values) -> float | None:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None

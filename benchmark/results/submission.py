@@ -1,0 +1,172 @@
+"""`bench predict RUN_DIR --split test`: GLUE submission files, from the best checkpoint of each task.
+
+The GLUE server's format (as GLUE's own baselines write it): one file per test split, named as the task
+declares (CoLA.tsv, MNLI-m.tsv, ...), a header `index<TAB>prediction`, one line per test example in file order.
+Predictions are label ids for CoLA, SST-2, MRPC, QQP and WNLI, label names for MNLI, QNLI and RTE, and for
+STS-B a score clipped to GLUE's 0-5 range. User tasks with a `test:` file get the same layout, with label names.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.common.atomic import atomic_write_json, atomic_write_text
+from benchmark.common.errors import InputError
+from benchmark.common.paths import check_name
+from benchmark.plan.trials import canonical
+from benchmark.train.checkpoints import checkpoint_problem
+from tasks.glue import GLUE_TASKS
+from tasks.metrics import predictions_from_logits
+from tasks.spec import TaskSpec
+
+SUBMISSION_DIR = "submission"
+LABEL_IDS_IN_FILE = {"cola", "sst2", "mrpc", "qqp", "wnli"}  # the server reads these as 0/1, the rest as words
+SCORE_RANGE = {"stsb": (0.0, 5.0)}
+GLUE_FILES = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI-m", "MNLI-mm", "QNLI", "RTE", "WNLI", "AX"]
+
+
+def submission_text(task: TaskSpec, logits: np.ndarray, index: np.ndarray) -> str:
+    """The file for one test split: pure, from the logits in test-file order."""
+    preds = predictions_from_logits(task, logits)
+    if task.is_regression:
+        low, high = SCORE_RANGE.get(task.name, (-np.inf, np.inf))
+        values = [f"{v:.3f}" for v in np.clip(preds, low, high)]
+    elif task.name in LABEL_IDS_IN_FILE:
+        values = [str(int(p)) for p in preds]
+    else:
+        values = [task.label_names[int(p)] for p in preds]
+    return "index\tprediction\n" + "".join(f"{int(i)}\t{v}\n" for i, v in zip(index, values))
+
+
+def best_checkpoints(board: dict, records: list[dict], system: str | None) -> tuple[dict, dict[str, dict]]:
+    """The row to submit (by default the best row that has checkpoints) and, per task, the finished trial of
+    its chosen grid point with the best dev score."""
+    candidates = [r for r in board["rows"] if r["kind"] != "ensemble"]
+    if system:
+        matches = [r for r in board["rows"] if r["system"] == system] or [
+            r for r in board["rows"] if system.lower() in r["system"].lower()
+        ]
+        if len(matches) != 1:
+            raise InputError(
+                "--system",
+                f"'{system}' {'matches several rows' if matches else 'matches no row'}; "
+                f"rows: {', '.join(r['system'] for r in board['rows'])}",
+            )
+        if matches[0]["kind"] == "ensemble":
+            raise InputError(
+                "--system", "ensemble rows have no single checkpoint to run; choose a single or multitask row"
+            )
+        candidates = matches
+    if not candidates:
+        raise InputError("RUN_DIR", "no row with checkpoints to predict with")
+    row = candidates[0]
+    chosen = {}
+    for task, point in row["config"].items():
+        trials = [
+            r
+            for r in records
+            if r["task"] == task
+            and r["model"] == row["model"]
+            and r.get("kind", "single") == row["kind"]
+            and r.get("chain") == row.get("chain")
+            and r.get("status") == "finished"
+            and r.get("checkpoint")
+            and canonical(r["grid_point"]) == canonical(point)
+        ]
+        if trials:
+            chosen[task] = max(trials, key=lambda r: r["best_score"])
+    return row, chosen
+
+
+def task_for_test(record: dict) -> TaskSpec:
+    """The record's task declaration; runs made before tasks declared test splits get the current GLUE one."""
+    task = TaskSpec.from_dict(record["task_spec"])
+    glue = GLUE_TASKS.get(task.name)
+    if not task.test_splits and glue is not None and glue.glue_folder == task.glue_folder:
+        return glue
+    return task
+
+
+def predict_logits(
+    folder: Path, task: TaskSpec, ds, max_seq_length: int, batch_size: int, trust_remote_code: bool = False
+) -> np.ndarray:
+    """Run a kept checkpoint on a loaded split (`tasks.loading.load_split`): its logits, in the split's order."""
+    import torch
+
+    from benchmark.train.inference import logits_in_file_order
+    from benchmark.train.modeling import load_finetuned_classifier, load_tokenizer
+    from tasks.encoding import encode_split
+
+    tokenizer = load_tokenizer(str(folder), trust_remote_code)
+    encoded = encode_split(task, ds, tokenizer, max_seq_length)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # In the precision the checkpoint was saved in, which is the one its dev logits were computed in.
+    model = load_finetuned_classifier(str(folder), trust_remote_code).to(device).eval()
+    return logits_in_file_order(model, encoded, tokenizer.pad_token_id, batch_size, device, model.config.num_labels)
+
+
+def write_submission(run_dir: Path, output: Path | None = None, system: str | None = None) -> tuple[Path, list[str]]:
+    """Predict every task's test splits with its best checkpoint; returns the folder and the files written."""
+    from benchmark.records.store import RunStore
+    from benchmark.results.board import leaderboard_from_runs
+    from benchmark.run.runner import resolve_cache_dir
+    from tasks.loading import load_split, resolve_glue_dir
+
+    run_dir = Path(run_dir)
+    suite = RunStore(run_dir).read_suite()
+    board, records = leaderboard_from_runs([run_dir], resamples=1)  # statistics are not needed here
+    damaged: set[str] = set()
+    while True:  # a damaged checkpoint is reported and passed over for the task's next best one
+        row, chosen = best_checkpoints(board, [r for r in records if r["trial_id"] not in damaged], system)
+        problems = {r["trial_id"]: checkpoint_problem(run_dir / r["checkpoint"]) for r in chosen.values()}
+        problems = {t: p for t, p in problems.items() if p}
+        if not problems:
+            break
+        for trial_id, problem in problems.items():
+            print(f"warning: skipping the checkpoint of {trial_id}: {problem}", file=sys.stderr)
+        damaged |= set(problems)
+    data = suite.get("data", {})
+    glue_dir, cache = resolve_glue_dir(data.get("glue_dir")), resolve_cache_dir(data.get("cache_dir"))
+    output = Path(output) if output else run_dir / SUBMISSION_DIR
+    written, manifest = [], {"system": row["system"], "files": {}}
+    for task_name, record in chosen.items():
+        task = task_for_test(record)
+        if not task.test_splits:
+            print(f"{task_name}: no test split declared; skipped")
+            continue
+        for split, name in task.test_splits.items():
+            check_name(name, f"{record['trial_id']}: task_spec.test_splits.{split}", "test file name")
+            ds = load_split(task, split, glue_dir, cache)
+            logits = predict_logits(
+                run_dir / record["checkpoint"],
+                task,
+                ds,
+                record["training"]["max_seq_length"],
+                record["training"]["eval_batch_size"],
+                suite.get("trust_remote_code", False),
+            )
+            index = np.asarray(ds["index"])
+            atomic_write_text(output / f"{name}.tsv", submission_text(task, logits, index))
+            written.append(f"{name}.tsv")
+            manifest["files"][f"{name}.tsv"] = {
+                "task": task_name,
+                "split": split,
+                "examples": len(index),
+                "trial": record["trial_id"],
+                "seed": record["seed"],
+                "dev_score": record["best_score"],
+                "checkpoint": record["checkpoint"],
+            }
+            print(
+                f"{name}.tsv: {len(index)} predictions from {record['trial_id']} (dev score {record['best_score']:.2f})"
+            )
+    atomic_write_json(output / "submission.json", manifest)
+    return output, written
+
+
+def missing_for_glue(written: list[str]) -> list[str]:
+    """The files GLUE's server expects in a complete submission that are not among `written`."""
+    return [name for name in GLUE_FILES if f"{name}.tsv" not in written]

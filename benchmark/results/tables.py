@@ -1,0 +1,764 @@
+"""Leaderboard text: markdown, csv, LaTeX (booktabs), html and json. Each formatter is pure: a board in, text out.
+
+Every text format shows the same parts: the main table (mean ± std over seeds, the best value per column in
+bold, ↑/↓ where a row differs significantly from the baseline, optional compute columns), the conventions
+under it, the 95% bootstrap intervals, and each row's difference from the baseline with its interval and
+p-value. Only `write_leaderboard` does I/O.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+from pathlib import Path
+
+from benchmark.common.atomic import atomic_write_text
+
+SHORT_METRIC = {
+    "accuracy": "acc",
+    "f1": "F1",
+    "f1_macro": "macro-F1",
+    "matthews_correlation": "MCC",
+    "pearson": "Pearson",
+    "spearmanr": "Spearman",
+}
+MISSING = "—"
+CALIBRATION_KEYS = ("ece", "ece_scaled", "nll", "brier", "temperature")
+COMPUTE_NOTE = (
+    "{device}-hours: every trial behind the row (all grid points and seeds) times the {device}s it "
+    "held. samples/s: training throughput of one trial at the chosen grid points. params: parameters "
+    "of one model. passes: forward passes per example at inference."
+)
+
+CALIBRATION_NOTE = (
+    "Calibration (classification tasks): ECE, expected calibration error in % (15 equal-width "
+    "confidence bins); ECE-T, the ECE after temperature scaling with T; NLL in nats per example; "
+    "Brier, the squared error of the class probabilities summed over classes; each the mean over "
+    "seeds. Measured on test where the row was scored there, else on the report half of dev; T is "
+    "fitted on validation only (the selection half of dev when dev reports, and always for "
+    "ensemble and merged rows)."
+)
+
+
+# ---- the parts every format shares, as plain text ----
+
+
+def column_title(task: str, keys: list[str]) -> str:
+    names = [
+        k.replace("accuracy_", "").replace("mismatched", "mm").replace("matched", "m")
+        if k.startswith("accuracy_")
+        else SHORT_METRIC.get(k, k)
+        for k in keys
+    ]
+    return f"{task} ({'/'.join(names)})"
+
+
+def score_text(row: dict, task: str, keys: list[str]) -> str | None:
+    if task not in row["scores"]:
+        return None
+    return "/".join(f"{row['scores'][task][k]:.1f}" for k in keys)
+
+
+def average_text(row: dict) -> str | None:
+    return None if row["average"] is None else f"{row['average']:.1f}"
+
+
+def std_text(row: dict, task: str | None) -> str:
+    """` ± 1.1` for a task (None: the average), or nothing with one seed."""
+    s = row["std"]["average"] if task is None else row["std"]["task_scores"].get(task)
+    return "" if s is None else f" ± {s:.1f}"
+
+
+def test_tasks(board: dict) -> list[str]:
+    """Tasks with a final test score in some row: their test column stands beside their validation column."""
+    return board.get("test_tasks") or []
+
+
+def has_test_average(board: dict) -> bool:
+    return bool(test_tasks(board)) and test_tasks(board) == board["tasks"]
+
+
+def column_titles(board: dict, task: str) -> list[str]:
+    keys = board["metrics"][task]
+    return [column_title(task, keys)] + ([column_title(f"{task} test", keys)] if task in test_tasks(board) else [])
+
+
+def average_titles(board: dict) -> list[str]:
+    return ["average", "average test"] if has_test_average(board) else ["average"]
+
+
+def test_cells(board: dict, row: dict, task: str | None, bold, escape=lambda text: text) -> list[str]:
+    """The test cell of `task` (None: the average), mean ± std over seeds with the column's best in bold; no cell
+    when the board has no test column there."""
+    if (task is None and not has_test_average(board)) or (task is not None and task not in test_tasks(board)):
+        return []
+    test = row.get("test") or {}
+    if task is None:
+        value = test.get("average")
+        others = [(r.get("test") or {}).get("average") for r in board["rows"]]
+        text, std = (None if value is None else f"{value:.1f}"), None
+    else:
+        value = test.get("task_scores", {}).get(task)
+        others = [(r.get("test") or {}).get("task_scores", {}).get(task) for r in board["rows"]]
+        text = None if value is None else "/".join(f"{test['scores'][task][k]:.1f}" for k in board["metrics"][task])
+        std = test.get("std", {}).get("task_scores", {}).get(task)
+    if text is None:
+        return [escape(MISSING)]
+    others = [v for v in others if v is not None]
+    if len(others) > 1 and value == max(others):
+        text = bold(text)
+    return [text + escape("" if std is None else f" ± {std:.1f}")]
+
+
+def _test(row: dict, task: str | None) -> dict | None:
+    """The row's test against the baseline on `task` (None: the average), if it has one."""
+    sig = row.get("significance")
+    return (sig["average"] if task is None else sig["task_scores"].get(task)) if sig else None
+
+
+def marker(row: dict, task: str | None) -> str:
+    """↑ or ↓ when the row differs significantly from the baseline on `task` (None: the average)."""
+    test = _test(row, task)
+    if not test or not test.get("significant"):
+        return ""
+    return "↑" if test["delta"] > 0 else "↓"
+
+
+def best_values(board: dict) -> dict:
+    """Per task (and "average"), the highest value when at least two rows have one: what is set in bold."""
+    best = {}
+    for task in board["tasks"]:
+        values = [r["task_scores"][task] for r in board["rows"] if task in r["task_scores"]]
+        if len(values) > 1:
+            best[task] = max(values)
+    averages = [r["average"] for r in board["rows"] if r["average"] is not None]
+    if len(averages) > 1:
+        best["average"] = max(averages)
+    return best
+
+
+def is_best(board_best: dict, row: dict, task: str | None) -> bool:
+    key = "average" if task is None else task
+    value = row["average"] if task is None else row["task_scores"].get(task)
+    return key in board_best and value is not None and value == board_best[key]
+
+
+def ci_text(board: dict, row: dict, task: str | None) -> str:
+    """`60.2 [53.1, 67.0]`, with `(n=100)` when scored on fewer dev examples than other rows."""
+    ci = row.get("ci") or {}
+    bounds = ci.get("average") if task is None else ci.get("task_scores", {}).get(task)
+    if not bounds:
+        return MISSING
+    value = row["average"] if task is None else row["task_scores"][task]
+    text = f"{value:.1f} [{bounds[0]:.1f}, {bounds[1]:.1f}]"
+    if task is not None and ci["examples"][task] < _most_examples(board, task):
+        text += f" (n={ci['examples'][task]})"
+    return text
+
+
+def difference_text(board: dict, row: dict, task: str | None) -> str:
+    """`+1.2 [-0.5, 2.9], p=0.180` against the baseline, with ↑/↓ when significant."""
+    test = _test(row, task)
+    if not test:
+        return MISSING
+    if test.get("comparable") is False:
+        return f"{MISSING} ({test['reason']})"
+    p = "p<0.001" if test["p"] < 0.001 else f"p={test['p']:.3f}"
+    text = f"{test['delta']:+.1f} [{test['ci'][0]:.1f}, {test['ci'][1]:.1f}], {p}{marker(row, task)}"
+    if task is not None and test["examples"] < _most_examples(board, task):
+        text += f" (n={test['examples']})"
+    return text
+
+
+def _most_examples(board: dict, task: str) -> int:
+    return max(((r.get("ci") or {}).get("examples", {}).get(task, 0) for r in board["rows"]), default=0)
+
+
+def _has_subsets(board: dict) -> bool:
+    """Whether some interval or test is on fewer dev examples than the most any row has (cells marked n=...)."""
+    for task in board["tasks"]:
+        most = _most_examples(board, task)
+        for r in board["rows"]:
+            test = _test(r, task) or {}
+            if (r.get("ci") or {}).get("examples", {}).get(task, most) < most or test.get("examples", most) < most:
+                return True
+    return False
+
+
+def has_ensembles(board: dict) -> bool:
+    return any("members" in r for r in board["rows"])
+
+
+def calibration_tasks(board: dict) -> list[str]:
+    """The tasks with a calibration in some row (classification tasks with predictions), in the board's order."""
+    return [t for t in board["tasks"] if any(t in (r.get("calibration") or {}) for r in board["rows"])]
+
+
+def calibration_cell(row: dict, task: str) -> str:
+    """`ECE/ECE at T/NLL/Brier`, ECE in percent, as the calibration columns show them."""
+    c = (row.get("calibration") or {}).get(task)
+    if not c:
+        return MISSING
+    return (
+        f"{100 * c['ece']:.1f}/{100 * c['ece_scaled']:.1f}/{c['nll']:.3f}/{c['brier']:.3f} (T={c['temperature']:.2f})"
+    )
+
+
+def extra_header(board: dict, compute: bool, calibration: bool = False) -> list[str]:
+    """Compute columns when asked for; otherwise, when ensembles are in, what each row costs at inference. Then
+    the calibration columns when asked for."""
+    calibration_titles = [f"{t} (ECE/ECE-T/NLL/Brier)" for t in calibration_tasks(board)] if calibration else []
+    if compute:
+        return [f"{_device(board)}-hours", "samples/s", "params", "passes"] + calibration_titles
+    return (["passes"] if has_ensembles(board) else []) + calibration_titles
+
+
+def extra_cells(board: dict, row: dict, compute: bool, calibration: bool = False) -> list[str]:
+    return _compute_cells(board, row, compute) + (
+        [calibration_cell(row, t) for t in calibration_tasks(board)] if calibration else []
+    )
+
+
+def _compute_cells(board: dict, row: dict, compute: bool) -> list[str]:
+    c = row.get("compute") or {}
+    hours, sps, params, passes = (
+        c.get(k) for k in ("device_hours", "train_samples_per_s", "parameters", "inference_passes")
+    )
+    passes_text = MISSING if passes is None else f"{passes:g}"
+    if compute:
+        return [
+            MISSING if hours is None else f"{hours:.2f}",
+            MISSING if sps is None else f"{sps:.1f}",
+            MISSING if params is None else _millions(params),
+            passes_text,
+        ]
+    return [passes_text] if has_ensembles(board) else []
+
+
+def extra_notes(board: dict, compute: bool, calibration: bool = False) -> list[str]:
+    notes = [board["test_note"]] if test_tasks(board) else []
+    notes += [COMPUTE_NOTE.format(device=_device(board))] if compute else []
+    notes += [CALIBRATION_NOTE] if calibration and calibration_tasks(board) else []
+    notes += list(dict.fromkeys(r["protocol"]["description"] for r in board["rows"] if r.get("protocol")))
+    if has_ensembles(board) and not compute:
+        notes.append("passes: forward passes per example at inference (1 for a single model or a weight soup).")
+    return notes
+
+
+def _device(board: dict) -> str:
+    devices = {(r.get("compute") or {}).get("device") for r in board["rows"]} - {None}
+    return devices.pop() if len(devices) == 1 else "device"
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def has_intervals(board: dict) -> bool:
+    return any((r.get("ci") or {}).get("task_scores") for r in board["rows"])
+
+
+def compared_rows(board: dict) -> list[dict]:
+    return [r for r in board["rows"] if r.get("significance")]
+
+
+def statistics_note(board: dict) -> str:
+    """How the intervals and tests are defined, in the words the table needs."""
+    stats = board.get("statistics")
+    if not stats:
+        return ""
+    level = f"{100 * stats['confidence']:.0f}%"
+    parts = [
+        f"{level} intervals: percentile bootstrap over dev examples ({stats['resamples']} resamples). A "
+        "resample draws the dev examples with replacement and scores every seed's predictions on that draw; "
+        "the row's value is their mean over seeds; the average's interval draws each task's dev set on its own."
+    ]
+    if stats["baseline"] and compared_rows(board):
+        parts.append(
+            f"↑/↓: significantly above/below the baseline, {stats['baseline']} (paired bootstrap on the "
+            f"same draws, two-sided p < {stats['alpha']:g}; not corrected for multiple comparisons)."
+        )
+    if _has_subsets(board):
+        parts.append("n=…: scored on the n dev examples that every compared prediction covers.")
+    if stats["missing"]:
+        parts.append(f"No interval where prediction files are missing ({'; '.join(stats['missing'])}).")
+    return " ".join(parts)
+
+
+def chosen_points(board: dict) -> list[str]:
+    """Each row's grid points per task, or an ensemble's members (with their weights where they differ)."""
+    lines = []
+    for row in board["rows"]:
+        if row.get("members"):
+            weights = row.get("member_weights") or {}
+            members = "; ".join(f"{t}: {_members(ids, weights.get(t, []))}" for t, ids in row["members"].items())
+            lines.append(f"Members, {row['system']}: {members}")
+        elif row.get("config"):
+            chosen = "; ".join(f"{t}: {_point(p)}" for t, p in row["config"].items())
+            lines.append(f"Chosen grid points, {row['system']}: {chosen}")
+    return lines
+
+
+def trials_line(board: dict) -> str:
+    t, c = board["trials"], board["compute"]
+    return (
+        f"Trials: {t['finished']} finished ({t.get('stopped', 0)} stopped early by the scheduler), "
+        f"{t.get('diverged', 0)} diverged, {t['failed']} failed, of {t['total']}. Compute: "
+        f"{c['trial_hours']:.2f} trial-hours, {c.get('trial_epochs', 0):g} trial-epochs, "
+        f"{c['train_samples']:,} training samples."
+    )
+
+
+def _members(trial_ids: list[str], weights: list[float]) -> str:
+    if len(set(weights)) <= 1:
+        return ", ".join(trial_ids)
+    return ", ".join(f"{i} ({w:.2f})" for i, w in zip(trial_ids, weights))
+
+
+def _point(point: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items()) or "(defaults)"
+
+
+# ---- markdown ----
+
+
+def format_markdown(board: dict, compute: bool = False, calibration: bool = False) -> str:
+    tasks, best = board["tasks"], best_values(board)
+    header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
+    header += extra_header(board, compute, calibration)
+    bold = "**{}**".format
+    lines = [
+        f"# Leaderboard: {board['suite']}",
+        "",
+        *_md_table(
+            header,
+            [
+                [row["system"]]
+                + [
+                    c
+                    for t in tasks
+                    for c in [_md_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold)]
+                ]
+                + [_md_score(row, None, None, best), *test_cells(board, row, None, bold), str(row["seeds"])]
+                + extra_cells(board, row, compute, calibration)
+                for row in board["rows"]
+            ],
+        ),
+    ]
+    lines += ["", board["convention"]]
+    for note in extra_notes(board, compute, calibration):
+        lines += ["", note]
+    if statistics_note(board):
+        lines += ["", statistics_note(board)]
+    short = ["system"] + tasks + ["average"]
+    if has_intervals(board):
+        lines += [
+            "",
+            f"## {100 * board['statistics']['confidence']:.0f}% confidence intervals of the task scores",
+            "",
+            *_md_table(short, [[r["system"]] + [ci_text(board, r, t) for t in [*tasks, None]] for r in board["rows"]]),
+        ]
+    if compared_rows(board):
+        lines += [
+            "",
+            f"## Differences from the baseline, {board['statistics']['baseline']}",
+            "",
+            *_md_table(
+                short,
+                [[r["system"]] + [difference_text(board, r, t) for t in [*tasks, None]] for r in compared_rows(board)],
+            ),
+        ]
+    lines += [""] + chosen_points(board) + ["", trials_line(board)]
+    return "\n".join(lines) + "\n"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        *("| " + " | ".join(cells) + " |" for cells in rows),
+    ]
+
+
+def _md_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -> str:
+    text = average_text(row) if task is None else score_text(row, task, keys)
+    if text is None:
+        return MISSING
+    if is_best(best, row, task):
+        text = f"**{text}**"
+    return text + std_text(row, task) + marker(row, task)
+
+
+# ---- csv ----
+
+
+def format_csv(board: dict, compute: bool = False, calibration: bool = False) -> str:
+    """One line per row: every number unrounded to 4 decimals, empty where there is none."""
+    out = io.StringIO()
+    test_keys = ["delta", "delta_ci_low", "delta_ci_high", "p_value", "significant"]
+    columns = ["system", "kind", "model"]
+    for t in board["tasks"]:
+        for k in board["metrics"][t]:
+            columns += [f"{t}/{k}", f"{t}/{k}_std", f"{t}/{k}_ci_low", f"{t}/{k}_ci_high"]
+        columns += [f"{t}/score", f"{t}/score_std", f"{t}/score_ci_low", f"{t}/score_ci_high", f"{t}/examples"]
+        columns += [f"{t}/{k}" for k in test_keys]
+        if t in test_tasks(board):
+            columns += [c for k in board["metrics"][t] for c in (f"{t}/test_{k}", f"{t}/test_{k}_std")]
+            columns += [f"{t}/test_score", f"{t}/test_score_std"]
+    if has_test_average(board):
+        columns += ["test_average"]
+    columns += [
+        "average",
+        "average_std",
+        "average_ci_low",
+        "average_ci_high",
+        *(f"average/{k}" for k in test_keys),
+        "seeds",
+        "baseline",
+    ]
+    if compute:
+        columns += ["device", "device_hours", "train_samples_per_s", "parameters", "inference_passes"]
+    elif has_ensembles(board):
+        columns += ["inference_passes"]
+    calibrated = calibration_tasks(board) if calibration else []
+    columns += [f"{t}/{k}" for t in calibrated for k in CALIBRATION_KEYS]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in board["rows"]:
+        ci = row.get("ci") or {"scores": {}, "task_scores": {}, "average": None, "examples": {}}
+        sig = row.get("significance") or {"task_scores": {}, "average": None}
+        values = [row["system"], row["kind"], row["model"]]
+        for t in board["tasks"]:
+            for k in board["metrics"][t]:
+                bounds = ci["scores"].get(t, {}).get(k) or [None, None]
+                values += [
+                    _num(row["scores"].get(t, {}).get(k)),
+                    _num(row["std"]["scores"].get(t, {}).get(k)),
+                    _num(bounds[0]),
+                    _num(bounds[1]),
+                ]
+            bounds = ci["task_scores"].get(t) or [None, None]
+            values += [
+                _num(row["task_scores"].get(t)),
+                _num(row["std"]["task_scores"].get(t)),
+                _num(bounds[0]),
+                _num(bounds[1]),
+                ci["examples"].get(t, ""),
+            ]
+            values += _test_values(sig["task_scores"].get(t))
+            if t in test_tasks(board):
+                test = row.get("test") or {"scores": {}, "task_scores": {}, "std": {"scores": {}, "task_scores": {}}}
+                for k in board["metrics"][t]:
+                    values += [_num(test["scores"].get(t, {}).get(k)), _num(test["std"]["scores"].get(t, {}).get(k))]
+                values += [_num(test["task_scores"].get(t)), _num(test["std"]["task_scores"].get(t))]
+        if has_test_average(board):
+            values += [_num((row.get("test") or {}).get("average"))]
+        bounds = ci["average"] or [None, None]
+        values += [
+            _num(row["average"]),
+            _num(row["std"]["average"]),
+            _num(bounds[0]),
+            _num(bounds[1]),
+            *_test_values(sig["average"]),
+            row["seeds"],
+            sig.get("baseline", ""),
+        ]
+        if compute:
+            c = row.get("compute") or {}
+            values += [
+                c.get("device") or "",
+                _num(c.get("device_hours")),
+                _num(c.get("train_samples_per_s")),
+                c.get("parameters") or "",
+                _passes(c),
+            ]
+        elif has_ensembles(board):
+            values += [_passes(row.get("compute") or {})]
+        values += [_num((row.get("calibration") or {}).get(t, {}).get(k)) for t in calibrated for k in CALIBRATION_KEYS]
+        writer.writerow(values)
+    return out.getvalue()
+
+
+def _passes(compute: dict) -> str:
+    return "" if compute.get("inference_passes") is None else f"{compute['inference_passes']:g}"
+
+
+def _test_values(test: dict | None) -> list:
+    if not test or test.get("comparable") is False:
+        return ["", "", "", "", ""]
+    return [_num(test["delta"]), _num(test["ci"][0]), _num(test["ci"][1]), _num(test["p"]), int(test["significant"])]
+
+
+def _num(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+# ---- LaTeX (booktabs) ----
+
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"$<$",
+    ">": r"$>$",
+    "±": r"$\pm$",
+    "—": "--",
+    "–": "--",
+    "−": "$-$",
+    "↑": r"$^{\uparrow}$",
+    "↓": r"$^{\downarrow}$",
+    "×": r"$\times$",
+    "…": r"\dots{}",
+    "Δ": r"$\Delta$",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Text as LaTeX typesets it literally: special characters escaped, the few symbols bench uses as math."""
+    return "".join(_LATEX.get(c, c) for c in text)
+
+
+def format_latex(board: dict, compute: bool = False, calibration: bool = False) -> str:
+    """Tables for a paper: `\\usepackage{booktabs}`; each table has a caption and a label."""
+    tasks, best, label = board["tasks"], best_values(board), _label(board["suite"])
+    header = (
+        ["System"]
+        + [c for t in tasks for c in column_titles(board, t)]
+        + [a.capitalize() for a in average_titles(board)]
+        + ["Seeds"]
+    )
+    header += extra_header(board, compute, calibration)
+    bold = "\\textbf{{{}}}".format
+    rows = [
+        [latex_escape(row["system"])]
+        + [
+            c
+            for t in tasks
+            for c in [_latex_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold, latex_escape)]
+        ]
+        + [_latex_score(row, None, None, best), *test_cells(board, row, None, bold, latex_escape), str(row["seeds"])]
+        + [latex_escape(c) for c in extra_cells(board, row, compute, calibration)]
+        for row in board["rows"]
+    ]
+    caption = " ".join(
+        [f"Leaderboard: {board['suite']}. {board['convention']}", *extra_notes(board, compute, calibration)]
+    )
+    caption += " " + statistics_note(board)
+    parts = [
+        "% bench table --format latex. Needs \\usepackage{booktabs}.",
+        *_latex_table([latex_escape(h) for h in header], rows, caption.strip(), f"tab:{label}"),
+    ]
+    short = ["System"] + tasks + ["Average"]
+    if has_intervals(board):
+        level = f"{100 * board['statistics']['confidence']:.0f}%"
+        parts += [
+            "",
+            *_latex_table(
+                [latex_escape(h) for h in short],
+                [
+                    [latex_escape(r["system"])] + [latex_escape(ci_text(board, r, t)) for t in [*tasks, None]]
+                    for r in board["rows"]
+                ],
+                f"{board['suite']}: task scores with {level} bootstrap confidence intervals over dev examples.",
+                f"tab:{label}-ci",
+            ),
+        ]
+    if compared_rows(board):
+        parts += [
+            "",
+            *_latex_table(
+                [latex_escape(h) for h in short],
+                [
+                    [latex_escape(r["system"])] + [latex_escape(difference_text(board, r, t)) for t in [*tasks, None]]
+                    for r in compared_rows(board)
+                ],
+                f"{board['suite']}: difference from the baseline, {board['statistics']['baseline']} "
+                "(paired bootstrap interval and two-sided p-value).",
+                f"tab:{label}-diff",
+            ),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def _latex_table(header: list[str], rows: list[list[str]], caption: str, label: str) -> list[str]:
+    return [
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        "\\toprule",
+        " & ".join(header) + " \\\\",
+        "\\midrule",
+        *(" & ".join(cells) + " \\\\" for cells in rows),
+        "\\bottomrule",
+        "\\end{tabular}",
+        f"\\caption{{{latex_escape(caption)}}}",
+        f"\\label{{{label}}}",
+        "\\end{table}",
+    ]
+
+
+def _latex_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -> str:
+    text = average_text(row) if task is None else score_text(row, task, keys)
+    if text is None:
+        return latex_escape(MISSING)
+    text = f"\\textbf{{{text}}}" if is_best(best, row, task) else text
+    return text + latex_escape(std_text(row, task) + marker(row, task))
+
+
+def _label(suite: str) -> str:
+    return re.sub(r"[^A-Za-z0-9:-]+", "-", suite).strip("-").lower() or "leaderboard"
+
+
+# ---- html ----
+
+HTML_STYLE = """<style>
+.bench-leaderboard { overflow-x: auto; }
+.bench-leaderboard table { border-collapse: collapse; margin: 0.6em 0 1em; font-variant-numeric: tabular-nums; font-size: 0.95em; }
+.bench-leaderboard th, .bench-leaderboard td { padding: 0.3em 0.5em; border-bottom: 1px solid #ddd; }
+.bench-leaderboard th { border-bottom: 2px solid #444; text-align: right; }
+.bench-leaderboard td { text-align: right; white-space: nowrap; }
+.bench-leaderboard th:first-child, .bench-leaderboard td:first-child { text-align: left; }
+.bench-leaderboard .up { color: #1a7f37; } .bench-leaderboard .down { color: #c62828; }
+.bench-leaderboard .note { max-width: 60em; color: #444; font-size: 0.92em; }
+</style>"""
+
+
+def format_html(board: dict, compute: bool = False, calibration: bool = False) -> str:
+    """An html fragment (with its own small style) to paste into a page; the report embeds it."""
+    tasks, best = board["tasks"], best_values(board)
+    header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
+    header += extra_header(board, compute, calibration)
+    bold = "<strong>{}</strong>".format
+    rows = [
+        [html.escape(row["system"])]
+        + [
+            c
+            for t in tasks
+            for c in [_html_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold, html.escape)]
+        ]
+        + [_html_score(row, None, None, best), *test_cells(board, row, None, bold, html.escape), str(row["seeds"])]
+        + [html.escape(c) for c in extra_cells(board, row, compute, calibration)]
+        for row in board["rows"]
+    ]
+    parts = [
+        '<div class="bench-leaderboard">',
+        HTML_STYLE,
+        _html_table(header, rows, f"Leaderboard: {board['suite']}"),
+        _html_note(board["convention"]),
+    ]
+    parts += [_html_note(note) for note in extra_notes(board, compute, calibration)]
+    if statistics_note(board):
+        parts.append(_html_note(statistics_note(board)))
+    short = ["system"] + tasks + ["average"]
+    if has_intervals(board):
+        level = f"{100 * board['statistics']['confidence']:.0f}%"
+        parts.append(
+            _html_table(
+                short,
+                [
+                    [html.escape(r["system"])] + [html.escape(ci_text(board, r, t)) for t in [*tasks, None]]
+                    for r in board["rows"]
+                ],
+                f"{level} confidence intervals of the task scores",
+            )
+        )
+    if compared_rows(board):
+        parts.append(
+            _html_table(
+                short,
+                [
+                    [html.escape(r["system"])] + [_html_marked(difference_text(board, r, t)) for t in [*tasks, None]]
+                    for r in compared_rows(board)
+                ],
+                f"Differences from the baseline, {board['statistics']['baseline']}",
+            )
+        )
+    parts += [_html_note(line) for line in chosen_points(board)] + [_html_note(trials_line(board)), "</div>"]
+    return "\n".join(parts) + "\n"
+
+
+def _html_table(header: list[str], rows: list[list[str]], caption: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for cells in rows)
+    return (
+        f'<table>\n<caption style="caption-side: top; text-align: left; font-weight: bold">{html.escape(caption)}'
+        f"</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    )
+
+
+def _html_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -> str:
+    text = average_text(row) if task is None else score_text(row, task, keys)
+    if text is None:
+        return MISSING
+    text = f"<strong>{text}</strong>" if is_best(best, row, task) else text
+    return text + html.escape(std_text(row, task)) + _html_marked(marker(row, task))
+
+
+def _html_marked(text: str) -> str:
+    """Escape, then colour the significance arrows."""
+    return html.escape(text).replace("↑", '<span class="up">↑</span>').replace("↓", '<span class="down">↓</span>')
+
+
+def _html_note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+# ---- json, rich, files ----
+
+
+def format_json(board: dict, compute: bool = False, calibration: bool = False) -> str:
+    """The whole board: calibration is in every row already."""
+    return json.dumps(board, indent=2) + "\n"
+
+
+FORMATTERS = {"md": format_markdown, "csv": format_csv, "latex": format_latex, "html": format_html, "json": format_json}
+
+
+def write_leaderboard(board: dict, folder: Path) -> None:
+    for ext in ("md", "csv", "json"):
+        atomic_write_text(Path(folder) / f"leaderboard.{ext}", FORMATTERS[ext](board))
+
+
+def rich_table(board: dict):
+    from rich.markup import escape
+    from rich.table import Table
+
+    baseline = (board.get("statistics") or {}).get("baseline")
+    caption = "dev scores, mean ± std over seeds" + (
+        f"; ↑/↓ significantly above/below {escape(baseline)}" if baseline else ""
+    )
+    table = Table(title=f"Leaderboard: {board['suite']}", caption=caption)
+    table.add_column("system")
+    for t in board["tasks"]:
+        for title in column_titles(board, t):
+            table.add_column(title, justify="right")
+    for title in average_titles(board):
+        table.add_column(title, justify="right", style="bold")
+    for row in board["rows"]:
+        cells = [
+            c
+            for t in board["tasks"]
+            for c in [
+                (score_text(row, t, board["metrics"][t]) or MISSING) + std_text(row, t) + marker(row, t)
+                if t in row["scores"]
+                else MISSING,
+                *test_cells(board, row, t, str),
+            ]
+        ]
+        table.add_row(
+            escape(row["system"]),
+            *cells,  # a chain's `[mrpc→rte]` is text, not rich markup (average_text(row) or MISSING) + marker(row, None),
+            *test_cells(board, row, None, str),
+        )
+    return table

@@ -1,0 +1,1 @@
+"""`bench run`: the pipeline from suite to leaderboard, and the thin Ray Tune glue around trials."""

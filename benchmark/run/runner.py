@@ -1,0 +1,268 @@
+"""`bench run`: plan, prepare data once, run the trials through Ray, and write the leaderboard."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from benchmark.common.errors import InputError
+from benchmark.config.suite import Suite
+from benchmark.plan.trials import TrialSpec, data_key, make_plan
+from benchmark.records.lock import run_lock
+from benchmark.records.store import RunStore
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.results.final_scores import score_chosen_on_test, score_ensembles_on_test
+from benchmark.results.tables import rich_table, write_leaderboard
+from benchmark.run.tracking import finish_tracking, open_tracker, tracking_callbacks
+from benchmark.train.checkpoints import checkpoint_problem
+from benchmark.train.curves import CURVES_DIR
+from benchmark.train.modeling import load_tokenizer
+from tasks.augment import Augmentation
+from tasks.encoding import TaskData, encode_task
+from tasks.loading import load_split, resolve_glue_dir
+
+SPLITS_FILE = "splits.json"
+TRUST_WARNING = (
+    "warning: trust_remote_code is true: the model folders' own Python code will run in this process "
+    "and in every trial; use it only with models whose code you trust"
+)
+
+
+def make_console() -> Console:
+    """A terminal gets rich output at its own width; a log file gets lines wide enough for trial ids."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def cache_dir(suite: Suite) -> Path:
+    return resolve_cache_dir(suite.config.data.cache_dir)
+
+
+def resolve_cache_dir(value: str | None) -> Path:
+    """The suite's `data.cache_dir`, else $BENCH_CACHE_DIR, else ~/.cache/bench."""
+    return Path(value or os.environ.get("BENCH_CACHE_DIR") or "~/.cache/bench").expanduser().resolve()
+
+
+def check_data(suite: Suite) -> None:
+    """Read every split of every task, so that a missing file, column or label fails before anything starts."""
+    glue_dir = resolve_glue_dir(suite.config.data.glue_dir)
+    for task in suite.tasks:
+        for split in (*task.splits, *([task.final_test] if task.final_test else [])):
+            load_split(task, split, glue_dir, cache_dir(suite))
+
+
+def write_split_records(suite: Suite, store: RunStore) -> None:
+    """splits.json: for each task that holds validation or test data out of its training file, which rows."""
+    from benchmark.common.atomic import atomic_write_json
+    from tasks.loading import holdout_record
+
+    records = {t.name: holdout_record(t, cache_dir(suite)) for t in suite.tasks if t.holdout}
+    if records:
+        atomic_write_json(store.root / SPLITS_FILE, records)
+
+
+def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
+    """Tokenise each (model, task, max length) the trials need, once (and from the cache when done before)."""
+    data_cfg = suite.config.data
+    glue_dir = resolve_glue_dir(data_cfg.glue_dir)
+    tasks = {t.name: t for t in suite.tasks}
+    out = {}
+    for model in suite.models:
+        needed = {
+            data_key(model.name, task, t.training): (task, t.training)
+            for t in trials
+            if t.model_name == model.name
+            for task in (t.tasks or (t.task,))
+        }
+        if not needed:
+            continue
+        tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
+        for key, (task, training) in sorted(needed.items()):
+            out[key] = encode_task(
+                tasks[task],
+                tokenizer,
+                training["max_seq_length"],
+                glue_dir,
+                cache_dir(suite),
+                data_cfg.max_train_samples,
+                data_cfg.max_eval_samples,
+                data_cfg.sample_seed,
+                Augmentation.of(training),
+            )
+    return out
+
+
+def pending_trials(store: RunStore, plan: list[TrialSpec]) -> list[TrialSpec]:
+    """Trials without a finished record. A finished record made by different settings is refused, not overwritten."""
+    finished = store.finished()
+    pending = []
+    for spec in plan:
+        records = [finished.get(i) for i in spec.record_ids]  # a joint trial is done when every task's record is
+        if any(r is None for r in records):
+            pending.append(spec)
+        elif any(r.get("fingerprint") != spec.fingerprint for r in records):
+            raise InputError(
+                str(store.root),
+                f"holds trial {spec.trial_id} run with other settings; use another --output, or remove that folder",
+            )
+        elif problem := _damaged_checkpoint(store, records):  # never kept silently: the trial runs again
+            print(f"warning: {spec.trial_id} runs again: {problem}", file=sys.stderr)
+            pending.append(spec)
+    return pending
+
+
+def _damaged_checkpoint(store: RunStore, records: list[dict]) -> str | None:
+    for record in records:
+        problem = record.get("checkpoint") and checkpoint_problem(store.root / record["checkpoint"])
+        if problem:
+            return f"its checkpoint {record['checkpoint']}: {problem}"
+    return None
+
+
+def resumable_states(store: RunStore, pending: list[TrialSpec]) -> dict[str, str]:
+    """Unfinished trials of an interrupted run whose last saved state can be continued."""
+    states = {}
+    for spec in pending:
+        progress = store.read_progress(spec.trial_id)
+        if progress and progress.get("fingerprint") == spec.fingerprint and progress.get("state"):
+            if "://" in progress["state"] or Path(progress["state"], "state").is_dir():
+                states[spec.trial_id] = progress["state"]
+    return states
+
+
+def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: list[TrialSpec]) -> None:
+    from rich.table import Table
+
+    r = suite.config.resources
+    table = Table(title=f"{suite.name}: {len(plan)} trials ({len(pending)} to run)")
+    for col in ("trial", "model", "task", "grid point", "seed", "state"):
+        table.add_column(col)
+    todo = {t.trial_id for t in pending}
+    for t in plan:
+        point = ", ".join(f"{k}={v}" for k, v in t.point.items()) or "—"
+        table.add_row(
+            t.trial_id,
+            t.model_name,
+            "+".join(t.tasks) if t.tasks else t.chain or t.task,
+            point,
+            str(t.seed),
+            "to run" if t.trial_id in todo else "done",
+        )
+    console.print(table)
+    limit = f", at most {r.max_concurrent_trials} at once" if r.max_concurrent_trials else ", as many at once as fit"
+    console.print(
+        f"Resources per trial: {r.workers_per_trial} worker(s) x ({r.cpus_per_worker:g} CPU, "
+        f"{r.gpus_per_worker:g} GPU){limit}. Output: {suite.output}"
+    )
+    if suite.ensemble.methods:
+        pools = ", ".join("all" if k is None else f"top {k}" for k in suite.ensemble.pool_sizes)
+        console.print(
+            f"Then ensembles: {', '.join(suite.ensemble.methods)}; pools {pools}; split seed {suite.ensemble.split_seed}."
+        )
+    if suite.merge is not None and suite.merge.methods:
+        console.print(
+            f"Then merges of {', '.join(suite.merge.tasks)}: {', '.join(suite.merge.methods)}; "
+            f"λ in {', '.join(f'{s:g}' for s in suite.merge.scales)}, chosen on the selection half."
+        )
+
+
+def run_suite(
+    suite: Suite, address: str | None = None, dry_run: bool = False, console: Console | None = None
+) -> dict | None:
+    console = console or make_console()
+    plan = make_plan(suite)
+    store = RunStore(suite.output)
+    if dry_run:
+        print_plan(console, suite, plan, pending_trials(store, plan) if store.root.exists() else plan)
+        return None
+    with run_lock(store.root):  # before Ray starts: a second command on this directory fails at once
+        if suite.config.trust_remote_code:
+            console.print(TRUST_WARNING)
+        return _run_locked(suite, plan, store, address, console)
+
+
+def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: str | None, console: Console) -> dict:
+    pending = pending_trials(store, plan)
+    task_data = prepare_data(suite, pending) if pending else {}  # reads every split: bad data fails here
+    store.write_suite(suite.to_dict())
+    write_split_records(suite, store)
+    tracker = open_tracker(suite.tracking, store.root, console.print)
+    if pending:
+        from benchmark.run.live import LiveDisplay
+        from benchmark.run.tune import run_trials
+
+        resume = resumable_states(store, pending)
+        if len(pending) < len(plan) or resume:
+            console.print(
+                f"Resuming: {len(plan) - len(pending)} finished trials kept; {len(pending)} to run, "
+                f"{len(resume)} of them from their last saved state."
+            )
+        console.print(f"Training curves: tensorboard --logdir {store.root / CURVES_DIR}")
+        display = LiveDisplay(
+            console,
+            total=len(pending),
+            skipped=len(plan) - len(pending),
+            epochs_per_trial=max(t.training["epochs"] for t in pending),
+        )
+        callbacks = [display, *tracking_callbacks(tracker)]
+        # Two-stage and chain trials start from checkpoints of other trials, so they run after every other trial.
+        later_kinds = ("two-stage", "chain")
+        first = [t for t in pending if t.kind not in later_kinds]
+        try:
+            if first:
+                run_trials(suite, first, task_data, store, address, callbacks=callbacks, resume=resume)
+            ready = []
+            for t in (chain_start(store, t) for t in pending if t.kind in later_kinds):
+                if (Path(t.model_path) / "config.json").is_file():
+                    ready.append(t)
+                else:
+                    start = t.stage_one or t.source_task or t.model_path
+                    console.print(f"skipped {t.trial_id}: {start} left no checkpoint to start {t.task} from")
+            if ready:
+                run_trials(suite, ready, task_data, store, address, callbacks=callbacks, resume=resume)
+        finally:
+            display.close()
+    score_chosen_on_test(store, log=console.print)
+    # The trials' leaderboard is written first: an ensemble that fails cannot cost it.
+    board = write_run_leaderboard(store)
+    if suite.merge is not None:  # before the ensembles: merged checkpoints are candidates like any other
+        from ensembles.merge import build_merges
+
+        if build_merges(store, suite, suite.merge, log=console.print):
+            score_chosen_on_test(store, log=console.print)
+        board = write_run_leaderboard(store)
+    if suite.ensemble.methods:
+        from ensembles.build import build_ensembles
+
+        build_ensembles(store, suite, suite.ensemble, log=console.print)
+        score_ensembles_on_test(store, log=console.print)
+        board = write_run_leaderboard(store)
+    console.print(rich_table(board))
+    console.print(f"Leaderboard: {store.root / 'leaderboard.md'}  (a report with plots: bench report {store.root})")
+    if tracker is not None:
+        finish_tracking(tracker, store.root, console.print)
+    return board
+
+
+def chain_start(store: RunStore, trial: TrialSpec) -> TrialSpec:
+    """A chain trial whose source is a task of this run, with the source's best checkpoint as its model (its
+    model_path stays empty when the source left none); any other trial as it is."""
+    import dataclasses
+
+    from benchmark.config.chains import best_source_checkpoint
+
+    if trial.kind != "chain" or not trial.source_task:
+        return trial
+    source = best_source_checkpoint(store.records(), trial.model_name, trial.source_task)
+    return dataclasses.replace(trial, model_path=str(store.root / source["checkpoint"]) if source else "")
+
+
+def write_run_leaderboard(store: RunStore) -> dict:
+    """The leaderboard of a run directory (its trials' rows and the ensemble rows it holds), written into it:
+    what `bench table RUN_DIR` prints too, to the byte."""
+    board, _ = leaderboard_from_runs([store.root])
+    write_leaderboard(board, store.root)
+    return board

