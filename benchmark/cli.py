@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--format", choices=["md", "csv", "latex", "html", "json"], default="md")
     _statistics_options(table)
     table.add_argument(
+        "--calibration",
+        action="store_true",
+        help="add calibration columns per classification task: ECE, ECE after temperature scaling, NLL, Brier and "
+        "the temperature",
+    )
+    table.add_argument(
         "--compute",
         action="store_true",
         help="add compute columns: device-hours, training samples/s, parameters, inference passes",
@@ -230,7 +236,7 @@ def _table(args) -> int:
     from benchmark.results.tables import FORMATTERS
 
     board, _ = leaderboard_from_runs([Path(d) for d in args.run_dirs], args.baseline, args.bootstrap)
-    sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute))
+    sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute, calibration=args.calibration))
     return 0
 
 

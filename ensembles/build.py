@@ -32,7 +32,7 @@ from ensembles.protocol import DevHalves, describe, score_on, split_dev
 from ensembles.rows import ENSEMBLES_DIR, STATE_FILE, TaskOutcome, make_row, read_state
 from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, uniform_soup
 
-STATE_FORMAT = 1  # bump when what a method computes changes, so saved ensembles are rebuilt
+STATE_FORMAT = 2  # bump when what a method computes changes, so saved ensembles are rebuilt
 
 
 @dataclass
@@ -142,7 +142,15 @@ def _best_single(ctx: _Context, task: str, ranked: list[Candidate]) -> TaskOutco
     best = ranked[0]
     metrics, score = score_on(best.task, best.logits, best.labels, ctx.halves[task].report)
     path = _write_predictions(ctx, "best-single", task, best.logits, best.labels)
-    return TaskOutcome([best], [1.0], 1, metrics, score, path)
+    return TaskOutcome(
+        [best],
+        [1.0],
+        1,
+        metrics,
+        score,
+        path,
+        temperature=_selection_temperature(ctx, best.task, best.logits, best.labels),
+    )
 
 
 def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[Candidate]) -> TaskOutcome:
@@ -176,33 +184,52 @@ def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[C
     metrics, score = score_on(spec, logits, labels, halves.report)
     path = _write_predictions(ctx, slug, task, logits, labels)
     soup_path = _save_soup(ctx, slug, task, method, members, soup, logits, metrics, score) if soup else None
-    return TaskOutcome(members, weights, 1 if method in SOUP_METHODS else len(members), metrics, score, path, soup_path)
+    return TaskOutcome(
+        members,
+        weights,
+        1 if method in SOUP_METHODS else len(members),
+        metrics,
+        score,
+        path,
+        soup_path,
+        _selection_temperature(ctx, spec, logits, labels),
+    )
+
+
+def _selection_temperature(ctx: _Context, task, logits: dict, labels: dict) -> float | None:
+    """Temperature scaling of a row's task, fitted on the selection half only (the report half and test report)."""
+    from ensembles.calibration import concat, fit_temperature
+
+    return None if task.is_regression else fit_temperature(*concat(logits, labels, ctx.halves[task.name].selection))
 
 
 def _soup_runner(ctx: _Context, first: Candidate) -> SoupRunner:
-    """The task's dev set, tokenised as the trials saw it (from the cache), and a model to run soups on."""
+    if first.task.name not in ctx.runners:
+        ctx.runners[first.task.name] = make_soup_runner(ctx.suite, first)
+    return ctx.runners[first.task.name]
+
+
+def make_soup_runner(suite: Suite, first: Candidate) -> SoupRunner:
+    """The task's dev set, tokenised as the trials saw it (from the cache), and a model to run weights on."""
     from benchmark.config.suite import cache_dir
     from benchmark.train.modeling import load_tokenizer
     from tasks.encoding import encode_task
     from tasks.loading import resolve_glue_dir
 
-    task = first.task.name
-    if task not in ctx.runners:
-        data, trust = ctx.suite.config.data, ctx.suite.config.trust_remote_code
-        tokenizer = load_tokenizer(str(first.folder), trust)
-        # The best candidate's max length: a grid over max_seq_length gives ingredients several, the soup one.
-        dev = encode_task(
-            first.task,
-            tokenizer,
-            first.meta["training"]["max_seq_length"],
-            resolve_glue_dir(data.glue_dir),
-            cache_dir(ctx.suite),
-            data.max_train_samples,
-            data.max_eval_samples,
-            data.sample_seed,
-        )
-        ctx.runners[task] = SoupRunner(first, tokenizer, dev, trust)
-    return ctx.runners[task]
+    data, trust = suite.config.data, suite.config.trust_remote_code
+    tokenizer = load_tokenizer(str(first.folder), trust)
+    # The best candidate's max length: a grid over max_seq_length gives ingredients several, the soup one.
+    dev = encode_task(
+        first.task,
+        tokenizer,
+        first.meta["training"]["max_seq_length"],
+        resolve_glue_dir(data.glue_dir),
+        cache_dir(suite),
+        data.max_train_samples,
+        data.max_eval_samples,
+        data.sample_seed,
+    )
+    return SoupRunner(first, tokenizer, dev, trust)
 
 
 def _write_predictions(

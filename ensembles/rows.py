@@ -26,6 +26,7 @@ class TaskOutcome:
     score: float  # 0-100, on the report half
     predictions: str  # report-half prediction file, relative to the run directory
     soup: str | None = None  # the soup's checkpoint folder, relative to the run directory
+    temperature: float | None = None  # temperature scaling fitted on the selection half (None: regression)
 
 
 def make_row(
@@ -61,6 +62,7 @@ def make_row(
         "protocol": protocol,
         "predictions": {t: [o.predictions] for t, o in outcomes.items()},
     }
+    row["temperature"] = {t: o.temperature for t, o in outcomes.items() if o.temperature is not None}
     soups = {t: o.soup for t, o in outcomes.items() if o.soup}
     if soups:
         row["soups"] = soups

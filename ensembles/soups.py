@@ -57,29 +57,37 @@ def weight_shapes(folder: Path) -> dict[str, tuple]:
     return shapes
 
 
-def check_ingredients(ingredients: list[Candidate]) -> None:
-    """Refuse, by name, a checkpoint that was not fine-tuned from the first one's initial weights and architecture."""
+def check_ingredients(
+    ingredients: list[Candidate],
+    ignore_config: frozenset = frozenset(),
+    weights: Callable[[str], bool] = lambda name: True,
+    joining: str = "a weight soup",
+) -> None:
+    """Refuse, by name, a checkpoint that was not fine-tuned from the first one's initial weights and architecture.
+
+    Cross-task merges compare encoders only: they pass the head's config keys in `ignore_config` and keep only the
+    encoder's weight names with `weights`."""
     first = ingredients[0]
     base = first.meta.get("model_path")
-    config = _architecture(first.folder)
-    shapes = weight_shapes(first.folder)
+    config = _architecture(first.folder, ignore_config)
+    shapes = {n: s for n, s in weight_shapes(first.folder).items() if weights(n)}
     for other in ingredients[1:]:
         why = None
         if other.meta.get("model_path") != base:
             why = f"it was fine-tuned from {other.meta.get('model_path')}, not {base}"
-        elif _architecture(other.folder) != config:
-            other_config = _architecture(other.folder)
+        elif _architecture(other.folder, ignore_config) != config:
+            other_config = _architecture(other.folder, ignore_config)
             keys = sorted(k for k in config.keys() | other_config.keys() if config.get(k) != other_config.get(k))
             why = f"its model config differs in {', '.join(keys)}"
-        elif weight_shapes(other.folder) != shapes:
+        elif {n: s for n, s in weight_shapes(other.folder).items() if weights(n)} != shapes:
             why = "its weights differ in names or shapes"
         if why:
-            raise InputError(other.relpath, f"cannot join a weight soup with {first.relpath}: {why}")
+            raise InputError(other.relpath, f"cannot join {joining} with {first.relpath}: {why}")
 
 
-def _architecture(folder: Path) -> dict:
+def _architecture(folder: Path, ignore: frozenset = frozenset()) -> dict:
     config = json.loads((Path(folder) / "config.json").read_text())
-    return {k: v for k, v in config.items() if k not in NOT_ARCHITECTURE}
+    return {k: v for k, v in config.items() if k not in NOT_ARCHITECTURE and k not in ignore}
 
 
 class SoupRunner:

@@ -16,7 +16,9 @@ from benchmark.common.paths import is_dir, local_path, resolve_cache_dir
 from benchmark.common.schema import parse, suggest
 from benchmark.config.chains import Chain, check_chains
 from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_ensemble
+from benchmark.config.merge import MergeConfig, MergeSettings, check_merge
 from benchmark.config.search import SearchConfig, check_grid, check_search
+from benchmark.config.tracking import TrackingConfig, TrackingSettings, check_tracking
 from benchmark.train.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.train.model_support import Wanted, check_model_support
@@ -67,6 +69,8 @@ class SuiteConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     multitask: MultitaskConfig = field(default_factory=MultitaskConfig)  # tasks trained jointly (and two-stage)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)  # run at the end of `bench run`
+    merge: MergeConfig = field(default_factory=MergeConfig)  # cross-task merges, before the ensembles
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow: a run per trial, a parent per run
     chains: list[Any] = field(default_factory=list)  # intermediate-task transfer: 'mrpc -> rte', ...
     output: str | None = None  # null: runs/<name>
     storage: str | None = None  # Ray storage (shared folder or URI); null: <output>/ray
@@ -83,6 +87,8 @@ class Suite:
     ensemble: EnsembleSettings | None = None  # checked after the plan's size is known
     mixture: Mixture | None = None  # the `multitask:` section checked; None: no joint training
     chains: list[Chain] = field(default_factory=list)  # the `chains:` section checked
+    merge: MergeSettings | None = None  # the `merge:` section checked
+    tracking: TrackingSettings | None = None  # the `tracking:` section checked; None: no tracking
     warnings: list[str] = field(default_factory=list)  # one line each, printed by every command that loads it
 
     @property
@@ -182,8 +188,10 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     if suite.chains:
         _check_chain_search(config)
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", base_models=len(models))
+    suite.merge = check_merge(config.merge, [t.name for t in tasks])
     if "bf16" in _possible_values(config, "precision") and (warning := bf16_warning(config.resources.gpus_per_worker)):
         suite.warnings.append(warning)
+    suite.tracking = check_tracking(config.tracking, config.name)  # last: it may ask a server
     return suite
 
 

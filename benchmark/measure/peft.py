@@ -32,8 +32,8 @@ import numpy as np
 
 from benchmark.common.atomic import atomic_write_json
 from benchmark.measure import write_report
+from benchmark.records.test_files import read_test_file, test_prediction_path
 from benchmark.results.bootstrap import SplitPredictions, interval, paired_difference, score_task
-from benchmark.results.final_scores import read_test_file, test_prediction_path
 from benchmark.train.modeling import embedded_model_path
 
 # Arm name -> its training keys and learning-rate grid. alpha = 2r, as is common for LoRA on GLUE.

@@ -16,7 +16,8 @@ from benchmark.results.final_scores import with_ensemble_test, with_test_metrics
 from benchmark.results.leaderboard import build_leaderboard
 from benchmark.results.statistics import Loader, add_statistics
 from benchmark.train.checkpoints import read_prediction_file
-from ensembles.rows import load_ensemble_rows
+from ensembles.calibration import add_trial_calibration, ensemble_calibration
+from ensembles.rows import load_ensemble_rows, read_state
 from tasks.spec import TaskSpec
 
 
@@ -25,6 +26,7 @@ def leaderboard_from_runs(
 ) -> tuple[dict, list[dict]]:
     """The leaderboard of one or more run directories (their trials merged), and the trial records."""
     records, names, order, ensemble_rows = [], [], [], []
+    roots, split_seeds, tasks = {}, {}, {}  # per trial id: its run directory and split seed (for calibration)
     several = len(run_dirs) > 1
     for folder in run_dirs:
         store = RunStore(Path(folder))
@@ -32,13 +34,18 @@ def leaderboard_from_runs(
         names.append(suite.get("name", Path(folder).name))
         order += [t if isinstance(t, str) else t.get("name") for t in suite.get("tasks", [])]
         run_records = with_test_metrics(store.records(), store.root)
-        tasks = {r["task"]: TaskSpec.from_dict(r["task_spec"]) for r in run_records}
+        run_tasks = {r["task"]: TaskSpec.from_dict(r["task_spec"]) for r in run_records}
+        tasks.update(run_tasks)
+        split_seed = (suite.get("ensemble") or {}).get("split_seed", 0)
         for record in run_records:
+            roots[record["trial_id"]], split_seeds[record["trial_id"]] = store.root, split_seed
             if several and record.get("checkpoint"):
                 # Rows name prediction files relative to one run directory; merged rows need full paths.
                 record = {**record, "checkpoint": str((store.root / record["checkpoint"]).resolve())}
             records.append(record)
-        for row in with_ensemble_test(load_ensemble_rows(store.root), store.root, tasks):
+        state = read_state(store.root)
+        for row in with_ensemble_test(load_ensemble_rows(store.root), store.root, run_tasks):
+            row = {**row, "calibration": ensemble_calibration(row, store.root, run_tasks, state and state["key"])}
             if several:
                 row = {
                     **row,
@@ -48,6 +55,7 @@ def leaderboard_from_runs(
                 }
             ensemble_rows.append(row)
     board = build_leaderboard(" + ".join(names), records, order, extra_rows=ensemble_rows)
+    add_trial_calibration(board["rows"], {r["trial_id"]: r for r in records}, roots, split_seeds, tasks)
     return finish_leaderboard(board, records, Path(run_dirs[0]), baseline, resamples), records
 
 

@@ -15,15 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.atomic import atomic_write_bytes
-from benchmark.common.paths import check_name
-from benchmark.train.checkpoints import checkpoint_problem, read_prediction_file
+from benchmark.records.test_files import TEST_DIR, ensemble_test_path, read_test_file, test_prediction_path
+from benchmark.train.checkpoints import checkpoint_problem
 from tasks.spec import TaskSpec
-
-TEST_DIR = "test_predictions"
-
-
-def test_prediction_path(root: Path, trial_id: str) -> Path:
-    return Path(root) / TEST_DIR / f"{check_name(trial_id, 'record.json', 'trial id')}.safetensors"
 
 
 def score_chosen_on_test(store, log=print) -> int:
@@ -98,14 +92,6 @@ def score_ensembles_on_test(store, log=print) -> int:
     return ran
 
 
-def ensemble_test_path(root: Path, state_key: str, dev_predictions: str) -> Path:
-    """Beside the row's dev predictions' name (`<method>-<pool>/<task>.safetensors`), under the ensembles' state key:
-    rebuilt ensembles are scored again. The names come from ensembles.json, so they are checked as plain names."""
-    dev = Path(dev_predictions)
-    names = [check_name(n, "ensembles.json", "ensemble file name") for n in (state_key, dev.parent.name, dev.name)]
-    return Path(root) / TEST_DIR / "ensembles" / Path(*names)
-
-
 def _score_member(store, record: dict) -> bool:
     """Run one ensemble member that is no row's choice on test; False when its checkpoint is damaged."""
     from benchmark.train.inference import predict_logits
@@ -145,17 +131,6 @@ def _test_split(suite: dict, task: TaskSpec):
 
 def _labels(task: TaskSpec, ds) -> np.ndarray:
     return np.asarray(ds["label"], dtype=np.float32 if task.is_regression else np.int64)
-
-
-def read_test_file(path: Path) -> dict | None:
-    """`{"logits", "labels"}` of a test predictions file; None when there is none, or (reported) when it is damaged."""
-    if not path.is_file():
-        return None
-    try:
-        return read_prediction_file(path)["test"]
-    except Exception as e:  # safetensors raises several types for a damaged file
-        print(f"warning: {path} is unreadable ({type(e).__name__}); its test score is left out", file=sys.stderr)
-        return None
 
 
 def _save(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:

@@ -41,13 +41,14 @@ def build_leaderboard(
     metric_keys = {r["task"]: r["metric_keys"] for r in records}
     metric_keys.update({r["task"]: r["metric_keys"] for r in finished})
     systems = defaultdict(list)
-    for r in finished:  # each chain (`mrpc→rte`) is a system of its own, beside the target's direct fine-tune
-        systems[(r["model"], r.get("kind", "single"), r.get("chain"))].append(r)
+    for r in finished:  # each chain (`mrpc→rte`) and each merge method is a system of its own
+        systems[(r["model"], r.get("kind", "single"), r.get("chain"), r.get("system"))].append(r)
+    by_id = {r["trial_id"]: r for r in records}
     rows = sort_rows(
         [
             *(
-                _row(model, kind, recs, task_order, metric_keys, chain)
-                for (model, kind, chain), recs in systems.items()
+                _row(model, kind, recs, task_order, metric_keys, chain, system, by_id)
+                for (model, kind, chain, system), recs in systems.items()
             ),
             *extra_rows,
         ]
@@ -57,11 +58,7 @@ def build_leaderboard(
         "tasks": task_order,
         "metrics": metric_keys,
         "rows": rows,
-        "trials": {
-            "finished": len(finished),
-            **{s: sum(r.get("status") == s for r in records) for s in ("stopped", "diverged", "failed")},
-            "total": len(records),
-        },
+        "trials": _trial_counts([r for r in records if r.get("kind") != "merged"]),  # a merge trains nothing
         "compute": {
             "trial_hours": sum(r.get("wall_seconds", 0.0) for r in records) / 3600,
             "trial_epochs": sum(r["epochs"][-1]["epoch"] for r in records if r.get("epochs")),
@@ -73,14 +70,32 @@ def build_leaderboard(
     }
 
 
+def _trial_counts(records: list[dict]) -> dict:
+    finished = sum(r.get("status") in ("finished", "stopped") and r.get("best_score") is not None for r in records)
+    return {
+        "finished": finished,
+        **{s: sum(r.get("status") == s for r in records) for s in ("stopped", "diverged", "failed")},
+        "total": len(records),
+    }
+
+
 def sort_rows(rows: list[dict]) -> list[dict]:
     """Best average first; rows without an average (tasks missing) last, in their given order."""
     return sorted(rows, key=lambda row: -row["average"] if row["average"] is not None else np.inf)
 
 
 def _row(
-    model: str, kind: str, records: list[dict], task_order: list[str], metric_keys: dict, chain: str | None = None
+    model: str,
+    kind: str,
+    records: list[dict],
+    task_order: list[str],
+    metric_keys: dict,
+    chain: str | None = None,
+    system: str | None = None,
+    by_id: dict | None = None,
 ) -> dict:
+    """`system`: the name records give their row (merges: `model method`); `by_id`: every record, for the trials
+    a merged row's compute counts."""
     scores, std, task_scores, task_std, config, per_seed, predictions, chosen = {}, {}, {}, {}, {}, {}, {}, []
     trial_ids, test_scores, test_std, test_task_scores, test_task_std = {}, {}, {}, {}, {}
     for task in task_order:
@@ -108,14 +123,15 @@ def _row(
             seed_scores = [float(np.mean([v[i] for v in test_values.values()])) for i in range(len(best))]
             test_task_scores[task], test_task_std[task] = float(np.mean(seed_scores)), _std(seed_scores)
         if all(r.get("checkpoint") for r in best):
-            predictions[task] = [f"{r['checkpoint']}/{PREDICTIONS_FILE}" for r in best]
+            # A merged record's own file: the report half its scores are on (its checkpoint's covers all of dev).
+            predictions[task] = [r.get("predictions_file") or f"{r['checkpoint']}/{PREDICTIONS_FILE}" for r in best]
         chosen += best
     complete = len(task_scores) == len(task_order)
     average = float(np.mean(list(task_scores.values()))) if complete and task_scores else None
     seeds = sorted(set.intersection(*(set(s) for s in per_seed.values()))) if per_seed else []
     seed_averages = [np.mean([per_seed[t][s] for t in per_seed]) for s in seeds]
     return {
-        "system": f"{model} [{chain}]" if chain else f"{model} ({kind})",
+        "system": system or (f"{model} [{chain}]" if chain else f"{model} ({kind})"),
         "kind": kind,
         **({"chain": chain} if chain else {}),
         "model": model,
@@ -136,13 +152,16 @@ def _row(
         },
         "trials": len(records),
         "predictions": predictions,
-        "compute": _compute(records, chosen),
+        "compute": _compute(records, chosen, by_id or {}),
     }
 
 
-def _compute(records: list[dict], chosen: list[dict]) -> dict:
-    """Cost of the row: device-hours of every trial behind it (the whole grid, every seed); training
-    throughput of one trial at the chosen grid points; parameters of one model; forward passes per example."""
+def _compute(records: list[dict], chosen: list[dict], by_id: dict) -> dict:
+    """Cost of the row: device-hours of every trial behind it (the whole grid, every seed; for a merge, its own
+    time and the single-task trials it merged); training throughput of one trial at the chosen grid points;
+    parameters of one model; forward passes per example."""
+    sources = sorted({s for r in records for s in r.get("source_trials", [])})
+    records = records + [by_id[s] for s in sources if s in by_id]
     resources = [r.get("resources") for r in records]
     device_hours = None
     if records and all(resources):

@@ -146,8 +146,13 @@ def epoch_curves(board: dict, records: list[dict]) -> Figure | None:
 def score_vs_compute(board: dict, records: list[dict]) -> Figure | None:
     """Best dev score against the compute a trial used, with the Pareto front (nothing cheaper scores higher)."""
     trials = [
-        r for r in records if r.get("status") == "finished" and r.get("resources") and r.get("best_score") is not None
-    ]
+        r
+        for r in records
+        if r.get("status") == "finished"
+        and r.get("resources")
+        and r.get("best_score") is not None
+        and r.get("kind") != "merged"
+    ]  # a merge's records are no trials: its row counts its sources
     if not trials:
         return None
     plt = _pyplot()
@@ -204,7 +209,11 @@ def score_vs_compute(board: dict, records: list[dict]) -> Figure | None:
 
 def search_space(board: dict, records: list[dict]) -> Figure | None:
     """Best dev score against each hyperparameter the grid varies; one colour and marker per task."""
-    trials = [r for r in records if r.get("status") == "finished" and r.get("best_score") is not None]
+    trials = [
+        r
+        for r in records
+        if r.get("status") == "finished" and r.get("best_score") is not None and r.get("kind") != "merged"
+    ]
     keys = [
         k
         for k in dict.fromkeys(k for r in trials for k in r["grid_point"])
@@ -342,7 +351,56 @@ def ensemble_gains(board: dict, records: list[dict]) -> Figure | None:
     )
 
 
-FIGURES = [epoch_curves, score_vs_compute, search_space, ensemble_gains]
+def best_calibrated_rows(board: dict, most: int = 4) -> list[dict]:
+    """The best row of each kind (by average, else by its first task score) that has a calibration, best first."""
+    best: dict[str, dict] = {}
+    for row in board["rows"]:  # sorted best first already
+        if row.get("calibration") and row["kind"] not in best:
+            best[row["kind"]] = row
+    return list(best.values())[:most]
+
+
+def reliability_diagram(board: dict, records: list[dict]) -> Figure | None:
+    """Accuracy against confidence in 15 equal-width bins, for the best rows, one panel per classification task."""
+    rows = best_calibrated_rows(board)
+    tasks = [t for t in board["tasks"] if any(t in r["calibration"] for r in rows)]
+    if not tasks:
+        return None
+    plt = _pyplot()
+    fig, axes = _panels(plt, len(tasks), width=4.6, height=4.2)
+    for ax, task in zip(axes, tasks):
+        ax.plot([0, 1], [0, 1], linestyle="--", color="#9e9e9e", linewidth=1)
+        for i, row in enumerate(r for r in rows if task in r["calibration"]):
+            c = row["calibration"][task]
+            bins = c["reliability"]
+            filled = [j for j, n in enumerate(bins["counts"]) if n]
+            ax.plot(
+                [bins["confidence"][j] for j in filled],
+                [bins["accuracy"][j] for j in filled],
+                color=COLORS[i % len(COLORS)],
+                marker=MARKERS[i % len(MARKERS)],
+                label=f"{row['system']}: ECE {100 * c['ece']:.1f}, T={c['temperature']:.2f}",
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(task)
+        ax.set_xlabel("confidence (top class probability)")
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return Figure(
+        "reliability",
+        "Calibration: reliability diagrams",
+        "Accuracy against mean confidence in each of 15 equal-width confidence bins (empty bins left out; "
+        "seeds pooled), for the best row of each kind; the dashed diagonal is perfect calibration. Measured "
+        "on test where the row was scored there, else on the report half of dev; T, fitted on validation "
+        "only, is the temperature that scaling would apply.",
+        _png(plt, fig),
+    )
+
+
+FIGURES = [epoch_curves, score_vs_compute, search_space, ensemble_gains, reliability_diagram]
 
 
 def _pyplot():

@@ -26,11 +26,21 @@ SHORT_METRIC = {
     "spearmanr": "Spearman",
 }
 MISSING = "—"
+CALIBRATION_KEYS = ("ece", "ece_scaled", "nll", "brier", "temperature")
 COMPUTE_NOTE = (
     "{device}-hours: every trial behind the row (all grid points and seeds) times the {device}s it "
     "held. samples/s: training throughput of one trial at the chosen grid points. precision: what those trials ran in "
-    "(`auto` resolved on their device). params: parameters "
-    "of one model. passes: forward passes per example at inference."
+    "(`auto` resolved on their device). params: parameters of one model. passes: forward passes per example at "
+    "inference."
+)
+
+CALIBRATION_NOTE = (
+    "Calibration (classification tasks): ECE, expected calibration error in % (15 equal-width "
+    "confidence bins); ECE-T, the ECE after temperature scaling with T; NLL in nats per example; "
+    "Brier, the squared error of the class probabilities summed over classes; each the mean over "
+    "seeds. Measured on test where the row was scored there, else on the report half of dev; T is "
+    "fitted on validation only (the selection half of dev when dev reports, and always for "
+    "ensemble and merged rows)."
 )
 
 
@@ -183,14 +193,37 @@ def has_ensembles(board: dict) -> bool:
     return any("members" in r for r in board["rows"])
 
 
-def extra_header(board: dict, compute: bool) -> list[str]:
-    """Compute columns when asked for; otherwise, when ensembles are in, what each row costs at inference."""
+def calibration_tasks(board: dict) -> list[str]:
+    """The tasks with a calibration in some row (classification tasks with predictions), in the board's order."""
+    return [t for t in board["tasks"] if any(t in (r.get("calibration") or {}) for r in board["rows"])]
+
+
+def calibration_cell(row: dict, task: str) -> str:
+    """`ECE/ECE at T/NLL/Brier`, ECE in percent, as the calibration columns show them."""
+    c = (row.get("calibration") or {}).get(task)
+    if not c:
+        return MISSING
+    return (
+        f"{100 * c['ece']:.1f}/{100 * c['ece_scaled']:.1f}/{c['nll']:.3f}/{c['brier']:.3f} (T={c['temperature']:.2f})"
+    )
+
+
+def extra_header(board: dict, compute: bool, calibration: bool = False) -> list[str]:
+    """Compute columns when asked for; otherwise, when ensembles are in, what each row costs at inference. Then
+    the calibration columns when asked for."""
+    calibration_titles = [f"{t} (ECE/ECE-T/NLL/Brier)" for t in calibration_tasks(board)] if calibration else []
     if compute:
-        return [f"{_device(board)}-hours", "samples/s", "precision", "params", "passes"]
-    return ["passes"] if has_ensembles(board) else []
+        return [f"{_device(board)}-hours", "samples/s", "precision", "params", "passes"] + calibration_titles
+    return (["passes"] if has_ensembles(board) else []) + calibration_titles
 
 
-def extra_cells(board: dict, row: dict, compute: bool) -> list[str]:
+def extra_cells(board: dict, row: dict, compute: bool, calibration: bool = False) -> list[str]:
+    return _compute_cells(board, row, compute) + (
+        [calibration_cell(row, t) for t in calibration_tasks(board)] if calibration else []
+    )
+
+
+def _compute_cells(board: dict, row: dict, compute: bool) -> list[str]:
     c = row.get("compute") or {}
     hours, sps, params, passes = (
         c.get(k) for k in ("device_hours", "train_samples_per_s", "parameters", "inference_passes")
@@ -207,9 +240,10 @@ def extra_cells(board: dict, row: dict, compute: bool) -> list[str]:
     return [passes_text] if has_ensembles(board) else []
 
 
-def extra_notes(board: dict, compute: bool) -> list[str]:
+def extra_notes(board: dict, compute: bool, calibration: bool = False) -> list[str]:
     notes = [board["test_note"]] if test_tasks(board) else []
     notes += [COMPUTE_NOTE.format(device=_device(board))] if compute else []
+    notes += [CALIBRATION_NOTE] if calibration and calibration_tasks(board) else []
     notes += list(dict.fromkeys(r["protocol"]["description"] for r in board["rows"] if r.get("protocol")))
     if has_ensembles(board) and not compute:
         notes.append("passes: forward passes per example at inference (1 for a single model or a weight soup).")
@@ -293,10 +327,10 @@ def _point(point: dict) -> str:
 # ---- markdown ----
 
 
-def format_markdown(board: dict, compute: bool = False) -> str:
+def format_markdown(board: dict, compute: bool = False, calibration: bool = False) -> str:
     tasks, best = board["tasks"], best_values(board)
     header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
-    header += extra_header(board, compute)
+    header += extra_header(board, compute, calibration)
     bold = "**{}**".format
     lines = [
         f"# Leaderboard: {board['suite']}",
@@ -311,13 +345,13 @@ def format_markdown(board: dict, compute: bool = False) -> str:
                     for c in [_md_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold)]
                 ]
                 + [_md_score(row, None, None, best), *test_cells(board, row, None, bold), str(row["seeds"])]
-                + extra_cells(board, row, compute)
+                + extra_cells(board, row, compute, calibration)
                 for row in board["rows"]
             ],
         ),
     ]
     lines += ["", board["convention"]]
-    for note in extra_notes(board, compute):
+    for note in extra_notes(board, compute, calibration):
         lines += ["", note]
     if statistics_note(board):
         lines += ["", statistics_note(board)]
@@ -363,7 +397,7 @@ def _md_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -
 # ---- csv ----
 
 
-def format_csv(board: dict, compute: bool = False) -> str:
+def format_csv(board: dict, compute: bool = False, calibration: bool = False) -> str:
     """One line per row: every number unrounded to 4 decimals, empty where there is none."""
     out = io.StringIO()
     test_keys = ["delta", "delta_ci_low", "delta_ci_high", "p_value", "significant"]
@@ -391,6 +425,8 @@ def format_csv(board: dict, compute: bool = False) -> str:
         columns += ["device", "device_hours", "train_samples_per_s", "precision", "parameters", "inference_passes"]
     elif has_ensembles(board):
         columns += ["inference_passes"]
+    calibrated = calibration_tasks(board) if calibration else []
+    columns += [f"{t}/{k}" for t in calibrated for k in CALIBRATION_KEYS]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in board["rows"]:
@@ -444,6 +480,7 @@ def format_csv(board: dict, compute: bool = False) -> str:
             ]
         elif has_ensembles(board):
             values += [_passes(row.get("compute") or {})]
+        values += [_num((row.get("calibration") or {}).get(t, {}).get(k)) for t in calibrated for k in CALIBRATION_KEYS]
         writer.writerow(values)
     return out.getvalue()
 
@@ -494,7 +531,7 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX.get(c, c) for c in text)
 
 
-def format_latex(board: dict, compute: bool = False) -> str:
+def format_latex(board: dict, compute: bool = False, calibration: bool = False) -> str:
     """Tables for a paper: `\\usepackage{booktabs}`; each table has a caption and a label."""
     tasks, best, label = board["tasks"], best_values(board), _label(board["suite"])
     header = (
@@ -503,7 +540,7 @@ def format_latex(board: dict, compute: bool = False) -> str:
         + [a.capitalize() for a in average_titles(board)]
         + ["Seeds"]
     )
-    header += extra_header(board, compute)
+    header += extra_header(board, compute, calibration)
     bold = "\\textbf{{{}}}".format
     rows = [
         [latex_escape(row["system"])]
@@ -513,10 +550,12 @@ def format_latex(board: dict, compute: bool = False) -> str:
             for c in [_latex_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold, latex_escape)]
         ]
         + [_latex_score(row, None, None, best), *test_cells(board, row, None, bold, latex_escape), str(row["seeds"])]
-        + [latex_escape(c) for c in extra_cells(board, row, compute)]
+        + [latex_escape(c) for c in extra_cells(board, row, compute, calibration)]
         for row in board["rows"]
     ]
-    caption = " ".join([f"Leaderboard: {board['suite']}. {board['convention']}", *extra_notes(board, compute)])
+    caption = " ".join(
+        [f"Leaderboard: {board['suite']}. {board['convention']}", *extra_notes(board, compute, calibration)]
+    )
     caption += " " + statistics_note(board)
     parts = [
         "% bench table --format latex. Needs \\usepackage{booktabs}.",
@@ -599,11 +638,11 @@ HTML_STYLE = """<style>
 </style>"""
 
 
-def format_html(board: dict, compute: bool = False) -> str:
+def format_html(board: dict, compute: bool = False, calibration: bool = False) -> str:
     """An html fragment (with its own small style) to paste into a page; the report embeds it."""
     tasks, best = board["tasks"], best_values(board)
     header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
-    header += extra_header(board, compute)
+    header += extra_header(board, compute, calibration)
     bold = "<strong>{}</strong>".format
     rows = [
         [html.escape(row["system"])]
@@ -613,7 +652,7 @@ def format_html(board: dict, compute: bool = False) -> str:
             for c in [_html_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold, html.escape)]
         ]
         + [_html_score(row, None, None, best), *test_cells(board, row, None, bold, html.escape), str(row["seeds"])]
-        + [html.escape(c) for c in extra_cells(board, row, compute)]
+        + [html.escape(c) for c in extra_cells(board, row, compute, calibration)]
         for row in board["rows"]
     ]
     parts = [
@@ -622,7 +661,7 @@ def format_html(board: dict, compute: bool = False) -> str:
         _html_table(header, rows, f"Leaderboard: {board['suite']}"),
         _html_note(board["convention"]),
     ]
-    parts += [_html_note(note) for note in extra_notes(board, compute)]
+    parts += [_html_note(note) for note in extra_notes(board, compute, calibration)]
     if statistics_note(board):
         parts.append(_html_note(statistics_note(board)))
     short = ["system"] + tasks + ["average"]
@@ -682,7 +721,8 @@ def _html_note(text: str) -> str:
 # ---- json, rich, files ----
 
 
-def format_json(board: dict, compute: bool = False) -> str:
+def format_json(board: dict, compute: bool = False, calibration: bool = False) -> str:
+    """The whole board: calibration is in every row already."""
     return json.dumps(board, indent=2) + "\n"
 
 
@@ -721,8 +761,8 @@ def rich_table(board: dict):
             ]
         ]
         table.add_row(
-            escape(row["system"]),  # a chain's `[mrpc→rte]` is text, not rich markup
-            *cells,
+            escape(row["system"]),
+            *cells,  # a chain's `[mrpc→rte]` is text, not rich markup
             (average_text(row) or MISSING) + marker(row, None),
             *test_cells(board, row, None, str),
         )

@@ -15,6 +15,7 @@ from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.final_scores import score_chosen_on_test, score_ensembles_on_test
 from benchmark.results.tables import rich_table, write_leaderboard
+from benchmark.run.tracking import finish_tracking, open_tracker
 from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.curves import CURVES_DIR
 from benchmark.train.modeling import load_tokenizer
@@ -152,6 +153,11 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
             f"Then ensembles: {', '.join(suite.ensemble.methods)}; pools {pools}; "
             f"split seed {suite.ensemble.split_seed}."
         )
+    if suite.merge is not None and suite.merge.methods:
+        console.print(
+            f"Then merges of {', '.join(suite.merge.tasks)}: {', '.join(suite.merge.methods)}; "
+            f"λ in {', '.join(f'{s:g}' for s in suite.merge.scales)}, chosen on the selection half."
+        )
 
 
 def run_suite(
@@ -174,8 +180,10 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
     task_data = prepare_data(suite, pending) if pending else {}  # reads every split: bad data fails here
     store.write_suite(suite.to_dict())
     write_split_records(suite, store)
+    tracker = open_tracker(suite.tracking, store.root, console.print)
     if pending:
         from benchmark.run.live import LiveDisplay
+        from benchmark.run.mlflow_callback import tracking_callbacks
         from benchmark.run.tune import run_trials
 
         resume = resumable_states(store, pending)
@@ -191,12 +199,13 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
             skipped=len(plan) - len(pending),
             epochs_per_trial=max(t.training["epochs"] for t in pending),
         )
+        callbacks = [display, *tracking_callbacks(tracker)]
         # Two-stage and chain trials start from checkpoints of other trials, so they run after every other trial.
         later_kinds = ("two-stage", "chain")
         first = [t for t in pending if t.kind not in later_kinds]
         try:
             if first:
-                run_trials(suite, first, task_data, store, address, callbacks=[display], resume=resume)
+                run_trials(suite, first, task_data, store, address, callbacks=callbacks, resume=resume)
             ready = []
             for t in (chain_start(store, t) for t in pending if t.kind in later_kinds):
                 if (Path(t.model_path) / "config.json").is_file():
@@ -205,12 +214,18 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
                     start = t.stage_one or t.source_task or t.model_path
                     console.print(f"skipped {t.trial_id}: {start} left no checkpoint to start {t.task} from")
             if ready:
-                run_trials(suite, ready, task_data, store, address, callbacks=[display], resume=resume)
+                run_trials(suite, ready, task_data, store, address, callbacks=callbacks, resume=resume)
         finally:
             display.close()
     score_chosen_on_test(store, log=console.print)
     # The trials' leaderboard is written first: an ensemble that fails cannot cost it.
     board = write_run_leaderboard(store)
+    if suite.merge is not None:  # before the ensembles: merged checkpoints are candidates like any other
+        from ensembles.merge import build_merges
+
+        if build_merges(store, suite, suite.merge, log=console.print):
+            score_chosen_on_test(store, log=console.print)
+        board = write_run_leaderboard(store)
     if suite.ensemble.methods:
         from ensembles.build import build_ensembles
 
@@ -219,6 +234,8 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         board = write_run_leaderboard(store)
     console.print(rich_table(board))
     console.print(f"Leaderboard: {store.root / 'leaderboard.md'}  (a report with plots: bench report {store.root})")
+    if tracker is not None:
+        finish_tracking(tracker, store.root, console.print)
     return board
 
 
