@@ -223,10 +223,24 @@ def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:
         torch.set_num_threads(threads)
 
 
-def test_a_killed_worker_is_retried_from_its_last_state(tiny_model, tmp_path):
+@pytest.mark.parametrize(
+    "workers, process",
+    [(1, "ray::ImplicitFunc"), (2, "RayTrainWorker")],  # the trial's own actor; a Ray Train worker
+    ids=["one-worker-trial", "ray-train-workers"],
+)
+def test_a_killed_worker_is_retried_from_its_last_state(tiny_model, tmp_path, workers, process):
     import psutil
 
-    path = write(tmp_path, tiny_model, training={"epochs": 3}, search={"max_failures": 1})
+    # A trial long enough to be killed after its first epoch's state (a one-worker trial starts in a second).
+    path = write(
+        tmp_path,
+        tiny_model,
+        tasks=[write_easy_task(tmp_path / "long", train=8192)],
+        data={"max_train_samples": 8192},
+        training={"epochs": 3},
+        search={"max_failures": 1},
+        resources={"workers_per_trial": workers, "cpus_per_worker": 1},
+    )
     run = tmp_path / "run"
     driver = subprocess.Popen(
         [sys.executable, "-m", "benchmark.cli", "run", str(path)],
@@ -241,9 +255,11 @@ def test_a_killed_worker_is_retried_from_its_last_state(tiny_model, tmp_path):
         time.sleep(0.5)
     killed = 0
     for proc in psutil.process_iter(["cmdline"]):
-        if any("RayTrainWorker" in part for part in (proc.info["cmdline"] or [])) and _descends_from(proc, driver.pid):
+        if any(process in part for part in (proc.info["cmdline"] or [])) and _descends_from(proc, driver.pid):
             proc.kill()
             killed += 1
+            if workers > 1:
+                break  # one rank of two: the Train run fails, and Tune retries the whole trial
     assert killed == 1
     out, _ = driver.communicate(timeout=900)
     assert driver.returncode == 0, out[-3000:]
