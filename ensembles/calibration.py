@@ -160,7 +160,7 @@ def trial_calibration(
 ) -> Calibration | None:
     """One checkpoint (one seed of a row): T fitted on validation, the numbers on the reported split. None when the
     checkpoint kept no predictions or its dev set is too small to halve."""
-    from benchmark.records.test_files import read_test_file, test_prediction_path
+    from benchmark.records.final_predictions import read_test_file, test_prediction_path
     from benchmark.train.checkpoints import PREDICTIONS_FILE
     from ensembles.protocol import MIN_DEV_EXAMPLES, split_dev
 
@@ -204,7 +204,7 @@ def add_trial_calibration(
 def ensemble_calibration(row: dict, root: Path, tasks: dict, state_key: str | None) -> dict:
     """An ensemble row's calibration: T was fitted on the selection half when the ensembles were built; the numbers
     are on test where the row was scored there, else on the report half its prediction files hold."""
-    from benchmark.records.test_files import ensemble_test_path, read_test_file
+    from benchmark.records.final_predictions import ensemble_test_path, read_test_file
 
     calibration = {}
     for task, files in row.get("predictions", {}).items():

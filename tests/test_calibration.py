@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from benchmark.records import test_files
+from benchmark.records import final_predictions
 from benchmark.results.tables import format_csv, format_markdown
 from benchmark.train.checkpoints import PREDICTIONS_FILE
 from ensembles.calibration import (
@@ -111,7 +111,7 @@ def test_with_a_test_split_t_is_fitted_on_validation_and_test_is_only_reported(t
     logits, labels = random_predictions(2)
     test_logits, test_labels = random_predictions(3, n=120)
     record = write_checkpoint(tmp_path, "t", logits, labels)
-    path = test_files.test_prediction_path(tmp_path, "t")
+    path = final_predictions.test_prediction_path(tmp_path, "t")
     path.parent.mkdir(parents=True)
     save_file({"test/logits": test_logits.astype(np.float32), "test/labels": test_labels}, str(path))
     single = trial_calibration(record, tmp_path, RTE, 0, False)

@@ -97,7 +97,7 @@ def test_a_run_with_a_chain_and_a_train_only_task_scores_both_on_test(tiny_model
     mrpc's checkpoint; the user task gets held-out validation and test splits and test scores in the leaderboard."""
     import json
 
-    from benchmark.records.test_files import test_prediction_path
+    from benchmark.records.final_predictions import test_prediction_path
     from tests.conftest import bench, write_easy_task
 
     easy = write_easy_task(tmp_path / "easy", train=160, dev=1)

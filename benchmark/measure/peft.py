@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmark.common.atomic import atomic_write_json
 from benchmark.measure import write_report
-from benchmark.records.test_files import read_test_file, test_prediction_path
+from benchmark.records.final_predictions import read_test_file, test_prediction_path
 from benchmark.results.bootstrap import SplitPredictions, interval, paired_difference, score_task
 from benchmark.train.modeling import embedded_model_path
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.atomic import atomic_write_bytes
-from benchmark.records.test_files import TEST_DIR, ensemble_test_path, read_test_file, test_prediction_path
+from benchmark.records.final_predictions import TEST_DIR, ensemble_test_path, read_test_file, test_prediction_path
 from benchmark.train.checkpoints import checkpoint_problem
 from tasks.spec import TaskSpec
 
