@@ -187,3 +187,21 @@ def test_a_build_lock_left_by_a_killed_compile_is_cleared_and_a_live_one_kept(tm
     os.utime(building / "op.so", (hour_ago, hour_ago))  # an older build; a new compile holds the lock now
     clear_stale_build_locks(tmp_path)
     assert not (finished / "lock").exists() and not (old / "lock").exists() and (building / "lock").exists()
+
+
+def test_a_one_process_trial_takes_a_port_of_its_own_whatever_it_inherits(monkeypatch):
+    """Trials side by side on one machine inherit the driver's environment; a MASTER_PORT in it (left by a trial
+    that ran in the driver's process) must not make them share one port."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        script = "from benchmark.train.engine import init_distributed; print(init_distributed())"
+        env = {**__import__("os").environ, "MASTER_PORT": str(port), "WORLD_SIZE": "1"}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "(0, 1)"

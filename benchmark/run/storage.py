@@ -35,7 +35,7 @@ def upload(folder: Path, path: str, storage: str) -> None:
 def download(path: str, storage: str, folder: Path) -> None:
     """Copy `path` in storage into a local folder."""
     if not _is_uri(storage):
-        shutil.copytree(path, folder, dirs_exist_ok=True)
+        _copy_tree(Path(path), Path(folder))
         return
     import pyarrow.fs
 
@@ -51,3 +51,14 @@ def remove(path: str, storage: str) -> None:
         _filesystem(storage).delete_dir(_fs_path(path))
     except OSError:  # already gone
         pass
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """A local copy that stops at the first error with the OS's own (a full disk says so: EFBIG, ENOSPC), where
+    shutil.copytree would gather errors into one of its own."""
+    target.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.is_dir():
+            _copy_tree(item, target / item.name)
+        else:
+            shutil.copy2(item, target / item.name)

@@ -26,11 +26,11 @@ def init_distributed() -> tuple[int, int]:
 
     if not dist.is_initialized():
         clear_stale_build_locks(Path(os.environ["TORCH_EXTENSIONS_DIR"]))
-        os.environ.setdefault("RANK", "0")
-        os.environ.setdefault("LOCAL_RANK", "0")
-        os.environ.setdefault("WORLD_SIZE", "1")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            # One process: a group of its own on a port free now. A MASTER_PORT inherited from a parent process
+            # (a driver or a test that trained in-process) would be shared by every trial of a machine at once.
+            os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                              MASTER_PORT=str(_free_port()))  # fmt: skip
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo", verbose=False)
     return dist.get_rank(), dist.get_world_size()
 
