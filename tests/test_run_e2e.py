@@ -122,8 +122,10 @@ def test_report_is_one_html_file_with_the_plots(tiny_run):
     proc = bench("report", run)
     assert proc.returncode == 0, proc.stderr
     page = (run / "report.html").read_text()
-    assert page.count('<img src="data:image/png;base64,') == 3  # epochs, compute, search space (no ensembles)
+    # epochs, compute, search space, the reliability diagram of the best classification rows (no ensembles)
+    assert page.count('<img src="data:image/png;base64,') == 4
     assert "95% confidence intervals" in page and "rte_lr=0.001_seed=2" in page
+    assert "Calibration: reliability diagrams" in page
 
 
 def test_predict_writes_glue_submission_files_from_the_best_checkpoints(tiny_run, glue_dir, cache_dir):
