@@ -57,3 +57,14 @@ def bench(*args, timeout=900, **kwargs) -> subprocess.CompletedProcess:
         timeout=timeout,
         **{"env": {**os.environ}, **kwargs},
     )
+
+
+def two_ranks(script: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    """`script` run as two data-parallel ranks by torchrun (gloo), with `args`; a rank's variables inherited from
+    this process are left out, so torchrun sets its own."""
+    path = Path(cwd) / "two_ranks.py"
+    path.write_text(script)
+    launcher = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in os.environ.items() if k not in launcher}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(path), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)

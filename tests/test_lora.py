@@ -17,6 +17,7 @@ from benchmark.train.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, a
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
+from tests.conftest import two_ranks
 
 FAST = dict(batch_size=16, learning_rate=5e-3, eval_batch_size=32, precision="fp32")
 LORA = dict(lora_r=4, lora_alpha=8.0, lora_dropout=0.1)
@@ -279,35 +280,7 @@ keys = ("epoch", "score", "train_loss", "optimizer_steps", "trainable_parameters
 def test_two_ranks_at_zero_2_train_lora_and_resume_exactly(tiny_model, glue_dir, cache_dir, tmp_path):
     """ZeRO-2 partitions only the adapters' and head's optimizer state across two ranks (torchrun, gloo); both ranks
     report the same numbers, and a state saved after epoch 1 continues exactly."""
-    import os
-    import subprocess
-    import sys
-
-    script = tmp_path / "two_ranks.py"
-    script.write_text(TWO_RANKS)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-    }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            str(script),
-            str(tiny_model),
-            str(glue_dir),
-            str(cache_dir),
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    proc = two_ranks(TWO_RANKS, tiny_model, glue_dir, cache_dir, tmp_path / "out", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     results = [json.loads((tmp_path / "out" / f"result{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world"] for r in results] == [2, 2]

@@ -14,6 +14,7 @@ from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask, ta
 from benchmark.train.modeling import load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
+from tests.conftest import two_ranks
 
 FAST = dict(epochs=2, batch_size=16, learning_rate=1e-3, eval_batch_size=32, weight_decay=0.1)
 
@@ -460,34 +461,7 @@ print("RESULT", json.dumps({"rank": rank, "world": world, "epochs": [
 def test_two_ranks_with_zero_2_train_one_joint_model(tiny_model, glue_dir, cache_dir, tmp_path):
     """Two data-parallel ranks (torchrun, gloo): every step's batch comes from one task on both ranks, the resting
     heads' zero gradients reduce like any other, both ranks report the same numbers, and rank 0 exports."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "two_ranks.py"
-    script.write_text(TWO_RANKS)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-    }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            str(script),
-            str(tiny_model),
-            str(glue_dir),
-            str(cache_dir),
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    proc = two_ranks(TWO_RANKS, tiny_model, glue_dir, cache_dir, tmp_path / "out", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     results = sorted(
         (json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line),
