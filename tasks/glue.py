@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tasks.spec import TaskSpec, TsvFile
 
 HUB_PATH = "nyu-mll/glue"
+DEV_AS_TEST = "dev"  # with data.glue_dev: test, the split that reads GLUE's dev set as a labelled test split
 
 
 def _task(name, folder, text_columns, label_names, metrics, tsv, test, eval_splits=None):
@@ -135,3 +138,18 @@ GLUE_TASKS: dict[str, TaskSpec] = {
         _test("WNLI", "sentence1", "sentence2"),
     ),
 }
+
+
+def dev_as_test(task: TaskSpec, validation_fraction: float, seed: int) -> TaskSpec:
+    """`task` with GLUE's dev set as its labelled test split, scored once after all selection, and a validation
+    split held out of its training set (stratified, seeded). MNLI's test split is its matched dev set."""
+    dev = next(iter(task.eval_splits))  # validation, or MNLI's validation_matched
+    return dataclasses.replace(
+        task,
+        eval_splits={"validation": ""},
+        tsv={**task.tsv, DEV_AS_TEST: task.tsv[dev]},
+        sources={DEV_AS_TEST: dev},
+        holdout={"validation": validation_fraction},
+        holdout_seed=seed,
+        final_test=DEV_AS_TEST,
+    )

@@ -10,6 +10,8 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from benchmark.common.errors import InputError, first_line
 from tasks.spec import TaskSpec, TsvFile
 
@@ -40,64 +42,77 @@ def load_split(
     sample_seed: int = 0,
 ):
     """One split as a `datasets.Dataset` with columns `task.text_columns + ["label"]` (a test split: `+ ["index"]`)."""
-    files = data_files(task, glue_dir)
-    test = split in task.test_splits
     if task.holdout and split in ("train", *task.holdout):
-        ds = held_out_split(task, split, cache_dir)
-    elif files is not None and split in files:
-        path = files[split]
-        if not path.is_file():
-            raise InputError(f"task {task.name}", f"{split} file not found: {path}")
-        if task.files:
-            ds = _read_user_file(task, path, cache_dir, labelled=not test)
-        else:
-            ds = _read_glue_tsv(task.tsv[split], path, task, cache_dir)
-    elif task.hub is not None and files is None:
-        ds = _read_hub(task, split, cache_dir)
+        ds = held_out_split(task, split, glue_dir, cache_dir)
+    elif split in task.test_splits:
+        ds, source = _read_source(task, split, glue_dir, cache_dir)
+        return _with_index(ds, source)
     else:
-        raise InputError(f"task {task.name}", f"has no {split} split")
-    if len(ds) == 0:
-        raise InputError(
-            f"task {task.name}",
-            f"{split} split is empty"
-            + (
-                f" (the share data.holdout.{split} holds out of {task.files['train']} is too small)"
-                if split in task.holdout
-                else ""
-            ),
-        )
-    if test:
-        return _with_index(ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
-    if not (task.holdout and split in ("train", *task.holdout)):  # held-out splits come normalised
-        ds = _normalise_labels(task, ds, str(files[split]) if files else f"{task.hub[0]}/{task.hub[1]}:{split}")
+        ds, source = _read_source(task, split, glue_dir, cache_dir)
+        ds = _normalise_labels(task, ds, source)
     if max_samples is not None and len(ds) > max_samples:
         # A seeded random slice, not the first rows: GLUE files are often sorted by source.
         ds = ds.shuffle(seed=sample_seed).select(range(max_samples)).flatten_indices()
     return ds
 
 
-def held_out_split(task: TaskSpec, split: str, cache_dir: Path):
-    """ "train" or a held-out split of a user task whose training file also gives its validation or test data."""
+def _read_source(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Path):
+    """A split as its file or the hub holds it (labels not yet checked), and a name for it in messages."""
+    files = data_files(task, glue_dir)
+    if files is not None and split in files:
+        path = files[split]
+        if not path.is_file():
+            raise InputError(f"task {task.name}", f"{split} file not found: {path}")
+        if task.files:
+            ds = _read_user_file(task, path, cache_dir, labelled=split not in task.test_splits)
+        else:
+            ds = _read_glue_tsv(task.tsv[split], path, task, cache_dir)
+        source = str(path)
+    elif task.hub is not None and files is None:
+        hub_split = task.sources.get(split, split)
+        ds, source = _read_hub(task, hub_split, cache_dir), f"{task.hub[0]}/{task.hub[1]}:{hub_split}"
+    else:
+        raise InputError(f"task {task.name}", f"has no {split} split")
+    if len(ds) == 0:
+        raise InputError(source, f"{split} split is empty")
+    return ds, source
+
+
+def held_out_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Path):
+    """ "train" or a split held out of the task's training data (a user task without a validation or test file, or
+    a GLUE task whose dev set is its test split). Each held-out split must hold every class the training data has."""
     from tasks.splits import holdout_partition
 
-    path = Path(task.files["train"])
-    ds = _normalise_labels(task, _read_user_file(task, path, cache_dir), str(path))
-    rows = holdout_partition(ds["label"], task.holdout, task.holdout_seed, stratify=not task.is_regression)[split]
-    return ds.select(rows).flatten_indices()
+    ds, source = _read_source(task, "train", glue_dir, cache_dir)
+    ds = _normalise_labels(task, ds, source)
+    partition = holdout_partition(ds["label"], task.holdout, task.holdout_seed, stratify=not task.is_regression)
+    for held in task.holdout:
+        rows = partition[held]
+        labels = np.asarray(ds["label"])
+        missing = [] if task.is_regression else sorted(set(labels.tolist()) - set(labels[rows].tolist()))
+        if len(rows) < 2 or missing:
+            what = f"no row of class {task.label_names[missing[0]]}" if missing else f"{len(rows)} row(s)"
+            raise InputError(
+                f"data.holdout.{held}",
+                f"holds {what} of task {task.name}'s {len(ds)} training rows ({source}); "
+                "a larger share or more training rows are needed for a stratified split",
+            )
+    return ds.select(partition[split]).flatten_indices()
 
 
-def holdout_record(task: TaskSpec, cache_dir: Path) -> dict:
+def holdout_record(task: TaskSpec, cache_dir: Path, glue_dir: Path | None = None) -> dict:
     """How a task's held-out splits were made, for the run directory's splits.json."""
     import hashlib
 
     from tasks.splits import describe_partition, holdout_partition
 
-    path = Path(task.files["train"])
-    ds = _normalise_labels(task, _read_user_file(task, path, cache_dir), str(path))
+    ds, source = _read_source(task, "train", glue_dir, cache_dir)
+    ds = _normalise_labels(task, ds, source)
     stratify = not task.is_regression
     partition = holdout_partition(ds["label"], task.holdout, task.holdout_seed, stratify)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return describe_partition(partition, task.holdout, task.holdout_seed, stratify, str(path), digest)
+    path = Path(source)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None  # None: read from the hub
+    return describe_partition(partition, task.holdout, task.holdout_seed, stratify, source, digest)
 
 
 def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):

@@ -41,6 +41,8 @@ class TaskSpec:
     holdout_seed: int = 0
     # A labelled test split, scored once at the end with the checkpoints chosen on validation (None: none).
     final_test: str | None = None
+    # Split -> the split of the hub dataset it reads, where the names differ (GLUE's dev set read as "dev").
+    sources: dict = field(default_factory=dict)
 
     @property
     def is_regression(self) -> bool:

@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from benchmark.common.errors import InputError
 from benchmark.common.hardware import bf16_warning
@@ -48,6 +48,9 @@ class DataConfig:
     sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
     cache_dir: str | None = None  # null: $BENCH_CACHE_DIR, else ~/.cache/bench
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
+    # GLUE's dev set: `validation` (GLUE's convention: it chooses and reports) or `test` (validation is held out
+    # of train, data.holdout.validation of it, and the dev set is scored once, after all selection).
+    glue_dev: Literal["validation", "test"] = "validation"
 
 
 @dataclass
@@ -163,7 +166,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         raise InputError("name", f"use letters, digits, '.', '-' and '_' (at most 100); got {config.name!r}")
     check_search(config.search)
     _check_resources(config)
-    tasks, entries = _resolve_tasks(config.tasks, config.data.holdout)
+    tasks, entries = _resolve_tasks(config.tasks, config.data.holdout, config.data.glue_dev)
     mixture = check_multitask(config.multitask, {t.name: t for t in tasks})
     if mixture is not None:
         _check_multitask_search(config)
@@ -343,7 +346,8 @@ def _possible_values(config: SuiteConfig, key: str) -> list:
     return [getattr(config.training, key)]
 
 
-def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig) -> tuple[list[TaskSpec], list[Any]]:
+def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig, glue_dev: str) -> tuple[list[TaskSpec], list[Any]]:
+    from tasks.glue import dev_as_test
     from tasks.user import user_task_from_decl
 
     fractions = {"validation": holdout.validation, "test": holdout.test}
@@ -367,6 +371,12 @@ def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig) -> tuple[list[Tas
                     + f"; GLUE tasks are {', '.join(GLUE_TASKS)}, or give a task file (.yaml) or a mapping",
                 )
             task = GLUE_TASKS[entry]
+            if glue_dev == "test":
+                if holdout.validation == 0:
+                    raise InputError(
+                        "data.holdout.validation", "is 0, but data.glue_dev: test holds validation out of train"
+                    )
+                task = dev_as_test(task, holdout.validation, holdout.seed)
         elif isinstance(entry, dict):
             task = user_task_from_decl(entry, where, Path.cwd(), set(GLUE_TASKS), fractions, holdout.seed)
         else:

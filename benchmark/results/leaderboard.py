@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmark.common.hashing import canonical
 from benchmark.train.checkpoints import PREDICTIONS_FILE
+from tasks.glue import DEV_AS_TEST
 
 CONVENTION = (
     "Dev-set scores, 0-100: mean ± sample std over seeds, for the grid point with the best mean dev "
@@ -26,6 +27,10 @@ CONVENTION = (
 TEST_NOTE = (
     "test: the checkpoints of the grid point chosen on validation (one per seed), each scored once on "
     "the task's labelled test split; mean ± std over seeds. Nothing is chosen on test."
+)
+GLUE_DEV_NOTE = (
+    " GLUE tasks (data.glue_dev: test): validation is held out of GLUE's training set (stratified, seeded, "
+    "rows in splits.json) and chooses everything; test is GLUE's dev set."
 )
 
 
@@ -66,7 +71,8 @@ def build_leaderboard(
         },
         "convention": CONVENTION,
         "test_tasks": [t for t in task_order if any(t in r.get("test", {}).get("task_scores", {}) for r in rows)],
-        "test_note": TEST_NOTE,
+        "test_note": TEST_NOTE
+        + (GLUE_DEV_NOTE if any(r.get("task_spec", {}).get("final_test") == DEV_AS_TEST for r in records) else ""),
     }
 
 

@@ -49,7 +49,8 @@ def write_split_records(suite: Suite, store: RunStore) -> None:
     from benchmark.common.atomic import atomic_write_json
     from tasks.loading import holdout_record
 
-    records = {t.name: holdout_record(t, cache_dir(suite)) for t in suite.tasks if t.holdout}
+    glue_dir = resolve_glue_dir(suite.config.data.glue_dir)
+    records = {t.name: holdout_record(t, cache_dir(suite), glue_dir) for t in suite.tasks if t.holdout}
     if records:
         atomic_write_json(store.root / SPLITS_FILE, records)
 

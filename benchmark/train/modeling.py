@@ -48,9 +48,13 @@ def _check_hub_reachable(model_id: str, where: str) -> None:
 
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.constants import ENDPOINT, HF_HUB_OFFLINE
+    from huggingface_hub.errors import HFValidationError
 
-    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
-        return
+    try:
+        if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+            return
+    except HFValidationError:
+        raise InputError(where, f"'{model_id}' is neither a local folder nor a valid hub id (owner/name)") from None
     url = urlparse(ENDPOINT)
     reason = "HF_HUB_OFFLINE is set" if HF_HUB_OFFLINE else None
     if reason is None:
