@@ -28,9 +28,10 @@ from benchmark.train.checkpoints import save_checkpoint
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.combine import GREEDY_ROUNDS, greedy_selection, mean_prob, vote
 from ensembles.protocol import NAME as PROTOCOL_NAME
-from ensembles.protocol import DevHalves, describe, score_on, split_dev
+from ensembles.protocol import describe
 from ensembles.rows import ENSEMBLES_DIR, STATE_FILE, TaskOutcome, make_row, read_state
 from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, uniform_soup
+from tasks.splits import DevHalves, score_on, split_dev
 
 STATE_FORMAT = 2  # bump when what a method computes changes, so saved ensembles are rebuilt
 
@@ -74,7 +75,12 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
             if k is not None and k > len(ranked[t]):
                 raise InputError("k", f"{k} is larger than the {len(ranked[t])} candidate checkpoints of task {t}")
 
-    protocol = describe(settings.split_seed)
+    finished = store.finished()
+    trained = {
+        k: sum(finished[c.trial_id].get(k, 0) for t in tasks for c in candidates[t])
+        for k in ("train_samples", "optimizer_steps")
+    }
+    protocol = describe(settings.split_seed, _epochs_chosen_on_selection_half(candidates, settings.split_seed))
     prefix = "+".join(sorted({c.model for t in tasks for c in ranked[t]}))
     target = store.root / ENSEMBLES_DIR
     staging = staging_dir_for(target)
@@ -90,6 +96,7 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
                 suite_tasks,
                 {t: {"method": "best_single", "pool": len(ranked[t])} for t in tasks},
                 protocol,
+                trained,
             )
         ]
         _log_row(log, rows[-1])
@@ -106,6 +113,7 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
                         suite_tasks,
                         config,
                         protocol,
+                        trained,
                     )
                 )
                 _log_row(log, rows[-1])
@@ -284,6 +292,14 @@ def _save_soup(
         },
     )
     return str(Path(ENSEMBLES_DIR) / relative)
+
+
+def _epochs_chosen_on_selection_half(candidates: dict[str, list[Candidate]], seed: int) -> bool:
+    """Whether every candidate without a test split kept the epoch best on this seed's selection half (trials run
+    with ensembles or merges in the suite do); else the report half helped choose their epochs."""
+    return all(
+        c.meta.get("selection_seed") == seed for cs in candidates.values() for c in cs if c.task.final_test is None
+    )
 
 
 def _state_key(settings: EnsembleSettings, candidates: dict[str, list[Candidate]]) -> str:

@@ -162,7 +162,7 @@ def trial_calibration(
     checkpoint kept no predictions or its dev set is too small to halve."""
     from benchmark.records.final_predictions import read_test_file, test_prediction_path
     from benchmark.train.checkpoints import PREDICTIONS_FILE
-    from ensembles.protocol import MIN_DEV_EXAMPLES, split_dev
+    from tasks.splits import MIN_DEV_EXAMPLES, split_dev
 
     path = Path(root) / record["checkpoint"] / PREDICTIONS_FILE if record.get("checkpoint") else None
     if path is None or not path.is_file():

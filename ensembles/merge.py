@@ -40,8 +40,8 @@ from benchmark.plan.trials import canonical, trial_id
 from benchmark.records.store import RunStore, trial_record
 from benchmark.train.checkpoints import parameter_count, save_checkpoint
 from ensembles.candidates import Candidate, find_candidates
-from ensembles.protocol import DevHalves, score_on, split_dev
 from ensembles.soups import SoupRunner, check_ingredients, read_weights
+from tasks.splits import DevHalves, score_on, split_dev
 
 KIND = "merged"
 FORMAT = 1  # bump when what a merge computes changes, so saved merges are rebuilt

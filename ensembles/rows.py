@@ -30,11 +30,18 @@ class TaskOutcome:
 
 
 def make_row(
-    system: str, kind: str, outcomes: dict[str, TaskOutcome], all_tasks: list[str], config: dict, protocol: dict
+    system: str,
+    kind: str,
+    outcomes: dict[str, TaskOutcome],
+    all_tasks: list[str],
+    config: dict,
+    protocol: dict,
+    trained: dict | None = None,
 ) -> dict:
     """A row with the leaderboard's keys, plus members, weights, inference passes, protocol and prediction files.
 
-    One replicate: no std over seeds. The average needs every task of the run, as for any row."""
+    One replicate: no std over seeds. The average needs every task of the run, as for any row. `trained`: the
+    samples and optimizer steps of every candidate the row chose among (what producing it trained)."""
     models = sorted({c.model for o in outcomes.values() for c in o.members})
     task_scores = {t: o.score for t, o in outcomes.items()}
     complete = all(t in task_scores for t in all_tasks)
@@ -51,10 +58,11 @@ def make_row(
         "trials": len({c.relpath for o in outcomes.values() for c in o.members}),
         "members": {t: [c.trial_id for c in o.members] for t, o in outcomes.items()},
         "member_weights": {t: o.weights for t, o in outcomes.items()},
-        # What using the row costs; what producing it cost is in the trials' rows it draws on.
+        # What using the row costs, and what its candidates trained; their hours are in the trials' rows.
         "compute": {
             "device": None,
             "device_hours": None,
+            **(trained or {}),
             "train_samples_per_s": None,
             "parameters": None,
             "inference_passes": float(np.mean([o.passes for o in outcomes.values()])),

@@ -1,4 +1,5 @@
-"""Validation and test data split off a user task's training file, when the task gives no file for them.
+"""Validation and test data split off a training file, when a task gives no file for them; and the split-half
+protocol's two halves of a dev set.
 
 The split is a pure function of the labels, the fractions and the seed: the same rows go to the same split on
 every machine and in every trial. Classification tasks are split per class (stratified), so each split keeps the
@@ -8,10 +9,51 @@ training file's label balance; regression tasks are split by one permutation.
 from __future__ import annotations
 
 import hashlib
+import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
+from benchmark.common.errors import InputError
+from tasks.metrics import compute_metrics, task_score
+
 HELD_OUT = ("validation", "test")  # the order in which each class's shuffled rows are dealt out
+MIN_DEV_EXAMPLES = 4  # two per half, or a metric such as a correlation is undefined
+
+
+@dataclass(frozen=True)
+class DevHalves:
+    """The split-half protocol's halves of a dev set (ensembles/protocol.py): one selects, the other reports."""
+
+    selection: dict[str, np.ndarray]  # dev split -> sorted example indices
+    report: dict[str, np.ndarray]
+
+
+def split_dev(task, sizes: dict[str, int], seed: int) -> DevHalves:
+    """Half of each dev split (rounded down) selects, the rest reports; the seed and the task fix which half."""
+    selection, report = {}, {}
+    for split, n in sizes.items():
+        if n < MIN_DEV_EXAMPLES:
+            raise InputError(
+                f"task {task.name}",
+                f"its {split} set has {n} examples; the split-half protocol needs at least {MIN_DEV_EXAMPLES}",
+            )
+        # Keyed by task and split, so adding a task to a run does not reshuffle the others.
+        rng = np.random.default_rng([seed, zlib.crc32(f"{task.name}/{split}".encode())])
+        order = rng.permutation(n)
+        selection[split] = np.sort(order[: n // 2])
+        report[split] = np.sort(order[n // 2 :])
+    return DevHalves(selection, report)
+
+
+def score_on(
+    task, logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], indices: dict[str, np.ndarray]
+) -> tuple[dict[str, float], float]:
+    """Metrics (0-1) and task score (0-100) of `logits` on the examples `indices` names, split by split."""
+    metrics = compute_metrics(
+        task, {s: logits[s][i] for s, i in indices.items()}, {s: labels[s][i] for s, i in indices.items()}
+    )
+    return metrics, task_score(metrics)
 
 
 def holdout_partition(labels, fractions: dict[str, float], seed: int, stratify: bool) -> dict[str, np.ndarray]:

@@ -18,8 +18,8 @@ from ensembles.calibration import (
     negative_log_likelihood,
     trial_calibration,
 )
-from ensembles.protocol import split_dev
 from tasks.glue import GLUE_TASKS
+from tasks.splits import split_dev
 
 RTE = GLUE_TASKS["rte"]
 

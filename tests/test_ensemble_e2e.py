@@ -11,9 +11,9 @@ import yaml
 
 from benchmark.train.checkpoints import load_predictions
 from ensembles.combine import mean_prob
-from ensembles.protocol import score_on, split_dev
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
+from tasks.splits import score_on, split_dev
 from tests.conftest import bench
 
 METHODS = ["mean_prob", "vote", "greedy", "soup_uniform", "soup_greedy"]

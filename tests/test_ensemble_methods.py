@@ -5,8 +5,8 @@ import pytest
 
 from benchmark.common.errors import InputError
 from ensembles.combine import greedy_selection, mean_prob, probabilities, vote
-from ensembles.protocol import score_on, split_dev
 from tasks.glue import GLUE_TASKS
+from tasks.splits import score_on, split_dev
 
 RTE, STSB, MNLI = GLUE_TASKS["rte"], GLUE_TASKS["stsb"], GLUE_TASKS["mnli"]
 

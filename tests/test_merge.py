@@ -18,10 +18,10 @@ from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.local import run_local_trial
 from benchmark.train.modeling import load_finetuned_classifier, load_tokenizer
 from ensembles.merge import apply, base_encoder, build_merges, merged_vector, task_vectors, ties_vector, trim
-from ensembles.protocol import score_on, split_dev
 from ensembles.soups import read_weights
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
+from tasks.splits import score_on, split_dev
 
 FAST = dict(epochs=1, batch_size=16, learning_rate=1e-3, eval_batch_size=32, max_seq_length=64)
 DATA = {"max_train_samples": 96, "max_eval_samples": 48}

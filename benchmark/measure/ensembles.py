@@ -131,8 +131,8 @@ def _candidate_report_score(run_dir: Path, candidate: dict, report_file: str) ->
     from safetensors.numpy import load_file
 
     from benchmark.train.checkpoints import load_predictions, load_trial_meta
-    from ensembles.protocol import score_on
     from tasks.spec import TaskSpec
+    from tasks.splits import score_on
 
     folder = run_dir / candidate["checkpoint"]
     logits, labels = load_predictions(folder)

@@ -119,8 +119,8 @@ def report_half_figures(board: dict, root: Path, split_seed: int) -> dict[str, d
     """Every row's task scores on the report half of dev: per seed for rows of trials (their checkpoints' dev
     predictions restricted to the report half), as built for ensemble rows (already report-half, one replicate)."""
     from benchmark.train.checkpoints import load_predictions
-    from ensembles.protocol import score_on, split_dev
     from tasks.spec import TaskSpec
+    from tasks.splits import score_on, split_dev
 
     records = {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob("trials/*/record.json"))}
     out = {}

@@ -46,6 +46,8 @@ class TrialSpec:
     stage_one: str | None = None  # two-stage: the joint trial whose export it starts from
     chain: str | None = None  # chain: its label, `mrpc→rte`
     source_task: str | None = None  # chain: the task of this run whose best checkpoint it starts from
+    # The split-half seed whose selection half chooses the kept epoch (None: the whole dev set); see selection_seed.
+    selection_seed: int | None = None
 
     @property
     def record_ids(self) -> list[str]:
@@ -117,21 +119,37 @@ def make_plan(suite: Suite) -> list[TrialSpec]:
     return plan
 
 
+def selection_seed(suite: Suite) -> int | None:
+    """When the suite builds ensembles or merges, which report on the split-half protocol's report half of a dev set
+    that has no test split beside it, trials keep the epoch best on the selection half, so nothing reported on the
+    report half chose an epoch. (Tasks with a labelled test split choose on all of validation; the trainer knows.)"""
+    merges = suite.merge is not None and suite.merge.methods
+    return suite.config.ensemble.split_seed if (suite.ensemble and suite.ensemble.methods) or merges else None
+
+
+def _with_selection(settings: dict, seed: int | None) -> dict:
+    """A fingerprint's settings, with the selection seed only when there is one (older runs keep their prints)."""
+    return settings if seed is None else {**settings, "selection_seed": seed}
+
+
 def make_multitask_trial(suite: Suite, model, point: dict, seed: int) -> TrialSpec:
     mixture = suite.mixture
     training = training_for(suite.config, point).to_dict()
     tasks = {t.name: t for t in suite.tasks}
     data = {k: v for k, v in suite.config.data.__dict__.items() if k != "cache_dir"}
     digest = fingerprint(
-        {
-            "model": model.path,
-            "tasks": [tasks[t].to_dict() for t in mixture.tasks],
-            "mixture": mixture.to_dict(),
-            "training": training,
-            "seed": seed,
-            "data": data,
-            "workers": suite.config.resources.workers_per_trial,
-        }
+        _with_selection(
+            {
+                "model": model.path,
+                "tasks": [tasks[t].to_dict() for t in mixture.tasks],
+                "mixture": mixture.to_dict(),
+                "training": training,
+                "seed": seed,
+                "data": data,
+                "workers": suite.config.resources.workers_per_trial,
+            },
+            selection_seed(suite),
+        )
     )
     name = model.name if len(suite.models) > 1 else None
     id_part = _id_part(point, suite.config.search.grid)
@@ -148,6 +166,7 @@ def make_multitask_trial(suite: Suite, model, point: dict, seed: int) -> TrialSp
         tasks=mixture.tasks,
         mixture=mixture.to_dict(),
         task_ids={t: trial_id(f"multitask-{t}", name, id_part, seed) for t in mixture.tasks},
+        selection_seed=selection_seed(suite),
     )
 
 
@@ -175,6 +194,7 @@ def make_stage_two_trial(suite: Suite, joint: TrialSpec, task: str, stage_two_po
         kind="two-stage",
         stage_one=joint.trial_id,
         fingerprint=fingerprint({"stage_one": joint.fingerprint, "task": task, "training": training}),
+        selection_seed=joint.selection_seed,
     )
 
 
@@ -206,14 +226,17 @@ def make_trial(suite: Suite, model, task, point: dict, seed: int) -> TrialSpec:
     training = training_for(suite.config, point).to_dict()
     data = {k: v for k, v in suite.config.data.__dict__.items() if k != "cache_dir"}
     digest = fingerprint(
-        {
-            "model": model.path,
-            "task": task.to_dict(),
-            "training": training,
-            "seed": seed,
-            "data": data,
-            "workers": suite.config.resources.workers_per_trial,
-        }
+        _with_selection(
+            {
+                "model": model.path,
+                "task": task.to_dict(),
+                "training": training,
+                "seed": seed,
+                "data": data,
+                "workers": suite.config.resources.workers_per_trial,
+            },
+            selection_seed(suite),
+        )
     )
     return TrialSpec(
         trial_id=trial_id(
@@ -226,6 +249,7 @@ def make_trial(suite: Suite, model, task, point: dict, seed: int) -> TrialSpec:
         seed=seed,
         training=training,
         fingerprint=digest,
+        selection_seed=selection_seed(suite),
     )
 
 

@@ -109,7 +109,8 @@ def trial_record(
     """What the run directory keeps of one trial; `bench table` needs nothing else."""
     from tasks.metrics import OBJECTIVE
 
-    best = max(epochs, key=lambda e: e[OBJECTIVE]) if epochs else None
+    # The kept epoch: the best by the score that chose it (the selection half's, or the whole dev set's).
+    best = max(epochs, key=lambda e: e.get("selection_score", e[OBJECTIVE])) if epochs else None
     last = epochs[-1] if epochs else {}
     train_seconds = sum(e.get("train_seconds", 0.0) for e in epochs)
     return {
@@ -131,7 +132,8 @@ def trial_record(
         "best_metrics": {k: best[k] for k in metric_keys} if best else None,
         "checkpoint": checkpoint,
         "wall_seconds": wall_seconds,
-        "train_samples": last.get("train_samples", 0),
+        "train_samples": last.get("train_samples", 0),  # a joint trial's task: that task's batches only
+        "optimizer_steps": last.get("optimizer_steps", 0),
         "train_samples_per_s": last.get("train_samples", 0) / train_seconds if train_seconds else None,
         "peak_memory_mb": max((e.get("peak_memory_mb", 0.0) for e in epochs), default=None),
         "precision": last.get("precision"),  # what ran: `auto` resolved on the trial's device

@@ -66,14 +66,21 @@ def build_leaderboard(
         "trials": _trial_counts([r for r in records if r.get("kind") != "merged"]),  # a merge trains nothing
         "compute": {
             "trial_hours": sum(r.get("wall_seconds", 0.0) for r in records) / 3600,
-            "trial_epochs": sum(r["epochs"][-1]["epoch"] for r in records if r.get("epochs")),
+            "trial_epochs": _trial_epochs(records),
             "train_samples": sum(r.get("train_samples", 0) for r in records),
+            "optimizer_steps": sum(r.get("optimizer_steps", 0) for r in records),
         },
         "convention": CONVENTION,
         "test_tasks": [t for t in task_order if any(t in r.get("test", {}).get("task_scores", {}) for r in rows)],
         "test_note": TEST_NOTE
         + (GLUE_DEV_NOTE if any(r.get("task_spec", {}).get("final_test") == DEV_AS_TEST for r in records) else ""),
     }
+
+
+def _trial_epochs(records: list[dict]) -> float:
+    """Epochs trained, summed over trials; a joint trial's per-task records count its epochs once."""
+    epochs = {r.get("joint_trial") or r["trial_id"]: r["epochs"][-1]["epoch"] for r in records if r.get("epochs")}
+    return sum(epochs.values())
 
 
 def _trial_counts(records: list[dict]) -> dict:
@@ -163,11 +170,14 @@ def _row(
 
 
 def _compute(records: list[dict], chosen: list[dict], by_id: dict) -> dict:
-    """Cost of the row: device-hours of every trial behind it (the whole grid, every seed; for a merge, its own
-    time and the single-task trials it merged); training throughput of one trial at the chosen grid points;
-    parameters of one model; forward passes per example."""
-    sources = sorted({s for r in records for s in r.get("source_trials", [])})
-    records = records + [by_id[s] for s in sources if s in by_id]
+    """Cost of the row: device-hours, samples and optimizer steps of every trial behind it (the whole grid, every
+    seed; for a merge, the single-task trials it merged; for two-stage rows, their task's share of each joint trial
+    they started from); training throughput of one trial at the chosen grid points; parameters of one model; forward
+    passes per example."""
+    sources = {s for r in records for s in r.get("source_trials", [])}
+    stage_one = {(r["stage_one"], r["task"]) for r in records if r.get("stage_one")}
+    sources |= {i for i, r in by_id.items() if (r.get("joint_trial"), r["task"]) in stage_one}
+    records = records + [by_id[s] for s in sorted(sources) if s in by_id]
     resources = [r.get("resources") for r in records]
     device_hours = None
     if records and all(resources):
@@ -178,6 +188,8 @@ def _compute(records: list[dict], chosen: list[dict], by_id: dict) -> dict:
     return {
         "device": "GPU" if any(res and res["gpus_per_worker"] > 0 for res in resources) else "CPU",
         "device_hours": device_hours,
+        "train_samples": sum(r.get("train_samples", 0) for r in records),
+        "optimizer_steps": sum(r.get("optimizer_steps", 0) for r in records),
         "train_samples_per_s": float(np.mean(throughput)) if throughput else None,
         "parameters": max(parameters) if parameters else None,  # heads differ by task; the largest model
         "inference_passes": 1,

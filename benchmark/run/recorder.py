@@ -19,9 +19,9 @@ from tasks.metrics import OBJECTIVE
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # a result's saved folder in storage: `best/` and `state/` inside
 # What a record keeps of each evaluation (besides the task's metrics).
-EPOCH_FIELDS = ("epoch", OBJECTIVE, "train_loss", "learning_rate", "optimizer_steps", "train_samples",
-                "train_seconds", "train_samples_per_s", "eval_seconds", "eval_samples_per_s", "peak_memory_mb",
-                "node_id", "trainable_parameters", "precision", "device")  # fmt: skip
+EPOCH_FIELDS = ("epoch", OBJECTIVE, "selection_score", "train_loss", "learning_rate", "optimizer_steps",
+                "train_samples", "train_seconds", "train_samples_per_s", "eval_seconds", "eval_samples_per_s",
+                "peak_memory_mb", "node_id", "trainable_parameters", "precision", "device")  # fmt: skip
 # A joint trial's fields shared by its tasks' records (each task's own scores come from `tasks`).
 JOINT_FIELDS = ("epoch", "learning_rate", "optimizer_steps", "train_samples", "train_seconds", "train_samples_per_s",
                 "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id", "precision", "device")  # fmt: skip
@@ -92,10 +92,10 @@ class TrialRecorder:
         state["augmented_examples"] = result.get("augmented_examples", 0)
         self.curves[name].write(result, task.metric_keys())
         path = result.get(CHECKPOINT_PATH_KEY)
-        if path and result.get("is_best") and result[OBJECTIVE] > state["best"]:
+        if path and result.get("is_best") and result["selection_score"] > state["best"]:
             try:
                 self.store.install_checkpoint(name, lambda folder: download(f"{path}/{BEST_DIR}", self.storage, folder))
-                state["best"] = result[OBJECTIVE]
+                state["best"] = result["selection_score"]
             except OSError as e:  # a full or failing disk: the old checkpoint stays; the trial is recorded failed
                 state["write_error"] = f"cannot write its checkpoint: {e}"
         if path:
@@ -115,7 +115,7 @@ class TrialRecorder:
         if result.get("attempt") != state.get("attempt"):
             state["attempt"], state["history"] = result.get("attempt"), []
         row = {k: result[k] for k in EPOCH_FIELDS if k in result}
-        keep = (OBJECTIVE, "train_loss", "train_steps")
+        keep = (OBJECTIVE, "selection_score", "train_loss", "train_steps", "train_samples", "optimizer_steps")
         row["tasks"] = {
             t: {k: v for k, v in result["tasks"][t].items() if k in (*keep, *self.tasks[t].metric_keys())}
             for t in spec.tasks
@@ -128,7 +128,7 @@ class TrialRecorder:
                 self.store.install_checkpoint(spec.task_ids[task], lambda f, s=source: download(s, self.storage, f))
             except OSError as e:  # as for one task: the old export stays, and the joint trial is recorded failed
                 state["write_error"] = f"cannot write its checkpoint for {task}: {e}"
-        state["best"] = max(state["best"], result[OBJECTIVE])
+        state["best"] = max(state["best"], result["selection_score"])
         self._save_progress(name, state, None, [])
 
     def completed(self, name: str, end: TrialEnd) -> None:

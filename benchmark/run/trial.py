@@ -113,6 +113,7 @@ def run_trial(spec: dict, options: TrialOptions, data: dict, resume_from: str | 
                 TrainingConfig(**spec["training"]), spec["model_path"], spec["seed"], data,
                 Mixture.from_dict(spec["mixture"]), workdir, lambda m, folder: report({**m, **restored}, folder),
                 trust_remote_code=options.trust_remote_code, meta=meta, threads=threads, on_step=progress,
+                selection_seed=spec.get("selection_seed"),
             )  # fmt: skip
             return
         state = None
@@ -129,6 +130,7 @@ def run_trial(spec: dict, options: TrialOptions, data: dict, resume_from: str | 
             meta=meta, threads=threads, eval_every_steps=options.eval_every_steps, save_state=options.save_state,
             resume_from=state, log_every_steps=options.log_every_steps, on_step=progress,
             reset_best=state is not None and resumed_trial != spec["trial_id"], new_head=spec["kind"] == "chain",
+            selection_seed=spec.get("selection_seed"),
         )  # fmt: skip
     except TrialDiverged as e:  # raised on every rank at the same step: a result, not a crash to retry
         # Tune checks every result for the objective; a diverged trial scores the worst possible.

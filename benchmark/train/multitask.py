@@ -44,11 +44,13 @@ from benchmark.train.trainer import (
     _peak_memory_mb,
     _sum_over_ranks,
     predict_split,
+    selection_half,
     start_trial,
     step_progress,
 )
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
+from tasks.splits import score_on
 
 
 class MultiTaskModel(torch.nn.Module):
@@ -188,9 +190,12 @@ def train_multitask(
     meta: dict | None = None,
     threads: int | None = None,
     on_step: Callable[[dict], None] | None = None,
+    selection_seed: int | None = None,
 ) -> MultitaskResult:
     """`report(row, folder)`: the row holds the mean task score as `score` and each task's metrics under
-    `tasks`; `folder/best/<task>` holds the export of each task whose own dev score improved."""
+    `tasks`, with the samples and optimizer steps of its own batches so far (its share of the joint trial);
+    `folder/best/<task>` holds the export of each task whose own dev score improved (judged on the selection half
+    with `selection_seed`, as in `trainer.train`)."""
     started = time.perf_counter()
     hp, rank, world = start_trial(hp, seed, threads)  # hp.precision: `auto` resolved for this device
     specs = {t: data[t].task for t in mixture.tasks}
@@ -209,7 +214,9 @@ def train_multitask(
         for t in mixture.tasks
     }
     losses_fn = {t: _loss_function(specs[t].is_regression) for t in mixture.tasks}
+    halves = {t: selection_half(data[t], selection_seed) for t in mixture.tasks}
     history, samples_seen = [], 0
+    task_samples, task_steps = dict.fromkeys(mixture.tasks, 0), dict.fromkeys(mixture.tasks, 0)
     best_score, best_epoch = -math.inf, None
     task_best = {t: -math.inf for t in mixture.tasks}
     task_best_epoch: dict[str, float] = {}
@@ -248,6 +255,8 @@ def train_multitask(
                 )
             window_samples += len(batch)
             samples_seen += len(batch)
+            task_samples[task] += len(batch)
+            task_steps[task] += 1
             if on_step is not None:
                 on_step(
                     step_progress(epoch, hp.epochs, step + 1, len(draws), window_samples, window_start, hp.batch_size)
@@ -276,16 +285,22 @@ def train_multitask(
             }
             split_labels = {s: sp.labels for s, sp in data[task].eval_splits.items()}
             metrics = compute_metrics(specs[task], split_logits, split_labels)
+            score = task_score(metrics)
+            half = halves[task]
             per_task[task] = {
-                OBJECTIVE: task_score(metrics),
+                OBJECTIVE: score,
+                "selection_score": score_on(specs[task], split_logits, split_labels, half)[1] if half else score,
                 **metrics,
                 "train_loss": _mean_over_ranks(task_losses[task], device),
                 "train_steps": draws.count(task),
+                "train_samples": task_samples[task],
+                "optimizer_steps": task_steps[task],
             }
             outputs[task] = (split_logits, split_labels)
         eval_seconds = time.perf_counter() - eval_started
         row = {
             OBJECTIVE: float(np.mean([per_task[t][OBJECTIVE] for t in mixture.tasks])),
+            "selection_score": float(np.mean([per_task[t]["selection_score"] for t in mixture.tasks])),
             "tasks": per_task,
             "epoch": epoch + 1,
             "train_loss": _mean_over_ranks(losses, device),
@@ -302,12 +317,12 @@ def train_multitask(
             "device": device_name(),
         }
         history.append(row)
-        is_best = row[OBJECTIVE] > best_score
+        is_best = row["selection_score"] > best_score
         if is_best:
-            best_score, best_epoch = row[OBJECTIVE], row["epoch"]
-        improved = [t for t in mixture.tasks if per_task[t][OBJECTIVE] > task_best[t]]
+            best_score, best_epoch = row["selection_score"], row["epoch"]
+        improved = [t for t in mixture.tasks if per_task[t]["selection_score"] > task_best[t]]
         for t in improved:
-            task_best[t], task_best_epoch[t] = per_task[t][OBJECTIVE], row["epoch"]
+            task_best[t], task_best_epoch[t] = per_task[t]["selection_score"], row["epoch"]
         folder = workdir / f"step-{engine.global_steps}"
         if improved and rank == 0:
             shutil.rmtree(folder, ignore_errors=True)
@@ -326,6 +341,7 @@ def train_multitask(
                         "training": hp.to_dict(),
                         "multitask": mixture.to_dict(),
                         "epoch": row["epoch"],
+                        "selection_seed": selection_seed if halves[t] else None,  # what chose the epoch
                         "metrics": {k: per_task[t][k] for k in specs[t].metric_keys()},
                         OBJECTIVE: per_task[t][OBJECTIVE],
                     },

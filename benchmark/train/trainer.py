@@ -39,6 +39,7 @@ from benchmark.train.training_state import (
 )
 from tasks.encoding import EncodedSplit, TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
+from tasks.splits import score_on, split_dev
 
 # report(metrics, folder_or_None): the caller takes ownership of the folder. It holds `best/` (a Hugging Face
 # checkpoint, when this evaluation is the best so far; rank 0 only) and `state/` (when saving state).
@@ -85,14 +86,17 @@ def train(
     log_every_steps: int = 10,
     new_head: bool = False,
     on_step: Callable[[dict], None] | None = None,
+    selection_seed: int | None = None,
 ) -> TrialResult:
     """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on.
     `log_every_steps`: a point of the training curve (loss, learning rate) every so many optimizer steps and at
     each evaluation; each report carries the points since the last one (benchmark/train/curves.py). `new_head`:
     `model_path` is a checkpoint of another task (intermediate-task transfer): its encoder, with a new head.
-    `on_step(info)`: told after every optimizer step where the epoch stands (`step_progress`)."""
+    `on_step(info)`: told after every optimizer step where the epoch stands (`step_progress`).
+    `selection_seed`: the kept epoch is the best on that split-half protocol's selection half (`selection_half`)."""
     started = time.perf_counter()
     task = data.task
+    half = selection_half(data, selection_seed)
     hp, rank, world = start_trial(hp, seed, threads)  # hp.precision: `auto` resolved for this device
 
     # Model, optimizer and schedule, seeded so that the same seed gives the same head and the same run.
@@ -173,6 +177,7 @@ def train(
             split_logits, split_labels = row.pop("_logits"), row.pop("_labels")
             row.update(
                 {
+                    "selection_score": score_on(task, split_logits, split_labels, half)[1] if half else row[OBJECTIVE],
                     "epoch": epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4),
                     "train_loss": _mean_over_ranks(losses, device),
                     "learning_rate": max(schedule.get_last_lr()),  # the head's, with layer-wise decay
@@ -188,9 +193,9 @@ def train(
                 }
             )
             progress.history.append(row)
-            is_best = row[OBJECTIVE] > progress.best_score
+            is_best = row["selection_score"] > progress.best_score
             if is_best:
-                progress.best_score, progress.best_epoch = row[OBJECTIVE], row["epoch"]
+                progress.best_score, progress.best_epoch = row["selection_score"], row["epoch"]
             folder = workdir / f"step-{engine.global_steps}"
             wrote = False
             if is_best and rank == 0:
@@ -208,6 +213,7 @@ def train(
                         "seed": seed,
                         "training": hp.to_dict(),
                         "epoch": row["epoch"],
+                        "selection_seed": selection_seed if half else None,  # what chose the epoch
                         "metrics": {k: row[k] for k in task.metric_keys()},
                         OBJECTIVE: row[OBJECTIVE],
                     },
@@ -244,6 +250,15 @@ def train(
         )
     engine.destroy()
     return TrialResult(progress.history, progress.best_epoch, progress.best_score, time.perf_counter() - started)
+
+
+def selection_half(data: TaskData, seed: int | None) -> dict[str, np.ndarray] | None:
+    """The dev examples that choose the kept epoch: with `seed`, the split-half protocol's selection half, so that
+    ensembles reporting on the other half report on data that chose nothing; else (None) the whole dev set. A task
+    with a labelled test split chooses on all of validation: test reports."""
+    if seed is None or data.task.final_test is not None:
+        return None
+    return split_dev(data.task, {s: len(sp) for s, sp in data.eval_splits.items()}, seed).selection
 
 
 def _trainable(hp: TrainingConfig, model, epoch: int) -> frozenset[str] | None:

@@ -1,0 +1,88 @@
+"""Split-half without leaks: with ensembles on a reported dev set, each trial keeps the epoch that is best on the
+selection half, so the report half, which ensemble rows are scored on, chose nothing."""
+
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from benchmark.config.suite import load_suite
+from benchmark.plan.trials import make_plan
+from benchmark.train.checkpoints import load_predictions, load_trial_meta
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.modeling import load_tokenizer
+from benchmark.train.trainer import BEST_DIR, train
+from ensembles.protocol import describe
+from tasks.encoding import encode_task
+from tasks.glue import GLUE_TASKS
+from tasks.splits import score_on, split_dev
+
+
+@pytest.fixture(scope="module")
+def stsb(tiny_model, glue_dir, cache_dir):
+    return encode_task(GLUE_TASKS["stsb"], load_tokenizer(str(tiny_model)), 64, glue_dir, cache_dir, 96, 96)
+
+
+def _train(tiny_model, stsb, tmp_path, selection_seed):
+    """Nine evaluations (every 2 optimizer steps); the kept checkpoint is copied out as it is reported."""
+    rows, kept = [], tmp_path / "kept"
+
+    def report(metrics, folder):
+        rows.append(metrics)
+        if folder is not None and (folder / BEST_DIR).is_dir():
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(folder / BEST_DIR, kept)
+
+    hp = TrainingConfig(epochs=3, batch_size=16, learning_rate=3e-4, eval_batch_size=48)
+    result = train(hp, str(tiny_model), 2, stsb, tmp_path / "work", report, eval_every_steps=2,
+                   selection_seed=selection_seed)  # fmt: skip
+    return result, rows, kept
+
+
+def test_the_kept_epoch_is_chosen_on_the_selection_half_when_the_report_half_prefers_another(
+    tiny_model, stsb, tmp_path
+):
+    result, rows, kept = _train(tiny_model, stsb, tmp_path, selection_seed=0)
+    halves = split_dev(stsb.task, {"validation": len(stsb.eval_splits["validation"])}, 0)
+    selection = [r["selection_score"] for r in rows]
+    # This run is one where the whole dev set (and so the report half) prefers a later evaluation than the
+    # selection half: keeping the best epoch on the whole dev set would let the report half choose it.
+    assert int(np.argmax(selection)) != int(np.argmax([r["score"] for r in rows]))
+    chosen = rows[int(np.argmax(selection))]
+    assert result.best_epoch == chosen["epoch"] and result.best_score == pytest.approx(max(selection))
+    meta = load_trial_meta(kept)
+    assert meta["epoch"] == chosen["epoch"] and meta["selection_seed"] == 0
+    logits, labels = load_predictions(kept)
+    assert score_on(stsb.task, logits, labels, halves.selection)[1] == pytest.approx(max(selection), abs=1e-4)
+    # Each evaluation's selection score is the selection half's, not the whole dev set's.
+    assert all(r["selection_score"] != pytest.approx(r["score"]) for r in rows)
+
+
+def test_without_ensembles_the_whole_dev_set_chooses(tiny_model, stsb, tmp_path):
+    result, rows, kept = _train(tiny_model, stsb, tmp_path, selection_seed=None)
+    scores = [r["score"] for r in rows]
+    assert (
+        result.best_epoch == rows[int(np.argmax(scores))]["epoch"] and load_trial_meta(kept)["selection_seed"] is None
+    )
+    assert all(r["selection_score"] == r["score"] for r in rows)
+
+
+def test_the_plan_chooses_on_the_selection_half_exactly_when_ensembles_report_on_dev(tiny_model, glue_dir, tmp_path):
+    def plan(**extra):
+        path = tmp_path / "suite.yaml"
+        suite = {"name": "s", "model": str(tiny_model), "tasks": ["rte"], **extra}
+        path.write_text(yaml.safe_dump(suite))
+        return make_plan(load_suite(path))
+
+    plain = plan()
+    ensembled = plan(ensemble={"methods": ["mean_prob"], "split_seed": 5})
+    assert plain[0].selection_seed is None and ensembled[0].selection_seed == 5
+    assert plain[0].fingerprint != ensembled[0].fingerprint  # a run made without it is not silently reused
+    merged = plan(tasks=["rte", "mrpc"], merge={"methods": ["task_arithmetic"], "tasks": ["rte", "mrpc"]})
+    assert {t.selection_seed for t in merged} == {0}
+    # With a labelled test split, validation chooses and test reports: the trainer ignores the seed for the task.
+    glue_test = plan(ensemble={"methods": ["mean_prob"]}, data={"glue_dev": "test"})
+    assert glue_test[0].selection_seed == 0 and load_suite(tmp_path / "suite.yaml").tasks[0].final_test == "dev"
+    assert "each candidate's epoch too" in describe(0)["description"]
+    assert "the report half helped choose" in describe(0, epochs_on_selection_half=False)["description"]
