@@ -138,13 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _statistics_options(parser) -> None:
-    from benchmark.results.bootstrap import RESAMPLES
+    from benchmark.results.bootstrap import LEVEL, LEVELS, RESAMPLES
+    from benchmark.results.statistics import CORRECTION, CORRECTIONS
 
     parser.add_argument(
         "--baseline",
         metavar="SYSTEM",
-        help="the row the others are tested against (its name, or a unique part of it); "
-        "default: the best single-model row",
+        help="the row every other row is tested against (its name, or a unique part of it); default: for each "
+        "row, the best single-model row scored on the same dev examples",
     )
     parser.add_argument(
         "--bootstrap",
@@ -152,6 +153,20 @@ def _statistics_options(parser) -> None:
         default=RESAMPLES,
         metavar="N",
         help=f"bootstrap resamples for intervals and tests (default {RESAMPLES})",
+    )
+    parser.add_argument(
+        "--bootstrap-level",
+        choices=LEVELS,
+        default=LEVEL,
+        help="what a resample draws: a row's seeds and the dev examples (a row with one seed: the examples), or "
+        f"the dev examples only (default {LEVEL})",
+    )
+    parser.add_argument(
+        "--correction",
+        choices=CORRECTIONS,
+        default=CORRECTION,
+        help="correction for multiple comparisons over all the table's tests: Holm, Benjamini-Hochberg or none "
+        f"(default {CORRECTION})",
     )
 
 
@@ -235,7 +250,9 @@ def _table(args) -> int:
     from benchmark.results.board import leaderboard_from_runs
     from benchmark.results.tables import FORMATTERS
 
-    board, _ = leaderboard_from_runs([Path(d) for d in args.run_dirs], args.baseline, args.bootstrap)
+    board, _ = leaderboard_from_runs(
+        [Path(d) for d in args.run_dirs], args.baseline, args.bootstrap, args.correction, args.bootstrap_level
+    )
     sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute, calibration=args.calibration))
     return 0
 
@@ -246,7 +263,12 @@ def _report(args) -> int:
     from benchmark.results.report import write_report
 
     path = write_report(
-        [Path(d) for d in args.run_dirs], Path(args.output) if args.output else None, args.baseline, args.bootstrap
+        [Path(d) for d in args.run_dirs],
+        Path(args.output) if args.output else None,
+        args.baseline,
+        args.bootstrap,
+        args.correction,
+        args.bootstrap_level,
     )
     print(f"Report: {path}")
     return 0

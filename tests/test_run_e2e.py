@@ -107,11 +107,12 @@ def test_merged_run_directories_are_tested_against_the_baseline(tiny_run, tmp_pa
     shutil.copytree(run, other, ignore=shutil.ignore_patterns("ray"))
     for path in other.glob("trials/*/record.json"):
         path.write_text(path.read_text().replace('"model": "', '"model": "copy-of-'))
-    proc = bench("table", run, other, "--baseline", "copy-of", "--format", "json")
+    # Seeds fixed (two-level draws would resample each row's seeds independently): identical rows give p = 1.
+    proc = bench("table", run, other, "--baseline", "copy-of", "--bootstrap-level", "examples", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     board = json.loads(proc.stdout)
     rows = {r["model"].startswith("copy-of-"): r for r in board["rows"]}
-    assert board["statistics"]["baseline"] == rows[True]["system"] and rows[True]["significance"] is None
+    assert board["statistics"]["baseline"] == [rows[True]["system"]] and rows[True]["significance"] is None
     for test in rows[False]["significance"]["task_scores"].values():
         assert test["delta"] == 0.0 and test["p"] == 1.0 and not test["significant"]
     assert all(Path(p).is_absolute() for files in rows[True]["predictions"].values() for p in files)

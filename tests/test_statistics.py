@@ -5,8 +5,16 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from benchmark.common.errors import InputError
-from benchmark.results.bootstrap import SplitPredictions, common_examples, interval, paired_difference, score_task
-from benchmark.results.statistics import add_statistics
+from benchmark.results.bootstrap import (
+    SplitPredictions,
+    common_examples,
+    interval,
+    paired_difference,
+    resample_seeds,
+    score_task,
+)
+from benchmark.results.statistics import add_statistics, adjust_p
+from benchmark.results.tables import format_markdown
 from tasks.glue import GLUE_TASKS
 
 SPECS = {name: GLUE_TASKS[name] for name in ("rte", "stsb", "mnli")}
@@ -25,16 +33,18 @@ def regression(labels, noise, rng):
     )
 
 
-def row(system, files: dict, average=50.0, kind="single"):
-    """A leaderboard row as build_leaderboard makes it, reduced to what the statistics read."""
+def row(system, files: dict, average=50.0, kind="single", scores=None):
+    """A leaderboard row as build_leaderboard makes it, reduced to what the statistics read; `scores`: per task
+    (default: the average on every task)."""
+    scores = scores or {t: average for t in files}
     return {
         "system": system,
         "kind": kind,
         "model": system,
         "average": average,
         "predictions": files,
-        "scores": {t: {k: 50.0 for k in SPECS[t].metric_keys()} for t in files},
-        "task_scores": {t: 50.0 for t in files},
+        "scores": {t: {k: scores[t] for k in SPECS[t].metric_keys()} for t in files},
+        "task_scores": dict(scores),
         "std": {"scores": {}, "task_scores": {}, "average": None},
         "seeds": 1,
         "config": {},
@@ -76,18 +86,20 @@ def test_a_system_never_worse_and_often_better_is_significant_and_identical_syst
         baseline="worse",
     )
     by = {r["system"]: r for r in board["rows"]}
-    assert board["statistics"]["baseline"] == "worse" and by["worse"]["significance"] is None
+    assert board["statistics"]["baseline"] == ["worse"] and by["worse"]["significance"] is None
     good = by["good"]["significance"]["task_scores"]["rte"]
     expected = 100 * (
         accuracy_score(LABELS, np.where(GOOD, LABELS, 1 - LABELS))
         - accuracy_score(LABELS, np.where(WORSE, LABELS, 1 - LABELS))
     )
     assert good["delta"] == pytest.approx(expected) and good["delta"] > 10
-    assert good["significant"] and good["p"] == pytest.approx(2 / 1001)  # no resample at or below zero
+    assert good["significant"] and good["p"] == 0.0 and good["p_adjusted"] == 0.0  # no resample at or below 0
+    assert good["baseline"] == "worse" and board["statistics"]["tests"] == 4  # good and copy: rte, average
     assert good["ci"][0] > 0 and good["examples"] == 300
     assert by["good"]["significance"]["average"]["significant"]
     same = by["copy"]["significance"]["task_scores"]["rte"]
     assert same["delta"] == 0.0 and same["p"] == 1.0 and not same["significant"] and same["ci"] == [0.0, 0.0]
+    assert same["p_adjusted"] == 1.0
 
 
 def test_the_paired_test_rejects_about_five_percent_of_true_nulls():
@@ -133,30 +145,30 @@ def test_the_interval_covers_the_true_accuracy_about_95_percent_of_the_time():
 def test_seeds_are_scored_on_the_same_draws_and_averaged():
     seed_a, seed_b = classification(LABELS, GOOD), classification(LABELS, WORSE)
     examples = {"validation": np.arange(300)}
-    both = score_task(SPECS["rte"], [{"validation": seed_a}, {"validation": seed_b}], examples, 200)
+    both = score_task(SPECS["rte"], [{"validation": seed_a}, {"validation": seed_b}], examples, 200, level="examples")
     one_a = score_task(SPECS["rte"], [{"validation": seed_a}], examples, 200)
     one_b = score_task(SPECS["rte"], [{"validation": seed_b}], examples, 200)
     assert both.score == pytest.approx((one_a.score + one_b.score) / 2)
     np.testing.assert_allclose(both.score_replicates, (one_a.score_replicates + one_b.score_replicates) / 2)
-    twice = score_task(SPECS["rte"], [{"validation": seed_a}, {"validation": seed_a}], examples, 200)
+    twice = score_task(SPECS["rte"], [{"validation": seed_a}, {"validation": seed_a}], examples, 200, level="examples")
     np.testing.assert_allclose(twice.score_replicates, one_a.score_replicates)
 
 
-def test_rows_covering_part_of_dev_are_compared_on_the_common_examples():
+def test_a_named_baseline_is_compared_on_the_examples_both_rows_cover():
     half = np.arange(0, 300, 2)
     part = classification(LABELS[half], GOOD[half], indices=half)
     files = {"ensemble": {"validation": part}, "single": {"validation": classification(LABELS, WORSE)}}
     board = board_of(
-        [row("ensemble", {"rte": ["ensemble"]}, 80.0, kind="ensemble"), row("single", {"rte": ["single"]}, 60.0)], files
+        [row("ensemble", {"rte": ["ensemble"]}, 80.0, kind="ensemble"), row("single", {"rte": ["single"]}, 60.0)],
+        files,
+        baseline="single",
     )
     by = {r["system"]: r for r in board["rows"]}
-    assert board["statistics"]["baseline"] == "single"  # the default: the best single-model row
+    assert board["statistics"]["baseline"] == ["single"] and board["statistics"]["baseline_rule"] == "named"
     test = by["ensemble"]["significance"]["task_scores"]["rte"]
-    assert test["examples"] == 150 and by["ensemble"]["ci"]["examples"]["rte"] == 150
+    assert test["examples"] == 150 and by["ensemble"]["ci"]["examples"]["rte"] == 150 and test["baseline"] == "single"
     on_half = 100 * (GOOD[half].mean() - WORSE[half].mean())
     assert test["delta"] == pytest.approx(on_half)
-    from benchmark.results.tables import format_markdown
-
     md = format_markdown(board)
     assert "(n=150)" in md and "every compared prediction covers" in md
 
@@ -173,6 +185,7 @@ def test_different_dev_sets_are_not_compared_and_missing_files_give_no_interval(
     assert by["b"]["significance"]["task_scores"]["rte"] == {
         "comparable": False,
         "reason": "different dev sets (the gold labels differ)",
+        "baseline": "a",
     }
     assert by["c"]["ci"]["task_scores"] == {} and board["statistics"]["missing"] == ["c: rte"]
 
@@ -212,13 +225,13 @@ def test_intervals_are_reproducible_and_do_not_depend_on_the_other_rows():
     alone = board_of([row("good", {"rte": ["good"]}, 80.0)], files)
     together = board_of([row("good", {"rte": ["good"]}, 80.0), row("worse", {"rte": ["worse"]}, 60.0)], files)
     assert alone["rows"][0]["ci"] == together["rows"][0]["ci"]
-    assert alone["statistics"]["baseline"] is None and alone["rows"][0]["significance"] is None
+    assert alone["statistics"]["baseline"] == [] and alone["rows"][0]["significance"] is None
 
 
 def test_baseline_by_name_or_unique_part_and_a_wrong_name_is_an_input_error():
     files = {"a": {"validation": classification(LABELS, GOOD)}, "b": {"validation": classification(LABELS, WORSE)}}
     rows = [row("bert-base (single)", {"rte": ["a"]}, 70.0), row("bert-large (single)", {"rte": ["b"]}, 60.0)]
-    assert board_of(rows, files, baseline="large")["statistics"]["baseline"] == "bert-large (single)"
+    assert board_of(rows, files, baseline="large")["statistics"]["baseline"] == ["bert-large (single)"]
     with pytest.raises(InputError, match="matches several rows"):
         board_of(rows, files, baseline="bert")
     with pytest.raises(InputError, match="matches no row"):
@@ -229,3 +242,199 @@ def test_common_examples_intersects_every_seed_and_row():
     a = {"validation": classification(LABELS[:10], GOOD[:10], indices=np.arange(10))}
     b = {"validation": classification(LABELS[5:15], GOOD[5:15], indices=np.arange(5, 15))}
     assert common_examples([a], [b])["validation"].tolist() == [5, 6, 7, 8, 9]
+
+
+def test_holm_and_benjamini_hochberg_against_hand_computed_values():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # Holm: sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; running maximum.
+    assert adjust_p(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # BH: sorted times 4/1, 4/2, 4/3, 4/4 = 0.02, 0.02, 0.04, 0.04; running minimum from the largest.
+    assert adjust_p(p, "bh") == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert adjust_p(p, "none") == p
+    assert adjust_p([0.5, 0.6], "holm") == [1.0, 1.0] and adjust_p([0.5, 0.6], "bh") == pytest.approx([0.6, 0.6])
+    assert adjust_p([], "holm") == []
+
+
+def test_interval_excludes_zero_exactly_when_p_is_below_alpha():
+    """Over many replicate arrays, with ties and zeros: the interval and p come from the same order statistics."""
+    rng = np.random.default_rng(3)
+    for trial in range(3000):
+        resamples = int(rng.choice([1, 2, 7, 39, 40, 41, 100, 199, 500, 1000, 1001, 2000]))
+        shift = rng.integers(-3, 4)
+        deltas = (rng.integers(-4, 5, resamples) + shift) * rng.choice([1.0, 0.1, 1e-9])  # ties, many zeros
+        test = paired_difference(float(deltas.mean()), deltas, 0.0, np.zeros(resamples))
+        low, high = test["ci"]
+        assert (low > 0 or high < 0) == (test["p"] < 0.05) == test["significant"], (trial, test)
+        assert low == np.quantile(deltas, 0.025, method="inverted_cdf")
+        assert high == -np.quantile(-deltas, 0.025, method="inverted_cdf")
+
+
+def test_the_case_where_a_percentile_interval_and_p_disagreed():
+    """25 of 1000 resampled differences at or below zero: p = 0.05, not significant, and the interval holds 0
+    (the interpolated percentile excluded 0 while the old p, (25 + 1) x 2 / 1001, was 0.052)."""
+    deltas = np.array([-1.0] * 24 + [0.0] + [1.0] * 975)
+    test = paired_difference(1.0, deltas, 0.0, np.zeros(1000))
+    assert test["p"] == pytest.approx(0.05) and not test["significant"] and test["ci"][0] == 0.0
+    assert np.percentile(deltas, 2.5) > 0  # what the old interval said
+    fewer = paired_difference(1.0, np.array([-1.0] * 24 + [1.0] * 976), 0.0, np.zeros(1000))
+    assert fewer["p"] == pytest.approx(0.048) and fewer["significant"] and fewer["ci"][0] > 0
+
+
+def test_two_level_bootstrap_widens_the_interval_when_seeds_disagree_and_equals_one_level_with_one_seed():
+    examples = {"validation": np.arange(300)}
+    good, worse = {"validation": classification(LABELS, GOOD)}, {"validation": classification(LABELS, WORSE)}
+    spec = SPECS["rte"]
+    one_level = score_task(spec, [good, worse], examples, 1000, level="examples", system="m")
+    two_level = score_task(spec, [good, worse], examples, 1000, level="seeds+examples", system="m")
+    assert two_level.score == one_level.score  # the point value is the mean over all seeds either way
+    low1, high1 = interval(one_level.score_replicates)
+    low2, high2 = interval(two_level.score_replicates)
+    assert high2 - low2 > 1.5 * (high1 - low1)
+    # A resample that draws the same seed twice scores that seed alone: the resampled values spread to either seed.
+    draws = resample_seeds("rte", "m", 2, 1000)
+    alone = draws.min(axis=1) == draws.max(axis=1)
+    good_alone = score_task(spec, [good], examples, 1000).score_replicates
+    both_good = alone & (draws[:, 0] == 0)
+    np.testing.assert_allclose(two_level.score_replicates[both_good], good_alone[both_good])
+    # One seed: nothing to draw, the same values as the one-level bootstrap.
+    single = score_task(spec, [good], examples, 1000, level="seeds+examples", system="m")
+    np.testing.assert_array_equal(single.score_replicates, score_task(spec, [good], examples, 1000).score_replicates)
+    again = score_task(spec, [good, worse], examples, 1000, level="seeds+examples", system="m")
+    np.testing.assert_array_equal(again.score_replicates, two_level.score_replicates)  # reproducible
+
+
+def test_the_board_records_the_bootstrap_level_and_a_rows_interval_does_not_depend_on_other_rows():
+    files = {
+        "good": {"validation": classification(LABELS, GOOD)},
+        "worse": {"validation": classification(LABELS, WORSE)},
+    }
+    two_seeds = row("m (single)", {"rte": ["good", "worse"]}, 70.0)
+    alone = board_of([two_seeds], files)
+    together = board_of([two_seeds, row("other (single)", {"rte": ["worse", "good"]}, 60.0)], files)
+    assert alone["rows"][0]["ci"] == together["rows"][0]["ci"]
+    assert alone["statistics"]["bootstrap_level"] == "seeds+examples"
+    fixed = board_of([two_seeds], files, level="examples")
+    assert fixed["statistics"]["bootstrap_level"] == "examples"
+    assert _width(alone) > _width(fixed)
+
+
+def _width(board) -> float:
+    low, high = board["rows"][0]["ci"]["task_scores"]["rte"]
+    return high - low
+
+
+def _slightly_better(base: np.ndarray, up: int, down: int) -> np.ndarray:
+    """`base`, right on `up` more examples it got wrong and wrong on `down` it got right."""
+    out = base.copy()
+    out[np.flatnonzero(~base)[:up]] = True
+    out[np.flatnonzero(base)[:down]] = False
+    return out
+
+
+def test_holm_correction_takes_the_arrow_from_a_comparison_significant_only_before_it():
+    base = np.random.default_rng(8).random(300) < 0.7
+    files = {
+        "base": {"validation": classification(LABELS, base)},
+        "slight": {"validation": classification(LABELS, _slightly_better(base, 12, 3))},
+        "same1": {"validation": classification(LABELS, _slightly_better(base, 4, 4))},
+        "same2": {"validation": classification(LABELS, _slightly_better(base, 3, 3))},
+    }
+    rows = [
+        row("slight", {"rte": ["slight"]}, 73.0),
+        row("same1", {"rte": ["same1"]}, 70.0),
+        row("same2", {"rte": ["same2"]}, 69.0),
+        row("base", {"rte": ["base"]}, 70.0, kind="single"),
+    ]
+    holm = board_of(rows, files, baseline="base")
+    raw = board_of(rows, files, baseline="base", correction="none")
+    test = {r["system"]: r for r in holm["rows"]}["slight"]["significance"]["task_scores"]["rte"]
+    assert test["p"] < 0.05 <= test["p_adjusted"] and not test["significant"]
+    assert holm["statistics"]["correction"] == "holm" and holm["statistics"]["tests"] == 6  # 3 rows x (rte, avg)
+    assert test["p_adjusted"] == pytest.approx(min(1.0, 6 * test["p"]))  # the smallest p of the six
+    assert {r["system"]: r for r in raw["rows"]}["slight"]["significance"]["task_scores"]["rte"]["significant"]
+    holm_md, raw_md = format_markdown(holm), format_markdown(raw)
+    slight_line = next(line for line in holm_md.splitlines() if line.startswith("| slight | "))
+    assert "↑" not in slight_line and "Holm-corrected over 6 tests" in holm_md
+    assert "↑" in next(line for line in raw_md.splitlines() if line.startswith("| slight | "))
+    assert "uncorrected for multiple comparisons" in raw_md and "(adj. p" not in raw_md
+    assert "(adj. p=" in holm_md and "uncorrected 95% intervals" in holm_md
+    bh = board_of(rows, files, baseline="base", correction="bh")
+    assert "Benjamini-Hochberg (false discovery rate)-corrected over 6 tests" in format_markdown(bh)
+
+
+HALF = np.arange(0, 300, 2)
+
+
+def _on_half(correct):
+    return {"validation": classification(LABELS[HALF], correct[HALF], indices=HALF)}
+
+
+def test_each_row_is_tested_against_the_best_single_row_scored_on_the_same_examples():
+    worse2 = GOOD & (np.random.default_rng(9).random(300) < 0.85)
+    files = {
+        "a": {"validation": classification(LABELS, GOOD)},
+        "b": {"validation": classification(LABELS, WORSE)},
+        "multi": {"validation": classification(LABELS, worse2)},
+        "best": _on_half(worse2),
+        "vote": _on_half(GOOD),
+        "greedy": _on_half(WORSE),
+    }
+    board = board_of(
+        [
+            row("a (single)", {"rte": ["a"]}, 70.0),
+            row("b (single)", {"rte": ["b"]}, 60.0),
+            row("a (multitask)", {"rte": ["multi"]}, 65.0, kind="multitask"),
+            row("best single checkpoint", {"rte": ["best"]}, 68.0),
+            row("vote (top 3)", {"rte": ["vote"]}, 72.0, kind="ensemble"),
+            row("greedy (all)", {"rte": ["greedy"]}, 66.0, kind="ensemble"),
+        ],
+        files,
+    )
+    by = {r["system"]: r for r in board["rows"]}
+    stats = board["statistics"]
+    assert stats["baseline"] == ["a (single)", "best single checkpoint"]  # in row order: best average first
+    assert stats["baseline_rule"] == "best single on the same examples"
+    assert by["a (single)"]["significance"] is None and by["best single checkpoint"]["significance"] is None
+    for name, base, n in [
+        ("b (single)", "a (single)", 300),
+        ("a (multitask)", "a (single)", 300),
+        ("vote (top 3)", "best single checkpoint", 150),
+        ("greedy (all)", "best single checkpoint", 150),
+    ]:
+        sig = by[name]["significance"]
+        assert sig["task_scores"]["rte"]["baseline"] == sig["average"]["baseline"] == base
+        assert sig["task_scores"]["rte"]["examples"] == n
+    vote = by["vote (top 3)"]["significance"]["task_scores"]["rte"]
+    assert vote["delta"] == pytest.approx(100 * (GOOD[HALF].mean() - worse2[HALF].mean()))
+    assert by["vote (top 3)"]["ci"]["example_set"] == by["best single checkpoint"]["ci"]["example_set"]
+    assert by["vote (top 3)"]["ci"]["example_set"] != by["a (single)"]["ci"]["example_set"]
+    md = format_markdown(board)
+    assert "## Differences from each row's baseline" in md and "| system | baseline | rte | average |" in md
+    assert "| vote (top 3) | best single checkpoint | " in md and "| b (single) | a (single) | " in md
+
+
+def test_per_task_baselines_follow_each_tasks_best_single_row():
+    rng = np.random.default_rng(5)
+    y = rng.uniform(0, 5, 300)
+    files = {
+        "a": {"validation": classification(LABELS, GOOD)},
+        "b": {"validation": classification(LABELS, WORSE)},
+        "a_sts": {"validation": regression(y, 2.0, rng)},
+        "b_sts": {"validation": regression(y, 0.5, rng)},
+    }
+    board = board_of(
+        [
+            row("A", {"rte": ["a"], "stsb": ["a_sts"]}, 60.0, scores={"rte": 80.0, "stsb": 40.0}),
+            row("B", {"rte": ["b"], "stsb": ["b_sts"]}, 70.0, scores={"rte": 60.0, "stsb": 80.0}),
+        ],
+        files,
+        tasks=("rte", "stsb"),
+    )
+    by = {r["system"]: r for r in board["rows"]}
+    assert set(by["B"]["significance"]["task_scores"]) == {"rte"} and by["B"]["significance"]["average"] is None
+    assert by["B"]["significance"]["task_scores"]["rte"]["baseline"] == "A"
+    a = by["A"]["significance"]
+    assert set(a["task_scores"]) == {"stsb"} and a["task_scores"]["stsb"]["baseline"] == a["average"]["baseline"] == "B"
+    assert board["statistics"]["baseline"] == ["B", "A"] and board["statistics"]["tests"] == 3
+    md = format_markdown(board)
+    assert "| B | A | " in md and "| A | B | baseline | " in md  # A is B's baseline on rte

@@ -73,8 +73,10 @@ def test_markdown_marks_the_best_in_bold_and_significant_differences(board):
     strong = next(line for line in md.splitlines() if line.startswith("| my_model_v2 & co (single) | **"))
     assert strong.count("↑") == 3 and strong.count("**") == 6  # rte, mrpc, average: bold and above the baseline
     assert "## 95% confidence intervals" in md and "## Differences from the baseline, weak<b> (single)" in md
-    assert re.search(r"\| my_model_v2 & co \(single\) \| \+\d+\.\d \[\d+\.\d, \d+\.\d\], p=0\.004↑ \|", md)
-    assert "two-sided p < 0.05" in md and "(n=" not in md
+    # No resample of 500 at or below zero: p = 0, printed as below what 500 resamples resolve (2 / 500).
+    cell = r"\+\d+\.\d \[\d+\.\d, \d+\.\d\], p<0\.004 \(adj\. p<0\.004\)↑"
+    assert re.search(rf"\| my_model_v2 & co \(single\) \| weak<b> \(single\) \| {cell} \|", md)
+    assert "Holm-corrected over 3 tests: adjusted p < 0.05" in md and "(n=" not in md
 
 
 def test_compute_columns(board):
@@ -185,3 +187,116 @@ def test_rich_table_prints_each_rows_average(board):
     for row in board["rows"]:
         line = next(line for line in lines if line.lstrip("│ ").startswith(row["system"]))
         assert line[column - 2 : column + 12].strip(" │").startswith(f"{row['average']:.1f}")
+
+
+def test_p_values_print_with_what_the_resamples_resolve():
+    from benchmark.results.tables import p_text
+
+    assert p_text(0.0, 1000) == "p<0.002" and p_text(0.0, 5000) == "p<0.001" and p_text(0.0004, 5000) == "p<0.001"
+    assert p_text(0.0123, 1000) == "p=0.012" and p_text(1.0, 1000) == "p=1.000"
+
+
+def test_every_format_names_the_correction_and_the_uncorrected_intervals(board):
+    from rich.console import Console
+
+    from benchmark.results.tables import rich_table
+
+    named = "Holm-corrected over 3 tests"
+    assert named in format_markdown(board) and named in format_html(board)
+    tex = format_latex(board)
+    assert named in tex and "uncorrected 95\\% intervals" in tex and "adj. p: Holm-corrected" in tex
+    console = Console(record=True, width=400)
+    console.print(rich_table(board))
+    assert named in console.export_text().replace("\n", " ")
+    strong = next(csv.DictReader(io.StringIO(format_csv(board))))
+    assert (
+        float(strong["rte/p_adjusted"]) >= float(strong["rte/p_value"]) and strong["rte/baseline"] == "weak<b> (single)"
+    )
+    assert board["statistics"]["correction"] == "holm" and board["statistics"]["tests"] == 3
+
+
+def _half_row(system: str, kind: str, correct: dict) -> tuple[dict, dict]:
+    """A row scored on the even dev examples (an ensemble's report half), and its prediction files."""
+    from sklearn.metrics import f1_score
+
+    half = np.arange(0, 200, 2)
+    files, scores = {}, {}
+    for task in LABELS:
+        labels, preds = LABELS[task][half], np.where(correct[task], LABELS[task], 1 - LABELS[task])[half]
+        logits = np.eye(2, dtype=np.float32)[preds]
+        files[f"{system}/{task}"] = {"validation": SplitPredictions(logits, labels, half)}
+        scores[task] = {"accuracy": 100 * float((preds == labels).mean())}
+        if task == "mrpc":
+            scores[task] = {"f1": 100 * f1_score(labels, preds), **scores[task]}
+    task_scores = {t: float(np.mean(list(v.values()))) for t, v in scores.items()}
+    row = {
+        "system": system,
+        "kind": kind,
+        "model": system,
+        "scores": scores,
+        "task_scores": task_scores,
+        "average": float(np.mean(list(task_scores.values()))),
+        "std": {"scores": {}, "task_scores": {}, "average": None},
+        "seeds": 1,
+        "config": {},
+        "members": {t: ["x"] for t in LABELS},
+        "predictions": {t: [f"{system}/{t}"] for t in LABELS},
+    }
+    return row, files
+
+
+def test_bold_and_baselines_compare_only_rows_scored_on_the_same_examples(board):
+    """Trial rows on all of dev, ensemble rows on a half: each group has its best in bold and its own baseline."""
+    files = {}
+    for r in board["rows"]:
+        for task, paths in r["predictions"].items():
+            correct = STRONG if r["model"].startswith("my_model") else WEAK
+            preds = np.where(correct[task], LABELS[task], 1 - LABELS[task])
+            for path in paths:
+                files[path] = {
+                    "validation": SplitPredictions(np.eye(2, dtype=np.float32)[preds], LABELS[task], np.arange(200))
+                }
+    extra = [_half_row("best single checkpoint", "single", WEAK), _half_row("vote (top 3)", "ensemble", STRONG)]
+    for _, f in extra:
+        files.update(f)
+    trial_rows = [{k: v for k, v in r.items() if k not in ("ci", "significance")} for r in board["rows"]]
+    mixed = add_statistics(
+        {**board, "rows": trial_rows + [r for r, _ in extra]},
+        {t: GLUE_TASKS[t] for t in LABELS},
+        files.get,
+        resamples=200,
+    )
+    md = format_markdown(mixed)
+    line = {r["system"]: next(x for x in md.splitlines() if x.startswith(f"| {r['system']} |")) for r in mixed["rows"]}
+    by = {r["system"]: r for r in mixed["rows"]}
+    assert by["vote (top 3)"]["task_scores"]["rte"] == 91.0 < by["my_model_v2 & co (single)"]["task_scores"]["rte"]
+    assert line["vote (top 3)"].count("**") == 6  # the best of its half on rte (91.0 < 93.0), mrpc and the average
+    assert line["my_model_v2 & co (single)"].count("**") == 6 and "**" not in line["weak<b> (single)"]
+    assert "**" not in line["best single checkpoint"].split("|", 2)[2]
+    assert "Bold: the best value of its column among the rows scored on the same dev examples." in md
+    assert "Bold:" not in format_markdown(board)  # every row on the same examples: nothing to say
+    assert by["vote (top 3)"]["significance"]["task_scores"]["rte"]["baseline"] == "best single checkpoint"
+    assert by["weak<b> (single)"]["significance"]["average"]["baseline"] == "my_model_v2 & co (single)"
+    assert mixed["statistics"]["baseline"] == ["my_model_v2 & co (single)", "best single checkpoint"]
+    fragment = format_html(mixed)
+    assert "Differences from each row&#x27;s baseline" in fragment and "<td>best single checkpoint</td>" in fragment
+    assert "the best single-model row scored on the same dev examples" in md
+
+
+def test_the_statistics_flags_reach_the_leaderboard(monkeypatch, board, capsys):
+    import benchmark.results.board
+    from benchmark.cli import build_parser, main
+
+    seen = {}
+
+    def fake(dirs, baseline, resamples, correction, level):
+        seen.update(correction=correction, level=level, resamples=resamples)
+        return board, []
+
+    monkeypatch.setattr(benchmark.results.board, "leaderboard_from_runs", fake)
+    assert main(["table", "run", "--correction", "bh", "--bootstrap-level", "examples", "--bootstrap", "50"]) == 0
+    assert seen == {"correction": "bh", "level": "examples", "resamples": 50}
+    assert main(["table", "run"]) == 0 and seen["correction"] == "holm" and seen["level"] == "seeds+examples"
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["table", "run", "--correction", "bonferroni"])
+    assert exit_.value.code == 2 and "invalid choice: 'bonferroni'" in capsys.readouterr().err

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.records.store import RunStore
-from benchmark.results.bootstrap import RESAMPLES, SeedPredictions, SplitPredictions
+from benchmark.results.bootstrap import LEVEL, RESAMPLES, SeedPredictions, SplitPredictions
 from benchmark.results.final_scores import with_ensemble_test, with_test_metrics
 from benchmark.results.leaderboard import build_leaderboard
-from benchmark.results.statistics import Loader, add_statistics
+from benchmark.results.statistics import CORRECTION, Loader, add_statistics
 from benchmark.train.checkpoints import read_prediction_file
 from ensembles.calibration import add_trial_calibration, ensemble_calibration
 from ensembles.rows import load_ensemble_rows, read_state
@@ -22,9 +22,15 @@ from tasks.spec import TaskSpec
 
 
 def leaderboard_from_runs(
-    run_dirs: list[Path], baseline: str | None = None, resamples: int = RESAMPLES
+    run_dirs: list[Path],
+    baseline: str | None = None,
+    resamples: int = RESAMPLES,
+    correction: str = CORRECTION,
+    level: str = LEVEL,
 ) -> tuple[dict, list[dict]]:
-    """The leaderboard of one or more run directories (their trials merged), and the trial records."""
+    """The leaderboard of one or more run directories (their trials merged), and the trial records.
+
+    `baseline`, `resamples`, `correction` and `level` (what a bootstrap resample draws): as add_statistics."""
     records, names, order, ensemble_rows = [], [], [], []
     roots, split_seeds, tasks = {}, {}, {}  # per trial id: its run directory and split seed (for calibration)
     several = len(run_dirs) > 1
@@ -56,15 +62,23 @@ def leaderboard_from_runs(
             ensemble_rows.append(row)
     board = build_leaderboard(" + ".join(names), records, order, extra_rows=ensemble_rows)
     add_trial_calibration(board["rows"], {r["trial_id"]: r for r in records}, roots, split_seeds, tasks)
-    return finish_leaderboard(board, records, Path(run_dirs[0]), baseline, resamples), records
+    root = Path(run_dirs[0])
+    return finish_leaderboard(board, records, root, baseline, resamples, correction, level), records
 
 
 def finish_leaderboard(
-    board: dict, records: list[dict], root: Path, baseline: str | None = None, resamples: int = RESAMPLES
+    board: dict,
+    records: list[dict],
+    root: Path,
+    baseline: str | None = None,
+    resamples: int = RESAMPLES,
+    correction: str = CORRECTION,
+    level: str = LEVEL,
 ) -> dict:
     """Add the statistics, reading the rows' prediction files relative to `root`."""
     task_specs = {r["task"]: TaskSpec.from_dict(r["task_spec"]) for r in records}
-    return add_statistics(board, task_specs, prediction_loader(root), baseline, resamples)
+    loader = prediction_loader(root)
+    return add_statistics(board, task_specs, loader, baseline, resamples, correction=correction, level=level)
 
 
 def prediction_loader(root: Path) -> Loader:

@@ -286,7 +286,7 @@ def ensemble_gains(board: dict, records: list[dict]) -> Figure | None:
     ensembles = [r for r in board["rows"] if r["kind"] == "ensemble"]
     if not ensembles:
         return None
-    base_name = (board.get("statistics") or {}).get("baseline")
+    base_name = _ensembles_baseline(ensembles)
     base = next((r for r in board["rows"] if r["system"] == base_name), None) or next(
         (r for r in board["rows"] if r["kind"] != "ensemble"), None
     )
@@ -349,6 +349,15 @@ def ensemble_gains(board: dict, records: list[dict]) -> Figure | None:
         "over it, the ticks its members' own dev scores. Ensembles are scored on the report half of dev.",
         _png(plt, fig),
     )
+
+
+def _ensembles_baseline(ensembles: list[dict]) -> str | None:
+    """The row the ensembles were tested against most often (the best single checkpoint on their half of dev)."""
+    names = []
+    for row in ensembles:
+        sig = row.get("significance") or {"task_scores": {}, "average": None}
+        names += [t["baseline"] for t in [*sig["task_scores"].values(), sig["average"]] if t]
+    return max(names, key=names.count) if names else None
 
 
 def best_calibrated_rows(board: dict, most: int = 4) -> list[dict]:

@@ -17,8 +17,9 @@ import yaml
 from benchmark.common.atomic import atomic_write_text
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
-from benchmark.results.bootstrap import RESAMPLES
+from benchmark.results.bootstrap import LEVEL, RESAMPLES
 from benchmark.results.plots import FIGURES, Figure
+from benchmark.results.statistics import CORRECTION
 from benchmark.results.tables import format_html
 
 REPORT_FILE = "report.html"
@@ -39,10 +40,15 @@ nav a { margin-right: 1em; }
 
 
 def write_report(
-    run_dirs: list[Path], output: Path | None = None, baseline: str | None = None, resamples: int = RESAMPLES
+    run_dirs: list[Path],
+    output: Path | None = None,
+    baseline: str | None = None,
+    resamples: int = RESAMPLES,
+    correction: str = CORRECTION,
+    level: str = LEVEL,
 ) -> Path:
     """The report of one run directory, or of several merged as `bench table` merges them."""
-    board, records = leaderboard_from_runs(run_dirs, baseline, resamples)
+    board, records = leaderboard_from_runs(run_dirs, baseline, resamples, correction, level)
     suites = {str(Path(d).resolve()): RunStore(Path(d)).read_suite() for d in run_dirs}
     figures = [f for f in (make(board, records) for make in FIGURES) if f is not None]
     output = Path(output) if output else Path(run_dirs[0]) / REPORT_FILE

@@ -1,22 +1,32 @@
-"""A leaderboard's statistics: per row, 95% bootstrap intervals; per row against a baseline row, paired tests.
+"""A leaderboard's statistics: per row, 95% bootstrap intervals; per row and task, a paired test against a baseline.
 
 Rows carry `predictions`, {task: [prediction files, one per seed]}; `add_statistics` reads them through a
 `load` function and adds, without changing any existing key:
 
     row["ci"]           {"scores": {task: {metric: [lo, hi]}}, "task_scores": {task: [lo, hi]},
-                         "average": [lo, hi] or None, "examples": {task: dev examples scored}}
-    row["significance"] None for the baseline (and when there is none), else {"baseline": system,
-                         "task_scores": {task: {"delta", "ci", "p", "significant", "examples"}
-                                               or {"comparable": False, "reason"}},
-                         "average": {"delta", "ci", "p", "significant"} or None}
-    board["statistics"] {"baseline", "resamples", "confidence", "alpha", "seed", "missing"}
+                         "average": [lo, hi] or None, "examples": {task: dev examples scored},
+                         "example_set": {task: fingerprint of those examples (splits, positions, gold labels)}}
+    row["significance"] None when the row has no test, else
+                        {"task_scores": {task: {"delta", "ci", "p", "p_adjusted", "significant", "examples",
+                                                "baseline"} or {"comparable": False, "reason", "baseline"}},
+                         "average": {"delta", "ci", "p", "p_adjusted", "significant", "baseline"} or None}
+    board["statistics"] {"baseline": [systems some row was tested against], "baseline_rule": "named" or
+                         "best single on the same examples", "correction", "tests", "bootstrap_level",
+                         "resamples", "confidence", "alpha", "seed", "missing"}
 
-Two rows are compared on the dev examples both have predictions for (an ensemble scored on part of dev is
-compared with the baseline on that part); "examples" says how many. Bootstrap definitions: benchmark.results.bootstrap.
+Each row's baseline, per task and for the average: the row named by `baseline` (compared on the dev examples
+both cover), else the best row of kind "single" (by that task's score, or by average) among the rows scored on
+the same dev examples (same `example_set`); rows of no other kind fall back to the best row there. So an
+ensemble scored on a report half of dev is tested against the best single checkpoint on that half, and a
+trial row against the best single trial row on all of dev. Every test of the table forms one family for the
+correction (`holm`, `bh` or `none`); `significant` is p_adjusted < alpha. Bootstrap definitions:
+benchmark.results.bootstrap.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import defaultdict
 from typing import Callable
 
 import numpy as np
@@ -25,6 +35,8 @@ from benchmark.common.errors import InputError
 from benchmark.results.bootstrap import (
     ALPHA,
     CONFIDENCE,
+    LEVEL,
+    LEVELS,
     RESAMPLES,
     SEED,
     LabelMismatch,
@@ -37,10 +49,15 @@ from benchmark.results.bootstrap import (
     score_task,
 )
 from benchmark.results.leaderboard import sort_rows
+from benchmark.results.tables import example_group
 from tasks.spec import TaskSpec
 
 # path as the row gives it -> that file's predictions, or None when the file is gone
 Loader = Callable[[str], "SeedPredictions | None"]
+
+CORRECTIONS = ("holm", "bh", "none")
+CORRECTION = "holm"
+NAMED, SAME_EXAMPLES = "named", "best single on the same examples"
 
 
 def add_statistics(
@@ -50,31 +67,32 @@ def add_statistics(
     baseline: str | None = None,
     resamples: int = RESAMPLES,
     seed: int = SEED,
+    correction: str = CORRECTION,
+    level: str = LEVEL,
 ) -> dict:
+    """The board with intervals on every row, paired tests against each row's baseline, corrected as one family."""
+    if correction not in CORRECTIONS or level not in LEVELS:
+        raise ValueError(f"correction {correction!r} or bootstrap level {level!r} unknown")
     rows = sort_rows([dict(row) for row in board["rows"]])
     tasks = board["tasks"]
-    base = choose_baseline(rows, baseline)
-    scorer = _Scorer(task_specs, resamples, seed)
-    predictions, missing = {}, []
-    for row in rows:
-        predictions[row["system"]] = {}
-        for task in tasks:
-            files = row.get("predictions", {}).get(task, [])
-            loaded = [load(path) for path in files]
-            if files and all(p is not None for p in loaded):
-                predictions[row["system"]][task] = loaded
-            elif task in row["scores"]:
-                missing.append(f"{row['system']}: {task}")
-
+    named = choose_baseline(rows, baseline)
+    scorer = _Scorer(task_specs, resamples, seed, level)
+    predictions, missing = _load_predictions(rows, tasks, load)
     for row in rows:
         row["ci"] = _intervals(row, tasks, predictions[row["system"]], scorer)
+    bases = row_baselines(rows, tasks, named)
     for row in rows:
-        row["significance"] = None if base is None or row is base else _compare(row, base, tasks, predictions, scorer)
+        row["significance"] = _compare(row, bases, tasks, predictions, scorer)
+    tests = correct_tests(rows, correction)
     return {
         **board,
         "rows": rows,
         "statistics": {
-            "baseline": base["system"] if base else None,
+            "baseline": baselines_used(rows),
+            "baseline_rule": NAMED if named else SAME_EXAMPLES,
+            "correction": correction,
+            "tests": tests,
+            "bootstrap_level": level,
             "resamples": resamples,
             "confidence": CONFIDENCE,
             "alpha": ALPHA,
@@ -85,24 +103,97 @@ def add_statistics(
 
 
 def choose_baseline(rows: list[dict], name: str | None) -> dict | None:
-    """The row named `name` (exactly, else the one whose name contains it); by default the best single row."""
-    if name:
-        matches = [r for r in rows if r["system"] == name] or [r for r in rows if name.lower() in r["system"].lower()]
-        if len(matches) != 1:
-            found = "matches several rows" if matches else "matches no row"
-            raise InputError("--baseline", f"'{name}' {found}; rows: {', '.join(r['system'] for r in rows)}")
-        return matches[0]
-    if len(rows) < 2:
+    """The row named `name` (exactly, else the one whose name contains it); None without a name."""
+    if not name:
         return None
-    singles = [r for r in rows if r["kind"] == "single" and r["average"] is not None]
-    return singles[0] if singles else rows[0]
+    matches = [r for r in rows if r["system"] == name] or [r for r in rows if name.lower() in r["system"].lower()]
+    if len(matches) != 1:
+        found = "matches several rows" if matches else "matches no row"
+        raise InputError("--baseline", f"'{name}' {found}; rows: {', '.join(r['system'] for r in rows)}")
+    return matches[0]
+
+
+def row_baselines(rows: list[dict], tasks: list[str], named: dict | None) -> dict[tuple, dict]:
+    """(system, task, or None for the average) -> the row it is tested against; rows absent have no test there."""
+    if named is not None:
+        return {(r["system"], t): named for r in rows if r is not named for t in [*tasks, None]}
+    out = {}
+    for task in [*tasks, None]:
+        groups = defaultdict(list)
+        for row in rows:
+            key = example_group(row, task, tasks)
+            if key is not None:
+                groups[key].append(row)
+        for group in groups.values():
+            base = _best_single(group, task)
+            out.update({(r["system"], task): base for r in group if base is not None and r is not base})
+    return out
+
+
+def _best_single(group: list[dict], task: str | None) -> dict | None:
+    """The best row of kind "single" in `group` (else the best row), by the task's score or the average."""
+    if len(group) < 2:
+        return None
+    singles = [r for r in group if r["kind"] == "single"] or group
+    return max(singles, key=lambda r: r["average"] if task is None else r["task_scores"][task])  # first of ties
+
+
+def baselines_used(rows: list[dict]) -> list[str]:
+    """The rows some test was against, in the board's order."""
+    used = set()
+    for row in rows:
+        sig = row["significance"] or {"task_scores": {}, "average": None}
+        used |= {t["baseline"] for t in [*sig["task_scores"].values(), sig["average"]] if t}
+    return [r["system"] for r in rows if r["system"] in used]
+
+
+def adjust_p(p_values: list[float], correction: str) -> list[float]:
+    """Adjusted p-values of one family of tests: Holm (step-down), Benjamini-Hochberg (step-up) or none."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = len(p)
+    if correction == "none" or m == 0:
+        return p.tolist()
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if correction == "holm":
+        adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * ranked))
+    elif correction == "bh":
+        adjusted = np.minimum(1.0, np.minimum.accumulate((m / np.arange(1, m + 1) * ranked)[::-1])[::-1])
+    else:
+        raise ValueError(f"unknown correction {correction!r}; one of {', '.join(CORRECTIONS)}")
+    out = np.empty(m)
+    out[order] = adjusted
+    return out.tolist()
+
+
+def correct_tests(rows: list[dict], correction: str, alpha: float = ALPHA) -> int:
+    """Set p_adjusted and significant on every test of the table, one family; returns how many there are."""
+    tests = []
+    for row in rows:
+        sig = row["significance"] or {"task_scores": {}, "average": None}
+        tests += [t for t in [*sig["task_scores"].values(), sig["average"]] if t and "p" in t]
+    for test, adjusted in zip(tests, adjust_p([t["p"] for t in tests], correction)):
+        test["p_adjusted"] = adjusted
+        test["significant"] = adjusted < alpha
+    return len(tests)
+
+
+def example_set_key(seeds: list[SeedPredictions], examples: dict[str, np.ndarray]) -> str:
+    """A fingerprint of the dev examples scored: their splits, positions and gold labels."""
+    digest = hashlib.sha256()
+    for split in sorted(examples):
+        labels = seeds[0][split].select(examples[split]).labels
+        digest.update(split.encode() + b"\0")
+        digest.update(np.ascontiguousarray(examples[split], dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(labels, dtype=np.float64).tobytes())  # int32 or int64 alike
+    return digest.hexdigest()[:16]
 
 
 class _Scorer:
     """Scores a row's task on given examples once, however many comparisons need it."""
 
-    def __init__(self, task_specs: dict[str, TaskSpec], resamples: int, seed: int):
-        self.task_specs, self.resamples, self.seed = task_specs, resamples, seed
+    def __init__(self, task_specs: dict[str, TaskSpec], resamples: int, seed: int, level: str):
+        self.task_specs, self.resamples, self.seed, self.level = task_specs, resamples, seed, level
         self.cache: dict[tuple, TaskSample] = {}
 
     def __call__(
@@ -110,55 +201,93 @@ class _Scorer:
     ) -> TaskSample:
         key = (system, task, *((s, e.tobytes()) for s, e in sorted(examples.items())))
         if key not in self.cache:
-            self.cache[key] = score_task(self.task_specs[task], seeds, examples, self.resamples, self.seed)
+            spec = self.task_specs[task]
+            self.cache[key] = score_task(spec, seeds, examples, self.resamples, self.seed, self.level, system)
         return self.cache[key]
 
 
+def _load_predictions(rows: list[dict], tasks: list[str], load: Loader) -> tuple[dict, list[str]]:
+    """{system: {task: one SeedPredictions per seed}} where every file is there, and what is missing."""
+    predictions, missing = {}, []
+    for row in rows:
+        predictions[row["system"]] = {}
+        for task in tasks:
+            files = row.get("predictions", {}).get(task, [])
+            loaded = [load(path) for path in files]
+            if files and all(p is not None for p in loaded):
+                predictions[row["system"]][task] = loaded
+            elif task in row["scores"]:
+                missing.append(f"{row['system']}: {task}")
+    return predictions, missing
+
+
 def _intervals(row: dict, tasks: list[str], predictions: dict, scorer: _Scorer) -> dict:
-    ci = {"scores": {}, "task_scores": {}, "average": None, "examples": {}}
+    ci = {"scores": {}, "task_scores": {}, "average": None, "examples": {}, "example_set": {}}
     samples = {}
     for task, seeds in predictions.items():
+        examples = common_examples(seeds)
         try:
-            samples[task] = scorer(row["system"], task, seeds, common_examples(seeds))
+            samples[task] = scorer(row["system"], task, seeds, examples)
         except LabelMismatch as e:
             raise InputError(row["system"], f"its seeds' prediction files disagree: {e}") from None
         ci["scores"][task] = {k: interval(v) for k, v in samples[task].replicates.items()}
         ci["task_scores"][task] = interval(samples[task].score_replicates)
         ci["examples"][task] = samples[task].examples
+        ci["example_set"][task] = example_set_key(seeds, examples)
     if row["average"] is not None and all(t in samples for t in tasks):
         ci["average"] = interval(np.mean([samples[t].score_replicates for t in tasks], axis=0))
     return ci
 
 
-def _compare(row: dict, base: dict, tasks: list[str], predictions: dict, scorer: _Scorer) -> dict:
-    out = {"baseline": base["system"], "task_scores": {}, "average": None}
-    pairs = {}
+class _NotComparable(ValueError):
+    """Two rows' predictions of a task cannot be compared; the message says why."""
+
+
+def _compare(row: dict, bases: dict, tasks: list[str], predictions: dict, scorer: _Scorer) -> dict | None:
+    """The row's tests against its baselines: per task, and on the average; None when it has none."""
+    out = {"task_scores": {}, "average": None}
     for task in tasks:
-        mine, theirs = predictions[row["system"]].get(task), predictions[base["system"]].get(task)
-        if not mine or not theirs:
-            continue
-        examples = common_examples(mine, theirs)
-        if any(len(e) == 0 for e in examples.values()):
-            out["task_scores"][task] = {"comparable": False, "reason": "no dev examples in common"}
+        base = bases.get((row["system"], task))
+        if base is None or task not in predictions[row["system"]] or task not in predictions[base["system"]]:
             continue
         try:
-            check_same_labels(mine + theirs, examples)
-        except LabelMismatch:
-            out["task_scores"][task] = {"comparable": False, "reason": "different dev sets (the gold labels differ)"}
+            a, b = _paired(row, base, task, predictions, scorer)
+        except _NotComparable as e:
+            out["task_scores"][task] = {"comparable": False, "reason": str(e), "baseline": base["system"]}
             continue
-        a, b = scorer(row["system"], task, mine, examples), scorer(base["system"], task, theirs, examples)
-        out["task_scores"][task] = {
-            **paired_difference(a.score, a.score_replicates, b.score, b.score_replicates),
-            "examples": a.examples,
-        }
-        pairs[task] = (a, b)
-    if row["average"] is not None and base["average"] is not None and all(t in pairs for t in tasks):
-        a_point = np.mean([pairs[t][0].score for t in tasks])
-        b_point = np.mean([pairs[t][1].score for t in tasks])
-        out["average"] = paired_difference(
-            a_point,
-            np.mean([pairs[t][0].score_replicates for t in tasks], axis=0),
-            b_point,
-            np.mean([pairs[t][1].score_replicates for t in tasks], axis=0),
-        )
-    return out
+        test = paired_difference(a.score, a.score_replicates, b.score, b.score_replicates)
+        out["task_scores"][task] = {**test, "examples": a.examples, "baseline": base["system"]}
+    base = bases.get((row["system"], None))
+    if base is not None and row["average"] is not None and base["average"] is not None:
+        out["average"] = _average_test(row, base, tasks, predictions, scorer)
+    return out if out["task_scores"] or out["average"] else None
+
+
+def _paired(row: dict, base: dict, task: str, predictions: dict, scorer: _Scorer) -> tuple[TaskSample, TaskSample]:
+    """Both rows' task scored on the dev examples both cover (the same example draws)."""
+    mine, theirs = predictions[row["system"]][task], predictions[base["system"]][task]
+    examples = common_examples(mine, theirs)
+    if any(len(e) == 0 for e in examples.values()):
+        raise _NotComparable("no dev examples in common")
+    try:
+        check_same_labels(mine + theirs, examples)
+    except LabelMismatch:
+        raise _NotComparable("different dev sets (the gold labels differ)") from None
+    return scorer(row["system"], task, mine, examples), scorer(base["system"], task, theirs, examples)
+
+
+def _average_test(row: dict, base: dict, tasks: list[str], predictions: dict, scorer: _Scorer) -> dict | None:
+    """The difference of the averages, each task on the examples both rows cover; None unless every task is."""
+    if not all(t in predictions[row["system"]] and t in predictions[base["system"]] for t in tasks):
+        return None
+    try:
+        pairs = [_paired(row, base, t, predictions, scorer) for t in tasks]
+    except _NotComparable:
+        return None
+    test = paired_difference(
+        np.mean([a.score for a, _ in pairs]),
+        np.mean([a.score_replicates for a, _ in pairs], axis=0),
+        np.mean([b.score for _, b in pairs]),
+        np.mean([b.score_replicates for _, b in pairs], axis=0),
+    )
+    return {**test, "baseline": base["system"]}

@@ -1,9 +1,10 @@
 """Leaderboard text: markdown, csv, LaTeX (booktabs), html and json. Each formatter is pure: a board in, text out.
 
 Every text format shows the same parts: the main table (mean ± std over seeds, the best value per column in
-bold, ↑/↓ where a row differs significantly from the baseline, optional compute columns), the conventions
-under it, the 95% bootstrap intervals, and each row's difference from the baseline with its interval and
-p-value. Only `write_leaderboard` does I/O.
+bold among rows scored on the same dev examples, ↑/↓ where a row differs significantly from its baseline after
+the correction for multiple comparisons, optional compute columns), the conventions under it, the 95%
+bootstrap intervals, and each row's difference from its baseline (named in the table) with its interval, p-value
+and adjusted p-value. Only `write_leaderboard` does I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import html
 import io
 import json
 import re
+from collections import defaultdict
 from pathlib import Path
 
 from benchmark.common.atomic import atomic_write_text
@@ -26,6 +28,7 @@ SHORT_METRIC = {
     "spearmanr": "Spearman",
 }
 MISSING = "—"
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg (false discovery rate)"}
 CALIBRATION_KEYS = ("ece", "ece_scaled", "nll", "brier", "temperature")
 COMPUTE_NOTE = (
     "{device}-hours: every trial behind the row (all grid points and seeds) times the {device}s it "
@@ -128,23 +131,48 @@ def marker(row: dict, task: str | None) -> str:
     return "↑" if test["delta"] > 0 else "↓"
 
 
-def best_values(board: dict) -> dict:
-    """Per task (and "average"), the highest value when at least two rows have one: what is set in bold."""
-    best = {}
-    for task in board["tasks"]:
-        values = [r["task_scores"][task] for r in board["rows"] if task in r["task_scores"]]
-        if len(values) > 1:
-            best[task] = max(values)
-    averages = [r["average"] for r in board["rows"] if r["average"] is not None]
-    if len(averages) > 1:
-        best["average"] = max(averages)
-    return best
+def example_group(row: dict, task: str | None, tasks: list[str]):
+    """What `row` was scored on for `task` (None: every task, for the average), as the statistics fingerprint
+    it (`ci["example_set"]`); None without a fingerprint there (no statistics, or no prediction files)."""
+    sets = (row.get("ci") or {}).get("example_set", {})
+    if task is not None:
+        return sets.get(task) if task in row["task_scores"] else None
+    if row["average"] is None or not all(t in sets for t in tasks):
+        return None
+    return tuple(sets[t] for t in tasks)
 
 
-def is_best(board_best: dict, row: dict, task: str | None) -> bool:
-    key = "average" if task is None else task
-    value = row["average"] if task is None else row["task_scores"].get(task)
-    return key in board_best and value is not None and value == board_best[key]
+def _value(row: dict, task: str | None) -> float | None:
+    return row["average"] if task is None else row["task_scores"].get(task)
+
+
+def _groups(board: dict, task: str | None) -> dict:
+    """The rows with a value in the column of `task` (None: the average), by the dev examples they were scored on."""
+    groups = defaultdict(list)
+    for row in board["rows"]:
+        if _value(row, task) is not None:
+            groups[example_group(row, task, board["tasks"])].append(row)
+    return groups
+
+
+def best_values(board: dict) -> set[tuple[str, str | None]]:
+    """(system, task or None for the average) of the cells set in bold: the highest value of its column among
+    the rows scored on the same dev examples, where at least two such rows have one."""
+    bold = set()
+    for task in [*board["tasks"], None]:
+        for rows in _groups(board, task).values():
+            best = max(_value(r, task) for r in rows)
+            bold |= {(r["system"], task) for r in rows if len(rows) > 1 and _value(r, task) == best}
+    return bold
+
+
+def is_best(bold: set, row: dict, task: str | None) -> bool:
+    return (row["system"], task) in bold
+
+
+def _mixed_examples(board: dict) -> bool:
+    """Whether some column has rows scored on different dev examples (bold is then per group)."""
+    return any(len(_groups(board, t)) > 1 for t in [*board["tasks"], None])
 
 
 def ci_text(board: dict, row: dict, task: str | None) -> str:
@@ -161,17 +189,72 @@ def ci_text(board: dict, row: dict, task: str | None) -> str:
 
 
 def difference_text(board: dict, row: dict, task: str | None) -> str:
-    """`+1.2 [-0.5, 2.9], p=0.180` against the baseline, with ↑/↓ when significant."""
+    """`+1.2 [-0.5, 2.9], p=0.012 (adj. p=0.048)↑` against the row's baseline; `baseline` where it is one."""
     test = _test(row, task)
     if not test:
-        return MISSING
+        return "baseline" if _is_baseline(board, row, task) else MISSING
     if test.get("comparable") is False:
         return f"{MISSING} ({test['reason']})"
-    p = "p<0.001" if test["p"] < 0.001 else f"p={test['p']:.3f}"
-    text = f"{test['delta']:+.1f} [{test['ci'][0]:.1f}, {test['ci'][1]:.1f}], {p}{marker(row, task)}"
+    stats = board["statistics"]
+    text = f"{test['delta']:+.1f} [{test['ci'][0]:.1f}, {test['ci'][1]:.1f}], {p_text(test['p'], stats['resamples'])}"
+    if stats["correction"] != "none":
+        text += f" (adj. {p_text(test['p_adjusted'], stats['resamples'])})"
+    text += marker(row, task)
     if task is not None and test["examples"] < _most_examples(board, task):
         text += f" (n={test['examples']})"
     return text
+
+
+def p_text(p: float, resamples: int) -> str:
+    """`p=0.012`; `p<0.001` when smaller; p = 0 (no resample on the far side of zero) as below 2 / resamples."""
+    if p == 0:
+        return f"p<{max(0.001, 2 / resamples):.2g}"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def _is_baseline(board: dict, row: dict, task: str | None) -> bool:
+    """Whether some other row is tested against `row` on `task` (None: the average)."""
+    return any((_test(r, task) or {}).get("baseline") == row["system"] for r in board["rows"] if r is not row)
+
+
+def baseline_text(board: dict, row: dict) -> str:
+    """The row's baseline, or its baselines with the columns each was used for."""
+    columns = defaultdict(list)
+    for task in [*board["tasks"], None]:
+        test = _test(row, task)
+        if test:
+            columns[test["baseline"]].append(task or "average")
+    if len(columns) == 1:
+        return next(iter(columns))
+    return "; ".join(f"{', '.join(cols)}: {name}" for name, cols in columns.items())
+
+
+def differences_rows(board: dict, escape=lambda text: text, escape_cell=None) -> list[list[str]]:
+    """The differences table: system, its baseline(s), then the difference per task and on the average."""
+    escape_cell = escape_cell or escape
+    return [
+        [escape(r["system"]), escape(baseline_text(board, r))]
+        + [escape_cell(difference_text(board, r, t)) for t in [*board["tasks"], None]]
+        for r in compared_rows(board)
+    ]
+
+
+def differences_note(board: dict) -> str:
+    """What a differences cell holds."""
+    stats = board["statistics"]
+    none = stats["correction"] == "none"
+    adjusted = "" if none else f"; adj. p: {correction_text(stats)}"
+    return (
+        f"Each cell: the row minus its baseline, the uncorrected {100 * stats['confidence']:.0f}% paired bootstrap "
+        f"interval of the difference and its two-sided p{adjusted}; ↑/↓ where the {'' if none else 'adjusted '}p < "
+        f"{stats['alpha']:g}."
+    )
+
+
+def differences_title(board: dict) -> str:
+    """`Differences from the baseline, NAME` when one row is every row's baseline; else each row's."""
+    used = board["statistics"]["baseline"]
+    return f"Differences from the baseline, {used[0]}" if len(used) == 1 else "Differences from each row's baseline"
 
 
 def _most_examples(board: dict, task: str) -> int:
@@ -272,22 +355,58 @@ def statistics_note(board: dict) -> str:
     stats = board.get("statistics")
     if not stats:
         return ""
-    level = f"{100 * stats['confidence']:.0f}%"
-    parts = [
-        f"{level} intervals: percentile bootstrap over dev examples ({stats['resamples']} resamples). A "
-        "resample draws the dev examples with replacement and scores every seed's predictions on that draw; "
-        "the row's value is their mean over seeds; the average's interval draws each task's dev set on its own."
-    ]
-    if stats["baseline"] and compared_rows(board):
+    parts = [interval_note(stats)]
+    if compared_rows(board):
+        criterion = "p" if stats["correction"] == "none" else "adjusted p"
         parts.append(
-            f"↑/↓: significantly above/below the baseline, {stats['baseline']} (paired bootstrap on the "
-            f"same draws, two-sided p < {stats['alpha']:g}; not corrected for multiple comparisons)."
+            f"↑/↓: significantly above/below {baseline_rule_text(stats)} (paired bootstrap on the same example "
+            f"draws, two-sided, {correction_text(stats)}: {criterion} < {stats['alpha']:g}). The differences' "
+            f"intervals and p are uncorrected {100 * stats['confidence']:.0f}% intervals and raw p-values."
         )
+    if _mixed_examples(board):
+        parts.append("Bold: the best value of its column among the rows scored on the same dev examples.")
     if _has_subsets(board):
         parts.append("n=…: scored on the n dev examples that every compared prediction covers.")
     if stats["missing"]:
         parts.append(f"No interval where prediction files are missing ({'; '.join(stats['missing'])}).")
     return " ".join(parts)
+
+
+def interval_note(stats: dict) -> str:
+    """What a bootstrap resample draws, and how the intervals are read off."""
+    two_level = stats["bootstrap_level"] == "seeds+examples"
+    seeds = (
+        "and each row's seeds with replacement (a row with one seed: the examples only); the row's value is the "
+        "mean over the drawn seeds of their scores on the drawn examples"
+        if two_level
+        else "and scores every seed's predictions on that draw; the row's value is their mean over seeds (the "
+        "seeds are not resampled)"
+    )
+    return (
+        f"{100 * stats['confidence']:.0f}% intervals: bootstrap over {'seeds and ' if two_level else ''}dev examples "
+        f"({stats['resamples']} resamples, "
+        f"inverted-CDF percentiles). A resample draws the dev examples with replacement {seeds}; the average's "
+        "interval draws each task's dev set on its own."
+    )
+
+
+def baseline_rule_text(stats: dict) -> str:
+    """Whom the rows were tested against: the named baseline, or the rule that picked each row's baseline."""
+    if stats["baseline_rule"] == "named":
+        return f"the baseline, {stats['baseline'][0]}"
+    return (
+        "the row's baseline, the best single-model row scored on the same dev examples (per task, and by average "
+        "for the average)"
+    )
+
+
+def correction_text(stats: dict) -> str:
+    """`Holm-corrected over 12 tests`, or `uncorrected for multiple comparisons`."""
+    name = CORRECTION_NAMES.get(stats["correction"])
+    if name is None:
+        return "uncorrected for multiple comparisons"
+    n = stats["tests"]
+    return f"{name}-corrected over {n} test{'' if n == 1 else 's'}"
 
 
 def chosen_points(board: dict) -> list[str]:
@@ -366,11 +485,11 @@ def format_markdown(board: dict, compute: bool = False, calibration: bool = Fals
     if compared_rows(board):
         lines += [
             "",
-            f"## Differences from the baseline, {board['statistics']['baseline']}",
+            f"## {differences_title(board)}",
             "",
             *_md_table(
-                short,
-                [[r["system"]] + [difference_text(board, r, t) for t in [*tasks, None]] for r in compared_rows(board)],
+                ["system", "baseline", *tasks, "average"],
+                differences_rows(board),
             ),
         ]
     lines += [""] + chosen_points(board) + ["", trials_line(board)]
@@ -385,7 +504,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def _md_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -> str:
+def _md_score(row: dict, task: str | None, keys: list[str] | None, best: set) -> str:
     text = average_text(row) if task is None else score_text(row, task, keys)
     if text is None:
         return MISSING
@@ -400,7 +519,7 @@ def _md_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -
 def format_csv(board: dict, compute: bool = False, calibration: bool = False) -> str:
     """One line per row: every number unrounded to 4 decimals, empty where there is none."""
     out = io.StringIO()
-    test_keys = ["delta", "delta_ci_low", "delta_ci_high", "p_value", "significant"]
+    test_keys = ["delta", "delta_ci_low", "delta_ci_high", "p_value", "p_adjusted", "significant", "baseline"]
     columns = ["system", "kind", "model"]
     for t in board["tasks"]:
         for k in board["metrics"][t]:
@@ -466,7 +585,7 @@ def format_csv(board: dict, compute: bool = False, calibration: bool = False) ->
             _num(bounds[1]),
             *_test_values(sig["average"]),
             row["seeds"],
-            sig.get("baseline", ""),
+            baseline_text(board, row) if row.get("significance") else "",
         ]
         if compute:
             c = row.get("compute") or {}
@@ -490,9 +609,19 @@ def _passes(compute: dict) -> str:
 
 
 def _test_values(test: dict | None) -> list:
-    if not test or test.get("comparable") is False:
-        return ["", "", "", "", ""]
-    return [_num(test["delta"]), _num(test["ci"][0]), _num(test["ci"][1]), _num(test["p"]), int(test["significant"])]
+    if not test:
+        return [""] * 7
+    if test.get("comparable") is False:
+        return [""] * 6 + [test["baseline"]]
+    return [
+        _num(test["delta"]),
+        _num(test["ci"][0]),
+        _num(test["ci"][1]),
+        _num(test["p"]),
+        _num(test["p_adjusted"]),
+        int(test["significant"]),
+        test["baseline"],
+    ]
 
 
 def _num(value) -> str:
@@ -580,13 +709,9 @@ def format_latex(board: dict, compute: bool = False, calibration: bool = False) 
         parts += [
             "",
             *_latex_table(
-                [latex_escape(h) for h in short],
-                [
-                    [latex_escape(r["system"])] + [latex_escape(difference_text(board, r, t)) for t in [*tasks, None]]
-                    for r in compared_rows(board)
-                ],
-                f"{board['suite']}: difference from the baseline, {board['statistics']['baseline']} "
-                "(paired bootstrap interval and two-sided p-value).",
+                [latex_escape(h) for h in ["System", "Baseline", *tasks, "Average"]],
+                differences_rows(board, latex_escape),
+                f"{board['suite']}: {differences_title(board)}. {differences_note(board)}",
                 f"tab:{label}-diff",
             ),
         ]
@@ -611,7 +736,7 @@ def _latex_table(header: list[str], rows: list[list[str]], caption: str, label: 
     ]
 
 
-def _latex_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -> str:
+def _latex_score(row: dict, task: str | None, keys: list[str] | None, best: set) -> str:
     text = average_text(row) if task is None else score_text(row, task, keys)
     if text is None:
         return latex_escape(MISSING)
@@ -680,14 +805,12 @@ def format_html(board: dict, compute: bool = False, calibration: bool = False) -
     if compared_rows(board):
         parts.append(
             _html_table(
-                short,
-                [
-                    [html.escape(r["system"])] + [_html_marked(difference_text(board, r, t)) for t in [*tasks, None]]
-                    for r in compared_rows(board)
-                ],
-                f"Differences from the baseline, {board['statistics']['baseline']}",
+                ["system", "baseline", *tasks, "average"],
+                differences_rows(board, html.escape, _html_marked),
+                differences_title(board),
             )
         )
+        parts.append(_html_note(differences_note(board)))
     parts += [_html_note(line) for line in chosen_points(board)] + [_html_note(trials_line(board)), "</div>"]
     return "\n".join(parts) + "\n"
 
@@ -701,7 +824,7 @@ def _html_table(header: list[str], rows: list[list[str]], caption: str) -> str:
     )
 
 
-def _html_score(row: dict, task: str | None, keys: list[str] | None, best: dict) -> str:
+def _html_score(row: dict, task: str | None, keys: list[str] | None, best: set) -> str:
     text = average_text(row) if task is None else score_text(row, task, keys)
     if text is None:
         return MISSING
@@ -738,9 +861,11 @@ def rich_table(board: dict):
     from rich.markup import escape
     from rich.table import Table
 
-    baseline = (board.get("statistics") or {}).get("baseline")
+    stats = board.get("statistics")
     caption = "dev scores, mean ± std over seeds" + (
-        f"; ↑/↓ significantly above/below {escape(baseline)}" if baseline else ""
+        f"; ↑/↓ significantly above/below {escape(baseline_rule_text(stats))}, {correction_text(stats)}"
+        if stats and compared_rows(board)
+        else ""
     )
     table = Table(title=f"Leaderboard: {board['suite']}", caption=caption)
     table.add_column("system")
