@@ -136,6 +136,8 @@ def test_rows_name_their_prediction_files_and_compute():
     assert row["compute"] == {
         "device": "CPU",
         "device_hours": pytest.approx(14.0),
+        "train_samples": 700,  # 100 per trial
+        "optimizer_steps": 0,  # these records predate the count
         "train_samples_per_s": 15.0,
         "parameters": 1002,
         "inference_passes": 1,

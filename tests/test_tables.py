@@ -81,9 +81,9 @@ def test_markdown_marks_the_best_in_bold_and_significant_differences(board):
 
 def test_compute_columns(board):
     md = format_markdown(board, compute=True)
-    assert "| average | seeds | CPU-hours | samples/s | precision | params | passes |" in md
-    # Four trials of half an hour on one CPU each, in fp32; 22.7M parameters; one forward pass per example.
-    assert "| 2.00 | 40.0 | fp32 | 22.7M | 1 |" in md and "CPU-hours: every trial behind the row" in md
+    assert "| average | seeds | CPU-hours | trained | samples/s | precision | params | passes |" in md
+    # Four trials of half an hour and 100 samples on one CPU each, in fp32; 22.7M parameters; one pass per example.
+    assert "| 2.00 | 400 | 40.0 | fp32 | 22.7M | 1 |" in md and "CPU-hours: every trial behind the row" in md
 
 
 def test_csv_has_intervals_and_tests(board):
@@ -93,6 +93,7 @@ def test_csv_has_intervals_and_tests(board):
     assert strong["rte/significant"] == "1" and float(strong["rte/p_value"]) < 0.05
     assert weak["rte/delta"] == "" and strong["baseline"] == "weak<b> (single)"
     assert strong["parameters"] == "22713986" and strong["device"] == "CPU" and strong["precision"] == "fp32"
+    assert strong["train_samples"] == "400"
 
 
 def _tabulars(tex: str):

@@ -31,10 +31,11 @@ MISSING = "—"
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg (false discovery rate)"}
 CALIBRATION_KEYS = ("ece", "ece_scaled", "nll", "brier", "temperature")
 COMPUTE_NOTE = (
-    "{device}-hours: every trial behind the row (all grid points and seeds) times the {device}s it "
-    "held. samples/s: training throughput of one trial at the chosen grid points. precision: what those trials ran in "
-    "(`auto` resolved on their device). params: parameters of one model. passes: forward passes per example at "
-    "inference."
+    "{device}-hours: every trial behind the row (all grid points and seeds) times the {device}s it held. trained: the "
+    "training samples of those trials (a joint multi-task trial's share per task; two-stage rows with their "
+    "stage-one share; ensemble rows: every candidate they chose among). samples/s: training throughput of one "
+    "trial at the chosen grid points. precision: what those trials ran in (`auto` resolved on their device). "
+    "params: parameters of one model. passes: forward passes per example at inference."
 )
 
 CALIBRATION_NOTE = (
@@ -296,7 +297,7 @@ def extra_header(board: dict, compute: bool, calibration: bool = False) -> list[
     the calibration columns when asked for."""
     calibration_titles = [f"{t} (ECE/ECE-T/NLL/Brier)" for t in calibration_tasks(board)] if calibration else []
     if compute:
-        return [f"{_device(board)}-hours", "samples/s", "precision", "params", "passes"] + calibration_titles
+        return [f"{_device(board)}-hours", "trained", "samples/s", "precision", "params", "passes"] + calibration_titles
     return (["passes"] if has_ensembles(board) else []) + calibration_titles
 
 
@@ -315,6 +316,7 @@ def _compute_cells(board: dict, row: dict, compute: bool) -> list[str]:
     if compute:
         return [
             MISSING if hours is None else f"{hours:.2f}",
+            MISSING if c.get("train_samples") is None else f"{c['train_samples']:,}",
             MISSING if sps is None else f"{sps:.1f}",
             c.get("precision") or MISSING,
             MISSING if params is None else _millions(params),
@@ -541,7 +543,15 @@ def format_csv(board: dict, compute: bool = False, calibration: bool = False) ->
         "baseline",
     ]
     if compute:
-        columns += ["device", "device_hours", "train_samples_per_s", "precision", "parameters", "inference_passes"]
+        columns += [
+            "device",
+            "device_hours",
+            "train_samples",
+            "train_samples_per_s",
+            "precision",
+            "parameters",
+            "inference_passes",
+        ]
     elif has_ensembles(board):
         columns += ["inference_passes"]
     calibrated = calibration_tasks(board) if calibration else []
@@ -592,6 +602,7 @@ def format_csv(board: dict, compute: bool = False, calibration: bool = False) ->
             values += [
                 c.get("device") or "",
                 _num(c.get("device_hours")),
+                c.get("train_samples", ""),
                 _num(c.get("train_samples_per_s")),
                 c.get("precision") or "",
                 c.get("parameters") or "",
