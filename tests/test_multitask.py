@@ -121,7 +121,7 @@ def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision
     """Weight decay on: a step on rte moves the encoder and rte's head, and leaves the others
     bit-identical; so does the next step on stsb for rte's head, though Adam holds moments for it by then."""
     from benchmark.train.multitask import train_step
-    from benchmark.train.trainer import _loss_function
+    from benchmark.train.steps import loss_function
 
     m = mixture(["rte", "stsb", "mrpc"])
     hp = TrainingConfig(**FAST, precision=precision)
@@ -140,7 +140,7 @@ def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision
             glue_data[task].train,
             batch,
             1.0,
-            _loss_function(glue_data[task].task.is_regression),
+            loss_function(glue_data[task].task.is_regression),
             0,
             1,
             0,

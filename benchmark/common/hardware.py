@@ -2,7 +2,8 @@
 
 bf16 is fast only where the hardware multiplies in bf16: a CUDA GPU of compute capability 8.0 or newer, or a CPU
 with AMX-BF16 or AVX512-BF16. Elsewhere torch emulates it, and on an AVX2-only CPU bf16 autocast trained 14x
-slower than fp32 (results/benchmarks.md). No torch import at module level: `bench validate` reads this too.
+slower than fp32 (issue 15's measurement on an AMD EPYC). No torch import at module level: `bench validate`
+reads this too.
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ def main(argv=None) -> int:
         f"Command: `{command}`",
         "",
         f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; chains "
-        f"{', '.join(c.label for c in suite.chains)}; {suite.config.data.max_train_samples} training examples per "
-        f"task; seeds {suite.config.search.seeds}); {platform.processor() or platform.machine()}, "
+        f"{', '.join(c.label for c in suite.chains)}; {suite.config.data.max_train_samples} training and at most "
+        f"{suite.config.data.max_eval_samples} dev examples per task; seeds {suite.config.search.seeds}); "
+        f"{platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads; wall time {wall / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.",
         "",
         format_markdown(board, compute=True),

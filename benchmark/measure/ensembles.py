@@ -1,17 +1,17 @@
 """Ensembles against the best single checkpoint, on report data only.
 
-    python -m benchmark.measure.ensembles --out results/ensembles.md
+    python -m benchmark.measure.ensembles [--suite configs/ensembles.yaml] --out results/ensembles.md
 
-Runs configs/ensembles.yaml through `bench run`: the embedded model on rte, mrpc, stsb and cola, 3 learning rates
-x 2 seeds = 6 candidate checkpoints per task on 800-example training slices, then every ensemble method over each
-task's top 3 and all 6 candidates. Every figure below is a report-half score (split-half protocol): members, pools
+Runs `--suite` (default configs/ensembles.yaml: the embedded model on rte, mrpc, stsb and cola, 3 learning rates
+x 2 seeds = 6 candidate checkpoints per task on 800-example training slices) through `bench run`, then every
+ensemble method over each task's top 3 and all of its candidates; the output names the suite it ran. Every figure
+below is a report-half score (split-half protocol): members, pools
 and the best single checkpoint were chosen on the other half of dev. The goal is the best ensemble beating the
 best single checkpoint by at least 1 point on average.
 """
 
 from __future__ import annotations
 
-import platform
 import sys
 from pathlib import Path
 
@@ -26,7 +26,13 @@ GOAL = 1.0  # points of average task score over the best single checkpoint
 
 
 def summarize(state: dict, records: list[dict], suite, command: str, wall_seconds: float) -> str:
+    import json
+
+    from benchmark.common.hardware import machine_description
+
     tasks = state["tasks"]
+    board = json.loads((Path(suite.output) / "leaderboard.json").read_text())
+    test = {r["system"]: r["test"] for r in board["rows"] if r.get("test")}
     rows = state["rows"]
     best_single = next(r for r in rows if r["kind"] == "single")
     ensembles = sorted((r for r in rows if r["kind"] == "ensemble"), key=lambda r: -r["average"])
@@ -47,22 +53,35 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
         f"{cfg.training.precision}, ZeRO-{cfg.training.zero_stage}; grid "
         f"{', '.join(f'{k}={v}' for k, v in cfg.search.grid.items())}; seeds {cfg.search.seeds}: "
         f"{counts}. "
-        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
+        f"Machine: {machine_description()['cpu']}, {torch.get_num_threads()} threads, precision that ran "
+        f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}, nothing else running; "
         f"wall time {wall_seconds / 60:.1f} min ({trial_hours:.2f} trial-hours of training), of which building the "
         f"ensembles {state['build_seconds'] / 60:.1f} min.",
         "",
         f"Protocol: {state['protocol']['description']} Report halves: "
         f"{', '.join(f'{t} {n}' for t, n in report_sizes.items())} examples.",
         "",
-        "| system | " + " | ".join(tasks) + " | average | Δ vs best single | passes per example |",
-        "|---|" + "---:|" * (len(tasks) + 3),
+        "Validation columns are report-half scores; test columns (where the tasks have a labelled test split, e.g. "
+        "GLUE's dev set with data.glue_dev: test) score the same chosen systems once on test: nothing chose on it.",
+        "",
+        "| system | "
+        + " | ".join(tasks)
+        + " | average | Δ vs best single | test average | Δ test vs best single | passes per example |",
+        "|---|" + "---:|" * (len(tasks) + 5),
     ]
+    base_test = (test.get(best_single["system"]) or {}).get("average")
     for row in [best_single] + ensembles:
         delta = row["average"] - best_single["average"]
         cells = [f"{row['task_scores'][t]:.1f}" for t in tasks]
+        row_test = (test.get(row["system"]) or {}).get("average")
+        test_cells = [
+            "—" if row_test is None else f"{row_test:.2f}",
+            "—" if row is best_single or row_test is None or base_test is None else f"{row_test - base_test:+.2f}",
+        ]
         lines.append(
             f"| {row['system']} | " + " | ".join(cells) + f" | {row['average']:.2f} | "
-            f"{'—' if row is best_single else f'{delta:+.2f}'} | {row['compute']['inference_passes']:g} |"
+            f"{'—' if row is best_single else f'{delta:+.2f}'} | " + " | ".join(test_cells) + " | "
+            f"{row['compute']['inference_passes']:g} |"
         )
     metrics = {r["task"]: r["metric_keys"] for r in records}
     lines += [
@@ -93,7 +112,16 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
         "",
     ]
 
-    lines += ["## Members", ""]
+    lines += [
+        "## The leaderboard, with intervals and corrected tests",
+        "",
+        "As `bench table` prints it for this run (statistics on validation; see its notes for what chose and what "
+        "reported).",
+        "",
+        (Path(suite.output) / "leaderboard.md").read_text(),
+        "## Members",
+        "",
+    ]
     for row in [best_single] + ensembles:
         members = "; ".join(
             f"{t}: {', '.join(_weighted(ids, row['member_weights'][t]))}" for t, ids in row["members"].items()

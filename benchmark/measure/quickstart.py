@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         shutil.copyfile(run / name, out / name)
     report = subprocess.run([*bench, "report", str(run), "--output", str(out / "report.html")], capture_output=True)
     board = json.loads((run / "leaderboard.json").read_text())
-    single = next(r for r in board["rows"] if r["kind"] == "single")
+    single = next(r for r in board["rows"] if r["kind"] == "single" and "trial_ids" in r)  # the trials, not ensembles
     records = [json.loads(f.read_text()) for f in run.glob("trials/*/record.json")]
     precisions = sorted({r.get("precision") for r in records})
     machine = machine_description()

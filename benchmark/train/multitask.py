@@ -36,13 +36,10 @@ from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, 
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.mixing import Mixture
 from benchmark.train.modeling import build_classifier, load_tokenizer
+from benchmark.train.steps import loss_function, mean_over_ranks, peak_memory_mb, sum_over_ranks
 from benchmark.train.trainer import (
     BEST_DIR,
     Reporter,
-    _loss_function,
-    _mean_over_ranks,
-    _peak_memory_mb,
-    _sum_over_ranks,
     predict_split,
     selection_half,
     start_trial,
@@ -213,7 +210,7 @@ def train_multitask(
         t: BatchStream(data[t].train.lengths, hp.batch_size, seed, hp.group_by_length, micro_parts)
         for t in mixture.tasks
     }
-    losses_fn = {t: _loss_function(specs[t].is_regression) for t in mixture.tasks}
+    losses_fn = {t: loss_function(specs[t].is_regression) for t in mixture.tasks}
     halves = {t: selection_half(data[t], selection_seed) for t in mixture.tasks}
     history, samples_seen = [], 0
     task_samples, task_steps = dict.fromkeys(mixture.tasks, 0), dict.fromkeys(mixture.tasks, 0)
@@ -249,7 +246,7 @@ def train_multitask(
             nonfinite = sum(not math.isfinite(x) for x in step_losses)
             losses += step_losses
             task_losses[task] += step_losses
-            if _sum_over_ranks(nonfinite, device):
+            if sum_over_ranks(nonfinite, device):
                 raise TrialDiverged(
                     f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1}, task {task})"
                 )
@@ -291,7 +288,7 @@ def train_multitask(
                 OBJECTIVE: score,
                 "selection_score": score_on(specs[task], split_logits, split_labels, half)[1] if half else score,
                 **metrics,
-                "train_loss": _mean_over_ranks(task_losses[task], device),
+                "train_loss": mean_over_ranks(task_losses[task], device),
                 "train_steps": draws.count(task),
                 "train_samples": task_samples[task],
                 "optimizer_steps": task_steps[task],
@@ -303,7 +300,7 @@ def train_multitask(
             "selection_score": float(np.mean([per_task[t]["selection_score"] for t in mixture.tasks])),
             "tasks": per_task,
             "epoch": epoch + 1,
-            "train_loss": _mean_over_ranks(losses, device),
+            "train_loss": mean_over_ranks(losses, device),
             "learning_rate": schedule.get_last_lr()[0],
             "optimizer_steps": engine.global_steps,
             "train_samples": samples_seen,
@@ -312,7 +309,7 @@ def train_multitask(
             "eval_seconds": eval_seconds,
             "eval_samples_per_s": sum(len(s) for t in mixture.tasks for s in data[t].eval_splits.values())
             / eval_seconds,
-            "peak_memory_mb": _peak_memory_mb(device),
+            "peak_memory_mb": peak_memory_mb(device),
             "precision": hp.precision,
             "device": device_name(),
         }

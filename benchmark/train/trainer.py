@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.inference import batched_logits
 from benchmark.train.lora import adapter_parameter_names, add_adapters, classifier_of, uses_lora
 from benchmark.train.modeling import build_classifier, load_tokenizer
+from benchmark.train.steps import all_gather, loss_function, mean_over_ranks, peak_memory_mb, sum_over_ranks
 from benchmark.train.training_state import (
     load_training_state,
     read_client_state,
@@ -123,7 +123,7 @@ def train(
         load_training_state(engine, schedule, Path(resume_from), rank, world, hp.zero_stage)
     device = engine.device
     pad_multiple = 8 if device.type == "cuda" else 1
-    loss_fn = _loss_function(task.is_regression)
+    loss_fn = loss_function(task.is_regression)
     resumed_at_end = progress.epoch >= hp.epochs
 
     for epoch in range(progress.epoch, hp.epochs):
@@ -147,7 +147,7 @@ def train(
                 engine.backward(loss)
                 engine.step()  # steps the optimizer and schedule at accumulation boundaries, after clipping
                 losses.append(loss.item())
-            if _sum_over_ranks(nonfinite, device):  # every rank stops at the same step
+            if sum_over_ranks(nonfinite, device):  # every rank stops at the same step
                 raise TrialDiverged(
                     f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1})"
                 )
@@ -163,7 +163,7 @@ def train(
                 curve.append(
                     {
                         "step": engine.global_steps,
-                        "train_loss": _mean_over_ranks(losses[logged:], device),
+                        "train_loss": mean_over_ranks(losses[logged:], device),
                         "learning_rate": max(schedule.get_last_lr()),
                     }
                 )
@@ -179,7 +179,7 @@ def train(
                 {
                     "selection_score": score_on(task, split_logits, split_labels, half)[1] if half else row[OBJECTIVE],
                     "epoch": epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4),
-                    "train_loss": _mean_over_ranks(losses, device),
+                    "train_loss": mean_over_ranks(losses, device),
                     "learning_rate": max(schedule.get_last_lr()),  # the head's, with layer-wise decay
                     "trainable_parameters": trainable_parameter_count(model),  # with LoRA: adapters and head
                     "augmented_examples": data.augmented_examples,
@@ -187,7 +187,7 @@ def train(
                     "train_samples": progress.samples_seen,
                     "train_seconds": train_seconds,
                     "train_samples_per_s": window_samples / train_seconds,
-                    "peak_memory_mb": _peak_memory_mb(device),
+                    "peak_memory_mb": peak_memory_mb(device),
                     "precision": hp.precision,
                     "device": device_name(),
                 }
@@ -328,12 +328,6 @@ def step_progress(epoch: int, epochs: int, step: int, steps: int, samples: int, 
             "seconds_left": steps_left * batch / rate if rate else None}  # fmt: skip
 
 
-def _loss_function(regression: bool):
-    if regression:
-        return lambda logits, labels: torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
-    return lambda logits, labels: torch.nn.functional.cross_entropy(logits.float(), labels)
-
-
 def _evaluate(engine, data: TaskData, pad_id: int, batch_size: int, rank: int, world: int, pad_multiple: int) -> dict:
     started = time.perf_counter()
     engine.eval()
@@ -371,39 +365,8 @@ def predict_split(
     order = np.argsort(-split.lengths, kind="stable")  # similar lengths together: less padding
     mine = order[rank::world]
     local = (mine, batched_logits(model, split, mine, pad_id, batch_size, device, width, pad_multiple))
-    parts = _all_gather(local, world)
+    parts = all_gather(local, world)
     logits = np.zeros((len(split), width), dtype=np.float32)
     for idx, values in parts:
         logits[idx] = values
     return logits
-
-
-def _all_gather(obj, world: int) -> list:
-    if world == 1:
-        return [obj]
-    import torch.distributed as dist
-
-    gathered = [None] * world
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
-def _sum_over_ranks(value: float, device: torch.device) -> float:
-    import torch.distributed as dist
-
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return value
-    total = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(total)
-    return float(total[0])
-
-
-def _mean_over_ranks(values: list[float], device: torch.device) -> float:
-    total, count = _sum_over_ranks(sum(values), device), _sum_over_ranks(len(values), device)
-    return total / max(1.0, count)
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

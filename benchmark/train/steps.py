@@ -1,0 +1,49 @@
+"""What the single-task and multi-task loops share below the loop: the loss, values across ranks, peak memory."""
+
+from __future__ import annotations
+
+import resource
+
+import torch
+
+
+def loss_function(regression: bool):
+    """Cross-entropy for classes, mean squared error for a score; computed in float32 whatever the precision."""
+    if regression:
+        return lambda logits, labels: torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return lambda logits, labels: torch.nn.functional.cross_entropy(logits.float(), labels)
+
+
+def all_gather(obj, world: int) -> list:
+    """Every rank's `obj`, in rank order."""
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    gathered = [None] * world
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def sum_over_ranks(value: float, device: torch.device) -> float:
+    """`value` summed over the ranks of the process group (itself with one rank)."""
+    import torch.distributed as dist
+
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return float(total[0])
+
+
+def mean_over_ranks(values: list[float], device: torch.device) -> float:
+    """The mean of every rank's `values` together."""
+    total, count = sum_over_ranks(sum(values), device), sum_over_ranks(len(values), device)
+    return total / max(1.0, count)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: the GPU's allocations on CUDA, else the resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
