@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from benchmark.common.atomic import atomic_write_text
-from benchmark.measure.study import run_study
+from benchmark.measure.study import learning_lines, run_study
 from ensembles.rows import read_state
 
 GOAL = 1.0  # points of average task score over the best single checkpoint
 
 
-def summarize(state: dict, records: list[dict], suite, command: str, wall_seconds: float) -> str:
+def summarize(state: dict, records: list[dict], suite, command: str, wall_seconds: float, parts: int = 1) -> str:
     import json
 
     from benchmark.common.hardware import machine_description
@@ -55,8 +55,8 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
         f"{counts}. "
         f"Machine: {machine_description()['cpu']}, {torch.get_num_threads()} threads, precision that ran "
         f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}, nothing else running; "
-        f"wall time {wall_seconds / 60:.1f} min ({trial_hours:.2f} trial-hours of training), of which building the "
-        f"ensembles {state['build_seconds'] / 60:.1f} min.",
+        f"wall time {wall_seconds / 60:.1f} min over {parts} part(s) ({trial_hours:.2f} trial-hours of training), "
+        f"of which building the ensembles {state['build_seconds'] / 60:.1f} min (the last build).",
         "",
         f"Protocol: {state['protocol']['description']} Report halves: "
         f"{', '.join(f'{t} {n}' for t, n in report_sizes.items())} examples.",
@@ -92,15 +92,32 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
         "",
     ]
 
-    top = ensembles[0]
+    top = ensembles[0]  # the best ensemble by its validation (report-half) average
     gain = top["average"] - best_single["average"]
-    verdict = "meets" if gain >= GOAL else "does not meet"
+    stats = next((r.get("significance") or {} for r in board["rows"] if r["system"] == top["system"]), {})
+    sig = stats.get("average") or {}
+    shown = sig.get("significant") and sig["delta"] > 0
+    top_test, base_test = (test.get(top["system"]) or {}).get("average"), base_test
     lines += [
-        f"**Result.** The best ensemble, {top['system']}, averages {top['average']:.2f} against "
-        f"{best_single['average']:.2f} for the best single checkpoint: {gain:+.2f} points, which {verdict} the "
-        f"goal of +{GOAL:g}. Per task: "
+        f"**Result.** The best ensemble on validation, {top['system']}, averages {top['average']:.2f} against "
+        f"{best_single['average']:.2f} for the best single checkpoint on the same report halves: {gain:+.2f} points "
+        + (
+            f"(interval {sig['ci'][0]:+.2f} to {sig['ci'][1]:+.2f}, Holm-adjusted p={sig['p_adjusted']:.3f})"
+            if sig.get("ci")
+            else "(no test)"
+        )
+        + (
+            f"; on test it scores {top_test:.2f} against {base_test:.2f} ({top_test - base_test:+.2f})"
+            if top_test is not None and base_test is not None
+            else ""
+        )
+        + f". The goal, +{GOAL:g} points shown: "
+        + ("met." if shown and gain >= GOAL else "not met: no difference is shown at this size.")
+        + " Per task on validation: "
         + ", ".join(f"{t} {top['task_scores'][t] - best_single['task_scores'][t]:+.1f}" for t in tasks)
         + ".",
+        "",
+        *learning_lines(board, Path(suite.output)),
         "",
     ]
     by_method = {}
@@ -181,7 +198,7 @@ def main(argv=None) -> int:
     from benchmark.records.store import RunStore
 
     store = RunStore(suite.output)
-    report = summarize(read_state(suite.output), store.records(), suite, command, wall)
+    report = summarize(read_state(suite.output), store.records(), suite, command, wall, study.parts)
     atomic_write_text(Path(args.out), report)
     print(report)
     return 0

@@ -21,33 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmark.common.hardware import machine_description
 from benchmark.measure import write_report
+from benchmark.measure.study import learning_lines
 
 GOAL_MINUTES = 10.0
 GOAL_MARGIN = 5.0  # points above the constant prediction
-
-
-def constant_score(task, labels: np.ndarray) -> float:
-    """The task score (0-100) of predicting one value for every example: the majority class, or the mean."""
-    from tasks.metrics import compute_metrics, task_score
-
-    if task.is_regression:
-        return 0.0  # a correlation with a constant is undefined; the convention is 0
-    logits = np.zeros((len(labels), task.num_labels), dtype=np.float32)
-    logits[:, np.bincount(labels, minlength=task.num_labels).argmax()] = 1.0
-    return task_score(compute_metrics(task, {"validation": logits}, {"validation": labels}))
-
-
-def dev_labels(run: Path, trial_id: str) -> np.ndarray:
-    """The dev labels a trial was scored on (its kept checkpoint's prediction file)."""
-    from benchmark.train.checkpoints import load_predictions
-
-    record = json.loads((run / "trials" / trial_id / "record.json").read_text())
-    _, labels = load_predictions(run / record["checkpoint"])
-    return next(iter(labels.values()))
 
 
 def main(argv=None) -> int:
@@ -56,7 +35,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/report")
     p.add_argument("--run", default=None, help="run directory (default: a fresh temporary one)")
     args = p.parse_args(argv)
-    from tasks.spec import TaskSpec
 
     run = Path(args.run or tempfile.mkdtemp(prefix="quickstart-")) / "run"
     bench = [sys.executable, "-m", "benchmark.cli"]
@@ -73,7 +51,6 @@ def main(argv=None) -> int:
         shutil.copyfile(run / name, out / name)
     report = subprocess.run([*bench, "report", str(run), "--output", str(out / "report.html")], capture_output=True)
     board = json.loads((run / "leaderboard.json").read_text())
-    single = next(r for r in board["rows"] if r["kind"] == "single" and "trial_ids" in r)  # the trials, not ensembles
     records = [json.loads(f.read_text()) for f in run.glob("trials/*/record.json")]
     precisions = sorted({r.get("precision") for r in records})
     machine = machine_description()
@@ -91,18 +68,8 @@ def main(argv=None) -> int:
         f"{'met' if minutes <= GOAL_MINUTES else 'MISSED'}); {len(records)} trials, "
         f"{board['compute']['trial_hours']:.2f} trial-hours.",
         "",
-        "Learning: each task's best single row (dev, mean over seeds at the grid point chosen on dev) against the "
-        f"constant prediction on the same dev examples; goal ≥ {GOAL_MARGIN:.0f} points above.",
-        "",
-        "| task | best single row | constant prediction | margin | goal |",
-        "|---|---:|---:|---:|---|",
     ]
-    for task, score in single["task_scores"].items():
-        trial = single["trial_ids"][task][0]
-        spec = TaskSpec.from_dict(json.loads((run / "trials" / trial / "record.json").read_text())["task_spec"])
-        constant = constant_score(spec, dev_labels(run, trial))
-        margin, goal = score - constant, "met" if score - constant >= GOAL_MARGIN else "MISSED"
-        lines.append(f"| {task} | {score:.1f} | {constant:.1f} | {margin:+.1f} | {goal} |")
+    lines += learning_lines(board, run, GOAL_MARGIN)
     lines += [
         "",
         "Files: `leaderboard.md`, `.csv`, `.json` as `bench run` wrote them (prediction paths are relative to the run "

@@ -6,6 +6,9 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import Suite, load_suite
@@ -16,8 +19,9 @@ from benchmark.run.runner import run_suite
 class Study:
     args: argparse.Namespace
     suite: Suite
-    wall_seconds: float
+    wall_seconds: float  # every part of the study's `bench run` so far (a study may run in parts that resume)
     command: str  # what reproduces it
+    parts: int = 1
 
 
 def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=None) -> Study:
@@ -32,5 +36,62 @@ def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=
     suite = load_suite(args.suite, args.set, output=args.output)
     started = time.perf_counter()
     run_suite(suite)  # trials, then the suite's ensemble section, then the leaderboard
-    wall = time.perf_counter() - started
-    return Study(args, suite, wall, f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv))
+    wall, parts = _add_part(Path(suite.output), time.perf_counter() - started)
+    command = f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
+    return Study(args, suite, wall, command, parts)
+
+
+def _add_part(run: Path, seconds: float) -> tuple[float, int]:
+    """The wall time of every part of this run so far, this one added (kept in the run directory)."""
+    import json
+
+    from benchmark.common.atomic import atomic_write_json
+
+    path = run / "study_wall.json"
+    before = json.loads(path.read_text()) if path.is_file() else {"seconds": 0.0, "parts": 0}
+    total = {"seconds": before["seconds"] + seconds, "parts": before["parts"] + 1}
+    atomic_write_json(path, total)
+    return total["seconds"], total["parts"]
+
+
+def constant_score(task, labels: np.ndarray) -> float:
+    """The task score (0-100) of predicting one value for every example: the majority class, or the mean."""
+    from tasks.metrics import compute_metrics, task_score
+
+    if task.is_regression:
+        return 0.0  # a correlation with a constant is undefined; the convention is 0
+    logits = np.zeros((len(labels), task.num_labels), dtype=np.float32)
+    logits[:, np.bincount(labels, minlength=task.num_labels).argmax()] = 1.0
+    return task_score(compute_metrics(task, {"validation": logits}, {"validation": labels}))
+
+
+def learning_lines(board: dict, run: Path, margin: float = 5.0) -> list[str]:
+    """Whether the trial row `(single)` learns: per task, its score (test where scored, else dev) against the
+    constant prediction's on the same examples; the goal is `margin` points above."""
+    import json
+
+    from benchmark.records.final_predictions import read_test_file, test_prediction_path
+    from benchmark.train.checkpoints import load_predictions
+    from tasks.spec import TaskSpec
+
+    row = next(r for r in board["rows"] if r["kind"] == "single" and "trial_ids" in r)
+    lines = [
+        f"Does the baseline learn? {row['system']} against the constant prediction (majority class for accuracy "
+        f"and F1; 0 for MCC and correlations) on the same examples; goal: at least {margin:g} points above.",
+        "",
+        "| task | split | baseline | constant | margin | goal |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for task, trial_ids in row["trial_ids"].items():
+        record = json.loads((run / "trials" / trial_ids[0] / "record.json").read_text())
+        spec = TaskSpec.from_dict(record["task_spec"])
+        test = read_test_file(test_prediction_path(run, trial_ids[0]))
+        if test is not None and task in (row.get("test") or {}).get("task_scores", {}):
+            split, score, labels = "test", row["test"]["task_scores"][task], test["labels"]
+        else:
+            split, score = "dev", row["task_scores"][task]
+            labels = next(iter(load_predictions(run / record["checkpoint"])[1].values()))
+        constant = constant_score(spec, np.asarray(labels))
+        goal = "met" if score - constant >= margin else "MISSED"
+        lines.append(f"| {task} | {split} | {score:.1f} | {constant:.1f} | {score - constant:+.1f} | {goal} |")
+    return lines

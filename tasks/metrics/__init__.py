@@ -33,7 +33,12 @@ METRICS: dict[str, MetricDef] = {
     )
 }
 
-# The objective every trial reports: the task score, mean of its metrics on a 0-100 scale.
+# The objective every trial reports: the task score, mean of its metrics on a 0-100 scale. Averaging metrics is
+# only meaningful when they point the same way; every one here is higher-is-better, so the score is maximised
+# everywhere (schedulers, kept epochs, grid points, pools, bold marks). A lower-is-better metric would have to be
+# negated in task_score first: refuse it here rather than let a table silently reward the worse model.
+if not all(m.higher_is_better for m in METRICS.values()):
+    raise AssertionError("task_score averages metrics: declare only higher-is-better ones, or negate the others")
 OBJECTIVE = "score"
 OBJECTIVE_MODE = "max"
 
