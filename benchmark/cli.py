@@ -331,6 +331,7 @@ def _trial(args) -> int:
 
     from benchmark.common.quiet import quiet_libraries
     from benchmark.config.suite import cache_dir, load_suite
+    from benchmark.plan.trials import selection_seed
     from benchmark.train.local import run_local_trial
     from tasks.encoding import encode_task
     from tasks.loading import resolve_glue_dir
@@ -385,6 +386,7 @@ def _trial(args) -> int:
             suite.mixture,
             Path(args.output),
             suite.config.trust_remote_code,
+            selection_seed=selection_seed(suite),
         )
         best = ", ".join(
             f"{t} {result.best_scores[t]:.2f} (epoch {result.best_epochs[t]})" for t in suite.mixture.tasks
@@ -403,6 +405,7 @@ def _trial(args) -> int:
         Path(args.output),
         suite.config.trust_remote_code,
         log_every_steps=suite.config.search.log_every_steps,
+        selection_seed=selection_seed(suite),
     )
     print(
         f"best epoch {result.best_epoch}: score {result.best_score:.2f}; "

@@ -23,9 +23,11 @@ def run_local_trial(
     trust_remote_code: bool = False,
     log=print,
     log_every_steps: int = 10,
+    selection_seed: int | None = None,
 ) -> TrialResult:
     """Train; the best epoch's checkpoint lands in `output/checkpoint`, the per-epoch metrics in `output/epochs.json`,
-    the training curves in `output/tensorboard/<task>` (as `bench run` writes them)."""
+    the training curves in `output/tensorboard/<task>` (as `bench run` writes them). `selection_seed`: as
+    `bench run` sets it (benchmark.plan.trials.selection_seed)."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-local-", dir=output))
@@ -49,6 +51,7 @@ def run_local_trial(
             report,
             trust_remote_code=trust_remote_code,
             log_every_steps=log_every_steps,
+            selection_seed=selection_seed,
         )
     finally:
         curves.close()
@@ -66,6 +69,7 @@ def run_local_multitask_trial(
     output: Path,
     trust_remote_code: bool = False,
     log=print,
+    selection_seed: int | None = None,
 ):
     """Train tasks jointly; each task's export (at its own best epoch) lands in `output/<task>/checkpoint`, the
     curves in `output/tensorboard/multitask`."""
@@ -87,8 +91,9 @@ def run_local_multitask_trial(
 
     try:
         result = train_multitask(
-            hp, model_path, seed, data, mixture, workdir, report, trust_remote_code=trust_remote_code
-        )
+            hp, model_path, seed, data, mixture, workdir, report, trust_remote_code=trust_remote_code,
+            selection_seed=selection_seed,
+        )  # fmt: skip
     finally:
         curves.close()
         shutil.rmtree(workdir, ignore_errors=True)
