@@ -92,10 +92,11 @@ class TrialRecorder:
         state["augmented_examples"] = result.get("augmented_examples", 0)
         self.curves[name].write(result, task.metric_keys())
         path = result.get(CHECKPOINT_PATH_KEY)
-        if path and result.get("is_best") and result["selection_score"] > state["best"]:
+        chose = result.get("selection_score", result[OBJECTIVE])  # what chose the kept epoch
+        if path and result.get("is_best") and chose > state["best"]:
             try:
                 self.store.install_checkpoint(name, lambda folder: download(f"{path}/{BEST_DIR}", self.storage, folder))
-                state["best"] = result["selection_score"]
+                state["best"] = chose
             except OSError as e:  # a full or failing disk: the old checkpoint stays; the trial is recorded failed
                 state["write_error"] = f"cannot write its checkpoint: {e}"
         if path:
@@ -128,7 +129,7 @@ class TrialRecorder:
                 self.store.install_checkpoint(spec.task_ids[task], lambda f, s=source: download(s, self.storage, f))
             except OSError as e:  # as for one task: the old export stays, and the joint trial is recorded failed
                 state["write_error"] = f"cannot write its checkpoint for {task}: {e}"
-        state["best"] = max(state["best"], result["selection_score"])
+        state["best"] = max(state["best"], result.get("selection_score", result[OBJECTIVE]))
         self._save_progress(name, state, None, [])
 
     def completed(self, name: str, end: TrialEnd) -> None:
