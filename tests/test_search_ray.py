@@ -235,8 +235,8 @@ def test_a_killed_worker_is_retried_from_its_last_state(tiny_model, tmp_path, wo
     path = write(
         tmp_path,
         tiny_model,
-        tasks=[write_easy_task(tmp_path / "long", train=8192)],
-        data={"max_train_samples": 8192},
+        tasks=[write_easy_task(tmp_path / "long", train=4096)],  # two epochs after the kill: 10 s or more
+        data={"max_train_samples": 4096},
         training={"epochs": 3},
         search={"max_failures": 1},
         resources={"workers_per_trial": workers, "cpus_per_worker": 1},
