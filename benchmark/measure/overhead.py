@@ -86,6 +86,13 @@ def summarize(rows: list[dict]) -> dict:
             "share_60": median / (60 + median)}  # fmt: skip
 
 
+def _command_line(command: str) -> str:
+    """The command as recorded; figures recorded before the environment went into it need BENCH_GLUE_DIR said."""
+    if command.startswith("BENCH_GLUE_DIR="):
+        return f"Command: `{command}`"
+    return f"Command (with `BENCH_GLUE_DIR` naming the GLUE folder): `{command}`"
+
+
 def report(out: Path) -> str:
     labels = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.stem in ("before", "after")}
     lines = ["# Orchestration overhead of `bench run`", "", "Written by `benchmark/measure/overhead.py` from the "
@@ -93,7 +100,7 @@ def report(out: Path) -> str:
     for label, m in sorted(labels.items(), key=lambda kv: kv[0] != "before"):
         s, cpu = m["summary"], m["machine"]
         lines += [
-            f"## {label}: {m['version']}", "", f"Command: `{m['command']}`", "",
+            f"## {label}: {m['version']}", "", _command_line(m["command"]), "",
             f"Date {m['date']}; CPU {cpu['cpu']} ({', '.join(cpu['cpu_flags'])}; native bf16: {cpu['native_bf16']}), "
             f"{m['cpus']} CPUs, load average {m['load_before']} before the run; model {m['model']}; {m['setup']}.",
             "", "| N | finished | wall (s) | first trial started after (s) | per-trial overhead, median (range) (s) | "
@@ -165,7 +172,8 @@ def main(argv=None) -> int:
         print("  " + json.dumps({k: v for k, v in rows[-1].items() if k not in ("overheads", "in_trial")}), flush=True)
     version = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=args.repo, capture_output=True, text=True)
     figures = {
-        "command": "python -m benchmark.measure.overhead " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": f"BENCH_GLUE_DIR={os.environ.get('BENCH_GLUE_DIR', '')} python -m benchmark.measure.overhead "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "version": version.stdout.strip()[:100], "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine_description(), "cpus": len(os.sched_getaffinity(0)), "load_before": round(load, 2),
         "model": args.model, "precision_auto": resolve_precision("auto"),
