@@ -80,15 +80,34 @@ def _read_source(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: P
 
 def held_out_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir: Path):
     """ "train" or a split held out of the task's training data (a user task without a validation or test file, or
-    a GLUE task whose dev set is its test split). Each held-out split must hold every class the training data has."""
+    a GLUE task whose dev set is its test split)."""
+    ds, _, partition = _partitioned_train(task, glue_dir, cache_dir)
+    return ds.select(partition[split]).flatten_indices()
+
+
+def holdout_record(task: TaskSpec, cache_dir: Path, glue_dir: Path | None = None) -> dict:
+    """How a task's held-out splits were made, for the run directory's splits.json."""
+    import hashlib
+
+    from tasks.splits import describe_partition
+
+    _, source, partition = _partitioned_train(task, glue_dir, cache_dir)
+    path = Path(source)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None  # None: read from the hub
+    return describe_partition(partition, task.holdout, task.holdout_seed, not task.is_regression, source, digest)
+
+
+def _partitioned_train(task: TaskSpec, glue_dir: Path | None, cache_dir: Path):
+    """The training data as read, its source, and its partition into "train" and the held-out splits. Each
+    held-out split must hold at least two rows and every class the training data has."""
     from tasks.splits import holdout_partition
 
     ds, source = _read_source(task, "train", glue_dir, cache_dir)
     ds = _normalise_labels(task, ds, source)
-    partition = holdout_partition(ds["label"], task.holdout, task.holdout_seed, stratify=not task.is_regression)
+    labels = np.asarray(ds["label"])
+    partition = holdout_partition(labels, task.holdout, task.holdout_seed, stratify=not task.is_regression)
     for held in task.holdout:
         rows = partition[held]
-        labels = np.asarray(ds["label"])
         missing = [] if task.is_regression else sorted(set(labels.tolist()) - set(labels[rows].tolist()))
         if len(rows) < 2 or missing:
             what = f"no row of class {task.label_names[missing[0]]}" if missing else f"{len(rows)} row(s)"
@@ -97,22 +116,7 @@ def held_out_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir:
                 f"holds {what} of task {task.name}'s {len(ds)} training rows ({source}); "
                 "a larger share or more training rows are needed for a stratified split",
             )
-    return ds.select(partition[split]).flatten_indices()
-
-
-def holdout_record(task: TaskSpec, cache_dir: Path, glue_dir: Path | None = None) -> dict:
-    """How a task's held-out splits were made, for the run directory's splits.json."""
-    import hashlib
-
-    from tasks.splits import describe_partition, holdout_partition
-
-    ds, source = _read_source(task, "train", glue_dir, cache_dir)
-    ds = _normalise_labels(task, ds, source)
-    stratify = not task.is_regression
-    partition = holdout_partition(ds["label"], task.holdout, task.holdout_seed, stratify)
-    path = Path(source)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None  # None: read from the hub
-    return describe_partition(partition, task.holdout, task.holdout_seed, stratify, source, digest)
+    return ds, source, partition
 
 
 def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):

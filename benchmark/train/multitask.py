@@ -42,12 +42,12 @@ from benchmark.train.trainer import (
     Reporter,
     predict_split,
     selection_half,
+    selection_score,
     start_trial,
     step_progress,
 )
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
-from tasks.splits import score_on
 
 
 class MultiTaskModel(torch.nn.Module):
@@ -283,10 +283,9 @@ def train_multitask(
             split_labels = {s: sp.labels for s, sp in data[task].eval_splits.items()}
             metrics = compute_metrics(specs[task], split_logits, split_labels)
             score = task_score(metrics)
-            half = halves[task]
             per_task[task] = {
                 OBJECTIVE: score,
-                "selection_score": score_on(specs[task], split_logits, split_labels, half)[1] if half else score,
+                "selection_score": selection_score(specs[task], split_logits, split_labels, halves[task], score),
                 **metrics,
                 "train_loss": mean_over_ranks(task_losses[task], device),
                 "train_steps": draws.count(task),

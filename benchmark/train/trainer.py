@@ -177,7 +177,7 @@ def train(
             split_logits, split_labels = row.pop("_logits"), row.pop("_labels")
             row.update(
                 {
-                    "selection_score": score_on(task, split_logits, split_labels, half)[1] if half else row[OBJECTIVE],
+                    "selection_score": selection_score(task, split_logits, split_labels, half, row[OBJECTIVE]),
                     "epoch": epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4),
                     "train_loss": mean_over_ranks(losses, device),
                     "learning_rate": max(schedule.get_last_lr()),  # the head's, with layer-wise decay
@@ -259,6 +259,11 @@ def selection_half(data: TaskData, seed: int | None) -> dict[str, np.ndarray] | 
     if seed is None or data.task.final_test is not None:
         return None
     return split_dev(data.task, {s: len(sp) for s, sp in data.eval_splits.items()}, seed).selection
+
+
+def selection_score(task, split_logits: dict, split_labels: dict, half: dict | None, score: float) -> float:
+    """The score that chooses the kept epoch: the selection half's (`selection_half`), else the dev score."""
+    return score_on(task, split_logits, split_labels, half)[1] if half else score
 
 
 def _trainable(hp: TrainingConfig, model, epoch: int) -> frozenset[str] | None:
