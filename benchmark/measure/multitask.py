@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from benchmark.common.hardware import machine_description
 from benchmark.measure import write_report
-from benchmark.measure.study import run_study
+from benchmark.measure.study import learning_lines, run_study
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.tables import format_markdown
 
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
         f"training examples per task; data.glue_dev: {suite.config.data.glue_dev}; seeds "
         f"{suite.config.search.seeds}); CPU {machine['cpu']}, {torch.get_num_threads()} threads, precision that ran "
         f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}; nothing else running; wall time "
-        f"{wall / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.",
+        f"{wall / 60:.1f} min over {study.parts} part(s); date {time.strftime('%Y-%m-%d')}.",
         "",
         format_markdown(board, compute=True),
         "## What it shows",
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
     for kind in ("multitask", "two-stage"):
         if single and kind in rows and rows[kind]["average"] is not None and single["average"] is not None:
             lines.append(verdict(rows[kind], single))
+    lines += ["", *learning_lines(board, Path(suite.output))]
     write_report(args.out, "\n".join(lines) + "\n")
     return 0
 
