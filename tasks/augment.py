@@ -130,7 +130,7 @@ def augment_dataset(ds, text_columns: tuple[str, ...], aug: Augmentation):
     """`ds` (a training split) followed by its augmented copies."""
     from datasets import Dataset, concatenate_datasets
 
-    new = augment_texts([ds[c] for c in text_columns], aug)
+    new = augment_texts([ds[c][:] for c in text_columns], aug)
     if not new:
         return ds
     extra = ds.select([row for row, _ in new]).to_dict()

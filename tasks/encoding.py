@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.common.atomic import atomic_replace_dir, staging_dir_for
+from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, staging_dir_for
 from tasks.augment import Augmentation, augment_dataset
-from tasks.loading import load_split
+from tasks.loading import data_files, load_split
 from tasks.spec import TaskSpec
 
 CACHE_FORMAT = 1
@@ -81,9 +81,11 @@ def encode_task(
     max_eval_samples: int | None = None,
     sample_seed: int = 0,
     augmentation: Augmentation | None = None,
+    stamp: str | None = None,
 ) -> TaskData:
     """Load and tokenise every split of `task`, from the cache when the same work was done before. With an
-    augmentation, the training split gets its augmented copies (cached per augmentation and seed)."""
+    augmentation, the training split gets its augmented copies (cached per augmentation and seed). `stamp`
+    (`source_stamp`) lets the next run find the result without reading the data or loading the tokenizer."""
     raw = {}
     for split in task.splits:
         cap = max_train_samples if split == "train" else max_eval_samples
@@ -107,17 +109,64 @@ def encode_task(
     original = len(raw["train"])
     if (folder / "splits.safetensors").is_file():
         splits = _read(folder)
-        return TaskData(task, splits, key, len(splits["train"]) - original)
-    if augment:
-        raw["train"] = augment_dataset(raw["train"], task.text_columns, augmentation)
-    splits = {s: encode_split(task, ds, tokenizer, max_seq_length) for s, ds in raw.items()}
-    staging = staging_dir_for(folder)
+    else:
+        if augment:
+            raw["train"] = augment_dataset(raw["train"], task.text_columns, augmentation)
+        splits = {s: encode_split(task, ds, tokenizer, max_seq_length) for s, ds in raw.items()}
+        staging = staging_dir_for(folder)
+        try:
+            _write(staging, splits)
+            atomic_replace_dir(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    data = TaskData(task, splits, key, len(splits["train"]) - original)
+    if stamp is not None:
+        atomic_write_json(_stamp_file(cache_dir, stamp), {"key": key, "augmented_examples": data.augmented_examples})
+    return data
+
+
+def source_stamp(
+    task: TaskSpec,
+    model_path: str,
+    max_seq_length: int,
+    glue_dir: Path | None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    sample_seed: int = 0,
+    augmentation: Augmentation | None = None,
+) -> str | None:
+    """What `encode_task` would read, named by its files' paths, sizes and modification times (the task's data
+    files and every file of the tokenizer's folder), with the settings; None when anything comes from the hub.
+    A second run finds its encoded data by this in milliseconds; a changed file only costs a fresh encoding."""
+    files = data_files(task, glue_dir)
+    model = Path(model_path)
+    if files is None or not model.is_dir() or not all(p.is_file() for p in files.values()):
+        return None
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in (*files.values(), *model.iterdir())]
+    payload = {
+        "format": CACHE_FORMAT,
+        "task": task.to_dict(),
+        "files": sorted(stats),
+        "settings": [max_seq_length, max_train_samples, max_eval_samples, sample_seed],
+        "augmentation": augmentation.to_dict() if augmentation is not None and augmentation.enabled else None,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def cached_task(task: TaskSpec, stamp: str, cache_dir: Path) -> TaskData | None:
+    """The encoded task an earlier `encode_task(..., stamp=stamp)` wrote, or None."""
     try:
-        _write(staging, splits)
-        atomic_replace_dir(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return TaskData(task, splits, key, len(splits["train"]) - original)
+        found = json.loads(_stamp_file(cache_dir, stamp).read_text())
+    except (OSError, ValueError):
+        return None
+    folder = cache_dir / "encoded" / f"{task.name}-{found['key']}"
+    if not (folder / "splits.safetensors").is_file():
+        return None
+    return TaskData(task, _read(folder), found["key"], found["augmented_examples"])
+
+
+def _stamp_file(cache_dir: Path, stamp: str) -> Path:
+    return cache_dir / "encoded" / "stamps" / f"{stamp}.json"
 
 
 def _content_hash(ds) -> str:
@@ -125,14 +174,14 @@ def _content_hash(ds) -> str:
     h = hashlib.sha256()
     for column in ds.column_names:
         h.update(column.encode())
-        h.update("\x1f".join(map(str, ds[column])).encode())
+        h.update("\x1f".join(map(str, ds[column][:])).encode())
     return h.hexdigest()
 
 
 def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedSplit:
     """Tokenise one split (not cached: `encode_task` caches whole tasks). Unlabelled splits get label -1 (NaN for
     regression)."""
-    columns = [ds[c] for c in task.text_columns]
+    columns = [ds[c][:] for c in task.text_columns]
     ids, type_ids, offsets = [], [], [0]
     batch = 1000
     for start in range(0, len(ds), batch):
@@ -145,7 +194,7 @@ def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedS
                 type_ids.extend(enc["token_type_ids"][i])
     dtype = np.float32 if task.is_regression else np.int64
     labels = (
-        np.asarray(ds["label"], dtype=dtype)
+        np.asarray(ds["label"][:], dtype=dtype)
         if "label" in ds.column_names
         else np.full(len(ds), np.nan if task.is_regression else -1, dtype=dtype)
     )

@@ -104,7 +104,7 @@ def _partitioned_train(task: TaskSpec, glue_dir: Path | None, cache_dir: Path):
 
     ds, source = _read_source(task, "train", glue_dir, cache_dir)
     ds = _normalise_labels(task, ds, source)
-    labels = np.asarray(ds["label"])
+    labels = np.asarray(ds["label"][:])
     partition = holdout_partition(labels, task.holdout, task.holdout_seed, stratify=not task.is_regression)
     for held in task.holdout:
         rows = partition[held]
@@ -198,7 +198,7 @@ def _normalise_labels(task: TaskSpec, ds, source: str):
     """Labels become class ids (int64) or scores (float32); a value outside the declared set is an input error."""
     import datasets
 
-    raw = list(ds["label"])
+    raw = ds["label"][:]  # a list at once: iterating the column reads it row by row
     if task.is_regression:
         try:
             values = [float(v) for v in raw]
@@ -211,33 +211,47 @@ def _normalise_labels(task: TaskSpec, ds, source: str):
         feature = datasets.Value("float32")
     else:
         ids = {name: i for i, name in enumerate(task.label_names)}
-        values = []
-        for row, v in enumerate(raw):
-            if isinstance(v, str) and v in ids:
-                values.append(ids[v])
-            elif _as_int(v) is not None and 0 <= _as_int(v) < len(ids):
-                values.append(_as_int(v))
-            elif _as_int(v) == -1:
-                values.append(-1)  # unlabelled (GLUE test splits on the hub)
-            else:
-                raise InputError(source, f"row {row + 1}: label {v!r} is not one of {', '.join(task.label_names)}")
+        class_of = {v: _class_id(v, ids) for v in set(raw)}  # each distinct value once: files have few
+        values = [class_of[v] for v in raw]
+        if None in class_of.values():
+            row = values.index(None)
+            raise InputError(source, f"row {row + 1}: label {raw[row]!r} is not one of {', '.join(task.label_names)}")
         feature = datasets.Value("int64")
     for col in task.text_columns:
         if ds.features[col].dtype not in ("string", "large_string"):
             raise InputError(source, f"column {col} holds {ds.features[col].dtype}, not text")
-    ds = ds.remove_columns("label").add_column("label", values, feature=feature)
-    return ds
+    return _replace_column(ds, "label", values, feature, task.to_dict())
+
+
+def _class_id(v, ids: dict[str, int]) -> int | None:
+    if isinstance(v, str) and v in ids:
+        return ids[v]
+    n = _as_int(v)
+    if n is not None and (0 <= n < len(ids) or n == -1):  # -1: unlabelled (GLUE test splits on the hub)
+        return n
+    return None
+
+
+def _replace_column(ds, name: str, values: list, feature, derived_from) -> "datasets.Dataset":
+    """`ds` with column `name` replaced. Its fingerprint is derived from `ds`'s and `derived_from` (what made the
+    values from it): `datasets` would otherwise hash every value, which takes longer than reading the file."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps([ds._fingerprint, name, derived_from], default=str).encode()).hexdigest()
+    return ds.remove_columns(name).add_column(name, values, feature=feature, new_fingerprint=digest[:32])
 
 
 def _with_index(ds, source: str):
     """A test split's example ids as integers; a file whose ids are not integers is an input error."""
     import datasets
 
-    ids = [_as_int(v) for v in ds["index"]]
+    given = ds["index"][:]
+    ids = [_as_int(v) for v in given]
     if any(i is None for i in ids):
-        bad = next(v for v, i in zip(ds["index"], ids) if i is None)
+        bad = next(v for v, i in zip(given, ids) if i is None)
         raise InputError(source, f"example id {bad!r} is not an integer")
-    return ds.remove_columns("index").add_column("index", ids, feature=datasets.Value("int64"))
+    return _replace_column(ds, "index", ids, datasets.Value("int64"), "int64 ids")
 
 
 def _as_int(v):

@@ -58,7 +58,8 @@ def test_frozen_parameters_stay_bit_identical_and_the_rest_train(tiny_model, rte
 def test_gradual_unfreezing_follows_its_schedule_and_resumes_exactly(tiny_model, rte, tmp_path):
     """ULMFiT: head alone, then one more group per epoch top-down (2 layers, then the embeddings), a new
     engine at each change. A run stopped after epoch 1 and resumed from its saved state gives the same numbers."""
-    from benchmark.train.trainer import STATE_DIR, train
+    from benchmark.train.checkpoints import STATE_DIR
+    from benchmark.train.trainer import train
 
     hp = TrainingConfig(**FAST, epochs=3, head_only_epochs=1, gradual_unfreezing=True)
     model = build_classifier(str(tiny_model), GLUE_TASKS["rte"].label_names)

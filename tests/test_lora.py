@@ -116,7 +116,8 @@ def test_freezing_keys_choose_which_layers_adapters_train_and_scale_their_rates(
 def test_a_lora_trial_resumes_exactly_from_its_saved_state(tiny_model, rte, tmp_path, precision):
     """Adapters, the head's copy, Adam's moments, the schedule and the dropout RNG all come back; a head-only
     first epoch (a new engine after it) included."""
-    from benchmark.train.trainer import STATE_DIR, train
+    from benchmark.train.checkpoints import STATE_DIR
+    from benchmark.train.trainer import train
 
     hp = TrainingConfig(**{**FAST, "precision": precision}, **LORA, epochs=3, head_only_epochs=1)
     straight = train(hp, str(tiny_model), 1, rte, tmp_path / "straight", lambda m, f: None)
@@ -248,7 +249,8 @@ import torch.distributed
 from benchmark.train.engine import init_distributed
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.modeling import load_tokenizer
-from benchmark.train.trainer import STATE_DIR, train
+from benchmark.train.checkpoints import STATE_DIR
+from benchmark.train.trainer import train
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 
@@ -292,7 +294,8 @@ def test_two_ranks_at_zero_2_train_lora_and_resume_exactly(tiny_model, glue_dir,
 def test_a_lora_checkpoint_starts_a_chain_and_a_lora_target_keeps_its_encoder(tiny_model, rte, tmp_path):
     """Intermediate-task transfer from a merged LoRA checkpoint (a plain folder), with LoRA again on the target:
     the target's frozen encoder weights are the source's merged ones, to the bit."""
-    from benchmark.train.trainer import BEST_DIR, train
+    from benchmark.train.checkpoints import BEST_DIR
+    from benchmark.train.trainer import train
 
     hp = TrainingConfig(**FAST, **LORA, epochs=1)
     run_local_trial(hp, str(tiny_model), 1, rte, tmp_path / "source", log=quiet)

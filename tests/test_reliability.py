@@ -20,7 +20,7 @@ from benchmark.results.board import leaderboard_from_runs
 from benchmark.run.recorder import CHECKPOINT_PATH_KEY, TrialEnd, TrialRecorder
 from benchmark.run.runner import pending_trials
 from benchmark.train.checkpoints import checkpoint_problem
-from benchmark.train.trainer import BEST_DIR
+from benchmark.train.checkpoints import BEST_DIR
 from tests.conftest import write_easy_task
 
 

@@ -130,7 +130,7 @@ def _test_split(suite: dict, task: TaskSpec):
 
 
 def _labels(task: TaskSpec, ds) -> np.ndarray:
-    return np.asarray(ds["label"], dtype=np.float32 if task.is_regression else np.int64)
+    return np.asarray(ds["label"][:], dtype=np.float32 if task.is_regression else np.int64)
 
 
 def _save(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:

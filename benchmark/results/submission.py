@@ -131,7 +131,7 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
                 record["training"]["eval_batch_size"],
                 suite.get("trust_remote_code", False),
             )
-            index = np.asarray(ds["index"])
+            index = np.asarray(ds["index"][:])
             atomic_write_text(output / f"{name}.tsv", submission_text(task, logits, index))
             written.append(f"{name}.tsv")
             manifest["files"][f"{name}.tsv"] = {

@@ -12,9 +12,8 @@ from pathlib import Path
 from benchmark.plan.trials import TrialSpec
 from benchmark.records.store import DONE_STATUSES, RunStore, trial_record
 from benchmark.run.storage import download
-from benchmark.train.checkpoints import parameter_count
+from benchmark.train.checkpoints import BEST_DIR, parameter_count
 from benchmark.train.curves import CURVES_DIR, CurveWriter
-from benchmark.train.trainer import BEST_DIR
 from tasks.metrics import OBJECTIVE
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # a result's saved folder in storage: `best/` and `state/` inside

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from rich.console import Console
@@ -20,7 +22,7 @@ from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.curves import CURVES_DIR
 from benchmark.train.modeling import load_tokenizer
 from tasks.augment import Augmentation
-from tasks.encoding import TaskData, encode_task
+from tasks.encoding import TaskData, cached_task, encode_task, source_stamp
 from tasks.loading import load_split, resolve_glue_dir
 
 SPLITS_FILE = "splits.json"
@@ -68,22 +70,38 @@ def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
             if t.model_name == model.name
             for task in (t.tasks or (t.task,))
         }
-        if not needed:
-            continue
-        tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
-        for key, (task, training) in sorted(needed.items()):
-            out[key] = encode_task(
-                tasks[task],
-                tokenizer,
-                training["max_seq_length"],
-                glue_dir,
-                cache_dir(suite),
-                data_cfg.max_train_samples,
-                data_cfg.max_eval_samples,
-                data_cfg.sample_seed,
-                Augmentation.of(training),
-            )
+        tokenizer = None  # loaded (seconds: it imports transformers) only when something must be encoded
+        for key, (name, training) in sorted(needed.items()):
+            task, length = tasks[name], training["max_seq_length"]
+            caps = (data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed)
+            aug = Augmentation.of(training)
+            stamp = source_stamp(task, model.path, length, glue_dir, *caps, aug)
+            data = stamp and cached_task(task, stamp, cache_dir(suite))
+            if data is None:
+                tokenizer = tokenizer or load_tokenizer(model.path, suite.config.trust_remote_code)
+                data = encode_task(task, tokenizer, length, glue_dir, cache_dir(suite), *caps, aug, stamp=stamp)
+            out[key] = data
     return out
+
+
+def start_ray(address: str | None) -> Future:
+    """Start Ray (or join the cluster) in a thread: it takes seconds, which overlap the driver reading the data and
+    importing the Tune glue. The thread then stays alive: Ray ties its processes' lives to the thread that started
+    them (Linux's parent-death signal is per thread), so they must not outlive it."""
+    started: Future = Future()
+
+    def start() -> None:
+        try:
+            from benchmark.run.cluster import connect
+
+            connect(address)
+            started.set_result(None)
+        except BaseException as e:  # the driver raises it where it waits
+            started.set_exception(e)
+        threading.Event().wait()
+
+    threading.Thread(target=start, name="ray-start", daemon=True).start()
+    return started
 
 
 def pending_trials(store: RunStore, plan: list[TrialSpec]) -> list[TrialSpec]:
@@ -178,6 +196,7 @@ def run_suite(
 
 def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: str | None, console: Console) -> dict:
     pending = pending_trials(store, plan)
+    ray_started = start_ray(address) if pending else None
     task_data = prepare_data(suite, pending) if pending else {}  # reads every split: bad data fails here
     store.write_suite(suite.to_dict())
     write_split_records(suite, store)
@@ -204,6 +223,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         # Two-stage and chain trials start from checkpoints of other trials, so they run after every other trial.
         later_kinds = ("two-stage", "chain")
         first = [t for t in pending if t.kind not in later_kinds]
+        ray_started.result()  # re-raises a failed connection (--address)
         try:
             if first:
                 run_trials(suite, first, task_data, store, address, callbacks=callbacks, resume=resume)

@@ -28,8 +28,7 @@ from benchmark.common.errors import TrialDiverged
 from benchmark.plan.trials import data_key
 from benchmark.run.recorder import CHECKPOINT_PATH_KEY
 from benchmark.run.storage import download, remove, upload
-from benchmark.train.trainer import STATE_DIR
-from benchmark.train.training_state import read_client_state
+from benchmark.train.checkpoints import STATE_DIR
 from tasks.metrics import OBJECTIVE
 
 POINTER_FILE = "pointer.json"
@@ -122,6 +121,8 @@ def run_trial(spec: dict, options: TrialOptions, data: dict, resume_from: str | 
             state = workdir / "resume" / STATE_DIR
             state = state if state.is_dir() else None  # a checkpoint without state: start over
         if state is not None:
+            from benchmark.train.training_state import read_client_state  # imports torch: the driver need not
+
             step = read_client_state(state)["global_steps"]
             restored.update(restored_from_trial=resumed_trial, restored_from_step=step)
         train(

@@ -18,6 +18,8 @@ from benchmark.train.lora import save_model
 
 PREDICTIONS_FILE = "dev_predictions.safetensors"
 TRIAL_FILE = "trial.json"
+BEST_DIR = "best"  # in a trial's working folder: the kept epoch's checkpoint (one per task for a joint trial)
+STATE_DIR = "state"  # ... and its last saved training state
 HASH_FILE = "sha256.json"  # {"files": {relative path: sha256}} of every other file in the checkpoint folder
 
 

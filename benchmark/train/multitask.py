@@ -31,14 +31,13 @@ import torch
 from benchmark.common.errors import TrialDiverged
 from benchmark.common.hardware import device_name
 from benchmark.train.batching import collate, global_batches, rank_micro_batches
-from benchmark.train.checkpoints import save_checkpoint
+from benchmark.train.checkpoints import BEST_DIR, save_checkpoint
 from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.mixing import Mixture
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from benchmark.train.steps import loss_function, mean_over_ranks, peak_memory_mb, sum_over_ranks
 from benchmark.train.trainer import (
-    BEST_DIR,
     Reporter,
     predict_split,
     selection_half,

@@ -22,7 +22,7 @@ import torch
 from benchmark.common.errors import TrialDiverged
 from benchmark.common.hardware import device_name, resolve_precision
 from benchmark.train.batching import collate, global_batches, rank_micro_batches
-from benchmark.train.checkpoints import save_checkpoint
+from benchmark.train.checkpoints import BEST_DIR, STATE_DIR, save_checkpoint
 from benchmark.train.curves import CURVE_KEY, encode_curve
 from benchmark.train.engine import adamw, adamw_over, init_distributed, initialize_engine, linear_schedule
 from benchmark.train.freezing import optimizer_groups, trainable_groups, trainable_parameter_count, uses_freezing
@@ -44,8 +44,6 @@ from tasks.splits import score_on, split_dev
 # report(metrics, folder_or_None): the caller takes ownership of the folder. It holds `best/` (a Hugging Face
 # checkpoint, when this evaluation is the best so far; rank 0 only) and `state/` (when saving state).
 Reporter = Callable[[dict, "Path | None"], None]
-BEST_DIR = "best"
-STATE_DIR = "state"
 
 
 @dataclass
