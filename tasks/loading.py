@@ -232,7 +232,7 @@ def _class_id(v, ids: dict[str, int]) -> int | None:
     return None
 
 
-def _replace_column(ds, name: str, values: list, feature, derived_from) -> "datasets.Dataset":
+def _replace_column(ds, name: str, values: list, feature, derived_from):
     """`ds` with column `name` replaced. Its fingerprint is derived from `ds`'s and `derived_from` (what made the
     values from it): `datasets` would otherwise hash every value, which takes longer than reading the file."""
     import hashlib

@@ -19,8 +19,7 @@ from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.run.recorder import CHECKPOINT_PATH_KEY, TrialEnd, TrialRecorder
 from benchmark.run.runner import pending_trials
-from benchmark.train.checkpoints import checkpoint_problem
-from benchmark.train.checkpoints import BEST_DIR
+from benchmark.train.checkpoints import BEST_DIR, checkpoint_problem
 from tests.conftest import write_easy_task
 
 

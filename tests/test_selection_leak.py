@@ -9,10 +9,9 @@ import yaml
 
 from benchmark.config.suite import load_suite
 from benchmark.plan.trials import make_plan
-from benchmark.train.checkpoints import load_predictions, load_trial_meta
+from benchmark.train.checkpoints import BEST_DIR, load_predictions, load_trial_meta
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.modeling import load_tokenizer
-from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.trainer import train
 from ensembles.protocol import describe
 from tasks.encoding import encode_task

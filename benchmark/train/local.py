@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 
 from benchmark.common.atomic import atomic_replace_dir
+from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.curves import CURVE_KEY, CURVES_DIR, CurveWriter
 from benchmark.train.hyperparams import TrainingConfig
-from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.trainer import TrialResult, train
 from tasks.encoding import TaskData
 
