@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, staging_dir_for
+from benchmark.common.checks import file_stats, folder_files
 from tasks.augment import Augmentation, augment_dataset
 from tasks.loading import data_files, load_split
 from tasks.spec import TaskSpec
@@ -140,13 +141,13 @@ def source_stamp(
     A second run finds its encoded data by this in milliseconds; a changed file only costs a fresh encoding."""
     files = data_files(task, glue_dir)
     model = Path(model_path)
-    if files is None or not model.is_dir() or not all(p.is_file() for p in files.values()):
+    stats = file_stats([*files.values(), *folder_files(model)]) if files is not None and model.is_dir() else None
+    if stats is None:
         return None
-    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in (*files.values(), *model.iterdir())]
     payload = {
         "format": CACHE_FORMAT,
         "task": task.to_dict(),
-        "files": sorted(stats),
+        "files": stats,
         "settings": [max_seq_length, max_train_samples, max_eval_samples, sample_seed],
         "augmentation": augmentation.to_dict() if augmentation is not None and augmentation.enabled else None,
     }

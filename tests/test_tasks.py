@@ -303,3 +303,30 @@ def test_a_user_task_test_file_is_read_without_labels(tmp_path, cache_dir):
     assert task.test_splits == {"test": "reviews"}
     test = load_split(task, "test", None, cache_dir)
     assert test.column_names == ["text", "index"] and test["index"] == [0, 1] and test["text"] == ["awful", "great"]
+
+
+def test_data_checked_once_is_not_read_again_until_a_file_changes(tmp_path, cache_dir, monkeypatch):
+    import os
+
+    import yaml
+
+    import benchmark.run.runner as runner
+    from benchmark.config.suite import load_suite
+
+    files = {s: tmp_path / f"{s}.csv" for s in ("train", "validation")}
+    for path in files.values():  # enough rows for a held-out test split with both classes
+        path.write_text("text,label\n" + "the film was good,good\nthe plot was bad,bad\n" * 10)
+    decl = {"name": "mine", **{s: str(p) for s, p in files.items()}, "text_columns": ["text"]}
+    decl["labels"] = ["bad", "good"]
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump({"name": "s", "model": None, "tasks": [decl]}))
+    suite = load_suite(tmp_path / "suite.yaml")
+    read = []
+    monkeypatch.setattr(runner, "load_split", lambda task, split, *a: read.append(split) or load_split(task, split, *a))
+    runner.check_data(suite)
+    runner.check_data(suite)
+    assert read == ["train", "validation", "test"]  # the second check found the files as they were
+
+    files["validation"].write_text("text,label\nthe film was good,good\nthe plot was bad,awful\n")
+    os.utime(files["validation"], ns=(1, 1))  # a different time even where the clock is coarse
+    with pytest.raises(InputError, match="awful"):
+        runner.check_data(suite)

@@ -2,9 +2,10 @@
 
     python -m benchmark.measure.startup --out results/startup
 
-Median and worst of `--repeats` runs, and the first run's time (a model folder is checked once, then remembered in
-the cache: `benchmark/train/model_checks.py`); the console script `bench` as a user types it. A hub id without a
-network answers after one connection attempt: its time is the third line.
+Median and worst of `--repeats` runs, and the first run's time (a model folder and a task's data are checked once,
+then remembered in the cache by their files' sizes and times: `benchmark/common/checks.py`); the console script
+`bench` as a user types it. A hub id without a network answers after one connection attempt: its time is the third
+line.
 """
 
 from __future__ import annotations

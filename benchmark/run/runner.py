@@ -9,7 +9,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from benchmark.common.checks import checked_before, remember_checked
 from benchmark.common.errors import InputError
+from benchmark.common.hashing import fingerprint
 from benchmark.config.suite import Suite, cache_dir
 from benchmark.plan.trials import TrialSpec, data_key, make_plan
 from benchmark.records.lock import run_lock
@@ -23,7 +25,7 @@ from benchmark.train.curves import CURVES_DIR
 from benchmark.train.modeling import load_tokenizer
 from tasks.augment import Augmentation
 from tasks.encoding import TaskData, cached_task, encode_task, source_stamp
-from tasks.loading import load_split, resolve_glue_dir
+from tasks.loading import data_files, load_split, resolve_glue_dir
 
 SPLITS_FILE = "splits.json"
 TRUST_WARNING = (
@@ -42,8 +44,14 @@ def check_data(suite: Suite) -> None:
     """Read every split of every task, so that a missing file, column or label fails before anything starts."""
     glue_dir = resolve_glue_dir(suite.config.data.glue_dir)
     for task in suite.tasks:
+        files = list((data_files(task, glue_dir) or {}).values())  # none: read from the hub, checked every time
+        what = f"data {task.name} {fingerprint(task.to_dict())}"
+        if files and checked_before(what, files, None):
+            continue
         for split in (*task.splits, *([task.final_test] if task.final_test else [])):
             load_split(task, split, glue_dir, cache_dir(suite))
+        if files:
+            remember_checked(what, files, None)
 
 
 def write_split_records(suite: Suite, store: RunStore) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.common.checks import checked_before, folder_files, remember_checked
 from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import is_dir, is_file, local_path
-from benchmark.train.model_checks import checked_before, remember_checked
 
 EMBEDDED_NAME = "all-MiniLM-L6-v2"
 
@@ -27,7 +27,7 @@ def embedded_model_path() -> str:
 def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str = "model") -> ModelRef:
     """Check that a model can be loaded, without loading its weights. Bad input raises InputError."""
     if spec is None:
-        check_local_model(embedded_model_path(), trust_remote_code, where)  # once per install (model_checks)
+        check_local_model(embedded_model_path(), trust_remote_code, where)  # once per install (common/checks)
         return ModelRef(EMBEDDED_NAME, embedded_model_path())
     local = local_path(spec, where)
     if is_dir(local) or is_file(local) or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
@@ -69,7 +69,7 @@ def _check_hub_reachable(model_id: str, where: str) -> None:
 
 def check_local_model(path: str, trust_remote_code: bool, where: str) -> None:
     folder = Path(path)
-    if checked_before(folder, trust_remote_code):
+    if _checked_before(folder, trust_remote_code):
         return
     if not (folder / "config.json").is_file():
         raise InputError(where, f"{folder} has no config.json; is it a Hugging Face model folder?")
@@ -81,7 +81,11 @@ def check_local_model(path: str, trust_remote_code: bool, where: str) -> None:
         _check_safetensors(weights, where)
     _load_config(path, trust_remote_code, where)
     _check_tokenizer(path, trust_remote_code, where)
-    remember_checked(folder, trust_remote_code)
+    remember_checked(f"model {folder.resolve()}", folder_files(folder), trust_remote_code)
+
+
+def _checked_before(folder: Path, trust_remote_code: bool) -> bool:
+    return checked_before(f"model {folder.resolve()}", folder_files(folder), trust_remote_code)
 
 
 def _check_safetensors(path: Path, where: str) -> None:
@@ -129,7 +133,7 @@ def _config_value(path: str, trust_remote_code: bool, key: str):
     import json
 
     config_file = Path(path) / "config.json"
-    if checked_before(Path(path), trust_remote_code):
+    if _checked_before(Path(path), trust_remote_code):
         values = json.loads(config_file.read_text())
         if key in values:
             return values[key]
