@@ -171,7 +171,7 @@ def trial_calibration(
     if any(len(v) < MIN_DEV_EXAMPLES for v in labels.values()):
         return None
     halves = split_dev(task, {s: len(v) for s, v in labels.items()}, split_seed)
-    test = read_test_file(test_prediction_path(root, record["trial_id"]))
+    test = read_test_file(test_prediction_path(root, record.get("run_trial_id", record["trial_id"])))
     if test is not None:  # validation fits (all of it, unless the row chose on its selection half), test reports
         fit = concat(logits, labels, halves.selection if fit_on_selection_half else None)
         reported = test["logits"], np.asarray(test["labels"], dtype=np.int64)

@@ -256,3 +256,29 @@ def test_the_driver_writes_each_trials_training_curves_for_tensorboard(tiny_run)
     # 4 optimizer steps per epoch, a point every 10 steps (the default) and at each evaluation.
     assert [s for s, _ in scalars["train/loss"]] == [4, 8] and scalars["train/learning_rate"][-1] == (8, 0.0)
     assert [s for s, _ in scalars["dev/pearson"]] == [4, 8] and [s for s, _ in scalars["dev/spearmanr"]] == [4, 8]
+
+
+def test_merged_runs_of_one_model_on_one_task_keep_a_row_each_named_by_their_suite(tiny_run, tmp_path):
+    """One suite per arm of a study: the same model, kind and task in two runs stay two rows (not one pooled row
+    choosing between the runs' trials), so one arm can be the baseline of the other."""
+    import shutil
+
+    _, run, _ = tiny_run
+    other = tmp_path / "arm-b"
+    shutil.copytree(run, other, ignore=shutil.ignore_patterns("ray"))
+    suite = other / "suite.yaml"
+    suite.write_text(suite.read_text().replace(f"name: {yaml.safe_load(suite.read_text())['name']}", "name: arm-b"))
+    proc = bench("table", run, other, "--baseline", "arm-b", "--bootstrap-level", "examples", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    board = json.loads(proc.stdout)
+    singles = [r for r in board["rows"] if r["kind"] == "single"]
+    arm_b = [r for r in singles if r["system"].endswith(", arm-b)")]
+    assert len(singles) == 2 and len(arm_b) == 1, [r["system"] for r in singles]
+    assert board["statistics"]["baseline"] == [arm_b[0]["system"]]
+    first = next(r for r in singles if r is not arm_b[0])
+    assert first["task_scores"] == arm_b[0]["task_scores"]  # the same trials, each run its own row
+    assert all(t["delta"] == 0.0 for t in first["significance"]["task_scores"].values())
+    # Each run's trials keep their own ids (qualified by the suite's name): compute counts both runs' epochs.
+    assert board["compute"]["trial_epochs"] == 2 * json.loads(bench("table", run, "--format", "json").stdout)[
+        "compute"]["trial_epochs"]  # fmt: skip
+    assert all(i.startswith("arm-b/") for ids in arm_b[0]["trial_ids"].values() for i in ids)

@@ -1,187 +1,122 @@
-"""Fine-tuning workflow options side by side: freezing, and data augmentation in a low-resource setting.
+"""Fine-tuning options against full fine-tuning: freezing, gradual unfreezing and layer-wise lr decay; or data
+augmentation with an equal-optimizer-steps control.
 
     python -m benchmark.measure.finetuning --study freezing --out results/freezing
     python -m benchmark.measure.finetuning --study augmentation --out results/augmentation
 
-Every trial is one `bench trial` (the trainer with its real DeepSpeed engine, in this process, one after the
-other: no Ray, so no start-up cost and no two trials sharing the CPUs while samples/s is measured) on the
-embedded model, with the same seeds for every arm. `freezing`: full fine-tuning, the bottom half frozen
-(embeddings and layers 0-2 of 6), and head only for the first epoch then everything, on rte and stsb.
-`augmentation`: 10% of rte's and mrpc's training sets, with and without EDA augmentation (one copy per
-example by random swap, deletion or insertion). The table gives each arm's best-epoch dev score (mean ± std
-over seeds) and training samples/s. Each trial's result is kept under --work; rerunning skips those done.
+Each arm is configs/finetuning.yaml (or --suite) with the arm's training keys set, run by `bench run` (Ray Tune,
+DeepSpeed) into a run directory of its own (`<output>-<arm>`; a run resumes where it stopped). The arms share
+tasks, slices, seeds and every other key. The runs are merged into one leaderboard (`bench table` does the same):
+a row per arm, each tested against full fine-tuning with Holm's correction, test columns with data.glue_dev: test,
+and the compute each arm spent, with its training samples/s. Nothing chooses between arms: each is reported as
+its own fixed configuration.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from benchmark.common.paths import resolve_cache_dir
+from benchmark.common.hardware import machine_description
 from benchmark.common.quiet import quiet_libraries
+from benchmark.config.suite import load_suite
 from benchmark.measure import write_report
-from benchmark.train.hyperparams import TrainingConfig
-from benchmark.train.local import run_local_trial
-from benchmark.train.modeling import embedded_model_path, load_tokenizer
-from tasks.augment import Augmentation
-from tasks.encoding import encode_task
-from tasks.glue import GLUE_TASKS
-from tasks.loading import load_split, resolve_glue_dir
+from benchmark.measure.study import learning_lines
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.results.tables import format_markdown
+from benchmark.run.runner import run_suite
 
-STUDIES = {
-    "freezing": {
-        "tasks": ["rte", "stsb"],
-        "seeds": [1, 2],
-        "train_samples": 200,
-        "eval_samples": 200,
-        "training": {"epochs": 3, "learning_rate": 5.0e-5, "batch_size": 16, "max_seq_length": 128},
-        "arms": {
-            "full fine-tuning": {},
-            "bottom half frozen": {"freeze_embeddings": True, "freeze_layers": 3},
-            "head only, then all (1 epoch)": {"head_only_epochs": 1},
-        },
-    },
-    "augmentation": {
-        "tasks": ["rte", "mrpc"],
-        "seeds": [1, 2, 3],
-        "train_fraction": 0.1,
-        "eval_samples": 200,
-        "training": {"epochs": 3, "learning_rate": 5.0e-5, "batch_size": 16, "max_seq_length": 128},
-        "arms": {
-            "no augmentation": {},
-            "EDA, 1 copy": {
-                "augment_copies": 1,
-                "augment_swap": 0.1,
-                "augment_delete": 0.1,
-                "augment_insert": 0.1,
-                "augment_seed": 0,
-            },
-        },
-    },
-}
+BASELINE = "full"
 
 
-def train_samples(study: dict, task: str) -> int:
-    if "train_fraction" not in study:
-        return study["train_samples"]
-    full = load_split(GLUE_TASKS[task], "train", resolve_glue_dir(None), resolve_cache_dir(None))
-    return round(study["train_fraction"] * len(full))
+def arms(study: str, epochs: int) -> dict[str, list[str]]:
+    """Each arm's --set overrides of the base suite."""
+    if study == "freezing":
+        return {
+            BASELINE: [],
+            "bottom-half-frozen": ["training.freeze_embeddings=true", "training.freeze_layers=3"],
+            "gradual-unfreezing": ["training.head_only_epochs=1", "training.gradual_unfreezing=true"],
+            "llrd-0.8": ["training.layer_lr_decay=0.8"],
+        }
+    eda = ["training.augment_copies=1", "training.augment_swap=0.1", "training.augment_delete=0.1",
+           "training.augment_insert=0.1"]  # fmt: skip
+    # One copy per example doubles an epoch's steps: the control trains as many steps without augmentation.
+    return {BASELINE: [], "eda-1-copy": eda, "equal-steps": [f"training.epochs={2 * epochs}"]}
 
 
-def run_trial(study: dict, task: str, arm: dict, seed: int, model_path: str, folder: Path) -> dict:
-    """One trial's record (epochs, samples/s, augmented examples), kept in `folder/result.json`."""
-    done = folder / "result.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    hp = TrainingConfig(**{**study["training"], "zero_stage": 0, **arm})
-    data = encode_task(
-        GLUE_TASKS[task],
-        load_tokenizer(model_path),
-        hp.max_seq_length,
-        resolve_glue_dir(None),
-        resolve_cache_dir(None),
-        train_samples(study, task),
-        study["eval_samples"],
-        0,
-        Augmentation.of(hp.to_dict()),
+def verdict(arm: str, row: dict, base: dict) -> str:
+    sig = (row.get("significance") or {}).get("average") or {}
+    shown = (
+        ("significantly " + ("above" if sig["delta"] > 0 else "below"))
+        if sig.get("significant")
+        else "no difference shown"
     )
-    result = run_local_trial(
-        hp, model_path, seed, data, folder, log=lambda line: print(f"  {task} seed {seed}: {line[:160]}", flush=True)
+    p = f", adjusted p={sig['p_adjusted']:.3f}" if sig.get("p_adjusted") is not None else ""
+    test = ""
+    if (row.get("test") or {}).get("average") is not None and (base.get("test") or {}).get("average") is not None:
+        test = f"; test {row['test']['average'] - base['test']['average']:+.2f} (a point estimate)"
+    speed, base_speed = row["compute"].get("train_samples_per_s"), base["compute"].get("train_samples_per_s")
+    ratio = f"; {speed / base_speed:.2f}x full fine-tuning's training samples/s" if speed and base_speed else ""
+    return (
+        f"- {arm}: validation average {row['average'] - base['average']:+.2f} against full ({shown}{p}){test}{ratio}."
     )
-    seconds = sum(e["train_seconds"] for e in result.epochs)
-    record = {
-        "task": task,
-        "seed": seed,
-        "epochs": result.epochs,
-        "best_score": result.best_score,
-        "train_samples_per_s": result.epochs[-1]["train_samples"] / seconds,
-        "train_examples": len(data.train),
-        "augmented_examples": data.augmented_examples,
-        "wall_seconds": result.wall_seconds,
-    }
-    done.write_text(json.dumps(record))
-    return record
-
-
-def summarize(study_name: str, study: dict, runs: dict, command: str, wall: float) -> str:
-    lines = [
-        f"# Fine-tuning options: {study_name}",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Embedded all-MiniLM-L6-v2; seeds {study['seeds']}; training {json.dumps(study['training'])}, ZeRO-0 bf16; "
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (a machine shared with "
-        f"other jobs: samples/s compare arms of this run only, and only roughly); wall time {wall / 60:.1f} min; "
-        f"date {time.strftime('%Y-%m-%d')}.",
-        "",
-        f"Slices: {study.get('train_samples') or str(study['train_fraction'] * 100) + '%'} training and "
-        f"{study['eval_samples']} dev examples per task (seeded, the same for every arm).",
-        "",
-        "| task | arm | train examples | dev score (best epoch) | per seed | train samples/s | trainable parameters |",
-        "|---|---|---:|---:|---|---:|---|",
-    ]
-    for (task, arm), records in runs.items():
-        scores = [r["best_score"] for r in records]
-        std = f" ± {np.std(scores, ddof=1):.2f}" if len(scores) > 1 else ""
-        speed = np.mean([r["train_samples_per_s"] for r in records if r.get("train_samples_per_s")])
-        trainable = " → ".join(
-            dict.fromkeys(f"{e.get('trainable_parameters', 0) / 1e6:.1f}M" for e in records[0]["epochs"])
-        )
-        examples, added = records[0]["train_examples"], records[0]["augmented_examples"]
-        lines.append(
-            f"| {task} | {arm} | {examples}{f' ({added} added)' if added else ''} | {np.mean(scores):.2f}{std} | "
-            f"{', '.join(f'{s:.1f}' for s in scores)} | {speed:.1f} | {trainable} |"
-        )
-    lines += [
-        "",
-        "Dev scores: the mean of the task's metrics on 0-100 at each trial's best epoch, on "
-        f"{study['eval_samples']} dev examples (selection and report on the same dev set, the GLUE convention).",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--study", choices=sorted(STUDIES), required=True)
-    p.add_argument("--model", default=None, help="default: the embedded all-MiniLM-L6-v2")
-    p.add_argument("--work", default=None, help="each trial's result (default: runs/measure-<study>)")
+    p.add_argument("--study", choices=["freezing", "augmentation"], required=True)
+    p.add_argument("--suite", default="configs/finetuning.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of every arm")
     p.add_argument("--out", required=True)
-    p.add_argument("--train-samples", type=int, help="instead of the study's training slice (or fraction)")
-    p.add_argument("--eval-samples", type=int, help="instead of the study's dev slice")
-    p.add_argument("--epochs", type=int, help="instead of the study's epochs")
     args = p.parse_args(argv)
     quiet_libraries()
-    study = dict(STUDIES[args.study])
-    if args.train_samples:
-        study = {k: v for k, v in study.items() if k != "train_fraction"} | {"train_samples": args.train_samples}
-    if args.eval_samples:
-        study["eval_samples"] = args.eval_samples
-    if args.epochs:
-        study["training"] = {**study["training"], "epochs": args.epochs}
-    model_path = args.model or embedded_model_path()
-    work = Path(args.work or f"runs/measure-{args.study}").resolve()
-    started = time.perf_counter()
-    runs = {}
-    for task in study["tasks"]:
-        for a, (arm_name, arm) in enumerate(study["arms"].items()):
-            runs[task, arm_name] = []
-            for seed in study["seeds"]:
-                record = run_trial(study, task, arm, seed, model_path, work / f"{task}-arm{a}-seed{seed}")
-                print(
-                    f"{task} | {arm_name} | seed {seed}: {record['best_score']:.2f}, "
-                    f"{record['train_samples_per_s']:.1f} samples/s",
-                    flush=True,
-                )
-                runs[task, arm_name].append(record)
+    base = load_suite(args.suite, args.set)
+    started, runs, suites = time.perf_counter(), {}, {}
+    for arm, overrides in arms(args.study, base.config.training.epochs).items():
+        name = f"{base.config.name}-{args.study}-{arm}"
+        suite = load_suite(args.suite, [*args.set, *overrides, f"name={name}"], output=f"{base.output}-{name}")
+        print(f"{arm}: {' '.join(overrides) or 'the suite as it is'} -> {suite.output}", flush=True)
+        run_suite(suite)
+        runs[arm], suites[arm] = Path(suite.output), suite
+    wall = time.perf_counter() - started
+    board, records = leaderboard_from_runs(
+        list(runs.values()), baseline=f", {base.config.name}-{args.study}-{BASELINE})"
+    )
+    by_arm = {arm: next(r for r in board["rows"] if r["system"].endswith(f"-{arm})")) for arm in runs}
+    machine = machine_description()
     command = "python -m benchmark.measure.finetuning " + " ".join(sys.argv[1:] if argv is None else argv)
-    write_report(args.out, summarize(args.study, study, runs, command, time.perf_counter() - started))
+    cfg = base.config
+    arm_list = "; ".join(
+        f"{arm}: {' '.join(o) or 'as the suite'}" for arm, o in arms(args.study, cfg.training.epochs).items()
+    )
+    precision = "/".join(sorted({str(r.get("precision")) for r in records}))
+    lines = [
+        f"# Fine-tuning options: {args.study}",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Suite `{args.suite}` ({', '.join(t.name for t in base.tasks)}; {cfg.data.max_train_samples} training "
+        f"examples per task; data.glue_dev: {cfg.data.glue_dev}; seeds {cfg.search.seeds}; {cfg.training.epochs} "
+        f"epochs), one run per arm ({arm_list}). CPU {machine['cpu']}, {torch.get_num_threads()} threads, precision "
+        f"that ran {precision}; nothing else running; wall time {wall / 60:.1f} min for this command (an arm run "
+        f"before is not trained again); date {time.strftime('%Y-%m-%d')}.",
+        "",
+        format_markdown(board, compute=True),
+        "## What it shows",
+        "",
+        "Every arm against full fine-tuning; validation differences carry the table's Holm correction, test "
+        "differences are point estimates on GLUE's dev set. Samples/s: one trial's training throughput, two trials "
+        "sharing the machine's CPUs, so compare arms of this run only.",
+        "",
+        *(verdict(arm, by_arm[arm], by_arm[BASELINE]) for arm in runs if arm != BASELINE),
+        "",
+        *learning_lines(board, runs[BASELINE], system=by_arm[BASELINE]["system"]),
+    ]
+    write_report(args.out, "\n".join(lines) + "\n")
     return 0
 
 

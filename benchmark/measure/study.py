@@ -65,16 +65,17 @@ def constant_score(task, labels: np.ndarray) -> float:
     return task_score(compute_metrics(task, {"validation": logits}, {"validation": labels}))
 
 
-def learning_lines(board: dict, run: Path, margin: float = 5.0) -> list[str]:
-    """Whether the trial row `(single)` learns: per task, its score (test where scored, else dev) against the
-    constant prediction's on the same examples; the goal is `margin` points above."""
+def learning_lines(board: dict, run: Path, margin: float = 5.0, system: str | None = None) -> list[str]:
+    """Whether the trial row `(single)` (or the row named `system`, trained in `run`) learns: per task, its score
+    (test where scored, else dev) against the constant prediction's on the same examples; the goal is `margin`
+    points above."""
     import json
 
     from benchmark.records.final_predictions import read_test_file, test_prediction_path
     from benchmark.train.checkpoints import load_predictions
     from tasks.spec import TaskSpec
 
-    row = next(r for r in board["rows"] if r["kind"] == "single" and "trial_ids" in r)
+    row = next(r for r in board["rows"] if r["kind"] == "single" and "trial_ids" in r and system in (None, r["system"]))
     lines = [
         f"Does the baseline learn? {row['system']} against the constant prediction (majority class for accuracy "
         f"and F1; 0 for MCC and correlations) on the same examples; goal: at least {margin:g} points above.",
@@ -83,9 +84,10 @@ def learning_lines(board: dict, run: Path, margin: float = 5.0) -> list[str]:
         "|---|---|---:|---:|---:|---|",
     ]
     for task, trial_ids in row["trial_ids"].items():
-        record = json.loads((run / "trials" / trial_ids[0] / "record.json").read_text())
+        trial_id = trial_ids[0].rsplit("/", 1)[-1]  # merged runs qualify ids by the run's suite name
+        record = json.loads((run / "trials" / trial_id / "record.json").read_text())
         spec = TaskSpec.from_dict(record["task_spec"])
-        test = read_test_file(test_prediction_path(run, trial_ids[0]))
+        test = read_test_file(test_prediction_path(run, trial_id))
         if test is not None and task in (row.get("test") or {}).get("task_scores", {}):
             split, score, labels = "test", row["test"]["task_scores"][task], test["labels"]
         else:

@@ -21,6 +21,36 @@ from ensembles.rows import load_ensemble_rows, read_state
 from tasks.spec import TaskSpec
 
 
+def _system_key(record: dict) -> tuple:
+    return record["model"], record.get("kind", "single"), record.get("chain"), record.get("system"), record["task"]
+
+
+def _in_several_runs(run_dirs: list[Path]) -> tuple[set[tuple], set[str]]:
+    """(Row, task) pairs, and trial ids, that more than one of the merged runs has. The same model trained the same
+    way on one task in two runs (one suite per arm of a study, say): each run's trials make a row of their own,
+    named by its suite, instead of one row pooling them; runs of different tasks still pool into one row. Where a
+    trial id is in two runs, every id is qualified by its run's suite name, so that no lookup by id mixes runs."""
+    systems: dict[tuple, set] = {}
+    ids: dict[str, set] = {}
+    for folder in run_dirs:
+        for record in RunStore(Path(folder)).records():
+            systems.setdefault(_system_key(record), set()).add(str(folder))
+            ids.setdefault(record["trial_id"], set()).add(str(folder))
+    return {k for k, f in systems.items() if len(f) > 1}, {i for i, f in ids.items() if len(f) > 1}
+
+
+def _qualified(record: dict, run_name: str) -> dict:
+    """The record with its trial id, and the ids it names of its own run's trials, prefixed `run_name/`;
+    `run_trial_id` keeps the id its files go by in its run directory."""
+    out = {**record, "trial_id": f"{run_name}/{record['trial_id']}", "run_trial_id": record["trial_id"]}
+    for key in ("joint_trial", "stage_one"):
+        if record.get(key):
+            out[key] = f"{run_name}/{record[key]}"
+    if record.get("source_trials"):
+        out["source_trials"] = [f"{run_name}/{i}" for i in record["source_trials"]]
+    return out
+
+
 def leaderboard_from_runs(
     run_dirs: list[Path],
     baseline: str | None = None,
@@ -34,6 +64,7 @@ def leaderboard_from_runs(
     records, names, order, ensemble_rows = [], [], [], []
     roots, split_seeds, tasks = {}, {}, {}  # per trial id: its run directory and split seed (for calibration)
     several = len(run_dirs) > 1
+    shared, shared_ids = _in_several_runs(run_dirs) if several else (set(), set())
     for folder in run_dirs:
         store = RunStore(Path(folder))
         suite = store.read_suite()
@@ -44,10 +75,14 @@ def leaderboard_from_runs(
         tasks.update(run_tasks)
         split_seed = (suite.get("ensemble") or {}).get("split_seed", 0)
         for record in run_records:
-            roots[record["trial_id"]], split_seeds[record["trial_id"]] = store.root, split_seed
             if several and record.get("checkpoint"):
                 # Rows name prediction files relative to one run directory; merged rows need full paths.
                 record = {**record, "checkpoint": str((store.root / record["checkpoint"]).resolve())}
+            if _system_key(record) in shared:  # the same model trained the same way in two runs: two rows
+                record = {**record, "system": f"{record['model']} ({record.get('kind', 'single')}, {names[-1]})"}
+            if shared_ids:  # every record, so that the ids records name of each other stay consistent
+                record = _qualified(record, names[-1])
+            roots[record["trial_id"]], split_seeds[record["trial_id"]] = store.root, split_seed
             records.append(record)
         state = read_state(store.root)
         for row in with_ensemble_test(load_ensemble_rows(store.root), store.root, run_tasks):
