@@ -161,6 +161,7 @@ def trial_calibration(
     """One checkpoint (one seed of a row): T fitted on validation, the numbers on the reported split. None when the
     checkpoint kept no predictions or its dev set is too small to halve."""
     from benchmark.records.final_predictions import read_test_file, test_prediction_path
+    from benchmark.records.store import run_trial_id
     from benchmark.train.checkpoints import PREDICTIONS_FILE
     from tasks.splits import MIN_DEV_EXAMPLES, split_dev
 
@@ -171,7 +172,7 @@ def trial_calibration(
     if any(len(v) < MIN_DEV_EXAMPLES for v in labels.values()):
         return None
     halves = split_dev(task, {s: len(v) for s, v in labels.items()}, split_seed)
-    test = read_test_file(test_prediction_path(root, record.get("run_trial_id", record["trial_id"])))
+    test = read_test_file(test_prediction_path(root, run_trial_id(record["trial_id"])))
     if test is not None:  # validation fits (all of it, unless the row chose on its selection half), test reports
         fit = concat(logits, labels, halves.selection if fit_on_selection_half else None)
         reported = test["logits"], np.asarray(test["labels"], dtype=np.int64)

@@ -16,6 +16,7 @@ import numpy as np
 
 from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, staging_dir_for
 from benchmark.common.checks import file_stats, folder_files
+from benchmark.common.hashing import fingerprint
 from tasks.augment import Augmentation, augment_dataset
 from tasks.loading import data_files, load_split
 from tasks.spec import TaskSpec
@@ -151,7 +152,7 @@ def source_stamp(
         "settings": [max_seq_length, max_train_samples, max_eval_samples, sample_seed],
         "augmentation": augmentation.to_dict() if augmentation is not None and augmentation.enabled else None,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return fingerprint(payload)
 
 
 def cached_task(task: TaskSpec, stamp: str, cache_dir: Path) -> TaskData | None:

@@ -26,7 +26,7 @@ from benchmark.common.hardware import machine_description
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import load_suite
 from benchmark.measure import write_report
-from benchmark.measure.study import learning_lines
+from benchmark.measure.study import against_baseline, learning_lines
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.tables import format_markdown
 from benchmark.run.runner import run_suite
@@ -50,21 +50,9 @@ def arms(study: str, epochs: int) -> dict[str, list[str]]:
 
 
 def verdict(arm: str, row: dict, base: dict) -> str:
-    sig = (row.get("significance") or {}).get("average") or {}
-    shown = (
-        ("significantly " + ("above" if sig["delta"] > 0 else "below"))
-        if sig.get("significant")
-        else "no difference shown"
-    )
-    p = f", adjusted p={sig['p_adjusted']:.3f}" if sig.get("p_adjusted") is not None else ""
-    test = ""
-    if (row.get("test") or {}).get("average") is not None and (base.get("test") or {}).get("average") is not None:
-        test = f"; test {row['test']['average'] - base['test']['average']:+.2f} (a point estimate)"
     speed, base_speed = row["compute"].get("train_samples_per_s"), base["compute"].get("train_samples_per_s")
     ratio = f"; {speed / base_speed:.2f}x full fine-tuning's training samples/s" if speed and base_speed else ""
-    return (
-        f"- {arm}: validation average {row['average'] - base['average']:+.2f} against full ({shown}{p}){test}{ratio}."
-    )
+    return f"- {arm}: {against_baseline(row, base, BASELINE)}{ratio}."
 
 
 def main(argv=None) -> int:
@@ -76,13 +64,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     quiet_libraries()
     base = load_suite(args.suite, args.set)
-    started, runs, suites = time.perf_counter(), {}, {}
+    started, runs = time.perf_counter(), {}
     for arm, overrides in arms(args.study, base.config.training.epochs).items():
         name = f"{base.config.name}-{arm}"  # both studies share their baseline arm: one run, trained once
         suite = load_suite(args.suite, [*args.set, *overrides, f"name={name}"], output=f"{base.output}-{name}")
         print(f"{arm}: {' '.join(overrides) or 'the suite as it is'} -> {suite.output}", flush=True)
         run_suite(suite)
-        runs[arm], suites[arm] = Path(suite.output), suite
+        runs[arm] = Path(suite.output)
     wall = time.perf_counter() - started
     board, records = leaderboard_from_runs(list(runs.values()), baseline=f", {base.config.name}-{BASELINE})")
     by_arm = {arm: next(r for r in board["rows"] if r["system"].endswith(f"-{arm})")) for arm in runs}

@@ -18,24 +18,15 @@ import torch
 
 from benchmark.common.hardware import machine_description
 from benchmark.measure import write_report
-from benchmark.measure.study import learning_lines, run_study
+from benchmark.measure.study import against_baseline, learning_lines, run_study
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.tables import format_markdown
 
 
 def verdict(row: dict, single: dict) -> str:
     """One line: the row's average against single-task on validation (with its corrected test) and on test."""
-    sig = (row.get("significance") or {}).get("average") or {}
-    shown = "no difference shown"
-    if sig.get("significant"):
-        shown = "significantly " + ("above" if sig["delta"] > 0 else "below")
-    test_line = ""
-    if (row.get("test") or {}).get("average") is not None and (single.get("test") or {}).get("average") is not None:
-        test_line = f"; test {row['test']['average'] - single['test']['average']:+.2f} (a point estimate)"
-    p = sig.get("p_adjusted")
     return (
-        f"- {row['system']}: validation average {row['average'] - single['average']:+.2f} against single-task "
-        f"({shown}" + (f", adjusted p={p:.3f}" if p is not None else "") + ")" + test_line + "; trained "
+        f"- {row['system']}: {against_baseline(row, single, 'single-task')}; trained "
         f"{row['compute'].get('train_samples', 0):,} samples against single-task's "
         f"{single['compute'].get('train_samples', 0):,}."
     )

@@ -54,6 +54,20 @@ def _add_part(run: Path, seconds: float) -> tuple[float, int]:
     return total["seconds"], total["parts"]
 
 
+def against_baseline(row: dict, base: dict, base_name: str) -> str:
+    """`validation average +x against NAME (its corrected test); test +y (a point estimate)`: a row of a leaderboard
+    with statistics against the baseline row `base`."""
+    sig = (row.get("significance") or {}).get("average") or {}
+    shown = "no difference shown"
+    if sig.get("significant"):
+        shown = "significantly " + ("above" if sig["delta"] > 0 else "below")
+    p = f", adjusted p={sig['p_adjusted']:.3f}" if sig.get("p_adjusted") is not None else ""
+    test = ""
+    if (row.get("test") or {}).get("average") is not None and (base.get("test") or {}).get("average") is not None:
+        test = f"; test {row['test']['average'] - base['test']['average']:+.2f} (a point estimate)"
+    return f"validation average {row['average'] - base['average']:+.2f} against {base_name} ({shown}{p}){test}"
+
+
 def constant_score(task, labels: np.ndarray) -> float:
     """The task score (0-100) of predicting one value for every example: the majority class, or the mean."""
     from tasks.metrics import compute_metrics, task_score
@@ -72,6 +86,7 @@ def learning_lines(board: dict, run: Path, margin: float = 5.0, system: str | No
     import json
 
     from benchmark.records.final_predictions import read_test_file, test_prediction_path
+    from benchmark.records.store import run_trial_id
     from benchmark.train.checkpoints import load_predictions
     from tasks.spec import TaskSpec
 
@@ -84,7 +99,7 @@ def learning_lines(board: dict, run: Path, margin: float = 5.0, system: str | No
         "|---|---|---:|---:|---:|---|",
     ]
     for task, trial_ids in row["trial_ids"].items():
-        trial_id = trial_ids[0].rsplit("/", 1)[-1]  # merged runs qualify ids by the run's suite name
+        trial_id = run_trial_id(trial_ids[0])
         record = json.loads((run / "trials" / trial_id / "record.json").read_text())
         spec = TaskSpec.from_dict(record["task_spec"])
         test = read_test_file(test_prediction_path(run, trial_id))

@@ -93,6 +93,11 @@ class RunStore:
         return target
 
 
+def run_trial_id(trial_id: str) -> str:
+    """A trial's id in its own run directory: a leaderboard merging runs may qualify ids as `suite-name/id`."""
+    return trial_id.rsplit("/", 1)[-1]
+
+
 def trial_record(
     spec: dict,
     task: dict,

@@ -25,24 +25,24 @@ def _system_key(record: dict) -> tuple:
     return record["model"], record.get("kind", "single"), record.get("chain"), record.get("system"), record["task"]
 
 
-def _in_several_runs(run_dirs: list[Path]) -> tuple[set[tuple], set[str]]:
+def _in_several_runs(stored: dict[Path, list[dict]]) -> tuple[set[tuple], set[str]]:
     """(Row, task) pairs, and trial ids, that more than one of the merged runs has. The same model trained the same
     way on one task in two runs (one suite per arm of a study, say): each run's trials make a row of their own,
     named by its suite, instead of one row pooling them; runs of different tasks still pool into one row. Where a
     trial id is in two runs, every id is qualified by its run's suite name, so that no lookup by id mixes runs."""
     systems: dict[tuple, set] = {}
     ids: dict[str, set] = {}
-    for folder in run_dirs:
-        for record in RunStore(Path(folder)).records():
-            systems.setdefault(_system_key(record), set()).add(str(folder))
-            ids.setdefault(record["trial_id"], set()).add(str(folder))
+    for folder, records in stored.items():
+        for record in records:
+            systems.setdefault(_system_key(record), set()).add(folder)
+            ids.setdefault(record["trial_id"], set()).add(folder)
     return {k for k, f in systems.items() if len(f) > 1}, {i for i, f in ids.items() if len(f) > 1}
 
 
 def _qualified(record: dict, run_name: str) -> dict:
-    """The record with its trial id, and the ids it names of its own run's trials, prefixed `run_name/`;
-    `run_trial_id` keeps the id its files go by in its run directory."""
-    out = {**record, "trial_id": f"{run_name}/{record['trial_id']}", "run_trial_id": record["trial_id"]}
+    """The record with its trial id, and the ids it names of its own run's trials, prefixed `run_name/`
+    (`run_trial_id` gives back the id its files go by in its run directory)."""
+    out = {**record, "trial_id": f"{run_name}/{record['trial_id']}"}
     for key in ("joint_trial", "stage_one"):
         if record.get(key):
             out[key] = f"{run_name}/{record[key]}"
@@ -64,13 +64,14 @@ def leaderboard_from_runs(
     records, names, order, ensemble_rows = [], [], [], []
     roots, split_seeds, tasks = {}, {}, {}  # per trial id: its run directory and split seed (for calibration)
     several = len(run_dirs) > 1
-    shared, shared_ids = _in_several_runs(run_dirs) if several else (set(), set())
-    for folder in run_dirs:
-        store = RunStore(Path(folder))
+    stored = {Path(folder): RunStore(Path(folder)).records() for folder in run_dirs}
+    shared, shared_ids = _in_several_runs(stored) if several else (set(), set())
+    for folder, run_records in stored.items():
+        store = RunStore(folder)
         suite = store.read_suite()
         names.append(suite.get("name", Path(folder).name))
         order += [t if isinstance(t, str) else t.get("name") for t in suite.get("tasks", [])]
-        run_records = with_test_metrics(store.records(), store.root)
+        run_records = with_test_metrics(run_records, store.root)
         run_tasks = {r["task"]: TaskSpec.from_dict(r["task_spec"]) for r in run_records}
         tasks.update(run_tasks)
         split_seed = (suite.get("ensemble") or {}).get("split_seed", 0)

@@ -81,11 +81,16 @@ def check_local_model(path: str, trust_remote_code: bool, where: str) -> None:
         _check_safetensors(weights, where)
     _load_config(path, trust_remote_code, where)
     _check_tokenizer(path, trust_remote_code, where)
-    remember_checked(f"model {folder.resolve()}", folder_files(folder), trust_remote_code)
+    remember_checked(*_model_check(folder), trust_remote_code)
 
 
 def _checked_before(folder: Path, trust_remote_code: bool) -> bool:
-    return checked_before(f"model {folder.resolve()}", folder_files(folder), trust_remote_code)
+    return checked_before(*_model_check(folder), trust_remote_code)
+
+
+def _model_check(folder: Path) -> tuple[str, list[Path]]:
+    """What names a model folder's check, and the files it covers."""
+    return f"model {folder.resolve()}", folder_files(folder)
 
 
 def _check_safetensors(path: Path, where: str) -> None:
