@@ -77,6 +77,10 @@ def test_a_glue_dev_test_run_scores_the_chosen_checkpoints_once_on_glue_dev(tiny
     (row,) = board["rows"]
     assert board["test_tasks"] == ["rte", "stsb"] and "GLUE's dev set" in board["test_note"]
     assert set(row["test"]["task_scores"]) == {"rte", "stsb"} and row["test"]["average"] is not None
+    # Test scores carry intervals like dev's, from the test predictions the row names.
+    for task, (low, high) in row["test"]["ci"]["task_scores"].items():
+        assert low <= row["test"]["task_scores"][task] <= high and row["test"]["ci"]["examples"][task] == 24
+    assert row["test"]["predictions"]["rte"] == [f"test_predictions/{row['trial_ids']['rte'][0]}.safetensors"]
     # Only the chosen grid point's checkpoint ran on test; the other was never scored there.
     assert sorted(p.stem for p in (run / "test_predictions").glob("*.safetensors")) == sorted(
         i for ids in row["trial_ids"].values() for i in ids

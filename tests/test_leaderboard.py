@@ -140,6 +140,8 @@ def test_rows_name_their_prediction_files_and_compute():
         "optimizer_steps": 0,  # these records predate the count
         "train_samples_per_s": 15.0,
         "parameters": 1002,
+        "trainable_parameters": None,  # nor these: no epochs recorded
+        "peak_memory_mb": None,
         "inference_passes": 1,
         "precision": None,
     }

@@ -438,3 +438,46 @@ def test_per_task_baselines_follow_each_tasks_best_single_row():
     assert board["statistics"]["baseline"] == ["B", "A"] and board["statistics"]["tests"] == 3
     md = format_markdown(board)
     assert "| B | A | " in md and "| A | B | baseline | " in md  # A is B's baseline on rte
+
+
+def test_test_columns_get_intervals_and_tests_against_the_baseline_chosen_on_validation():
+    """On validation `a` is the best single row, so it is every row's baseline; on test `b` is far better. The test
+    family compares `b` with `a` (a baseline chosen on test would be `b` itself, and `b` would have no test)."""
+    test_labels = RNG.integers(0, 2, 300)
+
+    def with_test(r, test_score, name):
+        r["test"] = {
+            "scores": {"rte": {"accuracy": test_score}},
+            "task_scores": {"rte": test_score},
+            "std": {"scores": {}, "task_scores": {}},
+            "average": test_score,
+            "predictions": {"rte": [name]},
+        }
+        return r
+
+    files = {
+        "a": {"validation": classification(LABELS, GOOD)},
+        "b": {"validation": classification(LABELS, WORSE)},
+        "a-test": {"test": classification(test_labels, RNG.random(300) < 0.55)},
+        "b-test": {"test": classification(test_labels, np.ones(300, dtype=bool))},
+    }
+    rows = [
+        with_test(row("a", {"rte": ["a"]}, 80.0), 55.0, "a-test"),
+        with_test(row("b", {"rte": ["b"]}, 60.0), 100.0, "b-test"),
+    ]
+    board = board_of(rows, files)
+    by = {r["system"]: r for r in board["rows"]}
+    assert by["a"]["test"].get("significance") is None
+    on_test = by["b"]["test"]["significance"]["task_scores"]["rte"]
+    assert on_test["baseline"] == "a" and on_test["delta"] > 30 and on_test["significant"]
+    assert by["b"]["significance"]["task_scores"]["rte"]["delta"] < 0  # on validation b is below a
+    assert board["statistics"]["tests"] == 2 and board["statistics"]["test_tests"] == 2  # rte and average each
+    low, high = by["b"]["test"]["ci"]["task_scores"]["rte"]
+    assert low == high == 100.0 and by["a"]["test"]["ci"]["examples"]["rte"] == 300
+    md = format_markdown({**board, "test_tasks": ["rte"], "test_note": "test: the chosen checkpoints."})
+    b_line = next(line for line in md.splitlines() if line.startswith("| b |"))
+    assert b_line.count("↑") == 2 and "↓" in b_line  # test rte and test average above a; validation below
+    assert "Test columns: ↑/↓ the same test on the test split" in md and "these 2 tests" in md
+    on_test = md.split("## Differences from the baseline, a, on test")[1]
+    assert "| b | a | +4" in on_test and "(adj. p<0.002)↑" in on_test  # b minus a: about 100 - 55
+    assert "## 95% confidence intervals of the task scores, on test" in md and "| b | 100.0 [100.0, 100.0] |" in md

@@ -45,6 +45,8 @@ def _record(model, task, seed, correct):
         "train_samples": 100,
         "train_samples_per_s": 40.0,
         "parameters": 22_713_986,
+        "epochs": [{"epoch": 1, "trainable_parameters": 384}, {"epoch": 2, "trainable_parameters": 1_000_000}],
+        "peak_memory_mb": 512.0 + seed,
         "precision": "fp32",
         "resources": RESOURCES,
         "checkpoint": f"{model}/{task}/{seed}",
@@ -81,9 +83,11 @@ def test_markdown_marks_the_best_in_bold_and_significant_differences(board):
 
 def test_compute_columns(board):
     md = format_markdown(board, compute=True)
-    assert "| average | seeds | CPU-hours | trained | samples/s | precision | params | passes |" in md
-    # Four trials of half an hour and 100 samples on one CPU each, in fp32; 22.7M parameters; one pass per example.
-    assert "| 2.00 | 400 | 40.0 | fp32 | 22.7M | 1 |" in md and "CPU-hours: every trial behind the row" in md
+    header = "| average | seeds | CPU-hours | trained | samples/s | precision | params | trainable | peak MB | passes |"
+    assert header in md
+    # Four trials of half an hour and 100 samples on one CPU each, in fp32; 22.7M parameters, at most 1M trained at
+    # once; the larger peak of the two seeds; one pass per example.
+    assert "| 2.00 | 400 | 40.0 | fp32 | 22.7M | 1.0M | 514 | 1 |" in md and "CPU-hours: every trial behind" in md
 
 
 def test_csv_has_intervals_and_tests(board):
@@ -94,6 +98,7 @@ def test_csv_has_intervals_and_tests(board):
     assert weak["rte/delta"] == "" and strong["baseline"] == "weak<b> (single)"
     assert strong["parameters"] == "22713986" and strong["device"] == "CPU" and strong["precision"] == "fp32"
     assert strong["train_samples"] == "400"
+    assert strong["trainable_parameters"] == "1000000" and strong["peak_memory_mb"] == "514.0000"
 
 
 def _tabulars(tex: str):

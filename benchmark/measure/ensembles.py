@@ -96,8 +96,11 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
     gain = top["average"] - best_single["average"]
     stats = next((r.get("significance") or {} for r in board["rows"] if r["system"] == top["system"]), {})
     sig = stats.get("average") or {}
-    shown = sig.get("significant") and sig["delta"] > 0
     top_test, base_test = (test.get(top["system"]) or {}).get("average"), base_test
+    test_sig = ((test.get(top["system"]) or {}).get("significance") or {}).get("average") or {}
+    # The goal is judged on test where there is one: nothing chose there.
+    judged, judged_gain = (test_sig, top_test - base_test) if test_sig.get("ci") else (sig, gain)
+    shown = judged.get("significant") and judged["delta"] > 0 and judged_gain >= GOAL
     lines += [
         f"**Result.** The best ensemble on validation, {top['system']}, averages {top['average']:.2f} against "
         f"{best_single['average']:.2f} for the best single checkpoint on the same report halves: {gain:+.2f} points "
@@ -107,12 +110,18 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
             else "(no test)"
         )
         + (
-            f"; on test it scores {top_test:.2f} against {base_test:.2f} ({top_test - base_test:+.2f})"
+            f"; on test it scores {top_test:.2f} against {base_test:.2f} ({top_test - base_test:+.2f}"
+            + (
+                f", interval {test_sig['ci'][0]:+.2f} to {test_sig['ci'][1]:+.2f}, Holm-adjusted p="
+                f"{test_sig['p_adjusted']:.3f})"
+                if test_sig.get("ci")
+                else ")"
+            )
             if top_test is not None and base_test is not None
             else ""
         )
-        + f". The goal, +{GOAL:g} points shown: "
-        + ("met." if shown and gain >= GOAL else "not met: no difference is shown at this size.")
+        + f". The goal, +{GOAL:g} points shown{' on test' if judged is test_sig else ''}: "
+        + ("met." if shown else "not met: no such difference is shown at this size.")
         + " Per task on validation: "
         + ", ".join(f"{t} {top['task_scores'][t] - best_single['task_scores'][t]:+.1f}" for t in tasks)
         + ".",

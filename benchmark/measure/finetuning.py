@@ -1,16 +1,18 @@
-"""Fine-tuning options against full fine-tuning: freezing, gradual unfreezing and layer-wise lr decay; or data
-augmentation with an equal-optimizer-steps control.
+"""Fine-tuning options against full fine-tuning: freezing, gradual unfreezing and layer-wise lr decay; data
+augmentation with an equal-optimizer-steps control; or LoRA (r = 8 and 16).
 
     python -m benchmark.measure.finetuning --study freezing --out results/freezing
     python -m benchmark.measure.finetuning --study augmentation --out results/augmentation
+    python -m benchmark.measure.finetuning --study peft --out results/peft
 
-Each arm is configs/finetuning.yaml (or --suite) with the arm's training keys set, run by `bench run` (Ray Tune,
+Each arm is configs/finetuning.yaml (or --suite) with the arm's keys set, run by `bench run` (Ray Tune,
 DeepSpeed) into a run directory of its own (`<output>-<name>-<arm>`; a run resumes where it stopped, and the
-two studies share their baseline arm's run). The arms share
-tasks, slices, seeds and every other key. The runs are merged into one leaderboard (`bench table` does the same):
-a row per arm, each tested against full fine-tuning with Holm's correction, test columns with data.glue_dev: test,
-and the compute each arm spent, with its training samples/s. Nothing chooses between arms: each is reported as
-its own fixed configuration.
+freezing and augmentation studies share their baseline arm's run). The arms share tasks, slices, seeds and every
+other key; the peft study gives each arm its own small learning-rate grid (LoRA wants a higher rate), chosen on
+validation like the epoch. The runs are merged into one leaderboard (`bench table` does the same): a row per arm,
+each tested against the study's first arm with Holm's correction, on validation and, with data.glue_dev: test,
+on test, where nothing chose; and the compute each arm spent: samples/s, trainable parameters, peak memory.
+Nothing chooses between arms: each is reported as its own configuration.
 """
 
 from __future__ import annotations
@@ -31,14 +33,19 @@ from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.tables import format_markdown
 from benchmark.run.runner import run_suite
 
-BASELINE = "full"
-
 
 def arms(study: str, epochs: int) -> dict[str, list[str]]:
-    """Each arm's --set overrides of the base suite."""
+    """Each arm's --set overrides of the base suite; the first arm is the baseline."""
+    if study == "peft":  # alpha = 2r, as is common for LoRA on GLUE
+        lora = "search.grid.learning_rate=[1.0e-3,3.0e-3]"
+        return {
+            "full-grid": ["search.grid.learning_rate=[5.0e-5,1.0e-4]"],
+            "lora-r8": ["training.lora_r=8", "training.lora_alpha=16", lora],
+            "lora-r16": ["training.lora_r=16", "training.lora_alpha=32", lora],
+        }
     if study == "freezing":
         return {
-            BASELINE: [],
+            "full": [],
             "bottom-half-frozen": ["training.freeze_embeddings=true", "training.freeze_layers=3"],
             "gradual-unfreezing": ["training.head_only_epochs=1", "training.gradual_unfreezing=true"],
             "llrd-0.8": ["training.layer_lr_decay=0.8"],
@@ -46,18 +53,25 @@ def arms(study: str, epochs: int) -> dict[str, list[str]]:
     eda = ["training.augment_copies=1", "training.augment_swap=0.1", "training.augment_delete=0.1",
            "training.augment_insert=0.1"]  # fmt: skip
     # One copy per example doubles an epoch's steps: the control trains as many steps without augmentation.
-    return {BASELINE: [], "eda-1-copy": eda, "equal-steps": [f"training.epochs={2 * epochs}"]}
+    return {"full": [], "eda-1-copy": eda, "equal-steps": [f"training.epochs={2 * epochs}"]}
 
 
-def verdict(arm: str, row: dict, base: dict) -> str:
+def verdict(arm: str, row: dict, base: dict, baseline: str) -> str:
     speed, base_speed = row["compute"].get("train_samples_per_s"), base["compute"].get("train_samples_per_s")
-    ratio = f"; {speed / base_speed:.2f}x full fine-tuning's training samples/s" if speed and base_speed else ""
-    return f"- {arm}: {against_baseline(row, base, BASELINE)}{ratio}."
+    ratio = f"; {speed / base_speed:.2f}x {baseline}'s training samples/s" if speed and base_speed else ""
+    return f"- {arm}: {against_baseline(row, base, baseline)}{ratio}."
+
+
+def _difference(row: dict, other: dict) -> str:
+    """`test average +x, validation average +y` of two rows."""
+    test, other_test = (row.get("test") or {}).get("average"), (other.get("test") or {}).get("average")
+    on_test = f"test average {test - other_test:+.2f}, " if test is not None and other_test is not None else ""
+    return f"{on_test}validation average {row['average'] - other['average']:+.2f}"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--study", choices=["freezing", "augmentation"], required=True)
+    p.add_argument("--study", choices=["freezing", "augmentation", "peft"], required=True)
     p.add_argument("--suite", default="configs/finetuning.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of every arm")
     p.add_argument("--out", required=True)
@@ -65,21 +79,21 @@ def main(argv=None) -> int:
     quiet_libraries()
     base = load_suite(args.suite, args.set)
     started, runs = time.perf_counter(), {}
-    for arm, overrides in arms(args.study, base.config.training.epochs).items():
+    arm_sets = arms(args.study, base.config.training.epochs)
+    baseline = next(iter(arm_sets))
+    for arm, overrides in arm_sets.items():
         name = f"{base.config.name}-{arm}"  # both studies share their baseline arm: one run, trained once
         suite = load_suite(args.suite, [*args.set, *overrides, f"name={name}"], output=f"{base.output}-{name}")
         print(f"{arm}: {' '.join(overrides) or 'the suite as it is'} -> {suite.output}", flush=True)
         run_suite(suite)
         runs[arm] = Path(suite.output)
     wall = time.perf_counter() - started
-    board, records = leaderboard_from_runs(list(runs.values()), baseline=f", {base.config.name}-{BASELINE})")
+    board, records = leaderboard_from_runs(list(runs.values()), baseline=f", {base.config.name}-{baseline})")
     by_arm = {arm: next(r for r in board["rows"] if r["system"].endswith(f"-{arm})")) for arm in runs}
     machine = machine_description()
     command = "python -m benchmark.measure.finetuning " + " ".join(sys.argv[1:] if argv is None else argv)
     cfg = base.config
-    arm_list = "; ".join(
-        f"{arm}: {' '.join(o) or 'as the suite'}" for arm, o in arms(args.study, cfg.training.epochs).items()
-    )
+    arm_list = "; ".join(f"{arm}: {' '.join(o) or 'as the suite'}" for arm, o in arm_sets.items())
     precision = "/".join(sorted({str(r.get("precision")) for r in records}))
     lines = [
         f"# Fine-tuning options: {args.study}",
@@ -95,22 +109,22 @@ def main(argv=None) -> int:
         format_markdown(board, compute=True),
         "## What it shows",
         "",
-        "Every arm against full fine-tuning; validation differences carry the table's Holm correction, test "
-        "differences are point estimates on GLUE's dev set. Samples/s: one trial's training throughput, two trials "
-        "sharing the machine's CPUs, so compare arms of this run only.",
+        f"Every arm against {baseline}, each difference with the table's Holm correction (test and validation "
+        "are separate families). Samples/s: one trial's training throughput, two trials sharing the machine's "
+        "CPUs, so compare arms of this run only.",
         "",
-        *(verdict(arm, by_arm[arm], by_arm[BASELINE]) for arm in runs if arm != BASELINE),
+        *(verdict(arm, by_arm[arm], by_arm[baseline], baseline) for arm in runs if arm != baseline),
         *(
             [
-                f"- eda-1-copy against equal-steps (as many optimizer steps, no augmentation): validation average "
-                f"{by_arm['eda-1-copy']['average'] - by_arm['equal-steps']['average']:+.2f} (a point estimate; the "
-                "table tests each arm against full only)."
+                "- eda-1-copy against equal-steps (as many optimizer steps, no augmentation): "
+                + _difference(by_arm["eda-1-copy"], by_arm["equal-steps"])
+                + " (point estimates; the table tests each arm against full only)."
             ]
             if args.study == "augmentation"
             else []
         ),
         "",
-        *learning_lines(board, runs[BASELINE], system=by_arm[BASELINE]["system"]),
+        *learning_lines(board, runs[baseline], system=by_arm[baseline]["system"]),
     ]
     write_report(args.out, "\n".join(lines) + "\n")
     return 0

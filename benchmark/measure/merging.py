@@ -4,38 +4,33 @@ same tasks and seeds, with the calibration of every row: single, ensemble, soup 
     python -m benchmark.measure.merging --out results/merging
 
 Writes two suites into --work and runs each through `bench run`'s own path (load_suite + run_suite):
-- merging-main: the model on rte, mrpc, stsb and cola, 3 seeds: single-task trials, one joint multi-task trial per
+- merging-main: the model on sst2, stsb, mrpc and cola, 3 seeds: single-task trials, one joint multi-task trial per
   seed, two-stage (each task alone from its joint export), merges of the single-task checkpoints (task arithmetic
   and TIES), and prediction ensembles (mean_prob, greedy);
 - merging-soups: the same single-task trials (copied in: same fingerprints, so `bench run` keeps them and trains
   nothing) with weight soups, which a suite with two-stage checkpoints refuses.
-The data caps default to sizes where single-task training learns every task on the embedded model (a GPU job;
-cola needs thousands of examples). Every figure in README.md and results.json is computed here from the run
-directories; nothing is typed in.
+The defaults are sizes where single-task training of the embedded model learns every task on a 2-core CPU.
 
-Which data chooses what: GLUE's dev set is split once into a selection half and a report half (the suite's
-ensemble.split_seed). The selection half chooses each task's checkpoint for a merge (best mean score over seeds),
-λ, the temperatures (for merged and ensemble rows; trial rows without a test split too), and ensemble members.
-The comparison table scores every row on the report half only. The trainer keeps each trial's best epoch by its
-full dev score (the leaderboard's convention), so trial rows, and the checkpoints merges start from, chose their
-epoch on data that includes the report half.
+Which data chooses what (data.glue_dev: test): validation is held out of GLUE's training set and chooses
+everything: each trial's epoch, each task's checkpoint for a merge and λ (on its selection half), temperatures,
+ensemble members. GLUE's dev set is the test split: every chosen system is scored on it once, and the table's
+test columns, intervals and corrected tests are on it. Every figure in README.md and results.json is computed
+here from the run directories.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-TASKS = ["rte", "mrpc", "stsb", "cola"]
-KIND_ORDER = ["single", "multitask", "two-stage", "merged", "ensemble"]
+TASKS = ["sst2", "stsb", "mrpc", "cola"]
+KINDS = ("multitask", "two-stage", "merged")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,9 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="a model folder (default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--tasks", nargs="+", default=TASKS)
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    p.add_argument("--train-samples", type=int, default=8000, help="data.max_train_samples")
-    p.add_argument("--eval-samples", type=int, default=1000, help="data.max_eval_samples")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--train-samples", type=int, default=1500, help="data.max_train_samples")
+    p.add_argument("--eval-samples", type=int, default=400, help="data.max_eval_samples (validation and test)")
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--learning-rate", type=float, default=1e-4)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of both suites")
     return p.parse_args(argv)
@@ -58,12 +53,17 @@ def main_suite(args: argparse.Namespace, work: Path) -> dict:
         "name": "merging-main",
         "model": args.model,
         "tasks": list(args.tasks),
-        "data": {"max_train_samples": args.train_samples, "max_eval_samples": args.eval_samples},
+        "data": {
+            "glue_dev": "test",
+            "holdout": {"validation": 0.1, "seed": 0},
+            "max_train_samples": args.train_samples,
+            "max_eval_samples": args.eval_samples,
+        },
         "training": {
             "epochs": args.epochs,
-            "batch_size": 32,
+            "batch_size": 16,
             "learning_rate": args.learning_rate,
-            "max_seq_length": 128,
+            "max_seq_length": 64,
             "zero_stage": 0,
         },
         "search": {"seeds": list(args.seeds)},
@@ -71,7 +71,7 @@ def main_suite(args: argparse.Namespace, work: Path) -> dict:
             "tasks": list(args.tasks),
             "sampler": "annealed",
             "temperature": 5.0,
-            "two_stage": {"enabled": True, "training": {"epochs": max(1, args.epochs - 1)}},
+            "two_stage": {"enabled": True, "training": {"epochs": 1}, "grid": {"learning_rate": [5e-5]}},
         },
         "merge": {"methods": ["task_arithmetic", "ties"]},
         "ensemble": {"methods": ["mean_prob", "greedy"], "split_seed": 0},
@@ -90,8 +90,9 @@ def soups_suite(main: dict, work: Path) -> dict:
 
 
 def run(config: dict, work: Path, overrides: list[str]):
-    """Write the suite and run it as `bench run SUITE --set ...` does."""
+    """Write the suite and run it as `bench run SUITE --set ...` does; the wall time of every part so far."""
     from benchmark.config.suite import load_suite
+    from benchmark.measure.study import add_part
     from benchmark.run.runner import run_suite
 
     path = work / f"{config['name']}.yaml"
@@ -99,7 +100,7 @@ def run(config: dict, work: Path, overrides: list[str]):
     suite = load_suite(path, overrides)
     started = time.perf_counter()
     run_suite(suite)
-    return suite, time.perf_counter() - started
+    return suite, add_part(Path(suite.output), time.perf_counter() - started)
 
 
 def copy_single_trials(source: Path, target: Path) -> int:
@@ -113,53 +114,6 @@ def copy_single_trials(source: Path, target: Path) -> int:
             shutil.copytree(record_path.parent, folder)
             copied += 1
     return copied
-
-
-def report_half_figures(board: dict, root: Path, split_seed: int) -> dict[str, dict]:
-    """Every row's task scores on the report half of dev: per seed for rows of trials (their checkpoints' dev
-    predictions restricted to the report half), as built for ensemble rows (already report-half, one replicate)."""
-    from benchmark.train.checkpoints import load_predictions
-    from tasks.spec import TaskSpec
-    from tasks.splits import score_on, split_dev
-
-    records = {p.parent.name: json.loads(p.read_text()) for p in sorted(root.glob("trials/*/record.json"))}
-    out = {}
-    for row in board["rows"]:
-        if "trial_ids" not in row:  # ensemble rows are on the report half already
-            out[row["system"]] = {
-                "kind": row["kind"],
-                "seeds": 1,
-                "task_scores": dict(row["task_scores"]),
-                "task_std": {},
-                "per_seed": {},
-            }
-            continue
-        per_seed: dict[int, dict[str, float]] = {}
-        for task, ids in row["trial_ids"].items():
-            for trial_id in ids:
-                record = records[trial_id]
-                spec = TaskSpec.from_dict(record["task_spec"])
-                logits, labels = load_predictions(root / record["checkpoint"])
-                halves = split_dev(spec, {s: len(v) for s, v in labels.items()}, split_seed)
-                per_seed.setdefault(record["seed"], {})[task] = score_on(spec, logits, labels, halves.report)[1]
-        tasks = sorted({t for scores in per_seed.values() for t in scores})
-        out[row["system"]] = {
-            "kind": row["kind"],
-            "seeds": len(per_seed),
-            "task_scores": {t: float(np.mean([s[t] for s in per_seed.values() if t in s])) for t in tasks},
-            "task_std": {t: _std([s[t] for s in per_seed.values() if t in s]) for t in tasks},
-            "per_seed": {str(k): v for k, v in sorted(per_seed.items())},
-        }
-    for figures in out.values():
-        scores = figures["task_scores"]
-        seeds = [s for s in figures["per_seed"].values() if set(s) == set(scores)]
-        figures["average"] = float(np.mean(list(scores.values()))) if scores else None
-        figures["average_std"] = _std([float(np.mean(list(s.values()))) for s in seeds])
-    return out
-
-
-def _std(values: list[float]) -> float | None:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 def merge_choices(root: Path) -> list[dict]:
@@ -177,35 +131,6 @@ def merge_choices(root: Path) -> list[dict]:
                 "sources": merge["sources"],
             }
     return [out[k] for k in sorted(out)]
-
-
-def _pm(value: float | None, std: float | None, digits: int = 1) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
-
-
-def comparison_table(figures: dict[str, dict], tasks: list[str]) -> list[str]:
-    lines = [
-        "| system | kind | " + " | ".join(tasks) + " | average | seeds |",
-        "|---|---|" + "---:|" * (len(tasks) + 2),
-    ]
-    order = sorted(
-        figures,
-        key=lambda s: (
-            KIND_ORDER.index(figures[s]["kind"]) if figures[s]["kind"] in KIND_ORDER else len(KIND_ORDER),
-            -(figures[s]["average"] or -1e9),
-        ),
-    )
-    for system in order:
-        f = figures[system]
-        cells = [_pm(f["task_scores"].get(t), f["task_std"].get(t)) for t in tasks]
-        lines.append(
-            f"| {system} | {f['kind']} | "
-            + " | ".join(cells)
-            + f" | {_pm(f['average'], f['average_std'])} | {f['seeds']} |"
-        )
-    return lines
 
 
 def calibration_rows(boards: list[dict]) -> list[dict]:
@@ -243,44 +168,64 @@ def calibration_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_results(
-    args,
-    command: str,
-    suites: list,
-    walls: list[float],
-    boards: list[dict],
-    figures: dict,
-    choices: list[dict],
-    calibration: list[dict],
-) -> None:
+def verdicts(board: dict) -> list[str]:
+    """One line per multi-task, two-stage and merged row against the single-task row."""
+    from benchmark.measure.study import against_baseline
+
+    single = next(r for r in board["rows"] if r["kind"] == "single" and "trial_ids" in r)
+    return [
+        f"- {row['system']}: {against_baseline(row, single, 'single-task')}; trained "
+        f"{row['compute'].get('train_samples', 0):,} samples against single-task's "
+        f"{single['compute'].get('train_samples', 0):,}."
+        for row in board["rows"]
+        if row["kind"] in KINDS and row["average"] is not None
+    ]
+
+
+def write_results(args, command: str, suites: list, walls: list, boards: list[dict], records: list[dict]) -> None:
     import torch
 
     from benchmark.common.atomic import atomic_write_json
+    from benchmark.common.hardware import machine_description
     from benchmark.measure import write_report
+    from benchmark.measure.study import learning_lines
     from benchmark.results.tables import format_markdown
 
     main = suites[0]
+    choices, calibration = merge_choices(main.output), calibration_rows(boards)
+    precision = "/".join(sorted({str(r["precision"]) for r in records if r.get("precision")}))
+    minutes = sum(seconds for seconds, _ in walls) / 60
     lines = [
         "# Cross-task merging against multi-task, two-stage and single-task training; calibration",
         "",
         f"Command: `{command}`",
         "",
-        f"Model {main.models[0].name}; tasks {', '.join(args.tasks)}; {args.train_samples} training and "
-        f"{args.eval_samples} dev examples per task at most; seeds {args.seeds}; epochs: {args.epochs}. "
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; wall time "
-        f"{sum(walls) / 60:.1f} min; date {time.strftime('%Y-%m-%d')}.",
+        f"Model {main.models[0].name}; tasks {', '.join(args.tasks)}; {args.train_samples} training examples per "
+        f"task, validation and test capped at {args.eval_samples}; data.glue_dev: test; seeds {args.seeds}; "
+        f"{args.epochs} epochs (two-stage: 1 more from the joint export). CPU {machine_description()['cpu']}, "
+        f"{torch.get_num_threads()} threads, precision that ran {precision}; nothing else running; wall time "
+        f"{minutes:.1f} min over {max(parts for _, parts in walls)} part(s); date {time.strftime('%Y-%m-%d')}.",
         "",
-        "Which data chose what: each dev set is split once into a selection half and a report half (split seed "
-        f"{main.ensemble.split_seed}). The selection half chose each task's checkpoint for a merge, λ, the "
-        "temperatures of merged and ensemble rows, and ensemble members; every score below is on the report "
-        "half. The trainer kept each trial's best epoch by its full dev score, so trial rows (and the checkpoints "
-        "merges start from) chose their epoch on data that includes the report half.",
+        "Which data chose what: validation, held out of GLUE's training set, chose each trial's epoch; its selection "
+        f"half (split seed {main.ensemble.split_seed}) chose each task's checkpoint for a merge, λ, the temperatures "
+        "of merged and ensemble rows and the ensemble members. Test is GLUE's dev set: nothing chose on it.",
         "",
-        "## Task scores on the report half of dev (mean ± std over seeds)",
+        "## Every way of training (run merging-main)",
         "",
-        *comparison_table(figures, list(args.tasks)),
+        format_markdown(boards[0], compute=True, calibration=True),
+        "## Weight soups of the same single-task checkpoints (run merging-soups)",
         "",
-        "## λ chosen on the selection half, per method and seed",
+        format_markdown(boards[1], compute=True, calibration=True),
+        "## What it shows",
+        "",
+        "Every row against the single-task row, each difference with the table's Holm correction (test and "
+        "validation are separate families).",
+        "",
+        *verdicts(boards[0]),
+        "",
+        *learning_lines(boards[0], Path(main.output)),
+        "",
+        "## λ chosen on the selection half of validation, per method and seed",
         "",
         "| method | seed | λ | selection-half mean score per λ |",
         "|---|---:|---:|---|",
@@ -292,24 +237,25 @@ def write_results(
         "",
         "## Calibration (classification tasks)",
         "",
-        "ECE with 15 equal-width bins; T fitted on validation only (see above); measured on the report half "
-        "(tasks without a test split). Trial rows: the mean over seeds.",
+        "ECE with 15 equal-width bins; T fitted on validation only (ensembles and merges: its selection half); "
+        "measured on test. Trial rows: the mean over seeds.",
         "",
         *calibration_table(calibration),
     ]
-    for board in boards:
-        lines += ["", format_markdown(board, compute=True, calibration=True)]
     write_report(args.out, "\n".join(lines) + "\n")
     atomic_write_json(
         Path(args.out) / "results.json",
         {
             "command": command,
-            "settings": {k: v for k, v in vars(args).items()},
-            "wall_seconds": walls,
-            "report_half": figures,
+            "settings": dict(vars(args)),
+            "wall_seconds": [seconds for seconds, _ in walls],
             "merges": choices,
             "calibration": calibration,
-            "compute": {r["system"]: r["compute"] for b in boards for r in b["rows"]},
+            "rows": [
+                {k: r.get(k) for k in ("system", "kind", "task_scores", "average", "test", "compute", "significance")}
+                for b in boards
+                for r in b["rows"]
+            ],
         },
     )
 
@@ -327,21 +273,10 @@ def main(argv=None) -> int:
     soups_config = soups_suite(main_config, work)
     copy_single_trials(Path(main_config["output"]), Path(soups_config["output"]))
     suite_soups, wall_soups = run(soups_config, work, args.set)
-    boards = [leaderboard_from_runs([s.output])[0] for s in (suite_main, suite_soups)]
-    figures = report_half_figures(boards[0], suite_main.output, suite_main.ensemble.split_seed)
-    soup_figures = report_half_figures(boards[1], suite_soups.output, suite_soups.ensemble.split_seed)
-    soups = {k: v for k, v in soup_figures.items() if v["kind"] == "ensemble" and "soup" in k}
+    main_board, records = leaderboard_from_runs([suite_main.output], baseline="(single)")
+    soups_board, _ = leaderboard_from_runs([suite_soups.output])
     command = "python -m benchmark.measure.merging " + " ".join(sys.argv[1:] if argv is None else argv)
-    write_results(
-        args,
-        command,
-        [suite_main, suite_soups],
-        [wall_main, wall_soups],
-        boards,
-        {**figures, **soups},
-        merge_choices(suite_main.output),
-        calibration_rows(boards),
-    )
+    write_results(args, command, [suite_main, suite_soups], [wall_main, wall_soups], [main_board, soups_board], records)
     return 0
 
 

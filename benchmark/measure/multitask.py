@@ -52,8 +52,8 @@ def main(argv=None) -> int:
         format_markdown(board, compute=True),
         "## What it shows",
         "",
-        "Every row against the single-task row (the baseline named above); validation differences carry the "
-        "table's Holm correction, test differences are point estimates on GLUE's dev set (no test was run on them).",
+        "Every row against the single-task row (the baseline named above), each difference with the table's Holm "
+        "correction (test and validation are separate families; test is GLUE's dev set, where nothing chose).",
         "",
     ]
     single = rows.get("single")

@@ -12,6 +12,8 @@ import numpy as np
 
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import Suite, load_suite
+from benchmark.results.bootstrap import RESAMPLES
+from benchmark.results.tables import p_text
 from benchmark.run.runner import run_suite
 
 
@@ -36,12 +38,12 @@ def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=
     suite = load_suite(args.suite, args.set, output=args.output)
     started = time.perf_counter()
     run_suite(suite)  # trials, then the suite's ensemble section, then the leaderboard
-    wall, parts = _add_part(Path(suite.output), time.perf_counter() - started)
+    wall, parts = add_part(Path(suite.output), time.perf_counter() - started)
     command = f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
     return Study(args, suite, wall, command, parts)
 
 
-def _add_part(run: Path, seconds: float) -> tuple[float, int]:
+def add_part(run: Path, seconds: float) -> tuple[float, int]:
     """The wall time of every part of this run so far, this one added (kept in the run directory)."""
     import json
 
@@ -55,17 +57,26 @@ def _add_part(run: Path, seconds: float) -> tuple[float, int]:
 
 
 def against_baseline(row: dict, base: dict, base_name: str) -> str:
-    """`validation average +x against NAME (its corrected test); test +y (a point estimate)`: a row of a leaderboard
-    with statistics against the baseline row `base`."""
+    """`against NAME: test average +x (its corrected test); validation average +y (its corrected test)`: a row of a
+    leaderboard with statistics, against the baseline row `base`; test first, where nothing was chosen."""
+    parts = []
+    test, base_test = row.get("test") or {}, base.get("test") or {}
+    if test.get("average") is not None and base_test.get("average") is not None:
+        sig = (test.get("significance") or {}).get("average") or {}
+        parts.append(f"test average {test['average'] - base_test['average']:+.2f} ({_shown(sig)})")
     sig = (row.get("significance") or {}).get("average") or {}
+    parts.append(f"validation average {row['average'] - base['average']:+.2f} ({_shown(sig)})")
+    return f"against {base_name}: " + "; ".join(parts)
+
+
+def _shown(test: dict) -> str:
+    """What a corrected test of the table shows."""
+    if test.get("p_adjusted") is None:
+        return "not tested"
     shown = "no difference shown"
-    if sig.get("significant"):
-        shown = "significantly " + ("above" if sig["delta"] > 0 else "below")
-    p = f", adjusted p={sig['p_adjusted']:.3f}" if sig.get("p_adjusted") is not None else ""
-    test = ""
-    if (row.get("test") or {}).get("average") is not None and (base.get("test") or {}).get("average") is not None:
-        test = f"; test {row['test']['average'] - base['test']['average']:+.2f} (a point estimate)"
-    return f"validation average {row['average'] - base['average']:+.2f} against {base_name} ({shown}{p}){test}"
+    if test["significant"]:
+        shown = "significantly " + ("above" if test["delta"] > 0 else "below")
+    return f"{shown}, adjusted {p_text(test['p_adjusted'], RESAMPLES)}"
 
 
 def constant_score(task, labels: np.ndarray) -> float:

@@ -79,6 +79,8 @@ def leaderboard_from_runs(
             if several and record.get("checkpoint"):
                 # Rows name prediction files relative to one run directory; merged rows need full paths.
                 record = {**record, "checkpoint": str((store.root / record["checkpoint"]).resolve())}
+            if several and record.get("test_predictions"):
+                record = {**record, "test_predictions": str((store.root / record["test_predictions"]).resolve())}
             if _system_key(record) in shared:  # the same model trained the same way in two runs: two rows
                 record = {**record, "system": f"{record['model']} ({record.get('kind', 'single')}, {names[-1]})"}
             if shared_ids:  # every record, so that the ids records name of each other stay consistent
@@ -89,17 +91,19 @@ def leaderboard_from_runs(
         for row in with_ensemble_test(load_ensemble_rows(store.root), store.root, run_tasks):
             row = {**row, "calibration": ensemble_calibration(row, store.root, run_tasks, state and state["key"])}
             if several:
-                row = {
-                    **row,
-                    "predictions": {
-                        t: [str((store.root / p).resolve()) for p in paths] for t, paths in row["predictions"].items()
-                    },
-                }
+                row = {**row, "predictions": _resolved(store.root, row["predictions"])}
+                if row.get("test"):
+                    row["test"] = {**row["test"], "predictions": _resolved(store.root, row["test"]["predictions"])}
             ensemble_rows.append(row)
     board = build_leaderboard(" + ".join(names), records, order, extra_rows=ensemble_rows)
     add_trial_calibration(board["rows"], {r["trial_id"]: r for r in records}, roots, split_seeds, tasks)
     root = Path(run_dirs[0])
     return finish_leaderboard(board, records, root, baseline, resamples, correction, level), records
+
+
+def _resolved(root: Path, files: dict[str, list[str]]) -> dict[str, list[str]]:
+    """{task: files relative to `root`} as full paths: rows merged from several runs name files of each."""
+    return {t: [str((root / p).resolve()) for p in paths] for t, paths in files.items()}
 
 
 def finish_leaderboard(

@@ -145,34 +145,39 @@ def _save(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
 
 
 def with_test_metrics(records: list[dict], root: Path) -> list[dict]:
-    """The records, each with `test_metrics` (0-1, keyed as its dev metrics) where its test predictions exist."""
+    """The records, each with `test_metrics` (0-1, keyed as its dev metrics) and `test_predictions` (the file, relative
+    to `root`) where its test predictions exist."""
     from tasks.metrics import compute_metrics
 
     out = []
     for record in records:
-        test = read_test_file(test_prediction_path(root, record["trial_id"]))
+        path = test_prediction_path(root, record["trial_id"])
+        test = read_test_file(path)
         if test is not None:
             task = TaskSpec.from_dict(record["task_spec"])
             metrics = compute_metrics(
                 dataclasses.replace(task, eval_splits={"test": ""}), {"test": test["logits"]}, {"test": test["labels"]}
             )
-            record = {**record, "test_metrics": metrics}
+            record = {**record, "test_metrics": metrics, "test_predictions": str(path.relative_to(root))}
         out.append(record)
     return out
 
 
 def with_ensemble_test(rows: list[dict], root: Path, tasks: dict[str, TaskSpec]) -> list[dict]:
-    """Ensemble rows, each with `test` (as trial rows have it; one replicate, no std) where it was scored."""
+    """Ensemble rows, each with `test` (as trial rows have it; one replicate, no std; its files relative to `root`)
+    where it was scored."""
     from ensembles.rows import read_state
     from tasks.metrics import compute_metrics, task_score
 
     state = read_state(root)
     out = []
     for row in rows:
-        scores = {}
+        scores, files_of = {}, {}
         for task_name, files in row.get("predictions", {}).items():
-            test = read_test_file(ensemble_test_path(root, state["key"], files[0])) if state else None
+            path = ensemble_test_path(root, state["key"], files[0]) if state else None
+            test = read_test_file(path) if path else None
             if test is not None:
+                files_of[task_name] = [str(path.relative_to(root))]
                 scores[task_name] = compute_metrics(
                     dataclasses.replace(tasks[task_name], eval_splits={"test": ""}),
                     {"test": test["logits"]},
@@ -189,6 +194,7 @@ def with_ensemble_test(rows: list[dict], root: Path, tasks: dict[str, TaskSpec])
                     "average": float(np.mean(list(task_scores.values())))
                     if set(task_scores) >= set(row["scores"])
                     else None,
+                    "predictions": files_of,
                 },
             }
         out.append(row)

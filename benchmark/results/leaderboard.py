@@ -110,7 +110,7 @@ def _row(
     """`system`: the name records give their row (merges: `model method`); `by_id`: every record, for the trials
     a merged row's compute counts."""
     scores, std, task_scores, task_std, config, per_seed, predictions, chosen = {}, {}, {}, {}, {}, {}, {}, []
-    trial_ids, test_scores, test_std, test_task_scores, test_task_std = {}, {}, {}, {}, {}
+    trial_ids, test_scores, test_std, test_task_scores, test_task_std, test_files = {}, {}, {}, {}, {}, {}
     for task in task_order:
         by_point = defaultdict(list)
         for r in records:
@@ -135,6 +135,8 @@ def _row(
             test_std[task] = {k: _std(v) for k, v in test_values.items()}
             seed_scores = [float(np.mean([v[i] for v in test_values.values()])) for i in range(len(best))]
             test_task_scores[task], test_task_std[task] = float(np.mean(seed_scores)), _std(seed_scores)
+            if all(r.get("test_predictions") for r in best):
+                test_files[task] = [r["test_predictions"] for r in best]
         if all(r.get("checkpoint") for r in best):
             # A merged record's own file: the report half its scores are on (its checkpoint's covers all of dev).
             predictions[task] = [r.get("predictions_file") or f"{r['checkpoint']}/{PREDICTIONS_FILE}" for r in best]
@@ -162,6 +164,7 @@ def _row(
             "average": float(np.mean(list(test_task_scores.values())))
             if test_task_scores and len(test_task_scores) == len(task_order)
             else None,
+            "predictions": test_files,
         },
         "trials": len(records),
         "predictions": predictions,
@@ -184,6 +187,9 @@ def _compute(records: list[dict], chosen: list[dict], by_id: dict) -> dict:
         device_hours = sum(r["wall_seconds"] * devices_held(res) for r, res in zip(records, resources)) / 3600
     throughput = [r["train_samples_per_s"] for r in chosen if r.get("train_samples_per_s")]
     parameters = [r["parameters"] for r in chosen if r.get("parameters")]
+    # Trained at some epoch (gradual unfreezing adds layers; LoRA: adapters and head).
+    trainable = [e.get("trainable_parameters") or 0 for r in chosen for e in r.get("epochs", [])]
+    memory = [r["peak_memory_mb"] for r in chosen if r.get("peak_memory_mb")]
     precisions = sorted({r["precision"] for r in chosen if r.get("precision")})
     return {
         "device": "GPU" if any(res and res["gpus_per_worker"] > 0 for res in resources) else "CPU",
@@ -192,6 +198,8 @@ def _compute(records: list[dict], chosen: list[dict], by_id: dict) -> dict:
         "optimizer_steps": sum(r.get("optimizer_steps", 0) for r in records),
         "train_samples_per_s": float(np.mean(throughput)) if throughput else None,
         "parameters": max(parameters) if parameters else None,  # heads differ by task; the largest model
+        "trainable_parameters": max(trainable) or None if trainable else None,
+        "peak_memory_mb": max(memory) if memory else None,
         "inference_passes": 1,
         "precision": "/".join(precisions) or None,  # what the chosen trials ran in
     }

@@ -10,21 +10,25 @@ Rows carry `predictions`, {task: [prediction files, one per seed]}; `add_statist
                         {"task_scores": {task: {"delta", "ci", "p", "p_adjusted", "significant", "examples",
                                                 "baseline"} or {"comparable": False, "reason", "baseline"}},
                          "average": {"delta", "ci", "p", "p_adjusted", "significant", "baseline"} or None}
+    row["test"]["ci"], row["test"]["significance"]
+                        the same on the row's test predictions (`row["test"]["predictions"]`), where it has them
     board["statistics"] {"baseline": [systems some row was tested against], "baseline_rule": "named" or
-                         "best single on the same examples", "correction", "tests", "bootstrap_level",
-                         "resamples", "confidence", "alpha", "seed", "missing"}
+                         "best single on the same examples", "correction", "tests", "test_tests",
+                         "bootstrap_level", "resamples", "confidence", "alpha", "seed", "missing"}
 
 Each row's baseline, per task and for the average: the row named by `baseline` (compared on the dev examples
 both cover), else the best row of kind "single" (by that task's score, or by average) among the rows scored on
 the same dev examples (same `example_set`); rows of no other kind fall back to the best row there. So an
 ensemble scored on a report half of dev is tested against the best single checkpoint on that half, and a
 trial row against the best single trial row on all of dev. Every test of the table forms one family for the
-correction (`holm`, `bh` or `none`); `significant` is p_adjusted < alpha. Bootstrap definitions:
-benchmark.results.bootstrap.
+correction (`holm`, `bh` or `none`); `significant` is p_adjusted < alpha. On test, each row is tested against
+the row it is tested against on dev (so nothing, the baseline included, is chosen on test), and the test
+comparisons form a family of their own. Bootstrap definitions: benchmark.results.bootstrap.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 from typing import Callable
@@ -84,6 +88,7 @@ def add_statistics(
     for row in rows:
         row["significance"] = _compare(row, bases, tasks, predictions, scorer)
     tests = correct_tests(rows, correction)
+    test_tests, test_missing = _test_statistics(rows, tasks, bases, load, scorer, correction)
     return {
         **board,
         "rows": rows,
@@ -92,14 +97,48 @@ def add_statistics(
             "baseline_rule": NAMED if named else SAME_EXAMPLES,
             "correction": correction,
             "tests": tests,
+            "test_tests": test_tests,
             "bootstrap_level": level,
             "resamples": resamples,
             "confidence": CONFIDENCE,
             "alpha": ALPHA,
             "seed": seed,
-            "missing": missing,
+            "missing": missing + test_missing,
         },
     }
+
+
+def _test_statistics(
+    rows: list[dict], tasks: list[str], bases: dict, load: Loader, scorer: _Scorer, correction: str
+) -> tuple[int, list[str]]:
+    """Intervals and tests on test, into each row's `test`: the rows' test sides, shaped as rows, go through the same
+    steps as on dev, against the same baselines; returns how many tests there are and what is missing."""
+    views = {
+        row["system"]: {
+            "system": row["system"],
+            "kind": row["kind"],
+            "scores": row["test"]["scores"],
+            "task_scores": row["test"]["task_scores"],
+            "average": row["test"].get("average"),
+            "predictions": row["test"]["predictions"],
+        }
+        for row in rows
+        if (row.get("test") or {}).get("predictions")
+    }
+    predictions, missing = _load_predictions(list(views.values()), tasks, load)
+    specs = {t: dataclasses.replace(spec, eval_splits={"test": ""}) for t, spec in scorer.task_specs.items()}
+    scorer = _Scorer(specs, scorer.resamples, scorer.seed, scorer.level)  # a test file holds one split, "test"
+    for view in views.values():
+        view["ci"] = _intervals(view, tasks, predictions[view["system"]], scorer)
+    test_bases = {key: views[b["system"]] for key, b in bases.items() if key[0] in views and b["system"] in views}
+    for view in views.values():
+        view["significance"] = _compare(view, test_bases, tasks, predictions, scorer)
+    tests = correct_tests(list(views.values()), correction)
+    for row in rows:
+        if row["system"] in views:
+            row["test"] = {**row["test"], "ci": views[row["system"]]["ci"]}
+            row["test"]["significance"] = views[row["system"]]["significance"]
+    return tests, [f"{m} (test)" for m in missing]
 
 
 def choose_baseline(rows: list[dict], name: str | None) -> dict | None:

@@ -35,7 +35,9 @@ COMPUTE_NOTE = (
     "training samples of those trials (a joint multi-task trial's share per task; two-stage rows with their "
     "stage-one share; ensemble rows: every candidate they chose among). samples/s: training throughput of one "
     "trial at the chosen grid points. precision: what those trials ran in (`auto` resolved on their device). "
-    "params: parameters of one model. passes: forward passes per example at inference."
+    "params: parameters of one model. trainable: the most it trained at once. peak MB: the largest peak memory of "
+    "one of those trials (CPU: its process's resident memory; GPU: torch's allocations). passes: forward passes per "
+    "example at inference."
 )
 
 CALIBRATION_NOTE = (
@@ -96,8 +98,8 @@ def average_titles(board: dict) -> list[str]:
 
 
 def test_cells(board: dict, row: dict, task: str | None, bold, escape=lambda text: text) -> list[str]:
-    """The test cell of `task` (None: the average), mean ± std over seeds with the column's best in bold; no cell
-    when the board has no test column there."""
+    """The test cell of `task` (None: the average), mean ± std over seeds with the column's best in bold and its
+    test's ↑/↓; no cell when the board has no test column there."""
     if (task is None and not has_test_average(board)) or (task is not None and task not in test_tasks(board)):
         return []
     test = row.get("test") or {}
@@ -115,7 +117,7 @@ def test_cells(board: dict, row: dict, task: str | None, bold, escape=lambda tex
     others = [v for v in others if v is not None]
     if len(others) > 1 and value == max(others):
         text = bold(text)
-    return [text + escape("" if std is None else f" ± {std:.1f}")]
+    return [text + escape("" if std is None else f" ± {std:.1f}") + marker(test, task)]
 
 
 def _test(row: dict, task: str | None) -> dict | None:
@@ -297,7 +299,8 @@ def extra_header(board: dict, compute: bool, calibration: bool = False) -> list[
     the calibration columns when asked for."""
     calibration_titles = [f"{t} (ECE/ECE-T/NLL/Brier)" for t in calibration_tasks(board)] if calibration else []
     if compute:
-        return [f"{_device(board)}-hours", "trained", "samples/s", "precision", "params", "passes"] + calibration_titles
+        titles = ["trained", "samples/s", "precision", "params", "trainable", "peak MB", "passes"]
+        return [f"{_device(board)}-hours", *titles, *calibration_titles]
     return (["passes"] if has_ensembles(board) else []) + calibration_titles
 
 
@@ -309,8 +312,16 @@ def extra_cells(board: dict, row: dict, compute: bool, calibration: bool = False
 
 def _compute_cells(board: dict, row: dict, compute: bool) -> list[str]:
     c = row.get("compute") or {}
-    hours, sps, params, passes = (
-        c.get(k) for k in ("device_hours", "train_samples_per_s", "parameters", "inference_passes")
+    hours, sps, params, trainable, memory, passes = (
+        c.get(k)
+        for k in (
+            "device_hours",
+            "train_samples_per_s",
+            "parameters",
+            "trainable_parameters",
+            "peak_memory_mb",
+            "inference_passes",
+        )
     )
     passes_text = MISSING if passes is None else f"{passes:g}"
     if compute:
@@ -320,6 +331,8 @@ def _compute_cells(board: dict, row: dict, compute: bool) -> list[str]:
             MISSING if sps is None else f"{sps:.1f}",
             c.get("precision") or MISSING,
             MISSING if params is None else _millions(params),
+            MISSING if trainable is None else _millions(trainable),
+            MISSING if memory is None else f"{memory:,.0f}",
             passes_text,
         ]
     return [passes_text] if has_ensembles(board) else []
@@ -364,6 +377,14 @@ def statistics_note(board: dict) -> str:
             f"↑/↓: significantly above/below {baseline_rule_text(stats)} (paired bootstrap on the same example "
             f"draws, two-sided, {correction_text(stats)}: {criterion} < {stats['alpha']:g}). The differences' "
             f"intervals and p are uncorrected {100 * stats['confidence']:.0f}% intervals and raw p-values."
+        )
+    if stats.get("test_tests"):
+        name = CORRECTION_NAMES.get(stats["correction"])
+        n = stats["test_tests"]
+        family = f"{name}-corrected over these {n} test{'' if n == 1 else 's'}" if name else "uncorrected"
+        parts.append(
+            "Test columns: ↑/↓ the same test on the test split, each row against the row it is tested against on "
+            f"dev (nothing is chosen on test), {family} as a family of their own."
         )
     if _mixed_examples(board):
         parts.append("Bold: the best value of its column among the rows scored on the same dev examples.")
@@ -476,26 +497,45 @@ def format_markdown(board: dict, compute: bool = False, calibration: bool = Fals
         lines += ["", note]
     if statistics_note(board):
         lines += ["", statistics_note(board)]
-    short = ["system"] + tasks + ["average"]
+    lines += _md_statistics(board, "")
+    test = test_view(board)
+    if test is not None:
+        lines += _md_statistics(test, ", on test")
+    lines += [""] + chosen_points(board) + ["", trials_line(board)]
+    return "\n".join(lines) + "\n"
+
+
+def _md_statistics(board: dict, where: str) -> list[str]:
+    """The intervals table and the differences table, where the board has them."""
+    lines, short = [], ["system", *board["tasks"], "average"]
     if has_intervals(board):
         lines += [
             "",
-            f"## {100 * board['statistics']['confidence']:.0f}% confidence intervals of the task scores",
+            f"## {100 * board['statistics']['confidence']:.0f}% confidence intervals of the task scores{where}",
             "",
-            *_md_table(short, [[r["system"]] + [ci_text(board, r, t) for t in [*tasks, None]] for r in board["rows"]]),
+            *_md_table(
+                short, [[r["system"]] + [ci_text(board, r, t) for t in [*board["tasks"], None]] for r in board["rows"]]
+            ),
         ]
     if compared_rows(board):
         lines += [
             "",
-            f"## {differences_title(board)}",
+            f"## {differences_title(board)}{where}",
             "",
-            *_md_table(
-                ["system", "baseline", *tasks, "average"],
-                differences_rows(board),
-            ),
+            *_md_table(["system", "baseline", *board["tasks"], "average"], differences_rows(board)),
         ]
-    lines += [""] + chosen_points(board) + ["", trials_line(board)]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def test_view(board: dict) -> dict | None:
+    """The board's test side as a board of its own (each row's test scores, intervals and tests), for the same
+    tables; None where no row has test intervals."""
+    keys = ("scores", "task_scores", "average", "ci", "significance")
+    rows = [{**r, **{k: r["test"].get(k) for k in keys}} for r in board["rows"] if (r.get("test") or {}).get("ci")]
+    if not rows:
+        return None
+    stats = board["statistics"]
+    return {**board, "rows": rows, "statistics": {**stats, "tests": stats.get("test_tests", 0)}}
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -530,9 +570,11 @@ def format_csv(board: dict, compute: bool = False, calibration: bool = False) ->
         columns += [f"{t}/{k}" for k in test_keys]
         if t in test_tasks(board):
             columns += [c for k in board["metrics"][t] for c in (f"{t}/test_{k}", f"{t}/test_{k}_std")]
-            columns += [f"{t}/test_score", f"{t}/test_score_std"]
+            columns += [f"{t}/test_score", f"{t}/test_score_std", f"{t}/test_score_ci_low", f"{t}/test_score_ci_high"]
+            columns += [f"{t}/test_{k}" for k in test_keys]
     if has_test_average(board):
-        columns += ["test_average"]
+        columns += ["test_average", "test_average_ci_low", "test_average_ci_high"]
+        columns += [f"test_average/{k}" for k in test_keys]
     columns += [
         "average",
         "average_std",
@@ -550,6 +592,8 @@ def format_csv(board: dict, compute: bool = False, calibration: bool = False) ->
             "train_samples_per_s",
             "precision",
             "parameters",
+            "trainable_parameters",
+            "peak_memory_mb",
             "inference_passes",
         ]
     elif has_ensembles(board):
@@ -584,9 +628,13 @@ def format_csv(board: dict, compute: bool = False, calibration: bool = False) ->
                 test = row.get("test") or {"scores": {}, "task_scores": {}, "std": {"scores": {}, "task_scores": {}}}
                 for k in board["metrics"][t]:
                     values += [_num(test["scores"].get(t, {}).get(k)), _num(test["std"]["scores"].get(t, {}).get(k))]
+                bounds = (test.get("ci") or {}).get("task_scores", {}).get(t) or [None, None]
                 values += [_num(test["task_scores"].get(t)), _num(test["std"]["task_scores"].get(t))]
+                values += [_num(bounds[0]), _num(bounds[1]), *_test_values(_test(test, t))]
         if has_test_average(board):
-            values += [_num((row.get("test") or {}).get("average"))]
+            test = row.get("test") or {}
+            bounds = (test.get("ci") or {}).get("average") or [None, None]
+            values += [_num(test.get("average")), _num(bounds[0]), _num(bounds[1]), *_test_values(_test(test, None))]
         bounds = ci["average"] or [None, None]
         values += [
             _num(row["average"]),
@@ -606,6 +654,8 @@ def format_csv(board: dict, compute: bool = False, calibration: bool = False) ->
                 _num(c.get("train_samples_per_s")),
                 c.get("precision") or "",
                 c.get("parameters") or "",
+                c.get("trainable_parameters") or "",
+                _num(c.get("peak_memory_mb")),
                 _passes(c),
             ]
         elif has_ensembles(board):

@@ -192,11 +192,15 @@ def _optuna(search, spec: dict, store: RunStore):
         and "optuna" in r["grid_point"]
         and all(r["grid_point"].get(k) == spec["point"].get(k) for k in search.grid)
     ]
+    from optuna.samplers import TPESampler
+
     points = [{"sampled": {k: r["grid_point"][k] for k in search.space}} for r in done]
+    # Optuna's default, 10 random trials before TPE starts, would make a small study plain random search.
+    startup = min(10, max(2, search.num_samples // 3))
     return OptunaSearch(
         metric="best_score",
         mode=OBJECTIVE_MODE,
-        seed=search.sample_seed,
+        sampler=TPESampler(seed=search.sample_seed, n_startup_trials=startup),
         points_to_evaluate=points or None,
         evaluated_rewards=[r["best_score"] for r in done] or None,
     )
