@@ -30,7 +30,8 @@ from benchmark.measure import write_report
 from benchmark.measure.study import learning_lines
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
-from benchmark.results.tables import format_markdown
+from benchmark.results.bootstrap import RESAMPLES
+from benchmark.results.tables import format_markdown, p_text
 from benchmark.run.runner import run_suite
 
 LOW, HIGH = 1e-5, 5e-4  # the learning-rate range every search covers
@@ -77,10 +78,11 @@ def summary(board: dict, runs: dict[str, Path], task: str) -> list[str]:
         costs = np.array([spent(runs[a]) for a in mine])
         sigs = [((rows[a]["test"].get("significance") or {}).get("task_scores") or {}).get(task) for a in mine]
         shown = [s for s in sigs if s and s.get("significant")]
-        adjusted = ", ".join(f"{s['p_adjusted']:.3f}" for s in sigs if s and "p_adjusted" in s)
-        verdict = "—" if method == "grid" else f"{len(shown)} of {len(mine)}"
+        above = sum(s["delta"] > 0 for s in shown)
+        adjusted = ", ".join(p_text(s["p_adjusted"], RESAMPLES) for s in sigs if s and "p_adjusted" in s)
+        verdict = "—" if method == "grid" else f"{above} above, {len(shown) - above} below, of {len(mine)}"
         if method != "grid" and adjusted:
-            verdict += f" (adjusted p {adjusted})"
+            verdict += f" (adjusted {adjusted})"
         std = f" ± {np.std(tests, ddof=1):.1f}" if len(tests) > 1 else ""
         lines.append(
             f"| {method} | {len(mine)} | {np.mean(tests):.1f}{std} | {', '.join(f'{t:.1f}' for t in tests)} | "
@@ -146,8 +148,12 @@ def main(argv=None) -> int:
         "",
         "## What it shows",
         "",
-        "With one training seed and this many repetitions, a difference in the mean smaller than the spread "
-        "between repetitions is not a finding; the column of tests says where one is shown.",
+        "Each search trained its configurations with one training seed, so the paired test of a repetition "
+        "against the grid holds the two chosen checkpoints fixed: it says the two differ on these test examples, "
+        "not that the search method is better, since training another seed moves a score too. Read the methods "
+        "off the spread of their repetitions: a difference of the means smaller than that spread is not a finding. "
+        "ASHA sampled more configurations for about the same trial-epochs (its rungs stop most of them after one "
+        "epoch; asynchronous promotion spent somewhat more than the grid here, in the table).",
         "",
         *learning_lines(board, runs["grid"], system=grid_row["system"]),
         "",
