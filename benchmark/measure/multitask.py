@@ -18,18 +18,9 @@ import torch
 
 from benchmark.common.hardware import machine_description
 from benchmark.measure import write_report
-from benchmark.measure.study import against_baseline, learning_lines, run_study
+from benchmark.measure.study import learning_lines, run_study, trained_against_single
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.tables import format_markdown
-
-
-def verdict(row: dict, single: dict) -> str:
-    """One line: the row's average against single-task on validation (with its corrected test) and on test."""
-    return (
-        f"- {row['system']}: {against_baseline(row, single, 'single-task')}; trained "
-        f"{row['compute'].get('train_samples', 0):,} samples against single-task's "
-        f"{single['compute'].get('train_samples', 0):,}."
-    )
 
 
 def main(argv=None) -> int:
@@ -59,7 +50,7 @@ def main(argv=None) -> int:
     single = rows.get("single")
     for kind in ("multitask", "two-stage"):
         if single and kind in rows and rows[kind]["average"] is not None and single["average"] is not None:
-            lines.append(verdict(rows[kind], single))
+            lines.append(trained_against_single(rows[kind], single))
     lines += ["", *learning_lines(board, Path(suite.output))]
     write_report(args.out, "\n".join(lines) + "\n")
     return 0

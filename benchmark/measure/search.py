@@ -31,6 +31,7 @@ from benchmark.measure.study import learning_lines
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.bootstrap import RESAMPLES
+from benchmark.results.leaderboard import trial_counts, trial_epochs
 from benchmark.results.tables import format_markdown, p_text
 from benchmark.run.runner import run_suite
 
@@ -60,8 +61,8 @@ def arms(points: int, repeats: int, epochs: int) -> dict[str, list[str]]:
 def spent(run: Path) -> tuple[int, int, int]:
     """Trial-epochs trained, trials, and trials that the scheduler stopped early."""
     records = RunStore(run).records()
-    epochs = sum(r["epochs"][-1]["epoch"] for r in records if r.get("epochs"))
-    return epochs, len(records), sum(r.get("status") == "stopped" for r in records)
+    counts = trial_counts(records)
+    return trial_epochs(records), counts["total"], counts["stopped"]
 
 
 def summary(board: dict, runs: dict[str, Path], task: str) -> list[str]:

@@ -69,6 +69,15 @@ def against_baseline(row: dict, base: dict, base_name: str) -> str:
     return f"against {base_name}: " + "; ".join(parts)
 
 
+def trained_against_single(row: dict, single: dict) -> str:
+    """One line: the row against the single-task row (test, then validation), and the samples each trained."""
+    return (
+        f"- {row['system']}: {against_baseline(row, single, 'single-task')}; trained "
+        f"{row['compute'].get('train_samples', 0):,} samples against single-task's "
+        f"{single['compute'].get('train_samples', 0):,}."
+    )
+
+
 def _shown(test: dict) -> str:
     """What a corrected test of the table shows."""
     if test.get("p_adjusted") is None:

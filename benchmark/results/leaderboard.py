@@ -63,10 +63,10 @@ def build_leaderboard(
         "tasks": task_order,
         "metrics": metric_keys,
         "rows": rows,
-        "trials": _trial_counts([r for r in records if r.get("kind") != "merged"]),  # a merge trains nothing
+        "trials": trial_counts([r for r in records if r.get("kind") != "merged"]),  # a merge trains nothing
         "compute": {
             "trial_hours": sum(r.get("wall_seconds", 0.0) for r in records) / 3600,
-            "trial_epochs": _trial_epochs(records),
+            "trial_epochs": trial_epochs(records),
             "train_samples": sum(r.get("train_samples", 0) for r in records),
             "optimizer_steps": sum(r.get("optimizer_steps", 0) for r in records),
         },
@@ -77,13 +77,13 @@ def build_leaderboard(
     }
 
 
-def _trial_epochs(records: list[dict]) -> float:
+def trial_epochs(records: list[dict]) -> float:
     """Epochs trained, summed over trials; a joint trial's per-task records count its epochs once."""
     epochs = {r.get("joint_trial") or r["trial_id"]: r["epochs"][-1]["epoch"] for r in records if r.get("epochs")}
     return sum(epochs.values())
 
 
-def _trial_counts(records: list[dict]) -> dict:
+def trial_counts(records: list[dict]) -> dict:
     finished = sum(r.get("status") in ("finished", "stopped") and r.get("best_score") is not None for r in records)
     return {
         "finished": finished,
