@@ -364,7 +364,7 @@ def _trial(args) -> int:
             hp.max_seq_length,
             resolve_glue_dir(data_cfg.glue_dir),
             cache_dir(suite),
-            data_cfg.max_train_samples,
+            data_cfg.train_cap(task),
             data_cfg.max_eval_samples,
             data_cfg.sample_seed,
             Augmentation.of(hp.to_dict()),

@@ -233,7 +233,7 @@ def make_soup_runner(suite: Suite, first: Candidate) -> SoupRunner:
         first.meta["training"]["max_seq_length"],
         resolve_glue_dir(data.glue_dir),
         cache_dir(suite),
-        data.max_train_samples,
+        data.train_cap(first.task.name),
         data.max_eval_samples,
         data.sample_seed,
     )

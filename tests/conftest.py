@@ -66,5 +66,11 @@ def two_ranks(script: str, *args, cwd: Path) -> subprocess.CompletedProcess:
     path.write_text(script)
     launcher = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     env = {k: v for k, v in os.environ.items() if k not in launcher}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(path), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    logs = Path(cwd) / "rank_logs"  # each rank's stderr in a file: torchrun's own report names only an exit code
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--log-dir", str(logs)]
+    command += ["--redirects", "2", str(path), *map(str, args)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    if proc.returncode != 0:  # the tail of each rank's stderr first, where a test's message shows it
+        tails = [f"--- {f.parent.name}: {f.read_text()[-1500:]}" for f in sorted(logs.rglob("stderr.log"))]
+        proc.stderr = "\n".join(tails) + "\n" + proc.stderr
+    return proc

@@ -76,6 +76,8 @@ def test_a_glue_dev_test_run_scores_the_chosen_checkpoints_once_on_glue_dev(tiny
     board = json.loads((run / "leaderboard.json").read_text())
     (row,) = board["rows"]
     assert board["test_tasks"] == ["rte", "stsb"] and "GLUE's dev set" in board["test_note"]
+    # The columns without "test" are validation, which chose: the convention under the table says so.
+    assert board["convention"].startswith("Validation scores") and "selected on validation" in board["convention"]
     assert set(row["test"]["task_scores"]) == {"rte", "stsb"} and row["test"]["average"] is not None
     # Test scores carry intervals like dev's, from the test predictions the row names.
     for task, (low, high) in row["test"]["ci"]["task_scores"].items():

@@ -87,7 +87,10 @@ def test_rows_sort_by_average_and_incomplete_rows_have_no_average():
 
 
 def test_tasks_follow_the_suite_order():
-    assert build_leaderboard("demo", RECORDS, ["mrpc", "rte", "cola"])["tasks"] == ["mrpc", "rte"]
+    board = build_leaderboard("demo", RECORDS, ["mrpc", "rte", "cola"])
+    assert board["tasks"] == ["mrpc", "rte"]
+    # No test split: the dev sets chose and report, and the convention says so.
+    assert board["test_tasks"] == [] and "selected on the same dev sets that are reported" in board["convention"]
 
 
 def test_glue_score_on_a_hand_computed_example():

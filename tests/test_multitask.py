@@ -462,7 +462,7 @@ def test_two_ranks_with_zero_2_train_one_joint_model(tiny_model, glue_dir, cache
     """Two data-parallel ranks (torchrun, gloo): every step's batch comes from one task on both ranks, the resting
     heads' zero gradients reduce like any other, both ranks report the same numbers, and rank 0 exports."""
     proc = two_ranks(TWO_RANKS, tiny_model, glue_dir, cache_dir, tmp_path / "out", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[:4000] + proc.stdout[-2000:]
     results = sorted(
         (json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line),
         key=lambda r: r["rank"],

@@ -82,6 +82,9 @@ def _glue(glue_dir, cache_dir):
         ({"data__glue_dir": "/nonexistent/glue"}, "data.glue_dir: folder not found"),
         ({"name": "bad name!"}, "name: use letters"),
         ({"output": 5}, "output: expected a string, got number 5"),
+        ({"data__max_train_samples": {"rtee": 8}}, "data.max_train_samples.rtee: names no task of the suite"),
+        ({"data__max_train_samples": {"rte": 0}}, "data.max_train_samples.rte: must be at least 1, got 0"),
+        ({"data__max_train_samples": {"rte": "all"}}, "data.max_train_samples.rte: expected an integer"),
     ],
 )
 def test_bad_suites_fail_with_one_line_and_exit_2(tmp_path, capsys, overrides, message):
@@ -148,6 +151,22 @@ def test_plan_ids_are_stable_and_readable(tmp_path):
         write_suite(tmp_path, training__epochs=2, search__grid={"learning_rate": [2e-5, 5e-5]}, search__seeds=[1, 2])
     )
     assert not fingerprints & {t.fingerprint for t in make_plan(changed)}
+
+
+def test_a_per_task_training_cap_reaches_its_task_and_retrains_only_it(tmp_path):
+    """A task named in data.max_train_samples keeps that many rows, one not named keeps all; changing one task's cap
+    changes only its trials' fingerprints."""
+    from benchmark.run.runner import prepare_data
+
+    suite = load_suite(write_suite(tmp_path, tasks=["rte", "wnli"], data__max_train_samples={"rte": 24}))
+    assert suite.config.data.train_cap("rte") == 24 and suite.config.data.train_cap("wnli") is None
+    plan = make_plan(suite)
+    data = prepare_data(suite, plan)
+    sizes = {key.split("/")[1]: len(d.splits["train"]) for key, d in data.items()}
+    assert sizes["rte"] == 24 and sizes["wnli"] > 500  # WNLI's whole training set, less its validation holdout
+    changed = make_plan(load_suite(write_suite(tmp_path, tasks=["rte", "wnli"], data__max_train_samples={"rte": 32})))
+    same = {t.task: t.fingerprint == u.fingerprint for t, u in zip(plan, changed)}
+    assert same == {"rte": False, "wnli": True}
 
 
 def test_shipped_configs_validate(capsys):

@@ -76,6 +76,8 @@ def _convert(hint, value, where):
             try:
                 return _convert(option, value, where)
             except InputError as e:
+                if e.where != where:  # the value has this option's shape; a part of it is wrong: name that part
+                    raise
                 errors.append(e.what)
         raise InputError(where, " or ".join(dict.fromkeys(errors)))
     if value is None:

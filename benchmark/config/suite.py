@@ -42,7 +42,8 @@ class HoldoutConfig:
 @dataclass
 class DataConfig:
     glue_dir: str | None = None  # null: $BENCH_GLUE_DIR, else the hub
-    max_train_samples: int | None = field(default=None, metadata={"min": 1})
+    # One cap for every task, or a cap per task ({rte: 2000, sst2: 1500}; a task not named keeps all its rows).
+    max_train_samples: int | dict[str, int] | None = field(default=None, metadata={"min": 1})
     max_eval_samples: int | None = field(default=None, metadata={"min": 1})
     # Which random slice the caps above keep, the same for every trial; numpy seeds are 32-bit.
     sample_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
@@ -51,6 +52,11 @@ class DataConfig:
     # GLUE's dev set: `validation` (GLUE's convention: it chooses and reports) or `test` (validation is held out
     # of train, data.holdout.validation of it, and the dev set is scored once, after all selection).
     glue_dev: Literal["validation", "test"] = "validation"
+
+    def train_cap(self, task: str) -> int | None:
+        """How many training rows `task` keeps (None: all)."""
+        caps = self.max_train_samples
+        return caps.get(task) if isinstance(caps, dict) else caps
 
 
 @dataclass
@@ -167,6 +173,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     check_search(config.search)
     _check_resources(config)
     tasks, entries = _resolve_tasks(config.tasks, config.data.holdout, config.data.glue_dev)
+    _check_train_caps(config.data, [t.name for t in tasks])
     mixture = check_multitask(config.multitask, {t.name: t for t in tasks})
     if mixture is not None:
         _check_multitask_search(config)
@@ -196,6 +203,18 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         suite.warnings.append(warning)
     suite.tracking = check_tracking(config.tracking, config.name)  # last: it may ask a server
     return suite
+
+
+def _check_train_caps(data: DataConfig, tasks: list[str]) -> None:
+    """A per-task cap names a task of the suite and keeps at least one row."""
+    if not isinstance(data.max_train_samples, dict):
+        return
+    for task, cap in data.max_train_samples.items():
+        where = f"data.max_train_samples.{task}"
+        if task not in tasks:
+            raise InputError(where, f"names no task of the suite; its tasks: {', '.join(tasks)}" + suggest(task, tasks))
+        if cap < 1:
+            raise InputError(where, f"must be at least 1, got {cap}")
 
 
 def _check_plan_size(config: SuiteConfig, models: list, tasks: list, joint: bool) -> None:

@@ -225,6 +225,7 @@ def make_chain_trial(suite: Suite, model, chain, task, point: dict, seed: int, p
 def make_trial(suite: Suite, model, task, point: dict, seed: int) -> TrialSpec:
     training = training_for(suite.config, point).to_dict()
     data = {k: v for k, v in suite.config.data.__dict__.items() if k != "cache_dir"}
+    data["max_train_samples"] = suite.config.data.train_cap(task.name)  # its own cap: others' don't retrain it
     digest = fingerprint(
         _with_selection(
             {

@@ -52,7 +52,7 @@ from benchmark.results.bootstrap import (
     paired_difference,
     score_task,
 )
-from benchmark.results.leaderboard import sort_rows
+from benchmark.results.leaderboard import sort_rows, test_side
 from benchmark.results.tables import example_group
 from tasks.spec import TaskSpec
 
@@ -113,18 +113,7 @@ def _test_statistics(
 ) -> tuple[int, list[str]]:
     """Intervals and tests on test, into each row's `test`: the rows' test sides, shaped as rows, go through the same
     steps as on dev, against the same baselines; returns how many tests there are and what is missing."""
-    views = {
-        row["system"]: {
-            "system": row["system"],
-            "kind": row["kind"],
-            "scores": row["test"]["scores"],
-            "task_scores": row["test"]["task_scores"],
-            "average": row["test"].get("average"),
-            "predictions": row["test"]["predictions"],
-        }
-        for row in rows
-        if (row.get("test") or {}).get("predictions")
-    }
+    views = {row["system"]: view for row in rows if (view := test_side(row)) and view["predictions"]}
     predictions, missing = _load_predictions(list(views.values()), tasks, load)
     specs = {t: dataclasses.replace(spec, eval_splits={"test": ""}) for t, spec in scorer.task_specs.items()}
     scorer = _Scorer(specs, scorer.resamples, scorer.seed, scorer.level)  # a test file holds one split, "test"

@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmark.common.atomic import atomic_write_text
+from benchmark.results.leaderboard import test_side
 
 SHORT_METRIC = {
     "accuracy": "acc",
@@ -530,8 +531,7 @@ def _md_statistics(board: dict, where: str) -> list[str]:
 def test_view(board: dict) -> dict | None:
     """The board's test side as a board of its own (each row's test scores, intervals and tests), for the same
     tables; None where no row has test intervals."""
-    keys = ("scores", "task_scores", "average", "ci", "significance")
-    rows = [{**r, **{k: r["test"].get(k) for k in keys}} for r in board["rows"] if (r.get("test") or {}).get("ci")]
+    rows = [view for r in board["rows"] if (view := test_side(r)) and view["ci"]]
     if not rows:
         return None
     stats = board["statistics"]

@@ -81,7 +81,7 @@ def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
         tokenizer = None  # loaded (seconds: it imports transformers) only when something must be encoded
         for key, (name, training) in sorted(needed.items()):
             task, length = tasks[name], training["max_seq_length"]
-            caps = (data_cfg.max_train_samples, data_cfg.max_eval_samples, data_cfg.sample_seed)
+            caps = (data_cfg.train_cap(name), data_cfg.max_eval_samples, data_cfg.sample_seed)
             aug = Augmentation.of(training)
             stamp = source_stamp(task, model.path, length, glue_dir, *caps, aug)
             data = stamp and cached_task(task, stamp, cache_dir(suite))
