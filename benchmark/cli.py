@@ -23,6 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    _suite_commands(sub)
+    _results_commands(sub)
+    _checkpoint_commands(sub)
+    _other_commands(sub)
+    return parser
+
+
+def _suite_commands(sub) -> None:
+    """`bench run` and `bench validate`: the commands that take a suite."""
     run = sub.add_parser("run", help="run a suite and write its leaderboard")
     run.add_argument("suite", help="the suite YAML file")
     run.add_argument("--output", help="run directory (overrides the suite's `output`)")
@@ -42,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("suite")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
+
+def _results_commands(sub) -> None:
+    """`bench table` and `bench report`: leaderboards of run directories."""
     table = sub.add_parser("table", help="the leaderboard of one or more run directories (their trials merged)")
     table.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     table.add_argument("--format", choices=["md", "csv", "latex", "html", "json"], default="md")
@@ -67,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", help="the HTML file to write (default: the first RUN_DIR/report.html)")
     _statistics_options(report)
 
+
+def _checkpoint_commands(sub) -> None:
+    """`bench predict` and `bench ensemble`: what a finished run's checkpoints make."""
     predict = sub.add_parser("predict", help="write GLUE submission files from the best checkpoint of each task")
     predict.add_argument("run_dir", metavar="RUN_DIR")
     predict.add_argument(
@@ -109,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the selection/report split of each dev set (default: the suite's ensemble.split_seed)",
     )
 
+
+def _other_commands(sub) -> None:
+    """`bench trial` (one trial without Ray), `bench tasks` and `bench models`."""
     trial = sub.add_parser("trial", help="run one trial of a suite in this process, without Ray (for debugging)")
     trial.add_argument("suite")
     trial.add_argument(
@@ -134,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
         "parameters, tokenizer, whether freezing and LoRA apply)",
     )
     models.add_argument("folders", nargs="*", metavar="FOLDER", help="a model folder ('default': the embedded model)")
-    return parser
 
 
 def _statistics_options(parser) -> None:
@@ -330,11 +347,9 @@ def _trial(args) -> int:
     from pathlib import Path
 
     from benchmark.common.quiet import quiet_libraries
-    from benchmark.config.suite import cache_dir, load_suite
+    from benchmark.config.suite import load_suite
     from benchmark.plan.trials import selection_seed
     from benchmark.train.local import run_local_trial
-    from tasks.encoding import encode_task
-    from tasks.loading import resolve_glue_dir
 
     quiet_libraries()
     suite = load_suite(args.suite, args.set)
@@ -348,60 +363,22 @@ def _trial(args) -> int:
             f"'{args.task}' is not one of the suite's tasks ({', '.join(tasks)})"
             + (" or multitask" if suite.mixture else ""),
         )
-    model = suite.models[0]
-    hp = suite.config.training
     from benchmark.train.modeling import load_tokenizer
 
-    data_cfg = suite.config.data
+    model, hp = suite.models[0], suite.config.training
     tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
-
-    def encoded(task):
-        from tasks.augment import Augmentation
-
-        return encode_task(
-            tasks[task],
-            tokenizer,
-            hp.max_seq_length,
-            resolve_glue_dir(data_cfg.glue_dir),
-            cache_dir(suite),
-            data_cfg.train_cap(task),
-            data_cfg.max_eval_samples,
-            data_cfg.sample_seed,
-            Augmentation.of(hp.to_dict()),
-        )
-
     seed = args.seed if args.seed is not None else suite.config.search.seeds[0]
     if suite.config.trust_remote_code:
         from benchmark.run.runner import TRUST_WARNING
 
         print(TRUST_WARNING, file=sys.stderr)
     if joint:
-        from benchmark.train.local import run_local_multitask_trial
-
-        result = run_local_multitask_trial(
-            hp,
-            model.path,
-            seed,
-            {t: encoded(t) for t in suite.mixture.tasks},
-            suite.mixture,
-            Path(args.output),
-            suite.config.trust_remote_code,
-            selection_seed=selection_seed(suite),
-        )
-        best = ", ".join(
-            f"{t} {result.best_scores[t]:.2f} (epoch {result.best_epochs[t]})" for t in suite.mixture.tasks
-        )
-        print(
-            f"best mean score {result.best_score:.2f} (epoch {result.best_epoch}); per task: {best}; "
-            f"checkpoints in {Path(args.output)}/<task>/checkpoint"
-        )
-        return 0
-    data = encoded(args.task)
+        return _joint_trial(args, suite, tokenizer, seed)
     result = run_local_trial(
         hp,
         model.path,
         seed,
-        data,
+        _encoded(suite, tokenizer, args.task),
         Path(args.output),
         suite.config.trust_remote_code,
         log_every_steps=suite.config.search.log_every_steps,
@@ -412,6 +389,52 @@ def _trial(args) -> int:
         f"checkpoint in {Path(args.output) / 'checkpoint'}"
     )
     return 0
+
+
+def _joint_trial(args, suite, tokenizer, seed: int) -> int:
+    """`bench trial --task multitask`: the suite's joint trial, without Ray."""
+    from pathlib import Path
+
+    from benchmark.plan.trials import selection_seed
+    from benchmark.train.local import run_local_multitask_trial
+
+    result = run_local_multitask_trial(
+        suite.config.training,
+        suite.models[0].path,
+        seed,
+        {t: _encoded(suite, tokenizer, t) for t in suite.mixture.tasks},
+        suite.mixture,
+        Path(args.output),
+        suite.config.trust_remote_code,
+        selection_seed=selection_seed(suite),
+    )
+    best = ", ".join(f"{t} {result.best_scores[t]:.2f} (epoch {result.best_epochs[t]})" for t in suite.mixture.tasks)
+    print(
+        f"best mean score {result.best_score:.2f} (epoch {result.best_epoch}); per task: {best}; "
+        f"checkpoints in {Path(args.output)}/<task>/checkpoint"
+    )
+    return 0
+
+
+def _encoded(suite, tokenizer, task: str):
+    """One task of the suite tokenised as its trials see it (from the cache when done before)."""
+    from benchmark.config.suite import cache_dir
+    from tasks.augment import Augmentation
+    from tasks.encoding import encode_task
+    from tasks.loading import resolve_glue_dir
+
+    data, hp = suite.config.data, suite.config.training
+    return encode_task(
+        {t.name: t for t in suite.tasks}[task],
+        tokenizer,
+        hp.max_seq_length,
+        resolve_glue_dir(data.glue_dir),
+        cache_dir(suite),
+        data.train_cap(task),
+        data.max_eval_samples,
+        data.sample_seed,
+        Augmentation.of(hp.to_dict()),
+    )
 
 
 def _tasks(args) -> int:

@@ -24,7 +24,7 @@ from benchmark.common.hashing import canonical
 from benchmark.config.ensemble import SOUP_METHODS, EnsembleSettings
 from benchmark.config.suite import Suite
 from benchmark.records.store import RunStore
-from benchmark.train.checkpoints import save_checkpoint
+from benchmark.train.checkpoints import prediction_bytes, save_checkpoint
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.combine import GREEDY_ROUNDS, greedy_selection, mean_prob, vote
 from ensembles.protocol import NAME as PROTOCOL_NAME
@@ -63,17 +63,7 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
         )
         for t in tasks
     }
-    selection = {
-        (t, c.trial_id): score_on(c.task, c.logits, c.labels, halves[t].selection)[1]
-        for t in tasks
-        for c in candidates[t]
-    }
-    # Best selection-half score first; ties keep trial-id order (sorted is stable).
-    ranked = {t: sorted(candidates[t], key=lambda c, t=t: -selection[(t, c.trial_id)]) for t in tasks}
-    for k in settings.pool_sizes:
-        for t in tasks:
-            if k is not None and k > len(ranked[t]):
-                raise InputError("k", f"{k} is larger than the {len(ranked[t])} candidate checkpoints of task {t}")
+    selection, ranked = _ranked(candidates, tasks, halves, settings.pool_sizes)
 
     finished = store.finished()
     trained = {
@@ -124,16 +114,7 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
             "greedy_rounds": GREEDY_ROUNDS,
             "tasks": tasks,
             "candidates": {
-                t: [
-                    {
-                        "trial_id": c.trial_id,
-                        "checkpoint": c.relpath,
-                        "kind": c.kind,
-                        "selection_score": selection[(t, c.trial_id)],
-                    }
-                    for c in ranked[t]
-                ]
-                for t in tasks
+                t: [{**_describe(c), "selection_score": selection[(t, c.trial_id)]} for c in ranked[t]] for t in tasks
             },
             "rows": rows,
             "build_seconds": time.perf_counter() - started,
@@ -143,6 +124,26 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return state
+
+
+def _ranked(candidates: dict, tasks: list[str], halves: dict, pool_sizes: list) -> tuple[dict, dict]:
+    """Every candidate's selection-half score, and each task's candidates best first (ties keep trial-id order:
+    sorted is stable); a pool larger than a task's candidates is refused."""
+    selection = {
+        (t, c.trial_id): score_on(c.task, c.logits, c.labels, halves[t].selection)[1]
+        for t in tasks
+        for c in candidates[t]
+    }
+    ranked = {t: sorted(candidates[t], key=lambda c, t=t: -selection[(t, c.trial_id)]) for t in tasks}
+    for k in pool_sizes:
+        for t in tasks:
+            if k is not None and k > len(ranked[t]):
+                raise InputError("k", f"{k} is larger than the {len(ranked[t])} candidate checkpoints of task {t}")
+    return selection, ranked
+
+
+def _describe(c: Candidate) -> dict:
+    return {"trial_id": c.trial_id, "checkpoint": c.relpath, "kind": c.kind}
 
 
 def _best_single(ctx: _Context, task: str, ranked: list[Candidate]) -> TaskOutcome:
@@ -244,15 +245,8 @@ def _write_predictions(
     ctx: _Context, slug: str, task: str, logits: dict[str, np.ndarray], labels: dict[str, np.ndarray]
 ) -> str:
     """The report half of a row's dev predictions, in the form every row's prediction files share."""
-    from safetensors.numpy import save
-
-    tensors = {}
-    for split, indices in ctx.halves[task].report.items():
-        tensors[f"{split}/logits"] = np.ascontiguousarray(logits[split][indices], dtype=np.float32)
-        tensors[f"{split}/labels"] = np.ascontiguousarray(labels[split][indices])
-        tensors[f"{split}/indices"] = indices.astype(np.int64)
     relative = Path("predictions") / slug / f"{task}.safetensors"
-    atomic_write_bytes(ctx.staging / relative, save(tensors))
+    atomic_write_bytes(ctx.staging / relative, prediction_bytes(logits, labels, ctx.halves[task].report))
     return str(Path(ENSEMBLES_DIR) / relative)
 
 

@@ -38,7 +38,7 @@ from benchmark.common.errors import InputError
 from benchmark.config.merge import MergeSettings
 from benchmark.plan.trials import canonical, trial_id
 from benchmark.records.store import RunStore, trial_record
-from benchmark.train.checkpoints import parameter_count, save_checkpoint
+from benchmark.train.checkpoints import parameter_count, prediction_bytes, save_checkpoint
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.soups import SoupRunner, check_ingredients, read_weights
 from tasks.splits import DevHalves, score_on, split_dev
@@ -297,20 +297,9 @@ def _export(
 ) -> float:
     """One task of one merge: its checkpoint folder (merged encoder, own head), report-half predictions, record.
     Returns the task's report-half score."""
-    from safetensors.numpy import save
-
     source, runner = state.chosen[task], state.runners[task]
     source_record = records[source.trial_id]
-    merge = {
-        "method": method,
-        "scale": scale,
-        "selection_scores": {f"{s:g}": v for s, v in scores.items()},
-        "ties_density": settings.ties_density if method == "ties" else None,
-        "tasks": list(settings.tasks),
-        "sources": {t: c.trial_id for t, c in state.chosen.items()},
-        "chosen_on": "the selection half of each task's dev set",
-        "reported_on": "the report half of dev",
-    }
+    merge = _description(state, method, scale, scores, settings)
     runner.model.load_state_dict({**state.own[task], **encoder}, strict=True)
     store.install_checkpoint(
         record_id,
@@ -329,12 +318,8 @@ def _export(
         ),
     )
     metrics, score = score_on(source.task, logits, source.labels, halves.report)
-    predictions = {}
-    for split, indices in halves.report.items():
-        predictions[f"{split}/logits"] = np.ascontiguousarray(logits[split][indices], dtype=np.float32)
-        predictions[f"{split}/labels"] = np.ascontiguousarray(source.labels[split][indices])
-        predictions[f"{split}/indices"] = indices.astype(np.int64)
-    atomic_write_bytes(store.trial_dir(record_id) / REPORT_PREDICTIONS, save(predictions))
+    predictions = prediction_bytes(logits, source.labels, halves.report)
+    atomic_write_bytes(store.trial_dir(record_id) / REPORT_PREDICTIONS, predictions)
     checkpoint = store.checkpoint_dir(record_id)
     record = trial_record(
         {
@@ -365,6 +350,20 @@ def _export(
     record.update(best_score=score, best_metrics=metrics)
     store.save_record(record)
     return score
+
+
+def _description(state: _Seed, method: str, scale: float, scores: dict, settings: MergeSettings) -> dict:
+    """What a merged record says of its merge: method, λ and every λ's selection-half score, sources, protocol."""
+    return {
+        "method": method,
+        "scale": scale,
+        "selection_scores": {f"{s:g}": v for s, v in scores.items()},
+        "ties_density": settings.ties_density if method == "ties" else None,
+        "tasks": list(settings.tasks),
+        "sources": {t: c.trial_id for t, c in state.chosen.items()},
+        "chosen_on": "the selection half of each task's dev set",
+        "reported_on": "the report half of dev",
+    }
 
 
 def _fingerprint(settings: MergeSettings, method: str, chosen: dict[str, Candidate]) -> str:

@@ -117,3 +117,15 @@ def test_packages_import_only_lower_layers():
 def test_no_test_module_looks_like_product_code():
     """pytest collects `test_*.py` and `*_test.py`: no product module may match either pattern."""
     assert [m for m in modules() if m.rpartition(".")[2].startswith("test_") or m.endswith("_test")] == []
+
+
+def test_no_function_is_longer_than_80_lines():
+    """Functions you read top to bottom, as the training loops are: none of the three packages' functions (study
+    scripts included) is longer than 80 lines, signature and docstring counted."""
+    long = [
+        f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for module, path in modules().items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80
+    ]
+    assert long == []

@@ -74,10 +74,11 @@ def test_only_adapters_and_head_train_and_the_checkpoint_is_a_merged_plain_model
 
 def _dev_logits(model, data):
     """As the trainer computes them (the same batches and padding)."""
-    from benchmark.train.trainer import predict_split
+    from benchmark.train.evaluation import RankSetup, predict_split
 
     with torch.no_grad():
-        logits = predict_split(model, 2, data.eval_splits["validation"], 0, 32, 0, 1, torch.device("cpu"), 1)
+        setup = RankSetup(pad_id=0, batch_size=32, rank=0, world=1, device=torch.device("cpu"), pad_multiple=1)
+        logits = predict_split(model, 2, data.eval_splits["validation"], setup)
     return torch.from_numpy(logits)
 
 

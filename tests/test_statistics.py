@@ -481,3 +481,12 @@ def test_test_columns_get_intervals_and_tests_against_the_baseline_chosen_on_val
     on_test = md.split("## Differences from the baseline, a, on test")[1]
     assert "| b | a | +4" in on_test and "(adj. p<0.002)↑" in on_test  # b minus a: about 100 - 55
     assert "## 95% confidence intervals of the task scores, on test" in md and "| b | 100.0 [100.0, 100.0] |" in md
+    # Every format renders the same tables (one table model): LaTeX and HTML have the test side too, their arrows
+    # in the format's own markup.
+    from benchmark.results.tables import format_html, format_latex
+
+    shown = {**board, "test_tasks": ["rte"], "test_note": "test: the chosen checkpoints."}
+    latex, page = format_latex(shown), format_html(shown)
+    assert "\\label{tab:synthetic-diff-test}" in latex and "\\label{tab:synthetic-ci-test}" in latex and "↑" not in latex
+    assert "Differences from the baseline, a, on test</caption>" in page and "↑</td>" not in page
+    assert page.count('<span class="up">↑</span>') == md.count("↑")

@@ -28,20 +28,60 @@ GOAL = 1.0  # points of average task score over the best single checkpoint
 def summarize(state: dict, records: list[dict], suite, command: str, wall_seconds: float, parts: int = 1) -> str:
     import json
 
-    from benchmark.common.hardware import machine_description
-
     tasks = state["tasks"]
     board = json.loads((Path(suite.output) / "leaderboard.json").read_text())
     test = {r["system"]: r["test"] for r in board["rows"] if r.get("test")}
     rows = state["rows"]
     best_single = next(r for r in rows if r["kind"] == "single")
     ensembles = sorted((r for r in rows if r["kind"] == "ensemble"), key=lambda r: -r["average"])
-    cfg = suite.config
+    lines = _setting_lines(state, records, suite, command, wall_seconds, parts, best_single)
+    lines += _table_lines(tasks, best_single, ensembles, test, records)
+    lines += _result_lines(board, suite, tasks, best_single, ensembles, test)
+    lines += [
+        "## The leaderboard, with intervals and corrected tests",
+        "",
+        "As `bench table` prints it for this run (statistics on validation; see its notes for what chose and what "
+        "reported).",
+        "",
+        (Path(suite.output) / "leaderboard.md").read_text(),
+        "## Members",
+        "",
+    ]
+    for row in [best_single] + ensembles:
+        members = "; ".join(
+            f"{t}: {', '.join(_weighted(ids, row['member_weights'][t]))}" for t, ids in row["members"].items()
+        )
+        lines.append(f"- {row['system']}: {members}")
+    lines += [
+        "",
+        "## Candidates",
+        "",
+        "Each candidate's score on the selection half (what every choice above used) and on the report half. The "
+        "report column is for reading only: picking a checkpoint by it would be selection on report data.",
+        "",
+        "| task | trial | selection half | report half | full dev (trial record) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    records_by_id = {r["trial_id"]: r for r in records}
+    for t in tasks:
+        for c in state["candidates"][t]:
+            report = _candidate_report_score(Path(suite.output), c, best_single["predictions"][t][0])
+            lines.append(
+                f"| {t} | {c['trial_id']} | {c['selection_score']:.1f} | {report} | "
+                f"{records_by_id[c['trial_id']]['best_score']:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _setting_lines(state, records, suite, command, wall_seconds, parts, best_single) -> list[str]:
+    """What ran, on what machine, and the protocol."""
+    from benchmark.common.hardware import machine_description
+
+    tasks, cfg = state["tasks"], suite.config
     trial_hours = sum(r.get("wall_seconds", 0.0) for r in records) / 3600
     counts = ", ".join(f"{len(state['candidates'][t])} candidates for {t}" for t in tasks)
     report_sizes = {t: _report_size(Path(suite.output), best_single["predictions"][t][0]) for t in tasks}
-
-    lines = [
+    return [
         "# Ensembles against the best single checkpoint (report halves of dev)",
         "",
         f"Command: `{command}`",
@@ -64,6 +104,12 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
         "Validation columns are report-half scores; test columns (where the tasks have a labelled test split, e.g. "
         "GLUE's dev set with data.glue_dev: test) score the same chosen systems once on test: nothing chose on it.",
         "",
+    ]
+
+
+def _table_lines(tasks, best_single, ensembles, test, records) -> list[str]:
+    """The rows against the best single checkpoint, on validation and test."""
+    lines = [
         "| system | "
         + " | ".join(tasks)
         + " | average | Δ vs best single | test average | Δ test vs best single | passes per example |",
@@ -91,17 +137,22 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
         + "); the average is their unweighted mean.",
         "",
     ]
+    return lines
 
+
+def _result_lines(board, suite, tasks, best_single, ensembles, test) -> list[str]:
+    """The result against the goal, judged on test where there is one, and the best gain per method."""
+    base_test = (test.get(best_single["system"]) or {}).get("average")
     top = ensembles[0]  # the best ensemble by its validation (report-half) average
     gain = top["average"] - best_single["average"]
     stats = next((r.get("significance") or {} for r in board["rows"] if r["system"] == top["system"]), {})
     sig = stats.get("average") or {}
-    top_test, base_test = (test.get(top["system"]) or {}).get("average"), base_test
+    top_test = (test.get(top["system"]) or {}).get("average")
     test_sig = ((test.get(top["system"]) or {}).get("significance") or {}).get("average") or {}
     # The goal is judged on test where there is one: nothing chose there.
     judged, judged_gain = (test_sig, top_test - base_test) if test_sig.get("ci") else (sig, gain)
     shown = judged.get("significant") and judged["delta"] > 0 and judged_gain >= GOAL
-    lines += [
+    lines = [
         f"**Result.** The best ensemble on validation, {top['system']}, averages {top['average']:.2f} against "
         f"{best_single['average']:.2f} for the best single checkpoint on the same report halves: {gain:+.2f} points "
         + (
@@ -137,41 +188,7 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
         "Best gain per method (either pool): " + ", ".join(f"{m} {g:+.2f}" for m, g in by_method.items()) + ".",
         "",
     ]
-
-    lines += [
-        "## The leaderboard, with intervals and corrected tests",
-        "",
-        "As `bench table` prints it for this run (statistics on validation; see its notes for what chose and what "
-        "reported).",
-        "",
-        (Path(suite.output) / "leaderboard.md").read_text(),
-        "## Members",
-        "",
-    ]
-    for row in [best_single] + ensembles:
-        members = "; ".join(
-            f"{t}: {', '.join(_weighted(ids, row['member_weights'][t]))}" for t, ids in row["members"].items()
-        )
-        lines.append(f"- {row['system']}: {members}")
-    lines += [
-        "",
-        "## Candidates",
-        "",
-        "Each candidate's score on the selection half (what every choice above used) and on the report half. The "
-        "report column is for reading only: picking a checkpoint by it would be selection on report data.",
-        "",
-        "| task | trial | selection half | report half | full dev (trial record) |",
-        "|---|---|---:|---:|---:|",
-    ]
-    records_by_id = {r["trial_id"]: r for r in records}
-    for t in tasks:
-        for c in state["candidates"][t]:
-            report = _candidate_report_score(Path(suite.output), c, best_single["predictions"][t][0])
-            lines.append(
-                f"| {t} | {c['trial_id']} | {c['selection_score']:.1f} | {report} | "
-                f"{records_by_id[c['trial_id']]['best_score']:.1f} |"
-            )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _report_size(run_dir: Path, path: str) -> int:

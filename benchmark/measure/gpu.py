@@ -75,7 +75,7 @@ def flops_per_sample(model_path: str, tokens: int) -> float:
     return tokens * (6 * n + 12 * config.num_hidden_layers * config.hidden_size * tokens)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--models",
@@ -91,8 +91,46 @@ def main(argv=None) -> int:
     p.add_argument("--zero-stage", type=int, default=2, choices=[0, 1, 2])
     p.add_argument("--peak-tflops", type=float, default=None, help="the card's dense bf16 peak (default: by name)")
     p.add_argument("--out", default="results/gpu")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def main(argv=None) -> int:
+    import torch
+
+    args = parse_args(argv)
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else card_peak(card)
+    rows = measure(args, peak)
+    command = "python -m benchmark.measure.gpu " + " ".join(sys.argv[1:] if argv is None else argv)
+    lines = [
+        "# GPU check: bench trainer vs Hugging Face Trainer",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Date {time.strftime('%Y-%m-%d')}; card: {card}; dense bf16 peak "
+        f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; torch {torch.__version__}; batch {args.batch_size}, "
+        f"length {args.max_seq_length} (every example full), bf16, bench ZeRO-{args.zero_stage}; "
+        f"{args.examples} synthetic examples x {args.epochs} epochs, last epoch's throughput.",
+        "",
+        "| model | system | train samples/s | model TFLOP/s | MFU | eval samples/s | peak GPU memory GB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+        mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "-"
+        lines.append(
+            f"| {r['model']} | {r['system']} | {r['train_samples_per_s']:.0f} | {r['tflops']:.1f} | {mfu} | "
+            f"{r['eval_samples_per_s']:.0f} | {mem} |"
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rows.json").write_text(json.dumps(rows, indent=2))
+    write_report(args.out, "\n".join(lines) + "\n")
+    return 0
+
+
+def measure(args: argparse.Namespace, peak: float | None) -> list[dict]:
+    """Each model trained by each system; a row of throughput, MFU and memory each."""
     import torch
 
     from benchmark.common.quiet import quiet_libraries
@@ -101,8 +139,6 @@ def main(argv=None) -> int:
     from benchmark.train.modeling import embedded_model_path, save_random_bert
 
     quiet_libraries()
-    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    peak = args.peak_tflops * 1e12 if args.peak_tflops else card_peak(card)
     hp = TrainingConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -111,8 +147,6 @@ def main(argv=None) -> int:
         zero_stage=args.zero_stage,
         warmup_ratio=0.1,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         work = Path(tmp)
@@ -146,30 +180,7 @@ def main(argv=None) -> int:
                 print("  " + json.dumps(rows[-1]), flush=True)
                 if torch.cuda.is_available():
                     torch.cuda.reset_peak_memory_stats()
-    command = "python -m benchmark.measure.gpu " + " ".join(sys.argv[1:] if argv is None else argv)
-    lines = [
-        "# GPU check: bench trainer vs Hugging Face Trainer",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Date {time.strftime('%Y-%m-%d')}; card: {card}; dense bf16 peak "
-        f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; torch {torch.__version__}; batch {args.batch_size}, "
-        f"length {args.max_seq_length} (every example full), bf16, bench ZeRO-{args.zero_stage}; "
-        f"{args.examples} synthetic examples x {args.epochs} epochs, last epoch's throughput.",
-        "",
-        "| model | system | train samples/s | model TFLOP/s | MFU | eval samples/s | peak GPU memory GB |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
-        mem = f"{r['peak_memory_gb']:.1f}" if r["peak_memory_gb"] is not None else "-"
-        lines.append(
-            f"| {r['model']} | {r['system']} | {r['train_samples_per_s']:.0f} | {r['tflops']:.1f} | {mfu} | "
-            f"{r['eval_samples_per_s']:.0f} | {mem} |"
-        )
-    (out / "rows.json").write_text(json.dumps(rows, indent=2))
-    write_report(args.out, "\n".join(lines) + "\n")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def run_hf_trainer(
 ) -> dict:
     """A plain Trainer, as run_glue.py would set it up (`pad_to_max_length`: run_glue.py's default padding)."""
     import datasets
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer
 
     tokenizer = load_tokenizer(model_path)
     splits = {s: load_split(task, s, glue_dir, cache, max_train if s == "train" else max_eval) for s in task.splits}
@@ -83,18 +83,38 @@ def run_hf_trainer(
         metrics = compute_metrics(task, {eval_split: pred.predictions}, {eval_split: pred.label_ids})
         return {**metrics, "score": task_score(metrics)}
 
-    class EpochTimer(TrainerCallback):
-        def __init__(self):
-            self.seconds, self.start = [], None
+    timer = _epoch_timer()
+    args = _hf_arguments(task, hp, seed, workdir, group_by_length)
+    epochs, eval_seconds = [], []
 
-        def on_epoch_begin(self, args, state, control, **kw):
-            self.start = time.perf_counter()
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded[eval_split],
+        data_collator=DataCollatorWithPadding(
+            tokenizer, padding="max_length" if pad_to_max_length else True, max_length=hp.max_seq_length
+        ),
+        compute_metrics=metrics_fn,
+        callbacks=[timer, _eval_log(task, epochs, eval_seconds)],
+    )
+    started = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - started
+    return {
+        "epochs": epochs,
+        "train_samples_per_s": len(encoded["train"]) * hp.epochs / sum(timer.seconds),
+        "wall_seconds": wall,
+        "eval_samples_per_s": len(encoded[eval_split]) * len(eval_seconds) / sum(eval_seconds),
+        "epoch_train_samples_per_s": [len(encoded["train"]) / s for s in timer.seconds],
+    }
 
-        def on_epoch_end(self, args, state, control, **kw):
-            self.seconds.append(time.perf_counter() - self.start)  # before the epoch's evaluation runs
 
-    timer = EpochTimer()
-    args = TrainingArguments(
+def _hf_arguments(task, hp, seed: int, workdir: Path, group_by_length: bool):
+    """The Trainer's arguments for bench's hyperparameters (no checkpoints, an evaluation per epoch)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=str(workdir / f"hf-{task.name}"),
         learning_rate=hp.learning_rate,
         num_train_epochs=hp.epochs,
@@ -114,7 +134,28 @@ def run_hf_trainer(
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         disable_tqdm=True,
     )
-    epochs, eval_seconds = [], []
+
+
+def _epoch_timer():
+    """A Trainer callback timing each epoch's training, before its evaluation runs."""
+    from transformers import TrainerCallback
+
+    class EpochTimer(TrainerCallback):
+        def __init__(self):
+            self.seconds, self.start = [], None
+
+        def on_epoch_begin(self, args, state, control, **kw):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, args, state, control, **kw):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    return EpochTimer()
+
+
+def _eval_log(task, epochs: list, eval_seconds: list):
+    """A Trainer callback appending each evaluation's scores to `epochs` and its time to `eval_seconds`."""
+    from transformers import TrainerCallback
 
     class EvalLog(TrainerCallback):
         def on_evaluate(self, args, state, control, metrics=None, **kw):
@@ -124,27 +165,7 @@ def run_hf_trainer(
             epochs.append(row)
             print("  hf   ", json.dumps(row), flush=True)
 
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=encoded["train"],
-        eval_dataset=encoded[eval_split],
-        data_collator=DataCollatorWithPadding(
-            tokenizer, padding="max_length" if pad_to_max_length else True, max_length=hp.max_seq_length
-        ),
-        compute_metrics=metrics_fn,
-        callbacks=[timer, EvalLog()],
-    )
-    started = time.perf_counter()
-    trainer.train()
-    wall = time.perf_counter() - started
-    return {
-        "epochs": epochs,
-        "train_samples_per_s": len(encoded["train"]) * hp.epochs / sum(timer.seconds),
-        "wall_seconds": wall,
-        "eval_samples_per_s": len(encoded[eval_split]) * len(eval_seconds) / sum(eval_seconds),
-        "epoch_train_samples_per_s": [len(encoded["train"]) / s for s in timer.seconds],
-    }
+    return EvalLog()
 
 
 def summarize(results: dict, command: str, hp: TrainingConfig, seed: int) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TypedDict
 
 from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomic_write_text, staging_dir_for
 from benchmark.common.errors import InputError
@@ -20,6 +21,57 @@ RECORD_FILE = "record.json"
 PROGRESS_FILE = "progress.json"  # a running trial's history and latest saved state; replaced by the record
 CHECKPOINT_DIR = "checkpoint"
 RAY_STORAGE_DIR = "ray"  # Ray Tune's storage, unless the suite names another: Ray writes there, not bench
+
+
+class TrialRecord(TypedDict, total=False):
+    """What `trials/<id>/record.json` holds of one trial (`trial_record` writes it): rows, tables, statistics and
+    ensembles need nothing else. Scores are 0-100 in `epochs` and `best_*`, and metric names are the task's own,
+    declared once in its spec (`metric_keys`)."""
+
+    trial_id: str
+    status: str  # finished, stopped (by a scheduler), diverged or failed
+    kind: str  # single, multitask (one task's share of a joint trial), two-stage, chain or merged
+    task: str
+    task_spec: dict  # the task's declaration, tasks.spec.TaskSpec.to_dict()
+    metric_keys: list[str]
+    model: str
+    model_path: str
+    grid_point: dict
+    seed: int
+    training: dict  # the training hyperparameters that ran
+    fingerprint: str  # changes when anything that shapes the result changes
+    epochs: list[dict]  # one row per evaluation point: train.evaluation's scores and the compute since the last
+    best_epoch: float | None  # the kept evaluation, chosen by its selection score
+    best_score: float | None
+    best_metrics: dict[str, float] | None
+    checkpoint: str | None  # the kept checkpoint folder, relative to the run directory
+    wall_seconds: float
+    train_samples: int
+    optimizer_steps: int
+    train_samples_per_s: float | None
+    peak_memory_mb: float | None
+    precision: str | None  # what ran: `auto` resolved on the trial's device
+    device_name: str | None
+    resources: dict | None  # workers_per_trial, cpus_per_worker, gpus_per_worker
+    parameters: int | None  # of the kept model
+    error: str | None
+    # Only some kinds or paths write these.
+    augmented_examples: int
+    exploits: list  # PBT's exploits of other trials' states
+    failures: int  # retries from the last saved state
+    final_training: dict  # hyperparameters at the end, where PBT changed them
+    node_ids: list[str]
+    chain: str  # chain trials: `source→target`
+    stage_one: str  # two-stage trials: the joint trial they start from
+    joint_trial: str  # a joint trial's per-task records: the trial they share
+    joint_wall_seconds: float
+    mixture: dict
+    merge: dict  # merged records: method, λ, sources, and what chose λ
+    system: str  # the row's name where the kind has several (merges: `model method`)
+    source_trials: list[str]
+    predictions_file: str  # merged records: their report-half predictions
+    test_metrics: dict  # added when the row is built: the chosen checkpoint scored once on test
+    test_predictions: str
 
 
 class RunStore:
@@ -66,7 +118,7 @@ class RunStore:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def records(self) -> list[dict]:
+    def records(self) -> list[TrialRecord]:
         out = []
         for path in sorted(self.trials.glob(f"*/{RECORD_FILE}")):
             try:
@@ -75,7 +127,7 @@ class RunStore:
                 print(f"warning: skipping unreadable record {path}: {e}")
         return out
 
-    def finished(self) -> dict[str, dict]:
+    def finished(self) -> dict[str, TrialRecord]:
         """Trials that ran to their end: completed, stopped early by a scheduler, or diverged. Failed ones rerun."""
         return {r["trial_id"]: r for r in self.records() if r.get("status") in DONE_STATUSES}
 
@@ -110,7 +162,7 @@ def trial_record(
     resources: dict | None = None,
     parameters: int | None = None,
     **extra,
-) -> dict:
+) -> TrialRecord:
     """What the run directory keeps of one trial; `bench table` needs nothing else."""
     from tasks.metrics import OBJECTIVE
 

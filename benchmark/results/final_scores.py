@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmark.common.atomic import atomic_write_bytes
 from benchmark.records.final_predictions import TEST_DIR, ensemble_test_path, read_test_file, test_prediction_path
-from benchmark.train.checkpoints import checkpoint_problem
+from benchmark.train.checkpoints import checkpoint_problem, prediction_bytes
 from tasks.spec import TaskSpec
 
 
@@ -134,14 +134,7 @@ def _labels(task: TaskSpec, ds) -> np.ndarray:
 
 
 def _save(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
-    from safetensors.numpy import save
-
-    atomic_write_bytes(
-        path,
-        save(
-            {"test/logits": np.ascontiguousarray(logits, dtype=np.float32), "test/labels": np.ascontiguousarray(labels)}
-        ),
-    )
+    atomic_write_bytes(path, prediction_bytes({"test": logits}, {"test": labels}))
 
 
 def with_test_metrics(records: list[dict], root: Path) -> list[dict]:

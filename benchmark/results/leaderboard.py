@@ -9,10 +9,12 @@ statistics read, and `compute`, what producing the row cost and what using it co
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TypedDict
 
 import numpy as np
 
 from benchmark.common.hashing import canonical
+from benchmark.records.store import TrialRecord
 from benchmark.train.checkpoints import PREDICTIONS_FILE
 from tasks.glue import DEV_AS_TEST
 
@@ -33,6 +35,37 @@ CONVENTION_WITH_TEST = (
     )
 )
 
+
+class Row(TypedDict, total=False):
+    """One leaderboard row: a system (a model and a way of training, or an ensemble, soup or merge) over its seeds.
+    Scores are 0-100: a metric's mean over seeds per task, the task score (the mean of its metrics) and the average
+    of the task scores (None unless every task has one)."""
+
+    system: str
+    kind: str  # single, multitask, two-stage, chain, merged, ensemble
+    chain: str
+    model: str
+    scores: dict[str, dict[str, float]]  # task -> metric -> mean over seeds
+    task_scores: dict[str, float]
+    average: float | None
+    std: dict  # the same keys: sample standard deviations over seeds
+    seeds: int
+    config: dict  # task -> the chosen grid point
+    trial_ids: dict[str, list[str]]  # task -> the chosen trials, one per seed
+    test: dict  # the same scores on test, their prediction files, and (after statistics) intervals and tests
+    trials: int
+    predictions: dict[str, list[str]]  # task -> the dev prediction files of the chosen trials
+    compute: dict  # device-hours, samples trained, samples/s, precision, parameters, peak memory, passes
+    calibration: dict  # task -> ECE, NLL, Brier, temperature
+    ci: dict  # after statistics: intervals of scores, task scores and the average
+    significance: dict | None  # after statistics: the tests against the row's baseline
+    members: dict  # ensemble rows: their members, weights, protocol, temperatures and soups
+    member_weights: dict
+    protocol: dict
+    temperature: dict
+    soups: dict
+
+
 TEST_NOTE = (
     "test: the checkpoints of the grid point chosen on validation (one per seed), each scored once on "
     "the task's labelled test split; mean ± std over seeds. Nothing is chosen on test."
@@ -44,7 +77,7 @@ GLUE_DEV_NOTE = (
 
 
 def build_leaderboard(
-    suite_name: str, records: list[dict], task_order: list[str] = (), extra_rows: list[dict] = ()
+    suite_name: str, records: list[TrialRecord], task_order: list[str] = (), extra_rows: list[Row] = ()
 ) -> dict:
     """`task_order`: the suite's order of tasks; tasks only the records know follow it. `extra_rows`: rows built
     elsewhere (ensembles), sorted in with the rest."""
@@ -90,7 +123,7 @@ def build_leaderboard(
 TEST_SIDE = ("scores", "task_scores", "average", "predictions", "ci", "significance")
 
 
-def test_side(row: dict) -> dict | None:
+def test_side(row: Row) -> Row | None:
     """The row as its test split shows it: the same row with its test scores, prediction files, intervals and tests
     in place of validation's, for statistics and tables to treat like any row; None where it has no test scores."""
     test = row.get("test") or {}
@@ -114,7 +147,7 @@ def trial_counts(records: list[dict]) -> dict:
     }
 
 
-def sort_rows(rows: list[dict]) -> list[dict]:
+def sort_rows(rows: list[Row]) -> list[Row]:
     """Best average first; rows without an average (tasks missing) last, in their given order."""
     return sorted(rows, key=lambda row: -row["average"] if row["average"] is not None else np.inf)
 
@@ -122,13 +155,13 @@ def sort_rows(rows: list[dict]) -> list[dict]:
 def _row(
     model: str,
     kind: str,
-    records: list[dict],
+    records: list[TrialRecord],
     task_order: list[str],
     metric_keys: dict,
     chain: str | None = None,
     system: str | None = None,
     by_id: dict | None = None,
-) -> dict:
+) -> Row:
     """`system`: the name records give their row (merges: `model method`); `by_id`: every record, for the trials
     a merged row's compute counts."""
     scores, std, task_scores, task_std, config, per_seed, predictions, chosen = {}, {}, {}, {}, {}, {}, {}, []

@@ -15,7 +15,9 @@ import io
 import json
 import re
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from benchmark.common.atomic import atomic_write_text
 from benchmark.results.leaderboard import test_side
@@ -96,29 +98,6 @@ def column_titles(board: dict, task: str) -> list[str]:
 
 def average_titles(board: dict) -> list[str]:
     return ["average", "average test"] if has_test_average(board) else ["average"]
-
-
-def test_cells(board: dict, row: dict, task: str | None, bold, escape=lambda text: text) -> list[str]:
-    """The test cell of `task` (None: the average), mean ± std over seeds with the column's best in bold and its
-    test's ↑/↓; no cell when the board has no test column there."""
-    if (task is None and not has_test_average(board)) or (task is not None and task not in test_tasks(board)):
-        return []
-    test = row.get("test") or {}
-    if task is None:
-        value = test.get("average")
-        others = [(r.get("test") or {}).get("average") for r in board["rows"]]
-        text, std = (None if value is None else f"{value:.1f}"), None
-    else:
-        value = test.get("task_scores", {}).get(task)
-        others = [(r.get("test") or {}).get("task_scores", {}).get(task) for r in board["rows"]]
-        text = None if value is None else "/".join(f"{test['scores'][task][k]:.1f}" for k in board["metrics"][task])
-        std = test.get("std", {}).get("task_scores", {}).get(task)
-    if text is None:
-        return [escape(MISSING)]
-    others = [v for v in others if v is not None]
-    if len(others) > 1 and value == max(others):
-        text = bold(text)
-    return [text + escape("" if std is None else f" ± {std:.1f}") + marker(test, task)]
 
 
 def _test(row: dict, task: str | None) -> dict | None:
@@ -231,16 +210,6 @@ def baseline_text(board: dict, row: dict) -> str:
     if len(columns) == 1:
         return next(iter(columns))
     return "; ".join(f"{', '.join(cols)}: {name}" for name, cols in columns.items())
-
-
-def differences_rows(board: dict, escape=lambda text: text, escape_cell=None) -> list[list[str]]:
-    """The differences table: system, its baseline(s), then the difference per task and on the average."""
-    escape_cell = escape_cell or escape
-    return [
-        [escape(r["system"]), escape(baseline_text(board, r))]
-        + [escape_cell(difference_text(board, r, t)) for t in [*board["tasks"], None]]
-        for r in compared_rows(board)
-    ]
 
 
 def differences_note(board: dict) -> str:
@@ -470,62 +439,124 @@ def _point(point: dict) -> str:
 # ---- markdown ----
 
 
-def format_markdown(board: dict, compute: bool = False, calibration: bool = False) -> str:
-    tasks, best = board["tasks"], best_values(board)
-    header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
-    header += extra_header(board, compute, calibration)
-    bold = "**{}**".format
-    lines = [
-        f"# Leaderboard: {board['suite']}",
-        "",
-        *_md_table(
-            header,
-            [
-                [row["system"]]
-                + [
-                    c
-                    for t in tasks
-                    for c in [_md_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold)]
-                ]
-                + [_md_score(row, None, None, best), *test_cells(board, row, None, bold), str(row["seeds"])]
-                + extra_cells(board, row, compute, calibration)
-                for row in board["rows"]
-            ],
-        ),
-    ]
-    lines += ["", board["convention"]]
-    for note in extra_notes(board, compute, calibration):
-        lines += ["", note]
-    if statistics_note(board):
-        lines += ["", statistics_note(board)]
-    lines += _md_statistics(board, "")
+# ---- one table model: every format renders the same tables of cells ----
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A cell as every format shows it: its value, bold where it is the best of its column, the ± std over seeds,
+    and the ↑/↓ of its test against the baseline."""
+
+    value: str
+    bold: bool = False
+    std: str = ""
+    marker: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table with the notes under it. `caption_note`: what a format whose tables stand alone (LaTeX floats)
+    adds to the caption, where the others have said it once above."""
+
+    title: str
+    header: list[str]
+    rows: list[list[Cell]]
+    notes: list[str] = field(default_factory=list)
+    caption_note: str = ""
+    label: str = ""  # what the table is (`ci`, `diff`, with `-test` on test), for a LaTeX label
+
+
+def board_tables(board: dict, compute: bool, calibration: bool, word=str) -> list[Table]:
+    """The leaderboard, then its intervals and differences where the board has them, on dev and on test.
+    `word`: how a format writes the fixed column titles (LaTeX capitalises them)."""
+    tables = [leaderboard_table(board, compute, calibration, word)]
+    tables += statistics_tables(board, "", word)
     test = test_view(board)
     if test is not None:
-        lines += _md_statistics(test, ", on test")
+        tables += statistics_tables(test, ", on test", word)
+    return tables
+
+
+def leaderboard_table(board: dict, compute: bool, calibration: bool, word=str) -> Table:
+    tasks, best = board["tasks"], best_values(board)
+    header = [word("system")] + [c for t in tasks for c in column_titles(board, t)]
+    header += [word(a) for a in average_titles(board)] + [word("seeds")] + extra_header(board, compute, calibration)
+    rows = []
+    for row in board["rows"]:
+        cells = [Cell(row["system"])]
+        for t in tasks:
+            cells += [_score_cell(row, t, board["metrics"][t], best), *_test_cells(board, row, t)]
+        cells += [_score_cell(row, None, None, best), *_test_cells(board, row, None), Cell(str(row["seeds"]))]
+        rows.append(cells + [Cell(c) for c in extra_cells(board, row, compute, calibration)])
+    notes = [board["convention"], *extra_notes(board, compute, calibration)]
+    notes += [statistics_note(board)] if statistics_note(board) else []
+    return Table(f"Leaderboard: {board['suite']}", header, rows, notes)
+
+
+def statistics_tables(board: dict, where: str, word=str) -> list[Table]:
+    """The intervals table and the differences table, where the board has them; `where`: `, on test` or ``."""
+    tables, label = [], "-test" if where else ""
+    if has_intervals(board):
+        level = f"{100 * board['statistics']['confidence']:.0f}%"
+        rows = [
+            [Cell(r["system"])] + [Cell(ci_text(board, r, t)) for t in [*board["tasks"], None]] for r in board["rows"]
+        ]
+        header = [word("system"), *board["tasks"], word("average")]
+        tables.append(
+            Table(f"{level} confidence intervals of the task scores{where}", header, rows, label="ci" + label)
+        )
+    if compared_rows(board):
+        rows = [
+            [Cell(r["system"]), Cell(baseline_text(board, r))]
+            + [Cell(difference_text(board, r, t)) for t in [*board["tasks"], None]]
+            for r in compared_rows(board)
+        ]
+        header = [word("system"), word("baseline"), *board["tasks"], word("average")]
+        title = f"{differences_title(board)}{where}"
+        tables.append(Table(title, header, rows, caption_note=differences_note(board), label="diff" + label))
+    return tables
+
+
+def _score_cell(row: dict, task: str | None, keys: list[str] | None, best: set) -> Cell:
+    text = average_text(row) if task is None else score_text(row, task, keys)
+    if text is None:
+        return Cell(MISSING)
+    return Cell(text, is_best(best, row, task), std_text(row, task), marker(row, task))
+
+
+def _test_cells(board: dict, row: dict, task: str | None) -> list[Cell]:
+    """The test cell of `task` (None: the average), mean ± std over seeds with the column's best in bold and its
+    test's ↑/↓; no cell when the board has no test column there."""
+    if (task is None and not has_test_average(board)) or (task is not None and task not in test_tasks(board)):
+        return []
+    test = row.get("test") or {}
+    if task is None:
+        value = test.get("average")
+        others = [(r.get("test") or {}).get("average") for r in board["rows"]]
+        text, std = (None if value is None else f"{value:.1f}"), None
+    else:
+        value = test.get("task_scores", {}).get(task)
+        others = [(r.get("test") or {}).get("task_scores", {}).get(task) for r in board["rows"]]
+        text = None if value is None else "/".join(f"{test['scores'][task][k]:.1f}" for k in board["metrics"][task])
+        std = test.get("std", {}).get("task_scores", {}).get(task)
+    if text is None:
+        return [Cell(MISSING)]
+    others = [v for v in others if v is not None]
+    best = len(others) > 1 and value == max(others)
+    return [Cell(text, best, "" if std is None else f" ± {std:.1f}", marker(test, task))]
+
+
+# ---- markdown ----
+
+
+def format_markdown(board: dict, compute: bool = False, calibration: bool = False) -> str:
+    main, *statistics = board_tables(board, compute, calibration)
+    lines = [f"# {main.title}", "", *_md_table(main)]
+    lines += [x for note in main.notes for x in ("", note)]
+    for table in statistics:
+        lines += ["", f"## {table.title}", "", *_md_table(table)] + [x for note in table.notes for x in ("", note)]
     lines += [""] + chosen_points(board) + ["", trials_line(board)]
     return "\n".join(lines) + "\n"
-
-
-def _md_statistics(board: dict, where: str) -> list[str]:
-    """The intervals table and the differences table, where the board has them."""
-    lines, short = [], ["system", *board["tasks"], "average"]
-    if has_intervals(board):
-        lines += [
-            "",
-            f"## {100 * board['statistics']['confidence']:.0f}% confidence intervals of the task scores{where}",
-            "",
-            *_md_table(
-                short, [[r["system"]] + [ci_text(board, r, t) for t in [*board["tasks"], None]] for r in board["rows"]]
-            ),
-        ]
-    if compared_rows(board):
-        lines += [
-            "",
-            f"## {differences_title(board)}{where}",
-            "",
-            *_md_table(["system", "baseline", *board["tasks"], "average"], differences_rows(board)),
-        ]
-    return lines
 
 
 def test_view(board: dict) -> dict | None:
@@ -538,131 +569,130 @@ def test_view(board: dict) -> dict | None:
     return {**board, "rows": rows, "statistics": {**stats, "tests": stats.get("test_tests", 0)}}
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+def _md_table(table: Table) -> list[str]:
     return [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
-        *("| " + " | ".join(cells) + " |" for cells in rows),
+        "| " + " | ".join(table.header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|",
+        *("| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in table.rows),
     ]
 
 
-def _md_score(row: dict, task: str | None, keys: list[str] | None, best: set) -> str:
-    text = average_text(row) if task is None else score_text(row, task, keys)
-    if text is None:
-        return MISSING
-    if is_best(best, row, task):
-        text = f"**{text}**"
-    return text + std_text(row, task) + marker(row, task)
+def _md_cell(cell: Cell) -> str:
+    return (f"**{cell.value}**" if cell.bold else cell.value) + cell.std + cell.marker
 
 
 # ---- csv ----
 
 
+TEST_KEYS = ["delta", "delta_ci_low", "delta_ci_high", "p_value", "p_adjusted", "significant", "baseline"]
+COMPUTE_COLUMNS = ["device", "device_hours", "train_samples", "train_samples_per_s", "precision", "parameters",
+                   "trainable_parameters", "peak_memory_mb", "inference_passes"]  # fmt: skip
+
+
 def format_csv(board: dict, compute: bool = False, calibration: bool = False) -> str:
     """One line per row: every number unrounded to 4 decimals, empty where there is none."""
+    groups = _csv_groups(board, compute, calibration)
     out = io.StringIO()
-    test_keys = ["delta", "delta_ci_low", "delta_ci_high", "p_value", "p_adjusted", "significant", "baseline"]
-    columns = ["system", "kind", "model"]
-    for t in board["tasks"]:
-        for k in board["metrics"][t]:
-            columns += [f"{t}/{k}", f"{t}/{k}_std", f"{t}/{k}_ci_low", f"{t}/{k}_ci_high"]
-        columns += [f"{t}/score", f"{t}/score_std", f"{t}/score_ci_low", f"{t}/score_ci_high", f"{t}/examples"]
-        columns += [f"{t}/{k}" for k in test_keys]
-        if t in test_tasks(board):
-            columns += [c for k in board["metrics"][t] for c in (f"{t}/test_{k}", f"{t}/test_{k}_std")]
-            columns += [f"{t}/test_score", f"{t}/test_score_std", f"{t}/test_score_ci_low", f"{t}/test_score_ci_high"]
-            columns += [f"{t}/test_{k}" for k in test_keys]
-    if has_test_average(board):
-        columns += ["test_average", "test_average_ci_low", "test_average_ci_high"]
-        columns += [f"test_average/{k}" for k in test_keys]
-    columns += [
-        "average",
-        "average_std",
-        "average_ci_low",
-        "average_ci_high",
-        *(f"average/{k}" for k in test_keys),
-        "seeds",
-        "baseline",
-    ]
-    if compute:
-        columns += [
-            "device",
-            "device_hours",
-            "train_samples",
-            "train_samples_per_s",
-            "precision",
-            "parameters",
-            "trainable_parameters",
-            "peak_memory_mb",
-            "inference_passes",
-        ]
-    elif has_ensembles(board):
-        columns += ["inference_passes"]
-    calibrated = calibration_tasks(board) if calibration else []
-    columns += [f"{t}/{k}" for t in calibrated for k in CALIBRATION_KEYS]
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow([c for columns, _ in groups for c in columns])
     for row in board["rows"]:
+        writer.writerow([v for _, values in groups for v in values(row)])
+    return out.getvalue()
+
+
+def _csv_groups(board: dict, compute: bool, calibration: bool) -> list[tuple[list[str], Callable[[dict], list]]]:
+    """The csv's columns in groups, each with the function that gives a row's values for them."""
+    groups = [(["system", "kind", "model"], lambda r: [r["system"], r["kind"], r["model"]])]
+    for t in board["tasks"]:
+        groups.append(_csv_task(board, t))
+        if t in test_tasks(board):
+            groups.append(_csv_test_task(board, t))
+    if has_test_average(board):
+        columns = [
+            "test_average",
+            "test_average_ci_low",
+            "test_average_ci_high",
+            *(f"test_average/{k}" for k in TEST_KEYS),
+        ]
+        groups.append((columns, _csv_test_average))
+    columns = ["average", "average_std", "average_ci_low", "average_ci_high", *(f"average/{k}" for k in TEST_KEYS)]
+    groups.append(([*columns, "seeds", "baseline"], lambda r: _csv_average(board, r)))
+    if compute:
+        groups.append((COMPUTE_COLUMNS, _csv_compute))
+    elif has_ensembles(board):
+        groups.append((["inference_passes"], lambda r: [_passes(r.get("compute") or {})]))
+    calibrated = calibration_tasks(board) if calibration else []
+    columns = [f"{t}/{k}" for t in calibrated for k in CALIBRATION_KEYS]
+    groups.append((columns, lambda r: [_num((r.get("calibration") or {}).get(t, {}).get(k)) for t in calibrated
+                                       for k in CALIBRATION_KEYS]))  # fmt: skip
+    return groups
+
+
+def _csv_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], list]]:
+    """A task's metrics and score on dev: mean, std and interval; its examples; its test against the baseline."""
+    metrics = board["metrics"][t]
+    columns = [f"{t}/{k}{end}" for k in metrics for end in ("", "_std", "_ci_low", "_ci_high")]
+    columns += [f"{t}/score", f"{t}/score_std", f"{t}/score_ci_low", f"{t}/score_ci_high", f"{t}/examples"]
+
+    def values(row: dict) -> list:
         ci = row.get("ci") or {"scores": {}, "task_scores": {}, "average": None, "examples": {}}
         sig = row.get("significance") or {"task_scores": {}, "average": None}
-        values = [row["system"], row["kind"], row["model"]]
-        for t in board["tasks"]:
-            for k in board["metrics"][t]:
-                bounds = ci["scores"].get(t, {}).get(k) or [None, None]
-                values += [
-                    _num(row["scores"].get(t, {}).get(k)),
-                    _num(row["std"]["scores"].get(t, {}).get(k)),
-                    _num(bounds[0]),
-                    _num(bounds[1]),
-                ]
-            bounds = ci["task_scores"].get(t) or [None, None]
-            values += [
-                _num(row["task_scores"].get(t)),
-                _num(row["std"]["task_scores"].get(t)),
-                _num(bounds[0]),
-                _num(bounds[1]),
-                ci["examples"].get(t, ""),
-            ]
-            values += _test_values(sig["task_scores"].get(t))
-            if t in test_tasks(board):
-                test = row.get("test") or {"scores": {}, "task_scores": {}, "std": {"scores": {}, "task_scores": {}}}
-                for k in board["metrics"][t]:
-                    values += [_num(test["scores"].get(t, {}).get(k)), _num(test["std"]["scores"].get(t, {}).get(k))]
-                bounds = (test.get("ci") or {}).get("task_scores", {}).get(t) or [None, None]
-                values += [_num(test["task_scores"].get(t)), _num(test["std"]["task_scores"].get(t))]
-                values += [_num(bounds[0]), _num(bounds[1]), *_test_values(_test(test, t))]
-        if has_test_average(board):
-            test = row.get("test") or {}
-            bounds = (test.get("ci") or {}).get("average") or [None, None]
-            values += [_num(test.get("average")), _num(bounds[0]), _num(bounds[1]), *_test_values(_test(test, None))]
-        bounds = ci["average"] or [None, None]
-        values += [
-            _num(row["average"]),
-            _num(row["std"]["average"]),
-            _num(bounds[0]),
-            _num(bounds[1]),
-            *_test_values(sig["average"]),
-            row["seeds"],
-            baseline_text(board, row) if row.get("significance") else "",
-        ]
-        if compute:
-            c = row.get("compute") or {}
-            values += [
-                c.get("device") or "",
-                _num(c.get("device_hours")),
-                c.get("train_samples", ""),
-                _num(c.get("train_samples_per_s")),
-                c.get("precision") or "",
-                c.get("parameters") or "",
-                c.get("trainable_parameters") or "",
-                _num(c.get("peak_memory_mb")),
-                _passes(c),
-            ]
-        elif has_ensembles(board):
-            values += [_passes(row.get("compute") or {})]
-        values += [_num((row.get("calibration") or {}).get(t, {}).get(k)) for t in calibrated for k in CALIBRATION_KEYS]
-        writer.writerow(values)
-    return out.getvalue()
+        out = []
+        for k in metrics:
+            low, high = ci["scores"].get(t, {}).get(k) or [None, None]
+            out += [_num(row["scores"].get(t, {}).get(k)), _num(row["std"]["scores"].get(t, {}).get(k))]
+            out += [_num(low), _num(high)]
+        low, high = ci["task_scores"].get(t) or [None, None]
+        out += [_num(row["task_scores"].get(t)), _num(row["std"]["task_scores"].get(t)), _num(low), _num(high)]
+        return [*out, ci["examples"].get(t, ""), *_test_values(sig["task_scores"].get(t))]
+
+    return columns + [f"{t}/{k}" for k in TEST_KEYS], values
+
+
+def _csv_test_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], list]]:
+    """A task's metrics and score on test: mean, std, interval and its test against the baseline's."""
+    metrics = board["metrics"][t]
+    columns = [c for k in metrics for c in (f"{t}/test_{k}", f"{t}/test_{k}_std")]
+    columns += [f"{t}/test_score", f"{t}/test_score_std", f"{t}/test_score_ci_low", f"{t}/test_score_ci_high"]
+
+    def values(row: dict) -> list:
+        test = row.get("test") or {"scores": {}, "task_scores": {}, "std": {"scores": {}, "task_scores": {}}}
+        out = []
+        for k in metrics:
+            out += [_num(test["scores"].get(t, {}).get(k)), _num(test["std"]["scores"].get(t, {}).get(k))]
+        low, high = (test.get("ci") or {}).get("task_scores", {}).get(t) or [None, None]
+        out += [_num(test["task_scores"].get(t)), _num(test["std"]["task_scores"].get(t))]
+        return [*out, _num(low), _num(high), *_test_values(_test(test, t))]
+
+    return columns + [f"{t}/test_{k}" for k in TEST_KEYS], values
+
+
+def _csv_test_average(row: dict) -> list:
+    test = row.get("test") or {}
+    low, high = (test.get("ci") or {}).get("average") or [None, None]
+    return [_num(test.get("average")), _num(low), _num(high), *_test_values(_test(test, None))]
+
+
+def _csv_average(board: dict, row: dict) -> list:
+    ci, sig = row.get("ci") or {"average": None}, row.get("significance") or {"average": None}
+    low, high = ci["average"] or [None, None]
+    values = [_num(row["average"]), _num(row["std"]["average"]), _num(low), _num(high), *_test_values(sig["average"])]
+    return [*values, row["seeds"], baseline_text(board, row) if row.get("significance") else ""]
+
+
+def _csv_compute(row: dict) -> list:
+    c = row.get("compute") or {}
+    return [
+        c.get("device") or "",
+        _num(c.get("device_hours")),
+        c.get("train_samples", ""),
+        _num(c.get("train_samples_per_s")),
+        c.get("precision") or "",
+        c.get("parameters") or "",
+        c.get("trainable_parameters") or "",
+        _num(c.get("peak_memory_mb")),
+        _passes(c),
+    ]
 
 
 def _passes(compute: dict) -> str:
@@ -723,72 +753,25 @@ def latex_escape(text: str) -> str:
 
 def format_latex(board: dict, compute: bool = False, calibration: bool = False) -> str:
     """Tables for a paper: `\\usepackage{booktabs}`; each table has a caption and a label."""
-    tasks, best, label = board["tasks"], best_values(board), _label(board["suite"])
-    header = (
-        ["System"]
-        + [c for t in tasks for c in column_titles(board, t)]
-        + [a.capitalize() for a in average_titles(board)]
-        + ["Seeds"]
-    )
-    header += extra_header(board, compute, calibration)
-    bold = "\\textbf{{{}}}".format
-    rows = [
-        [latex_escape(row["system"])]
-        + [
-            c
-            for t in tasks
-            for c in [_latex_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold, latex_escape)]
-        ]
-        + [_latex_score(row, None, None, best), *test_cells(board, row, None, bold, latex_escape), str(row["seeds"])]
-        + [latex_escape(c) for c in extra_cells(board, row, compute, calibration)]
-        for row in board["rows"]
-    ]
-    caption = " ".join(
-        [f"Leaderboard: {board['suite']}. {board['convention']}", *extra_notes(board, compute, calibration)]
-    )
-    caption += " " + statistics_note(board)
-    parts = [
-        "% bench table --format latex. Needs \\usepackage{booktabs}.",
-        *_latex_table([latex_escape(h) for h in header], rows, caption.strip(), f"tab:{label}"),
-    ]
-    short = ["System"] + tasks + ["Average"]
-    if has_intervals(board):
-        level = f"{100 * board['statistics']['confidence']:.0f}%"
-        parts += [
-            "",
-            *_latex_table(
-                [latex_escape(h) for h in short],
-                [
-                    [latex_escape(r["system"])] + [latex_escape(ci_text(board, r, t)) for t in [*tasks, None]]
-                    for r in board["rows"]
-                ],
-                f"{board['suite']}: task scores with {level} bootstrap confidence intervals over dev examples.",
-                f"tab:{label}-ci",
-            ),
-        ]
-    if compared_rows(board):
-        parts += [
-            "",
-            *_latex_table(
-                [latex_escape(h) for h in ["System", "Baseline", *tasks, "Average"]],
-                differences_rows(board, latex_escape),
-                f"{board['suite']}: {differences_title(board)}. {differences_note(board)}",
-                f"tab:{label}-diff",
-            ),
-        ]
+    label, parts = _label(board["suite"]), ["% bench table --format latex. Needs \\usepackage{booktabs}."]
+    for n, table in enumerate(board_tables(board, compute, calibration, str.capitalize)):
+        title = table.title if n == 0 else f"{board['suite']}: {table.title}"
+        caption = " ".join([f"{title}.", *table.notes, table.caption_note]).strip()
+        parts += [""] if n else []
+        parts += _latex_table(table, caption, f"tab:{label}" + (f"-{table.label}" if table.label else ""))
     return "\n".join(parts) + "\n"
 
 
-def _latex_table(header: list[str], rows: list[list[str]], caption: str, label: str) -> list[str]:
+def _latex_table(table: Table, caption: str, label: str) -> list[str]:
     return [
         "\\begin{table}[t]",
         "\\centering",
         "\\small",
-        "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        "\\begin{tabular}{l" + "r" * (len(table.header) - 1) + "}",
         "\\toprule",
-        " & ".join(header) + " \\\\",
+        " & ".join(latex_escape(h) for h in table.header) + " \\\\",
         "\\midrule",
-        *(" & ".join(cells) + " \\\\" for cells in rows),
+        *(" & ".join(_latex_cell(c) for c in cells) + " \\\\" for cells in table.rows),
         "\\bottomrule",
         "\\end{tabular}",
         f"\\caption{{{latex_escape(caption)}}}",
@@ -797,12 +780,9 @@ def _latex_table(header: list[str], rows: list[list[str]], caption: str, label: 
     ]
 
 
-def _latex_score(row: dict, task: str | None, keys: list[str] | None, best: set) -> str:
-    text = average_text(row) if task is None else score_text(row, task, keys)
-    if text is None:
-        return latex_escape(MISSING)
-    text = f"\\textbf{{{text}}}" if is_best(best, row, task) else text
-    return text + latex_escape(std_text(row, task) + marker(row, task))
+def _latex_cell(cell: Cell) -> str:
+    value = latex_escape(cell.value)
+    return (f"\\textbf{{{value}}}" if cell.bold else value) + latex_escape(cell.std + cell.marker)
 
 
 def _label(suite: str) -> str:
@@ -826,71 +806,26 @@ HTML_STYLE = """<style>
 
 def format_html(board: dict, compute: bool = False, calibration: bool = False) -> str:
     """An html fragment (with its own small style) to paste into a page; the report embeds it."""
-    tasks, best = board["tasks"], best_values(board)
-    header = ["system"] + [c for t in tasks for c in column_titles(board, t)] + average_titles(board) + ["seeds"]
-    header += extra_header(board, compute, calibration)
-    bold = "<strong>{}</strong>".format
-    rows = [
-        [html.escape(row["system"])]
-        + [
-            c
-            for t in tasks
-            for c in [_html_score(row, t, board["metrics"][t], best), *test_cells(board, row, t, bold, html.escape)]
-        ]
-        + [_html_score(row, None, None, best), *test_cells(board, row, None, bold, html.escape), str(row["seeds"])]
-        + [html.escape(c) for c in extra_cells(board, row, compute, calibration)]
-        for row in board["rows"]
-    ]
-    parts = [
-        '<div class="bench-leaderboard">',
-        HTML_STYLE,
-        _html_table(header, rows, f"Leaderboard: {board['suite']}"),
-        _html_note(board["convention"]),
-    ]
-    parts += [_html_note(note) for note in extra_notes(board, compute, calibration)]
-    if statistics_note(board):
-        parts.append(_html_note(statistics_note(board)))
-    short = ["system"] + tasks + ["average"]
-    if has_intervals(board):
-        level = f"{100 * board['statistics']['confidence']:.0f}%"
-        parts.append(
-            _html_table(
-                short,
-                [
-                    [html.escape(r["system"])] + [html.escape(ci_text(board, r, t)) for t in [*tasks, None]]
-                    for r in board["rows"]
-                ],
-                f"{level} confidence intervals of the task scores",
-            )
-        )
-    if compared_rows(board):
-        parts.append(
-            _html_table(
-                ["system", "baseline", *tasks, "average"],
-                differences_rows(board, html.escape, _html_marked),
-                differences_title(board),
-            )
-        )
-        parts.append(_html_note(differences_note(board)))
+    parts = ['<div class="bench-leaderboard">', HTML_STYLE]
+    for table in board_tables(board, compute, calibration):
+        parts.append(_html_table(table))
+        parts += [_html_note(note) for note in [*table.notes, table.caption_note] if note]
     parts += [_html_note(line) for line in chosen_points(board)] + [_html_note(trials_line(board)), "</div>"]
     return "\n".join(parts) + "\n"
 
 
-def _html_table(header: list[str], rows: list[list[str]], caption: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for cells in rows)
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    body = "\n".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in cells) + "</tr>" for cells in table.rows)
     return (
-        f'<table>\n<caption style="caption-side: top; text-align: left; font-weight: bold">{html.escape(caption)}'
-        f"</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+        f'<table>\n<caption style="caption-side: top; text-align: left; font-weight: bold">'
+        f"{html.escape(table.title)}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
     )
 
 
-def _html_score(row: dict, task: str | None, keys: list[str] | None, best: set) -> str:
-    text = average_text(row) if task is None else score_text(row, task, keys)
-    if text is None:
-        return MISSING
-    text = f"<strong>{text}</strong>" if is_best(best, row, task) else text
-    return text + html.escape(std_text(row, task)) + _html_marked(marker(row, task))
+def _html_cell(cell: Cell) -> str:
+    value = _html_marked(cell.value)  # a differences cell holds its ↑/↓ within its text
+    return (f"<strong>{value}</strong>" if cell.bold else value) + html.escape(cell.std) + _html_marked(cell.marker)
 
 
 def _html_marked(text: str) -> str:
@@ -920,36 +855,20 @@ def write_leaderboard(board: dict, folder: Path) -> None:
 
 def rich_table(board: dict):
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Table as RichTable
 
     stats = board.get("statistics")
-    caption = "dev scores, mean ± std over seeds" + (
+    scores = "validation (it chose) and test scores" if test_tasks(board) else "dev scores"
+    caption = f"{scores}, mean ± std over seeds" + (
         f"; ↑/↓ significantly above/below {escape(baseline_rule_text(stats))}, {correction_text(stats)}"
         if stats and compared_rows(board)
         else ""
     )
-    table = Table(title=f"Leaderboard: {board['suite']}", caption=caption)
-    table.add_column("system")
-    for t in board["tasks"]:
-        for title in column_titles(board, t):
-            table.add_column(title, justify="right")
-    for title in average_titles(board):
-        table.add_column(title, justify="right", style="bold")
-    for row in board["rows"]:
-        cells = [
-            c
-            for t in board["tasks"]
-            for c in [
-                (score_text(row, t, board["metrics"][t]) or MISSING) + std_text(row, t) + marker(row, t)
-                if t in row["scores"]
-                else MISSING,
-                *test_cells(board, row, t, str),
-            ]
-        ]
-        table.add_row(
-            escape(row["system"]),
-            *cells,  # a chain's `[mrpc→rte]` is text, not rich markup
-            (average_text(row) or MISSING) + marker(row, None),
-            *test_cells(board, row, None, str),
-        )
+    main = leaderboard_table(board, compute=False, calibration=False)
+    table = RichTable(title=main.title, caption=caption)
+    table.add_column(main.header[0])
+    for title in main.header[1:]:
+        table.add_column(title, justify="right", style="bold" if title.startswith("average") else None)
+    for cells in main.rows:  # a chain's `[mrpc→rte]` is text, not rich markup
+        table.add_row(*(escape(c.value + c.std + c.marker) for c in cells))
     return table

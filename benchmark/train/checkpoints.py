@@ -26,17 +26,28 @@ HASH_FILE = "sha256.json"  # {"files": {relative path: sha256}} of every other f
 def save_checkpoint(
     folder: Path, model, tokenizer, split_logits: dict[str, np.ndarray], split_labels: dict[str, np.ndarray], meta: dict
 ) -> None:
-    from safetensors.numpy import save_file
-
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model, folder)  # safetensors; a LoRA model merged, with its adapter files beside
     tokenizer.save_pretrained(folder)
-    tensors = {}
-    for split, logits in split_logits.items():
-        tensors[f"{split}/logits"] = np.ascontiguousarray(logits, dtype=np.float32)
-        tensors[f"{split}/labels"] = np.ascontiguousarray(split_labels[split])
-    save_file(tensors, str(folder / PREDICTIONS_FILE))
+    (folder / PREDICTIONS_FILE).write_bytes(prediction_bytes(split_logits, split_labels))
     atomic_write_json(folder / TRIAL_FILE, meta)
+
+
+def prediction_bytes(
+    logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], rows: dict[str, np.ndarray] | None = None
+) -> bytes:
+    """A prediction file (safetensors) as `read_prediction_file` reads it: each split's logits and labels; with
+    `rows`, only those rows of each split, and their indices."""
+    from safetensors.numpy import save
+
+    tensors = {}
+    for split in rows if rows is not None else logits:
+        keep = rows[split] if rows is not None else slice(None)
+        tensors[f"{split}/logits"] = np.ascontiguousarray(logits[split][keep], dtype=np.float32)
+        tensors[f"{split}/labels"] = np.ascontiguousarray(labels[split][keep])
+        if rows is not None:
+            tensors[f"{split}/indices"] = rows[split].astype(np.int64)
+    return save(tensors)
 
 
 def read_prediction_file(path: Path) -> dict[str, dict[str, np.ndarray]]:

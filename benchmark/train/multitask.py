@@ -18,7 +18,6 @@ trial starts over, and schedulers that pause or clone trials (HyperBand, PBT) ar
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -28,25 +27,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from benchmark.common.errors import TrialDiverged
-from benchmark.common.hardware import device_name
 from benchmark.train.batching import collate, global_batches, rank_micro_batches
-from benchmark.train.checkpoints import BEST_DIR, save_checkpoint
+from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
+from benchmark.train.evaluation import Best, RankSetup, compute_fields, evaluate_task, save_best, selection_half
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.mixing import Mixture
 from benchmark.train.modeling import build_classifier, load_tokenizer
-from benchmark.train.steps import loss_function, mean_over_ranks, peak_memory_mb, sum_over_ranks
-from benchmark.train.trainer import (
-    Reporter,
-    predict_split,
-    selection_half,
-    selection_score,
-    start_trial,
-    step_progress,
-)
+from benchmark.train.steps import loss_function, mean_over_ranks, stop_if_diverged
+from benchmark.train.trainer import Reporter, pad_multiple, start_trial, step_progress
 from tasks.encoding import TaskData
-from tasks.metrics import OBJECTIVE, compute_metrics, task_score
+from tasks.metrics import OBJECTIVE
 
 
 class MultiTaskModel(torch.nn.Module):
@@ -126,19 +117,16 @@ def train_step(
     batch: np.ndarray,
     weight: float,
     loss_fn,
-    pad_id: int,
-    pad_multiple: int,
-    rank: int,
-    world: int,
+    setup: RankSetup,
     accumulation: int,
 ) -> list[float]:
     """One optimizer step on one task's global batch (this rank's micro-batches of it); the other heads rest.
     Returns the micro-batches' (unweighted) losses."""
     rest_other_heads(optimizer, head)
     losses = []
-    for micro in rank_micro_batches(batch, split.lengths, rank, world, accumulation):
-        inputs = {k: v.to(engine.device) for k, v in collate(split, micro, pad_id, pad_multiple).items()}
-        labels = torch.from_numpy(split.labels[micro]).to(engine.device)
+    for micro in rank_micro_batches(batch, split.lengths, setup.rank, setup.world, accumulation):
+        inputs = {k: v.to(setup.device) for k, v in collate(split, micro, setup.pad_id, setup.pad_multiple).items()}
+        labels = torch.from_numpy(split.labels[micro]).to(setup.device)
         loss = loss_fn(engine(task=task, **inputs), labels)
         others = _zero_weighted(engine.module, head)
         engine.backward(weight * loss + (others if others is not None else 0.0))
@@ -196,26 +184,24 @@ def train_multitask(
     hp, rank, world = start_trial(hp, seed, threads)  # hp.precision: `auto` resolved for this device
     specs = {t: data[t].task for t in mixture.tasks}
     tokenizer = load_tokenizer(model_path, trust_remote_code)
-    model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code)
     sizes = {t: len(data[t].train) for t in mixture.tasks}
-    steps_per_epoch = mixture.epoch_steps(sizes, hp.batch_size)
+    model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code)
     optimizer = multitask_adamw(model, hp)
-    schedule = linear_schedule(optimizer, steps_per_epoch * hp.epochs, hp.warmup_ratio)
+    schedule = linear_schedule(optimizer, mixture.epoch_steps(sizes, hp.batch_size) * hp.epochs, hp.warmup_ratio)
     engine = initialize_engine(model, optimizer, schedule, hp, world)
-    device = engine.device
-    pad_multiple = 8 if device.type == "cuda" else 1
-    micro_parts = world * hp.gradient_accumulation_steps
+    micro_parts, device = world * hp.gradient_accumulation_steps, engine.device
     streams = {
         t: BatchStream(data[t].train.lengths, hp.batch_size, seed, hp.group_by_length, micro_parts)
         for t in mixture.tasks
     }
     losses_fn = {t: loss_function(specs[t].is_regression) for t in mixture.tasks}
-    halves = {t: selection_half(data[t], selection_seed) for t in mixture.tasks}
-    history, samples_seen = [], 0
-    task_samples, task_steps = dict.fromkeys(mixture.tasks, 0), dict.fromkeys(mixture.tasks, 0)
-    best_score, best_epoch = -math.inf, None
-    task_best = {t: -math.inf for t in mixture.tasks}
-    task_best_epoch: dict[str, float] = {}
+    setup = RankSetup(tokenizer.pad_token_id, hp.eval_batch_size, rank, world, device, pad_multiple(engine))
+    checkpoint_meta = {**(meta or {}), "model_path": model_path, "seed": seed, "training": hp.to_dict()}
+    joint = _Joint(
+        hp, data, mixture, {t: selection_half(data[t], selection_seed) for t in mixture.tasks}, selection_seed,
+        setup, tokenizer, workdir, report, {**checkpoint_meta, "multitask": mixture.to_dict()},
+    )  # fmt: skip
+    counts, history = _Counts(mixture.tasks), []
 
     for epoch in range(hp.epochs):
         engine.train()
@@ -224,126 +210,110 @@ def train_multitask(
         task_losses = {t: [] for t in mixture.tasks}
         for step, task in enumerate(draws):
             # One optimizer step on one task's batch; the other heads rest.
-            head = mixture.heads[task]
             batch = streams[task].next()
-            split = data[task].train
             step_losses = train_step(
-                engine,
-                optimizer,
-                task,
-                head,
-                split,
-                batch,
-                mixture.loss_weights[task],
-                losses_fn[task],
-                tokenizer.pad_token_id,
-                pad_multiple,
-                rank,
-                world,
-                hp.gradient_accumulation_steps,
-            )
-            nonfinite = sum(not math.isfinite(x) for x in step_losses)
+                engine, optimizer, task, mixture.heads[task], data[task].train, batch, mixture.loss_weights[task],
+                losses_fn[task], setup, hp.gradient_accumulation_steps,
+            )  # fmt: skip
             losses += step_losses
             task_losses[task] += step_losses
-            if sum_over_ranks(nonfinite, device):
-                raise TrialDiverged(
-                    f"loss became {losses[-1]} at optimizer step {engine.global_steps} (epoch {epoch + 1}, task {task})"
-                )
+            where = f"optimizer step {engine.global_steps} (epoch {epoch + 1}, task {task})"
+            stop_if_diverged(step_losses, device, where)
             window_samples += len(batch)
-            samples_seen += len(batch)
-            task_samples[task] += len(batch)
-            task_steps[task] += 1
+            counts.add(task, len(batch))
             if on_step is not None:
                 on_step(
                     step_progress(epoch, hp.epochs, step + 1, len(draws), window_samples, window_start, hp.batch_size)
                 )
-
-        # End of the epoch: every task's dev sets, the best export per task, report.
-        train_seconds = time.perf_counter() - window_start
-        engine.eval()
-        eval_started = time.perf_counter()
-        per_task, outputs = {}, {}
-        for task in mixture.tasks:
-            clf = engine.module.classifier(task)
-            split_logits = {
-                s: predict_split(
-                    clf,
-                    clf.config.num_labels,
-                    sp,
-                    tokenizer.pad_token_id,
-                    hp.eval_batch_size,
-                    rank,
-                    world,
-                    device,
-                    pad_multiple,
-                )
-                for s, sp in data[task].eval_splits.items()
-            }
-            split_labels = {s: sp.labels for s, sp in data[task].eval_splits.items()}
-            metrics = compute_metrics(specs[task], split_logits, split_labels)
-            score = task_score(metrics)
-            per_task[task] = {
-                OBJECTIVE: score,
-                "selection_score": selection_score(specs[task], split_logits, split_labels, halves[task], score),
-                **metrics,
-                "train_loss": mean_over_ranks(task_losses[task], device),
-                "train_steps": draws.count(task),
-                "train_samples": task_samples[task],
-                "optimizer_steps": task_steps[task],
-            }
-            outputs[task] = (split_logits, split_labels)
-        eval_seconds = time.perf_counter() - eval_started
-        row = {
-            OBJECTIVE: float(np.mean([per_task[t][OBJECTIVE] for t in mixture.tasks])),
-            "selection_score": float(np.mean([per_task[t]["selection_score"] for t in mixture.tasks])),
-            "tasks": per_task,
-            "epoch": epoch + 1,
-            "train_loss": mean_over_ranks(losses, device),
-            "learning_rate": schedule.get_last_lr()[0],
-            "optimizer_steps": engine.global_steps,
-            "train_samples": samples_seen,
-            "train_seconds": train_seconds,
-            "train_samples_per_s": window_samples / train_seconds,
-            "eval_seconds": eval_seconds,
-            "eval_samples_per_s": sum(len(s) for t in mixture.tasks for s in data[t].eval_splits.values())
-            / eval_seconds,
-            "peak_memory_mb": peak_memory_mb(device),
-            "precision": hp.precision,
-            "device": device_name(),
-        }
-        history.append(row)
-        is_best = row["selection_score"] > best_score
-        if is_best:
-            best_score, best_epoch = row["selection_score"], row["epoch"]
-        improved = [t for t in mixture.tasks if per_task[t]["selection_score"] > task_best[t]]
-        for t in improved:
-            task_best[t], task_best_epoch[t] = per_task[t]["selection_score"], row["epoch"]
-        folder = workdir / f"step-{engine.global_steps}"
-        if improved and rank == 0:
-            shutil.rmtree(folder, ignore_errors=True)
-            for t in improved:
-                # A task's export: the shared encoder and its head, as it stands at that task's best epoch.
-                save_checkpoint(
-                    folder / BEST_DIR / t,
-                    engine.module.classifier(t),
-                    tokenizer,
-                    *outputs[t],
-                    {
-                        **(meta or {}),
-                        "task": specs[t].to_dict(),
-                        "model_path": model_path,
-                        "seed": seed,
-                        "training": hp.to_dict(),
-                        "multitask": mixture.to_dict(),
-                        "epoch": row["epoch"],
-                        "selection_seed": selection_seed if halves[t] else None,  # what chose the epoch
-                        "metrics": {k: per_task[t][k] for k in specs[t].metric_keys()},
-                        OBJECTIVE: per_task[t][OBJECTIVE],
-                    },
-                )
-        report(
-            {**row, "is_best": is_best, "best_epoch": best_epoch, "best_score": best_score, "improved": improved},
-            folder if improved and rank == 0 else None,
-        )
+        compute = compute_fields(window_samples, time.perf_counter() - window_start, device, hp.precision)
+        history.append(epoch_end(joint, engine, schedule, epoch + 1, losses, task_losses, draws, counts, compute))
     engine.destroy()
-    return MultitaskResult(history, best_epoch, best_score, task_best_epoch, task_best, time.perf_counter() - started)
+    return MultitaskResult(
+        history,
+        counts.best.epoch,
+        counts.best.score,
+        {t: b.epoch for t, b in counts.task_best.items() if b.epoch is not None},
+        {t: b.score for t, b in counts.task_best.items()},
+        time.perf_counter() - started,
+    )
+
+
+@dataclass(frozen=True)
+class _Joint:
+    """What every epoch's end of one joint trial uses."""
+
+    hp: TrainingConfig
+    data: dict[str, TaskData]
+    mixture: Mixture
+    halves: dict[str, dict | None]  # per task, the selection half that chooses its export; None: all of dev
+    selection_seed: int | None
+    setup: RankSetup
+    tokenizer: object
+    workdir: Path
+    report: Reporter
+    checkpoint_meta: dict  # model path, seed, settings, the mixture
+
+
+class _Counts:
+    """The joint trial's running totals: samples and optimizer steps, all and per task, and the bests so far
+    (the mean task score's, and each task's own)."""
+
+    def __init__(self, tasks: list[str]):
+        self.samples = 0
+        self.task_samples, self.task_steps = dict.fromkeys(tasks, 0), dict.fromkeys(tasks, 0)
+        self.best, self.task_best = Best(), {t: Best() for t in tasks}
+
+    def add(self, task: str, samples: int) -> None:
+        self.samples += samples
+        self.task_samples[task] += samples
+        self.task_steps[task] += 1
+
+
+def epoch_end(
+    joint: _Joint, engine, schedule, epoch: int, losses: list, task_losses: dict, draws: list, counts, compute: dict
+) -> dict:
+    """Every task's dev sets, each task's export where its own selection score improved, the report; the row."""
+    tasks, device = joint.mixture.tasks, joint.setup.device
+    engine.eval()
+    evaluations = {}
+    for t in tasks:
+        clf = engine.module.classifier(t)
+        evaluations[t] = evaluate_task(clf, clf.config.num_labels, joint.data[t], joint.halves[t], joint.setup)
+    per_task = {
+        t: {
+            **evaluations[t].scores(),
+            "train_loss": mean_over_ranks(task_losses[t], device),
+            "train_steps": draws.count(t),
+            "train_samples": counts.task_samples[t],
+            "optimizer_steps": counts.task_steps[t],
+        }
+        for t in tasks
+    }
+    eval_seconds = sum(e.seconds for e in evaluations.values())
+    row = {
+        OBJECTIVE: float(np.mean([e.score for e in evaluations.values()])),
+        "selection_score": float(np.mean([e.selection_score for e in evaluations.values()])),
+        "tasks": per_task,
+        "epoch": epoch,
+        "train_loss": mean_over_ranks(losses, device),
+        "learning_rate": schedule.get_last_lr()[0],
+        "optimizer_steps": engine.global_steps,
+        "train_samples": counts.samples,
+        **compute,
+        "eval_seconds": eval_seconds,
+        "eval_samples_per_s": sum(e.examples for e in evaluations.values()) / eval_seconds,
+    }
+    is_best = counts.best.update(row["selection_score"], epoch)
+    improved = [t for t in tasks if counts.task_best[t].update(evaluations[t].selection_score, epoch)]
+    folder, rank = joint.workdir / f"step-{engine.global_steps}", joint.setup.rank
+    if improved and rank == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        for t in improved:
+            # A task's export: the shared encoder and its head, as it stands at that task's best epoch.
+            meta = {**joint.checkpoint_meta, "selection_seed": joint.selection_seed if joint.halves[t] else None}
+            clf, spec = engine.module.classifier(t), joint.data[t].task
+            save_best(folder / BEST_DIR / t, clf, joint.tokenizer, evaluations[t], spec, meta, epoch)
+    joint.report(
+        {**row, **counts.best.fields(is_best), "improved": improved}, folder if improved and rank == 0 else None
+    )
+    return row

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import resource
 
 import torch
+
+from benchmark.common.errors import TrialDiverged
 
 
 def loss_function(regression: bool):
@@ -34,6 +37,12 @@ def sum_over_ranks(value: float, device: torch.device) -> float:
     total = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(total)
     return float(total[0])
+
+
+def stop_if_diverged(losses: list[float], device: torch.device, where: str) -> None:
+    """Raise TrialDiverged on every rank at once when any rank's loss of this step is not finite."""
+    if sum_over_ranks(sum(not math.isfinite(x) for x in losses), device):
+        raise TrialDiverged(f"loss became {losses[-1]} at {where}")
 
 
 def mean_over_ranks(values: list[float], device: torch.device) -> float:
