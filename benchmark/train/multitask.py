@@ -225,8 +225,8 @@ def train_multitask(
                 on_step(
                     step_progress(epoch, hp.epochs, step + 1, len(draws), window_samples, window_start, hp.batch_size)
                 )
-        compute = compute_fields(window_samples, time.perf_counter() - window_start, device, hp.precision)
-        history.append(epoch_end(joint, engine, schedule, epoch + 1, losses, task_losses, draws, counts, compute))
+        window = (window_samples, time.perf_counter() - window_start)  # the epoch's training
+        history.append(epoch_end(joint, engine, schedule, epoch + 1, losses, task_losses, draws, counts, window))
     engine.destroy()
     return MultitaskResult(
         history,
@@ -270,9 +270,10 @@ class _Counts:
 
 
 def epoch_end(
-    joint: _Joint, engine, schedule, epoch: int, losses: list, task_losses: dict, draws: list, counts, compute: dict
+    joint: _Joint, engine, schedule, epoch: int, losses: list, task_losses: dict, draws: list, counts, window
 ) -> dict:
-    """Every task's dev sets, each task's export where its own selection score improved, the report; the row."""
+    """Every task's dev sets, each task's export where its own selection score improved, the report; the row.
+    `window`: (samples, seconds) of the epoch's training."""
     tasks, device = joint.mixture.tasks, joint.setup.device
     engine.eval()
     evaluations = {}
@@ -290,6 +291,7 @@ def epoch_end(
         for t in tasks
     }
     eval_seconds = sum(e.seconds for e in evaluations.values())
+    compute = compute_fields(*window, device, joint.hp.precision)  # after evaluating: the peak memory includes it
     row = {
         OBJECTIVE: float(np.mean([e.score for e in evaluations.values()])),
         "selection_score": float(np.mean([e.selection_score for e in evaluations.values()])),

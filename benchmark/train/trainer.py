@@ -134,10 +134,10 @@ def train(
                 logged = len(losses)
             if not evaluating:
                 continue
-            compute = compute_fields(window_samples, time.perf_counter() - window_start, setup.device, hp.precision)
+            window = (window_samples, time.perf_counter() - window_start)  # the training since the last point
             progress.epoch, progress.batch = (epoch + 1, 0) if end_of_epoch else (epoch, b + 1)
             at = epoch + 1 if end_of_epoch else round(epoch + (b + 1) / len(batches), 4)
-            evaluation_point(trial, engine, schedule, model, progress, at, losses, curve, compute)
+            evaluation_point(trial, engine, schedule, model, progress, at, losses, curve, window)
             engine.train()
             window_start, window_samples, losses = time.perf_counter(), 0, []
             curve, logged = [], 0
@@ -183,13 +183,14 @@ def _prepare(hp, model_path, seed, data, rank, world, trust_remote_code, new_hea
 
 
 def evaluation_point(
-    trial: _Trial, engine, schedule, model, progress: Progress, epoch: float, losses: list, curve: list, compute: dict
+    trial: _Trial, engine, schedule, model, progress: Progress, epoch: float, losses: list, curve: list, window
 ) -> None:
     """Evaluate on every dev split, keep the checkpoint when the selection score improves, save the full training
-    state if asked, and report."""
+    state if asked, and report. `window`: (samples, seconds) trained since the last evaluation point."""
     hp, setup = trial.hp, trial.setup
     engine.eval()
     evaluation = evaluate_task(engine, engine.module.config.num_labels, trial.data, trial.half, setup)
+    compute = compute_fields(*window, setup.device, hp.precision)  # after evaluating: the peak memory includes it
     row = {
         **evaluation.fields(),
         "epoch": epoch,
