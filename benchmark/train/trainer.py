@@ -221,6 +221,8 @@ def restored_progress(resume_from: Path | None, reset_best: bool) -> Progress:
     if resume_from is None:
         return Progress()
     client = read_client_state(Path(resume_from))
+    if "best" not in client:  # a state saved by an earlier bench kept the best flat
+        client["best"] = {"score": client["best_score"], "epoch": client["best_epoch"]}
     progress = Progress(**{k: client[k] for k in (f.name for f in dataclasses.fields(Progress))})
     progress.best = Best() if reset_best else Best(**progress.best)
     return progress
