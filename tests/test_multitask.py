@@ -120,6 +120,7 @@ def _snapshot(module) -> dict:
 def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision):
     """Weight decay on: a step on rte moves the encoder and rte's head, and leaves the others
     bit-identical; so does the next step on stsb for rte's head, though Adam holds moments for it by then."""
+    from benchmark.train.evaluation import RankSetup
     from benchmark.train.multitask import train_step
     from benchmark.train.steps import loss_function
 
@@ -141,10 +142,7 @@ def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision
             batch,
             1.0,
             loss_function(glue_data[task].task.is_regression),
-            0,
-            1,
-            0,
-            1,
+            RankSetup(pad_id=0, batch_size=32, rank=0, world=1, device=engine.device, pad_multiple=1),
             1,
         )
         assert all(math.isfinite(x) for x in losses)

@@ -188,6 +188,9 @@ def evaluation_point(
     """Evaluate on every dev split, keep the checkpoint when the selection score improves, save the full training
     state if asked, and report. `window`: (samples, seconds) trained since the last evaluation point."""
     hp, setup = trial.hp, trial.setup
+    folder = trial.workdir / f"step-{engine.global_steps}"
+    if setup.rank == 0:  # a retry's leftovers go before the evaluation's collectives let other ranks write here
+        shutil.rmtree(folder, ignore_errors=True)
     engine.eval()
     evaluation = evaluate_task(engine, engine.module.config.num_labels, trial.data, trial.half, setup)
     compute = compute_fields(*window, setup.device, hp.precision)  # after evaluating: the peak memory includes it
@@ -204,9 +207,8 @@ def evaluation_point(
     }
     progress.history.append(row)
     is_best = progress.best.update(row["selection_score"], epoch)
-    folder, wrote = trial.workdir / f"step-{engine.global_steps}", is_best and setup.rank == 0
+    wrote = is_best and setup.rank == 0
     if wrote:
-        shutil.rmtree(folder, ignore_errors=True)
         meta = trial.checkpoint_meta
         save_best(folder / BEST_DIR, engine.module, trial.tokenizer, evaluation, trial.data.task, meta, epoch)
     if trial.save_state:
