@@ -6,8 +6,18 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 
 from benchmark.common.errors import InputError
+from benchmark.common.quiet import quiet_libraries
+from benchmark.config.ensemble import METHODS, EnsembleConfig, check_ensemble
+from benchmark.results.bootstrap import LEVEL, LEVELS, RESAMPLES
+from benchmark.train.model_info import family_lines, model_lines
+from benchmark.train.modeling import load_tokenizer, resolve_model
+from tasks.augment import Augmentation
+from tasks.encoding import encode_task
+from tasks.glue import GLUE_TASKS
+from tasks.loading import resolve_glue_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,7 +165,7 @@ def _other_commands(sub) -> None:
 
 
 def _statistics_options(parser) -> None:
-    from benchmark.results.bootstrap import LEVEL, LEVELS, RESAMPLES
+    # Imported here for start-up speed (yaml).
     from benchmark.results.statistics import CORRECTION, CORRECTIONS
 
     parser.add_argument(
@@ -214,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _exit_now(*_) -> None:
     """Exit at once, and take the local Ray cluster this process started along (its processes ignore Ctrl-C)."""
+    # Imported here for start-up speed (psutil).
     import psutil
 
     for child in psutil.Process().children(recursive=True):
@@ -225,7 +236,7 @@ def _exit_now(*_) -> None:
 
 
 def _run(args) -> int:
-    from benchmark.common.quiet import quiet_libraries
+    # Imported here for start-up speed (rich, yaml).
     from benchmark.config.suite import load_suite
     from benchmark.run.runner import run_suite
 
@@ -238,7 +249,7 @@ def _run(args) -> int:
 
 
 def _validate(args) -> int:
-    from benchmark.common.quiet import quiet_libraries
+    # Imported here for start-up speed (rich, yaml).
     from benchmark.config.suite import load_suite
     from benchmark.plan.points import grid_points
     from benchmark.plan.trials import make_plan
@@ -262,8 +273,7 @@ def _validate(args) -> int:
 
 
 def _table(args) -> int:
-    from pathlib import Path
-
+    # Imported here for start-up speed (yaml).
     from benchmark.results.board import leaderboard_from_runs
     from benchmark.results.tables import FORMATTERS
 
@@ -275,8 +285,7 @@ def _table(args) -> int:
 
 
 def _report(args) -> int:
-    from pathlib import Path
-
+    # Imported here for start-up speed (yaml).
     from benchmark.results.report import write_report
 
     path = write_report(
@@ -292,9 +301,8 @@ def _report(args) -> int:
 
 
 def _predict(args) -> int:
-    from pathlib import Path
 
-    from benchmark.common.quiet import quiet_libraries
+    # Imported here for start-up speed (torch, yaml).
     from benchmark.results.submission import missing_for_glue, write_submission
 
     quiet_libraries()
@@ -310,10 +318,8 @@ def _predict(args) -> int:
 
 
 def _ensemble(args) -> int:
-    from pathlib import Path
 
-    from benchmark.common.quiet import quiet_libraries
-    from benchmark.config.ensemble import METHODS, EnsembleConfig, check_ensemble
+    # Imported here for start-up speed (rich, torch, yaml).
     from benchmark.config.suite import load_suite
     from benchmark.records.lock import run_lock
     from benchmark.records.store import SUITE_FILE, RunStore
@@ -344,9 +350,8 @@ def _ensemble(args) -> int:
 
 
 def _trial(args) -> int:
-    from pathlib import Path
 
-    from benchmark.common.quiet import quiet_libraries
+    # Imported here for start-up speed (torch, yaml).
     from benchmark.config.suite import load_suite
     from benchmark.plan.trials import selection_seed
     from benchmark.train.local import run_local_trial
@@ -363,12 +368,12 @@ def _trial(args) -> int:
             f"'{args.task}' is not one of the suite's tasks ({', '.join(tasks)})"
             + (" or multitask" if suite.mixture else ""),
         )
-    from benchmark.train.modeling import load_tokenizer
 
     model, hp = suite.models[0], suite.config.training
     tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
     seed = args.seed if args.seed is not None else suite.config.search.seeds[0]
     if suite.config.trust_remote_code:
+        # Imported here for start-up speed (rich, yaml).
         from benchmark.run.runner import TRUST_WARNING
 
         print(TRUST_WARNING, file=sys.stderr)
@@ -393,8 +398,7 @@ def _trial(args) -> int:
 
 def _joint_trial(args, suite, tokenizer, seed: int) -> int:
     """`bench trial --task multitask`: the suite's joint trial, without Ray."""
-    from pathlib import Path
-
+    # Imported here for start-up speed (torch, yaml).
     from benchmark.plan.trials import selection_seed
     from benchmark.train.local import run_local_multitask_trial
 
@@ -418,10 +422,8 @@ def _joint_trial(args, suite, tokenizer, seed: int) -> int:
 
 def _encoded(suite, tokenizer, task: str):
     """One task of the suite tokenised as its trials see it (from the cache when done before)."""
+    # Imported here for start-up speed (yaml).
     from benchmark.config.suite import cache_dir
-    from tasks.augment import Augmentation
-    from tasks.encoding import encode_task
-    from tasks.loading import resolve_glue_dir
 
     data, hp = suite.config.data, suite.config.training
     return encode_task(
@@ -438,8 +440,6 @@ def _encoded(suite, tokenizer, task: str):
 
 
 def _tasks(args) -> int:
-    from tasks.glue import GLUE_TASKS
-
     for name, t in GLUE_TASKS.items():
         kind = "regression" if t.is_regression else f"{t.num_labels} classes"
         print(f"{name:6s} {kind:12s} metrics: {', '.join(t.metric_keys())}")
@@ -447,10 +447,6 @@ def _tasks(args) -> int:
 
 
 def _models(args) -> int:
-    from benchmark.common.quiet import quiet_libraries
-    from benchmark.train.model_info import family_lines, model_lines
-    from benchmark.train.modeling import resolve_model
-
     quiet_libraries()
     if not args.folders:
         print("\n".join(family_lines()))

@@ -22,15 +22,19 @@ from benchmark.common.atomic import atomic_replace_dir, atomic_write_bytes, atom
 from benchmark.common.errors import InputError
 from benchmark.common.hashing import canonical
 from benchmark.config.ensemble import SOUP_METHODS, EnsembleSettings
-from benchmark.config.suite import Suite
+from benchmark.config.suite import Suite, cache_dir
 from benchmark.records.store import RunStore
 from benchmark.train.checkpoints import prediction_bytes, save_checkpoint
+from benchmark.train.modeling import load_tokenizer
+from ensembles.calibration import concat, fit_temperature
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.combine import GREEDY_ROUNDS, greedy_selection, mean_prob, vote
 from ensembles.protocol import NAME as PROTOCOL_NAME
 from ensembles.protocol import describe
 from ensembles.rows import ENSEMBLES_DIR, STATE_FILE, TaskOutcome, make_row, read_state
 from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, uniform_soup
+from tasks.encoding import encode_task
+from tasks.loading import resolve_glue_dir
 from tasks.splits import DevHalves, score_on, split_dev
 
 STATE_FORMAT = 2  # bump when what a method computes changes, so saved ensembles are rebuilt
@@ -207,8 +211,6 @@ def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[C
 
 def _selection_temperature(ctx: _Context, task, logits: dict, labels: dict) -> float | None:
     """Temperature scaling of a row's task, fitted on the selection half only (the report half and test report)."""
-    from ensembles.calibration import concat, fit_temperature
-
     return None if task.is_regression else fit_temperature(*concat(logits, labels, ctx.halves[task.name].selection))
 
 
@@ -220,11 +222,6 @@ def _soup_runner(ctx: _Context, first: Candidate) -> SoupRunner:
 
 def make_soup_runner(suite: Suite, first: Candidate) -> SoupRunner:
     """The task's dev set, tokenised as the trials saw it (from the cache), and a model to run weights on."""
-    from benchmark.config.suite import cache_dir
-    from benchmark.train.modeling import load_tokenizer
-    from tasks.encoding import encode_task
-    from tasks.loading import resolve_glue_dir
-
     data, trust = suite.config.data, suite.config.trust_remote_code
     tokenizer = load_tokenizer(str(first.folder), trust)
     # The best candidate's max length: a grid over max_seq_length gives ingredients several, the soup one.

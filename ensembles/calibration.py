@@ -19,7 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.records.final_predictions import ensemble_test_path, read_test_file, test_prediction_path
+from benchmark.records.store import run_trial_id
+from benchmark.train.checkpoints import PREDICTIONS_FILE, read_prediction_file
 from ensembles.combine import TINY, probabilities
+from tasks.splits import MIN_DEV_EXAMPLES, split_dev
 
 BINS = 15
 # 1/T is searched in this range; NLL is convex in 1/T, so a bounded scalar search finds the optimum.
@@ -89,6 +93,7 @@ def scaled(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The T > 0 that minimises the NLL of softmax(logits / T) on the given (validation) examples."""
+    # Imported here for start-up speed (scipy).
     from scipy.optimize import minimize_scalar
 
     z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.int64)
@@ -146,8 +151,6 @@ def concat(
 
 
 def read_dev(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    from benchmark.train.checkpoints import read_prediction_file
-
     splits = read_prediction_file(path)
     return {s: v["logits"] for s, v in splits.items()}, {s: v["labels"] for s, v in splits.items()}
 
@@ -160,11 +163,6 @@ def trial_calibration(
 ) -> Calibration | None:
     """One checkpoint (one seed of a row): T fitted on validation, the numbers on the reported split. None when the
     checkpoint kept no predictions or its dev set is too small to halve."""
-    from benchmark.records.final_predictions import read_test_file, test_prediction_path
-    from benchmark.records.store import run_trial_id
-    from benchmark.train.checkpoints import PREDICTIONS_FILE
-    from tasks.splits import MIN_DEV_EXAMPLES, split_dev
-
     path = Path(root) / record["checkpoint"] / PREDICTIONS_FILE if record.get("checkpoint") else None
     if path is None or not path.is_file():
         return None
@@ -205,8 +203,6 @@ def add_trial_calibration(
 def ensemble_calibration(row: dict, root: Path, tasks: dict, state_key: str | None) -> dict:
     """An ensemble row's calibration: T was fitted on the selection half when the ensembles were built; the numbers
     are on test where the row was scored there, else on the report half its prediction files hold."""
-    from benchmark.records.final_predictions import ensemble_test_path, read_test_file
-
     calibration = {}
     for task, files in row.get("predictions", {}).items():
         temperature = (row.get("temperature") or {}).get(task)

@@ -38,7 +38,14 @@ from benchmark.common.errors import InputError
 from benchmark.config.merge import MergeSettings
 from benchmark.plan.trials import canonical, trial_id
 from benchmark.records.store import RunStore, trial_record
-from benchmark.train.checkpoints import parameter_count, prediction_bytes, save_checkpoint
+from benchmark.train.checkpoints import (
+    HASH_FILE,
+    checkpoint_problem,
+    parameter_count,
+    prediction_bytes,
+    save_checkpoint,
+)
+from ensembles.build import make_soup_runner
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.soups import SoupRunner, check_ingredients, read_weights
 from tasks.splits import DevHalves, score_on, split_dev
@@ -96,6 +103,7 @@ def apply(
 def base_encoder(model_path: str, trust_remote_code: bool = False) -> dict[str, torch.Tensor]:
     """The pre-trained weights of the encoder, named as in a fine-tuned classifier: what the pre-trained model holds
     (what transformers loaded rather than initialised)."""
+    # Imported here for start-up speed (transformers).
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -238,8 +246,6 @@ def _merge_seed(
 
 def _load_seed(suite, settings: MergeSettings, model: str, seed: int, chosen: dict[str, Candidate]) -> _Seed:
     """Runners, weights and task vectors; refuses checkpoints that do not share a base, naming one."""
-    from ensembles.build import make_soup_runner
-
     ordered = [chosen[t] for t in settings.tasks]
     runners = {t: make_soup_runner(suite, chosen[t]) for t in settings.tasks}
     prefix = runners[settings.tasks[0]].model.base_model_prefix + "."
@@ -380,15 +386,11 @@ def _fingerprint(settings: MergeSettings, method: str, chosen: dict[str, Candida
 
 def _content(candidate: Candidate) -> str | None:
     """The checkpoint's recorded file hashes: a trial run again (same id and settings) has new weights."""
-    from benchmark.train.checkpoints import HASH_FILE
-
     path = candidate.folder / HASH_FILE
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def _up_to_date(store: RunStore, ids: dict[str, str], fingerprint: str) -> bool:
-    from benchmark.train.checkpoints import checkpoint_problem
-
     finished = store.finished()
     return all(
         i in finished

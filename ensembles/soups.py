@@ -38,6 +38,7 @@ def weight_files(folder: Path) -> list[Path]:
 
 
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    # Imported here for start-up speed (safetensors).
     from safetensors.torch import load_file
 
     weights = {}
@@ -48,6 +49,7 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def weight_shapes(folder: Path) -> dict[str, tuple]:
     """Names and shapes from the safetensors headers, without reading the tensors."""
+    # Imported here for start-up speed (safetensors).
     from safetensors import safe_open
 
     shapes = {}

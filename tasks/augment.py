@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from benchmark.common.errors import InputError
 
@@ -65,6 +66,7 @@ def check_augmentation(aug: Augmentation, where: str = "training") -> None:
 def wordnet():
     """nltk's WordNet reader over the first WordNet database found (nltk's data path, then Debian's)."""
     try:
+        # nltk: an optional dependency, imported only where it is used.
         from nltk.corpus import wordnet as wn
         from nltk.corpus.reader.wordnet import WordNetCorpusReader
     except ImportError:
@@ -74,7 +76,6 @@ def wordnet():
         return wn
     except LookupError:
         pass
-    from pathlib import Path
 
     for folder in WORDNET_FOLDERS:
         if (Path(folder) / "data.noun").is_file():
@@ -128,6 +129,7 @@ def _apply(op: str, words: list[str], strength: float, rng: random.Random, lexic
 
 def augment_dataset(ds, text_columns: tuple[str, ...], aug: Augmentation):
     """`ds` (a training split) followed by its augmented copies."""
+    # Imported here for start-up speed (datasets).
     from datasets import Dataset, concatenate_datasets
 
     new = augment_texts([ds[c][:] for c in text_columns], aug)

@@ -209,6 +209,7 @@ def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedS
 
 
 def _write(folder: Path, splits: dict[str, EncodedSplit]) -> None:
+    # Imported here for start-up speed (safetensors).
     from safetensors.numpy import save_file
 
     tensors = {}
@@ -222,6 +223,7 @@ def _write(folder: Path, splits: dict[str, EncodedSplit]) -> None:
 
 
 def _read(folder: Path) -> dict[str, EncodedSplit]:
+    # Imported here for start-up speed (safetensors).
     from safetensors.numpy import load_file
 
     tensors = load_file(str(folder / "splits.safetensors"))

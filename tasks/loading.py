@@ -6,6 +6,8 @@ split instead has `index`, the example ids a submission file repeats, and no lab
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from pathlib import Path
@@ -14,6 +16,7 @@ import numpy as np
 
 from benchmark.common.errors import InputError, first_line
 from tasks.spec import TaskSpec, TsvFile
+from tasks.splits import describe_partition, holdout_partition
 
 GLUE_DIR_ENV = "BENCH_GLUE_DIR"
 
@@ -87,9 +90,6 @@ def held_out_split(task: TaskSpec, split: str, glue_dir: Path | None, cache_dir:
 
 def holdout_record(task: TaskSpec, cache_dir: Path, glue_dir: Path | None = None) -> dict:
     """How a task's held-out splits were made, for the run directory's splits.json."""
-    import hashlib
-
-    from tasks.splits import describe_partition
 
     _, source, partition = _partitioned_train(task, glue_dir, cache_dir)
     path = Path(source)
@@ -100,8 +100,6 @@ def holdout_record(task: TaskSpec, cache_dir: Path, glue_dir: Path | None = None
 def _partitioned_train(task: TaskSpec, glue_dir: Path | None, cache_dir: Path):
     """The training data as read, its source, and its partition into "train" and the held-out splits. Each
     held-out split must hold at least two rows and every class the training data has."""
-    from tasks.splits import holdout_partition
-
     ds, source = _read_source(task, "train", glue_dir, cache_dir)
     ds = _normalise_labels(task, ds, source)
     labels = np.asarray(ds["label"][:])
@@ -120,6 +118,7 @@ def _partitioned_train(task: TaskSpec, glue_dir: Path | None, cache_dir: Path):
 
 
 def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):
+    # Imported here for start-up speed (datasets).
     import datasets
 
     kwargs = dict(
@@ -155,6 +154,7 @@ def _read_glue_tsv(spec: TsvFile, path: Path, task: TaskSpec, cache_dir: Path):
 
 
 def _read_hub(task: TaskSpec, split: str, cache_dir: Path):
+    # Imported here for start-up speed (datasets).
     import datasets
 
     try:
@@ -171,6 +171,7 @@ def _read_hub(task: TaskSpec, split: str, cache_dir: Path):
 
 
 def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool = True):
+    # Imported here for start-up speed (datasets).
     import datasets
 
     fmt = task.file_format
@@ -196,6 +197,7 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool 
 
 def _normalise_labels(task: TaskSpec, ds, source: str):
     """Labels become class ids (int64) or scores (float32); a value outside the declared set is an input error."""
+    # Imported here for start-up speed (datasets).
     import datasets
 
     raw = ds["label"][:]  # a list at once: iterating the column reads it row by row
@@ -235,15 +237,13 @@ def _class_id(v, ids: dict[str, int]) -> int | None:
 def _replace_column(ds, name: str, values: list, feature, derived_from):
     """`ds` with column `name` replaced. Its fingerprint is derived from `ds`'s and `derived_from` (what made the
     values from it): `datasets` would otherwise hash every value, which takes longer than reading the file."""
-    import hashlib
-    import json
-
     digest = hashlib.sha256(json.dumps([ds._fingerprint, name, derived_from], default=str).encode()).hexdigest()
     return ds.remove_columns(name).add_column(name, values, feature=feature, new_fingerprint=digest[:32])
 
 
 def _with_index(ds, source: str):
     """A test split's example ids as integers; a file whose ids are not integers is an input error."""
+    # Imported here for start-up speed (datasets).
     import datasets
 
     given = ds["index"][:]

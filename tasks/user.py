@@ -3,13 +3,15 @@ parquet files."""
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from benchmark.common.errors import InputError
 from benchmark.common.paths import is_file, local_path
-from benchmark.common.schema import parse
+from benchmark.common.schema import parse, suggest
 from tasks.metrics import METRICS
 from tasks.spec import TaskSpec
 
@@ -59,8 +61,6 @@ def user_task_from_decl(
     for i, m in enumerate(metrics):
         key = f"{where}.metrics[{i}]"
         if m not in METRICS:
-            from benchmark.common.schema import suggest
-
             raise InputError(key, f"unknown metric '{m}'" + suggest(m, METRICS))
         if METRICS[m].regression != decl.regression:
             raise InputError(key, f"'{m}' is a {'regression' if METRICS[m].regression else 'classification'} metric")
@@ -107,11 +107,9 @@ def user_task_from_decl(
 
 def file_columns(path: Path, fmt: str) -> list[str]:
     """The column names of a data file, from its first line (csv, tsv, JSON Lines) or its schema (parquet)."""
-    import csv
-    import json
-
     try:
         if fmt == "parquet":
+            # Imported here for start-up speed (pyarrow).
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(str(path)).names)

@@ -1,6 +1,7 @@
 """The architecture holds: no import cycles among bench's modules, and the packages keep their layers."""
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +130,117 @@ def test_no_function_is_longer_than_80_lines():
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80
     ]
     assert long == []
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    return [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+
+
+def _project_module(name: str, known: set[str]) -> str | None:
+    while name and name not in known:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """The imports that run when the module is imported: its body and the blocks in it, not function bodies."""
+    out, todo = [], list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.append(node)
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def third_party_loaded() -> dict[str, set[str]]:
+    """For each project module, the third-party packages that importing it loads (its parents' too)."""
+    mods = modules()
+    known = set(mods)
+    direct, third = {}, {}
+    for m, path in mods.items():
+        direct[m], third[m] = set(), set()
+        for node in _module_level_imports(ast.parse(path.read_text())):
+            for name in _imported_names(node):
+                own = _project_module(name, known)
+                if own:
+                    direct[m].add(own)
+                elif name.split(".")[0] not in sys.stdlib_module_names:
+                    third[m].add(name.split(".")[0])
+        parent = m.rpartition(".")[0]
+        if parent:
+            direct[m].add(parent)
+    loaded = {}
+    for m in mods:
+        seen, todo = set(), [m]
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(direct.get(n, ()))
+        loaded[m] = set().union(*(third.get(n, set()) for n in seen))
+    return loaded
+
+
+REASONS = ("start-up", "optional dependency")
+
+
+def _says_why(lines: list[str], node: ast.stmt, import_lines: set[int]) -> bool:
+    """A comment naming the reason (start-up speed, or an optional dependency imported where it is used) on the
+    import itself or above its run of imports."""
+    own = lines[node.lineno - 1 : node.end_lineno]
+    if any("#" in line and any(r in line.split("#", 1)[1] for r in REASONS) for line in own):
+        return True
+    i = node.lineno - 1
+    while i >= 1:
+        line = lines[i - 1].strip()
+        if line.startswith("#"):
+            if any(r in line for r in REASONS):
+                return True
+        elif i not in import_lines:
+            return False
+        i -= 1
+    return False
+
+
+def deferred_import_problems() -> list[str]:
+    mods = modules()
+    known, loaded = set(mods), third_party_loaded()
+    problems = []
+    for m, path in mods.items():
+        text = path.read_text()
+        tree, lines = ast.parse(text), text.splitlines()
+        inner = [
+            node
+            for fn in ast.walk(tree)
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for node in ast.walk(fn)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+        ]
+        import_lines = {n for node in inner for n in range(node.lineno, node.end_lineno + 1)}
+        for node in inner:
+            brings = set()
+            for name in _imported_names(node):
+                own = _project_module(name, known)
+                if own:
+                    brings |= loaded[own]
+                elif name.split(".")[0] not in sys.stdlib_module_names:
+                    brings.add(name.split(".")[0])
+            new = brings - loaded[m]
+            where = f"{path.relative_to(ROOT)}:{node.lineno}"
+            if not new:
+                problems.append(f"{where}: loads nothing {m} does not load already; import it at the top")
+            elif not _says_why(lines, node, import_lines):
+                problems.append(f"{where}: deferred ({', '.join(sorted(new))}) without a comment saying start-up")
+    return problems
+
+
+def test_imports_inside_functions_are_only_for_start_up_speed():
+    """An import inside a function must defer a third-party package the module does not load anyway, and say so
+    in a comment: no cycles hidden that way (the graph above counts them), no stray lazy imports."""
+    loaded = third_party_loaded()
+    assert "torch" in loaded["benchmark.train.trainer"] and "torch" not in loaded["benchmark.config.suite"]
+    assert deferred_import_problems() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -59,8 +60,6 @@ def atomic_replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically (renameat2 with RENAME_EXCHANGE); False where the platform or filesystem can't."""
-    import ctypes
-
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (AttributeError, OSError):

@@ -50,6 +50,7 @@ def resolve_precision(requested: str) -> str:
     DeepSpeed's loss scaling); fp32 on any other CPU. An explicit precision is kept as asked."""
     if requested != "auto":
         return requested
+    # Imported here for start-up speed (torch).
     import torch  # only a trial resolves `auto`, and it has torch loaded already
 
     if torch.cuda.is_available():
@@ -59,6 +60,7 @@ def resolve_precision(requested: str) -> str:
 
 def device_name() -> str:
     """The device a trial trains on, as a table or a result names it: the GPU's name, else the CPU model."""
+    # Imported here for start-up speed (torch).
     import torch  # as above
 
     if torch.cuda.is_available():

@@ -14,11 +14,13 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DATASETS_VERBOSITY", "error")
     if "datasets" in sys.modules:
+        # Imported here for start-up speed (datasets).
         import datasets
 
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
     if "transformers" in sys.modules:
+        # Imported here for start-up speed (transformers).
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.common.errors import InputError
+from benchmark.common.paths import is_dir, local_path
+from benchmark.train.modeling import check_local_model
 
 ARROW = "->"
 
@@ -32,9 +34,6 @@ class Chain:
 
 def check_chains(entries: list[Any], task_names: list[str], models: int, trust_remote_code: bool) -> list[Chain]:
     """Each entry is `source -> target`, or a mapping {source: TASK_OR_FOLDER, target: TASK, name: LABEL}."""
-    from benchmark.common.paths import is_dir, local_path
-    from benchmark.train.modeling import check_local_model
-
     chains: list[Chain] = []
     for i, entry in enumerate(entries):
         where = f"chains[{i}]"

@@ -90,6 +90,7 @@ def check_search(search: SearchConfig) -> None:
         raise InputError("search.num_samples", "only applies to a sampled space")
     if algorithm == "optuna":
         try:
+            # optuna: an optional dependency, imported only where it is used.
             import optuna  # noqa: F401
         except ImportError:
             raise InputError("search.algorithm", "optuna is not installed; pip install 'bench[optuna]'") from None

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from benchmark.common.errors import InputError
 from benchmark.common.hardware import bf16_warning
 from benchmark.common.paths import is_dir, local_path, resolve_cache_dir
@@ -23,8 +25,9 @@ from benchmark.train.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.train.model_support import Wanted, check_model_support
 from benchmark.train.modeling import ModelRef, max_positions, num_layers, resolve_model
-from tasks.glue import GLUE_TASKS
+from tasks.glue import GLUE_TASKS, dev_as_test
 from tasks.spec import TaskSpec
+from tasks.user import user_task_from_decl
 
 MAX_TRIALS = 100_000  # far beyond any study; a bound keeps a typo from building millions of trials
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -117,8 +120,6 @@ class Suite:
 
 
 def read_yaml(path: Path, what: str = "suite") -> Any:
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -138,8 +139,6 @@ def read_yaml(path: Path, what: str = "suite") -> Any:
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """`--set training.epochs=1` style overrides; values are parsed as YAML scalars or lists."""
-    import yaml
-
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -366,9 +365,6 @@ def _possible_values(config: SuiteConfig, key: str) -> list:
 
 
 def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig, glue_dev: str) -> tuple[list[TaskSpec], list[Any]]:
-    from tasks.glue import dev_as_test
-    from tasks.user import user_task_from_decl
-
     fractions = {"validation": holdout.validation, "test": holdout.test}
     tasks, resolved = [], []
     for i, entry in enumerate(entries):

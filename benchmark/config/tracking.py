@@ -3,7 +3,10 @@ be written, or a server that answers)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -36,8 +39,6 @@ def check_tracking(config: TrackingConfig, suite_name: str) -> TrackingSettings 
         return None
     uri = config.mlflow_uri
     try:
-        import importlib.util
-
         installed = importlib.util.find_spec("mlflow") is not None
     except ValueError:
         installed = False
@@ -73,9 +74,6 @@ def _check_local(path: Path) -> None:
 
 def _check_server(uri: str) -> None:
     """Any HTTP answer counts (even an error status): the server is there. No answer in time does not."""
-    import urllib.error
-    import urllib.request
-
     try:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=REACH_TIMEOUT_S).close()
     except urllib.error.HTTPError:

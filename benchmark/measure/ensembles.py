@@ -12,6 +12,7 @@ best single checkpoint by at least 1 point on average.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -19,15 +20,18 @@ import numpy as np
 import torch
 
 from benchmark.common.atomic import atomic_write_text
+from benchmark.common.hardware import machine_description
 from benchmark.measure.study import learning_lines, run_study
+from benchmark.records.store import RunStore
+from benchmark.train.checkpoints import load_predictions, load_trial_meta
 from ensembles.rows import read_state
+from tasks.spec import TaskSpec
+from tasks.splits import score_on
 
 GOAL = 1.0  # points of average task score over the best single checkpoint
 
 
 def summarize(state: dict, records: list[dict], suite, command: str, wall_seconds: float, parts: int = 1) -> str:
-    import json
-
     tasks = state["tasks"]
     board = json.loads((Path(suite.output) / "leaderboard.json").read_text())
     test = {r["system"]: r["test"] for r in board["rows"] if r.get("test")}
@@ -75,8 +79,6 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
 
 def _setting_lines(state, records, suite, command, wall_seconds, parts, best_single) -> list[str]:
     """What ran, on what machine, and the protocol."""
-    from benchmark.common.hardware import machine_description
-
     tasks, cfg = state["tasks"], suite.config
     trial_hours = sum(r.get("wall_seconds", 0.0) for r in records) / 3600
     counts = ", ".join(f"{len(state['candidates'][t])} candidates for {t}" for t in tasks)
@@ -192,6 +194,7 @@ def _result_lines(board, suite, tasks, best_single, ensembles, test) -> list[str
 
 
 def _report_size(run_dir: Path, path: str) -> int:
+    # Imported here for start-up speed (safetensors).
     from safetensors.numpy import load_file
 
     return sum(len(v) for k, v in load_file(str(run_dir / path)).items() if k.endswith("/indices"))
@@ -199,11 +202,8 @@ def _report_size(run_dir: Path, path: str) -> int:
 
 def _candidate_report_score(run_dir: Path, candidate: dict, report_file: str) -> str:
     """A candidate's report-half score, from its saved dev logits and the report indices of a row's prediction file."""
+    # Imported here for start-up speed (safetensors).
     from safetensors.numpy import load_file
-
-    from benchmark.train.checkpoints import load_predictions, load_trial_meta
-    from tasks.spec import TaskSpec
-    from tasks.splits import score_on
 
     folder = run_dir / candidate["checkpoint"]
     logits, labels = load_predictions(folder)
@@ -221,7 +221,6 @@ def _weighted(ids: list[str], weights: list[float]) -> list[str]:
 def main(argv=None) -> int:
     study = run_study("benchmark.measure.ensembles", __doc__, "configs/ensembles.yaml", "results/ensembles.md", argv)
     args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
-    from benchmark.records.store import RunStore
 
     store = RunStore(suite.output)
     report = summarize(read_state(suite.output), store.records(), suite, command, wall, study.parts)

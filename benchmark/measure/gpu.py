@@ -21,7 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmark.common.quiet import quiet_libraries
 from benchmark.measure import write_report
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.modeling import embedded_model_path, load_tokenizer, save_random_bert
+from tasks.user import user_task_from_decl
 
 # Dense bf16 peak, FLOP/s, by the name torch reports.
 PEAK_BF16 = {
@@ -46,9 +50,6 @@ def card_peak(name: str) -> float | None:
 
 def synthetic_task(folder: Path, examples: int, dev: int, words: int, seed: int = 0):
     """A two-class user task of long random sentences: truncation makes every example exactly max length."""
-    from benchmark.train.modeling import embedded_model_path, load_tokenizer
-    from tasks.user import user_task_from_decl
-
     vocab = [w for w in load_tokenizer(embedded_model_path()).get_vocab() if w.isalpha() and len(w) > 2]
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,6 +67,7 @@ def synthetic_task(folder: Path, examples: int, dev: int, words: int, seed: int 
 
 
 def flops_per_sample(model_path: str, tokens: int) -> float:
+    # Imported here for start-up speed (transformers).
     from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.from_pretrained(model_path)
@@ -95,6 +97,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    # Imported here for start-up speed (torch).
     import torch
 
     args = parse_args(argv)
@@ -131,12 +134,11 @@ def main(argv=None) -> int:
 
 def measure(args: argparse.Namespace, peak: float | None) -> list[dict]:
     """Each model trained by each system; a row of throughput, MFU and memory each."""
+    # Imported here for start-up speed (torch).
     import torch
 
-    from benchmark.common.quiet import quiet_libraries
+    # Imported here for start-up speed (torch).
     from benchmark.measure.parity import run_bench, run_hf_trainer
-    from benchmark.train.hyperparams import TrainingConfig
-    from benchmark.train.modeling import embedded_model_path, save_random_bert
 
     quiet_libraries()
     hp = TrainingConfig(

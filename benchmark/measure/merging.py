@@ -30,6 +30,14 @@ from pathlib import Path
 
 import yaml
 
+from benchmark.common.atomic import atomic_write_json
+from benchmark.common.hardware import machine_description
+from benchmark.common.quiet import quiet_libraries
+from benchmark.config.suite import load_suite
+from benchmark.measure import write_report
+from benchmark.results.board import leaderboard_from_runs
+from benchmark.results.tables import format_markdown
+
 TASKS = ["sst2", "stsb", "mrpc", "cola"]
 KINDS = ("multitask", "two-stage", "merged")
 # SST-2 and STS-B learn from 1,500 examples; MRPC and CoLA need all of theirs (at 1,500 their baselines do not beat
@@ -114,7 +122,7 @@ def soups_suite(main: dict, work: Path) -> dict:
 
 def run(config: dict, work: Path, overrides: list[str]):
     """Write the suite and run it as `bench run SUITE --set ...` does; the wall time of every part so far."""
-    from benchmark.config.suite import load_suite
+    # Imported here for start-up speed (rich).
     from benchmark.measure.study import add_part
     from benchmark.run.runner import run_suite
 
@@ -193,6 +201,7 @@ def calibration_table(rows: list[dict]) -> list[str]:
 
 def verdicts(board: dict) -> list[str]:
     """One line per multi-task, two-stage and merged row against the single-task row."""
+    # Imported here for start-up speed (rich).
     from benchmark.measure.study import trained_against_single
 
     single = next(r for r in board["rows"] if r["kind"] == "single" and "trial_ids" in r)
@@ -204,13 +213,11 @@ def verdicts(board: dict) -> list[str]:
 
 
 def write_results(args, command: str, suites: list, walls: list, boards: list[dict], records: list[dict]) -> None:
+    # Imported here for start-up speed (torch).
     import torch
 
-    from benchmark.common.atomic import atomic_write_json
-    from benchmark.common.hardware import machine_description
-    from benchmark.measure import write_report
+    # Imported here for start-up speed (rich).
     from benchmark.measure.study import learning_lines
-    from benchmark.results.tables import format_markdown
 
     main = suites[0]
     choices, calibration = merge_choices(main.output), calibration_rows(boards)
@@ -283,9 +290,6 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
 
 
 def main(argv=None) -> int:
-    from benchmark.common.quiet import quiet_libraries
-    from benchmark.results.board import leaderboard_from_runs
-
     args = parse_args(argv)
     quiet_libraries()
     work = Path(args.work).resolve()

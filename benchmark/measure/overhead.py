@@ -29,6 +29,7 @@ import yaml
 
 from benchmark.common.hardware import machine_description, resolve_precision
 from benchmark.measure import write_report
+from benchmark.measure.tiny import make_tiny_bert
 
 GOALS = {"overhead_median": 3.0, "startup": 5.0, "share_60": 0.10}
 
@@ -156,8 +157,6 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model = None
     if args.model == "tiny":
-        from benchmark.measure.tiny import make_tiny_bert
-
         model = str(make_tiny_bert(work / "tiny-bert"))
     elif args.model != "embedded":
         model = args.model

@@ -64,6 +64,7 @@ def run_hf_trainer(
     pad_to_max_length=False,
 ) -> dict:
     """A plain Trainer, as run_glue.py would set it up (`pad_to_max_length`: run_glue.py's default padding)."""
+    # Imported here for start-up speed (datasets, transformers).
     import datasets
     from transformers import DataCollatorWithPadding, Trainer
 
@@ -112,6 +113,7 @@ def run_hf_trainer(
 
 def _hf_arguments(task, hp, seed: int, workdir: Path, group_by_length: bool):
     """The Trainer's arguments for bench's hyperparameters (no checkpoints, an evaluation per epoch)."""
+    # Imported here for start-up speed (transformers).
     from transformers import TrainingArguments
 
     return TrainingArguments(
@@ -138,6 +140,7 @@ def _hf_arguments(task, hp, seed: int, workdir: Path, group_by_length: bool):
 
 def _epoch_timer():
     """A Trainer callback timing each epoch's training, before its evaluation runs."""
+    # Imported here for start-up speed (transformers).
     from transformers import TrainerCallback
 
     class EpochTimer(TrainerCallback):
@@ -155,6 +158,7 @@ def _epoch_timer():
 
 def _eval_log(task, epochs: list, eval_seconds: list):
     """A Trainer callback appending each evaluation's scores to `epochs` and its time to `eval_seconds`."""
+    # Imported here for start-up speed (transformers).
     from transformers import TrainerCallback
 
     class EvalLog(TrainerCallback):

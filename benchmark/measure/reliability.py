@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,9 +30,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import yaml
 
 from benchmark.measure.tiny import make_tiny_bert, write_easy_task
+from benchmark.records.lock import run_lock
+from benchmark.records.store import DONE_STATUSES
 
 RECORDS = "trials/*/record.json"
 
@@ -56,8 +60,6 @@ def start_driver(suite_path: Path, log: Path) -> subprocess.Popen:
 
 def finished_records(run: Path) -> dict[str, bytes]:
     """Each finished (or stopped, or diverged) trial's record, as bytes: a record rewritten later shows."""
-    from benchmark.records.store import DONE_STATUSES
-
     out = {}
     for path in run.glob(RECORDS):
         data = path.read_bytes()
@@ -83,8 +85,6 @@ def end_group(proc: subprocess.Popen) -> int:
 
 
 def _group_members(pgid: int) -> list[int]:
-    import psutil
-
     members = []
     for p in psutil.process_iter(["pid"]):
         try:
@@ -182,8 +182,6 @@ def interrupt_after(
 ) -> dict:
     """Start the run; after its `new_writes`-th write to the run directory, press Ctrl-C `presses` times (0.5 s
     apart) on the process group; time how long the driver takes to exit, and check that the lock was released."""
-    from benchmark.records.lock import run_lock
-
     before = finished_records(run)
     start = log.stat().st_size if log.exists() else 0
     proc = start_driver(suite_path, log)
@@ -255,8 +253,6 @@ def records(run: Path) -> dict[str, dict]:
 def mismatched_model(folder: Path, config_from: Path) -> Path:
     """A model folder whose weights are 48 wide while its config.json says 32: it passes the up-front checks
     (config and safetensors headers are sound) and fails when a trial loads the weights."""
-    import shutil
-
     make_tiny_bert(folder, hidden=48)
     shutil.copy(config_from / "config.json", folder / "config.json")
     return folder
@@ -373,8 +369,6 @@ class RssSampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        import psutil
-
         start = time.time()
         proc = psutil.Process(self.pid)
         while not self.stop.is_set():

@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     results["one-node"] = summary(*run_suite_command(suite("one-node", args, work, 1, 1, [1, 2]), work))
     print("  " + json.dumps(results["one-node"]), flush=True)
 
+    # Imported here for start-up speed (ray).
     from ray.cluster_utils import Cluster
 
     print("two nodes, two trials", flush=True)

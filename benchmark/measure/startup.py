@@ -11,10 +11,12 @@ line.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,8 +40,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/startup")
     args = p.parse_args(argv)
     bench = shutil.which("bench") or f"{sys.executable} -m benchmark.cli"
-    import os
-    import tempfile
 
     hub = Path(tempfile.mkdtemp()) / "hub.yaml"
     hub.write_text("name: hub\nmodel: bert-base-uncased\ntasks: [rte]\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -10,11 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.common.atomic import atomic_write_json
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import Suite, load_suite
+from benchmark.records.final_predictions import read_test_file, test_prediction_path
+from benchmark.records.store import run_trial_id
 from benchmark.results.bootstrap import RESAMPLES
 from benchmark.results.tables import p_text
 from benchmark.run.runner import run_suite
+from benchmark.train.checkpoints import load_predictions
+from tasks.metrics import compute_metrics, task_score
+from tasks.spec import TaskSpec
 
 
 @dataclass
@@ -45,9 +52,6 @@ def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=
 
 def add_part(run: Path, seconds: float) -> tuple[float, int]:
     """The wall time of every part of this run so far, this one added (kept in the run directory)."""
-    import json
-
-    from benchmark.common.atomic import atomic_write_json
 
     path = run / "study_wall.json"
     before = json.loads(path.read_text()) if path.is_file() else {"seconds": 0.0, "parts": 0}
@@ -90,8 +94,6 @@ def _shown(test: dict) -> str:
 
 def constant_score(task, labels: np.ndarray) -> float:
     """The task score (0-100) of predicting one value for every example: the majority class, or the mean."""
-    from tasks.metrics import compute_metrics, task_score
-
     if task.is_regression:
         return 0.0  # a correlation with a constant is undefined; the convention is 0
     logits = np.zeros((len(labels), task.num_labels), dtype=np.float32)
@@ -103,12 +105,6 @@ def learning_lines(board: dict, run: Path, margin: float = 5.0, system: str | No
     """Whether the trial row `(single)` (or the row named `system`, trained in `run`) learns: per task, its score
     (test where scored, else dev) against the constant prediction's on the same examples; the goal is `margin`
     points above."""
-    import json
-
-    from benchmark.records.final_predictions import read_test_file, test_prediction_path
-    from benchmark.records.store import run_trial_id
-    from benchmark.train.checkpoints import load_predictions
-    from tasks.spec import TaskSpec
 
     row = next(r for r in board["rows"] if r["kind"] == "single" and "trial_ids" in r and system in (None, r["system"]))
     lines = [

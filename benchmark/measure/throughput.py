@@ -20,29 +20,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmark.common.hardware import machine_description
+from benchmark.common.hardware import machine_description, resolve_precision
+from benchmark.common.quiet import quiet_libraries
 from benchmark.measure import write_report
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.modeling import embedded_model_path
+from tasks.glue import GLUE_TASKS
+from tasks.loading import resolve_glue_dir
 
 SYSTEMS = ("bench", "trainer", "trainer_grouped")
 
 
 def run_one(system: str, task_name: str, args) -> dict:
     """One system on one task, in this process."""
+    # Imported here for start-up speed (torch).
     import torch
 
-    from benchmark.common.quiet import quiet_libraries
+    # Imported here for start-up speed (torch).
     from benchmark.measure.parity import run_bench, run_hf_trainer
-    from benchmark.train.hyperparams import TrainingConfig
-    from benchmark.train.modeling import embedded_model_path
-    from tasks.glue import GLUE_TASKS
-    from tasks.loading import resolve_glue_dir
 
     quiet_libraries()
     torch.set_num_threads(args.threads)
@@ -93,8 +97,6 @@ def run_in_child(system: str, task: str, argv: list[str]) -> dict:
 
 def median_rows(runs: list[dict]) -> list[dict]:
     """One row per (task, system): the median of each figure over its repeats, and the throughput's range."""
-    import statistics
-
     rows = []
     for key in dict.fromkeys((r["task"], r["system"]) for r in runs):
         mine = [r for r in runs if (r["task"], r["system"]) == key]
@@ -108,6 +110,7 @@ def median_rows(runs: list[dict]) -> list[dict]:
 
 
 def summarize(rows: list[dict], command: str, args) -> str:
+    # Imported here for start-up speed (torch).
     import torch
 
     machine = machine_description()
@@ -174,12 +177,9 @@ def parse(argv):
     p.add_argument("--out", default="results/throughput")
     p.add_argument("--single", nargs=2, metavar=("SYSTEM", "TASK"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from benchmark.common.hardware import resolve_precision
 
     args.precision = resolve_precision(args.precision)  # both systems run what `auto` picks here
     if args.threads is None:
-        import os
-
         args.threads = len(os.sched_getaffinity(0))
     return args
 

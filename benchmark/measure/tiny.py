@@ -5,13 +5,14 @@ Both go through the same loading paths as any user's model and task files.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
+
+from benchmark.train.modeling import embedded_model_path, load_tokenizer, save_random_bert
 
 
 def make_tiny_bert(folder: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     """A random BERT small enough to train in a second."""
-    from benchmark.train.modeling import save_random_bert
-
     return save_random_bert(
         folder, hidden=hidden, layers=layers, heads=2, intermediate=2 * hidden, max_positions=128, seed=seed
     )
@@ -22,8 +23,6 @@ def write_easy_task(folder: Path, train: int = 128, dev: int = 64) -> dict:
 
     Schedulers need trials that differ for sure; on real GLUE slices a random tiny BERT is noise.
     """
-    import random
-
     rng = random.Random(0)
     filler = ["the", "film", "was", "plot", "acting", "really", "quite", "a", "story", "and"]
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,10 +51,9 @@ def make_tiny_model(folder: Path, family: str, seed: int = 0, hidden: int = 32, 
     """A random encoder of `family` (a transformers model type) with the embedded WordPiece tokenizer, saved
     like any Hugging Face model folder. Pair tasks give token type ids 0 and 1: families that use them get two
     types; RoBERTa's positions start after its padding index, hence two more of them."""
+    # Imported here for start-up speed (torch, transformers).
     import torch
     from transformers import AutoConfig, AutoModel
-
-    from benchmark.train.modeling import embedded_model_path, load_tokenizer
 
     tokenizer = load_tokenizer(embedded_model_path())
     common = dict(

@@ -17,6 +17,8 @@ from benchmark.common.hashing import canonical, fingerprint
 from benchmark.config.suite import Suite
 from benchmark.plan.points import check_expansion, grid_points, stage_two_points, stage_two_training_for, training_for
 from benchmark.plan.points import points as expand_points
+from benchmark.records.store import RunStore
+from tasks.augment import Augmentation
 
 SHORT_KEYS = {
     "learning_rate": "lr",
@@ -68,8 +70,6 @@ class TrialSpec:
 
 def data_key(model_name: str, task: str, training: dict) -> str:
     """Trials that share this key share one tokenised (and augmented) copy of the task."""
-    from tasks.augment import Augmentation
-
     augmentation = Augmentation.of(training)
     return f"{model_name}/{task}/{training['max_seq_length']}" + (
         f"/augment={canonical(augmentation.to_dict())}" if augmentation.enabled else ""
@@ -174,8 +174,6 @@ def make_stage_two_trial(suite: Suite, joint: TrialSpec, task: str, stage_two_po
     """Stage two: `task` alone, from the encoder and head the joint trial exported for it (a checkpoint folder in
     this run directory, at the joint trial's best epoch for that task). Its grid point is the joint trial's with
     stage two's own values added as `stage_two.<key>`, so tables choose among both stages' configurations."""
-    from benchmark.records.store import RunStore
-
     training = stage_two_training_for(suite.config, joint.point, stage_two_point).to_dict()
     point = {**joint.point, **{f"stage_two.{k}": v for k, v in stage_two_point.items()}}
     grid = {

@@ -10,10 +10,13 @@ import shutil
 from pathlib import Path
 from typing import TypedDict
 
+import yaml
+
 from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomic_write_text, staging_dir_for
 from benchmark.common.errors import InputError
 from benchmark.common.paths import check_name
 from benchmark.train.checkpoints import write_hashes
+from tasks.metrics import OBJECTIVE
 
 SUITE_FILE = "suite.yaml"
 DONE_STATUSES = ("finished", "stopped", "diverged")
@@ -86,13 +89,9 @@ class RunStore:
         return self.trial_dir(trial_id) / CHECKPOINT_DIR
 
     def write_suite(self, suite_dict: dict) -> None:
-        import yaml
-
         atomic_write_text(self.root / SUITE_FILE, yaml.safe_dump(suite_dict, sort_keys=False))
 
     def read_suite(self) -> dict:
-        import yaml
-
         path = self.root / SUITE_FILE
         if not path.is_file():
             raise InputError(str(self.root), "not a bench run directory (no suite.yaml)")
@@ -164,8 +163,6 @@ def trial_record(
     **extra,
 ) -> TrialRecord:
     """What the run directory keeps of one trial; `bench table` needs nothing else."""
-    from tasks.metrics import OBJECTIVE
-
     # The kept epoch: the best by the score that chose it (the selection half's, or the whole dev set's).
     best = max(epochs, key=lambda e: e.get("selection_score", e[OBJECTIVE])) if epochs else None
     last = epochs[-1] if epochs else {}

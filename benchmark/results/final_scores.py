@@ -15,15 +15,19 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.atomic import atomic_write_bytes
+from benchmark.common.paths import resolve_cache_dir
 from benchmark.records.final_predictions import TEST_DIR, ensemble_test_path, read_test_file, test_prediction_path
+from benchmark.results.leaderboard import build_leaderboard
 from benchmark.train.checkpoints import checkpoint_problem, prediction_bytes
+from ensembles.combine import mean_prob, vote
+from ensembles.rows import read_state
+from tasks.loading import load_split, resolve_glue_dir
+from tasks.metrics import compute_metrics, task_score
 from tasks.spec import TaskSpec
 
 
 def score_chosen_on_test(store, log=print) -> int:
     """Run every chosen checkpoint that has no test predictions yet on its task's test split; returns how many ran."""
-    from benchmark.results.leaderboard import build_leaderboard
-
     records = store.records()
     by_id = {r["trial_id"]: r for r in records}
     ran = 0
@@ -45,9 +49,8 @@ def score_chosen_on_test(store, log=print) -> int:
 def score_ensembles_on_test(store, log=print) -> int:
     """Each ensemble row (and its best-single row) on the test split of every task that has one: prediction
     ensembles combine their members' test logits with the weights chosen on validation; soups run once."""
+    # Imported here for start-up speed (torch).
     from benchmark.train.inference import predict_logits
-    from ensembles.combine import mean_prob, vote
-    from ensembles.rows import read_state
 
     state = read_state(store.root)
     if not state:
@@ -94,6 +97,7 @@ def score_ensembles_on_test(store, log=print) -> int:
 
 def _score_member(store, record: dict) -> bool:
     """Run one ensemble member that is no row's choice on test; False when its checkpoint is damaged."""
+    # Imported here for start-up speed (torch).
     from benchmark.train.inference import predict_logits
 
     folder = store.root / record["checkpoint"]
@@ -115,9 +119,6 @@ def _score_member(store, record: dict) -> bool:
 
 
 def _test_split(suite: dict, task: TaskSpec):
-    from benchmark.common.paths import resolve_cache_dir
-    from tasks.loading import load_split, resolve_glue_dir
-
     data = suite.get("data", {})
     return load_split(
         task,
@@ -140,8 +141,6 @@ def _save(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
 def with_test_metrics(records: list[dict], root: Path) -> list[dict]:
     """The records, each with `test_metrics` (0-1, keyed as its dev metrics) and `test_predictions` (the file, relative
     to `root`) where its test predictions exist."""
-    from tasks.metrics import compute_metrics
-
     out = []
     for record in records:
         path = test_prediction_path(root, record["trial_id"])
@@ -159,9 +158,6 @@ def with_test_metrics(records: list[dict], root: Path) -> list[dict]:
 def with_ensemble_test(rows: list[dict], root: Path, tasks: dict[str, TaskSpec]) -> list[dict]:
     """Ensemble rows, each with `test` (as trial rows have it; one replicate, no std; its files relative to `root`)
     where it was scored."""
-    from ensembles.rows import read_state
-    from tasks.metrics import compute_metrics, task_score
-
     state = read_state(root)
     out = []
     for row in rows:

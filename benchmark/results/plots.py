@@ -9,6 +9,7 @@ nothing depends on colour alone.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from collections import defaultdict
@@ -413,9 +414,11 @@ FIGURES = [epoch_curves, score_vs_compute, search_space, ensemble_gains, reliabi
 
 
 def _pyplot():
+    # Imported here for start-up speed (matplotlib).
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
+    # Imported here for start-up speed (matplotlib).
     import matplotlib.pyplot as plt
 
     plt.rcParams.update(
@@ -458,8 +461,6 @@ def _pareto(ax, xs, ys) -> None:
 
 
 def _point_label(point_key: str) -> str:
-    import json
-
     point = json.loads(point_key)
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items()) or "defaults"
 

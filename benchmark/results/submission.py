@@ -16,10 +16,13 @@ import numpy as np
 from benchmark.common.atomic import atomic_write_json, atomic_write_text
 from benchmark.common.errors import InputError
 from benchmark.common.hashing import canonical
-from benchmark.common.paths import check_name
+from benchmark.common.paths import check_name, resolve_cache_dir
+from benchmark.records.store import RunStore
+from benchmark.results.board import leaderboard_from_runs
 from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.inference import predict_logits
 from tasks.glue import GLUE_TASKS
+from tasks.loading import load_split, resolve_glue_dir
 from tasks.metrics import predictions_from_logits
 from tasks.spec import TaskSpec
 
@@ -93,11 +96,6 @@ def task_for_test(record: dict) -> TaskSpec:
 
 def write_submission(run_dir: Path, output: Path | None = None, system: str | None = None) -> tuple[Path, list[str]]:
     """Predict every task's test splits with its best checkpoint; returns the folder and the files written."""
-    from benchmark.common.paths import resolve_cache_dir
-    from benchmark.records.store import RunStore
-    from benchmark.results.board import leaderboard_from_runs
-    from tasks.loading import load_split, resolve_glue_dir
-
     run_dir = Path(run_dir)
     suite = RunStore(run_dir).read_suite()
     board, records = leaderboard_from_runs([run_dir], resamples=1)  # statistics are not needed here

@@ -854,6 +854,7 @@ def write_leaderboard(board: dict, folder: Path) -> None:
 
 
 def rich_table(board: dict):
+    # Imported here for start-up speed (rich).
     from rich.markup import escape
     from rich.table import Table as RichTable
 

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import ray
 from ray import tune
+from ray._raylet import PlacementGroupID
+from ray.util.placement_group import PlacementGroup
 
+import benchmark
+import ensembles
+import tasks
 from benchmark.common.errors import InputError
 
 # bench's trials need none of these, and each costs start-up time or processes: node loss is handled by Tune's
@@ -32,10 +37,6 @@ def connect(address: str | None) -> None:
     kwargs = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     os.environ.update(RAY_SETTINGS)  # a local cluster's processes inherit the driver's environment
     if address:
-        import benchmark
-        import ensembles
-        import tasks
-
         # The cluster's nodes may not have bench installed: ship its code with the job (the suite module,
         # which trials import, reads the ensemble section's schema from ensembles/).
         kwargs["runtime_env"] = {
@@ -105,9 +106,6 @@ class ReleaseStoppedTrials(tune.Callback):
 
 
 def _remove_placement_groups(ids) -> None:
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import PlacementGroup
-
     for hex_id in ids:
         group = PlacementGroup(PlacementGroupID(bytes.fromhex(hex_id)))
         try:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from concurrent.futures import Future
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
+from benchmark.common.atomic import atomic_write_json
 from benchmark.common.checks import checked_before, remember_checked
 from benchmark.common.errors import InputError
 from benchmark.common.hashing import fingerprint
@@ -18,6 +21,7 @@ from benchmark.records.lock import run_lock
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.final_scores import score_chosen_on_test, score_ensembles_on_test
+from benchmark.results.leaderboard import best_source_checkpoint
 from benchmark.results.tables import rich_table, write_leaderboard
 from benchmark.run.tracking import finish_tracking, open_tracker
 from benchmark.train.checkpoints import checkpoint_problem
@@ -25,7 +29,7 @@ from benchmark.train.curves import CURVES_DIR
 from benchmark.train.modeling import load_tokenizer
 from tasks.augment import Augmentation
 from tasks.encoding import TaskData, cached_task, encode_task, source_stamp
-from tasks.loading import data_files, load_split, resolve_glue_dir
+from tasks.loading import data_files, holdout_record, load_split, resolve_glue_dir
 
 SPLITS_FILE = "splits.json"
 TRUST_WARNING = (
@@ -56,9 +60,6 @@ def check_data(suite: Suite) -> None:
 
 def write_split_records(suite: Suite, store: RunStore) -> None:
     """splits.json: for each task that holds validation or test data out of its training file, which rows."""
-    from benchmark.common.atomic import atomic_write_json
-    from tasks.loading import holdout_record
-
     glue_dir = resolve_glue_dir(suite.config.data.glue_dir)
     records = {t.name: holdout_record(t, cache_dir(suite), glue_dir) for t in suite.tasks if t.holdout}
     if records:
@@ -100,6 +101,7 @@ def start_ray(address: str | None) -> Future:
 
     def start() -> None:
         try:
+            # Imported here for start-up speed (ray).
             from benchmark.run.cluster import connect
 
             connect(address)
@@ -151,8 +153,6 @@ def resumable_states(store: RunStore, pending: list[TrialSpec]) -> dict[str, str
 
 
 def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: list[TrialSpec]) -> None:
-    from rich.table import Table
-
     r = suite.config.resources
     table = Table(title=f"{suite.name}: {len(plan)} trials ({len(pending)} to run)")
     for col in ("trial", "model", "task", "grid point", "seed", "state"):
@@ -210,6 +210,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
     write_split_records(suite, store)
     tracker = open_tracker(suite.tracking, store.root, console.print)
     if pending:
+        # Imported here for start-up speed (ray).
         from benchmark.run.live import LiveDisplay
         from benchmark.run.mlflow_callback import tracking_callbacks
         from benchmark.run.tune import run_trials
@@ -250,12 +251,14 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
     # The trials' leaderboard is written first: an ensemble that fails cannot cost it.
     board = write_run_leaderboard(store)
     if suite.merge is not None:  # before the ensembles: merged checkpoints are candidates like any other
+        # Imported here for start-up speed (torch).
         from ensembles.merge import build_merges
 
         if build_merges(store, suite, suite.merge, log=console.print):
             score_chosen_on_test(store, log=console.print)
         board = write_run_leaderboard(store)
     if suite.ensemble.methods:
+        # Imported here for start-up speed (torch).
         from ensembles.build import build_ensembles
 
         build_ensembles(store, suite, suite.ensemble, log=console.print)
@@ -271,9 +274,6 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
 def chain_start(store: RunStore, trial: TrialSpec) -> TrialSpec:
     """A chain trial whose source is a task of this run, with the source's best checkpoint as its model (its
     model_path stays empty when the source left none); any other trial as it is."""
-    import dataclasses
-
-    from benchmark.results.leaderboard import best_source_checkpoint
 
     if trial.kind != "chain" or not trial.source_task:
         return trial

@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def _filesystem(storage: str):
+    # Imported here for start-up speed (pyarrow).
     import pyarrow.fs  # ray[tune] brings pyarrow; only URIs need it
 
     return pyarrow.fs.FileSystem.from_uri(storage)[0]
@@ -27,6 +28,7 @@ def upload(folder: Path, path: str, storage: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
         shutil.copytree(folder, path)
         return
+    # Imported here for start-up speed (pyarrow).
     import pyarrow.fs
 
     pyarrow.fs.copy_files(str(folder), _fs_path(path), destination_filesystem=_filesystem(storage))
@@ -37,6 +39,7 @@ def download(path: str, storage: str, folder: Path) -> None:
     if not _is_uri(storage):
         _copy_tree(Path(path), Path(folder))
         return
+    # Imported here for start-up speed (pyarrow).
     import pyarrow.fs
 
     Path(folder).mkdir(parents=True, exist_ok=True)

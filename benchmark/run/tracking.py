@@ -22,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from benchmark.config.tracking import TrackingSettings
+from benchmark.results.report import write_report
+from benchmark.train.curves import CURVE_KEY
 from tasks.metrics import OBJECTIVE
 
 PARAM_CHARS = 500  # a param's value is text; long lists are cut rather than refused by the server
@@ -34,7 +36,8 @@ class MlflowTracker:
         if (urlparse(settings.mlflow_uri).scheme or "file") == "file":
             # MLflow 3 keeps its file store in maintenance mode behind this switch; the suite asked for one.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        from mlflow.tracking import MlflowClient  # an optional extra: imported only when a suite tracks
+        # mlflow: an optional dependency, imported only where it is used.
+        from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=settings.mlflow_uri)
         found = self.client.get_experiment_by_name(settings.experiment)
@@ -59,6 +62,7 @@ class MlflowTracker:
 
     def trial_run(self, trial_id: str, params: dict) -> str:
         if trial_id not in self.trial_runs:
+            # mlflow: an optional dependency, imported only where it is used.
             from mlflow.entities import Param
 
             before = self._existing(trial_id)
@@ -79,6 +83,7 @@ class MlflowTracker:
 
     def log_report(self, run_id: str, report: dict) -> int:
         """One evaluation's report: its metrics and its curve points, each at its step once. Returns points logged."""
+        # mlflow: an optional dependency, imported only where it is used.
         from mlflow.entities import Metric
 
         metrics = [
@@ -111,8 +116,6 @@ class MlflowTracker:
 
 def report_points(report: dict) -> list[tuple[str, float, int]]:
     """(metric, value, step) of one evaluation's report, named as the TensorBoard curves name them."""
-    from benchmark.train.curves import CURVE_KEY
-
     step = report.get("optimizer_steps")
     if step is None:
         return []
@@ -174,8 +177,6 @@ def open_tracker(settings: TrackingSettings | None, run_dir: Path, log=print) ->
 
 def finish_tracking(tracker: MlflowTracker, run_dir: Path, log=print) -> None:
     """The leaderboard files and the report (written now) as the parent run's artifacts."""
-    from benchmark.results.report import write_report  # matplotlib: only for a run that tracks
-
     report = write_report([Path(run_dir)])
     tracker.finish([Path(run_dir) / f"leaderboard.{ext}" for ext in ("md", "csv", "json")] + [report])
     log(f"Tracking: leaderboard and report logged to MLflow run {tracker.parent}")

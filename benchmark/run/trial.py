@@ -22,13 +22,19 @@ from pathlib import Path
 from typing import Callable
 
 import ray
+import ray.train  # here, not at the top: a run whose trials have one worker never loads Ray Train
 from ray import tune
+from ray.train.torch import TorchTrainer
+from ray.util.queue import Empty, Queue
 
 from benchmark.common.errors import TrialDiverged
+from benchmark.common.quiet import quiet_libraries
 from benchmark.plan.trials import data_key
 from benchmark.run.recorder import CHECKPOINT_PATH_KEY
 from benchmark.run.storage import download, remove, upload
 from benchmark.train.checkpoints import STATE_DIR
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.mixing import Mixture
 from tasks.metrics import OBJECTIVE
 
 POINTER_FILE = "pointer.json"
@@ -95,9 +101,7 @@ def tune_trial(config: dict, data_refs: dict, options: TrialOptions, board=None)
 def run_trial(spec: dict, options: TrialOptions, data: dict, resume_from: str | None, resumed_trial: str,
               report: Callable, progress: Callable | None = None) -> None:  # fmt: skip
     """Train one trial (on every worker of it): restore its saved state if any, train, report each evaluation."""
-    from benchmark.common.quiet import quiet_libraries
-    from benchmark.train.hyperparams import TrainingConfig
-    from benchmark.train.mixing import Mixture
+    # Imported here for start-up speed (torch).
     from benchmark.train.multitask import train_multitask
     from benchmark.train.trainer import train
 
@@ -121,6 +125,7 @@ def run_trial(spec: dict, options: TrialOptions, data: dict, resume_from: str | 
             state = workdir / "resume" / STATE_DIR
             state = state if state.is_dir() else None  # a checkpoint without state: start over
         if state is not None:
+            # Imported here for start-up speed (torch).
             from benchmark.train.training_state import read_client_state  # imports torch: the driver need not
 
             step = read_client_state(state)["global_steps"]
@@ -210,10 +215,6 @@ def _run_on_ray_train(spec: dict, options: TrialOptions, refs: dict, resume_from
                       board) -> None:  # fmt: skip
     """Workers report to the Train controller, which hands each report (rank 0's) to this thread through a queue;
     the checkpoint Train persisted is the folder Tune's pointer names."""
-    import ray.train  # here, not at the top: see _relay_to_tune
-    from ray.train.torch import TorchTrainer
-    from ray.util.queue import Empty, Queue
-
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
     worker_resources = {"CPU": options.cpus, **({"GPU": options.gpus} if options.gpus else {})}
     trainer = TorchTrainer(
@@ -261,7 +262,6 @@ def _fit(trainer, errors: list) -> None:
 def _relay_to_tune(queue):
     """A Train callback that runs in the Train controller and hands each report (rank 0's metrics, the checkpoint's
     location) to the Tune trial."""
-    import ray.train  # here, not at the top: a run whose trials have one worker never loads Ray Train
 
     class RelayToTune(ray.train.UserCallback):
         def after_report(self, run_context, metrics, checkpoint):
@@ -272,8 +272,6 @@ def _relay_to_tune(queue):
 
 def _train_worker(config: dict) -> None:
     """Runs on each Ray Train worker."""
-    import ray.train  # see _relay_to_tune
-
     spec, options = config["spec"], config["options"]
     extra = {"node_id": ray.get_runtime_context().get_node_id()}
     group = ray.util.get_current_placement_group()

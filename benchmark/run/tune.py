@@ -14,6 +14,8 @@ from pathlib import Path
 
 import ray
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, PopulationBasedTraining
+from ray.tune.search.optuna import OptunaSearch
 
 from benchmark.config.search import MUTABLE_KEYS
 from benchmark.plan.trials import TrialSpec, data_key
@@ -182,8 +184,6 @@ def _namer(names: list[str]):
 
 def _optuna(search, spec: dict, store: RunStore):
     """Optuna TPE, warm-started with the finished trials of this study (from an earlier, interrupted run)."""
-    from ray.tune.search.optuna import OptunaSearch
-
     done = [
         r
         for r in store.finished().values()
@@ -192,6 +192,7 @@ def _optuna(search, spec: dict, store: RunStore):
         and "optuna" in r["grid_point"]
         and all(r["grid_point"].get(k) == spec["point"].get(k) for k in search.grid)
     ]
+    # optuna: an optional dependency, imported only where it is used.
     from optuna.samplers import TPESampler
 
     points = [{"sampled": {k: r["grid_point"][k] for k in search.space}} for r in done]
@@ -223,8 +224,6 @@ def _evaluations_per_trial(spec: dict, task_data: dict, options: TrialOptions) -
 
 
 def _scheduler(search, evaluations: int):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, PopulationBasedTraining
-
     s = search.scheduler
     if s.type == "asha":
         return ASHAScheduler(
@@ -298,8 +297,6 @@ class PollProgress(tune.Callback):
 
 def tune_distribution(spec: dict):
     """The Ray Tune object for one of our distributions (for Optuna and PBT's mutations)."""
-    from ray import tune
-
     ((kind, args),) = spec.items()
     return {"choice": tune.choice, "uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[
         kind

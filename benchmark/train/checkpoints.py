@@ -38,6 +38,7 @@ def prediction_bytes(
 ) -> bytes:
     """A prediction file (safetensors) as `read_prediction_file` reads it: each split's logits and labels; with
     `rows`, only those rows of each split, and their indices."""
+    # Imported here for start-up speed (safetensors).
     from safetensors.numpy import save
 
     tensors = {}
@@ -52,6 +53,7 @@ def prediction_bytes(
 
 def read_prediction_file(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """split -> {"logits", "labels", and "indices" when present}."""
+    # Imported here for start-up speed (safetensors).
     from safetensors.numpy import load_file
 
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -69,6 +71,7 @@ def load_predictions(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.
 
 def parameter_count(folder: Path) -> int:
     """Parameters of the saved model, read from the safetensors headers without loading the weights."""
+    # Imported here for start-up speed (safetensors).
     from safetensors import safe_open
 
     total = 0

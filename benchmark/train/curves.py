@@ -54,6 +54,7 @@ class CurveWriter:
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return
         if self._writer is None:
+            # Imported here for start-up speed (tensorboardX).
             from tensorboardX import SummaryWriter
 
             self.folder.mkdir(parents=True, exist_ok=True)

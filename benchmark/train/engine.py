@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from benchmark.train.hyperparams import TrainingConfig
 
@@ -21,8 +22,8 @@ STALE_BUILD_LOCK_S = 600  # longer than any op compile takes, even on a loaded 2
 
 def init_distributed() -> tuple[int, int]:
     """Join the process group (Ray Train has made one already), or make a one-process group. Returns (rank, world)."""
+    # Imported here for start-up speed (deepspeed).
     import deepspeed
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         clear_stale_build_locks(Path(os.environ["TORCH_EXTENSIONS_DIR"]))
@@ -76,6 +77,7 @@ def effective_zero_stage(stage: int, world_size: int) -> int:
 
 
 def initialize_engine(model: torch.nn.Module, optimizer, schedule, hp: TrainingConfig, world_size: int):
+    # Imported here for start-up speed (deepspeed).
     import deepspeed
 
     engine, _, _, _ = deepspeed.initialize(

@@ -106,6 +106,7 @@ def matching_modules(model, target: str) -> list[str]:
 
 def empty_classifier(path: str, trust_remote_code: bool = False):
     """The model's sequence classifier on the meta device: its modules and shapes, without weights or memory."""
+    # Imported here for start-up speed (torch, transformers).
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 

@@ -11,6 +11,7 @@ from benchmark.common.atomic import atomic_replace_dir
 from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.curves import CURVE_KEY, CURVES_DIR, CurveWriter
 from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.multitask import train_multitask
 from benchmark.train.trainer import TrialResult, train
 from tasks.encoding import TaskData
 
@@ -74,8 +75,6 @@ def run_local_multitask_trial(
 ):
     """Train tasks jointly; each task's export (at its own best epoch) lands in `output/<task>/checkpoint`, the
     curves in `output/tensorboard/multitask`."""
-    from benchmark.train.multitask import train_multitask
-
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-local-", dir=output))

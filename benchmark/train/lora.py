@@ -38,6 +38,7 @@ def is_lora_model(model) -> bool:
 
 def add_adapters(model, hp: TrainingConfig, model_path: str):
     """Wrap a sequence classifier in a peft model: adapters on the targets, the head trains in full."""
+    # Imported here for start-up speed (peft).
     from peft import LoraConfig, TaskType, get_peft_model
 
     layout = layout_of(model)
@@ -75,6 +76,7 @@ def adapter_parameter_names(model) -> set[str] | None:
 
 def merged_state_dict(model) -> dict:
     """The plain classifier's weights, adapters merged in, under the names the plain model gives them."""
+    # Imported here for start-up speed (peft).
     from peft.tuners.lora import LoraLayer
 
     inner = model.get_base_model()
@@ -99,6 +101,7 @@ def save_model(model, folder: Path) -> None:
     if not is_lora_model(model):
         model.save_pretrained(folder)  # safetensors: transformers writes no other format
         return
+    # Imported here for start-up speed (peft, safetensors).
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from benchmark.train.checkpoints import parameter_count
 from benchmark.train.families import FAMILIES, empty_classifier, layout_of
 from benchmark.train.modeling import ModelRef, load_tokenizer
 
@@ -21,8 +22,6 @@ def family_lines() -> list[str]:
 
 def model_lines(model: ModelRef, trust_remote_code: bool = False) -> list[str]:
     """What bench finds in one model (checked with `resolve_model` first)."""
-    from benchmark.train.checkpoints import parameter_count
-
     classifier = empty_classifier(model.path, trust_remote_code)
     layout = layout_of(classifier)
     family = (

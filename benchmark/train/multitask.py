@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from benchmark.train.batching import collate, global_batches, rank_micro_batches
+from benchmark.train.batching import global_batches
 from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
 from benchmark.train.evaluation import Best, RankSetup, compute_fields, evaluate_task, save_best, selection_half
@@ -35,7 +35,7 @@ from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.mixing import Mixture
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from benchmark.train.steps import loss_function, mean_over_ranks, stop_if_diverged
-from benchmark.train.trainer import Reporter, pad_multiple, start_trial, step_progress
+from benchmark.train.trainer import Reporter, optimizer_step, pad_multiple, start_trial, step_progress
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE
 
@@ -123,16 +123,13 @@ def train_step(
     """One optimizer step on one task's global batch (this rank's micro-batches of it); the other heads rest.
     Returns the micro-batches' (unweighted) losses."""
     rest_other_heads(optimizer, head)
-    losses = []
-    for micro in rank_micro_batches(batch, split.lengths, setup.rank, setup.world, accumulation):
-        inputs = {k: v.to(setup.device) for k, v in collate(split, micro, setup.pad_id, setup.pad_multiple).items()}
-        labels = torch.from_numpy(split.labels[micro]).to(setup.device)
+
+    def objective(inputs: dict, labels: torch.Tensor):
         loss = loss_fn(engine(task=task, **inputs), labels)
         others = _zero_weighted(engine.module, head)
-        engine.backward(weight * loss + (others if others is not None else 0.0))
-        engine.step()  # steps the optimizer and schedule at the accumulation boundary, after clipping
-        losses.append(loss.item())
-    return losses
+        return loss, weight * loss + (others if others is not None else 0.0)
+
+    return optimizer_step(engine, split, batch, setup, accumulation, objective)
 
 
 class BatchStream:
@@ -274,7 +271,10 @@ def epoch_end(
 ) -> dict:
     """Every task's dev sets, each task's export where its own selection score improved, the report; the row.
     `window`: (samples, seconds) of the epoch's training."""
-    tasks, device = joint.mixture.tasks, joint.setup.device
+    tasks, device, rank = joint.mixture.tasks, joint.setup.device, joint.setup.rank
+    folder = joint.workdir / f"step-{engine.global_steps}"
+    if rank == 0:  # a retry's leftovers go before the evaluation's collectives, as in the single-task loop
+        shutil.rmtree(folder, ignore_errors=True)
     engine.eval()
     evaluations = {}
     for t in tasks:
@@ -307,9 +307,7 @@ def epoch_end(
     }
     is_best = counts.best.update(row["selection_score"], epoch)
     improved = [t for t in tasks if counts.task_best[t].update(evaluations[t].selection_score, epoch)]
-    folder, rank = joint.workdir / f"step-{engine.global_steps}", joint.setup.rank
     if improved and rank == 0:
-        shutil.rmtree(folder, ignore_errors=True)
         for t in improved:
             # A task's export: the shared encoder and its head, as it stands at that task's best epoch.
             meta = {**joint.checkpoint_meta, "selection_seed": joint.selection_seed if joint.halves[t] else None}

@@ -6,6 +6,7 @@ import math
 import resource
 
 import torch
+import torch.distributed as dist
 
 from benchmark.common.errors import TrialDiverged
 
@@ -21,7 +22,6 @@ def all_gather(obj, world: int) -> list:
     """Every rank's `obj`, in rank order."""
     if world == 1:
         return [obj]
-    import torch.distributed as dist
 
     gathered = [None] * world
     dist.all_gather_object(gathered, obj)
@@ -30,8 +30,6 @@ def all_gather(obj, world: int) -> list:
 
 def sum_over_ranks(value: float, device: torch.device) -> float:
     """`value` summed over the ranks of the process group (itself with one rank)."""
-    import torch.distributed as dist
-
     if not (dist.is_initialized() and dist.get_world_size() > 1):
         return value
     total = torch.tensor([value], dtype=torch.float64, device=device)

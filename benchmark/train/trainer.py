@@ -118,7 +118,9 @@ def train(
         window_start, window_samples, losses = time.perf_counter(), 0, []
         curve, logged = [], 0  # the points since the last report; `losses[logged:]` are not in a point yet
         for b in range(progress.batch if epoch == progress.epoch else 0, len(batches)):
-            step_losses = optimizer_step(engine, data.train, batches[b], loss_fn, setup, hp.gradient_accumulation_steps)
+            step_losses = optimizer_step(
+                engine, data.train, batches[b], setup, hp.gradient_accumulation_steps, task_objective(engine, loss_fn)
+            )
             losses += step_losses
             stop_if_diverged(step_losses, setup.device, f"optimizer step {engine.global_steps} (epoch {epoch + 1})")
             window_samples += len(batches[b])
@@ -230,18 +232,29 @@ def restored_progress(resume_from: Path | None, reset_best: bool) -> Progress:
     return progress
 
 
-def optimizer_step(engine, split: EncodedSplit, batch: np.ndarray, loss_fn, setup: RankSetup, accumulation: int):
-    """One optimizer step on this rank's micro-batches of the global `batch`; their losses. Clipping, the optimizer
-    and the schedule step inside the engine, at the accumulation boundary."""
+def optimizer_step(engine, split: EncodedSplit, batch: np.ndarray, setup: RankSetup, accumulation: int, objective):
+    """One optimizer step on this rank's micro-batches of the global `batch`; their losses. `objective(inputs,
+    labels)` gives a micro-batch's loss and the term to back-propagate (the loss itself, in a single-task trial).
+    Clipping, the optimizer and the schedule step inside the engine, at the accumulation boundary."""
     losses = []
     for micro in rank_micro_batches(batch, split.lengths, setup.rank, setup.world, accumulation):
-        inputs = collate(split, micro, setup.pad_id, setup.pad_multiple)
+        inputs = {k: v.to(setup.device) for k, v in collate(split, micro, setup.pad_id, setup.pad_multiple).items()}
         labels = torch.from_numpy(split.labels[micro]).to(setup.device)
-        loss = loss_fn(engine(**{k: v.to(setup.device) for k, v in inputs.items()}).logits, labels)
-        engine.backward(loss)
+        loss, term = objective(inputs, labels)
+        engine.backward(term)
         engine.step()
         losses.append(loss.item())
     return losses
+
+
+def task_objective(engine, loss_fn):
+    """A single-task trial's objective for `optimizer_step`: the task's loss."""
+
+    def objective(inputs: dict, labels: torch.Tensor):
+        loss = loss_fn(engine(**inputs).logits, labels)
+        return loss, loss
+
+    return objective
 
 
 def curve_point(engine, schedule, losses: list[float], device) -> dict:
@@ -280,6 +293,7 @@ def _rebuild_engine(
     """A new engine over a new trainable set: ZeRO partitions the optimizer's parameters when an engine is built.
     The fp32 master weights, the step counters, the schedule's step and the loss scale carry over; Adam's
     moments start again from zero, as in a fresh optimizer."""
+    # Imported here for start-up speed (deepspeed).
     from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
 
     masters = {n: safe_get_full_fp32_param(p) for n, p in model.named_parameters() if p.requires_grad}
@@ -300,6 +314,7 @@ def _rebuild_engine(
 def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[TrainingConfig, int, int]:
     """What every trial does first, single- or multi-task: join the process group, check the batch splits
     across it, resolve `precision: auto` for this device, and seed everything. Returns (hp, rank, world size)."""
+    # Imported here for start-up speed (transformers).
     from transformers import set_seed
 
     rank, world = init_distributed()

@@ -34,6 +34,7 @@ def save_training_state(
     engine, schedule, folder: Path, rank: int, world_size: int, zero_stage: int, client: dict
 ) -> None:
     """Every rank writes its own optimizer partition; rank 0 also writes the module and the loop's progress."""
+    # Imported here for start-up speed (safetensors).
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,6 +80,7 @@ def load_training_state(engine, schedule, folder: Path, rank: int, world_size: i
     Learning rates are recomputed from the schedule at the restored step, so a state restored under new
     hyperparameters (PBT's explore) continues with the new ones.
     """
+    # Imported here for start-up speed (safetensors).
     from safetensors.torch import load_file
 
     folder = Path(folder)

@@ -45,6 +45,7 @@ OBJECTIVE_MODE = "max"
 
 @functools.lru_cache(maxsize=None)
 def _module(config: str):
+    # Imported here for start-up speed (evaluate).
     import evaluate
 
     return evaluate.load(MODULE_PATH, config, keep_in_memory=True)

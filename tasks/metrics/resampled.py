@@ -51,6 +51,7 @@ def pearson(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def spearmanr(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    # Imported here for start-up speed (scipy).
     # Spearman = Pearson of the ranks (ties get their average rank), ranked within each resample.
     from scipy.stats import rankdata  # scipy.stats costs 0.7 s to import; `bench --help` must not pay it
 
