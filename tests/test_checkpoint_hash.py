@@ -94,7 +94,7 @@ def test_predict_passes_over_a_damaged_best_checkpoint(tmp_path, capsys, monkeyp
         "rows": [{"system": "m (single)", "kind": "single", "model": "m", "config": {"rte": {"learning_rate": 1e-4}}}]
     }
     monkeypatch.setattr(
-        benchmark.results.board, "leaderboard_from_runs", lambda dirs, resamples: (board, store.records())
+        benchmark.results.submission, "leaderboard_from_runs", lambda dirs, resamples: (board, store.records())
     )
     used = []
 

@@ -91,7 +91,9 @@ def test_predict_refuses_a_test_file_name_outside_the_folder(tmp_path, monkeypat
         "training": {"max_seq_length": 32, "eval_batch_size": 8},
     }
     board = {"rows": [{"system": "m (single)", "kind": "single", "model": "m", "config": {"rte": {}}}]}
-    monkeypatch.setattr(benchmark.results.board, "leaderboard_from_runs", lambda dirs, resamples: (board, [record]))
+    monkeypatch.setattr(
+        benchmark.results.submission, "leaderboard_from_runs", lambda dirs, resamples: (board, [record])
+    )
     monkeypatch.setattr(benchmark.results.submission, "checkpoint_problem", lambda folder: None)
     monkeypatch.setattr(benchmark.results.submission, "predict_logits", lambda *a: np.zeros((3, 2)))
     with pytest.raises(InputError, match="test file name '../../evil'"):
