@@ -156,6 +156,19 @@ def _module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]
     return out
 
 
+# Extras a user may not have installed (pyproject's optional dependencies): an import that reaches one defers it.
+OPTIONAL = ("optuna", "nltk", "mlflow")
+
+
+def third_party(name: str) -> str | None:
+    """What importing `name` loads, if it is not the standard library: its package, or for Ray its subpackage
+    (Ray Tune and Ray Train each cost seconds beside Ray's core), or the optional extra it reaches."""
+    parts = name.split(".")
+    if parts[0] in sys.stdlib_module_names:
+        return None
+    return next((p for p in parts if p in OPTIONAL), ".".join(parts[:2]) if parts[0] == "ray" else parts[0])
+
+
 def third_party_loaded() -> dict[str, set[str]]:
     """For each project module, the third-party packages that importing it loads (its parents' too)."""
     mods = modules()
@@ -168,8 +181,8 @@ def third_party_loaded() -> dict[str, set[str]]:
                 own = _project_module(name, known)
                 if own:
                     direct[m].add(own)
-                elif name.split(".")[0] not in sys.stdlib_module_names:
-                    third[m].add(name.split(".")[0])
+                elif third_party(name):
+                    third[m].add(third_party(name))
         parent = m.rpartition(".")[0]
         if parent:
             direct[m].add(parent)
@@ -227,8 +240,8 @@ def deferred_import_problems() -> list[str]:
                 own = _project_module(name, known)
                 if own:
                     brings |= loaded[own]
-                elif name.split(".")[0] not in sys.stdlib_module_names:
-                    brings.add(name.split(".")[0])
+                elif third_party(name):
+                    brings.add(third_party(name))
             new = brings - loaded[m]
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
             if not new:
@@ -243,4 +256,6 @@ def test_imports_inside_functions_are_only_for_start_up_speed():
     in a comment: no cycles hidden that way (the graph above counts them), no stray lazy imports."""
     loaded = third_party_loaded()
     assert "torch" in loaded["benchmark.train.trainer"] and "torch" not in loaded["benchmark.config.suite"]
+    assert "ray.tune" in loaded["benchmark.run.trial"] and "ray.train" not in loaded["benchmark.run.trial"]
+    assert third_party("ray.tune.search.optuna") == "optuna" and third_party("json") is None
     assert deferred_import_problems() == []

@@ -22,10 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import ray
-import ray.train  # here, not at the top: a run whose trials have one worker never loads Ray Train
 from ray import tune
-from ray.train.torch import TorchTrainer
-from ray.util.queue import Empty, Queue
 
 from benchmark.common.errors import TrialDiverged
 from benchmark.common.quiet import quiet_libraries
@@ -215,6 +212,11 @@ def _run_on_ray_train(spec: dict, options: TrialOptions, refs: dict, resume_from
                       board) -> None:  # fmt: skip
     """Workers report to the Train controller, which hands each report (rank 0's) to this thread through a queue;
     the checkpoint Train persisted is the folder Tune's pointer names."""
+    # Imported here for start-up speed (ray.train, torch): a run whose trials have one worker never loads Ray Train.
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.util.queue import Empty, Queue
+
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
     worker_resources = {"CPU": options.cpus, **({"GPU": options.gpus} if options.gpus else {})}
     trainer = TorchTrainer(
@@ -262,6 +264,8 @@ def _fit(trainer, errors: list) -> None:
 def _relay_to_tune(queue):
     """A Train callback that runs in the Train controller and hands each report (rank 0's metrics, the checkpoint's
     location) to the Tune trial."""
+    # Imported here for start-up speed (ray.train), as in _run_on_ray_train.
+    import ray.train
 
     class RelayToTune(ray.train.UserCallback):
         def after_report(self, run_context, metrics, checkpoint):
@@ -272,6 +276,9 @@ def _relay_to_tune(queue):
 
 def _train_worker(config: dict) -> None:
     """Runs on each Ray Train worker."""
+    # Imported here for start-up speed (ray.train), as in _run_on_ray_train.
+    import ray.train
+
     spec, options = config["spec"], config["options"]
     extra = {"node_id": ray.get_runtime_context().get_node_id()}
     group = ray.util.get_current_placement_group()

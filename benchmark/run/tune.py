@@ -14,8 +14,8 @@ from pathlib import Path
 
 import ray
 from ray import tune
+from ray.air._internal import usage as air_usage
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, PopulationBasedTraining
-from ray.tune.search.optuna import OptunaSearch
 
 from benchmark.config.search import MUTABLE_KEYS
 from benchmark.plan.trials import TrialSpec, data_key
@@ -44,6 +44,10 @@ def run_trials(
     # Tune's Ctrl-C handler ends the study quietly and lets bench go on to the next one and the leaderboard;
     # bench stops instead (the CLI's KeyboardInterrupt): finished trials are kept, the rest resume next time.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    # Tune's own CSV, JSON and TensorBoard logs of every result: bench keeps its records and curves itself, and
+    # Tune's TensorBoard logger imports torch into the driver (2.5 s of start-up).
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    _skip_callback_census()
     resources, search = suite.config.resources, suite.config.search
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     max_concurrent = concurrency(resources, ray.cluster_resources(), nodes)
@@ -88,6 +92,14 @@ def run_trials(
     if "://" not in storage:  # every kept checkpoint now lives in the run directory
         for folder in Path(storage).glob("train-*"):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _skip_callback_census() -> None:
+    """Tune counts the callbacks it is given for Ray's usage statistics, which bench turns off
+    (`cluster.RAY_SETTINGS`); counting imports the MLflow, W&B and Comet integrations to compare classes, 2 s of
+    start-up where mlflow is installed. With statistics off the count is never sent, so bench skips it."""
+    if os.environ.get("RAY_USAGE_STATS_ENABLED") == "0" and hasattr(air_usage, "tag_callbacks"):
+        air_usage.tag_callbacks = lambda callbacks: False
 
 
 def _studies(suite, trials: list[TrialSpec]) -> list[list[TrialSpec]]:
@@ -184,6 +196,9 @@ def _namer(names: list[str]):
 
 def _optuna(search, spec: dict, store: RunStore):
     """Optuna TPE, warm-started with the finished trials of this study (from an earlier, interrupted run)."""
+    # optuna: an optional dependency, imported only where it is used (Ray's searcher imports it).
+    from ray.tune.search.optuna import OptunaSearch
+
     done = [
         r
         for r in store.finished().values()
