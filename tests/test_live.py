@@ -76,3 +76,27 @@ def test_in_epoch_progress_off_a_terminal_is_one_line_at_most_once_a_minute(monk
     clock[0] += 31
     display.progress_update({"rte_seed=1": {**info, "step": 80}})
     assert out.getvalue().splitlines()[-1].split("] ")[1].startswith("progress rte_seed=1 epoch 1/2 step 80/120")
+
+
+def test_the_driver_polls_the_progress_board_without_waiting_on_it():
+    """Tune's loop calls on_step_begin many times a second: a read in flight is checked, never waited on, and
+    what it brings reaches the display."""
+    import ray
+
+    from benchmark.run.trial import ProgressBoard
+    from benchmark.run.tune import PollProgress
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        board, seen = ProgressBoard.remote(), []
+        poll = PollProgress(board, [SimpleNamespace(progress_update=seen.append)])
+        ray.get(board.update.remote("rte_seed=1", {"step": 3}))
+        poll.on_step_begin(0, [])  # sends the first read
+        assert poll.pending is not None and seen == []
+        ray.wait([poll.pending])
+        poll.on_step_begin(1, [])  # the read is back: the display gets it
+        assert poll.pending is None and seen[0]["rte_seed=1"]["step"] == 3
+        poll.on_step_begin(2, [])  # within the poll interval: no new read
+        assert poll.pending is None and len(seen) == 1
+    finally:
+        ray.shutdown()

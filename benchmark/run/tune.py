@@ -293,18 +293,25 @@ def _end(trial) -> TrialEnd:
 
 
 class PollProgress(tune.Callback):
-    """Reads the running trials' in-epoch progress from the board every few seconds, for the live display."""
+    """Reads the running trials' in-epoch progress from the board every few seconds, for the live display. It never
+    waits on the board: Tune's loop runs on while a read is in flight (the first waits for the board's actor)."""
 
     def __init__(self, board, displays: list):
-        self.board, self.displays, self.last = board, displays, 0.0
+        self.board, self.displays, self.last, self.pending = board, displays, 0.0, None
 
     def on_step_begin(self, iteration, trials, **info):
-        if not self.displays or time.monotonic() - self.last < PROGRESS_POLL_S:
+        if not self.displays:
             return
-        self.last = time.monotonic()
+        if self.pending is None:
+            if time.monotonic() - self.last >= PROGRESS_POLL_S:
+                self.pending, self.last = self.board.read.remote(), time.monotonic()
+            return
+        if not ray.wait([self.pending], timeout=0)[0]:
+            return
+        read, self.pending = self.pending, None
         try:
-            latest = ray.get(self.board.read.remote(), timeout=5)
-        except Exception:  # progress is a nicety: a slow or lost board never stops the run
+            latest = ray.get(read)
+        except Exception:  # progress is a nicety: a lost board never stops the run
             return
         for display in self.displays:
             display.progress_update(latest)
