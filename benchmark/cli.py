@@ -11,13 +11,9 @@ from pathlib import Path
 from benchmark.common.errors import InputError
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.ensemble import METHODS, EnsembleConfig, check_ensemble
-from benchmark.results.bootstrap import LEVEL, LEVELS, RESAMPLES
-from benchmark.train.model_info import family_lines, model_lines
 from benchmark.train.modeling import load_tokenizer, resolve_model
 from tasks.augment import Augmentation
-from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
-from tasks.loading import resolve_glue_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,7 +161,8 @@ def _other_commands(sub) -> None:
 
 
 def _statistics_options(parser) -> None:
-    # Imported here for start-up speed (yaml).
+    # Imported here for start-up speed (numpy, yaml).
+    from benchmark.results.bootstrap import LEVEL, LEVELS, RESAMPLES
     from benchmark.results.statistics import CORRECTION, CORRECTIONS
 
     parser.add_argument(
@@ -236,7 +233,7 @@ def _exit_now(*_) -> None:
 
 
 def _run(args) -> int:
-    # Imported here for start-up speed (rich, yaml).
+    # Imported here for start-up speed (numpy, rich, yaml).
     from benchmark.config.suite import load_suite
     from benchmark.run.runner import run_suite
 
@@ -249,7 +246,7 @@ def _run(args) -> int:
 
 
 def _validate(args) -> int:
-    # Imported here for start-up speed (rich, yaml).
+    # Imported here for start-up speed (numpy, rich, yaml).
     from benchmark.config.suite import load_suite
     from benchmark.plan.points import grid_points
     from benchmark.plan.trials import make_plan
@@ -273,7 +270,7 @@ def _validate(args) -> int:
 
 
 def _table(args) -> int:
-    # Imported here for start-up speed (yaml).
+    # Imported here for start-up speed (numpy, yaml).
     from benchmark.results.board import leaderboard_from_runs
     from benchmark.results.tables import FORMATTERS
 
@@ -285,7 +282,7 @@ def _table(args) -> int:
 
 
 def _report(args) -> int:
-    # Imported here for start-up speed (yaml).
+    # Imported here for start-up speed (numpy, yaml).
     from benchmark.results.report import write_report
 
     path = write_report(
@@ -302,7 +299,7 @@ def _report(args) -> int:
 
 def _predict(args) -> int:
 
-    # Imported here for start-up speed (torch, yaml).
+    # Imported here for start-up speed (numpy, torch, yaml).
     from benchmark.results.submission import missing_for_glue, write_submission
 
     quiet_libraries()
@@ -319,7 +316,7 @@ def _predict(args) -> int:
 
 def _ensemble(args) -> int:
 
-    # Imported here for start-up speed (rich, torch, yaml).
+    # Imported here for start-up speed (numpy, rich, torch, yaml).
     from benchmark.config.suite import load_suite
     from benchmark.records.lock import run_lock
     from benchmark.records.store import SUITE_FILE, RunStore
@@ -351,7 +348,7 @@ def _ensemble(args) -> int:
 
 def _trial(args) -> int:
 
-    # Imported here for start-up speed (torch, yaml).
+    # Imported here for start-up speed (numpy, torch, yaml).
     from benchmark.config.suite import load_suite
     from benchmark.plan.trials import selection_seed
     from benchmark.train.local import run_local_trial
@@ -373,7 +370,7 @@ def _trial(args) -> int:
     tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
     seed = args.seed if args.seed is not None else suite.config.search.seeds[0]
     if suite.config.trust_remote_code:
-        # Imported here for start-up speed (rich, yaml).
+        # Imported here for start-up speed (numpy, rich, yaml).
         from benchmark.run.runner import TRUST_WARNING
 
         print(TRUST_WARNING, file=sys.stderr)
@@ -398,7 +395,7 @@ def _trial(args) -> int:
 
 def _joint_trial(args, suite, tokenizer, seed: int) -> int:
     """`bench trial --task multitask`: the suite's joint trial, without Ray."""
-    # Imported here for start-up speed (torch, yaml).
+    # Imported here for start-up speed (numpy, torch, yaml).
     from benchmark.plan.trials import selection_seed
     from benchmark.train.local import run_local_multitask_trial
 
@@ -422,8 +419,10 @@ def _joint_trial(args, suite, tokenizer, seed: int) -> int:
 
 def _encoded(suite, tokenizer, task: str):
     """One task of the suite tokenised as its trials see it (from the cache when done before)."""
-    # Imported here for start-up speed (yaml).
+    # Imported here for start-up speed (numpy, yaml).
     from benchmark.config.suite import cache_dir
+    from tasks.encoding import encode_task
+    from tasks.loading import resolve_glue_dir
 
     data, hp = suite.config.data, suite.config.training
     return encode_task(
@@ -447,6 +446,9 @@ def _tasks(args) -> int:
 
 
 def _models(args) -> int:
+    # Imported here for start-up speed (numpy).
+    from benchmark.train.model_info import family_lines, model_lines
+
     quiet_libraries()
     if not args.folders:
         print("\n".join(family_lines()))
