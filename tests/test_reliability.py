@@ -79,6 +79,21 @@ def test_many_trials_ending_in_one_step_are_each_recorded_once(tiny_model, tmp_p
     assert pending_trials(store, plan) == []
 
 
+def test_a_report_without_a_state_keeps_the_last_state_to_resume_from(tiny_model, tmp_path):
+    """A trial's last evaluation reports its checkpoint without a training state (only PBT needs one): an
+    interrupted run resumes that trial from the state before, not from a folder that holds none."""
+    recorder, store, plan = recorder_for(tmp_path, tiny_model, seeds=1)
+    trial = TuneTrial(plan[0])
+    recorder.result(
+        trial.name, trial.training, {**result(1, 50.0), CHECKPOINT_PATH_KEY: "s/step-2", "state_saved": True}
+    )
+    assert store.read_progress(trial.name)["state"] == "s/step-2"
+    recorder.result(
+        trial.name, trial.training, {**result(2, 40.0), CHECKPOINT_PATH_KEY: "s/step-4", "state_saved": False}
+    )
+    assert store.read_progress(trial.name)["state"] == "s/step-2"
+
+
 def test_records_written_from_many_threads_at_once_are_complete_and_single(tmp_path):
     store = RunStore(tmp_path)
     barrier = threading.Barrier(16)

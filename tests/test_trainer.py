@@ -147,6 +147,22 @@ def test_a_saved_state_continues_exactly_where_it_stopped(tiny_model, rte, tmp_p
     assert [m["epoch"] for m in resumed] == [2, 3]  # only the remaining epochs ran
 
 
+@pytest.mark.parametrize("final_state", [False, True])
+def test_the_last_evaluation_saves_no_state_unless_asked(tiny_model, rte, tmp_path, final_state):
+    """A finished trial's state serves only PBT (`final_state`): without it the last evaluation point writes its
+    checkpoint alone, and says so, so the driver keeps the earlier state as the one to resume from."""
+    from benchmark.train.trainer import STATE_DIR, train
+
+    seen = []
+
+    def report(metrics, folder):
+        seen.append((metrics["state_saved"], folder is not None and (folder / STATE_DIR).is_dir()))
+
+    hp = TrainingConfig(**{**FAST, "epochs": 2})
+    train(hp, str(tiny_model), 5, rte, tmp_path, report, save_state=True, final_state=final_state)
+    assert seen == [(True, True), (final_state, final_state)]
+
+
 def test_eval_every_n_steps_reports_mid_epoch(tiny_model, rte, tmp_path):
     from benchmark.train.trainer import train
 

@@ -98,7 +98,7 @@ class TrialRecorder:
                 state["best"] = chose
             except OSError as e:  # a full or failing disk: the old checkpoint stays; the trial is recorded failed
                 state["write_error"] = f"cannot write its checkpoint: {e}"
-        if path:
+        if path and result.get("state_saved", True):  # a trial's last report may carry its best checkpoint only
             state["state"] = path
         self._save_progress(name, state, state["state"], state["exploits"])
 

@@ -57,6 +57,7 @@ class TrialOptions:
     # on: PBT keeps every state until its study ends. Otherwise the last two (one may still be being copied).
     states_to_keep: int | None = 2
     log_every_steps: int = 10
+    final_state: bool = False  # the state at a trial's last evaluation point: only PBT copies a finished trial
 
 
 def trial_resources(options: TrialOptions) -> dict:
@@ -131,8 +132,9 @@ def run_trial(spec: dict, options: TrialOptions, data: dict, resume_from: str | 
             TrainingConfig(**spec["training"]), spec["model_path"], spec["seed"], data[spec["task"]], workdir,
             lambda m, folder: report({**m, **restored}, folder), trust_remote_code=options.trust_remote_code,
             meta=meta, threads=threads, eval_every_steps=options.eval_every_steps, save_state=options.save_state,
-            resume_from=state, log_every_steps=options.log_every_steps, on_step=progress,
-            reset_best=state is not None and resumed_trial != spec["trial_id"], new_head=spec["kind"] == "chain",
+            final_state=options.final_state, resume_from=state, log_every_steps=options.log_every_steps,
+            on_step=progress, reset_best=state is not None and resumed_trial != spec["trial_id"],
+            new_head=spec["kind"] == "chain",
             selection_seed=spec.get("selection_seed"),
         )  # fmt: skip
     except TrialDiverged as e:  # raised on every rank at the same step: a result, not a crash to retry

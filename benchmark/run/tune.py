@@ -63,6 +63,7 @@ def run_trials(
         search.max_failures,
         states_to_keep=None if search.scheduler.type == "pbt" else 2,
         log_every_steps=search.log_every_steps,
+        final_state=search.scheduler.type == "pbt",
     )
     refs = {key: ray.put(data) for key, data in task_data.items()}
     recorder = TrialRecorder(

@@ -81,6 +81,7 @@ def train(
     threads: int | None = None,
     eval_every_steps: int | None = None,
     save_state: bool = False,
+    final_state: bool = True,
     resume_from: Path | None = None,
     reset_best: bool = False,
     log_every_steps: int = 10,
@@ -93,7 +94,9 @@ def train(
     each evaluation; each report carries the points since the last one (benchmark/train/curves.py). `new_head`:
     `model_path` is a checkpoint of another task (intermediate-task transfer): its encoder, with a new head.
     `on_step(info)`: told after every optimizer step where the epoch stands (`step_progress`).
-    `selection_seed`: the kept epoch is the best on that split-half protocol's selection half (`selection_half`)."""
+    `selection_seed`: the kept epoch is the best on that split-half protocol's selection half (`selection_half`).
+    `save_state`: the full training state at every evaluation point; with `final_state` False, not at the last one
+    (nothing continues a finished trial but a PBT exploit, and writing it costs seconds)."""
     started = time.perf_counter()
     hp, rank, world = start_trial(hp, seed, threads)  # hp.precision: `auto` resolved for this device
     tokenizer, model, engine, schedule, trainable, total_steps, progress = _prepare(
@@ -105,7 +108,7 @@ def train(
         **(meta or {}), "model_path": model_path, "seed": seed, "training": hp.to_dict(),
         "selection_seed": selection_seed if half else None,  # what chooses the kept epoch
     }  # fmt: skip
-    trial = _Trial(hp, data, half, setup, tokenizer, workdir, report, checkpoint_meta, save_state)
+    trial = _Trial(hp, data, half, setup, tokenizer, workdir, report, checkpoint_meta, save_state, final_state)
     loss_fn, resumed_at_end = loss_function(data.task.is_regression), progress.epoch >= hp.epochs
     micro_parts = world * hp.gradient_accumulation_steps
 
@@ -163,6 +166,7 @@ class _Trial:
     report: Reporter
     checkpoint_meta: dict  # model path, seed, settings, what chooses the epoch
     save_state: bool
+    final_state: bool  # the state at the trial's last evaluation point too
 
 
 def _prepare(hp, model_path, seed, data, rank, world, trust_remote_code, new_head, resume_from, reset_best):
@@ -213,11 +217,13 @@ def evaluation_point(
     if wrote:
         meta = trial.checkpoint_meta
         save_best(folder / BEST_DIR, engine.module, trial.tokenizer, evaluation, trial.data.task, meta, epoch)
-    if trial.save_state:
+    saving = trial.save_state and (trial.final_state or progress.epoch < hp.epochs)
+    if saving:
         state = dataclasses.asdict(progress)
         save_training_state(engine, schedule, folder / STATE_DIR, setup.rank, setup.world, hp.zero_stage, state)
         wrote = True
-    trial.report({**row, **progress.best.fields(is_best), CURVE_KEY: encode_curve(curve)}, folder if wrote else None)
+    fields = {**row, **progress.best.fields(is_best), CURVE_KEY: encode_curve(curve), "state_saved": saving}
+    trial.report(fields, folder if wrote else None)
 
 
 def restored_progress(resume_from: Path | None, reset_best: bool) -> Progress:
