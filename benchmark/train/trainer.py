@@ -89,14 +89,11 @@ def train(
     on_step: Callable[[dict], None] | None = None,
     selection_seed: int | None = None,
 ) -> TrialResult:
-    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh from here on.
-    `log_every_steps`: a point of the training curve (loss, learning rate) every so many optimizer steps and at
-    each evaluation; each report carries the points since the last one (benchmark/train/curves.py). `new_head`:
-    `model_path` is a checkpoint of another task (intermediate-task transfer): its encoder, with a new head.
-    `on_step(info)`: told after every optimizer step where the epoch stands (`step_progress`).
-    `selection_seed`: the kept epoch is the best on that split-half protocol's selection half (`selection_half`).
-    `save_state`: the full training state at every evaluation point; with `final_state` False, not at the last one
-    (nothing continues a finished trial but a PBT exploit, and writing it costs seconds)."""
+    """`reset_best`: after restoring another trial's state (PBT), judge "best" afresh. `log_every_steps`: a curve point
+    (loss, learning rate) every so many optimizer steps and at each evaluation. `new_head`: `model_path` is another
+    task's checkpoint (intermediate-task transfer): its encoder, a new head. `on_step(info)`: where the epoch stands,
+    after every optimizer step. `selection_seed`: the kept epoch is the best on its split-half selection half.
+    `final_state` False: no training state at the last evaluation point (only PBT continues a finished trial)."""
     started = time.perf_counter()
     hp, rank, world = start_trial(hp, seed, threads)  # hp.precision: `auto` resolved for this device
     tokenizer, model, engine, schedule, trainable, total_steps, progress = _prepare(
