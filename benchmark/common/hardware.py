@@ -50,8 +50,8 @@ def resolve_precision(requested: str) -> str:
     DeepSpeed's loss scaling); fp32 on any other CPU. An explicit precision is kept as asked."""
     if requested != "auto":
         return requested
-    # Imported here for start-up speed (torch).
-    import torch  # only a trial resolves `auto`, and it has torch loaded already
+    # Imported here for start-up speed (torch): only a trial resolves `auto`, and it has torch loaded already.
+    import torch
 
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.get_device_capability() >= (8, 0) else "fp16"
@@ -60,8 +60,8 @@ def resolve_precision(requested: str) -> str:
 
 def device_name() -> str:
     """The device a trial trains on, as a table or a result names it: the GPU's name, else the CPU model."""
-    # Imported here for start-up speed (torch).
-    import torch  # as above
+    # Imported here for start-up speed (torch), as above.
+    import torch
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 def _filesystem(storage: str):
-    # Imported here for start-up speed (pyarrow).
-    import pyarrow.fs  # ray[tune] brings pyarrow; only URIs need it
+    # Imported here for start-up speed (pyarrow): ray[tune] brings it, and only URIs need it.
+    import pyarrow.fs
 
     return pyarrow.fs.FileSystem.from_uri(storage)[0]
 

@@ -123,8 +123,8 @@ def run_trial(spec: dict, options: TrialOptions, data: dict, resume_from: str | 
             state = workdir / "resume" / STATE_DIR
             state = state if state.is_dir() else None  # a checkpoint without state: start over
         if state is not None:
-            # Imported here for start-up speed (torch).
-            from benchmark.train.training_state import read_client_state  # imports torch: the driver need not
+            # Imported here for start-up speed (torch): the driver need not load it.
+            from benchmark.train.training_state import read_client_state
 
             step = read_client_state(state)["global_steps"]
             restored.update(restored_from_trial=resumed_trial, restored_from_step=step)

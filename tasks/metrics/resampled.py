@@ -51,10 +51,10 @@ def pearson(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def spearmanr(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    # Imported here for start-up speed (scipy).
-    # Spearman = Pearson of the ranks (ties get their average rank), ranked within each resample.
-    from scipy.stats import rankdata  # scipy.stats costs 0.7 s to import; `bench --help` must not pay it
+    # Imported here for start-up speed (scipy): scipy.stats costs 0.7 s to import; `bench --help` must not pay it.
+    from scipy.stats import rankdata
 
+    # Spearman = Pearson of the ranks (ties get their average rank), ranked within each resample.
     return pearson(rankdata(preds, axis=1), rankdata(labels, axis=1))
 
 
