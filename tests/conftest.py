@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from benchmark.measure.tiny import make_tiny_bert, write_easy_task  # noqa: F401  (tests import them from here)
 
@@ -15,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `long` (whole Ray runs of minutes) run with BENCH_LONG_TESTS=1: CI's 25 minutes hold the rest."""
+    """Tests marked `long` (whole Ray runs of minutes) run with BENCH_LONG_TESTS=1: CI's 15 minutes hold the rest."""
     if os.environ.get("BENCH_LONG_TESTS") == "1":
         return
     skip = pytest.mark.skip(reason="a long Ray run; set BENCH_LONG_TESTS=1 to run it")
@@ -74,3 +75,29 @@ def two_ranks(script: str, *args, cwd: Path) -> subprocess.CompletedProcess:
         tails = [f"--- {f.parent.name}: {f.read_text()[-1500:]}" for f in sorted(logs.rglob("stderr.log"))]
         proc.stderr = "\n".join(tails) + "\n" + proc.stderr
     return proc
+
+
+def write_search_suite(tmp_path: Path, tiny_model, **suite) -> Path:
+    """A suite of a tiny BERT on the easy task (256 rows), with `suite`'s sections merged in."""
+    # fp32: bf16 is too coarse for a 32-wide random BERT to learn the easy task in a few steps.
+    base = {
+        "name": "s",
+        "model": str(tiny_model),
+        "tasks": [write_easy_task(tmp_path / "easy", train=256)],
+        # No test split held out of train: these runs test the search, on all 256 training rows.
+        "data": {"max_train_samples": 256, "max_eval_samples": 64, "holdout": {"test": 0}},
+        "training": {
+            "epochs": 2,
+            "batch_size": 16,
+            "max_seq_length": 32,
+            "zero_stage": 0,
+            "warmup_ratio": 0.0,
+            "precision": "fp32",
+        },
+        "output": str(tmp_path / "run"),
+    }
+    for key, value in suite.items():
+        base[key] = {**base[key], **value} if isinstance(base.get(key), dict) else value
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path

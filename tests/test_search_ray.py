@@ -1,59 +1,22 @@
-"""Cluster-grade search with real Ray: schedulers, PBT, faults, resume and a two-node cluster (tiny BERTs)."""
+"""Cluster-grade search with real Ray: schedulers, PBT and a two-node cluster (tiny BERTs). Faults and resume:
+test_faults_ray.py."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from benchmark.config.ensemble import METHODS as ENSEMBLE_METHODS
 from benchmark.measure.reliability import (
-    ENSEMBLE_BUILD_WRITES,
-    check_final,
-    fault_suite,
-    interrupt_after,
-    random_kills,
     records,
-    run_to_end,
 )
 from tests.conftest import bench as run_bench
-from tests.conftest import write_easy_task
+from tests.conftest import write_search_suite
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def bench(*args):
     return run_bench(*args, timeout=2400)  # a whole scheduler study
-
-
-def write(tmp_path: Path, tiny_model, **suite) -> Path:
-    # fp32: bf16 is too coarse for a 32-wide random BERT to learn the easy task in a few steps.
-    base = {
-        "name": "s",
-        "model": str(tiny_model),
-        "tasks": [write_easy_task(tmp_path / "easy", train=256)],
-        # No test split held out of train: these runs test the search, on all 256 training rows.
-        "data": {"max_train_samples": 256, "max_eval_samples": 64, "holdout": {"test": 0}},
-        "training": {
-            "epochs": 2,
-            "batch_size": 16,
-            "max_seq_length": 32,
-            "zero_stage": 0,
-            "warmup_ratio": 0.0,
-            "precision": "fp32",
-        },
-        "output": str(tmp_path / "run"),
-    }
-    for key, value in suite.items():
-        base[key] = {**base[key], **value} if isinstance(base.get(key), dict) else value
-    path = tmp_path / "suite.yaml"
-    path.write_text(yaml.safe_dump(base))
-    return path
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +26,7 @@ def _env(glue_dir, cache_dir):
 
 def test_asha_stops_weak_trials_early(tiny_model, tmp_path):
     # Strong learning rates come first in the plan, so they fill ASHA's rungs before the weak ones arrive.
-    path = write(
+    path = write_search_suite(
         tmp_path,
         tiny_model,
         training={"epochs": 4},
@@ -88,7 +51,7 @@ def test_asha_stops_weak_trials_early(tiny_model, tmp_path):
 
 @pytest.mark.long
 def test_pbt_exploit_continues_from_the_donors_state(tiny_model, tmp_path):
-    path = write(
+    path = write_search_suite(
         tmp_path,
         tiny_model,
         training={"epochs": 5},
@@ -135,165 +98,6 @@ def _learning_rate_at(record: dict, step: int) -> float:
     return earlier[-1]["training"]["learning_rate"] if earlier else record["grid_point"]["learning_rate"]
 
 
-def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
-    # Enough work that each fault in training finds the run unfinished (two trials at once, 4 epochs each): those
-    # kills fall 1-2 writes (an epoch's progress or checkpoint) after a start, then 0-1 s later. Four more fall
-    # 1-12 writes into the build of the ensembles and soups (about 36 files staged in a folder), where a restart
-    # needs no Ray and so costs CI seconds, not a minute.
-    path = write(
-        tmp_path,
-        tiny_model,
-        training={"epochs": 4, "learning_rate": 2e-3},
-        search={"seeds": [1, 2]},
-        ensemble={"methods": list(ENSEMBLE_METHODS), "k": [2, None]},
-    )
-    run, log = tmp_path / "run", tmp_path / "driver.log"
-    in_training = random_kills(path, run, kills=1, seed=8, log=log, max_writes=2, max_delay=1.0)
-    calm = interrupt_after(path, run, new_writes=1, presses=1, log=log)
-    hurried = interrupt_after(path, run, new_writes=1, presses=2, log=log)
-    at_the_end = random_kills(
-        path, run, kills=4, seed=9, log=log, max_writes=12, max_delay=0.2, watch=ENSEMBLE_BUILD_WRITES
-    )
-    last = run_to_end(path, run, log)
-    for event in (*in_training, calm, hurried, *at_the_end, last):  # no finished record was lost or written again
-        assert event["lost"] == [], event
-    kills = [k for k in (*in_training, *at_the_end) if k["injected"]]
-    assert len(kills) == 5 and {k["returncode"] for k in kills} == {-9}, (in_training, at_the_end)
-    for stop in (calm, hurried):  # Ctrl-C: exit 130 and one line, no traceback, the lock free for the next command
-        assert stop["injected"] and stop["returncode"] == 130 and stop["lock_released"] and not stop["traceback"], stop
-        assert stop["last_line"].startswith("bench: interrupted; finished trials are kept"), stop
-    assert hurried["exit_seconds"] < 5, hurried  # the second press skips Ray's shutdown
-    assert calm["lingering_after_10s"] == hurried["lingering_after_10s"] == 0  # and leaves no Ray process behind
-    assert last["returncode"] == 0, log.read_text()[-3000:]
-    after = records(run)
-    assert sorted(after) == [f"easy_seed={s}" for s in (1, 2)]
-    assert all(r["status"] == "finished" and [e["epoch"] for e in r["epochs"]] == [1, 2, 3, 4] for r in after.values())
-    board = json.loads((run / "leaderboard.json").read_text())
-    assert board["trials"]["finished"] == 2
-    # Kills fell inside the ensembles' build, and the next start deleted what they left; nothing half-written
-    # remains, and the ensembles equal ones built in one go from the same checkpoints.
-    assert "(an unfinished write)" in log.read_text()
-    assert not [p for p in run.rglob(".*") if p.name.endswith((".tmp", ".old")) and not p.is_relative_to(run / "ray")]
-    copy = tmp_path / "copy"
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("ensembles", "ray"))
-    proc = bench("ensemble", copy)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert ensemble_rows(run) == ensemble_rows(copy) and len(ensemble_rows(run)) == 1 + 2 * len(ENSEMBLE_METHODS)
-    # Trial for trial, what an uninterrupted run of the same trials records.
-    reference = uninterrupted_scores(path, tmp_path / "reference")
-    assert {name: [e["score"] for e in r["epochs"]] for name, r in after.items()} == reference
-
-
-def ensemble_rows(run: Path) -> dict[str, dict]:
-    state = json.loads((run / "ensembles" / "ensembles.json").read_text())
-    return {row["system"]: row for row in state["rows"]}
-
-
-def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:
-    """Each planned trial trained in this process, start to end (one thread, as a one-CPU Ray worker)."""
-    import torch
-
-    from benchmark.config.suite import load_suite
-    from benchmark.plan.trials import data_key, make_plan
-    from benchmark.run.runner import prepare_data
-    from benchmark.train.hyperparams import TrainingConfig
-    from benchmark.train.local import run_local_trial
-
-    suite = load_suite(path)
-    plan = make_plan(suite)
-    data = prepare_data(suite, plan)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return {
-            spec.trial_id: [
-                e["score"]
-                for e in run_local_trial(
-                    TrainingConfig(**spec.training),
-                    spec.model_path,
-                    spec.seed,
-                    data[data_key(spec.model_name, spec.task, spec.training)],
-                    output / spec.trial_id,
-                    log=lambda _: None,
-                ).epochs
-            ]
-            for spec in plan
-        }
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.mark.parametrize(
-    "workers, process",
-    [(1, "ray::ImplicitFunc"), (2, "RayTrainWorker")],  # the trial's own actor; a Ray Train worker
-    ids=["one-worker-trial", "ray-train-workers"],
-)
-def test_a_killed_worker_is_retried_from_its_last_state(tiny_model, tmp_path, workers, process):
-    import psutil
-
-    # A trial long enough to be killed after its first epoch's state (a one-worker trial starts in a second).
-    path = write(
-        tmp_path,
-        tiny_model,
-        tasks=[write_easy_task(tmp_path / "long", train=4096)],  # two epochs after the kill: 10 s or more
-        data={"max_train_samples": 4096},
-        training={"epochs": 3},
-        search={"max_failures": 1},
-        resources={"workers_per_trial": workers, "cpus_per_worker": 1},
-    )
-    run = tmp_path / "run"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "benchmark.cli", "run", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ},
-    )
-    progress = run / "trials" / "easy_seed=1" / "progress.json"
-    deadline = time.time() + 900
-    while time.time() < deadline and not (progress.is_file() and json.loads(progress.read_text())["state"]):
-        time.sleep(0.5)
-    killed = 0
-    for proc in psutil.process_iter(["cmdline"]):
-        if any(process in part for part in (proc.info["cmdline"] or [])) and _descends_from(proc, driver.pid):
-            proc.kill()
-            killed += 1
-            if workers > 1:
-                break  # one rank of two: the Train run fails, and Tune retries the whole trial
-    assert killed == 1
-    out, _ = driver.communicate(timeout=900)
-    assert driver.returncode == 0, out[-3000:]
-    (record,) = records(run).values()
-    assert record["status"] == "finished" and record["failures"] == 1
-    assert [e["epoch"] for e in record["epochs"]] == [1, 2, 3]
-
-
-def _descends_from(proc, pid: int) -> bool:
-    try:
-        return any(parent.pid == pid for parent in proc.parents())
-    except Exception:
-        return False
-
-
-def test_a_trial_that_raises_and_a_diverging_trial_are_recorded(tmp_path):
-    # A model whose weights do not fit its config raises inside its trial; a task whose targets overflow float32
-    # squared error diverges on the first step. Two trials, one round of start-ups (that the rest of a run
-    # finishes beside such trials is shown by the soak, benchmark/measure/reliability.py).
-    path, expected = fault_suite(tmp_path, seeds=1)
-    suite = yaml.safe_load(path.read_text())
-    suite["tasks"] = [t for t in suite["tasks"] if t["name"] == "huge"]
-    path.write_text(yaml.safe_dump(suite))
-    proc = bench("run", path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    final = check_final(tmp_path / "run", {k: v for k, v in expected.items() if k[1] == "huge"}, seeds=1)
-    assert final["wrong"] == {} and final["records"] == 2, final
-    recs = records(tmp_path / "run")
-    assert "loss became inf" in recs["huge_tiny_seed=1"]["error"]
-    assert "ignore_mismatched_sizes" in recs["huge_broken_seed=1"]["error"]
-    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
-    assert (board["trials"]["finished"], board["trials"]["diverged"], board["trials"]["failed"]) == (0, 1, 1)
-
-
 def test_two_node_cluster_runs_trials_on_both_nodes(tiny_model, tmp_path):
     import ray
     from ray.cluster_utils import Cluster
@@ -305,7 +109,7 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tiny_model, tmp_path):
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        path = write(
+        path = write_search_suite(
             tmp_path,
             tiny_model,
             training={"epochs": 1},

@@ -1,17 +1,21 @@
-"""Full-data parity: the bench trainer (DeepSpeed, no Ray) against a plain Hugging Face `Trainer`, same setup.
+"""Parity over seeds: bench, run through `bench run`, against a plain Hugging Face `Trainer`, same setup.
 
-    python -m benchmark.measure.parity --tasks rte mrpc stsb cola --out results/parity
+    python -m benchmark.measure.parity --out results/parity
 
-Same model (the embedded default), data, hyperparameters (lr 5e-5, 3 epochs, batch 32, max length 128,
-seed 42, warm-up 10%, weight decay 0.01, clipping 1.0), precision and machine. Reports dev scores per epoch
-and training throughput (samples/s, evaluation excluded) of both, side by side, task by task.
+The embedded model on full RTE, MRPC, STS-B and CoLA (GLUE's training set; scored on GLUE's dev set); lr 5e-5,
+batch 32, max length 128, 3 epochs, warm-up 0.1, weight decay 0.01, clipping 1.0; seeds 1, 2 and 3 on both sides,
+at the precision `precision: auto` picks on this machine. The score is the last epoch's: nothing is selected.
+bench runs one trial at a time with every CPU (the Trainer's threads). The Trainer seeds before it builds the
+model, so its head is seeded. Each (task, system, seed) is kept in `parity.json` as it finishes, and bench's run
+directory resumes: the command can run in parts. `run_bench` and `run_hf_trainer` also serve throughput.py and
+gpu.py (the trainer without Ray, side by side on the same work).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import shutil
 import sys
 import tempfile
@@ -19,9 +23,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 import torch
 
+from benchmark.common.atomic import atomic_write_json, atomic_write_text
+from benchmark.common.hardware import machine_description, resolve_precision
 from benchmark.common.quiet import quiet_libraries
+from benchmark.measure.suites import run_suite_command
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.local import run_local_trial
 from benchmark.train.modeling import build_classifier, embedded_model_path, load_tokenizer
@@ -66,7 +74,7 @@ def run_hf_trainer(
     """A plain Trainer, as run_glue.py would set it up (`pad_to_max_length`: run_glue.py's default padding)."""
     # Imported here for start-up speed (datasets, transformers).
     import datasets
-    from transformers import DataCollatorWithPadding, Trainer
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     tokenizer = load_tokenizer(model_path)
     splits = {s: load_split(task, s, glue_dir, cache, max_train if s == "train" else max_eval) for s in task.splits}
@@ -77,6 +85,7 @@ def run_hf_trainer(
     encoded = datasets.DatasetDict(
         {s: ds.map(tokenize, batched=True, remove_columns=list(task.text_columns)) for s, ds in splits.items()}
     )
+    set_seed(seed)  # the head is drawn from the seed, as bench's is
     model = build_classifier(model_path, task.label_names)
     eval_split = next(iter(task.eval_splits))
 
@@ -172,85 +181,213 @@ def _eval_log(task, epochs: list, eval_seconds: list):
     return EvalLog()
 
 
-def summarize(results: dict, command: str, hp: TrainingConfig, seed: int) -> str:
-    lines = [
-        "# Parity: bench trainer vs Hugging Face Trainer (full data)",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Model all-MiniLM-L6-v2 (embedded); lr {hp.learning_rate:g}, {hp.epochs} epochs, batch {hp.batch_size}, "
-        f"max length {hp.max_seq_length}, seed {seed}, warm-up {hp.warmup_ratio:g}, weight decay {hp.weight_decay:g}, "
-        f"clipping {hp.max_grad_norm:g}, precision {hp.precision} (bench: DeepSpeed ZeRO-{hp.zero_stage}, "
-        f"length-grouped batches; Trainer: torch autocast, random batches). "
-        f"Machine: {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads.",
-        "",
-        "| task | metric | bench best epoch | Trainer best epoch | bench last epoch | Trainer last epoch | "
-        "bench train samples/s | Trainer train samples/s | speed-up |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in results.items():
-        keys = GLUE_TASKS[name].metric_keys()
-        b, h = r["bench"], r["hf"]
+SYSTEMS = ("bench", "trainer")
+TASK_ORDER = ["rte", "mrpc", "stsb", "cola"]
 
-        def fmt(e, keys=keys):
-            return "/".join(f"{100 * e[k]:.1f}" for k in keys)
 
-        bb, hb = max(b["epochs"], key=lambda e: e["score"]), max(h["epochs"], key=lambda e: e["score"])
-        lines.append(
-            f"| {name} | {'/'.join(keys)} | {fmt(bb)} (ep {bb['epoch']}) | {fmt(hb)} (ep {hb['epoch']}) | "
-            f"{fmt(b['epochs'][-1])} | {fmt(h['epochs'][-1])} | {b['train_samples_per_s']:.1f} | "
-            f"{h['train_samples_per_s']:.1f} | {b['train_samples_per_s'] / h['train_samples_per_s']:.2f}x |"
+def setup(precision: str) -> TrainingConfig:
+    """The issue's fixed setup: both sides train with exactly these."""
+    return TrainingConfig(
+        epochs=3,
+        learning_rate=5e-5,
+        batch_size=32,
+        max_seq_length=128,
+        warmup_ratio=0.1,
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        precision=precision,
+    )
+
+
+def bench_suite(task: str, hp: TrainingConfig, seeds: list[int], output: Path) -> dict:
+    """One task's suite: full training set, GLUE's dev set scored each epoch, one trial at a time on every CPU."""
+    return {
+        "name": f"parity-{task}",
+        "output": str((output / task).resolve()),
+        "model": None,  # the embedded default
+        "tasks": [task],
+        "training": {
+            k: getattr(hp, k)
+            for k in (
+                "epochs",
+                "learning_rate",
+                "batch_size",
+                "max_seq_length",
+                "warmup_ratio",
+                "weight_decay",
+                "max_grad_norm",
+                "precision",
+            )
+        },
+        "search": {"seeds": seeds},
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": os.cpu_count() or 1},
+        "ensemble": {"methods": []},
+    }
+
+
+def bench_rows(task: str, hp: TrainingConfig, seeds: list[int], output: Path, cpu: str) -> list[dict]:
+    """Run (or resume) the task's suite through `bench run` and read each seed's last epoch from its record."""
+    output.mkdir(parents=True, exist_ok=True)
+    _, records = run_suite_command(bench_suite(task, hp, seeds, output), output)
+    rows = []
+    for r in records:
+        last = r["epochs"][-1]
+        metrics = {k: last[k] for k in GLUE_TASKS[task].metric_keys()}
+        rows.append(
+            _row(task, "bench", r["seed"], r["precision"], cpu, last["score"], metrics, r["train_samples_per_s"])
         )
-    avg_b = np.mean([max(e["score"] for e in r["bench"]["epochs"]) for r in results.values()])
-    avg_h = np.mean([max(e["score"] for e in r["hf"]["epochs"]) for r in results.values()])
-    lines += ["", f"Average task score (best epoch): bench {avg_b:.2f}, Trainer {avg_h:.2f}."]
+    return rows
+
+
+def trainer_row(task: str, hp: TrainingConfig, seed: int, glue_dir: Path, cache: Path, cpu: str) -> dict:
+    model_path = embedded_model_path()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-parity-"))
+    try:
+        result = run_hf_trainer(GLUE_TASKS[task], model_path, hp, seed, glue_dir, cache, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    last = result["epochs"][-1]
+    metrics = {k: last[k] for k in GLUE_TASKS[task].metric_keys()}
+    return _row(task, "trainer", seed, hp.precision, cpu, last["score"], metrics, result["train_samples_per_s"])
+
+
+def _row(task, system, seed, precision, cpu, score, metrics, speed) -> dict:
+    return {
+        "task": task,
+        "system": system,
+        "seed": seed,
+        "precision": precision,
+        "cpu": cpu,
+        "score": round(float(score), 4),
+        "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
+        "train_samples_per_s": round(float(speed), 2),
+    }
+
+
+def welch(a: list[float], b: list[float]) -> tuple[float, float, float] | None:
+    """mean(a) - mean(b) with its 95% Welch interval; None with fewer than two runs a side."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    diff = float(np.mean(a) - np.mean(b))
+    if np.var(a) + np.var(b) == 0:  # identical runs on each side: the interval is the point
+        return diff, diff, diff
+    interval = scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return diff, float(interval.low), float(interval.high)
+
+
+def task_lines(task: str, rows: list[dict], precision: str) -> tuple[str, bool | None]:
+    """One table line per task, and whether the two sides stay within noise (None: not enough seeds yet)."""
+    side = {
+        s: [r for r in rows if r["task"] == task and r["system"] == s and r["precision"] == precision] for s in SYSTEMS
+    }
+    scores = {s: [r["score"] for r in side[s]] for s in SYSTEMS}
+    speed = {s: np.mean([r["train_samples_per_s"] for r in side[s]]) if side[s] else float("nan") for s in SYSTEMS}
+    cells = [
+        f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2f} (n={len(v)})" if v else "—"
+        for v in scores.values()
+    ]
+    test = welch(scores["bench"], scores["trainer"])
+    if test is None:
+        verdict, within = "not enough seeds yet", None
+    else:
+        within = test[1] <= 0 <= test[2]
+        verdict = "within noise" if within else f"bench {'higher' if test[0] > 0 else 'lower'}: shown"
+    diff = f"{test[0]:+.2f} [{test[1]:+.2f}, {test[2]:+.2f}]" if test else "—"
+    ratio = speed["bench"] / speed["trainer"] if side["bench"] and side["trainer"] else float("nan")
+    line = (
+        f"| {task} | {'/'.join(GLUE_TASKS[task].metric_keys())} | {cells[0]} | {cells[1]} | {diff} | {verdict} | "
+        f"{speed['bench']:.1f} | {speed['trainer']:.1f} | {ratio:.2f}x |"
+    )
+    return line, within
+
+
+def summarize(rows: list[dict], precision: str, saved: dict, machine: dict) -> str:
+    """The README, from parity.json's rows alone (the parts that wrote them are listed)."""
+    hp = setup(precision)
+    tasks = sorted({r["task"] for r in rows}, key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else 99, t))
+    wall = f"wall time {saved['wall_seconds'] / 60:.1f} min over {len(saved['parts'])} part(s)"
+    lines = [
+        "# Parity over seeds: bench against Hugging Face Trainer (full data)",
+        "",
+        "Written by `python -m benchmark.measure.parity --out results/parity`, run in parts: "
+        + "; ".join(f"`{p['command']}` ({p['date']})" for p in saved["parts"])
+        + ".",
+        "",
+        f"Model all-MiniLM-L6-v2 (embedded); full training sets, scored on GLUE's dev set at the last epoch (nothing "
+        f"selected); lr {hp.learning_rate:g}, {hp.epochs} epochs, batch {hp.batch_size}, max length "
+        f"{hp.max_seq_length}, warm-up {hp.warmup_ratio:g}, weight decay {hp.weight_decay:g}, clipping "
+        f"{hp.max_grad_norm:g}; precision {precision} (what `precision: auto` picks here). bench: `bench run`, one "
+        "trial at a time on every CPU, DeepSpeed, length-grouped batches; Trainer: seeded before the model is "
+        f"built, random batches. CPU {machine['cpu']} (flags {', '.join(machine['cpu_flags']) or 'none'}; native "
+        f"bf16: {machine['native_bf16']}), {os.cpu_count()} CPUs; nothing else running; {wall}.",
+        "",
+        "| task | metric | bench score (mean ± std) | Trainer score (mean ± std) | bench − Trainer [95% Welch] | "
+        "verdict | bench train samples/s | Trainer train samples/s | speed-up |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    verdicts = {}
+    for task in tasks:
+        line, verdicts[task] = task_lines(task, rows, precision)
+        lines.append(line)
+    done = {t: v for t, v in verdicts.items() if v is not None}
+    missing = [t for t, v in verdicts.items() if v is None]
+    lines += [
+        "",
+        "Scores are the task score on 0-100 (the mean of the task's metrics), one per seed; std over seeds. "
+        "The interval is Welch's t interval on the difference of the means.",
+        "",
+        "Goal: no task differs by more than its noise (every interval holds 0): "
+        + (("met" if all(done.values()) else "not met") + f" on {', '.join(done)}" if done else "no task measured yet")
+        + (f"; not yet measured with two or more seeds a side: {', '.join(missing)}." if missing else "."),
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="+", default=["rte", "mrpc", "stsb", "cola"])
-    p.add_argument("--model", default=None, help="default: the embedded all-MiniLM-L6-v2")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
-    p.add_argument("--zero-stage", type=int, default=2, choices=[0, 1, 2], help="the bench trainer's ZeRO stage")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--tasks", nargs="+", default=TASK_ORDER, help="run these now")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--glue-dir", default=None)
     p.add_argument("--cache-dir", default=str(Path("~/.cache/bench").expanduser()))
+    p.add_argument("--output", default="runs/parity", help="bench's run directories, one per task")
     p.add_argument("--out", default="results/parity")
     args = p.parse_args(argv)
     quiet_libraries()
-    model_path = args.model or embedded_model_path()
-    hp = TrainingConfig(
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length,
-        precision=args.precision,
-        zero_stage=args.zero_stage,
-    )
-    glue_dir, cache, out = resolve_glue_dir(args.glue_dir), Path(args.cache_dir), Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-parity-"))
-    results = {}
-    try:
-        for name in args.tasks:
-            task = GLUE_TASKS[name]
-            print(f"{name}: bench trainer", flush=True)
-            bench = run_bench(task, model_path, hp, args.seed, glue_dir, cache, workdir)
-            print(f"{name}: Hugging Face Trainer", flush=True)
-            hf = run_hf_trainer(task, model_path, hp, args.seed, glue_dir, cache, workdir)
-            results[name] = {"bench": bench, "hf": hf}
-            (out / f"{name}.json").write_text(json.dumps(results[name], indent=2))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    machine = machine_description()
+    precision = resolve_precision(args.precision)
+    hp, out = setup(precision), Path(args.out)
+    glue_dir, cache = resolve_glue_dir(args.glue_dir), Path(args.cache_dir)
+    path = out / "parity.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {"rows": [], "wall_seconds": 0.0, "parts": []}
+    rows, started = saved["rows"], time.perf_counter()
     command = "python -m benchmark.measure.parity " + " ".join(sys.argv[1:] if argv is None else argv)
-    report = summarize(results, command, hp, args.seed)
-    (out / "README.md").write_text(report)
+    parts = [*saved["parts"], {"command": command, "date": time.strftime("%Y-%m-%d %H:%M")}]
+
+    def save() -> None:
+        key = lambda r: (r["task"], r["system"], r["precision"], r["seed"])  # noqa: E731
+        rows.sort(key=key)
+        wall = saved["wall_seconds"] + time.perf_counter() - started
+        atomic_write_json(path, {"rows": rows, "wall_seconds": round(wall, 1), "parts": parts})
+
+    out.mkdir(parents=True, exist_ok=True)
+    for task in args.tasks:
+        print(f"{task}: bench run, seeds {args.seeds}", flush=True)
+        fresh = bench_rows(task, hp, args.seeds, Path(args.output), machine["cpu"])
+        rows[:] = [r for r in rows if (r["task"], r["system"], r["precision"]) != (task, "bench", precision)] + fresh
+        save()
+        for seed in args.seeds:
+            if any(
+                r["task"] == task and r["system"] == "trainer" and r["seed"] == seed and r["precision"] == precision
+                for r in rows
+            ):
+                continue
+            print(f"{task}: Hugging Face Trainer, seed {seed}", flush=True)
+            rows.append(trainer_row(task, hp, seed, glue_dir, cache, machine["cpu"]))
+            save()
+    save()
+    report = summarize(rows, precision, json.loads(path.read_text()), machine)
+    atomic_write_text(out / "README.md", report)
     print(report)
     return 0
 

@@ -67,9 +67,9 @@ def against_baseline(row: dict, base: dict, base_name: str) -> str:
     test, base_test = row.get("test") or {}, base.get("test") or {}
     if test.get("average") is not None and base_test.get("average") is not None:
         sig = (test.get("significance") or {}).get("average") or {}
-        parts.append(f"test average {test['average'] - base_test['average']:+.2f} ({_shown(sig)})")
+        parts.append(f"test average {test['average'] - base_test['average']:+.2f} ({shown(sig)})")
     sig = (row.get("significance") or {}).get("average") or {}
-    parts.append(f"validation average {row['average'] - base['average']:+.2f} ({_shown(sig)})")
+    parts.append(f"validation average {row['average'] - base['average']:+.2f} ({shown(sig)})")
     return f"against {base_name}: " + "; ".join(parts)
 
 
@@ -82,7 +82,7 @@ def trained_against_single(row: dict, single: dict) -> str:
     )
 
 
-def _shown(test: dict) -> str:
+def shown(test: dict) -> str:
     """What a corrected test of the table shows."""
     if test.get("p_adjusted") is None:
         return "not tested"

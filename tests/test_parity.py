@@ -1,0 +1,34 @@
+"""The parity study's arithmetic and README: Welch's interval, the verdict per task, the goal line."""
+
+from benchmark.measure.parity import _row, summarize, welch
+
+MACHINE = {"cpu": "Test CPU", "cpu_flags": ["avx2"], "native_bf16": False}
+
+
+def rows(task: str, bench: list[float], trainer: list[float]) -> list[dict]:
+    made = []
+    for system, scores in (("bench", bench), ("trainer", trainer)):
+        for seed, score in enumerate(scores, 1):
+            made.append(_row(task, system, seed, "fp32", "Test CPU", score, {"accuracy": score / 100}, 10.0 * seed))
+    return made
+
+
+def test_welch_interval_is_scipys_and_needs_two_runs_a_side():
+    diff, low, high = welch([80.1, 82.3, 81.0], [79.0, 83.5, 80.2])
+    assert round(diff, 4) == 0.2333 and round(low, 3) == -4.642 and round(high, 3) == 5.109
+    assert welch([80.0], [79.0, 81.0]) is None
+    assert welch([80.0, 80.0], [79.0, 79.0]) == (1.0, 1.0, 1.0)  # no spread: the interval is the point
+
+
+def test_readme_gives_each_task_its_verdict_and_the_goal():
+    data = rows("rte", [60.0, 61.0, 59.0], [60.5, 59.5, 61.5]) + rows("mrpc", [85.0, 85.5, 84.5], [80.0, 80.5, 79.5])
+    data += rows("cola", [30.0], [])
+    saved = {"rows": data, "wall_seconds": 600.0, "parts": [{"command": "python -m x --tasks rte", "date": "d"}]}
+    text = summarize(data, "fp32", saved, MACHINE)
+    lines = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "within noise" in lines["rte"] and "60.00 ± 1.00 (n=3)" in lines["rte"]
+    assert "bench higher: shown" in lines["mrpc"] and "+5.00" in lines["mrpc"]
+    assert "not enough seeds yet" in lines["cola"]
+    assert "not met on rte, mrpc; not yet measured with two or more seeds a side: cola." in text
+    assert "CPU Test CPU" in text and "10.0 min over 1 part(s)" in text
+    assert list(lines)[1:] == ["rte", "mrpc", "cola"]  # the issue's order, after the header
