@@ -19,6 +19,7 @@ import torch
 
 from benchmark.common.hardware import machine_description
 from benchmark.measure import write_report
+from benchmark.measure.merging import caps_text
 from benchmark.measure.study import learning_lines, run_study, shown
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.tables import format_markdown
@@ -62,14 +63,15 @@ def main(argv=None) -> int:
     direct = next(r for r in board["rows"] if r["kind"] == "single")
     machine = machine_description()
     data = suite.config.data
+    caps = caps_text(data.max_train_samples, [t.name for t in suite.tasks])
     lines = [
         "# Intermediate-task transfer against direct fine-tuning",
         "",
         f"Command: `{command}`",
         "",
         f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; chains "
-        f"{', '.join(c.label for c in suite.chains)}; training examples per task {data.max_train_samples} (a task "
-        f"not named trains on all its rows); data.glue_dev: {data.glue_dev}; seeds {suite.config.search.seeds}); "
+        f"{', '.join(c.label for c in suite.chains)}; {caps} (all: "
+        f"GLUE's training set less validation); data.glue_dev: {data.glue_dev}; seeds {suite.config.search.seeds}); "
         f"CPU {machine['cpu']}, {torch.get_num_threads()} threads, precision that ran "
         f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}; nothing else running; wall time "
         f"{wall / 60:.1f} min over {study.parts} part(s); date {time.strftime('%Y-%m-%d')}.",

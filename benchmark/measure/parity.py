@@ -364,11 +364,14 @@ def main(argv=None) -> int:
     command = "python -m benchmark.measure.parity " + " ".join(sys.argv[1:] if argv is None else argv)
     parts = [*saved["parts"], {"command": command, "date": time.strftime("%Y-%m-%d %H:%M")}]
 
-    def save() -> None:
-        key = lambda r: (r["task"], r["system"], r["precision"], r["seed"])  # noqa: E731
-        rows.sort(key=key)
+    def save() -> str:
+        """parity.json and the README from it, after every run: a part stopped half way loses only its current run."""
+        rows.sort(key=lambda r: (r["task"], r["system"], r["precision"], r["seed"]))
         wall = saved["wall_seconds"] + time.perf_counter() - started
         atomic_write_json(path, {"rows": rows, "wall_seconds": round(wall, 1), "parts": parts})
+        report = summarize(rows, precision, json.loads(path.read_text()), machine)
+        atomic_write_text(out / "README.md", report)
+        return report
 
     out.mkdir(parents=True, exist_ok=True)
     for task in args.tasks:
@@ -385,10 +388,7 @@ def main(argv=None) -> int:
             print(f"{task}: Hugging Face Trainer, seed {seed}", flush=True)
             rows.append(trainer_row(task, hp, seed, glue_dir, cache, machine["cpu"]))
             save()
-    save()
-    report = summarize(rows, precision, json.loads(path.read_text()), machine)
-    atomic_write_text(out / "README.md", report)
-    print(report)
+    print(save())
     return 0
 
 
