@@ -1,8 +1,10 @@
 import pytest
+import ray
+from ray.cluster_utils import Cluster
 
 from benchmark.common.errors import InputError
 from benchmark.config.suite import ResourcesConfig
-from benchmark.run.cluster import concurrency
+from benchmark.run.cluster import concurrency, connect
 
 
 @pytest.mark.parametrize(
@@ -30,3 +32,15 @@ def test_concurrency_counts_what_fits(resources, cluster, nodes, fits):
 def test_a_trial_that_can_never_be_placed_is_refused(resources, message):
     with pytest.raises(InputError, match=message):
         concurrency(resources, {"CPU": 2}, [{"CPU": 2}])
+
+
+def test_without_an_address_bench_starts_its_own_ray_beside_a_running_one():
+    # Ray's default joins the last cluster started on the machine (here a head node as `ray start` makes one); a
+    # run beside it must not join it, or that cluster's end would end the run.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        connect(None)
+        assert ray.get_runtime_context().gcs_address != cluster.address
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -48,7 +48,9 @@ def connect(address: str | None) -> None:
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise InputError("--address", f"cannot connect to Ray at {address}: {str(e).splitlines()[0]}") from None
     else:
-        ray.init(**kwargs)
+        # "local": a new Ray of bench's own. Without it Ray joins the last cluster started on this machine (`ray
+        # start`, or another program's), whose life and resources are not this run's.
+        ray.init(address="local", **kwargs)
 
 
 def concurrency(resources, cluster: dict, nodes: list[dict]) -> int:
