@@ -86,7 +86,7 @@ def test_the_driver_polls_the_progress_board_without_waiting_on_it():
     from benchmark.run.trial import ProgressBoard
     from benchmark.run.tune import PollProgress
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)  # never another test's Ray
     try:
         board, seen = ProgressBoard.remote(), []
         poll = PollProgress(board, [SimpleNamespace(progress_update=seen.append)])
