@@ -281,7 +281,7 @@ def task_lines(task: str, rows: list[dict], precision: str) -> tuple[str, bool |
         s: [r for r in rows if r["task"] == task and r["system"] == s and r["precision"] == precision] for s in SYSTEMS
     }
     scores = {s: [r["score"] for r in side[s]] for s in SYSTEMS}
-    speed = {s: np.mean([r["train_samples_per_s"] for r in side[s]]) if side[s] else float("nan") for s in SYSTEMS}
+    speed = {s: np.mean([r["train_samples_per_s"] for r in side[s]]) if side[s] else None for s in SYSTEMS}
     cells = [
         f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2f} (n={len(v)})" if v else "—"
         for v in scores.values()
@@ -293,10 +293,13 @@ def task_lines(task: str, rows: list[dict], precision: str) -> tuple[str, bool |
         within = test[1] <= 0 <= test[2]
         verdict = "within noise" if within else f"bench {'higher' if test[0] > 0 else 'lower'}: shown"
     diff = f"{test[0]:+.2f} [{test[1]:+.2f}, {test[2]:+.2f}]" if test else "—"
-    ratio = speed["bench"] / speed["trainer"] if side["bench"] and side["trainer"] else float("nan")
+    if test is None and scores["bench"] and scores["trainer"]:  # a point difference until both sides have seeds
+        diff = f"{np.mean(scores['bench']) - np.mean(scores['trainer']):+.2f} (no interval)"
+    rates = [f"{v:.1f}" if v else "—" for v in speed.values()]
+    ratio = f"{speed['bench'] / speed['trainer']:.2f}x" if speed["bench"] and speed["trainer"] else "—"
     line = (
         f"| {task} | {'/'.join(GLUE_TASKS[task].metric_keys())} | {cells[0]} | {cells[1]} | {diff} | {verdict} | "
-        f"{speed['bench']:.1f} | {speed['trainer']:.1f} | {ratio:.2f}x |"
+        f"{rates[0]} | {rates[1]} | {ratio} |"
     )
     return line, within
 
