@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # The modules of several minutes each (whole Ray runs), longest first. Two workers take modules in collection order,
-# so these start first and none of them runs alone at the end (CI measured 27 min with the fault tests last).
+# so these start first and none of them runs alone at the end.
 FIRST = (
     "test_faults_ray",
     "test_run_e2e",

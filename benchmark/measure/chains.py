@@ -29,8 +29,7 @@ def chain_line(row: dict, direct: dict, target: str) -> str:
     """The chained row against the direct row on the target task: test first (nothing chose on it), then
     validation, each with the table's corrected test."""
     parts = []
-    for side, name in ((row.get("test") or {}, "test"), (row, "validation")):
-        base = direct.get("test") or {} if name == "test" else direct
+    for side, base, name in ((row.get("test") or {}, direct.get("test") or {}, "test"), (row, direct, "validation")):
         mine, theirs = (side.get("task_scores") or {}).get(target), (base.get("task_scores") or {}).get(target)
         if mine is None or theirs is None:
             continue

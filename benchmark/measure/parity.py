@@ -229,14 +229,9 @@ def bench_rows(task: str, hp: TrainingConfig, seeds: list[int], output: Path, cp
     """Run (or resume) the task's suite through `bench run` and read each seed's last epoch from its record."""
     output.mkdir(parents=True, exist_ok=True)
     _, records = run_suite_command(bench_suite(task, hp, seeds, output), output)
-    rows = []
-    for r in records:
-        last = r["epochs"][-1]
-        metrics = {k: last[k] for k in GLUE_TASKS[task].metric_keys()}
-        rows.append(
-            _row(task, "bench", r["seed"], r["precision"], cpu, last["score"], metrics, r["train_samples_per_s"])
-        )
-    return rows
+    return [
+        _row(task, "bench", r["seed"], r["precision"], cpu, r["epochs"][-1], r["train_samples_per_s"]) for r in records
+    ]
 
 
 def trainer_row(task: str, hp: TrainingConfig, seed: int, glue_dir: Path, cache: Path, cpu: str) -> dict:
@@ -246,20 +241,19 @@ def trainer_row(task: str, hp: TrainingConfig, seed: int, glue_dir: Path, cache:
         result = run_hf_trainer(GLUE_TASKS[task], model_path, hp, seed, glue_dir, cache, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    last = result["epochs"][-1]
-    metrics = {k: last[k] for k in GLUE_TASKS[task].metric_keys()}
-    return _row(task, "trainer", seed, hp.precision, cpu, last["score"], metrics, result["train_samples_per_s"])
+    return _row(task, "trainer", seed, hp.precision, cpu, result["epochs"][-1], result["train_samples_per_s"])
 
 
-def _row(task, system, seed, precision, cpu, score, metrics, speed) -> dict:
+def _row(task: str, system: str, seed: int, precision: str, cpu: str, last: dict, speed: float) -> dict:
+    """A parity.json row from a run's last epoch (its score and the task's metrics)."""
     return {
         "task": task,
         "system": system,
         "seed": seed,
         "precision": precision,
         "cpu": cpu,
-        "score": round(float(score), 4),
-        "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
+        "score": round(float(last["score"]), 4),
+        "metrics": {k: round(float(last[k]), 6) for k in GLUE_TASKS[task].metric_keys()},
         "train_samples_per_s": round(float(speed), 2),
     }
 
@@ -371,8 +365,9 @@ def main(argv=None) -> int:
         """parity.json and the README from it, after every run: a part stopped half way loses only its current run."""
         rows.sort(key=lambda r: (r["task"], r["system"], r["precision"], r["seed"]))
         wall = saved["wall_seconds"] + time.perf_counter() - started
-        atomic_write_json(path, {"rows": rows, "wall_seconds": round(wall, 1), "parts": parts})
-        report = summarize(rows, precision, json.loads(path.read_text()), machine)
+        state = {"rows": rows, "wall_seconds": round(wall, 1), "parts": parts}
+        atomic_write_json(path, state)
+        report = summarize(rows, precision, state, machine)
         atomic_write_text(out / "README.md", report)
         return report
 
