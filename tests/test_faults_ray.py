@@ -120,18 +120,20 @@ def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:
 
 
 @pytest.mark.parametrize(
-    "workers, process",
-    [(1, "ray::ImplicitFunc"), (2, "RayTrainWorker")],  # the trial's own actor; a Ray Train worker
+    "workers, process, train",
+    # The trial's own actor; a Ray Train worker. Each trial long enough to be killed after its first epoch's state:
+    # a one-worker trial starts in a second, so its epochs after the kill need 10 s or more (4096 rows); two
+    # ranks over gloo take 4 s or more an epoch on 1024 rows, and a kill follows the state by under a second.
+    [(1, "ray::ImplicitFunc", 4096), (2, "RayTrainWorker", 1024)],
     ids=["one-worker-trial", "ray-train-workers"],
 )
-def test_a_killed_worker_is_retried_from_its_last_state(tiny_model, tmp_path, workers, process):
+def test_a_killed_worker_is_retried_from_its_last_state(tiny_model, tmp_path, workers, process, train):
     import psutil
 
-    # A trial long enough to be killed after its first epoch's state (a one-worker trial starts in a second).
     path = write_search_suite(
         tmp_path,
         tiny_model,
-        tasks=[write_easy_task(tmp_path / "long", train=4096)],  # two epochs after the kill: 10 s or more
+        tasks=[write_easy_task(tmp_path / "long", train=train)],
         data={"max_train_samples": 4096},
         training={"epochs": 3},
         search={"max_failures": 1},

@@ -137,3 +137,18 @@ def test_a_tracking_uri_that_cannot_work_fails_at_validation_with_one_line(suite
 
 def test_a_reachable_store_validates(suite_file, tmp_path):
     assert main(["validate", str(suite_file({"mlflow_uri": f"file:{tmp_path / 'mlruns'}", "experiment": "e"}))]) == 0
+
+
+def test_an_sqlite_store_without_sqlalchemy_fails_at_validation(monkeypatch, suite_file, capsys, tmp_path):
+    # The mlflow extra installs the client alone (mlflow-skinny); a database store needs the full package.
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sqlalchemy" else find_spec(name, *a)
+    )
+    assert main(["validate", str(suite_file({"mlflow_uri": f"sqlite:///{tmp_path / 'm.db'}"}))]) == 2
+    err = capsys.readouterr().err
+    assert "tracking.mlflow_uri: an sqlite: store needs SQLAlchemy and Alembic" in err and len(err.splitlines()) == 1
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert main(["validate", str(suite_file({"mlflow_uri": f"sqlite:///{tmp_path / 'm.db'}"}))]) == 0

@@ -38,20 +38,26 @@ def check_tracking(config: TrackingConfig, suite_name: str) -> TrackingSettings 
             raise InputError("tracking.experiment", "needs tracking.mlflow_uri")
         return None
     uri = config.mlflow_uri
-    try:
-        installed = importlib.util.find_spec("mlflow") is not None
-    except ValueError:
-        installed = False
-    if not installed:
+    if not _installed("mlflow"):
         raise InputError("tracking.mlflow_uri", 'MLflow is not installed; pip install -e ".[mlflow]"')
     scheme = urlparse(uri).scheme or "file"
     if scheme not in SCHEMES:
         raise InputError("tracking.mlflow_uri", f"scheme '{scheme}:' is not supported; use {', '.join(SCHEMES)}")
+    if scheme == "sqlite" and not (_installed("sqlalchemy") and _installed("alembic")):
+        # The extra installs MLflow's client (mlflow-skinny); a database store needs the full package's SQLAlchemy.
+        raise InputError("tracking.mlflow_uri", "an sqlite: store needs SQLAlchemy and Alembic; pip install mlflow")
     if scheme in ("http", "https"):
         _check_server(uri)
     else:
         _check_local(local_store_path(uri))
     return TrackingSettings(uri, config.experiment or suite_name)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # a module in sys.modules without a spec
+        return False
 
 
 def local_store_path(uri: str) -> Path:

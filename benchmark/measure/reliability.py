@@ -103,8 +103,14 @@ ENSEMBLE_BUILD_WRITES = (".ensembles.*/**/*",)
 
 def writes(run: Path, watch: tuple[str, ...] = TRIAL_WRITES) -> dict[str, int]:
     """What the driver has written so far to the paths `watch` matches in the run directory."""
+    while True:
+        try:
+            paths = [p for pattern in watch for p in run.glob(pattern)]
+            break
+        except FileNotFoundError:  # a staging folder was renamed away in the middle of the walk: walk again
+            continue
     out = {}
-    for path in (p for pattern in watch for p in run.glob(pattern)):
+    for path in paths:
         try:
             out[str(path)] = path.stat().st_mtime_ns
         except FileNotFoundError:
