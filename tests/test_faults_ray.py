@@ -123,7 +123,7 @@ def uninterrupted_scores(path: Path, output: Path) -> dict[str, list[float]]:
     "workers, process, train",
     # The trial's own actor; a Ray Train worker. Each trial long enough to be killed after its first epoch's state:
     # a one-worker trial starts in a second, so its epochs after the kill need 10 s or more (4096 rows); two
-    # ranks over gloo take 4 s or more an epoch on 1024 rows, and a kill follows the state by under a second.
+    # ranks over gloo take seconds an epoch on 1024 rows, and a kill follows the state by under a second.
     [(1, "ray::ImplicitFunc", 4096), (2, "RayTrainWorker", 1024)],
     ids=["one-worker-trial", "ray-train-workers"],
 )

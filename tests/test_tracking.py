@@ -140,7 +140,7 @@ def test_a_reachable_store_validates(suite_file, tmp_path):
 
 
 def test_an_sqlite_store_without_sqlalchemy_fails_at_validation(monkeypatch, suite_file, capsys, tmp_path):
-    # The mlflow extra installs the client alone (mlflow-skinny); a database store needs the full package.
+    # MLflow's client alone (mlflow-skinny) has no SQLAlchemy; a database store needs the full package.
     import importlib.util
 
     find_spec = importlib.util.find_spec

@@ -44,7 +44,7 @@ def check_tracking(config: TrackingConfig, suite_name: str) -> TrackingSettings 
     if scheme not in SCHEMES:
         raise InputError("tracking.mlflow_uri", f"scheme '{scheme}:' is not supported; use {', '.join(SCHEMES)}")
     if scheme == "sqlite" and not (_installed("sqlalchemy") and _installed("alembic")):
-        # The extra installs MLflow's client (mlflow-skinny); a database store needs the full package's SQLAlchemy.
+        # MLflow's client alone (mlflow-skinny) has no SQLAlchemy; without it the store fails at trial start.
         raise InputError("tracking.mlflow_uri", "an sqlite: store needs SQLAlchemy and Alembic; pip install mlflow")
     if scheme in ("http", "https"):
         _check_server(uri)
