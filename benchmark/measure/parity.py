@@ -269,38 +269,43 @@ def welch(a: list[float], b: list[float]) -> tuple[float, float, float] | None:
     return diff, float(interval.low), float(interval.high)
 
 
-def task_lines(task: str, rows: list[dict], precision: str) -> tuple[str, bool | None]:
-    """One table line per task, and whether the two sides stay within noise (None: not enough seeds yet)."""
-    side = {
-        s: [r for r in rows if r["task"] == task and r["system"] == s and r["precision"] == precision] for s in SYSTEMS
-    }
-    scores = {s: [r["score"] for r in side[s]] for s in SYSTEMS}
-    speed = {s: np.mean([r["train_samples_per_s"] for r in side[s]]) if side[s] else None for s in SYSTEMS}
-    cells = [
-        f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2f} (n={len(v)})" if v else "—"
-        for v in scores.values()
-    ]
-    test = welch(scores["bench"], scores["trainer"])
-    if test is None:
-        verdict, within = "not enough seeds yet", None
-    else:
-        within = test[1] <= 0 <= test[2]
-        verdict = "within noise" if within else f"bench {'higher' if test[0] > 0 else 'lower'}: shown"
-    diff = f"{test[0]:+.2f} [{test[1]:+.2f}, {test[2]:+.2f}]" if test else "—"
-    if test is None and scores["bench"] and scores["trainer"]:  # a point difference until both sides have seeds
-        diff = f"{np.mean(scores['bench']) - np.mean(scores['trainer']):+.2f} (no interval)"
-    rates = [f"{v:.1f}" if v else "—" for v in speed.values()]
-    ratio = f"{speed['bench'] / speed['trainer']:.2f}x" if speed["bench"] and speed["trainer"] else "—"
-    line = (
-        f"| {task} | {'/'.join(GLUE_TASKS[task].metric_keys())} | {cells[0]} | {cells[1]} | {diff} | {verdict} | "
-        f"{rates[0]} | {rates[1]} | {ratio} |"
-    )
-    return line, within
+def task_lines(task: str, rows: list[dict]) -> list[tuple[str, str, bool | None]]:
+    """One table line per precision the task ran at: (line, label, whether the two sides stay within noise; None:
+    not enough seeds yet)."""
+    lines = []
+    for precision in sorted({r["precision"] for r in rows if r["task"] == task}):
+        side = {
+            s: [r for r in rows if (r["task"], r["system"], r["precision"]) == (task, s, precision)] for s in SYSTEMS
+        }
+        scores = {s: [r["score"] for r in side[s]] for s in SYSTEMS}
+        speed = {s: np.mean([r["train_samples_per_s"] for r in side[s]]) if side[s] else None for s in SYSTEMS}
+        cpus = " / ".join(sorted({r["cpu"] for r in side["bench"] + side["trainer"]}))
+        cells = [
+            f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2f} (n={len(v)})" if v else "—"
+            for v in scores.values()
+        ]
+        test = welch(scores["bench"], scores["trainer"])
+        if test is None:
+            verdict, within = "not enough seeds yet", None
+        else:
+            within = test[1] <= 0 <= test[2]
+            verdict = "within noise" if within else f"bench {'higher' if test[0] > 0 else 'lower'}: shown"
+        diff = f"{test[0]:+.2f} [{test[1]:+.2f}, {test[2]:+.2f}]" if test else "—"
+        if test is None and scores["bench"] and scores["trainer"]:  # a point difference until both sides have seeds
+            diff = f"{np.mean(scores['bench']) - np.mean(scores['trainer']):+.2f} (no interval)"
+        rates = [f"{v:.1f}" if v else "—" for v in speed.values()]
+        ratio = f"{speed['bench'] / speed['trainer']:.2f}x" if speed["bench"] and speed["trainer"] else "—"
+        line = (
+            f"| {task} | {precision} | {cpus} | {'/'.join(GLUE_TASKS[task].metric_keys())} | {cells[0]} | "
+            f"{cells[1]} | {diff} | {verdict} | {rates[0]} | {rates[1]} | {ratio} |"
+        )
+        lines.append((line, f"{task} {precision}", within))
+    return lines
 
 
-def summarize(rows: list[dict], precision: str, saved: dict, machine: dict) -> str:
-    """The README, from parity.json's rows alone (the parts that wrote them are listed)."""
-    hp = setup(precision)
+def summarize(rows: list[dict], saved: dict) -> str:
+    """The README, from parity.json alone: its rows, and the parts (commands and dates) that wrote them."""
+    hp = setup("auto")
     tasks = sorted({r["task"] for r in rows}, key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else 99, t))
     wall = f"wall time {saved['wall_seconds'] / 60:.1f} min over {len(saved['parts'])} part(s)"
     lines = [
@@ -313,25 +318,32 @@ def summarize(rows: list[dict], precision: str, saved: dict, machine: dict) -> s
         f"Model all-MiniLM-L6-v2 (embedded); full training sets, scored on GLUE's dev set at the last epoch (nothing "
         f"selected); lr {hp.learning_rate:g}, {hp.epochs} epochs, batch {hp.batch_size}, max length "
         f"{hp.max_seq_length}, warm-up {hp.warmup_ratio:g}, weight decay {hp.weight_decay:g}, clipping "
-        f"{hp.max_grad_norm:g}; precision {precision} (what `precision: auto` picks here). bench: `bench run`, one "
-        "trial at a time on every CPU, DeepSpeed, length-grouped batches; Trainer: seeded before the model is "
-        f"built, random batches. CPU {machine['cpu']} (flags {', '.join(machine['cpu_flags']) or 'none'}; native "
-        f"bf16: {machine['native_bf16']}), {os.cpu_count()} CPUs; nothing else running; {wall}.",
+        f"{hp.max_grad_norm:g}. bench: `bench run`, one trial at a time on every CPU, DeepSpeed, length-grouped "
+        "batches; Trainer: seeded before the model is built, random batches; both sides of a line at the same "
+        "precision on the same machine, one run at a time with nothing else running; "
+        f"{wall}.",
         "",
-        "| task | metric | bench score (mean ± std) | Trainer score (mean ± std) | bench − Trainer [95% Welch] | "
-        "verdict | bench train samples/s | Trainer train samples/s | speed-up |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+        "Precision: the one that ran, `--precision` (default `auto`: bf16 only on a CPU with native bf16, "
+        "AVX512-BF16 or AMX; fp32 elsewhere). CPU: as each row records it, the model and the flags that matter "
+        "(rows written before the flags were recorded give the model alone; they ran at `auto`'s fp32, on a "
+        "CPU without native bf16).",
+        "",
+        "| task | precision | CPU | metric | bench score (mean ± std) | Trainer score (mean ± std) | "
+        "bench − Trainer [95% Welch] | verdict | bench train samples/s | Trainer train samples/s | speed-up |",
+        "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     verdicts = {}
     for task in tasks:
-        line, verdicts[task] = task_lines(task, rows, precision)
-        lines.append(line)
+        for line, label, within in task_lines(task, rows):
+            lines.append(line)
+            verdicts[label] = within
     done = {t: v for t, v in verdicts.items() if v is not None}
     missing = [t for t, v in verdicts.items() if v is None]
     lines += [
         "",
         "Scores are the task score on 0-100 (the mean of the task's metrics), one per seed; std over seeds. "
-        "The interval is Welch's t interval on the difference of the means.",
+        "The interval is Welch's t interval on the difference of the means. Speeds compare within a line only: "
+        "lines at different precisions or on different CPUs are different machines' figures.",
         "",
         "Goal: no task differs by more than its noise (every interval holds 0): "
         + (("met" if all(done.values()) else "not met") + f" on {', '.join(done)}" if done else "no task measured yet")
@@ -342,7 +354,7 @@ def summarize(rows: list[dict], precision: str, saved: dict, machine: dict) -> s
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="+", default=TASK_ORDER, help="run these now")
+    p.add_argument("--tasks", nargs="*", default=TASK_ORDER, help="run these now (none: rewrite the README only)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--glue-dir", default=None)
@@ -352,6 +364,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     quiet_libraries()
     machine = machine_description()
+    cpu = f"{machine['cpu']} ({', '.join(machine['cpu_flags'])})" if machine["cpu_flags"] else machine["cpu"]
     precision = resolve_precision(args.precision)
     hp, out = setup(precision), Path(args.out)
     glue_dir, cache = resolve_glue_dir(args.glue_dir), Path(args.cache_dir)
@@ -359,22 +372,23 @@ def main(argv=None) -> int:
     saved = json.loads(path.read_text()) if path.is_file() else {"rows": [], "wall_seconds": 0.0, "parts": []}
     rows, started = saved["rows"], time.perf_counter()
     command = "python -m benchmark.measure.parity " + " ".join(sys.argv[1:] if argv is None else argv)
-    parts = [*saved["parts"], {"command": command, "date": time.strftime("%Y-%m-%d %H:%M")}]
+    part = [{"command": command, "date": time.strftime("%Y-%m-%d %H:%M")}] if args.tasks else []
+    parts = [*saved["parts"], *part]
 
     def save() -> str:
         """parity.json and the README from it, after every run: a part stopped half way loses only its current run."""
         rows.sort(key=lambda r: (r["task"], r["system"], r["precision"], r["seed"]))
-        wall = saved["wall_seconds"] + time.perf_counter() - started
+        wall = saved["wall_seconds"] + (time.perf_counter() - started if args.tasks else 0.0)
         state = {"rows": rows, "wall_seconds": round(wall, 1), "parts": parts}
         atomic_write_json(path, state)
-        report = summarize(rows, precision, state, machine)
+        report = summarize(rows, state)
         atomic_write_text(out / "README.md", report)
         return report
 
     out.mkdir(parents=True, exist_ok=True)
     for task in args.tasks:
         print(f"{task}: bench run, seeds {args.seeds}", flush=True)
-        fresh = bench_rows(task, hp, args.seeds, Path(args.output), machine["cpu"])
+        fresh = bench_rows(task, hp, args.seeds, Path(args.output), cpu)
         rows[:] = [r for r in rows if (r["task"], r["system"], r["precision"]) != (task, "bench", precision)] + fresh
         save()
         for seed in args.seeds:
@@ -384,7 +398,7 @@ def main(argv=None) -> int:
             ):
                 continue
             print(f"{task}: Hugging Face Trainer, seed {seed}", flush=True)
-            rows.append(trainer_row(task, hp, seed, glue_dir, cache, machine["cpu"]))
+            rows.append(trainer_row(task, hp, seed, glue_dir, cache, cpu))
             save()
     print(save())
     return 0
