@@ -1,6 +1,7 @@
 """Split-half without leaks: with ensembles on a reported dev set, each trial keeps the epoch that is best on the
 selection half, so the report half, which ensemble rows are scored on, chose nothing."""
 
+import itertools
 import shutil
 
 import numpy as np
@@ -24,7 +25,7 @@ def stsb(tiny_model, glue_dir, cache_dir):
     return encode_task(GLUE_TASKS["stsb"], load_tokenizer(str(tiny_model)), 64, glue_dir, cache_dir, 96, 96)
 
 
-def _train(tiny_model, stsb, tmp_path, selection_seed):
+def _train(tiny_model, stsb, tmp_path, selection_seed, seed=2):
     """Nine evaluations (every 2 optimizer steps); the kept checkpoint is copied out as it is reported."""
     rows, kept = [], tmp_path / "kept"
 
@@ -35,7 +36,7 @@ def _train(tiny_model, stsb, tmp_path, selection_seed):
             shutil.copytree(folder / BEST_DIR, kept)
 
     hp = TrainingConfig(epochs=3, batch_size=16, learning_rate=3e-4, eval_batch_size=48)
-    result = train(hp, str(tiny_model), 2, stsb, tmp_path / "work", report, eval_every_steps=2,
+    result = train(hp, str(tiny_model), seed, stsb, tmp_path / "work", report, eval_every_steps=2,
                    selection_seed=selection_seed)  # fmt: skip
     return result, rows, kept
 
@@ -43,16 +44,21 @@ def _train(tiny_model, stsb, tmp_path, selection_seed):
 def test_the_kept_epoch_is_chosen_on_the_selection_half_when_the_report_half_prefers_another(
     tiny_model, stsb, tmp_path
 ):
-    result, rows, kept = _train(tiny_model, stsb, tmp_path, selection_seed=0)
-    halves = split_dev(stsb.task, {"validation": len(stsb.eval_splits["validation"])}, 0)
-    selection = [r["selection_score"] for r in rows]
-    # This run is one where the whole dev set (and so the report half) prefers a later evaluation than the
-    # selection half: keeping the best epoch on the whole dev set would let the report half choose it.
-    assert int(np.argmax(selection)) != int(np.argmax([r["score"] for r in rows]))
+    # Find a run where the whole dev set (and so the report half) prefers another evaluation than the selection
+    # half: keeping the best epoch on the whole dev set would let the report half choose it. Which run does depends
+    # on the CPU's arithmetic (AVX2 and AVX-512 train the tiny model slightly differently), so try a few.
+    for train_seed, seed in itertools.product((2, 3, 4, 5), (0, 1, 2)):
+        result, rows, kept = _train(tiny_model, stsb, tmp_path / f"{train_seed}-{seed}", seed, train_seed)
+        selection = [r["selection_score"] for r in rows]
+        if int(np.argmax(selection)) != int(np.argmax([r["score"] for r in rows])):
+            break
+    else:
+        pytest.fail("no run among 12 where the halves prefer different evaluations")
+    halves = split_dev(stsb.task, {"validation": len(stsb.eval_splits["validation"])}, seed)
     chosen = rows[int(np.argmax(selection))]
     assert result.best_epoch == chosen["epoch"] and result.best_score == pytest.approx(max(selection))
     meta = load_trial_meta(kept)
-    assert meta["epoch"] == chosen["epoch"] and meta["selection_seed"] == 0
+    assert meta["epoch"] == chosen["epoch"] and meta["selection_seed"] == seed
     logits, labels = load_predictions(kept)
     assert score_on(stsb.task, logits, labels, halves.selection)[1] == pytest.approx(max(selection), abs=1e-4)
     # Each evaluation's selection score is the selection half's, not the whole dev set's.
