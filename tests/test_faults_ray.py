@@ -25,10 +25,8 @@ from benchmark.measure.reliability import (
 )
 from tests.conftest import bench, write_easy_task, write_search_suite
 
-
-@pytest.fixture(autouse=True)
-def _env(glue_dir, cache_dir):
-    return glue_dir
+# Every test runs `bench` in a subprocess, which finds the data and the cache through these fixtures' variables.
+pytestmark = pytest.mark.usefixtures("glue_dir", "cache_dir")
 
 
 def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):

@@ -19,9 +19,8 @@ def bench(*args):
     return run_bench(*args, timeout=2400)  # a whole scheduler study
 
 
-@pytest.fixture(autouse=True)
-def _env(glue_dir, cache_dir):
-    return glue_dir
+# Every test runs `bench` in a subprocess, which finds the data and the cache through these fixtures' variables.
+pytestmark = pytest.mark.usefixtures("glue_dir", "cache_dir")
 
 
 def test_asha_stops_weak_trials_early(tiny_model, tmp_path):

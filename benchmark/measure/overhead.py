@@ -11,6 +11,9 @@ per trial, two trials at a time on a 2-CPU machine, run by `bench run` in a fres
   train and eval time; the median and the range over trials;
 - fixed start-up: from the command's start to the first trial's `started` line on its output;
 - wall time, and the overhead share a trial of 60 s of training and evaluation would have at the median.
+First, Ray's own share of the start-up, measured apart in fresh processes (3 times, medians): importing Ray, `ray.init`
+as bench calls it, and a new actor process that imports Ray Tune, as a trial's actor does to unpickle the trainable
+(Ray's two prestarted workers held by two other actors first, as other actors take them in `bench run`).
 Each label's figures go to `<out>/<label>.json`; README.md is rebuilt from every label there.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -79,6 +83,60 @@ def run(config: dict, work: Path, python: str, repo: Path) -> dict:
     }  # fmt: skip
 
 
+# Run in a fresh process in the measured checkout: Ray's fixed steps on the way to a first trial, one at a time.
+RAY_STEPS = """
+import json, time
+t0 = time.perf_counter()
+import ray
+from benchmark.run.cluster import connect
+t1 = time.perf_counter()
+connect(None)
+t2 = time.perf_counter()
+
+@ray.remote(num_cpus=0)
+class Other:
+    def ready(self):
+        return True
+
+@ray.remote(num_cpus=1)
+class Trainable:
+    def ready(self):
+        import ray.tune  # noqa: F401
+        return True
+
+others = [Other.remote() for _ in range(2)]
+ray.get([o.ready.remote() for o in others])
+t3 = time.perf_counter()
+ray.get(Trainable.remote().ready.remote())
+t4 = time.perf_counter()
+ray.shutdown()
+print(json.dumps({"import_ray": t1 - t0, "ray_init": t2 - t1, "actor_with_tune": t4 - t3}))
+"""
+
+
+def ray_steps(python: str, repo: Path, repeats: int = 3) -> dict:
+    """Medians over `repeats` fresh processes of Ray's own start-up steps (RAY_STEPS)."""
+    runs = []
+    for _ in range(repeats):
+        proc = subprocess.run([python, "-c", RAY_STEPS], cwd=repo, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise SystemExit(f"Ray's start-up steps failed:\n{proc.stderr[-3000:]}")
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def ray_steps_line(steps: dict, startup: float) -> str:
+    ray_own = sum(steps.values())
+    return (
+        f"Ray's own start-up steps, measured apart (fresh processes, median of 3): import Ray "
+        f"{steps['import_ray']:.1f} s, `ray.init` as bench calls it {steps['ray_init']:.1f} s, a new actor process "
+        f"importing Ray Tune (a trial's actor) {steps['actor_with_tune']:.1f} s; together {ray_own:.1f} s of the "
+        f"{startup:.1f} s start-up, leaving {startup - ray_own:.1f} s to bench and Tune's scheduling (in `bench "
+        f"run`, `ray.init` overlaps reading the data). These steps follow one another, so while Ray Tune runs the "
+        f"trials the start-up cannot fall below their {ray_own:.1f} s."
+    )
+
+
 def summarize(rows: list[dict]) -> dict:
     every = [o for r in rows for o in r["overheads"]]
     median = statistics.median(every)
@@ -95,10 +153,11 @@ def _command_line(command: str) -> str:
 
 
 def report(out: Path) -> str:
-    labels = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.stem in ("before", "after")}
+    labels = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
     lines = ["# Orchestration overhead of `bench run`", "", "Written by `benchmark/measure/overhead.py` from the "
              "figures in this folder's json files (one per label); the commands are in them.", ""]  # fmt: skip
-    for label, m in sorted(labels.items(), key=lambda kv: kv[0] != "before"):
+    order = {"before": 0, "after": 1}
+    for label, m in sorted(labels.items(), key=lambda kv: (order.get(kv[0], 2), kv[1]["date"])):
         s, cpu = m["summary"], m["machine"]
         lines += [
             f"## {label}: {m['version']}", "", _command_line(m["command"]), "",
@@ -114,6 +173,8 @@ def report(out: Path) -> str:
                 f"{statistics.median(r['in_trial']):.1f} | {'/'.join(r['precision'])} |"
             )
         lines += ["", _verdict(s), ""]
+        if m.get("ray_steps"):
+            lines += [ray_steps_line(m["ray_steps"], s["startup"]), ""]
     if {"before", "after"} <= labels.keys():
         b, a = labels["before"]["summary"], labels["after"]["summary"]
         lines += ["## Before and after", "", f"Per-trial overhead (median): {b['overhead_median']:.1f} s -> "
@@ -139,7 +200,7 @@ def _verdict(s: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--label", default="after", choices=["before", "after"])
+    p.add_argument("--label", default="after", help="before, after, or another name for a section of its own")
     p.add_argument("--trials", type=int, nargs="+", default=[8, 32])
     p.add_argument("--model", default="embedded", help="embedded, tiny (a random 2-layer BERT), or a folder")
     p.add_argument("--task", default="sst2")
@@ -153,6 +214,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/bench-overhead")
     p.add_argument("--out", default="results/overhead")
     args = p.parse_args(argv)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.label):
+        p.error(f"--label {args.label!r}: lower-case letters, digits and '-'")
     work, out = Path(args.work) / args.label, Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     model = None
@@ -161,6 +224,8 @@ def main(argv=None) -> int:
     elif args.model != "embedded":
         model = args.model
     load = os.getloadavg()[0]
+    steps = ray_steps(args.python, Path(args.repo).resolve())
+    print("Ray's start-up steps: " + json.dumps(steps), flush=True)
     rows = []
     for n in args.trials:
         target = work / f"run-{n}"
@@ -179,7 +244,7 @@ def main(argv=None) -> int:
         "setup": f"task {args.task}, {args.train_samples} training / {args.eval_samples} dev examples, "
                  f"{args.epochs} epoch(s), batch 16, max length {args.max_seq_length}, {args.precision}; "
                  "N seeds of one configuration, 1 worker x 1 CPU per trial",
-        "rows": rows, "summary": summarize(rows),
+        "rows": rows, "summary": summarize(rows), "ray_steps": steps,
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.label}.json").write_text(json.dumps(figures, indent=2) + "\n")

@@ -203,7 +203,7 @@ def bench_suite(task: str, hp: TrainingConfig, seeds: list[int], output: Path) -
     """One task's suite: full training set, GLUE's dev set scored each epoch, one trial at a time on every CPU."""
     return {
         "name": f"parity-{task}",
-        "output": str((output / task).resolve()),
+        "output": str((output / f"{task}-{hp.precision}").resolve()),  # bench refuses a run's trials at other settings
         "model": None,  # the embedded default
         "tasks": [task],
         "training": {
@@ -359,7 +359,7 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--glue-dir", default=None)
     p.add_argument("--cache-dir", default=str(Path("~/.cache/bench").expanduser()))
-    p.add_argument("--output", default="runs/parity", help="bench's run directories, one per task")
+    p.add_argument("--output", default="runs/parity", help="bench's run directories, one per task and precision")
     p.add_argument("--out", default="results/parity")
     args = p.parse_args(argv)
     quiet_libraries()
