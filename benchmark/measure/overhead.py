@@ -11,9 +11,9 @@ per trial, two trials at a time on a 2-CPU machine, run by `bench run` in a fres
   train and eval time; the median and the range over trials;
 - fixed start-up: from the command's start to the first trial's `started` line on its output;
 - wall time, and the overhead share a trial of 60 s of training and evaluation would have at the median.
-First, Ray's own share of the start-up, measured apart in fresh processes (3 times, medians): importing Ray, `ray.init`
-as bench calls it, and a new actor process that imports Ray Tune, as a trial's actor does to unpickle the trainable
-(Ray's two prestarted workers held by two other actors first, as other actors take them in `bench run`).
+First, Ray's own share of the start-up, measured apart in fresh processes (medians of RAY_STEP_RUNS): importing
+Ray, `ray.init` as bench calls it, and a new actor process that imports Ray Tune, as a trial's actor does to unpickle
+the trainable (Ray's two prestarted workers held by two other actors first, as other actors take them in `bench run`).
 Each label's figures go to `<out>/<label>.json`; README.md is rebuilt from every label there.
 """
 
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmark.common.atomic import atomic_write_text
 from benchmark.common.hardware import machine_description, resolve_precision
 from benchmark.measure import write_report
 from benchmark.measure.tiny import make_tiny_bert
@@ -114,10 +115,13 @@ print(json.dumps({"import_ray": t1 - t0, "ray_init": t2 - t1, "actor_with_tune":
 """
 
 
-def ray_steps(python: str, repo: Path, repeats: int = 3) -> dict:
-    """Medians over `repeats` fresh processes of Ray's own start-up steps (RAY_STEPS)."""
+RAY_STEP_RUNS = 3
+
+
+def ray_steps(python: str, repo: Path) -> dict:
+    """Medians over RAY_STEP_RUNS fresh processes of Ray's own start-up steps (RAY_STEPS)."""
     runs = []
-    for _ in range(repeats):
+    for _ in range(RAY_STEP_RUNS):
         proc = subprocess.run([python, "-c", RAY_STEPS], cwd=repo, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise SystemExit(f"Ray's start-up steps failed:\n{proc.stderr[-3000:]}")
@@ -128,7 +132,7 @@ def ray_steps(python: str, repo: Path, repeats: int = 3) -> dict:
 def ray_steps_line(steps: dict, startup: float) -> str:
     ray_own = sum(steps.values())
     return (
-        f"Ray's own start-up steps, measured apart (fresh processes, median of 3): import Ray "
+        f"Ray's own start-up steps, measured apart (fresh processes, median of {RAY_STEP_RUNS}): import Ray "
         f"{steps['import_ray']:.1f} s, `ray.init` as bench calls it {steps['ray_init']:.1f} s, a new actor process "
         f"importing Ray Tune (a trial's actor) {steps['actor_with_tune']:.1f} s; together {ray_own:.1f} s of the "
         f"{startup:.1f} s start-up, leaving {startup - ray_own:.1f} s to bench and Tune's scheduling (in `bench "
@@ -247,7 +251,7 @@ def main(argv=None) -> int:
         "rows": rows, "summary": summarize(rows), "ray_steps": steps,
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.label}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    atomic_write_text(out / f"{args.label}.json", json.dumps(figures, indent=2) + "\n")
     write_report(str(out), report(out))
     return 0
 
