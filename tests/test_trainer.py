@@ -1,6 +1,8 @@
 """The trainer without Ray: a real DeepSpeed engine on a tiny random BERT."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -221,3 +223,14 @@ def test_a_one_process_trial_takes_a_port_of_its_own_whatever_it_inherits(monkey
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "(0, 1)"
+
+
+def test_deepspeed_is_imported_without_mlflow_which_stays_importable():
+    # A fresh process: this one may hold either already. DeepSpeed's autotuner imports MLflow where it is installed.
+    code = (
+        "import sys; from benchmark.train.engine import import_deepspeed; import_deepspeed(); "
+        "print('mlflow' in sys.modules); import mlflow, deepspeed.autotuning.autotuner as a; print(a.has_mlflow)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-2:] == ["False", "False"]  # after DeepSpeed's own lines
