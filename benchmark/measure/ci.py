@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmark.common.atomic import atomic_write_text
 from benchmark.common.hardware import machine_description
-from benchmark.measure import write_report
+from benchmark.measure import check_label, write_report
 
 GOAL_SECONDS = 15 * 60
 SLOWEST_SHOWN = 10
@@ -81,8 +81,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     machine = machine_description()
     label = args.label or ("native-bf16" if machine["native_bf16"] else "no-native-bf16")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", label):
-        p.error(f"--label {label!r}: lower-case letters, digits and '-'")
+    check_label(p, label)
     work, shared = Path(args.work), Path(args.repo, args.shared).resolve()
     if work.exists():
         p.error(f"--work {work}: exists; give a fresh folder")

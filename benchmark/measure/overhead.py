@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import yaml
 
 from benchmark.common.atomic import atomic_write_text
 from benchmark.common.hardware import machine_description, resolve_precision
-from benchmark.measure import write_report
+from benchmark.measure import check_label, write_report
 from benchmark.measure.tiny import make_tiny_bert
 
 GOALS = {"overhead_median": 3.0, "startup": 5.0, "share_60": 0.10}
@@ -235,8 +234,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/bench-overhead")
     p.add_argument("--out", default="results/overhead")
     args = p.parse_args(argv)
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.label):
-        p.error(f"--label {args.label!r}: lower-case letters, digits and '-'")
+    check_label(p, args.label)
     work, out = Path(args.work) / args.label, Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     model = None
