@@ -225,12 +225,24 @@ def test_a_one_process_trial_takes_a_port_of_its_own_whatever_it_inherits(monkey
     assert out.stdout.strip().splitlines()[-1] == "(0, 1)"
 
 
-def test_deepspeed_is_imported_without_mlflow_which_stays_importable():
-    # A fresh process: this one may hold either already. DeepSpeed's autotuner imports MLflow where it is installed.
-    code = (
-        "import sys; from benchmark.train.engine import import_deepspeed; import_deepspeed(); "
-        "print('mlflow' in sys.modules); import mlflow, deepspeed.autotuning.autotuner as a; print(a.has_mlflow)"
-    )
+def test_a_trial_imports_deepspeed_without_mlflow_which_stays_importable(tiny_model, glue_dir, tmp_path):
+    # A fresh process: this one may hold either already. DeepSpeed's autotuner imports MLflow where it is installed,
+    # and loading a model imports DeepSpeed through accelerate, so the trial must import it first.
+    code = f"""
+import sys
+from pathlib import Path
+from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.local import run_local_trial
+from benchmark.train.modeling import load_tokenizer
+from tasks.encoding import encode_task
+from tasks.glue import GLUE_TASKS
+tokenizer = load_tokenizer("{tiny_model}")
+data = encode_task(GLUE_TASKS["rte"], tokenizer, 64, Path("{glue_dir}"), Path("{tmp_path}"), 32, 16)
+run_local_trial(TrainingConfig(epochs=1, batch_size=16), "{tiny_model}", 1, data, Path("{tmp_path}/out"), log=print)
+print("deepspeed" in sys.modules, "mlflow" in sys.modules)
+import mlflow, deepspeed.autotuning.autotuner as a
+print(a.has_mlflow)
+"""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.splitlines()[-2:] == ["False", "False"]  # after DeepSpeed's own lines
+    assert out.stdout.splitlines()[-2:] == ["True False", "False"]  # after the trial's and DeepSpeed's own lines

@@ -22,7 +22,9 @@ STALE_BUILD_LOCK_S = 600  # longer than any op compile takes, even on a loaded 2
 
 def import_deepspeed():
     """DeepSpeed, imported on first use. Its autotuner, which bench never runs, imports MLflow where it is installed:
-    1.8 s of a 4.2 s import on a 2-core CPU, in every trial's process. MLflow is hidden from that one import."""
+    1.8 s of a 4.2 s import on a 2-core CPU, in every trial's process. MLflow is hidden from that one import. Only the
+    first import counts, and loading a model imports DeepSpeed too (transformers through accelerate), so a trial calls
+    this first (`start_trial` joins the process group before it loads anything)."""
     hide = "deepspeed" not in sys.modules and "mlflow" not in sys.modules
     if hide:
         sys.modules["mlflow"] = None  # `import mlflow` raises ImportError while this entry holds
