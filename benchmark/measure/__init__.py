@@ -2,6 +2,7 @@
 
 import argparse
 import re
+import subprocess
 from pathlib import Path
 
 from benchmark.common.atomic import atomic_write_text
@@ -20,3 +21,18 @@ def check_label(parser: argparse.ArgumentParser, label: str) -> None:
     """A label names a json file of figures beside its README: a plain name, no path."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", label):
         parser.error(f"--label {label!r}: lower-case letters, digits and '-'")
+
+
+def commit_line(repo: Path) -> str:
+    """The measured checkout's commit: short hash and subject."""
+    out = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=repo, capture_output=True, text=True)
+    return out.stdout.strip()[:100]
+
+
+def machine_line(m: dict) -> str:
+    """Where a label's figures were taken, from the `date`, `machine`, `cpus` and `load_before` it recorded."""
+    cpu = m["machine"]
+    return (
+        f"Date {m['date']}; CPU {cpu['cpu']} ({', '.join(cpu['cpu_flags'])}; native bf16: {cpu['native_bf16']}), "
+        f"{m['cpus']} CPUs, load average {m['load_before']} before the run"
+    )

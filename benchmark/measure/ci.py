@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmark.common.atomic import atomic_write_text
 from benchmark.common.hardware import machine_description
-from benchmark.measure import check_label, write_report
+from benchmark.measure import check_label, commit_line, machine_line, write_report
 
 GOAL_SECONDS = 15 * 60
 SLOWEST_SHOWN = 10
@@ -52,12 +52,11 @@ def report(out: Path) -> str:
              "minutes on a 2-core machine.", ""]  # fmt: skip
     for path in sorted(out.glob("*.json")):
         m = json.loads(path.read_text())
-        cpu, total = m["machine"], m["total_seconds"]
+        total = m["total_seconds"]
         verdict = "met" if total <= GOAL_SECONDS else f"missed by {(total - GOAL_SECONDS) / 60:.1f} min"
         lines += [
             f"## {path.stem}: {m['version']}", "", f"Command: `{m['command']}`", "",
-            f"Date {m['date']}; CPU {cpu['cpu']} ({', '.join(cpu['cpu_flags'])}; native bf16: {cpu['native_bf16']}), "
-            f"{m['cpus']} CPUs, load average {m['load_before']} before the run; exit status {m['returncode']}.", "",
+            f"{machine_line(m)}; exit status {m['returncode']}.", "",
             "| install (s) | pytest (s) | CI in all (s) | CI in all (min) | pytest's summary |",
             "|---:|---:|---:|---:|---|",
             f"| {m['install_seconds']} | {m['pytest_seconds'] or 0:.0f} | {total} | {total / 60:.1f} | "
@@ -90,7 +89,6 @@ def main(argv=None) -> int:
     work.mkdir(parents=True)
     subprocess.run(["git", "clone", "-q", str(Path(args.repo).resolve()), str(work / "main")], check=True)
     (work / "shared").symlink_to(shared)
-    version = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=work / "main", capture_output=True, text=True)
     load = os.getloadavg()[0]
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "BENCH_GLUE_DIR", "BENCH_CACHE_DIR")}
     started = time.perf_counter()
@@ -100,7 +98,7 @@ def main(argv=None) -> int:
     atomic_write_text(work / "ci.log", log)
     figures = {
         "command": "python -m benchmark.measure.ci " + " ".join(sys.argv[1:] if argv is None else argv),
-        "version": version.stdout.strip()[:100], "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine,
+        "version": commit_line(work / "main"), "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine,
         "cpus": len(os.sched_getaffinity(0)), "load_before": round(load, 2), "returncode": proc.returncode,
         "wall_seconds": round(wall, 1), **parse_log(log),
     }  # fmt: skip

@@ -36,7 +36,7 @@ import yaml
 
 from benchmark.common.atomic import atomic_write_text
 from benchmark.common.hardware import machine_description, resolve_precision
-from benchmark.measure import check_label, write_report
+from benchmark.measure import check_label, commit_line, machine_line, write_report
 from benchmark.measure.tiny import make_tiny_bert
 
 GOALS = {"overhead_median": 3.0, "startup": 5.0, "share_60": 0.10}
@@ -176,11 +176,10 @@ def report(out: Path) -> str:
              "figures in this folder's json files (one per label); the commands are in them.", ""]  # fmt: skip
     order = {"before": 0, "after": 1}
     for label, m in sorted(labels.items(), key=lambda kv: (order.get(kv[0], 2), kv[1]["date"])):
-        s, cpu = m["summary"], m["machine"]
+        s = m["summary"]
         lines += [
             f"## {label}: {m['version']}", "", _command_line(m["command"]), "",
-            f"Date {m['date']}; CPU {cpu['cpu']} ({', '.join(cpu['cpu_flags'])}; native bf16: {cpu['native_bf16']}), "
-            f"{m['cpus']} CPUs, load average {m['load_before']} before the run; model {m['model']}; {m['setup']}.",
+            f"{machine_line(m)}; model {m['model']}; {m['setup']}.",
             "", "| N | finished | wall (s) | first trial started after (s) | per-trial overhead, median (range) (s) | "
             "train+eval per trial, median (s) | precision |", "|---:|---:|---:|---:|---:|---:|---|",
         ]  # fmt: skip
@@ -254,11 +253,10 @@ def main(argv=None) -> int:
         rows.append(run(suite(n, args, model, target), work, args.python, Path(args.repo).resolve()))
         print("  " + json.dumps({k: v for k, v in rows[-1].items() if k not in ("overheads", "in_trial")}), flush=True)
     warmup, rows = rows[0], rows[1:]
-    version = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=args.repo, capture_output=True, text=True)
     figures = {
         "command": f"BENCH_GLUE_DIR={os.environ.get('BENCH_GLUE_DIR', '')} python -m benchmark.measure.overhead "
         + " ".join(sys.argv[1:] if argv is None else argv),
-        "version": version.stdout.strip()[:100], "date": time.strftime("%Y-%m-%d %H:%M"),
+        "version": commit_line(Path(args.repo)), "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine_description(), "cpus": len(os.sched_getaffinity(0)), "load_before": round(load, 2),
         "model": args.model, "precision_auto": resolve_precision("auto"),
         "setup": f"task {args.task}, {args.train_samples} training / {args.eval_samples} dev examples, "
