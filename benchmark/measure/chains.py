@@ -57,7 +57,7 @@ def compute_lines(records: list[dict]) -> list[str]:
 
 def main(argv=None) -> int:
     study = run_study("benchmark.measure.chains", __doc__, "configs/chains.yaml", "results/chains", argv)
-    args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
+    args, suite, command = study.args, study.suite, study.command
     board, records = leaderboard_from_runs([suite.output], baseline="(single)")
     direct = next(r for r in board["rows"] if r["kind"] == "single")
     machine = machine_description()
@@ -72,8 +72,8 @@ def main(argv=None) -> int:
         f"{', '.join(c.label for c in suite.chains)}; {caps} (all: "
         f"GLUE's training set less validation); data.glue_dev: {data.glue_dev}; seeds {suite.config.search.seeds}); "
         f"CPU {machine['cpu']}, {torch.get_num_threads()} threads, precision that ran "
-        f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}; nothing else running; wall time "
-        f"{wall / 60:.1f} min over {study.parts} part(s); date {time.strftime('%Y-%m-%d')}.",
+        f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}; nothing else running; "
+        f"{study.wall_text()}; date {time.strftime('%Y-%m-%d')}.",
         "",
         "Which data chose what: validation, held out of GLUE's training set, chose each trial's epoch and the source "
         "checkpoint a chain starts from; test is GLUE's dev set, where nothing chose.",

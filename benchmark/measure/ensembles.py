@@ -31,14 +31,14 @@ from tasks.splits import score_on
 GOAL = 1.0  # points of average task score over the best single checkpoint
 
 
-def summarize(state: dict, records: list[dict], suite, command: str, wall_seconds: float, parts: int = 1) -> str:
+def summarize(state: dict, records: list[dict], suite, command: str, wall: str) -> str:
     tasks = state["tasks"]
     board = json.loads((Path(suite.output) / "leaderboard.json").read_text())
     test = {r["system"]: r["test"] for r in board["rows"] if r.get("test")}
     rows = state["rows"]
     best_single = next(r for r in rows if r["kind"] == "single")
     ensembles = sorted((r for r in rows if r["kind"] == "ensemble"), key=lambda r: -r["average"])
-    lines = _setting_lines(state, records, suite, command, wall_seconds, parts, best_single)
+    lines = _setting_lines(state, records, suite, command, wall, best_single)
     lines += _table_lines(tasks, best_single, ensembles, test, records)
     lines += _result_lines(board, suite, tasks, best_single, ensembles, test)
     lines += [
@@ -77,7 +77,7 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall_second
     return "\n".join(lines) + "\n"
 
 
-def _setting_lines(state, records, suite, command, wall_seconds, parts, best_single) -> list[str]:
+def _setting_lines(state, records, suite, command, wall, best_single) -> list[str]:
     """What ran, on what machine, and the protocol."""
     tasks, cfg = state["tasks"], suite.config
     trial_hours = sum(r.get("wall_seconds", 0.0) for r in records) / 3600
@@ -97,7 +97,7 @@ def _setting_lines(state, records, suite, command, wall_seconds, parts, best_sin
         f"{counts}. "
         f"Machine: {machine_description()['cpu']}, {torch.get_num_threads()} threads, precision that ran "
         f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}, nothing else running; "
-        f"wall time {wall_seconds / 60:.1f} min over {parts} part(s) ({trial_hours:.2f} trial-hours of training), "
+        f"{wall} ({trial_hours:.2f} trial-hours of training), "
         f"of which building the ensembles {state['build_seconds'] / 60:.1f} min (the last build).",
         "",
         f"Protocol: {state['protocol']['description']} Report halves: "
@@ -220,10 +220,10 @@ def _weighted(ids: list[str], weights: list[float]) -> list[str]:
 
 def main(argv=None) -> int:
     study = run_study("benchmark.measure.ensembles", __doc__, "configs/ensembles.yaml", "results/ensembles.md", argv)
-    args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
+    args, suite, command = study.args, study.suite, study.command
 
     store = RunStore(suite.output)
-    report = summarize(read_state(suite.output), store.records(), suite, command, wall, study.parts)
+    report = summarize(read_state(suite.output), store.records(), suite, command, study.wall_text())
     atomic_write_text(Path(args.out), report)
     print(report)
     return 0

@@ -131,7 +131,8 @@ def run(config: dict, work: Path, overrides: list[str]):
     suite = load_suite(path, overrides)
     started = time.perf_counter()
     run_suite(suite)
-    return suite, add_part(Path(suite.output), time.perf_counter() - started)
+    seconds, parts, _ = add_part(Path(suite.output), time.perf_counter() - started)
+    return suite, (seconds, parts)
 
 
 def copy_single_trials(source: Path, target: Path) -> int:

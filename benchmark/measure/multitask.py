@@ -25,7 +25,7 @@ from benchmark.results.tables import format_markdown
 
 def main(argv=None) -> int:
     study = run_study("benchmark.measure.multitask", __doc__, "configs/multitask.yaml", "results/multitask", argv)
-    args, suite, wall, command = study.args, study.suite, study.wall_seconds, study.command
+    args, suite, command = study.args, study.suite, study.command
     board, records = leaderboard_from_runs([suite.output], baseline="(single)")
     rows = {r["kind"]: r for r in board["rows"]}
     machine = machine_description()
@@ -37,8 +37,8 @@ def main(argv=None) -> int:
         f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; {suite.config.data.max_train_samples} "
         f"training examples per task; data.glue_dev: {suite.config.data.glue_dev}; seeds "
         f"{suite.config.search.seeds}); CPU {machine['cpu']}, {torch.get_num_threads()} threads, precision that ran "
-        f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}; nothing else running; wall time "
-        f"{wall / 60:.1f} min over {study.parts} part(s); date {time.strftime('%Y-%m-%d')}.",
+        f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}; nothing else running; "
+        f"{study.wall_text()}; date {time.strftime('%Y-%m-%d')}.",
         "",
         format_markdown(board, compute=True),
         "## What it shows",

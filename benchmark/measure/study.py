@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -28,9 +29,19 @@ from tasks.spec import TaskSpec
 class Study:
     args: argparse.Namespace
     suite: Suite
-    wall_seconds: float  # every part of the study's `bench run` so far (a study may run in parts that resume)
+    wall_seconds: float  # every timed part of the study's `bench run` so far (a study may run in parts that resume)
     command: str  # what reproduces it
     parts: int = 1
+    untimed: int = 0  # earlier parts that stopped before they could write their time (kill -9, or older code)
+
+    def wall_text(self) -> str:
+        text = f"wall time {self.wall_seconds / 60:.1f} min over {self.parts} part(s)"
+        if self.untimed:
+            text += (
+                f", plus {self.untimed} part(s) stopped before they could be timed "
+                "(their finished trials count in the compute columns)"
+            )
+        return text
 
 
 def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=None) -> Study:
@@ -43,21 +54,44 @@ def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=
     args = p.parse_args(argv)
     quiet_libraries()
     suite = load_suite(args.suite, args.set, output=args.output)
+    run = Path(suite.output)
+    untimed = untimed_before(run)
     started = time.perf_counter()
-    run_suite(suite)  # trials, then the suite's ensemble section, then the leaderboard
-    wall, parts = add_part(Path(suite.output), time.perf_counter() - started)
+    # A part stopped by Ctrl-C or kill (not -9) still writes its time: a study may run in parts across sessions.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run_suite(suite)  # trials, then the suite's ensemble section, then the leaderboard
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        wall, parts, untimed = add_part(run, time.perf_counter() - started, untimed)
     command = f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
-    return Study(args, suite, wall, command, parts)
+    return Study(args, suite, wall, command, parts, untimed)
 
 
-def add_part(run: Path, seconds: float) -> tuple[float, int]:
-    """The wall time of every part of this run so far, this one added (kept in the run directory)."""
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def untimed_before(run: Path) -> int:
+    """1 when the run directory holds finished trials but no part's time: an earlier part died untimed."""
+    if (run / "study_wall.json").is_file():
+        return 0
+    return int(any((run / "trials").glob("*/record.json")))
+
+
+def add_part(run: Path, seconds: float, untimed: int = 0) -> tuple[float, int, int]:
+    """The wall time of every timed part of this run so far, this one added (kept in the run directory), the number
+    of timed parts and of untimed ones."""
 
     path = run / "study_wall.json"
     before = json.loads(path.read_text()) if path.is_file() else {"seconds": 0.0, "parts": 0}
-    total = {"seconds": before["seconds"] + seconds, "parts": before["parts"] + 1}
+    total = {
+        "seconds": before["seconds"] + seconds,
+        "parts": before["parts"] + 1,
+        "untimed": before.get("untimed", 0) + untimed,
+    }
     atomic_write_json(path, total)
-    return total["seconds"], total["parts"]
+    return total["seconds"], total["parts"], total["untimed"]
 
 
 def against_baseline(row: dict, base: dict, base_name: str) -> str:

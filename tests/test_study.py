@@ -1,0 +1,53 @@
+"""A study run in parts: every part's time is kept, a stopped part's too, and a part that died untimed is said."""
+
+import json
+import os
+import signal
+from types import SimpleNamespace
+
+import pytest
+
+from benchmark.measure import study
+
+
+def fake_suite(run, monkeypatch, action):
+    monkeypatch.setattr(study, "load_suite", lambda *a, **k: SimpleNamespace(output=str(run)))
+    monkeypatch.setattr(study, "run_suite", lambda suite: action())
+
+
+def finished_trial(run):
+    (run / "trials" / "rte_seed=1").mkdir(parents=True)
+    (run / "trials" / "rte_seed=1" / "record.json").write_text("{}")
+
+
+def test_parts_add_up_and_a_stopped_part_keeps_its_time(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    fake_suite(run, monkeypatch, lambda: None)
+    first = study.run_study("m", "", "s.yaml", "out", [])
+    assert (first.parts, first.untimed) == (1, 0)
+    assert first.wall_text().startswith("wall time 0.0 min over 1 part(s)") and "plus" not in first.wall_text()
+
+    def killed():  # kill (SIGTERM) mid-run: the part still writes its time, and the stop reaches the caller
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    fake_suite(run, monkeypatch, killed)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study("m", "", "s.yaml", "out", [])
+    assert json.loads((run / "study_wall.json").read_text())["parts"] == 2
+    assert signal.getsignal(signal.SIGTERM) == before  # put back as it was
+
+    fake_suite(run, monkeypatch, lambda: None)
+    assert study.run_study("m", "", "s.yaml", "out", []).parts == 3
+
+
+def test_a_part_that_died_untimed_is_said(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    finished_trial(run)  # finished trials, no time kept: an earlier part died (kill -9) before writing it
+    fake_suite(run, monkeypatch, lambda: None)
+    resumed = study.run_study("m", "", "s.yaml", "out", [])
+    assert (resumed.parts, resumed.untimed) == (1, 1)
+    assert "plus 1 part(s) stopped before they could be timed" in resumed.wall_text()
+    again = study.run_study("m", "", "s.yaml", "out", [])  # said once, not once per later part
+    assert (again.parts, again.untimed) == (2, 1)
