@@ -51,3 +51,19 @@ def test_a_part_that_died_untimed_is_said(tmp_path, monkeypatch):
     assert "plus 1 part(s) stopped before they could be timed" in resumed.wall_text()
     again = study.run_study("m", "", "s.yaml", "out", [])  # said once, not once per later part
     assert (again.parts, again.untimed) == (2, 1)
+
+
+def test_merging_times_its_runs_as_every_study_does(tmp_path, monkeypatch):
+    from benchmark.measure import merging
+
+    run = tmp_path / "run"
+    finished_trial(run)
+    monkeypatch.setattr(merging, "load_suite", lambda *a, **k: SimpleNamespace(output=str(run)))
+    monkeypatch.setattr(study, "run_suite", lambda suite: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(KeyboardInterrupt):
+        merging.run({"name": "merging-main"}, tmp_path, [])
+    assert json.loads((run / "study_wall.json").read_text())["untimed"] == 1  # the stopped part kept its time too
+    monkeypatch.setattr(study, "run_suite", lambda suite: None)
+    suite, (seconds, parts, untimed) = merging.run({"name": "merging-main"}, tmp_path, [])
+    assert (parts, untimed) == (2, 1)
+    assert "plus 1 part(s) stopped" in study.wall_text(seconds, parts, untimed)

@@ -121,18 +121,15 @@ def soups_suite(main: dict, work: Path) -> dict:
 
 
 def run(config: dict, work: Path, overrides: list[str]):
-    """Write the suite and run it as `bench run SUITE --set ...` does; the wall time of every part so far."""
+    """Write the suite and run it as `bench run SUITE --set ...` does; the suite, and its run's (seconds, timed
+    parts, untimed parts) so far."""
     # Imported here for start-up speed (rich).
-    from benchmark.measure.study import add_part
-    from benchmark.run.runner import run_suite
+    from benchmark.measure.study import timed_run
 
     path = work / f"{config['name']}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     suite = load_suite(path, overrides)
-    started = time.perf_counter()
-    run_suite(suite)
-    seconds, parts, _ = add_part(Path(suite.output), time.perf_counter() - started)
-    return suite, (seconds, parts)
+    return suite, timed_run(suite)
 
 
 def copy_single_trials(source: Path, target: Path) -> int:
@@ -218,12 +215,12 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
     import torch
 
     # Imported here for start-up speed (rich).
-    from benchmark.measure.study import learning_lines
+    from benchmark.measure.study import learning_lines, wall_text
 
     main = suites[0]
     choices, calibration = merge_choices(main.output), calibration_rows(boards)
     precision = "/".join(sorted({str(r["precision"]) for r in records if r.get("precision")}))
-    minutes = sum(seconds for seconds, _ in walls) / 60
+    wall = wall_text(sum(w[0] for w in walls), max(w[1] for w in walls), sum(w[2] for w in walls))
     lines = [
         "# Cross-task merging against multi-task, two-stage and single-task training; calibration",
         "",
@@ -233,8 +230,8 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
         f"{caps_text(train_caps(args.train_samples), args.tasks)} (all: GLUE's training set less validation); "
         f"validation and test capped at {args.eval_samples}; data.glue_dev: test; seeds {args.seeds}; "
         f"{args.epochs} epochs (two-stage: 1 more from the joint export). CPU {machine_description()['cpu']}, "
-        f"{torch.get_num_threads()} threads, precision that ran {precision}; nothing else running; wall time "
-        f"{minutes:.1f} min over {max(parts for _, parts in walls)} part(s); date {time.strftime('%Y-%m-%d')}.",
+        f"{torch.get_num_threads()} threads, precision that ran {precision}; nothing else running; {wall}; "
+        f"date {time.strftime('%Y-%m-%d')}.",
         "",
         "Which data chose what: validation, held out of GLUE's training set, chose each trial's epoch; its selection "
         f"half (split seed {main.ensemble.split_seed}) chose each task's checkpoint for a merge, λ, the temperatures "
@@ -278,7 +275,7 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
         {
             "command": command,
             "settings": dict(vars(args)),
-            "wall_seconds": [seconds for seconds, _ in walls],
+            "wall_seconds": [w[0] for w in walls],
             "merges": choices,
             "calibration": calibration,
             "rows": [

@@ -35,13 +35,18 @@ class Study:
     untimed: int = 0  # earlier parts that stopped before they could write their time (kill -9, or older code)
 
     def wall_text(self) -> str:
-        text = f"wall time {self.wall_seconds / 60:.1f} min over {self.parts} part(s)"
-        if self.untimed:
-            text += (
-                f", plus {self.untimed} part(s) stopped before they could be timed "
-                "(their finished trials count in the compute columns)"
-            )
-        return text
+        return wall_text(self.wall_seconds, self.parts, self.untimed)
+
+
+def wall_text(seconds: float, parts: int, untimed: int) -> str:
+    """How long a study ran, for its README's header: timed parts, and the parts that died untimed."""
+    text = f"wall time {seconds / 60:.1f} min over {parts} part(s)"
+    if untimed:
+        text += (
+            f", plus {untimed} part(s) stopped before they could be timed "
+            "(their finished trials count in the compute columns)"
+        )
+    return text
 
 
 def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=None) -> Study:
@@ -54,6 +59,14 @@ def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=
     args = p.parse_args(argv)
     quiet_libraries()
     suite = load_suite(args.suite, args.set, output=args.output)
+    wall, parts, untimed = timed_run(suite)
+    command = f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
+    return Study(args, suite, wall, command, parts, untimed)
+
+
+def timed_run(suite: Suite) -> tuple[float, int, int]:
+    """Run the suite as `bench run` does; the wall time of every timed part of its run so far, this one added, the
+    number of timed parts and of untimed ones (see `add_part`)."""
     run = Path(suite.output)
     untimed = untimed_before(run)
     started = time.perf_counter()
@@ -63,9 +76,8 @@ def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=
         run_suite(suite)  # trials, then the suite's ensemble section, then the leaderboard
     finally:
         signal.signal(signal.SIGTERM, previous)
-        wall, parts, untimed = add_part(run, time.perf_counter() - started, untimed)
-    command = f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
-    return Study(args, suite, wall, command, parts, untimed)
+        timed = add_part(run, time.perf_counter() - started, untimed)
+    return timed
 
 
 def _interrupt(*_) -> None:
