@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -67,3 +68,46 @@ def test_merging_times_its_runs_as_every_study_does(tmp_path, monkeypatch):
     suite, (seconds, parts, untimed) = merging.run({"name": "merging-main"}, tmp_path, [])
     assert (parts, untimed) == (2, 1)
     assert "plus 1 part(s) stopped" in study.wall_text(seconds, parts, untimed)
+
+
+@pytest.mark.parametrize("module, argv", [("finetuning", ["--study", "freezing", "--out", "o"]), ("search", [])])
+def test_studies_with_a_run_per_arm_time_each_arm_as_every_study_does(tmp_path, monkeypatch, module, argv):
+    """finetuning's and search's arms each run through `timed_run`: an arm stopped by SIGTERM keeps its time, and a
+    resumed study's header counts every part of every arm, not only the last command's."""
+    import importlib
+
+    measure = importlib.import_module(f"benchmark.measure.{module}")
+
+    def load(path, overrides, output=None):
+        config = SimpleNamespace(name="s", training=SimpleNamespace(epochs=2))
+        return SimpleNamespace(output=output or str(tmp_path / "run"), config=config)
+
+    class Stop(Exception):
+        pass
+
+    def stop(runs, baseline):
+        raise Stop(runs)
+
+    monkeypatch.setattr(measure, "load_suite", load)
+    monkeypatch.setattr(measure, "leaderboard_from_runs", stop)
+    ran = []
+
+    def second_arm_killed(suite):
+        ran.append(suite.output)
+        if len(ran) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(study, "run_suite", second_arm_killed)
+    with pytest.raises(KeyboardInterrupt):
+        measure.main(argv)
+    assert [json.loads((Path(o) / "study_wall.json").read_text())["parts"] for o in ran] == [1, 1]
+
+    monkeypatch.setattr(study, "run_suite", lambda suite: ran.append(suite.output))
+    with pytest.raises(Stop) as stopped:
+        measure.main(argv)
+    runs = stopped.value.args[0]
+    assert len(runs) >= 2 and all(str(r) in ran for r in runs)
+    parts = [json.loads((r / "study_wall.json").read_text())["parts"] for r in runs]
+    assert parts[:2] == [2, 2] and set(parts[2:]) <= {1}  # the first two arms ran twice, the rest once
+    walls = [(1.0, 2, 0), (2.0, 1, 1)]
+    assert study.walls_text(walls).startswith("wall time 0.1 min over 2 part(s), plus 1 part(s) stopped")

@@ -28,10 +28,9 @@ from benchmark.common.hardware import machine_description
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import load_suite
 from benchmark.measure import write_report
-from benchmark.measure.study import against_baseline, learning_lines
+from benchmark.measure.study import against_baseline, learning_lines, timed_run, walls_text
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.tables import format_markdown
-from benchmark.run.runner import run_suite
 
 
 def arms(study: str, epochs: int) -> dict[str, list[str]]:
@@ -78,16 +77,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     quiet_libraries()
     base = load_suite(args.suite, args.set)
-    started, runs = time.perf_counter(), {}
+    runs, walls = {}, []
     arm_sets = arms(args.study, base.config.training.epochs)
     baseline = next(iter(arm_sets))
     for arm, overrides in arm_sets.items():
         name = f"{base.config.name}-{arm}"  # both studies share their baseline arm: one run, trained once
         suite = load_suite(args.suite, [*args.set, *overrides, f"name={name}"], output=f"{base.output}-{name}")
         print(f"{arm}: {' '.join(overrides) or 'the suite as it is'} -> {suite.output}", flush=True)
-        run_suite(suite)
+        walls.append(timed_run(suite))
         runs[arm] = Path(suite.output)
-    wall = time.perf_counter() - started
     board, records = leaderboard_from_runs(list(runs.values()), baseline=f", {base.config.name}-{baseline})")
     by_arm = {arm: next(r for r in board["rows"] if r["system"].endswith(f"-{arm})")) for arm in runs}
     machine = machine_description()
@@ -103,8 +101,8 @@ def main(argv=None) -> int:
         f"Suite `{args.suite}` ({', '.join(t.name for t in base.tasks)}; {cfg.data.max_train_samples} training "
         f"examples per task; data.glue_dev: {cfg.data.glue_dev}; seeds {cfg.search.seeds}; {cfg.training.epochs} "
         f"epochs), one run per arm ({arm_list}). CPU {machine['cpu']}, {torch.get_num_threads()} threads, precision "
-        f"that ran {precision}; nothing else running; wall time {wall / 60:.1f} min for this command (an arm run "
-        f"before is not trained again); date {time.strftime('%Y-%m-%d')}.",
+        f"that ran {precision}; nothing else running; {walls_text(walls)}, every arm's run summed; date "
+        f"{time.strftime('%Y-%m-%d')}.",
         "",
         format_markdown(board, compute=True),
         "## What it shows",

@@ -215,12 +215,11 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
     import torch
 
     # Imported here for start-up speed (rich).
-    from benchmark.measure.study import learning_lines, wall_text
+    from benchmark.measure.study import learning_lines, walls_text
 
     main = suites[0]
     choices, calibration = merge_choices(main.output), calibration_rows(boards)
     precision = "/".join(sorted({str(r["precision"]) for r in records if r.get("precision")}))
-    wall = wall_text(sum(w[0] for w in walls), max(w[1] for w in walls), sum(w[2] for w in walls))
     lines = [
         "# Cross-task merging against multi-task, two-stage and single-task training; calibration",
         "",
@@ -230,8 +229,8 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
         f"{caps_text(train_caps(args.train_samples), args.tasks)} (all: GLUE's training set less validation); "
         f"validation and test capped at {args.eval_samples}; data.glue_dev: test; seeds {args.seeds}; "
         f"{args.epochs} epochs (two-stage: 1 more from the joint export). CPU {machine_description()['cpu']}, "
-        f"{torch.get_num_threads()} threads, precision that ran {precision}; nothing else running; {wall}; "
-        f"date {time.strftime('%Y-%m-%d')}.",
+        f"{torch.get_num_threads()} threads, precision that ran {precision}; nothing else running; "
+        f"{walls_text(walls)}; date {time.strftime('%Y-%m-%d')}.",
         "",
         "Which data chose what: validation, held out of GLUE's training set, chose each trial's epoch; its selection "
         f"half (split seed {main.ensemble.split_seed}) chose each task's checkpoint for a merge, λ, the temperatures "
@@ -275,7 +274,7 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
         {
             "command": command,
             "settings": dict(vars(args)),
-            "wall_seconds": [w[0] for w in walls],
+            "wall_seconds": [seconds for seconds, _, _ in walls],
             "merges": choices,
             "calibration": calibration,
             "rows": [

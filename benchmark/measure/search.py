@@ -27,13 +27,12 @@ from benchmark.common.hardware import machine_description
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import load_suite
 from benchmark.measure import write_report
-from benchmark.measure.study import learning_lines
+from benchmark.measure.study import learning_lines, timed_run, walls_text
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.bootstrap import RESAMPLES
 from benchmark.results.leaderboard import trial_counts, trial_epochs
 from benchmark.results.tables import format_markdown, p_text
-from benchmark.run.runner import run_suite
 
 LOW, HIGH = 1e-5, 5e-4  # the learning-rate range every search covers
 
@@ -112,14 +111,13 @@ def main(argv=None) -> int:
         *args.set,
     ]
     base = load_suite(args.suite, common)
-    started, runs = time.perf_counter(), {}
+    runs, walls = {}, []
     for arm, overrides in arms(args.points, args.repeats, base.config.training.epochs).items():
         name = f"{base.config.name}-search-{arm}"
         suite = load_suite(args.suite, [*common, *overrides, f"name={name}"], output=f"{base.output}-search-{arm}")
         print(f"{arm}: {' '.join(overrides)} -> {suite.output}", flush=True)
-        run_suite(suite)
+        walls.append(timed_run(suite))
         runs[arm] = Path(suite.output)
-    wall = time.perf_counter() - started
     board, records = leaderboard_from_runs(list(runs.values()), baseline="-search-grid)")
     grid_row = next(r for r in board["rows"] if r["system"].endswith("-search-grid)"))
     cfg, machine = base.config, machine_description()
@@ -135,8 +133,8 @@ def main(argv=None) -> int:
         f"training seed 1), learning rate in [{LOW:g}, {HIGH:g}]: the grid's {args.points} log-spaced points; "
         f"random and Optuna: {args.points} samples (log-uniform); ASHA: random samples, grace period 1, reduction "
         f"factor 3; sample seeds 1 to {args.repeats}. CPU {machine['cpu']}, {torch.get_num_threads()} threads, "
-        f"precision that ran {precision}; nothing else running; wall time {wall / 60:.1f} min for this command "
-        f"(a search run before is not trained again); date {time.strftime('%Y-%m-%d')}.",
+        f"precision that ran {precision}; nothing else running; {walls_text(walls)}, every search's run summed; "
+        f"date {time.strftime('%Y-%m-%d')}.",
         "",
         "Which data chose what: each search chose its learning rate and epoch on validation (held out of GLUE's "
         "training set); the test score is GLUE's dev set, scored once for that choice.",

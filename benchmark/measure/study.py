@@ -49,6 +49,13 @@ def wall_text(seconds: float, parts: int, untimed: int) -> str:
     return text
 
 
+def walls_text(walls: list[tuple[float, int, int]]) -> str:
+    """`wall_text` of a study with several runs behind one table (a run per arm): their (seconds, parts, untimed)
+    from `timed_run`, summed; the parts are the most any run took."""
+    seconds, parts, untimed = zip(*walls)
+    return wall_text(sum(seconds), max(parts), sum(untimed))
+
+
 def run_study(module: str, doc: str, default_suite: str, default_out: str, argv=None) -> Study:
     """Parse `--suite --output --set --out`, run the suite as `bench run` does, and time it."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
