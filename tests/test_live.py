@@ -39,11 +39,14 @@ class _Trial(SimpleNamespace):
         return self.name
 
 
-def _trial(name, task="rte", epochs=2):
-    return _Trial(name=name, config={"trial": {"trial_id": name, "task": task, "training": {"epochs": epochs}}})
+def _trial(name, task="rte", epochs=2, error_file=None):
+    config = {"trial": {"trial_id": name, "task": task, "training": {"epochs": epochs}}}
+    return _Trial(name=name, config=config, error_file=error_file)
 
 
-def test_plain_log_lines_when_not_a_terminal():
+def test_plain_log_lines_when_not_a_terminal(tmp_path):
+    error = tmp_path / "error.txt"
+    error.write_text("Traceback (most recent call last):\n  ...\nValueError: the batch size is 0\n")
     out = io.StringIO()
     display = LiveDisplay(Console(file=out, force_terminal=False, width=200), total=2, skipped=0, epochs_per_trial=2)
     assert display.live is None
@@ -51,12 +54,12 @@ def test_plain_log_lines_when_not_a_terminal():
     display.on_trial_result(0, [], _trial("rte_seed=1"), {"epoch": 1, "score": 61.5, "train_samples_per_s": 18.0})
     display.on_trial_complete(0, [], _trial("rte_seed=1"))
     display.on_trial_start(0, [], _trial("rte_seed=2"))
-    display.on_trial_error(0, [], _trial("rte_seed=2"))
+    display.on_trial_error(0, [], _trial("rte_seed=2", error_file=str(error)))
     lines = out.getvalue().splitlines()
     assert lines[0].endswith("started  rte_seed=1")
     assert lines[1].endswith("epoch 1/2  rte_seed=1  score 61.50  18.0 samples/s")
     assert "stopped  rte_seed=1  (0 running · 0 done · 1 stopped early · 0 failed · 1 pending" in lines[2]
-    assert "FAILED   rte_seed=2  (0 running · 0 done · 1 stopped early · 1 failed · 0 pending" in lines[4]
+    assert "FAILED   rte_seed=2: ValueError: the batch size is 0  (0 running · 0 done · 1 stopped" in lines[4]
 
 
 def test_in_epoch_progress_off_a_terminal_is_one_line_at_most_once_a_minute(monkeypatch):

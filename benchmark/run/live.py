@@ -14,6 +14,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from benchmark.run.recorder import error_text
 from tasks.metrics import OBJECTIVE
 
 PROGRESS_LINE_EVERY_S = 60.0  # off a terminal: one progress line at most this often
@@ -148,7 +149,8 @@ class LiveDisplay(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.progress.fail(str(trial))
-        self._log(f"FAILED   {trial}  ({self.progress.summary(time.time())})")
+        # The reason, as the trial's record keeps it: a failed study's log says why without opening the records.
+        self._log(f"FAILED   {trial}: {error_text(trial.error_file)}  ({self.progress.summary(time.time())})")
 
     def progress_update(self, latest: dict[str, dict]) -> None:
         """The running trials' in-epoch progress (read from the trials' board by `run.tune.PollProgress`). On a
