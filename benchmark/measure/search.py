@@ -152,7 +152,10 @@ def main(argv=None) -> int:
         "not that the search method is better, since training another seed moves a score too. Read the methods "
         "off the spread of their repetitions: a difference of the means smaller than that spread is not a finding. "
         "ASHA sampled more configurations for about the same trial-epochs (its rungs stop most of them after one "
-        "epoch; asynchronous promotion spent somewhat more than the grid here, in the table).",
+        "epoch; asynchronous promotion spent somewhat more than the grid here, in the table). Two trials run at "
+        "once, and Optuna's suggestions and ASHA's promotions follow the order in which trials finish: a re-run "
+        "can sample and stop differently, so those rows move a little between runs, where the grid and random "
+        "search re-run to the digit.",
         "",
         *learning_lines(board, runs["grid"], system=grid_row["system"]),
         "",
