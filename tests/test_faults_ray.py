@@ -4,6 +4,7 @@ uninterrupted result; a killed worker is retried from its last state; a raising 
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,5 +187,9 @@ def test_a_trial_that_raises_and_a_diverging_trial_are_recorded(tmp_path):
     recs = records(tmp_path / "run")
     assert "loss became inf" in recs["huge_tiny_seed=1"]["error"]
     assert "ignore_mismatched_sizes" in recs["huge_broken_seed=1"]["error"]
+    # The run's log says why the trial failed, as its record does (rich wraps the line at the console's width).
+    log = " ".join(proc.stdout.split())
+    reason = re.search(r"FAILED huge_broken_seed=1: (.*?) \(\d+ running", log)
+    assert reason and reason[1] == " ".join(recs["huge_broken_seed=1"]["error"].split())
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
     assert (board["trials"]["finished"], board["trials"]["diverged"], board["trials"]["failed"]) == (0, 1, 1)
