@@ -59,7 +59,10 @@ def test_plain_log_lines_when_not_a_terminal(tmp_path):
     assert lines[0].endswith("started  rte_seed=1")
     assert lines[1].endswith("epoch 1/2  rte_seed=1  score 61.50  18.0 samples/s")
     assert "stopped  rte_seed=1  (0 running · 0 done · 1 stopped early · 0 failed · 1 pending" in lines[2]
-    assert "FAILED   rte_seed=2: ValueError: the batch size is 0  (0 running · 0 done · 1 stopped" in lines[4]
+    assert (
+        "FAILED   rte_seed=2: ValueError: the batch size is 0  "
+        "(0 running · 0 done · 1 stopped early · 1 failed · 0 pending" in lines[4]
+    )
 
 
 def test_in_epoch_progress_off_a_terminal_is_one_line_at_most_once_a_minute(monkeypatch):
