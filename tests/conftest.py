@@ -66,6 +66,26 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+def plain_logits(folder: Path, dev, max_length: int):
+    """A checkpoint's logits on a split of sentence pairs through plain transformers, as a user outside bench gets
+    them: the check that a saved checkpoint is the model its record scored."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    enc = tokenizer(
+        list(dev["sentence1"]),
+        list(dev["sentence2"]),
+        truncation=True,
+        max_length=max_length,
+        padding=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        return model(**enc).logits.float().numpy()
+
+
 def bench(*args, timeout=900, **kwargs) -> subprocess.CompletedProcess:
     """The `bench` CLI in a fresh process, as a user runs it."""
     return subprocess.run(

@@ -14,7 +14,7 @@ from ensembles.combine import mean_prob
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
 from tasks.splits import score_on, split_dev
-from tests.conftest import bench
+from tests.conftest import bench, plain_logits
 
 METHODS = ["mean_prob", "vote", "greedy", "soup_uniform", "soup_greedy"]
 
@@ -132,15 +132,12 @@ def test_prediction_files_cover_the_report_half_and_reproduce_the_row(run, syste
 def test_a_soup_of_the_runs_checkpoints_is_a_model_that_loads_and_reproduces_its_scores(run, glue_dir, cache_dir):
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from tasks.loading import load_split
 
     _, run_dir, _ = run
     row = rows_by_system(run_dir)["tiny soup_uniform (all)"]
     folder = run_dir / row["soups"]["rte"]
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     # Its weights are the mean of its three ingredients' (to the precision they are stored in).
     ingredients = [
         load_file(str(run_dir / "trials" / t / "checkpoint" / "model.safetensors")) for t in row["members"]["rte"]
@@ -151,16 +148,7 @@ def test_a_soup_of_the_runs_checkpoints_is_a_model_that_loads_and_reproduces_its
         torch.testing.assert_close(soup[name].float(), mean, rtol=1e-2, atol=1e-3)
     # Running it on dev, as a user would, gives the logits saved beside it, which give the row's report-half score.
     dev = load_split(GLUE_TASKS["rte"], "validation", glue_dir, cache_dir, 40)
-    with torch.no_grad():
-        enc = tokenizer(
-            list(dev["sentence1"]),
-            list(dev["sentence2"]),
-            truncation=True,
-            max_length=64,
-            padding=True,
-            return_tensors="pt",
-        )
-        logits = model(**enc).logits.float().numpy()
+    logits = plain_logits(folder, dev, max_length=64)
     saved, labels = load_predictions(folder)
     np.testing.assert_allclose(logits, saved["validation"], atol=0.05)  # bf16, batched differently
     report = {"validation": split_dev(GLUE_TASKS["rte"], {"validation": 40}, seed=5).report["validation"]}

@@ -13,7 +13,7 @@ from benchmark.plan.trials import make_plan
 from benchmark.train.checkpoints import load_predictions
 from tasks.glue import GLUE_TASKS
 from tasks.metrics import compute_metrics, task_score
-from tests.conftest import bench
+from tests.conftest import bench, plain_logits
 
 
 @pytest.fixture(scope="module")
@@ -209,8 +209,6 @@ def test_two_workers_share_one_trial_with_zero_2(tiny_model, glue_dir, cache_dir
 
 def test_the_embedded_model_end_to_end(glue_dir, cache_dir, tmp_path):
     """The real default model through `bench run`; its checkpoint reloads in plain transformers."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from tasks.loading import load_split
 
@@ -229,19 +227,8 @@ def test_the_embedded_model_end_to_end(glue_dir, cache_dir, tmp_path):
     assert board["rows"][0]["model"] == "all-MiniLM-L6-v2"
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "run").glob("trials/*/record.json")]
     folder = tmp_path / "run" / record["checkpoint"]
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     dev = load_split(GLUE_TASKS["mrpc"], "validation", glue_dir, cache_dir, 48)
-    with torch.no_grad():
-        enc = tokenizer(
-            list(dev["sentence1"]),
-            list(dev["sentence2"]),
-            truncation=True,
-            max_length=128,
-            padding=True,
-            return_tensors="pt",
-        )
-        logits = model(**enc).logits.float().numpy()
+    logits = plain_logits(folder, dev, max_length=128)
     metrics = compute_metrics(GLUE_TASKS["mrpc"], {"validation": logits}, {"validation": np.asarray(dev["label"])})
     assert task_score(metrics) == pytest.approx(record["best_score"], abs=1e-6)
 
