@@ -66,6 +66,23 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="module")
+def easy(tmp_path_factory, glue_dir, cache_dir):
+    """A user task of sentence pairs (64 training rows, 32 dev), and the same task under a second name."""
+    root = tmp_path_factory.mktemp("easy")
+    task = write_easy_task(root, train=64, dev=32)
+    return task, {**task, "name": "easy2"}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny random model of each declared family."""
+    from benchmark.measure.tiny import TINY_FAMILIES, make_tiny_model
+
+    root = tmp_path_factory.mktemp("families")
+    return {family: make_tiny_model(root / family, family) for family in TINY_FAMILIES}
+
+
 def plain_logits(folder: Path, dev, max_length: int):
     """A checkpoint's logits on a split of sentence pairs through plain transformers, as a user outside bench gets
     them: the check that a saved checkpoint is the model its record scored."""

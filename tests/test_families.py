@@ -12,12 +12,11 @@ import yaml
 from safetensors.torch import load_file
 
 from benchmark.cli import main
-from benchmark.measure.tiny import TINY_FAMILIES, make_tiny_model
+from benchmark.measure.tiny import TINY_FAMILIES
 from benchmark.train.families import FAMILIES, layout_of
 from benchmark.train.freezing import EMBEDDINGS, group_of_parameters
 from benchmark.train.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS
 from benchmark.train.modeling import build_classifier, load_tokenizer
-from tests.conftest import write_easy_task
 
 TRAINING = {"batch_size": 16, "learning_rate": 2e-3, "precision": "fp32", "max_seq_length": 32, "eval_batch_size": 64}
 FREEZING = {
@@ -28,19 +27,6 @@ FREEZING = {
     "gradual_unfreezing": True,
 }
 LORA = {"epochs": 2, "lora_r": 4, "lora_alpha": 8.0, "layer_lr_decay": 0.9}  # freezing keys compose with LoRA
-
-
-@pytest.fixture(scope="module")
-def easy(tmp_path_factory, glue_dir, cache_dir):
-    root = tmp_path_factory.mktemp("easy")
-    task = write_easy_task(root, train=64, dev=32)
-    return task, {**task, "name": "easy2"}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("families")
-    return {family: make_tiny_model(root / family, family) for family in TINY_FAMILIES}
 
 
 def suite(tmp_path: Path, model: Path, tasks: list, training: dict, **extra) -> Path:

@@ -207,6 +207,7 @@ def test_bad_lora_settings_exit_2_with_one_line(tmp_path, capsys, glue_dir, cach
         ),
         (["training.freeze_layers=1"], "training.freeze_layers: bench cannot find the encoder layers of model albert"),
         (["search.grid.layer_lr_decay=[1.0, 0.8]"], "training.layer_lr_decay: bench cannot find the encoder layers"),
+        (["training.pooling=mean"], "training.pooling: mean pooling needs a family bench declares (bert, roberta"),
     ],
 )
 def test_a_family_bench_does_not_know_is_refused_what_it_cannot_do(

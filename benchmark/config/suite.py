@@ -266,6 +266,7 @@ def _check_model_support(config: SuiteConfig, models: list[ModelRef], joint: boo
         lora=any(r > 0 for r in values("lora_r")),
         target_lists=values("lora_targets"),
         joint_lora=joint and any(r > 0 for r in _possible_values(config, "lora_r")),
+        mean_pooling="mean" in values("pooling"),
     )
     check_model_support(models, wanted, config.trust_remote_code)
 

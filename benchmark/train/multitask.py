@@ -66,13 +66,13 @@ class MultiTaskModel(torch.nn.Module):
 
 
 def build_multitask_model(
-    path: str, tasks: dict, heads: dict[str, str], trust_remote_code: bool = False
+    path: str, tasks: dict, heads: dict[str, str], trust_remote_code: bool = False, pooling: str = "cls"
 ) -> MultiTaskModel:
     """`tasks`: name -> TaskSpec. Each head is built as the spine builds a single-task model (so it is that
     architecture's own classification head); the second and later ones are then given the first one's encoder."""
     classifiers, encoder = {}, None
     for head in dict.fromkeys(heads[t] for t in tasks):
-        clf = build_classifier(path, tasks[head].label_names, trust_remote_code)
+        clf = build_classifier(path, tasks[head].label_names, trust_remote_code, pooling=pooling)
         if encoder is None:
             encoder = clf.base_model
         else:
@@ -182,7 +182,7 @@ def train_multitask(
     specs = {t: data[t].task for t in mixture.tasks}
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     sizes = {t: len(data[t].train) for t in mixture.tasks}
-    model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code)
+    model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code, hp.pooling)
     optimizer = multitask_adamw(model, hp)
     schedule = linear_schedule(optimizer, mixture.epoch_steps(sizes, hp.batch_size) * hp.epochs, hp.warmup_ratio)
     engine = initialize_engine(model, optimizer, schedule, hp, world)

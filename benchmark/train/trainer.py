@@ -170,7 +170,7 @@ def _prepare(hp, model_path, seed, data, rank, world, trust_remote_code, new_hea
     """Tokenizer, model, engine and schedule, seeded so that the same seed gives the same head and the same run (or
     restored from a saved state): (tokenizer, model, engine, schedule, its trainable set, total steps, progress)."""
     tokenizer = load_tokenizer(model_path, trust_remote_code)
-    model = build_classifier(model_path, data.task.label_names, trust_remote_code, new_head)
+    model = build_classifier(model_path, data.task.label_names, trust_remote_code, new_head, hp.pooling)
     if uses_lora(hp):
         model = add_adapters(model, hp, model_path)  # a peft model: adapters and the head train
     micro_parts = world * hp.gradient_accumulation_steps
