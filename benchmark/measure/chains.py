@@ -70,7 +70,8 @@ def main(argv=None) -> int:
         "",
         f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; chains "
         f"{', '.join(c.label for c in suite.chains)}; {caps} (all: "
-        f"GLUE's training set less validation); data.glue_dev: {data.glue_dev}; seeds {suite.config.search.seeds}); "
+        f"GLUE's training set less validation); data.glue_dev: {data.glue_dev}; pooling "
+        f"{suite.config.training.pooling}; seeds {suite.config.search.seeds}); "
         f"CPU {machine['cpu']}, {torch.get_num_threads()} threads, precision that ran "
         f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}; nothing else running; "
         f"{study.wall_text()}; date {time.strftime('%Y-%m-%d')}.",
