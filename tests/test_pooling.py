@@ -38,7 +38,7 @@ def test_mean_pooling_ignores_padding_and_changes_what_the_head_reads(family, mo
     torch.manual_seed(0)
     mean = build_classifier(str(models[family]), ("bad", "good"), pooling="mean")
     torch.manual_seed(0)
-    cls = build_classifier(str(models[family]), ("bad", "good"))
+    cls = build_classifier(str(models[family]), ("bad", "good"), pooling="cls")
     assert getattr(mean.config, POOLING_KEY) == "mean"
     assert getattr(cls.config, POOLING_KEY, "cls") == "cls"
     torch.testing.assert_close(logits_padded(mean, tokenizer, 0), logits_padded(mean, tokenizer, 7))
@@ -99,7 +99,9 @@ def test_a_chain_and_multitask_heads_pool_as_their_own_trial_says(models, tmp_pa
     source.save_pretrained(tmp_path / "source")
     load_tokenizer(str(models["bert"])).save_pretrained(tmp_path / "source")
     assert load_finetuned_classifier(str(tmp_path / "source")).base_model._forward_hooks
-    target = build_classifier(str(tmp_path / "source"), None, new_head=True)  # a cls chain from a mean source
+    inherited = build_classifier(str(tmp_path / "source"), None, new_head=True)  # null: as the source pooled
+    assert getattr(inherited.config, POOLING_KEY) == "mean" and inherited.base_model._forward_hooks
+    target = build_classifier(str(tmp_path / "source"), None, new_head=True, pooling="cls")
     assert not hasattr(target.config, POOLING_KEY) and not target.base_model._forward_hooks
     set_pooling(target, "mean")
     set_pooling(target, "mean")
@@ -112,6 +114,19 @@ def test_a_chain_and_multitask_heads_pool_as_their_own_trial_says(models, tmp_pa
     assert all(getattr(c.config, POOLING_KEY) == "mean" for c in joint.classifiers.values())
 
 
+def test_null_keeps_what_a_modernbert_config_says_and_cls_or_mean_overrides_it(models, tmp_path):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(models["modernbert"])
+    assert config.classifier_pooling == "cls"
+    folder = tmp_path / "modernbert-mean"
+    build_classifier(str(models["modernbert"]), ("bad", "good"), pooling="mean").save_pretrained(folder)
+    load_tokenizer(str(models["modernbert"])).save_pretrained(folder)
+    assert build_classifier(str(folder), ("bad", "good")).config.classifier_pooling == "mean"
+    assert build_classifier(str(folder), ("bad", "good"), pooling="cls").config.classifier_pooling == "cls"
+    assert build_classifier(str(models["bert"]), ("bad", "good")).base_model._forward_hooks == {}
+
+
 def test_mean_pooling_is_checked_at_validate(tmp_path, capsys, glue_dir, cache_dir):
     from tests.test_suite import validate, write_suite
 
@@ -122,7 +137,7 @@ def test_mean_pooling_is_checked_at_validate(tmp_path, capsys, glue_dir, cache_d
     assert main(["validate", str(path), "--set", "search.grid.pooling=[cls, mean]"]) == 0
 
 
-def test_cls_keeps_the_fingerprints_of_runs_made_before_the_key_and_mean_changes_them(
+def test_the_default_keeps_the_fingerprints_of_runs_made_before_the_key_and_mean_changes_them(
     tmp_path, monkeypatch, glue_dir, cache_dir
 ):
     from benchmark.config.suite import load_suite

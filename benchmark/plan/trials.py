@@ -134,7 +134,7 @@ def _with_selection(settings: dict, seed: int | None) -> dict:
 
 # Training keys added after runs were made, with their defaults: at the default, a key stays out of fingerprints
 # so that runs made before it keep their prints (and their finished trials).
-ADDED_LATER = {"pooling": "cls"}
+ADDED_LATER = {"pooling": None}
 
 
 def _printed(training: dict) -> dict:

@@ -24,8 +24,9 @@ class TrainingConfig:
     zero_stage: int = field(default=2, metadata={"choices": [0, 1, 2]})
     group_by_length: bool = True
     # What the head reads (benchmark/train/pooling.py): the first token ([CLS]), or the masked mean of the last
-    # hidden states, which sentence-transformers models such as the embedded all-MiniLM-L6-v2 were trained for.
-    pooling: Literal["cls", "mean"] = "cls"
+    # hidden states, which sentence-transformers models such as the embedded all-MiniLM-L6-v2 were trained for;
+    # null: as the model's config says (transformers' own head: [CLS] unless the config names a pooling).
+    pooling: Literal["cls", "mean"] | None = None
     eval_batch_size: int = field(default=128, metadata={"min": 1, "max": 65536})
     # Freezing (benchmark/train/freezing.py): which layer groups train in which epoch, and their learning rates.
     freeze_embeddings: bool = False

@@ -159,7 +159,7 @@ def build_classifier(
     label_names: tuple[str, ...] | None,
     trust_remote_code: bool = False,
     new_head: bool = False,
-    pooling: str = "cls",
+    pooling: str | None = None,
 ):
     """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None).
 

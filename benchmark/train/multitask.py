@@ -66,7 +66,7 @@ class MultiTaskModel(torch.nn.Module):
 
 
 def build_multitask_model(
-    path: str, tasks: dict, heads: dict[str, str], trust_remote_code: bool = False, pooling: str = "cls"
+    path: str, tasks: dict, heads: dict[str, str], trust_remote_code: bool = False, pooling: str | None = None
 ) -> MultiTaskModel:
     """`tasks`: name -> TaskSpec. Each head is built as the spine builds a single-task model (so it is that
     architecture's own classification head); the second and later ones are then given the first one's encoder."""

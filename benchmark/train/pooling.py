@@ -19,12 +19,13 @@ NATIVE = ("modernbert",)  # families whose transformers classifier reads POOLING
 _MARK = "_bench_mean_pooling"  # set on a base model that has the hook (multi-task heads share one)
 
 
-def set_pooling(model, pooling: str) -> None:
-    """Record `pooling` ("cls" or "mean") in the model's config and make the model pool that way."""
+def set_pooling(model, pooling: str | None) -> None:
+    """Make the model pool as `pooling` says ("cls" or "mean"), recorded in its config; None: as its config says
+    (the pooling a bench checkpoint or a ModernBERT config names, else [CLS])."""
     config = model.config
-    if pooling == "mean" or config.model_type in NATIVE:
+    if pooling == "mean" or (pooling is not None and config.model_type in NATIVE):
         setattr(config, POOLING_KEY, pooling)
-    elif hasattr(config, POOLING_KEY):  # a chain's source checkpoint may carry "mean"
+    elif pooling == "cls" and hasattr(config, POOLING_KEY):  # a chain's source checkpoint may carry "mean"
         delattr(config, POOLING_KEY)
     apply_pooling(model)
 
