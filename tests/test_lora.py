@@ -141,6 +141,9 @@ def _albert(folder):
     """A tiny ALBERT: a family bench does not declare, whose layers share one module (none to freeze apart)."""
     from transformers import AlbertConfig, AlbertModel
 
+    from benchmark.common.quiet import quiet_libraries
+
+    quiet_libraries()  # saving writes a progress bar to stderr, which the one-line checks read
     tokenizer = load_tokenizer(str(_embedded()))
     config = AlbertConfig(
         vocab_size=tokenizer.vocab_size,
