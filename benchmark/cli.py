@@ -435,6 +435,7 @@ def _encoded(suite, tokenizer, task: str):
         data.max_eval_samples,
         data.sample_seed,
         Augmentation.of(hp.to_dict()),
+        pair_encoding=hp.pair_encoding,
     )
 
 

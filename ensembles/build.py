@@ -26,6 +26,7 @@ from benchmark.config.suite import Suite, cache_dir
 from benchmark.records.store import RunStore
 from benchmark.train.checkpoints import prediction_bytes, save_checkpoint
 from benchmark.train.modeling import load_tokenizer
+from benchmark.train.pair_encoding import saved_pair_encoding
 from ensembles.calibration import concat, fit_temperature
 from ensembles.candidates import Candidate, find_candidates
 from ensembles.combine import GREEDY_ROUNDS, greedy_selection, mean_prob, vote
@@ -234,6 +235,7 @@ def make_soup_runner(suite: Suite, first: Candidate) -> SoupRunner:
         data.train_cap(first.task.name),
         data.max_eval_samples,
         data.sample_seed,
+        pair_encoding=saved_pair_encoding(first.folder),  # a bi-encoder's texts apart
     )
     return SoupRunner(first, tokenizer, dev, trust)
 

@@ -54,7 +54,7 @@ KIND = "merged"
 FORMAT = 1  # bump when what a merge computes changes, so saved merges are rebuilt
 REPORT_PREDICTIONS = "report_predictions.safetensors"
 # Config keys of a classifier's head: tasks differ in them, their encoders do not.
-HEAD_CONFIG = frozenset({"num_labels", "id2label", "label2id", "problem_type", "finetuning_task"})
+HEAD_CONFIG = frozenset({"num_labels", "id2label", "label2id", "problem_type", "finetuning_task", "pair_label_range"})
 
 
 # ---- the arithmetic: pure functions of weights ----
@@ -348,6 +348,8 @@ def _export(
         source_record.get("resources"),
         parameter_count(checkpoint),
         kind=KIND,
+        pooling=source_record.get("pooling"),  # what the merged checkpoints ran
+        pair_encoding=source_record.get("pair_encoding"),
         system=f"{state.model} {method}",
         merge=merge,
         source_trials=sorted(merge["sources"].values()),

@@ -2,6 +2,9 @@
 
 Token ids are kept flat with offsets (one array per split), so a cached task loads in milliseconds,
 pickles compactly into Ray's object store, and a second trial never tokenises again.
+
+A pair task for a bi-encoder (`training.pair_encoding: bi`) keeps its two texts apart: each tokenised alone,
+the first in the split's own arrays, the second in `second`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ from tasks.loading import data_files, load_split
 from tasks.spec import TaskSpec
 
 CACHE_FORMAT = 1
+BI = "bi"  # training.pair_encoding's value that encodes a pair's texts apart
+
+
+def encodes_apart(task: TaskSpec, pair_encoding: str) -> bool:
+    """Whether `task`'s texts are tokenised one by one: a bi-encoder's pair task (a single text has no pair)."""
+    return pair_encoding == BI and len(task.text_columns) == 2
 
 
 @dataclass
@@ -30,13 +39,20 @@ class EncodedSplit:
     offsets: np.ndarray  # int64, len n + 1
     labels: np.ndarray  # int64 class ids or float32 scores
     type_ids: np.ndarray | None  # int8 segment ids, same layout as `ids`, when the model uses them
+    second: EncodedSplit | None = None  # texts encoded apart: the second text of each pair (the same labels)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     @property
-    def lengths(self) -> np.ndarray:
+    def token_lengths(self) -> np.ndarray:
+        """Each example's tokens in this split's own arrays (the first text alone, for a pair encoded apart)."""
         return np.diff(self.offsets)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """What batching groups by: the tokens of an example, both texts together for a pair encoded apart."""
+        return self.token_lengths + (self.second.token_lengths if self.second is not None else 0)
 
     def example(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         a, b = self.offsets[i], self.offsets[i + 1]
@@ -84,15 +100,18 @@ def encode_task(
     sample_seed: int = 0,
     augmentation: Augmentation | None = None,
     stamp: str | None = None,
+    pair_encoding: str = "cross",
 ) -> TaskData:
     """Load and tokenise every split of `task`, from the cache when the same work was done before. With an
     augmentation, the training split gets its augmented copies (cached per augmentation and seed). `stamp`
-    (`source_stamp`) lets the next run find the result without reading the data or loading the tokenizer."""
+    (`source_stamp`) lets the next run find the result without reading the data or loading the tokenizer.
+    `pair_encoding` "bi": a pair's texts tokenised apart (`encodes_apart`)."""
     raw = {}
     for split in task.splits:
         cap = max_train_samples if split == "train" else max_eval_samples
         raw[split] = load_split(task, split, glue_dir, cache_dir, cap, sample_seed)
     augment = augmentation is not None and augmentation.enabled
+    apart = encodes_apart(task, pair_encoding)
     key = hashlib.sha256(
         json.dumps(
             {
@@ -102,6 +121,7 @@ def encode_task(
                 "tokenizer": tokenizer_fingerprint(tokenizer),
                 "max_seq_length": max_seq_length,
                 **({"augmentation": augmentation.to_dict()} if augment else {}),
+                **({"pair_encoding": BI} if apart else {}),  # keys made before it stay
             },
             sort_keys=True,
             default=str,
@@ -114,7 +134,7 @@ def encode_task(
     else:
         if augment:
             raw["train"] = augment_dataset(raw["train"], task.text_columns, augmentation)
-        splits = {s: encode_split(task, ds, tokenizer, max_seq_length) for s, ds in raw.items()}
+        splits = {s: encode_split(task, ds, tokenizer, max_seq_length, pair_encoding) for s, ds in raw.items()}
         staging = staging_dir_for(folder)
         try:
             _write(staging, splits)
@@ -136,6 +156,7 @@ def source_stamp(
     max_eval_samples: int | None = None,
     sample_seed: int = 0,
     augmentation: Augmentation | None = None,
+    pair_encoding: str = "cross",
 ) -> str | None:
     """What `encode_task` would read, named by its files' paths, sizes and modification times (the task's data
     files and every file of the tokenizer's folder), with the settings; None when anything comes from the hub.
@@ -151,6 +172,7 @@ def source_stamp(
         "files": stats,
         "settings": [max_seq_length, max_train_samples, max_eval_samples, sample_seed],
         "augmentation": augmentation.to_dict() if augmentation is not None and augmentation.enabled else None,
+        **({"pair_encoding": BI} if encodes_apart(task, pair_encoding) else {}),
     }
     return fingerprint(payload)
 
@@ -180,13 +202,29 @@ def _content_hash(ds) -> str:
     return h.hexdigest()
 
 
-def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedSplit:
+def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int, pair_encoding: str = "cross") -> EncodedSplit:
     """Tokenise one split (not cached: `encode_task` caches whole tasks). Unlabelled splits get label -1 (NaN for
-    regression)."""
-    columns = [ds[c][:] for c in task.text_columns]
+    regression). `pair_encoding` "bi": each text of a pair alone, each truncated to `max_seq_length`."""
+    labels = _labels(task, ds)
+    if encodes_apart(task, pair_encoding):
+        first, second = (_tokens([ds[c][:]], tokenizer, max_seq_length, labels) for c in task.text_columns)
+        first.second = second
+        return first
+    return _tokens([ds[c][:] for c in task.text_columns], tokenizer, max_seq_length, labels)
+
+
+def _labels(task: TaskSpec, ds) -> np.ndarray:
+    dtype = np.float32 if task.is_regression else np.int64
+    if "label" in ds.column_names:
+        return np.asarray(ds["label"][:], dtype=dtype)
+    return np.full(len(ds), np.nan if task.is_regression else -1, dtype=dtype)
+
+
+def _tokens(columns: list[list[str]], tokenizer, max_seq_length: int, labels: np.ndarray) -> EncodedSplit:
+    """The texts of one or two columns, one sequence per example."""
     ids, type_ids, offsets = [], [], [0]
     batch = 1000
-    for start in range(0, len(ds), batch):
+    for start in range(0, len(labels), batch):
         texts = [col[start : start + batch] for col in columns]
         enc = tokenizer(*texts, truncation=True, max_length=max_seq_length, return_attention_mask=False)
         for i, seq in enumerate(enc["input_ids"]):
@@ -194,12 +232,6 @@ def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int) -> EncodedS
             offsets.append(offsets[-1] + len(seq))
             if "token_type_ids" in enc:
                 type_ids.extend(enc["token_type_ids"][i])
-    dtype = np.float32 if task.is_regression else np.int64
-    labels = (
-        np.asarray(ds["label"][:], dtype=dtype)
-        if "label" in ds.column_names
-        else np.full(len(ds), np.nan if task.is_regression else -1, dtype=dtype)
-    )
     return EncodedSplit(
         ids=np.asarray(ids, dtype=np.int32),
         offsets=np.asarray(offsets, dtype=np.int64),
@@ -219,6 +251,10 @@ def _write(folder: Path, splits: dict[str, EncodedSplit]) -> None:
         tensors[f"{name}.labels"] = s.labels
         if s.type_ids is not None:
             tensors[f"{name}.type_ids"] = s.type_ids
+        if s.second is not None:
+            tensors[f"{name}.ids_b"], tensors[f"{name}.offsets_b"] = s.second.ids, s.second.offsets
+            if s.second.type_ids is not None:
+                tensors[f"{name}.type_ids_b"] = s.second.type_ids
     save_file(tensors, str(folder / "splits.safetensors"))
 
 
@@ -228,9 +264,12 @@ def _read(folder: Path) -> dict[str, EncodedSplit]:
 
     tensors = load_file(str(folder / "splits.safetensors"))
     names = {k.rsplit(".", 1)[0] for k in tensors}
-    return {
-        n: EncodedSplit(
-            tensors[f"{n}.ids"], tensors[f"{n}.offsets"], tensors[f"{n}.labels"], tensors.get(f"{n}.type_ids")
-        )
-        for n in names
-    }
+    splits = {}
+    for n in names:
+        labels, second = tensors[f"{n}.labels"], None
+        if f"{n}.ids_b" in tensors:
+            b = tensors[f"{n}.ids_b"], tensors[f"{n}.offsets_b"], labels, tensors.get(f"{n}.type_ids_b")
+            second = EncodedSplit(*b)
+        own = tensors[f"{n}.ids"], tensors[f"{n}.offsets"], labels, tensors.get(f"{n}.type_ids")
+        splits[n] = EncodedSplit(*own, second)
+    return splits

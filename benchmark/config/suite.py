@@ -267,6 +267,9 @@ def _check_model_support(config: SuiteConfig, models: list[ModelRef], joint: boo
         target_lists=values("lora_targets"),
         joint_lora=joint and any(r > 0 for r in _possible_values(config, "lora_r")),
         mean_pooling="mean" in values("pooling"),
+        poolings=tuple(values("pooling")),
+        bi="bi" in values("pair_encoding"),
+        joint_bi=joint and "bi" in _possible_values(config, "pair_encoding"),
     )
     check_model_support(models, wanted, config.trust_remote_code)
 

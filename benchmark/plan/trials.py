@@ -71,8 +71,10 @@ class TrialSpec:
 def data_key(model_name: str, task: str, training: dict) -> str:
     """Trials that share this key share one tokenised (and augmented) copy of the task."""
     augmentation = Augmentation.of(training)
-    return f"{model_name}/{task}/{training['max_seq_length']}" + (
-        f"/augment={canonical(augmentation.to_dict())}" if augmentation.enabled else ""
+    return (
+        f"{model_name}/{task}/{training['max_seq_length']}"
+        + (f"/augment={canonical(augmentation.to_dict())}" if augmentation.enabled else "")
+        + ("/bi" if training.get("pair_encoding") == "bi" else "")
     )
 
 
@@ -134,7 +136,7 @@ def _with_selection(settings: dict, seed: int | None) -> dict:
 
 # Training keys added after runs were made, with their defaults: at the default, a key stays out of fingerprints
 # so that runs made before it keep their prints (and their finished trials).
-ADDED_LATER = {"pooling": None}
+ADDED_LATER = {"pooling": None, "pair_encoding": "cross"}
 
 
 def _printed(training: dict) -> dict:

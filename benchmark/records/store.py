@@ -54,6 +54,8 @@ class TrialRecord(TypedDict, total=False):
     train_samples_per_s: float | None
     peak_memory_mb: float | None
     precision: str | None  # what ran: `auto` resolved on the trial's device
+    pooling: str | None  # what ran: cls or mean, `training.pooling` resolved for the model
+    pair_encoding: str | None  # what ran: cross, or bi (a pair task with `training.pair_encoding: bi`)
     device_name: str | None
     resources: dict | None  # workers_per_trial, cpus_per_worker, gpus_per_worker
     parameters: int | None  # of the kept model
@@ -191,6 +193,8 @@ def trial_record(
         "train_samples_per_s": last.get("train_samples", 0) / train_seconds if train_seconds else None,
         "peak_memory_mb": max((e.get("peak_memory_mb", 0.0) for e in epochs), default=None),
         "precision": last.get("precision"),  # what ran: `auto` resolved on the trial's device
+        "pooling": last.get("pooling"),  # what ran: `training.pooling` resolved for the model
+        "pair_encoding": last.get("pair_encoding"),
         "device_name": last.get("device"),
         "resources": resources,  # what the trial held: workers_per_trial, cpus_per_worker, gpus_per_worker
         "parameters": parameters,  # of the kept model

@@ -84,11 +84,14 @@ def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
             task, length = tasks[name], training["max_seq_length"]
             caps = (data_cfg.train_cap(name), data_cfg.max_eval_samples, data_cfg.sample_seed)
             aug = Augmentation.of(training)
-            stamp = source_stamp(task, model.path, length, glue_dir, *caps, aug)
+            pairs = training.get("pair_encoding", "cross")
+            stamp = source_stamp(task, model.path, length, glue_dir, *caps, aug, pairs)
             data = stamp and cached_task(task, stamp, cache_dir(suite))
             if data is None:
                 tokenizer = tokenizer or load_tokenizer(model.path, suite.config.trust_remote_code)
-                data = encode_task(task, tokenizer, length, glue_dir, cache_dir(suite), *caps, aug, stamp=stamp)
+                data = encode_task(
+                    task, tokenizer, length, glue_dir, cache_dir(suite), *caps, aug, stamp=stamp, pair_encoding=pairs
+                )
             out[key] = data
     return out
 

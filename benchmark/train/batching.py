@@ -53,8 +53,17 @@ def rank_micro_batches(
 def collate(
     split: EncodedSplit, indices: np.ndarray, pad_id: int, pad_to_multiple_of: int = 1
 ) -> dict[str, torch.Tensor]:
-    """Pad to the longest example of the batch (dynamic padding)."""
-    lengths = split.lengths[indices]
+    """Pad to the longest example of the batch (dynamic padding). A pair encoded apart: each text padded to its own
+    longest, the second's inputs named with `_b` (what benchmark/train/pair_encoding.py's model reads)."""
+    batch = _padded(split, indices, pad_id, pad_to_multiple_of)
+    if split.second is not None:
+        second = _padded(split.second, indices, pad_id, pad_to_multiple_of)
+        batch.update({f"{k}_b": v for k, v in second.items()})
+    return batch
+
+
+def _padded(split: EncodedSplit, indices: np.ndarray, pad_id: int, pad_to_multiple_of: int) -> dict[str, torch.Tensor]:
+    lengths = split.token_lengths[indices]
     width = int(lengths.max())
     width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
     ids = np.full((len(indices), width), pad_id, dtype=np.int64)

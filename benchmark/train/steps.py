@@ -11,8 +11,15 @@ import torch.distributed as dist
 from benchmark.common.errors import TrialDiverged
 
 
-def loss_function(regression: bool):
-    """Cross-entropy for classes, mean squared error for a score; computed in float32 whatever the precision."""
+def loss_function(regression: bool, label_range: tuple[float, float] | None = None):
+    """Cross-entropy for classes, mean squared error for a score; computed in float32 whatever the precision.
+    `label_range` (a bi-encoder's score, benchmark/train/pair_encoding.py): the error of the prediction and label
+    both scaled by it to [0, 1], as sentence-transformers' CosineSimilarityLoss (the cosine against the label)."""
+    if regression and label_range is not None:
+        lo, span = label_range[0], label_range[1] - label_range[0]
+        return lambda logits, labels: torch.nn.functional.mse_loss(
+            (logits.squeeze(-1).float() - lo) / span, (labels.float() - lo) / span
+        )
     if regression:
         return lambda logits, labels: torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
     return lambda logits, labels: torch.nn.functional.cross_entropy(logits.float(), labels)

@@ -35,6 +35,7 @@ from benchmark.train.freezing import optimizer_groups, trainable_groups, trainab
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.lora import adapter_parameter_names, add_adapters, classifier_of, uses_lora
 from benchmark.train.modeling import build_classifier, load_tokenizer
+from benchmark.train.pair_encoding import encoding_fields, label_range_of, pair_setting
 from benchmark.train.steps import loss_function, mean_over_ranks, stop_if_diverged
 from benchmark.train.training_state import (
     load_training_state,
@@ -106,7 +107,7 @@ def train(
         "selection_seed": selection_seed if half else None,  # what chooses the kept epoch
     }  # fmt: skip
     trial = _Trial(hp, data, half, setup, tokenizer, workdir, report, checkpoint_meta, save_state, final_state)
-    loss_fn, resumed_at_end = loss_function(data.task.is_regression), progress.epoch >= hp.epochs
+    loss_fn, resumed_at_end = loss_function(data.task.is_regression, label_range_of(model)), progress.epoch >= hp.epochs
     micro_parts = world * hp.gradient_accumulation_steps
 
     for epoch in range(progress.epoch, hp.epochs):
@@ -170,7 +171,8 @@ def _prepare(hp, model_path, seed, data, rank, world, trust_remote_code, new_hea
     """Tokenizer, model, engine and schedule, seeded so that the same seed gives the same head and the same run (or
     restored from a saved state): (tokenizer, model, engine, schedule, its trainable set, total steps, progress)."""
     tokenizer = load_tokenizer(model_path, trust_remote_code)
-    model = build_classifier(model_path, data.task.label_names, trust_remote_code, new_head, hp.pooling)
+    pairing = pair_setting(data, hp.pair_encoding)  # bi: the pair's texts apart, a score's training range
+    model = build_classifier(model_path, data.task.label_names, trust_remote_code, new_head, hp.pooling, *pairing)
     if uses_lora(hp):
         model = add_adapters(model, hp, model_path)  # a peft model: adapters and the head train
     micro_parts = world * hp.gradient_accumulation_steps
@@ -207,12 +209,13 @@ def evaluation_point(
         "optimizer_steps": engine.global_steps,
         "train_samples": progress.samples_seen,
         **compute,
+        **encoding_fields(model),  # the pooling and pair encoding that ran
     }
     progress.history.append(row)
     is_best = progress.best.update(row["selection_score"], epoch)
     wrote = is_best and setup.rank == 0
     if wrote:
-        meta = trial.checkpoint_meta
+        meta = {**trial.checkpoint_meta, **encoding_fields(model)}
         save_best(folder / BEST_DIR, engine.module, trial.tokenizer, evaluation, trial.data.task, meta, epoch)
     saving = trial.save_state and (trial.final_state or progress.epoch < hp.epochs)
     if saving:
