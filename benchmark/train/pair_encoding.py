@@ -121,7 +121,7 @@ class BiEncoder(torch.nn.Module):
         v = self.embed(input_ids_b, attention_mask_b, token_type_ids_b)
         if self.classifier is not None:
             return PairOutput(self.classifier(torch.cat([u, v, (u - v).abs()], dim=-1)))
-        lo, hi = label_range_of(self.config)
+        lo, hi = label_range_of(self)
         cosine = torch.nn.functional.cosine_similarity(u.float(), v.float(), dim=-1)
         return PairOutput((lo + (hi - lo) * cosine).unsqueeze(-1))
 
