@@ -18,6 +18,7 @@ from benchmark.common.paths import is_dir, local_path, resolve_cache_dir
 from benchmark.common.schema import parse, suggest
 from benchmark.config.chains import Chain, check_chains
 from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_ensemble
+from benchmark.config.floors import FloorsConfig, FloorSettings, check_floors
 from benchmark.config.merge import MergeConfig, MergeSettings, check_merge
 from benchmark.config.search import SearchConfig, check_grid, check_search
 from benchmark.config.tracking import TrackingConfig, TrackingSettings, check_tracking
@@ -82,6 +83,7 @@ class SuiteConfig:
     multitask: MultitaskConfig = field(default_factory=MultitaskConfig)  # tasks trained jointly (and two-stage)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)  # run at the end of `bench run`
     merge: MergeConfig = field(default_factory=MergeConfig)  # cross-task merges, before the ensembles
+    floors: FloorsConfig = field(default_factory=FloorsConfig)  # zero-shot and probe rows: what fine-tuning must beat
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow: a run per trial, a parent per run
     chains: list[Any] = field(default_factory=list)  # intermediate-task transfer: 'mrpc -> rte', ...
     output: str | None = None  # null: runs/<name>
@@ -100,6 +102,7 @@ class Suite:
     mixture: Mixture | None = None  # the `multitask:` section checked; None: no joint training
     chains: list[Chain] = field(default_factory=list)  # the `chains:` section checked
     merge: MergeSettings | None = None  # the `merge:` section checked
+    floors: FloorSettings | None = None  # the `floors:` section checked
     tracking: TrackingSettings | None = None  # the `tracking:` section checked; None: no tracking
     warnings: list[str] = field(default_factory=list)  # one line each, printed by every command that loads it
 
@@ -198,6 +201,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         _check_chain_search(config)
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", base_models=len(models))
     suite.merge = check_merge(config.merge, [t.name for t in tasks])
+    suite.floors = check_floors(config.floors, tasks)
     if "bf16" in _possible_values(config, "precision") and (warning := bf16_warning(config.resources.gpus_per_worker)):
         suite.warnings.append(warning)
     suite.tracking = check_tracking(config.tracking, config.name)  # last: it may ask a server

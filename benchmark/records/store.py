@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import TypedDict
 
@@ -23,6 +24,7 @@ DONE_STATUSES = ("finished", "stopped", "diverged")
 RECORD_FILE = "record.json"
 PROGRESS_FILE = "progress.json"  # a running trial's history and latest saved state; replaced by the record
 CHECKPOINT_DIR = "checkpoint"
+FLOORS_DIR = "floors"  # floor records (zero-shot, probe): rows like trials', made without training the encoder
 RAY_STORAGE_DIR = "ray"  # Ray Tune's storage, unless the suite names another: Ray writes there, not bench
 
 
@@ -123,8 +125,24 @@ class RunStore:
             try:
                 out.append(json.loads(path.read_text()))
             except (OSError, json.JSONDecodeError) as e:  # atomic writes make this rare; never fatal for the rest
-                print(f"warning: skipping unreadable record {path}: {e}")
+                print(f"warning: skipping unreadable record {path}: {e}", file=sys.stderr)
         return out
+
+    def floor_dir(self, floor_id: str) -> Path:
+        return self.root / FLOORS_DIR / check_name(floor_id, FLOORS_DIR, "floor id")
+
+    def floor_records(self) -> list[TrialRecord]:
+        """The floors' records (benchmark/results/floors.py): shaped as trial records, of kinds zero-shot and probe."""
+        out = []
+        for path in sorted((self.root / FLOORS_DIR).glob(f"*/{RECORD_FILE}")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError) as e:
+                print(f"warning: skipping unreadable record {path}: {e}", file=sys.stderr)
+        return out
+
+    def save_floor_record(self, record: dict) -> None:
+        atomic_write_json(self.floor_dir(record["trial_id"]) / RECORD_FILE, record)
 
     def finished(self) -> dict[str, TrialRecord]:
         """Trials that ran to their end: completed, stopped early by a scheduler, or diverged. Failed ones rerun."""

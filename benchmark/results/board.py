@@ -25,6 +25,11 @@ def _system_key(record: dict) -> tuple:
     return record["model"], record.get("kind", "single"), record.get("chain"), record.get("system"), record["task"]
 
 
+def _row_records(store: RunStore) -> list[dict]:
+    """What rows are made of: the trials' records, and the floors' (zero-shot, probe) in the same shape."""
+    return store.records() + store.floor_records()
+
+
 def _in_several_runs(stored: dict[Path, list[dict]]) -> tuple[set[tuple], set[str]]:
     """(Row, task) pairs, and trial ids, that more than one of the merged runs has. The same model trained the same
     way on one task in two runs (one suite per arm of a study, say): each run's trials make a row of their own,
@@ -64,7 +69,7 @@ def leaderboard_from_runs(
     records, names, order, ensemble_rows = [], [], [], []
     roots, split_seeds, tasks = {}, {}, {}  # per trial id: its run directory and split seed (for calibration)
     several = len(run_dirs) > 1
-    stored = {Path(folder): RunStore(Path(folder)).records() for folder in run_dirs}
+    stored = {Path(folder): _row_records(RunStore(Path(folder))) for folder in run_dirs}
     shared, shared_ids = _in_several_runs(stored) if several else (set(), set())
     for folder, run_records in stored.items():
         store = RunStore(folder)

@@ -31,6 +31,7 @@ SHORT_METRIC = {
     "spearmanr": "Spearman",
 }
 MISSING = "—"
+BELOW_FLOOR = "‡"
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg (false discovery rate)"}
 CALIBRATION_KEYS = ("ece", "ece_scaled", "nll", "brier", "temperature")
 COMPUTE_NOTE = (
@@ -107,11 +108,11 @@ def _test(row: dict, task: str | None) -> dict | None:
 
 
 def marker(row: dict, task: str | None) -> str:
-    """↑ or ↓ when the row differs significantly from the baseline on `task` (None: the average)."""
+    """↑ or ↓ when the row differs significantly from the baseline on `task` (None: the average); ‡ after it when the
+    row scores below one of its model's floors there (benchmark/results/leaderboard.py, mark_below_floors)."""
     test = _test(row, task)
-    if not test or not test.get("significant"):
-        return ""
-    return "↑" if test["delta"] > 0 else "↓"
+    arrow = "" if not test or not test.get("significant") else ("↑" if test["delta"] > 0 else "↓")
+    return arrow + (BELOW_FLOOR if task is not None and (row.get("below_floor") or {}).get(task) else "")
 
 
 def example_group(row: dict, task: str | None, tasks: list[str]):
@@ -490,7 +491,20 @@ def leaderboard_table(board: dict, compute: bool, calibration: bool, word=str) -
         rows.append(cells + [Cell(c) for c in extra_cells(board, row, compute, calibration)])
     notes = [board["convention"], *extra_notes(board, compute, calibration)]
     notes += [statistics_note(board)] if statistics_note(board) else []
+    notes += [floors_line(board)] if floors_line(board) else []
     return Table(f"Leaderboard: {board['suite']}", header, rows, notes)
+
+
+def floors_line(board: dict) -> str:
+    """Which rows do not learn beyond their floors, said in words (the cells carry ‡)."""
+    found = []
+    for row in board["rows"]:
+        for where, side in (("", row), (" test", row.get("test") or {})):
+            for task, floors in (side.get("below_floor") or {}).items():
+                found.append(f"{row['system']} on {task}{where} ({', '.join(floors)})")
+    if not found:
+        return ""
+    return "Below a floor " + BELOW_FLOOR + ": " + "; ".join(found) + ". These rows do not show learning there."
 
 
 def statistics_tables(board: dict, where: str, word=str) -> list[Table]:
@@ -644,9 +658,10 @@ def _csv_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], list]]:
             out += [_num(low), _num(high)]
         low, high = ci["task_scores"].get(t) or [None, None]
         out += [_num(row["task_scores"].get(t)), _num(row["std"]["task_scores"].get(t)), _num(low), _num(high)]
-        return [*out, ci["examples"].get(t, ""), *_test_values(sig["task_scores"].get(t))]
+        below = "+".join((row.get("below_floor") or {}).get(t, []))
+        return [*out, ci["examples"].get(t, ""), *_test_values(sig["task_scores"].get(t)), below]
 
-    return columns + [f"{t}/{k}" for k in TEST_KEYS], values
+    return columns + [f"{t}/{k}" for k in TEST_KEYS] + [f"{t}/below_floor"], values
 
 
 def _csv_test_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], list]]:
@@ -662,9 +677,10 @@ def _csv_test_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], lis
             out += [_num(test["scores"].get(t, {}).get(k)), _num(test["std"]["scores"].get(t, {}).get(k))]
         low, high = (test.get("ci") or {}).get("task_scores", {}).get(t) or [None, None]
         out += [_num(test["task_scores"].get(t)), _num(test["std"]["task_scores"].get(t))]
-        return [*out, _num(low), _num(high), *_test_values(_test(test, t))]
+        below = "+".join((test.get("below_floor") or {}).get(t, []))
+        return [*out, _num(low), _num(high), *_test_values(_test(test, t)), below]
 
-    return columns + [f"{t}/test_{k}" for k in TEST_KEYS], values
+    return columns + [f"{t}/test_{k}" for k in TEST_KEYS] + [f"{t}/test_below_floor"], values
 
 
 def _csv_test_average(row: dict) -> list:
@@ -740,6 +756,7 @@ _LATEX = {
     "−": "$-$",
     "↑": r"$^{\uparrow}$",
     "↓": r"$^{\downarrow}$",
+    "‡": r"$^{\ddagger}$",
     "×": r"$\times$",
     "…": r"\dots{}",
     "Δ": r"$\Delta$",

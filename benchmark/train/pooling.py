@@ -14,6 +14,9 @@ The choice is saved in the checkpoint's config.json as `classifier_pooling` (Mod
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 POOLING_KEY = "classifier_pooling"
 NATIVE = ("modernbert",)  # families whose transformers classifier reads POOLING_KEY itself
 _MARK = "_bench_mean_pooling"  # set on a base model that has the hook (multi-task heads share one)
@@ -28,6 +31,25 @@ def set_pooling(model, pooling: str | None) -> None:
     elif pooling == "cls" and hasattr(config, POOLING_KEY):  # a chain's source checkpoint may carry "mean"
         delattr(config, POOLING_KEY)
     apply_pooling(model)
+
+
+def model_pooling(model_path: str, pooling: str | None) -> str:
+    """What reads a text's embedding, "cls" or "mean": `pooling` where the suite names one, else the model's own:
+    a sentence-transformers folder's `1_Pooling/config.json`, else the config's key (a bench checkpoint), else [CLS]."""
+    if pooling in ("cls", "mean"):
+        return pooling
+    folder = Path(model_path)
+    pooling_config = folder / "1_Pooling" / "config.json"
+    if pooling_config.is_file():
+        modes = json.loads(pooling_config.read_text())
+        if modes.get("pooling_mode_mean_tokens"):
+            return "mean"
+        if modes.get("pooling_mode_cls_token"):
+            return "cls"
+    config = folder / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text()).get(POOLING_KEY, "cls")
+    return "cls"
 
 
 def pooling_of(config) -> str:
