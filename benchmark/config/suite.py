@@ -21,6 +21,7 @@ from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_en
 from benchmark.config.floors import FloorsConfig, FloorSettings, check_floors
 from benchmark.config.merge import MergeConfig, MergeSettings, check_merge
 from benchmark.config.search import SearchConfig, check_grid, check_search
+from benchmark.config.statistics import MARGIN_KEY, StatisticsConfig, check_equivalence_margin
 from benchmark.config.tracking import TrackingConfig, TrackingSettings, check_tracking
 from benchmark.train.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask
@@ -86,6 +87,7 @@ class SuiteConfig:
     floors: FloorsConfig = field(default_factory=FloorsConfig)  # zero-shot and probe rows: what fine-tuning must beat
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow: a run per trial, a parent per run
     chains: list[Any] = field(default_factory=list)  # intermediate-task transfer: 'mrpc -> rte', ...
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)  # the leaderboard's, fixed in advance
     output: str | None = None  # null: runs/<name>
     storage: str | None = None  # Ray storage (shared folder or URI); null: <output>/ray
     trust_remote_code: bool = False
@@ -173,6 +175,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     if not NAME_PATTERN.match(config.name):
         raise InputError("name", f"use letters, digits, '.', '-' and '_' (at most 100); got {config.name!r}")
     check_search(config.search)
+    check_equivalence_margin(config.statistics.equivalence_margin, MARGIN_KEY)
     _check_resources(config)
     tasks, entries = _resolve_tasks(config.tasks, config.data.holdout, config.data.glue_dev)
     _check_train_caps(config.data, [t.name for t in tasks])

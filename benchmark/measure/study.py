@@ -17,7 +17,6 @@ from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import Suite, load_suite
 from benchmark.records.final_predictions import read_test_file, test_prediction_path
 from benchmark.records.store import run_trial_id
-from benchmark.results.bootstrap import RESAMPLES
 from benchmark.results.tables import p_text
 from benchmark.run.runner import run_suite
 from benchmark.train.checkpoints import load_predictions
@@ -142,7 +141,7 @@ def shown(test: dict) -> str:
     shown = "no difference shown"
     if test["significant"]:
         shown = "significantly " + ("above" if test["delta"] > 0 else "below")
-    return f"{shown}, adjusted {p_text(test['p_adjusted'], RESAMPLES)}"
+    return f"{shown}, adjusted {p_text(test['p_adjusted'])}"
 
 
 def constant_score(task, labels: np.ndarray) -> float:
