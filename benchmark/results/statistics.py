@@ -68,6 +68,7 @@ from benchmark.results.bootstrap import (
 )
 from benchmark.results.leaderboard import sort_rows, test_side
 from benchmark.results.tables import example_group
+from benchmark.train.floors import FLOOR_KINDS
 from tasks.spec import TaskSpec
 
 # path as the row gives it -> that file's predictions, or None when the file is gone
@@ -178,6 +179,8 @@ def choose_baseline(rows: list[dict], name: str | None) -> dict | None:
     if not name:
         return None
     matches = [r for r in rows if r["system"] == name] or [r for r in rows if name.lower() in r["system"].lower()]
+    if len(matches) > 1 and len(trained := [r for r in matches if r["kind"] not in FLOOR_KINDS]) == 1:
+        matches = trained  # a run's name matches its floors' rows too; name a floor in full to test against it
     if len(matches) != 1:
         found = "matches several rows" if matches else "matches no row"
         raise InputError("--baseline", f"'{name}' {found}; rows: {', '.join(r['system'] for r in rows)}")

@@ -765,8 +765,7 @@ def _csv_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], list]]:
         low, high = ci["task_scores"].get(t) or [None, None]
         out += [_num(row["task_scores"].get(t)), _num(row["std"]["task_scores"].get(t)), _num(low), _num(high)]
         below = "+".join((row.get("below_floor") or {}).get(t, []))
-        return [*out, ci["examples"].get(t, ""), *_test_values(sig["task_scores"].get(t)), below]
-        return [*out, ci["examples"].get(t, ""), *_test_values(sig["task_scores"].get(t), _margin(board))]
+        return [*out, ci["examples"].get(t, ""), *_test_values(sig["task_scores"].get(t), _margin(board)), below]
 
     return columns + [f"{t}/{k}" for k in TEST_KEYS] + [f"{t}/below_floor"], values
 
@@ -785,8 +784,7 @@ def _csv_test_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], lis
         low, high = (test.get("ci") or {}).get("task_scores", {}).get(t) or [None, None]
         out += [_num(test["task_scores"].get(t)), _num(test["std"]["task_scores"].get(t))]
         below = "+".join((test.get("below_floor") or {}).get(t, []))
-        return [*out, _num(low), _num(high), *_test_values(_test(test, t)), below]
-        return [*out, _num(low), _num(high), *_test_values(_test(test, t), _margin(board))]
+        return [*out, _num(low), _num(high), *_test_values(_test(test, t), _margin(board)), below]
 
     return columns + [f"{t}/test_{k}" for k in TEST_KEYS] + [f"{t}/test_below_floor"], values
 

@@ -16,7 +16,6 @@ import enum
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from benchmark.train.modeling import load_tokenizer
 from benchmark.train.pooling import masked_mean
@@ -51,7 +50,8 @@ class FrozenEncoder:
     """The untrained encoder (transformers' base model, no head), pooling as a trial's head would read it."""
 
     def __init__(self, model_path: str, pooling: str, max_seq_length: int, trust_remote_code: bool = False):
-        # Imported here for start-up speed (transformers).
+        # Imported here for start-up speed (torch, transformers): `bench validate` reads this module's family rules.
+        import torch
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
@@ -66,16 +66,19 @@ class FrozenEncoder:
             hf_logging.set_verbosity(verbosity)
         self.pooling, self.max_seq_length = pooling, max_seq_length
 
-    @torch.no_grad()
     def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         """Pooled embeddings of `texts`, in their order (computed longest first: less padding)."""
+        # Imported here for start-up speed (torch), as above.
+        import torch
+
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)["input_ids"]
         order = np.argsort([-len(x) for x in ids], kind="stable")
         out = np.zeros((len(ids), self.model.config.hidden_size), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             padded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
-            hidden = self.model(**padded).last_hidden_state
+            with torch.no_grad():
+                hidden = self.model(**padded).last_hidden_state
             pooled = masked_mean(hidden, padded["attention_mask"]) if self.pooling == "mean" else hidden[:, 0]
             out[batch] = pooled.float().numpy()
         return out
@@ -125,6 +128,9 @@ def fit_probe(
     """Train a linear head on frozen features; keep the epoch with the best score on `choose` (dev split ->
     example indices; None: all of dev). Features are standardised by the training split's mean and std, and a
     regression target by its own."""
+    # Imported here for start-up speed (torch), as above.
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # steps this small only wait on a second thread (27 s against 2 s on a busy machine)
     try:
@@ -134,6 +140,9 @@ def fit_probe(
 
 
 def _fit_probe(task, train, dev, choose, predict, seed) -> ProbeResult:
+    # Imported here for start-up speed (torch), as above.
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     x = train.features()
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
