@@ -37,7 +37,8 @@ from tasks.encoding import encode_task
 from tasks.loading import resolve_glue_dir
 from tasks.splits import DevHalves, score_on, split_dev
 
-STATE_FORMAT = 2  # bump when what a method computes changes, so saved ensembles are rebuilt
+STATE_FORMAT = 3  # bump when what a method computes changes, so saved ensembles are rebuilt (3: soups at the
+# ingredients' precision, the protocol's text from what chose each task's epochs)
 
 
 @dataclass
@@ -74,7 +75,7 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
         k: sum(finished[c.trial_id].get(k, 0) for t in tasks for c in candidates[t])
         for k in ("train_samples", "optimizer_steps")
     }
-    protocol = describe(settings.split_seed, _epochs_chosen_on_selection_half(candidates, settings.split_seed))
+    protocol = describe(settings.split_seed, *_epochs_chosen_on_all_of_dev(candidates, tasks, settings.split_seed))
     prefix = "+".join(sorted({c.model for t in tasks for c in ranked[t]}))
     target = store.root / ENSEMBLES_DIR
     staging = staging_dir_for(target)
@@ -285,12 +286,14 @@ def _save_soup(
     return str(Path(ENSEMBLES_DIR) / relative)
 
 
-def _epochs_chosen_on_selection_half(candidates: dict[str, list[Candidate]], seed: int) -> bool:
-    """Whether every candidate without a test split kept the epoch best on this seed's selection half (trials run
-    with ensembles or merges in the suite do); else the report half helped choose their epochs."""
-    return all(
-        c.meta.get("selection_seed") == seed for cs in candidates.values() for c in cs if c.task.final_test is None
-    )
+def _epochs_chosen_on_all_of_dev(
+    candidates: dict[str, list[Candidate]], tasks: list[str], seed: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What the checkpoints say chose their epochs: the tasks with a candidate that did not keep the epoch best on this
+    seed's selection half (trials run with ensembles or merges in the suite do, unless the task has a labelled test
+    split), and those of them with a test split."""
+    whole_dev = tuple(t for t in tasks if any(c.meta.get("selection_seed") != seed for c in candidates[t]))
+    return whole_dev, tuple(t for t in whole_dev if candidates[t][0].task.final_test is not None)
 
 
 def _state_key(settings: EnsembleSettings, candidates: dict[str, list[Candidate]]) -> str:

@@ -44,6 +44,7 @@ class TrialRecord(TypedDict, total=False):
     grid_point: dict
     seed: int
     training: dict  # the training hyperparameters that ran
+    selection_seed: int | None  # the split-half seed whose selection half chose the kept epoch; None: all of dev
     fingerprint: str  # changes when anything that shapes the result changes
     epochs: list[dict]  # one row per evaluation point: train.evaluation's scores and the compute since the last
     best_epoch: float | None  # the kept evaluation, chosen by its selection score
@@ -197,6 +198,8 @@ def trial_record(
         "grid_point": spec["point"],
         "seed": spec["seed"],
         "training": spec["training"],
+        # What chose the kept epoch, as the trainer's selection_half: a task with a labelled test split, all of dev.
+        "selection_seed": spec.get("selection_seed") if task.get("final_test") is None else None,
         "fingerprint": spec["fingerprint"],
         "epochs": epochs,
         "best_epoch": best["epoch"] if best else None,

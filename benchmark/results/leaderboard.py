@@ -19,22 +19,39 @@ from benchmark.train.checkpoints import PREDICTIONS_FILE
 from benchmark.train.floors import FLOOR_KINDS
 from tasks.glue import DEV_AS_TEST
 
+EPOCHS_ON_DEV = "Epochs and grid points are selected on the same dev sets that are reported."
+# With ensembles or merges in the suite and no test split, trials keep the epoch best on the selection half.
+EPOCHS_ON_SELECTION_HALF = (
+    "Epochs are selected on the selection half of each dev set (split-half protocol, seed {seed}: the suite builds "
+    "ensembles or merges, which report on the other half), grid points on the whole dev set, which is reported."
+)
+
 CONVENTION = (
     "Dev-set scores, 0-100: mean ± sample std over seeds, for the grid point with the best mean dev "
     "score per task. GLUE convention: a task's score is the unweighted mean of its metrics (MRPC and "
     "QQP: F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy, both "
     "counting), and the average is the unweighted mean of the task scores (over all nine GLUE tasks, "
-    "the GLUE score). Epochs and grid points are selected on the same dev sets that are reported."
+    f"the GLUE score). {EPOCHS_ON_DEV}"
 )
 # Where tasks have a test split, the unlabelled columns are validation: it chose, and test reports.
 CONVENTION_WITH_TEST = (
     CONVENTION.replace("Dev-set scores", "Validation scores", 1)
     .replace("best mean dev score", "best mean validation score", 1)
     .replace(
-        "Epochs and grid points are selected on the same dev sets that are reported.",
+        EPOCHS_ON_DEV,
         "Epochs and grid points are selected on validation, the columns without 'test'; test columns report.",
     )
 )
+
+
+def convention(records: list[TrialRecord], test_tasks: list[str]) -> str:
+    """What chose and what reported, as the records say (`selection_seed`: what chose each kept epoch)."""
+    if test_tasks:
+        return CONVENTION_WITH_TEST
+    seeds = sorted({r["selection_seed"] for r in records if r.get("selection_seed") is not None})
+    if not seeds:
+        return CONVENTION
+    return CONVENTION.replace(EPOCHS_ON_DEV, EPOCHS_ON_SELECTION_HALF.format(seed="/".join(map(str, seeds))))
 
 
 class Row(TypedDict, total=False):
@@ -117,7 +134,7 @@ def build_leaderboard(
             "train_samples": sum(r.get("train_samples", 0) for r in trials),
             "optimizer_steps": sum(r.get("optimizer_steps", 0) for r in trials),
         },
-        "convention": (CONVENTION_WITH_TEST if test_tasks else CONVENTION)
+        "convention": convention(finished, test_tasks)
         + (FLOORS_NOTE if any(r["kind"] in FLOOR_KINDS for r in rows) else ""),
         "test_tasks": test_tasks,
         "test_note": TEST_NOTE

@@ -32,6 +32,7 @@ from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
 from benchmark.train.evaluation import Best, RankSetup, compute_fields, evaluate_task, save_best, selection_half
 from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.inference import trained_precision
 from benchmark.train.mixing import Mixture
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from benchmark.train.steps import loss_function, mean_over_ranks, stop_if_diverged
@@ -278,8 +279,9 @@ def epoch_end(
     engine.eval()
     evaluations = {}
     for t in tasks:
-        clf = engine.module.classifier(t)
-        evaluations[t] = evaluate_task(clf, clf.config.num_labels, joint.data[t], joint.halves[t], joint.setup)
+        clf = engine.module.classifier(t)  # a head's module, outside the engine's forward: its autocast is not on
+        with trained_precision(clf, joint.hp.precision):
+            evaluations[t] = evaluate_task(clf, clf.config.num_labels, joint.data[t], joint.halves[t], joint.setup)
     per_task = {
         t: {
             **evaluations[t].scores(),
