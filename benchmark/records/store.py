@@ -16,6 +16,7 @@ from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomi
 from benchmark.common.errors import InputError
 from benchmark.common.paths import check_name
 from benchmark.train.checkpoints import write_hashes
+from benchmark.train.hyperparams import init_seed_of
 from tasks.metrics import OBJECTIVE
 
 SUITE_FILE = "suite.yaml"
@@ -41,6 +42,7 @@ class TrialRecord(TypedDict, total=False):
     model_path: str
     grid_point: dict
     seed: int
+    init_seed: int  # the seed its new head (and LoRA adapters) were drawn from: training.init_seed, else the seed
     training: dict  # the training hyperparameters that ran
     fingerprint: str  # changes when anything that shapes the result changes
     epochs: list[dict]  # one row per evaluation point: train.evaluation's scores and the compute since the last
@@ -178,6 +180,7 @@ def trial_record(
         "model_path": spec["model_path"],
         "grid_point": spec["point"],
         "seed": spec["seed"],
+        "init_seed": init_seed_of(spec["training"], spec["seed"]),
         "training": spec["training"],
         "fingerprint": spec["fingerprint"],
         "epochs": epochs,
