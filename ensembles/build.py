@@ -32,13 +32,13 @@ from ensembles.combine import GREEDY_ROUNDS, greedy_selection, mean_prob, vote
 from ensembles.protocol import NAME as PROTOCOL_NAME
 from ensembles.protocol import describe
 from ensembles.rows import ENSEMBLES_DIR, STATE_FILE, TaskOutcome, make_row, read_state
-from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, uniform_soup
+from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, same_init, uniform_soup
 from tasks.encoding import encode_task
 from tasks.loading import resolve_glue_dir
 from tasks.splits import DevHalves, score_on, split_dev
 
-STATE_FORMAT = 3  # bump when what a method computes changes, so saved ensembles are rebuilt (3: soups at the
-# ingredients' precision, the protocol's text from what chose each task's epochs)
+STATE_FORMAT = 4  # bump when what a method computes changes, so saved ensembles are rebuilt (3: soups at the
+# ingredients' precision, the protocol's text from what chose each task's epochs; 4: soups of one init seed)
 
 
 @dataclass
@@ -148,7 +148,7 @@ def _ranked(candidates: dict, tasks: list[str], halves: dict, pool_sizes: list) 
 
 
 def _describe(c: Candidate) -> dict:
-    return {"trial_id": c.trial_id, "checkpoint": c.relpath, "kind": c.kind}
+    return {"trial_id": c.trial_id, "checkpoint": c.relpath, "kind": c.kind, "init_seed": c.init_seed}
 
 
 def _best_single(ctx: _Context, task: str, ranked: list[Candidate]) -> TaskOutcome:
@@ -186,12 +186,14 @@ def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[C
         weights = [float(n / counts.sum()) for n in counts if n]
         logits = mean_prob(spec, [c.logits for c in members], weights)
     elif method == "soup_uniform":
-        check_ingredients(pool)
-        members, weights, soup = pool, uniform, uniform_soup(pool)
-        logits = _soup_runner(ctx, pool[0]).logits(soup)
+        ingredients = same_init(pool)
+        check_ingredients(ingredients)
+        members, soup = ingredients, uniform_soup(ingredients)
+        weights, logits = [1.0 / len(members)] * len(members), _soup_runner(ctx, pool[0]).logits(soup)
     elif method == "soup_greedy":
-        check_ingredients(pool)
-        members, soup, logits = greedy_soup(pool, _soup_runner(ctx, pool[0]), selection_score)
+        ingredients = same_init(pool)
+        check_ingredients(ingredients)
+        members, soup, logits = greedy_soup(ingredients, _soup_runner(ctx, pool[0]), selection_score)
         weights = [1.0 / len(members)] * len(members)
     else:  # the config check lists every method; reaching here is a bug
         raise ValueError(f"no builder for method {method}")
@@ -277,6 +279,7 @@ def _save_soup(
             "task": first.task.to_dict(),
             "model_path": first.meta.get("model_path"),
             "training": first.meta["training"],
+            "init_seed": first.init_seed,
             "report_metrics": metrics,
             "report_score": score,
             "protocol": PROTOCOL_NAME,

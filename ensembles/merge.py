@@ -316,7 +316,7 @@ def _export(
             logits,
             source.labels,
             {
-                **{k: source.meta[k] for k in ("task", "model_path", "training") if k in source.meta},
+                **{k: source.meta[k] for k in ("task", "model_path", "training", "init_seed") if k in source.meta},
                 "kind": KIND,
                 "merge": merge,
                 "seed": state.seed,

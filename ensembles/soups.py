@@ -2,8 +2,9 @@
 weights into one model, and evaluate it by running it on dev.
 
 Averaging only means something between checkpoints of one architecture that started from the same
-pre-trained weights, so every ingredient must have the base model path (trial.json), the model config and
-the weight names and shapes of the first; any other is refused by name. Weights are read from safetensors
+initial weights, so a soup takes only the pool's checkpoints whose head started from the best one's init seed
+(`same_init`), and every ingredient must have the base model path (trial.json), the model config and the weight
+names and shapes of the first; any other is refused by name. Weights are read from safetensors
 only, averaged in float32, and the soup is saved as a Hugging Face checkpoint like any trial's.
 """
 
@@ -57,6 +58,12 @@ def weight_shapes(folder: Path) -> dict[str, tuple]:
         with safe_open(str(path), framework="pt") as f:
             shapes.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})
     return shapes
+
+
+def same_init(pool: list[Candidate]) -> list[Candidate]:
+    """The soup's ingredients: the pool's candidates (best first) whose head started from the best one's init seed.
+    Wortsman et al. soup checkpoints fine-tuned from one initialisation; heads of other init seeds are left out."""
+    return [c for c in pool if c.init_seed == pool[0].init_seed]
 
 
 def check_ingredients(

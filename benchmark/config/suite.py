@@ -17,7 +17,7 @@ from benchmark.common.hardware import bf16_warning
 from benchmark.common.paths import is_dir, local_path, resolve_cache_dir
 from benchmark.common.schema import parse, suggest
 from benchmark.config.chains import Chain, check_chains
-from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_ensemble
+from benchmark.config.ensemble import SOUP_METHODS, EnsembleConfig, EnsembleSettings, check_ensemble
 from benchmark.config.floors import FloorsConfig, FloorSettings, check_floors
 from benchmark.config.merge import MergeConfig, MergeSettings, check_merge
 from benchmark.config.search import SearchConfig, check_grid, check_search
@@ -203,6 +203,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     if suite.chains:
         _check_chain_search(config)
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", base_models=len(models))
+    _check_soup_init(config)
     suite.merge = check_merge(config.merge, [t.name for t in tasks])
     suite.floors = check_floors(config.floors, tasks)
     if "bf16" in _possible_values(config, "precision") and (warning := bf16_warning(config.resources.gpus_per_worker)):
@@ -288,6 +289,23 @@ def _check_chain_search(config: SuiteConfig) -> None:
         )
     if config.search.resolved_algorithm == "optuna":
         raise InputError("search.algorithm", "optuna is not supported with chains yet; use grid or random")
+
+
+def _check_soup_init(config: SuiteConfig) -> None:
+    """A soup averages checkpoints fine-tuned from one initialisation. With a null init seed each seed draws its own
+    head, so over several seeds a soup could take only one seed's checkpoints: refused, to be set explicitly."""
+    search = config.search
+    soups = [m for m in config.ensemble.methods if m in SOUP_METHODS]
+    seeds = 1 if search.resolved_algorithm == "optuna" else len(search.seeds)  # optuna runs the first seed only
+    if soups and seeds > 1 and None in _possible_values(config, "init_seed"):
+        where = "training.init_seed"
+        if "init_seed" in search.grid or "init_seed" in search.space:
+            where = f"search.{'grid' if 'init_seed' in search.grid else 'space'}.init_seed"
+        raise InputError(
+            where,
+            f"is null, so each of the {seeds} seeds starts from its own random head and {soups[0]} could average "
+            "only one seed's checkpoints; set an init seed (e.g. 0) to fine-tune every seed from one initialisation",
+        )
 
 
 def _check_multitask_search(config: SuiteConfig) -> None:

@@ -17,6 +17,7 @@ from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomi
 from benchmark.common.errors import InputError
 from benchmark.common.paths import check_name
 from benchmark.train.checkpoints import write_hashes
+from benchmark.train.hyperparams import init_seed_of
 from tasks.metrics import OBJECTIVE
 
 SUITE_FILE = "suite.yaml"
@@ -43,6 +44,7 @@ class TrialRecord(TypedDict, total=False):
     model_path: str
     grid_point: dict
     seed: int
+    init_seed: int  # the seed its new head (and LoRA adapters) were drawn from: training.init_seed, else the seed
     training: dict  # the training hyperparameters that ran
     selection_seed: int | None  # the split-half seed whose selection half chose the kept epoch; None: all of dev
     fingerprint: str  # changes when anything that shapes the result changes
@@ -197,6 +199,7 @@ def trial_record(
         "model_path": spec["model_path"],
         "grid_point": spec["point"],
         "seed": spec["seed"],
+        "init_seed": init_seed_of(spec["training"], spec["seed"]),
         "training": spec["training"],
         # What chose the kept epoch, as the trainer's selection_half: a task with a labelled test split, all of dev.
         "selection_seed": spec.get("selection_seed") if task.get("final_test") is None else None,
