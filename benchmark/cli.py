@@ -11,6 +11,7 @@ from pathlib import Path
 from benchmark.common.errors import InputError
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.ensemble import METHODS, EnsembleConfig, check_ensemble
+from benchmark.config.statistics import check_equivalence_margin
 from benchmark.train.modeling import load_tokenizer, resolve_model
 from tasks.augment import Augmentation
 from tasks.glue import GLUE_TASKS
@@ -162,7 +163,7 @@ def _other_commands(sub) -> None:
 
 def _statistics_options(parser) -> None:
     # Imported here for start-up speed (numpy, yaml).
-    from benchmark.results.bootstrap import LEVEL, LEVELS, RESAMPLES
+    from benchmark.results.bootstrap import LEVEL, LEVELS, MAX_RESAMPLES, RESAMPLES
     from benchmark.results.statistics import CORRECTION, CORRECTIONS
 
     parser.add_argument(
@@ -174,9 +175,9 @@ def _statistics_options(parser) -> None:
     parser.add_argument(
         "--bootstrap",
         type=_positive_int,
-        default=RESAMPLES,
         metavar="N",
-        help=f"bootstrap resamples for intervals and tests (default {RESAMPLES})",
+        help="bootstrap resamples for intervals and tests (default: enough for the table's smallest corrected p "
+        f"to fall below 0.01, {RESAMPLES} to {MAX_RESAMPLES})",
     )
     parser.add_argument(
         "--bootstrap-level",
@@ -191,6 +192,13 @@ def _statistics_options(parser) -> None:
         default=CORRECTION,
         help="correction for multiple comparisons over all the table's tests: Holm, Benjamini-Hochberg or none "
         f"(default {CORRECTION})",
+    )
+    parser.add_argument(
+        "--equivalence-margin",
+        type=float,
+        metavar="M",
+        help="score points (0-100): also test every compared pair for equivalence within ±M (TOST); default: the "
+        "suite's statistics.equivalence_margin, else none",
     )
 
 
@@ -274,8 +282,9 @@ def _table(args) -> int:
     from benchmark.results.board import leaderboard_from_runs
     from benchmark.results.tables import FORMATTERS
 
+    margin = check_equivalence_margin(args.equivalence_margin, "--equivalence-margin")
     board, _ = leaderboard_from_runs(
-        [Path(d) for d in args.run_dirs], args.baseline, args.bootstrap, args.correction, args.bootstrap_level
+        [Path(d) for d in args.run_dirs], args.baseline, args.bootstrap, args.correction, args.bootstrap_level, margin
     )
     sys.stdout.write(FORMATTERS[args.format](board, compute=args.compute, calibration=args.calibration))
     return 0
@@ -285,6 +294,7 @@ def _report(args) -> int:
     # Imported here for start-up speed (numpy, yaml).
     from benchmark.results.report import write_report
 
+    margin = check_equivalence_margin(args.equivalence_margin, "--equivalence-margin")
     path = write_report(
         [Path(d) for d in args.run_dirs],
         Path(args.output) if args.output else None,
@@ -292,6 +302,7 @@ def _report(args) -> int:
         args.bootstrap,
         args.correction,
         args.bootstrap_level,
+        margin,
     )
     print(f"Report: {path}")
     return 0

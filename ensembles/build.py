@@ -33,12 +33,13 @@ from ensembles.combine import GREEDY_ROUNDS, greedy_selection, mean_prob, vote
 from ensembles.protocol import NAME as PROTOCOL_NAME
 from ensembles.protocol import describe
 from ensembles.rows import ENSEMBLES_DIR, STATE_FILE, TaskOutcome, make_row, read_state
-from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, uniform_soup
+from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, same_init, uniform_soup
 from tasks.encoding import encode_task
 from tasks.loading import resolve_glue_dir
 from tasks.splits import DevHalves, score_on, split_dev
 
-STATE_FORMAT = 2  # bump when what a method computes changes, so saved ensembles are rebuilt
+STATE_FORMAT = 4  # bump when what a method computes changes, so saved ensembles are rebuilt (3: soups at the
+# ingredients' precision, the protocol's text from what chose each task's epochs; 4: soups of one init seed)
 
 
 @dataclass
@@ -75,7 +76,7 @@ def build_ensembles(store: RunStore, suite: Suite, settings: EnsembleSettings, l
         k: sum(finished[c.trial_id].get(k, 0) for t in tasks for c in candidates[t])
         for k in ("train_samples", "optimizer_steps")
     }
-    protocol = describe(settings.split_seed, _epochs_chosen_on_selection_half(candidates, settings.split_seed))
+    protocol = describe(settings.split_seed, *_epochs_chosen_on_all_of_dev(candidates, tasks, settings.split_seed))
     prefix = "+".join(sorted({c.model for t in tasks for c in ranked[t]}))
     target = store.root / ENSEMBLES_DIR
     staging = staging_dir_for(target)
@@ -148,7 +149,7 @@ def _ranked(candidates: dict, tasks: list[str], halves: dict, pool_sizes: list) 
 
 
 def _describe(c: Candidate) -> dict:
-    return {"trial_id": c.trial_id, "checkpoint": c.relpath, "kind": c.kind}
+    return {"trial_id": c.trial_id, "checkpoint": c.relpath, "kind": c.kind, "init_seed": c.init_seed}
 
 
 def _best_single(ctx: _Context, task: str, ranked: list[Candidate]) -> TaskOutcome:
@@ -186,12 +187,14 @@ def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[C
         weights = [float(n / counts.sum()) for n in counts if n]
         logits = mean_prob(spec, [c.logits for c in members], weights)
     elif method == "soup_uniform":
-        check_ingredients(pool)
-        members, weights, soup = pool, uniform, uniform_soup(pool)
-        logits = _soup_runner(ctx, pool[0]).logits(soup)
+        ingredients = same_init(pool)
+        check_ingredients(ingredients)
+        members, soup = ingredients, uniform_soup(ingredients)
+        weights, logits = [1.0 / len(members)] * len(members), _soup_runner(ctx, pool[0]).logits(soup)
     elif method == "soup_greedy":
-        check_ingredients(pool)
-        members, soup, logits = greedy_soup(pool, _soup_runner(ctx, pool[0]), selection_score)
+        ingredients = same_init(pool)
+        check_ingredients(ingredients)
+        members, soup, logits = greedy_soup(ingredients, _soup_runner(ctx, pool[0]), selection_score)
         weights = [1.0 / len(members)] * len(members)
     else:  # the config check lists every method; reaching here is a bug
         raise ValueError(f"no builder for method {method}")
@@ -278,6 +281,7 @@ def _save_soup(
             "task": first.task.to_dict(),
             "model_path": first.meta.get("model_path"),
             "training": first.meta["training"],
+            "init_seed": first.init_seed,
             "report_metrics": metrics,
             "report_score": score,
             "protocol": PROTOCOL_NAME,
@@ -287,12 +291,14 @@ def _save_soup(
     return str(Path(ENSEMBLES_DIR) / relative)
 
 
-def _epochs_chosen_on_selection_half(candidates: dict[str, list[Candidate]], seed: int) -> bool:
-    """Whether every candidate without a test split kept the epoch best on this seed's selection half (trials run
-    with ensembles or merges in the suite do); else the report half helped choose their epochs."""
-    return all(
-        c.meta.get("selection_seed") == seed for cs in candidates.values() for c in cs if c.task.final_test is None
-    )
+def _epochs_chosen_on_all_of_dev(
+    candidates: dict[str, list[Candidate]], tasks: list[str], seed: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What the checkpoints say chose their epochs: the tasks with a candidate that did not keep the epoch best on this
+    seed's selection half (trials run with ensembles or merges in the suite do, unless the task has a labelled test
+    split), and those of them with a test split."""
+    whole_dev = tuple(t for t in tasks if any(c.meta.get("selection_seed") != seed for c in candidates[t]))
+    return whole_dev, tuple(t for t in whole_dev if candidates[t][0].task.final_test is not None)
 
 
 def _state_key(settings: EnsembleSettings, candidates: dict[str, list[Candidate]]) -> str:

@@ -23,6 +23,7 @@ from benchmark.train.checkpoints import (
     load_predictions,
     load_trial_meta,
 )
+from benchmark.train.hyperparams import init_seed_of
 from tasks.spec import TaskSpec
 
 
@@ -38,6 +39,7 @@ class Candidate:
     labels: dict[str, np.ndarray]
     meta: dict  # trial.json: base model path, training, seed, epoch
     fingerprint: str | None  # the trial's fingerprint: changes when its settings change
+    init_seed: int | None  # the seed its head started from (hyperparams.init_seed_of); None: trial.json has no seed
 
 
 def find_candidates(store: RunStore) -> dict[str, list[Candidate]]:
@@ -69,6 +71,7 @@ def find_candidates(store: RunStore) -> dict[str, list[Candidate]]:
                 labels,
                 meta,
                 record.get("fingerprint"),
+                init_seed_of(meta.get("training", {}), meta.get("seed")),
             )
             same_task = by_task.setdefault(task.name, [])
             if any(c.trial_id == trial_id for c in same_task):

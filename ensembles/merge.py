@@ -51,7 +51,7 @@ from ensembles.soups import SoupRunner, check_ingredients, read_weights
 from tasks.splits import DevHalves, score_on, split_dev
 
 KIND = "merged"
-FORMAT = 1  # bump when what a merge computes changes, so saved merges are rebuilt
+FORMAT = 2  # bump when what a merge computes changes, so saved merges are rebuilt (2: scored at the trained precision)
 REPORT_PREDICTIONS = "report_predictions.safetensors"
 # Config keys of a classifier's head: tasks differ in them, their encoders do not.
 HEAD_CONFIG = frozenset({"num_labels", "id2label", "label2id", "problem_type", "finetuning_task", "pair_label_range"})
@@ -316,7 +316,7 @@ def _export(
             logits,
             source.labels,
             {
-                **{k: source.meta[k] for k in ("task", "model_path", "training") if k in source.meta},
+                **{k: source.meta[k] for k in ("task", "model_path", "training", "init_seed") if k in source.meta},
                 "kind": KIND,
                 "merge": merge,
                 "seed": state.seed,

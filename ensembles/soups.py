@@ -2,8 +2,9 @@
 weights into one model, and evaluate it by running it on dev.
 
 Averaging only means something between checkpoints of one architecture that started from the same
-pre-trained weights, so every ingredient must have the base model path (trial.json), the model config and
-the weight names and shapes of the first; any other is refused by name. Weights are read from safetensors
+initial weights, so a soup takes only the pool's checkpoints whose head started from the best one's init seed
+(`same_init`), and every ingredient must have the base model path (trial.json), the model config and the weight
+names and shapes of the first; any other is refused by name. Weights are read from safetensors
 only, averaged in float32, and the soup is saved as a Hugging Face checkpoint like any trial's.
 """
 
@@ -59,13 +60,20 @@ def weight_shapes(folder: Path) -> dict[str, tuple]:
     return shapes
 
 
+def same_init(pool: list[Candidate]) -> list[Candidate]:
+    """The soup's ingredients: the pool's candidates (best first) whose head started from the best one's init seed.
+    Wortsman et al. soup checkpoints fine-tuned from one initialisation; heads of other init seeds are left out."""
+    return [c for c in pool if c.init_seed == pool[0].init_seed]
+
+
 def check_ingredients(
     ingredients: list[Candidate],
     ignore_config: frozenset = frozenset(),
     weights: Callable[[str], bool] = lambda name: True,
     joining: str = "a weight soup",
 ) -> None:
-    """Refuse, by name, a checkpoint that was not fine-tuned from the first one's initial weights and architecture.
+    """Refuse, by name, a checkpoint that was not fine-tuned from the first one's initial weights and architecture,
+    or that trained at another precision (the joined model is scored at the one its ingredients trained at).
 
     Cross-task merges compare encoders only: they pass the head's config keys in `ignore_config` and keep only the
     encoder's weight names with `weights`."""
@@ -73,10 +81,13 @@ def check_ingredients(
     base = first.meta.get("model_path")
     config = _architecture(first.folder, ignore_config)
     shapes = {n: s for n, s in weight_shapes(first.folder).items() if weights(n)}
+    precision = first.meta["training"]["precision"]
     for other in ingredients[1:]:
         why = None
         if other.meta.get("model_path") != base:
             why = f"it was fine-tuned from {other.meta.get('model_path')}, not {base}"
+        elif other.meta["training"]["precision"] != precision:
+            why = f"it trained in {other.meta['training']['precision']}, not {precision}: the result scores at one"
         elif _architecture(other.folder, ignore_config) != config:
             other_config = _architecture(other.folder, ignore_config)
             keys = sorted(k for k in config.keys() | other_config.keys() if config.get(k) != other_config.get(k))
@@ -111,9 +122,11 @@ class SoupRunner:
         self.tokenizer = tokenizer
         self.model = load_finetuned_classifier(str(first.folder), trust_remote_code)
         self.eval_batch_size = first.meta["training"]["eval_batch_size"]
+        # The one precision every ingredient trained at (check_ingredients), so soups score as their ingredients did.
+        self.precision = first.meta["training"]["precision"]
 
     def logits(self, weights: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        self.model.load_state_dict(weights, strict=True)  # casts to the checkpoint's own dtype, as it was evaluated
+        self.model.load_state_dict(weights, strict=True)  # casts to the module's dtype: the trained precision's
         return {
             split: logits_in_file_order(
                 self.model.eval(),
@@ -122,6 +135,7 @@ class SoupRunner:
                 self.eval_batch_size,
                 self.model.device,
                 self.task.num_labels,
+                self.precision,
             )
             for split, data in self.dev.eval_splits.items()
         }

@@ -117,7 +117,7 @@ def encode_task(
             {
                 "format": CACHE_FORMAT,
                 "task": task.to_dict(),
-                "data": {s: _content_hash(ds) for s, ds in raw.items()},
+                "data": {s: content_hash(ds) for s, ds in raw.items()},
                 "tokenizer": tokenizer_fingerprint(tokenizer),
                 "max_seq_length": max_seq_length,
                 **({"augmentation": augmentation.to_dict()} if augment else {}),
@@ -193,7 +193,7 @@ def _stamp_file(cache_dir: Path, stamp: str) -> Path:
     return cache_dir / "encoded" / "stamps" / f"{stamp}.json"
 
 
-def _content_hash(ds) -> str:
+def content_hash(ds) -> str:
     """Hash of the examples themselves: `datasets` fingerprints differ between a fresh and a cached load."""
     h = hashlib.sha256()
     for column in ds.column_names:

@@ -27,6 +27,7 @@ def candidate(trial_id, task="rte"):
         {},
         {},
         None,
+        1,
     )
 
 

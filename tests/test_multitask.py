@@ -212,7 +212,8 @@ def test_exported_task_checkpoints_reproduce_the_multitask_predictions_exactly(
         model = load_finetuned_classifier(str(folder)).eval()
         assert model.config.num_labels == (1 if task == "stsb" else 2)
         split = glue_data[task].eval_splits["validation"]
-        logits = logits_in_file_order(model, split, 0, hp.eval_batch_size, torch.device("cpu"), model.config.num_labels)
+        width = model.config.num_labels
+        logits = logits_in_file_order(model, split, 0, hp.eval_batch_size, torch.device("cpu"), width, precision)
         np.testing.assert_array_equal(logits, stored["validation"])
         metrics = compute_metrics(GLUE_TASKS[task], {"validation": logits}, labels)
         assert task_score(metrics) == meta["score"]

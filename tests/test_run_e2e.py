@@ -49,8 +49,10 @@ def test_run_writes_a_leaderboard_for_every_task(tiny_run):
     board = json.loads((run / "leaderboard.json").read_text())
     assert board["suite"] == "e2e"
     assert board["trials"] == {"finished": 8, "stopped": 0, "diverged": 0, "failed": 0, "total": 8}
-    (row,) = board["rows"]
-    assert row["kind"] == "single" and row["seeds"] == 2
+    rows = {r["kind"]: r for r in board["rows"]}
+    assert set(rows) == {"single", "zero-shot", "probe"}  # the floors are on by default
+    row = rows["single"]
+    assert row["seeds"] == 2
     assert set(row["scores"]) == {"rte", "stsb"}
     assert set(row["scores"]["stsb"]) == {"pearson", "spearmanr"} and set(row["scores"]["rte"]) == {"accuracy"}
     assert row["average"] == pytest.approx(np.mean(list(row["task_scores"].values())))
@@ -86,7 +88,7 @@ def test_table_rebuilds_the_leaderboard_from_the_run_directory(tiny_run):
 def test_table_formats_statistics_and_compute_from_a_real_run(tiny_run):
     _, run, _ = tiny_run
     board = json.loads((run / "leaderboard.json").read_text())
-    (row,) = board["rows"]
+    (row,) = [r for r in board["rows"] if r["kind"] == "single"]
     for task in ("rte", "stsb"):
         low, high = row["ci"]["task_scores"][task]
         assert low <= row["task_scores"][task] <= high and row["ci"]["examples"][task] == 32
@@ -111,7 +113,7 @@ def test_merged_run_directories_are_tested_against_the_baseline(tiny_run, tmp_pa
     proc = bench("table", run, other, "--baseline", "copy-of", "--bootstrap-level", "examples", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     board = json.loads(proc.stdout)
-    rows = {r["model"].startswith("copy-of-"): r for r in board["rows"]}
+    rows = {r["model"].startswith("copy-of-"): r for r in board["rows"] if r["kind"] == "single"}
     assert board["statistics"]["baseline"] == [rows[True]["system"]] and rows[True]["significance"] is None
     for test in rows[False]["significance"]["task_scores"].values():
         assert test["delta"] == 0.0 and test["p"] == 1.0 and not test["significant"]
@@ -171,11 +173,13 @@ def test_resolved_suite_is_saved_and_reloads_to_the_same_plan(tiny_run):
 
 def test_the_same_command_again_reruns_no_finished_trial(tiny_run):
     path, run, _ = tiny_run
-    before = {p: p.stat().st_mtime_ns for p in run.glob("trials/*/record.json")}
+    before = {p: p.stat().st_mtime_ns for p in run.glob("*/*/record.json")}
+    assert len(before) == 8 + 1 + 4  # the trials; the floors: zero-shot (stsb only), a probe per task and seed...
     started = time.time()
     proc = bench("run", path)
     assert proc.returncode == 0, proc.stderr
-    assert {p: p.stat().st_mtime_ns for p in run.glob("trials/*/record.json")} == before
+    assert {p: p.stat().st_mtime_ns for p in run.glob("*/*/record.json")} == before  # ...kept, not computed again
+    assert "Floors:" not in proc.stdout
     assert time.time() - started < 60
 
 

@@ -1,8 +1,10 @@
 """Split-half without leaks: with ensembles on a reported dev set, each trial keeps the epoch that is best on the
 selection half, so the report half, which ensemble rows are scored on, chose nothing."""
 
+import dataclasses
 import itertools
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +12,14 @@ import yaml
 
 from benchmark.config.suite import load_suite
 from benchmark.plan.trials import make_plan
+from benchmark.records.store import trial_record
+from benchmark.results.leaderboard import convention
 from benchmark.train.checkpoints import BEST_DIR, load_predictions, load_trial_meta
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.modeling import load_tokenizer
 from benchmark.train.trainer import train
+from ensembles.build import _epochs_chosen_on_all_of_dev
+from ensembles.candidates import Candidate
 from ensembles.protocol import describe
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
@@ -90,5 +96,59 @@ def test_the_plan_chooses_on_the_selection_half_exactly_when_ensembles_report_on
     # With a labelled test split, validation chooses and test reports: the trainer ignores the seed for the task.
     glue_test = plan(ensemble={"methods": ["mean_prob"]}, data={"glue_dev": "test"})
     assert glue_test[0].selection_seed == 0 and load_suite(tmp_path / "suite.yaml").tasks[0].final_test == "dev"
-    assert "each candidate's epoch too" in describe(0)["description"]
-    assert "the report half helped choose" in describe(0, epochs_on_selection_half=False)["description"]
+
+
+def _candidate(task, meta: dict, name: str) -> Candidate:
+    return Candidate(name, "single", "tiny", Path(name), f"trials/{name}/checkpoint", task, {}, {}, meta, None)
+
+
+def _footnotes(candidates: dict[str, list[Candidate]], records: list[dict], test_tasks: list[str]) -> tuple[str, str]:
+    """The leaderboard's convention and the ensemble rows' protocol note, as `bench run` writes them."""
+    protocol = describe(5, *_epochs_chosen_on_all_of_dev(candidates, list(candidates), 5))
+    return convention(records, test_tasks), protocol["description"]
+
+
+def test_the_footnotes_say_what_chose_each_epoch_as_the_checkpoints_record_it(tiny_model, stsb, tmp_path):
+    # The trainer, asked to choose on seed 5's selection half: on a task with a labelled test split it chooses on
+    # all of validation and its checkpoint says so (selection_seed null).
+    with_test = dataclasses.replace(stsb, task=dataclasses.replace(stsb.task, final_test="dev"))
+    _, rows, kept = _train(tiny_model, with_test, tmp_path / "test", selection_seed=5)
+    assert load_trial_meta(kept)["selection_seed"] is None and all(r["selection_score"] == r["score"] for r in rows)
+    test_meta = load_trial_meta(kept)
+    _, _, kept = _train(tiny_model, stsb, tmp_path / "dev", selection_seed=5)
+    half_meta = load_trial_meta(kept)
+    assert half_meta["selection_seed"] == 5
+    task, task_with_test = stsb.task, with_test.task
+
+    def records(seed, final_test=None):
+        spec = {"trial_id": "t", "task": "stsb", "model_name": "tiny", "model_path": "p", "point": {}, "seed": 1,
+                "training": {}, "fingerprint": "f", "selection_seed": seed}  # fmt: skip
+        return [trial_record(spec, {**task.to_dict(), "final_test": final_test}, ["pearson"], [], "finished", None, 1)]
+
+    # No test split, an ensemble section: the selection half chose every epoch, the report half nothing.
+    conv, note = _footnotes({"stsb": [_candidate(task, half_meta, "a")]}, records(5), [])
+    assert "each candidate's epoch too." in note and "helped choose" not in note
+    assert "Epochs are selected on the selection half of each dev set (split-half protocol, seed 5" in conv
+    # No test split, no ensemble section (`bench ensemble` later): the whole dev set chose the epochs.
+    conv, note = _footnotes({"stsb": [_candidate(task, {**half_meta, "selection_seed": None}, "a")]}, records(None), [])
+    assert (
+        "but not every candidate's epoch. On stsb, candidates' trials chose their epochs on the whole dev set" in note
+    )
+    assert "so the report half helped choose." in note and "each candidate's epoch too" not in note
+    assert "Epochs and grid points are selected on the same dev sets that are reported." in conv
+    # A test split, with or without an ensemble section: all of validation chose; the note no longer claims the half.
+    for seed in (5, None):
+        recs = records(seed, "dev")
+        assert recs[0]["selection_seed"] is None  # the record says what the trainer did, not what it was asked
+        conv, note = _footnotes({"stsb": [_candidate(task_with_test, test_meta, "a")]}, recs, ["stsb"])
+        assert "each candidate's epoch too" not in note
+        assert (
+            "On stsb, which has a labelled test split, each candidate's trial chose its epoch on all of validation, "
+            "the report half included, so the report half helped choose there; the test columns report" in note
+        )
+        assert "Epochs and grid points are selected on validation, the columns without 'test'" in conv
+    # Both kinds of task in one build: each is named for what chose its epochs.
+    _, note = _footnotes(
+        {"stsb": [_candidate(task, half_meta, "a")], "rte": [_candidate(task_with_test, test_meta, "b")]}, [], []
+    )
+    assert "On rte, which has a labelled test split" in note and "On stsb" not in note

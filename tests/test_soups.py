@@ -14,7 +14,7 @@ from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.local import run_local_trial
 from benchmark.train.modeling import load_tokenizer
 from ensembles.candidates import Candidate, find_candidates
-from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, read_weights, uniform_soup
+from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, read_weights, same_init, uniform_soup
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
 from tasks.spec import TaskSpec
@@ -29,14 +29,22 @@ def rte(tiny_model, glue_dir, cache_dir):
 
 @pytest.fixture(scope="module")
 def trained(tiny_model, rte, tmp_path_factory):
-    """Checkpoints of two seeds of the tiny BERT, and one of another tiny BERT (other initial weights)."""
+    """Checkpoints of two seeds of the tiny BERT (each its own head), two seeds from one init seed, and one of another
+    tiny BERT (other initial weights)."""
     from conftest import make_tiny_bert
 
     root = tmp_path_factory.mktemp("soup-trials")
     other_base = make_tiny_bert(root / "other-base", seed=1)
     out = {}
-    for name, base, seed in (("seed1", tiny_model, 1), ("seed2", tiny_model, 2), ("other", other_base, 1)):
-        run_local_trial(TrainingConfig(**FAST), str(base), seed, rte, root / name, log=lambda *_: None)
+    for name, base, seed, init in (
+        ("seed1", tiny_model, 1, None),
+        ("seed2", tiny_model, 2, None),
+        ("init0-seed1", tiny_model, 1, 0),
+        ("init0-seed2", tiny_model, 2, 0),
+        ("other", other_base, 1, None),
+    ):
+        hp = TrainingConfig(**FAST, init_seed=init)
+        run_local_trial(hp, str(base), seed, rte, root / name, log=lambda *_: None)
         out[name] = root / name / "checkpoint"
     return out
 
@@ -106,7 +114,7 @@ def weight_candidate(folder: Path, name: str, value: float) -> Candidate:
     folder.mkdir(parents=True)
     save_file({"w": torch.tensor([value])}, str(folder / "model.safetensors"))
     return Candidate(
-        name, "single", "m", folder, name, TaskSpec.from_dict(GLUE_TASKS["stsb"].to_dict()), {}, {}, {}, None
+        name, "single", "m", folder, name, TaskSpec.from_dict(GLUE_TASKS["stsb"].to_dict()), {}, {}, {}, None, 0
     )
 
 
@@ -128,3 +136,62 @@ def test_greedy_soup_keeps_ingredients_that_do_not_hurt_and_rejects_the_rest(tmp
     chosen, weights, logits = greedy_soup(ingredients, WeightEcho(), score)
     assert [c.trial_id for c in chosen] == ["a", "b", "d"]
     assert weights["w"].tolist() == [2.0] and logits["validation"].tolist() == [2.0]
+
+
+def test_a_soup_takes_only_the_candidates_that_share_the_best_ones_init_seed(trained, tmp_path):
+    store = make_run(
+        tmp_path / "run",
+        {"a": trained["seed1"], "b": trained["init0-seed1"], "c": trained["seed2"], "d": trained["init0-seed2"]},
+    )
+    found = {c.trial_id: c for c in find_candidates(store)["rte"]}
+    assert {t: c.init_seed for t, c in found.items()} == {"a": 1, "b": 0, "c": 2, "d": 0}  # null: the trial seed
+    for order in ("abcd", "bacd", "cdab", "dcba"):
+        pool = [found[t] for t in order]
+        assert [c.trial_id for c in same_init(pool)] == [t for t in order if found[t].init_seed == pool[0].init_seed]
+    # One init seed, two trial seeds: the same head before training, two fine-tuned ones after.
+    wb, wd = read_weights(found["b"].folder), read_weights(found["d"].folder)
+    assert not torch.equal(wb["classifier.weight"], wd["classifier.weight"])
+
+
+def test_a_run_builds_each_soup_from_the_init_group_of_its_best_candidate(trained, tiny_model, tmp_path):
+    import yaml
+
+    from benchmark.config.suite import load_suite
+    from benchmark.train.checkpoints import load_trial_meta
+    from ensembles.build import build_ensembles
+
+    checkpoints = {
+        "a": trained["init0-seed1"],
+        "b": trained["seed1"],
+        "c": trained["init0-seed2"],
+        "d": trained["seed2"],
+    }
+    store = make_run(tmp_path / "run", checkpoints)
+    (tmp_path / "suite.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "soups",
+                "model": str(tiny_model),
+                "tasks": ["rte"],
+                "data": {"max_train_samples": 96, "max_eval_samples": 48},
+                "training": FAST,
+                "search": {"seeds": [1]},
+                "ensemble": {"methods": ["soup_uniform", "soup_greedy"], "split_seed": 0},
+                "output": str(store.root),
+            }
+        )
+    )
+    suite = load_suite(tmp_path / "suite.yaml")
+    state = build_ensembles(store, suite, suite.ensemble, log=lambda *_: None)
+    ranked = [c["trial_id"] for c in state["candidates"]["rte"]]
+    init = {"a": 0, "b": 1, "c": 0, "d": 2}
+    assert [c["init_seed"] for c in state["candidates"]["rte"]] == [init[t] for t in ranked]
+    group = [t for t in ranked if init[t] == init[ranked[0]]]
+    assert ranked == ["a", "b", "c", "d"] and group == ["a", "c"]  # the tiny BERT's scores tie: trial-id order
+    rows = {r["system"]: r for r in state["rows"]}
+    assert rows["tiny soup_uniform (all)"]["members"]["rte"] == group
+    assert rows["tiny soup_uniform (all)"]["member_weights"]["rte"] == [1 / len(group)] * len(group)
+    greedy = rows["tiny soup_greedy (all)"]["members"]["rte"]
+    assert greedy[0] == ranked[0] and set(greedy) <= set(group)
+    soup = store.root / rows["tiny soup_uniform (all)"]["soups"]["rte"]
+    assert load_trial_meta(soup)["init_seed"] == init[ranked[0]]

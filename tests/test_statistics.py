@@ -93,7 +93,10 @@ def test_a_system_never_worse_and_often_better_is_significant_and_identical_syst
         - accuracy_score(LABELS, np.where(WORSE, LABELS, 1 - LABELS))
     )
     assert good["delta"] == pytest.approx(expected) and good["delta"] > 10
-    assert good["significant"] and good["p"] == 0.0 and good["p_adjusted"] == 0.0  # no resample at or below 0
+    # No resample at or below 0: p is (0 + 1) x 2 / (1000 + 1), never 0 (it was 0 before p became (k + 1) / (B + 1));
+    # 4 tests: the table sized itself to 1000 resamples, Holm's smallest adjusted p 4 x 2 / 1001 < 0.01.
+    assert board["statistics"]["resamples"] == 1000 and board["statistics"]["resamples_rule"] == "sized to the tests"
+    assert good["significant"] and good["p"] == 2 / 1001 and good["p_adjusted"] == pytest.approx(8 / 1001)
     assert good["baseline"] == "worse" and board["statistics"]["tests"] == 4  # good and copy: rte, average
     assert good["ci"][0] > 0 and good["examples"] == 300
     assert by["good"]["significance"]["average"]["significant"]
@@ -256,28 +259,38 @@ def test_holm_and_benjamini_hochberg_against_hand_computed_values():
 
 
 def test_interval_excludes_zero_exactly_when_p_is_below_alpha():
-    """Over many replicate arrays, with ties and zeros: the interval and p come from the same order statistics."""
+    """Over many replicate arrays, with ties and zeros: the interval and p come from the same order statistics
+    (from 40 resamples on; with fewer, no p is below 0.05: 2 (0 + 1) / (39 + 1) = 0.05)."""
     rng = np.random.default_rng(3)
     for trial in range(3000):
-        resamples = int(rng.choice([1, 2, 7, 39, 40, 41, 100, 199, 500, 1000, 1001, 2000]))
+        resamples = int(rng.choice([1, 2, 7, 38, 39, 40, 41, 100, 199, 500, 1000, 1001, 2000]))
         shift = rng.integers(-3, 4)
         deltas = (rng.integers(-4, 5, resamples) + shift) * rng.choice([1.0, 0.1, 1e-9])  # ties, many zeros
         test = paired_difference(float(deltas.mean()), deltas, 0.0, np.zeros(resamples))
         low, high = test["ci"]
+        far = min((deltas <= 0).sum(), (deltas >= 0).sum())
+        assert test["p"] == min(1.0, 2 * (far + 1) / (resamples + 1)) and test["p"] > 0
+        if resamples < 40:
+            assert test["p"] >= 0.05 and not test["significant"]
+            continue
         assert (low > 0 or high < 0) == (test["p"] < 0.05) == test["significant"], (trial, test)
-        assert low == np.quantile(deltas, 0.025, method="inverted_cdf")
-        assert high == -np.quantile(-deltas, 0.025, method="inverted_cdf")
+        rank = next(c for c in range(resamples) if 2 * (c + 1) / (resamples + 1) >= 0.05)  # (B + 1) x 2.5%, - 1
+        assert low == np.sort(deltas)[rank - 1] and high == np.sort(deltas)[resamples - rank]
+        if resamples in (1000, 2000):  # there the rank is the one the inverted-CDF quantile takes
+            assert low == np.quantile(deltas, 0.025, method="inverted_cdf")
+            assert high == -np.quantile(-deltas, 0.025, method="inverted_cdf")
 
 
 def test_the_case_where_a_percentile_interval_and_p_disagreed():
-    """25 of 1000 resampled differences at or below zero: p = 0.05, not significant, and the interval holds 0
-    (the interpolated percentile excluded 0 while the old p, (25 + 1) x 2 / 1001, was 0.052)."""
+    """25 of 1000 resampled differences at or below zero: p = (25 + 1) x 2 / 1001 = 0.052, not significant, and the
+    interval holds 0 (the interpolated percentile excluded 0). With 24: p = 0.04995, significant, the interval
+    excludes 0. (Before p became (k + 1) / (B + 1) these p were 0.05 and 0.048, with the same verdicts.)"""
     deltas = np.array([-1.0] * 24 + [0.0] + [1.0] * 975)
     test = paired_difference(1.0, deltas, 0.0, np.zeros(1000))
-    assert test["p"] == pytest.approx(0.05) and not test["significant"] and test["ci"][0] == 0.0
+    assert test["p"] == pytest.approx(52 / 1001) and not test["significant"] and test["ci"][0] == 0.0
     assert np.percentile(deltas, 2.5) > 0  # what the old interval said
     fewer = paired_difference(1.0, np.array([-1.0] * 24 + [1.0] * 976), 0.0, np.zeros(1000))
-    assert fewer["p"] == pytest.approx(0.048) and fewer["significant"] and fewer["ci"][0] > 0
+    assert fewer["p"] == pytest.approx(50 / 1001) and fewer["significant"] and fewer["ci"][0] > 0
 
 
 def test_two_level_bootstrap_widens_the_interval_when_seeds_disagree_and_equals_one_level_with_one_seed():
@@ -308,9 +321,10 @@ def test_the_board_records_the_bootstrap_level_and_a_rows_interval_does_not_depe
         "good": {"validation": classification(LABELS, GOOD)},
         "worse": {"validation": classification(LABELS, WORSE)},
     }
-    two_seeds = row("m (single)", {"rte": ["good", "worse"]}, 70.0)
+    # Six seeds: more than FEW_SEEDS, so the interval is the bootstrap's (two seeds would get the far wider t-interval).
+    two_seeds = row("m (single)", {"rte": ["good", "worse"] * 3}, 70.0)
     alone = board_of([two_seeds], files)
-    together = board_of([two_seeds, row("other (single)", {"rte": ["worse", "good"]}, 60.0)], files)
+    together = board_of([two_seeds, row("other (single)", {"rte": ["worse", "good"] * 3}, 60.0)], files)
     assert alone["rows"][0]["ci"] == together["rows"][0]["ci"]
     assert alone["statistics"]["bootstrap_level"] == "seeds+examples"
     fixed = board_of([two_seeds], files, level="examples")
@@ -479,7 +493,9 @@ def test_test_columns_get_intervals_and_tests_against_the_baseline_chosen_on_val
     assert b_line.count("↑") == 2 and "↓" in b_line  # test rte and test average above a; validation below
     assert "Test columns: ↑/↓ the same test on the test split" in md and "these 2 tests" in md
     on_test = md.split("## Differences from the baseline, a, on test")[1]
-    assert "| b | a | +4" in on_test and "(adj. p<0.002)↑" in on_test  # b minus a: about 100 - 55
+    # b minus a: about 100 - 55; no resample at or below 0: p = 2 / 1001, adjusted over the 2 test tests (it printed
+    # as p<0.002 when p was 0).
+    assert "| b | a | +4" in on_test and "p=0.002 (adj. p=0.004)↑" in on_test
     assert "## 95% confidence intervals of the task scores, on test" in md and "| b | 100.0 [100.0, 100.0] |" in md
     # Every format renders the same tables (one table model): LaTeX and HTML have the test side too, their arrows
     # in the format's own markup.
@@ -491,3 +507,134 @@ def test_test_columns_get_intervals_and_tests_against_the_baseline_chosen_on_val
     assert "↑" not in latex and "Differences from the baseline, a, on test</caption>" in page
     in_cells = sum(line.count("↑") for line in md.splitlines() if line.startswith("|"))
     assert in_cells == 4 and page.count('<span class="up">↑</span>') == in_cells
+
+
+# ---- resolvable p-values, seed-level intervals, equivalence tests (issue 39, items 3 and 7) ----
+
+
+def test_p_is_never_zero_and_is_k_plus_one_over_b_plus_one():
+    from benchmark.results.bootstrap import p_value, tost_p
+
+    # 3 of 1000 resampled differences at or below zero: two-sided p = 2 (3 + 1) / 1001.
+    deltas = np.array([-0.5, 0.0, -2.0] + [1.0] * 997)
+    assert p_value(deltas) == 2 * 4 / 1001
+    assert p_value(np.ones(1000)) == 2 / 1001 > 0  # none on the far side: the smallest p, not 0
+    assert p_value(np.zeros(1000)) == 1.0  # identical systems
+    # TOST at margin 1: 1 difference at or below -1, 998 at or above +1 (those at 1.0): the larger side.
+    assert tost_p(deltas, 1.0) == (997 + 1) / 1001
+    assert tost_p(np.zeros(500), 1.0) == 1 / 501  # all within the margin: the smallest one-sided p
+
+
+def test_the_default_resamples_resolve_an_adjusted_p_below_one_percent():
+    from benchmark.results.bootstrap import MAX_RESAMPLES, auto_resamples, smallest_adjusted_p
+
+    for m in (1, 3, 5, 6, 12, 37, 99, 100):
+        b = auto_resamples(m, "holm")
+        assert 1000 <= b <= MAX_RESAMPLES and b % 1000 == 0
+        assert m * 2 / (b + 1) < 0.01 and smallest_adjusted_p(b, m, "holm") == pytest.approx(m * 2 / (b + 1))
+    assert auto_resamples(150, "holm") == MAX_RESAMPLES and smallest_adjusted_p(MAX_RESAMPLES, 150, "holm") > 0.01
+    assert auto_resamples(150, "none") == 1000  # uncorrected: the smallest p itself is 2 / 1001
+    # A table of 6 tests (3 rows x rte and average) sizes itself to 2000; a clearly better row reaches below 0.01.
+    base = np.random.default_rng(8).random(300) < 0.7
+    files = {"base": {"validation": classification(LABELS, base)}}
+    files.update({n: {"validation": classification(LABELS, base | (RNG.random(300) < 0.5))} for n in "abc"})
+    rows = [row(n, {"rte": [n]}, 80.0) for n in "abc"] + [row("base", {"rte": ["base"]}, 70.0)]
+    board = board_of(rows, files, baseline="base")
+    assert board["statistics"]["tests"] == 6 and board["statistics"]["resamples"] == 2000
+    adjusted = [r["significance"]["task_scores"]["rte"]["p_adjusted"] for r in board["rows"] if r["significance"]]
+    assert min(adjusted) == pytest.approx(6 * 2 / 2001) and min(adjusted) < 0.01
+    assert board["statistics"]["smallest_adjusted_p"] == pytest.approx(6 * 2 / 2001)
+    assert "the smallest adjusted p this table can show" not in format_markdown(board)  # resolved: nothing to say
+
+
+def test_a_few_seeds_with_a_large_spread_get_the_wider_t_interval():
+    from scipy import stats
+
+    from benchmark.results.bootstrap import t_interval
+
+    spread = [GOOD, WORSE, RNG.random(300) < 0.3]  # three seeds: about 80, 60 and 42% right
+    files = {f"s{i}": {"validation": classification(LABELS, c)} for i, c in enumerate(spread)}
+    files["same"] = {"validation": classification(LABELS, GOOD)}
+    rows = [row("spread", {"rte": ["s0", "s1", "s2"]}, 60.0), row("steady", {"rte": ["same"] * 3}, 80.0)]
+    board = board_of(rows, files, baseline="steady")
+    by = {r["system"]: r for r in board["rows"]}
+    scores = np.array([100 * (np.where(c, LABELS, 1 - LABELS) == LABELS).mean() for c in spread])
+    half = stats.t.ppf(0.975, 2) * scores.std(ddof=1) / np.sqrt(3)
+    assert t_interval(scores) == pytest.approx([scores.mean() - half, scores.mean() + half])
+    ci = by["spread"]["ci"]
+    assert ci["method"]["task_scores"]["rte"] == "t" and ci["method"]["average"] == "t"
+    sample = score_task(SPECS["rte"], [files[f"s{i}"] for i in range(3)], {"validation": np.arange(300)}, 1000,
+                        level="seeds+examples", system="spread")  # fmt: skip
+    bootstrap = interval(sample.score_replicates)
+    assert ci["task_scores"]["rte"] == pytest.approx(
+        [min(bootstrap[0], scores.mean() - half), max(bootstrap[1], scores.mean() + half)]
+    )
+    assert ci["task_scores"]["rte"][1] - ci["task_scores"]["rte"][0] > 2 * half - 1e-9 > bootstrap[1] - bootstrap[0]
+    # Three identical seeds: no spread, the bootstrap's interval.
+    assert by["steady"]["ci"]["method"]["task_scores"]["rte"] == "bootstrap"
+    # The difference: Welch over the two rows' seeds, wider than the bootstrap's; p the larger of the two.
+    test = by["spread"]["significance"]["task_scores"]["rte"]
+    assert test["method"] == "welch-t" and test["seeds"] == 3
+    welch_half = stats.t.ppf(0.975, 2) * scores.std(ddof=1) / np.sqrt(3)  # the steady row has no spread: df = 2
+    assert test["ci"][1] - test["ci"][0] >= 2 * welch_half - 1e-9
+    welch_p = 2 * stats.t.sf(abs(test["delta"]) / (scores.std(ddof=1) / np.sqrt(3)), 2)
+    assert test["p"] == pytest.approx(max(welch_p, test["p"])) and test["p"] >= welch_p - 1e-12
+    assert "(t)" in format_markdown(board)
+
+
+def test_tost_says_equivalent_for_identical_rows_and_inconclusive_for_noisy_different_ones():
+    files = {"a": {"validation": classification(LABELS, GOOD)}, "twin": {"validation": classification(LABELS, GOOD)}}
+    # Three seeds around the baseline: one 20 examples better, one 20 worse, one even: d = 0, a wide seed spread.
+    noisy = [_slightly_better(GOOD, 20, 0), _slightly_better(GOOD, 0, 20), _slightly_better(GOOD, 3, 3)]
+    files.update({f"n{i}": {"validation": classification(LABELS, c)} for i, c in enumerate(noisy)})
+    rows = [
+        row("a", {"rte": ["a", "a"]}, 80.0),
+        row("twin", {"rte": ["twin"]}, 80.0),
+        row("noisy", {"rte": ["n0", "n1", "n2"]}, 65.0),
+    ]
+    board = board_of(rows, files, baseline="a", margin=2.0)
+    by = {r["system"]: r for r in board["rows"]}
+    twin = by["twin"]["significance"]["task_scores"]["rte"]
+    # Identical predictions: every resampled difference is 0, inside ±2 on both sides; Holm over the 4 TOSTs.
+    assert twin["tost_p"] == 1 / 1001 and twin["tost_p_adjusted"] == pytest.approx(4 / 1001)
+    assert twin["equivalent"] and twin["verdict"] == "equivalent" and not twin["significant"]
+    assert board["statistics"]["equivalence_margin"] == 2.0
+    # The noisy row is not significantly different (its seeds disagree: Welch's interval) nor shown equivalent.
+    noisy_test = by["noisy"]["significance"]["task_scores"]["rte"]
+    assert noisy_test["delta"] == 0.0 and noisy_test["method"] == "welch-t"
+    assert not noisy_test["significant"] and not noisy_test["equivalent"] and noisy_test["verdict"] == "inconclusive"
+    seed_scores = np.array([100 * c.mean() for c in noisy])
+    pooled = np.sqrt((seed_scores.var(ddof=1) + 0.0) / 2)  # the baseline's two seeds agree
+    z = 1.6448536269514722 + 1.2815515655446004
+    assert noisy_test["seed_std"] == pytest.approx(pooled)
+    assert noisy_test["seeds_needed"] == int(np.ceil(2 * z**2 * pooled**2 / 2.0**2)) > 3
+    md = format_markdown(board)
+    assert "| twin | a | equivalent within ±2 | equivalent within ±2 |" in md
+    expected = f"inconclusive (would need about {noisy_test['seeds_needed']} seeds per row)"
+    assert f"| noisy | a | {expected} |" in md and "## Verdicts" in md
+    import json
+
+    from benchmark.results.tables import format_json
+
+    saved = json.loads(format_json(board))
+    assert {r["system"]: r for r in saved["rows"]}["twin"]["significance"]["average"]["verdict"] == "equivalent"
+    # Without a margin the same comparison shows no difference, never equivalence.
+    plain = board_of(rows, files, baseline="a")
+    test = {r["system"]: r for r in plain["rows"]}["twin"]["significance"]["task_scores"]["rte"]
+    assert test["verdict"] == "no difference shown" and "tost_p" not in test
+    assert "equivalent within" not in format_markdown(plain) and "no difference shown" in format_markdown(plain)
+
+
+def test_seeds_needed_follows_the_formula_and_says_when_the_margin_cannot_be_reached():
+    from benchmark.results.statistics import seeds_needed
+
+    z = 1.6448536269514722 + 1.2815515655446004  # z_0.95 + z_0.9
+    assert seeds_needed({"seed_std": 3.0, "delta": 0.5}, 2.0) == int(np.ceil(2 * z**2 * 9 / 1.5**2))
+    assert seeds_needed({"seed_std": 3.0, "delta": -2.5}, 2.0) is None  # |d| >= M: cannot be shown
+    assert seeds_needed({"seed_std": None, "delta": 0.0}, 2.0) is None  # one seed: no spread
+    assert seeds_needed({"seed_std": 0.0, "delta": 0.0}, 2.0) == 2
+    from benchmark.results.tables import verdict_text
+
+    base = {"verdict": "inconclusive", "seeds": 3, "delta": 0.5}
+    assert verdict_text({**base, "seeds_needed": 40}, 2.0) == "inconclusive (would need about 40 seeds per row)"
+    assert "cannot be shown at this margin" in verdict_text({**base, "delta": -2.5, "seeds_needed": None}, 2.0)

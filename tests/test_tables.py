@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from benchmark.common.errors import InputError
 from benchmark.results.bootstrap import SplitPredictions
 from benchmark.results.leaderboard import build_leaderboard
 from benchmark.results.statistics import add_statistics
@@ -75,9 +76,11 @@ def test_markdown_marks_the_best_in_bold_and_significant_differences(board):
     strong = next(line for line in md.splitlines() if line.startswith("| my_model_v2 & co (single) | **"))
     assert strong.count("↑") == 3 and strong.count("**") == 6  # rte, mrpc, average: bold and above the baseline
     assert "## 95% confidence intervals" in md and "## Differences from the baseline, weak<b> (single)" in md
-    # No resample of 500 at or below zero: p = 0, printed as below what 500 resamples resolve (2 / 500).
-    cell = r"\+\d+\.\d \[\d+\.\d, \d+\.\d\], p<0\.004 \(adj\. p<0\.004\)↑"
+    # No resample of 500 at or below zero: p = 2 / 501, adjusted (Holm, 3 tests) 6 / 501 (before p became
+    # (k + 1) / (B + 1), p was 0 and printed as p<0.004). 500 resamples cannot resolve an adjusted p below 0.01: said.
+    cell = r"\+\d+\.\d \[\d+\.\d, \d+\.\d\], p=0\.004 \(adj\. p=0\.012\)↑"
     assert re.search(rf"\| my_model_v2 & co \(single\) \| weak<b> \(single\) \| {cell} \|", md)
+    assert "With 500 resamples (as given) and 3 tests, the smallest adjusted p this table can show is 0.012" in md
     assert "Holm-corrected over 3 tests: adjusted p < 0.05" in md and "(n=" not in md
 
 
@@ -108,9 +111,9 @@ def _tabulars(tex: str):
 def test_latex_is_structurally_valid_booktabs_with_escaped_text(board):
     tex = format_latex(board, compute=True)
     for env in ("table", "tabular"):
-        assert tex.count(f"\\begin{{{env}}}") == tex.count(f"\\end{{{env}}}") == 3
+        assert tex.count(f"\\begin{{{env}}}") == tex.count(f"\\end{{{env}}}") == 4  # with the verdicts
     tabulars = _tabulars(tex)
-    assert len(tabulars) == 3
+    assert len(tabulars) == 4
     for spec, body in tabulars:
         assert body.count("\\toprule") == body.count("\\midrule") == body.count("\\bottomrule") == 1
         for line in body.splitlines():
@@ -176,7 +179,7 @@ def test_html_is_balanced_and_escaped(board):
     tags.feed(fragment)
     assert tags.errors == [] and tags.stack == []
     assert "weak&lt;b&gt; (single)" in fragment and "<b>" not in fragment
-    assert fragment.count("<table>") == 3 and "<strong>" in fragment and '<span class="up">↑</span>' in fragment
+    assert fragment.count("<table>") == 4 and "<strong>" in fragment and '<span class="up">↑</span>' in fragment
 
 
 def test_rich_table_prints_each_rows_average(board):
@@ -204,8 +207,9 @@ def test_rich_table_prints_each_rows_average(board):
 def test_p_values_print_with_what_the_resamples_resolve():
     from benchmark.results.tables import p_text
 
-    assert p_text(0.0, 1000) == "p<0.002" and p_text(0.0, 5000) == "p<0.001" and p_text(0.0004, 5000) == "p<0.001"
-    assert p_text(0.0123, 1000) == "p=0.012" and p_text(1.0, 1000) == "p=1.000"
+    # A bootstrap p is never 0 (at least 2 / (resamples + 1)): no "p<2/B" form for p = 0 any more.
+    assert p_text(2 / 1001) == "p=0.002" and p_text(2 / 5001) == "p<0.001" and p_text(0.0004) == "p<0.001"
+    assert p_text(0.0123) == "p=0.012" and p_text(1.0) == "p=1.000"
 
 
 def test_every_format_names_the_correction_and_the_uncorrected_intervals(board):
@@ -301,14 +305,78 @@ def test_the_statistics_flags_reach_the_leaderboard(monkeypatch, board, capsys):
 
     seen = {}
 
-    def fake(dirs, baseline, resamples, correction, level):
-        seen.update(correction=correction, level=level, resamples=resamples)
+    def fake(dirs, baseline, resamples, correction, level, margin):
+        seen.update(correction=correction, level=level, resamples=resamples, margin=margin)
         return board, []
 
     monkeypatch.setattr(benchmark.results.board, "leaderboard_from_runs", fake)
     assert main(["table", "run", "--correction", "bh", "--bootstrap-level", "examples", "--bootstrap", "50"]) == 0
-    assert seen == {"correction": "bh", "level": "examples", "resamples": 50}
+    assert seen == {"correction": "bh", "level": "examples", "resamples": 50, "margin": None}
     assert main(["table", "run"]) == 0 and seen["correction"] == "holm" and seen["level"] == "seeds+examples"
+    assert seen["resamples"] is None  # sized to the table's tests
+    assert main(["table", "run", "--equivalence-margin", "1.5"]) == 0 and seen["margin"] == 1.5
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["table", "run", "--correction", "bonferroni"])
     assert exit_.value.code == 2 and "invalid choice: 'bonferroni'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+@pytest.mark.parametrize("command", ["table", "report"])
+def test_a_bad_equivalence_margin_is_one_line_exit_2_and_nothing_starts(monkeypatch, capsys, value, command):
+    import benchmark.results.board
+    import benchmark.results.report
+    from benchmark.cli import main
+
+    def started(*args, **kwargs):
+        raise AssertionError("the leaderboard was started")
+
+    monkeypatch.setattr(benchmark.results.board, "leaderboard_from_runs", started)
+    monkeypatch.setattr(benchmark.results.report, "write_report", started)
+    assert main([command, "run", f"--equivalence-margin={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bench: error: --equivalence-margin: must be a positive number")
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_the_suite_key_fixes_the_margin_and_a_bad_one_fails_validation(tmp_path, capsys, value):
+    import yaml
+
+    from benchmark.cli import main
+    from benchmark.config.suite import load_suite
+    from benchmark.results.board import _suites_margin
+
+    suite = {"name": "t", "tasks": ["rte"], "output": str(tmp_path / "run")}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({**suite, "statistics": {"equivalence_margin": value}}))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "statistics.equivalence_margin: must be a positive number" in err
+    path.write_text(yaml.safe_dump({**suite, "statistics": {"equivalence_margen": 1}}))
+    assert main(["validate", str(path)]) == 2
+    assert "unknown key (did you mean 'equivalence_margin'?)" in capsys.readouterr().err
+    path.write_text(yaml.safe_dump({**suite, "statistics": {"equivalence_margin": 1.5}}))
+    assert load_suite(path).to_dict()["statistics"] == {"equivalence_margin": 1.5}  # into the run's suite.yaml
+    assert load_suite(tmp_path / "suite.yaml").config.statistics.equivalence_margin == 1.5
+    # Merged runs: one margin, or none; two different ones are an input error naming the key.
+    assert _suites_margin({1.5}) == 1.5 and _suites_margin(set()) is None
+    with pytest.raises(InputError, match="statistics.equivalence_margin: the runs fix different margins"):
+        _suites_margin({1.0, 2.0})
+
+
+def test_the_verdicts_show_in_every_format(board):
+    """The fixture's board (no margin): each comparison reads significantly better, in md, csv, LaTeX, html and json;
+    with a margin the same board names it in the notes."""
+    import json
+
+    from benchmark.results.tables import format_json
+
+    assert "| my_model_v2 & co (single) | weak<b> (single) | significantly better | significantly better |" in (
+        format_markdown(board)
+    )
+    strong = next(csv.DictReader(io.StringIO(format_csv(board))))
+    assert strong["rte/verdict"] == strong["average/verdict"] == "significantly better"
+    assert strong["rte/method"] == "bootstrap"  # each row's two seeds agree: no spread to widen by
+    assert "significantly better" in format_latex(board) and "<td>significantly better</td>" in format_html(board)
+    saved = json.loads(format_json(board))
+    assert saved["rows"][0]["significance"]["task_scores"]["rte"]["verdict"] == "better"
+    assert "no equivalence margin was set" in format_markdown(board) and "equivalent" not in format_markdown(board)

@@ -17,9 +17,11 @@ from benchmark.common.hardware import bf16_warning
 from benchmark.common.paths import is_dir, local_path, resolve_cache_dir
 from benchmark.common.schema import parse, suggest
 from benchmark.config.chains import Chain, check_chains
-from benchmark.config.ensemble import EnsembleConfig, EnsembleSettings, check_ensemble
+from benchmark.config.ensemble import SOUP_METHODS, EnsembleConfig, EnsembleSettings, check_ensemble
+from benchmark.config.floors import FloorsConfig, FloorSettings, check_floors
 from benchmark.config.merge import MergeConfig, MergeSettings, check_merge
 from benchmark.config.search import SearchConfig, check_grid, check_search
+from benchmark.config.statistics import MARGIN_KEY, StatisticsConfig, check_equivalence_margin
 from benchmark.config.tracking import TrackingConfig, TrackingSettings, check_tracking
 from benchmark.train.hyperparams import FREEZING_KEYS, TrainingConfig
 from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask
@@ -82,8 +84,10 @@ class SuiteConfig:
     multitask: MultitaskConfig = field(default_factory=MultitaskConfig)  # tasks trained jointly (and two-stage)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)  # run at the end of `bench run`
     merge: MergeConfig = field(default_factory=MergeConfig)  # cross-task merges, before the ensembles
+    floors: FloorsConfig = field(default_factory=FloorsConfig)  # zero-shot and probe rows: what fine-tuning must beat
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow: a run per trial, a parent per run
     chains: list[Any] = field(default_factory=list)  # intermediate-task transfer: 'mrpc -> rte', ...
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)  # the leaderboard's, fixed in advance
     output: str | None = None  # null: runs/<name>
     storage: str | None = None  # Ray storage (shared folder or URI); null: <output>/ray
     trust_remote_code: bool = False
@@ -100,6 +104,7 @@ class Suite:
     mixture: Mixture | None = None  # the `multitask:` section checked; None: no joint training
     chains: list[Chain] = field(default_factory=list)  # the `chains:` section checked
     merge: MergeSettings | None = None  # the `merge:` section checked
+    floors: FloorSettings | None = None  # the `floors:` section checked
     tracking: TrackingSettings | None = None  # the `tracking:` section checked; None: no tracking
     warnings: list[str] = field(default_factory=list)  # one line each, printed by every command that loads it
 
@@ -170,6 +175,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     if not NAME_PATTERN.match(config.name):
         raise InputError("name", f"use letters, digits, '.', '-' and '_' (at most 100); got {config.name!r}")
     check_search(config.search)
+    check_equivalence_margin(config.statistics.equivalence_margin, MARGIN_KEY)
     _check_resources(config)
     tasks, entries = _resolve_tasks(config.tasks, config.data.holdout, config.data.glue_dev)
     _check_train_caps(config.data, [t.name for t in tasks])
@@ -197,7 +203,9 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     if suite.chains:
         _check_chain_search(config)
     suite.ensemble = check_ensemble(config.ensemble, "ensemble", base_models=len(models))
+    _check_soup_init(config)
     suite.merge = check_merge(config.merge, [t.name for t in tasks])
+    suite.floors = check_floors(config.floors, tasks)
     if "bf16" in _possible_values(config, "precision") and (warning := bf16_warning(config.resources.gpus_per_worker)):
         suite.warnings.append(warning)
     suite.tracking = check_tracking(config.tracking, config.name)  # last: it may ask a server
@@ -284,6 +292,23 @@ def _check_chain_search(config: SuiteConfig) -> None:
         )
     if config.search.resolved_algorithm == "optuna":
         raise InputError("search.algorithm", "optuna is not supported with chains yet; use grid or random")
+
+
+def _check_soup_init(config: SuiteConfig) -> None:
+    """A soup averages checkpoints fine-tuned from one initialisation. With a null init seed each seed draws its own
+    head, so over several seeds a soup could take only one seed's checkpoints: refused, to be set explicitly."""
+    search = config.search
+    soups = [m for m in config.ensemble.methods if m in SOUP_METHODS]
+    seeds = 1 if search.resolved_algorithm == "optuna" else len(search.seeds)  # optuna runs the first seed only
+    if soups and seeds > 1 and None in _possible_values(config, "init_seed"):
+        where = "training.init_seed"
+        if "init_seed" in search.grid or "init_seed" in search.space:
+            where = f"search.{'grid' if 'init_seed' in search.grid else 'space'}.init_seed"
+        raise InputError(
+            where,
+            f"is null, so each of the {seeds} seeds starts from its own random head and {soups[0]} could average "
+            "only one seed's checkpoints; set an init seed (e.g. 0) to fine-tune every seed from one initialisation",
+        )
 
 
 def _check_multitask_search(config: SuiteConfig) -> None:

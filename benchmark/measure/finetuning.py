@@ -1,9 +1,11 @@
 """Fine-tuning options against full fine-tuning: freezing, gradual unfreezing and layer-wise lr decay; data
-augmentation with an equal-optimizer-steps control; or LoRA (r = 8 and 16).
+augmentation with an equal-optimizer-steps control; LoRA (r = 8 and 16); or how a pair is read (pooling and pair
+encoding, on configs/pooling.yaml).
 
     python -m benchmark.measure.finetuning --study freezing --out results/freezing
     python -m benchmark.measure.finetuning --study augmentation --out results/augmentation
     python -m benchmark.measure.finetuning --study peft --out results/peft
+    python -m benchmark.measure.finetuning --study pooling --out results/pooling
 
 Each arm is configs/finetuning.yaml (or --suite) with the arm's keys set, run by `bench run` (Ray Tune,
 DeepSpeed) into a run directory of its own (`<output>-<name>-<arm>`; a run resumes where it stopped, and the
@@ -42,6 +44,12 @@ def arms(study: str, epochs: int) -> dict[str, list[str]]:
             "lora-r8": ["training.lora_r=8", "training.lora_alpha=16", lora],
             "lora-r16": ["training.lora_r=16", "training.lora_alpha=32", lora],
         }
+    if study == "pooling":  # the model's own reading (mean) against [CLS], as a cross- and as a bi-encoder
+        return {
+            "cross-cls": ["training.pooling=cls"],
+            "cross-mean": ["training.pooling=mean"],
+            "bi-mean": ["training.pooling=mean", "training.pair_encoding=bi"],
+        }
     if study == "freezing":
         return {
             "full": [],
@@ -70,12 +78,13 @@ def _difference(row: dict, other: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--study", choices=["freezing", "augmentation", "peft"], required=True)
-    p.add_argument("--suite", default="configs/finetuning.yaml")
+    p.add_argument("--study", choices=["freezing", "augmentation", "peft", "pooling"], required=True)
+    p.add_argument("--suite", default=None, help="default: configs/pooling.yaml for pooling, else finetuning.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key of every arm")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     quiet_libraries()
+    args.suite = args.suite or f"configs/{'pooling' if args.study == 'pooling' else 'finetuning'}.yaml"
     base = load_suite(args.suite, args.set)
     runs, walls = {}, []
     arm_sets = arms(args.study, base.config.training.epochs)

@@ -96,6 +96,7 @@ def main_suite(args: argparse.Namespace, work: Path) -> dict:
             "learning_rate": args.learning_rate,
             "max_seq_length": 64,
             "zero_stage": 0,
+            "init_seed": 0,  # every seed's heads start from one initialisation: the soups suite averages them
         },
         "search": {"seeds": list(args.seeds)},
         "multitask": {

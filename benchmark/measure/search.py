@@ -30,7 +30,6 @@ from benchmark.measure import write_report
 from benchmark.measure.study import learning_lines, timed_run, walls_text
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
-from benchmark.results.bootstrap import RESAMPLES
 from benchmark.results.leaderboard import trial_counts, trial_epochs
 from benchmark.results.tables import format_markdown, p_text
 
@@ -79,7 +78,7 @@ def summary(board: dict, runs: dict[str, Path], task: str) -> list[str]:
         sigs = [((rows[a]["test"].get("significance") or {}).get("task_scores") or {}).get(task) for a in mine]
         shown = [s for s in sigs if s and s.get("significant")]
         above = sum(s["delta"] > 0 for s in shown)
-        adjusted = ", ".join(p_text(s["p_adjusted"], RESAMPLES) for s in sigs if s and "p_adjusted" in s)
+        adjusted = ", ".join(p_text(s["p_adjusted"]) for s in sigs if s and "p_adjusted" in s)
         verdict = "—" if method == "grid" else f"{above} above, {len(shown) - above} below, of {len(mine)}"
         if method != "grid" and adjusted:
             verdict += f" (adjusted {adjusted})"

@@ -28,6 +28,7 @@ SHORT_KEYS = {
     "weight_decay": "wd",
     "max_seq_length": "len",
     "gradient_accumulation_steps": "accum",
+    "init_seed": "init",
 }
 
 
@@ -136,7 +137,7 @@ def _with_selection(settings: dict, seed: int | None) -> dict:
 
 # Training keys added after runs were made, with their defaults: at the default, a key stays out of fingerprints
 # so that runs made before it keep their prints (and their finished trials).
-ADDED_LATER = {"pooling": None, "pair_encoding": "cross"}
+ADDED_LATER = {"pooling": None, "pair_encoding": "cross", "init_seed": None}
 
 
 def _printed(training: dict) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import TypedDict
 
@@ -16,6 +17,7 @@ from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomi
 from benchmark.common.errors import InputError
 from benchmark.common.paths import check_name
 from benchmark.train.checkpoints import write_hashes
+from benchmark.train.hyperparams import init_seed_of
 from tasks.metrics import OBJECTIVE
 
 SUITE_FILE = "suite.yaml"
@@ -23,6 +25,7 @@ DONE_STATUSES = ("finished", "stopped", "diverged")
 RECORD_FILE = "record.json"
 PROGRESS_FILE = "progress.json"  # a running trial's history and latest saved state; replaced by the record
 CHECKPOINT_DIR = "checkpoint"
+FLOORS_DIR = "floors"  # floor records (zero-shot, probe): rows like trials', made without training the encoder
 RAY_STORAGE_DIR = "ray"  # Ray Tune's storage, unless the suite names another: Ray writes there, not bench
 
 
@@ -41,7 +44,9 @@ class TrialRecord(TypedDict, total=False):
     model_path: str
     grid_point: dict
     seed: int
+    init_seed: int  # the seed its new head (and LoRA adapters) were drawn from: training.init_seed, else the seed
     training: dict  # the training hyperparameters that ran
+    selection_seed: int | None  # the split-half seed whose selection half chose the kept epoch; None: all of dev
     fingerprint: str  # changes when anything that shapes the result changes
     epochs: list[dict]  # one row per evaluation point: train.evaluation's scores and the compute since the last
     best_epoch: float | None  # the kept evaluation, chosen by its selection score
@@ -125,8 +130,24 @@ class RunStore:
             try:
                 out.append(json.loads(path.read_text()))
             except (OSError, json.JSONDecodeError) as e:  # atomic writes make this rare; never fatal for the rest
-                print(f"warning: skipping unreadable record {path}: {e}")
+                print(f"warning: skipping unreadable record {path}: {e}", file=sys.stderr)
         return out
+
+    def floor_dir(self, floor_id: str) -> Path:
+        return self.root / FLOORS_DIR / check_name(floor_id, FLOORS_DIR, "floor id")
+
+    def floor_records(self) -> list[TrialRecord]:
+        """The floors' records (benchmark/results/floors.py): shaped as trial records, of kinds zero-shot and probe."""
+        out = []
+        for path in sorted((self.root / FLOORS_DIR).glob(f"*/{RECORD_FILE}")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError) as e:
+                print(f"warning: skipping unreadable record {path}: {e}", file=sys.stderr)
+        return out
+
+    def save_floor_record(self, record: dict) -> None:
+        atomic_write_json(self.floor_dir(record["trial_id"]) / RECORD_FILE, record)
 
     def finished(self) -> dict[str, TrialRecord]:
         """Trials that ran to their end: completed, stopped early by a scheduler, or diverged. Failed ones rerun."""
@@ -180,7 +201,10 @@ def trial_record(
         "model_path": spec["model_path"],
         "grid_point": spec["point"],
         "seed": spec["seed"],
+        "init_seed": init_seed_of(spec["training"], spec["seed"]),
         "training": spec["training"],
+        # What chose the kept epoch, as the trainer's selection_half: a task with a labelled test split, all of dev.
+        "selection_seed": spec.get("selection_seed") if task.get("final_test") is None else None,
         "fingerprint": spec["fingerprint"],
         "epochs": epochs,
         "best_epoch": best["epoch"] if best else None,

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.common.errors import InputError
+from benchmark.config.statistics import MARGIN_KEY, check_equivalence_margin
 from benchmark.records.store import RunStore
-from benchmark.results.bootstrap import LEVEL, RESAMPLES, SeedPredictions, SplitPredictions
+from benchmark.results.bootstrap import LEVEL, SeedPredictions, SplitPredictions
 from benchmark.results.final_scores import with_ensemble_test, with_test_metrics
 from benchmark.results.leaderboard import build_leaderboard
 from benchmark.results.statistics import CORRECTION, Loader, add_statistics
@@ -23,6 +25,11 @@ from tasks.spec import TaskSpec
 
 def _system_key(record: dict) -> tuple:
     return record["model"], record.get("kind", "single"), record.get("chain"), record.get("system"), record["task"]
+
+
+def _row_records(store: RunStore) -> list[dict]:
+    """What rows are made of: the trials' records, and the floors' (zero-shot, probe) in the same shape."""
+    return store.records() + store.floor_records()
 
 
 def _in_several_runs(stored: dict[Path, list[dict]]) -> tuple[set[tuple], set[str]]:
@@ -54,22 +61,25 @@ def _qualified(record: dict, run_name: str) -> dict:
 def leaderboard_from_runs(
     run_dirs: list[Path],
     baseline: str | None = None,
-    resamples: int = RESAMPLES,
+    resamples: int | None = None,
     correction: str = CORRECTION,
     level: str = LEVEL,
+    margin: float | None = None,
 ) -> tuple[dict, list[dict]]:
     """The leaderboard of one or more run directories (their trials merged), and the trial records.
 
-    `baseline`, `resamples`, `correction` and `level` (what a bootstrap resample draws): as add_statistics."""
-    records, names, order, ensemble_rows = [], [], [], []
+    `baseline`, `resamples`, `correction`, `level` (what a bootstrap resample draws) and `margin`: as
+    add_statistics; without a margin, the one the runs' suites fix (statistics.equivalence_margin), if any."""
+    records, names, order, ensemble_rows, margins = [], [], [], [], set()
     roots, split_seeds, tasks = {}, {}, {}  # per trial id: its run directory and split seed (for calibration)
     several = len(run_dirs) > 1
-    stored = {Path(folder): RunStore(Path(folder)).records() for folder in run_dirs}
+    stored = {Path(folder): _row_records(RunStore(Path(folder))) for folder in run_dirs}
     shared, shared_ids = _in_several_runs(stored) if several else (set(), set())
     for folder, run_records in stored.items():
         store = RunStore(folder)
         suite = store.read_suite()
         names.append(suite.get("name", Path(folder).name))
+        margins.add(check_equivalence_margin((suite.get("statistics") or {}).get("equivalence_margin"), MARGIN_KEY))
         order += [t if isinstance(t, str) else t.get("name") for t in suite.get("tasks", [])]
         run_records = with_test_metrics(run_records, store.root)
         run_tasks = {r["task"]: TaskSpec.from_dict(r["task_spec"]) for r in run_records}
@@ -98,7 +108,16 @@ def leaderboard_from_runs(
     board = build_leaderboard(" + ".join(names), records, order, extra_rows=ensemble_rows)
     add_trial_calibration(board["rows"], {r["trial_id"]: r for r in records}, roots, split_seeds, tasks)
     root = Path(run_dirs[0])
-    return finish_leaderboard(board, records, root, baseline, resamples, correction, level), records
+    margin = margin if margin is not None else _suites_margin(margins - {None})
+    return finish_leaderboard(board, records, root, baseline, resamples, correction, level, margin), records
+
+
+def _suites_margin(margins: set[float]) -> float | None:
+    """The equivalence margin the merged runs' suites fix: one, or none; different ones are an input error."""
+    if len(margins) > 1:
+        found = ", ".join(f"{m:g}" for m in sorted(margins))
+        raise InputError(MARGIN_KEY, f"the runs fix different margins ({found}); pass --equivalence-margin")
+    return next(iter(margins), None)
 
 
 def _resolved(root: Path, files: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -111,14 +130,17 @@ def finish_leaderboard(
     records: list[dict],
     root: Path,
     baseline: str | None = None,
-    resamples: int = RESAMPLES,
+    resamples: int | None = None,
     correction: str = CORRECTION,
     level: str = LEVEL,
+    margin: float | None = None,
 ) -> dict:
     """Add the statistics, reading the rows' prediction files relative to `root`."""
     task_specs = {r["task"]: TaskSpec.from_dict(r["task_spec"]) for r in records}
     loader = prediction_loader(root)
-    return add_statistics(board, task_specs, loader, baseline, resamples, correction=correction, level=level)
+    return add_statistics(
+        board, task_specs, loader, baseline, resamples, correction=correction, level=level, margin=margin
+    )
 
 
 def prediction_loader(root: Path) -> Loader:

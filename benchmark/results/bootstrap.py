@@ -10,9 +10,15 @@ one seed the two levels are the same. Two rows compared with each other are scor
 sets, and the dev sets of different tasks); a seed draw holds for all of a task's splits (one trained model
 per seed predicts both of MNLI's). The average's resample is the mean of the tasks' resamples.
 
-Intervals are inverted-CDF order statistics of the resampled values, and the paired test's two-sided p is
-2 x the share of resampled differences on the far side of zero (at most 1): the difference's (1 - alpha)
-interval excludes zero exactly when p < alpha.
+Intervals are order statistics of the resampled values, and the paired test's two-sided p is 2 (k + 1) / (B + 1)
+(at most 1), k of the B resampled differences on the far side of zero: never 0, and the difference's (1 - alpha)
+interval excludes zero exactly when p < alpha (from 40 resamples on; with fewer no p is below 0.05). The
+equivalence test (TOST) at a margin M takes the larger of the one-sided p's of d <= -M and d >= +M, each
+(k + 1) / (B + 1), on the same resampled differences.
+
+A row of 2-5 seeds also gets a t-interval over its per-seed scores (mean ± t s / sqrt(n)), and a difference
+between two such rows a Welch t-interval over their seeds; where one is wider than the bootstrap's, the
+reported interval is the smallest covering both, and the p (and the TOST's) the larger of the two tests'.
 
 Example draws are seeded by the task, the split and the examples drawn from; seed draws by the task and the
 row's name. So a row's interval does not change when other rows are added to the table, and the same command
@@ -30,12 +36,15 @@ from tasks.metrics import predictions_from_logits
 from tasks.metrics.resampled import RESAMPLED
 from tasks.spec import TaskSpec
 
-RESAMPLES = 1000
+RESAMPLES = 1000  # the fewest a table sizes itself (auto_resamples); --bootstrap N sets it
+MAX_RESAMPLES = 20_000  # the most it sizes itself, for cost
+RESOLVE = 0.01  # the smallest adjusted p a sized table resolves is below this
 CONFIDENCE = 0.95
 ALPHA = 0.05
 SEED = 0
 LEVELS = ("seeds+examples", "examples")  # what a resample draws: seeds and examples (two-level), or examples
 LEVEL = "seeds+examples"
+FEW_SEEDS = range(2, 6)  # rows of this many seeds also get a t-interval over their seeds
 _CHUNK_ELEMENTS = 4_000_000  # resampled values held in memory at once, per metric
 
 
@@ -67,6 +76,7 @@ class TaskSample:
     point: dict[str, float]
     replicates: dict[str, np.ndarray]
     examples: int
+    seed_scores: np.ndarray  # each seed's task score on the examples (the mean of its metrics)
 
     @property
     def score(self) -> float:
@@ -109,22 +119,26 @@ def score_task(
     default here, "examples", keeps them fixed (tables use LEVEL, through add_statistics)."""
     check_same_labels(seeds, examples)
     seed_draws = resample_seeds(task.name, system, len(seeds), resamples, seed) if level == "seeds+examples" else None
-    point, replicates = {}, {}
+    point, replicates, per_seed = {}, {}, {}
     for split, suffix in task.eval_splits.items():
         chosen = [s[split].select(examples[split]) for s in seeds]
         labels = chosen[0].labels.astype(np.float64) if task.is_regression else chosen[0].labels
-        draws = resample_draws(task.name, split, examples[split], resamples, seed)
+        preds = [predictions_from_logits(task, s.logits) for s in chosen]
+        chunks = {metric: [[] for _ in preds] for metric in task.metrics}  # metric -> per seed, chunks of values
+        for draws in resample_draws(task.name, split, examples[split], resamples, seed):
+            for metric in task.metrics:
+                for values, p in zip(chunks[metric], preds):
+                    values.append(RESAMPLED[metric](p[draws], labels[draws]))
         identity = np.arange(len(labels))[None, :]
         for metric in task.metrics:
             key = f"{metric}_{suffix}" if suffix else metric
-            per_seed_point, per_seed_reps = [], []
-            for s in chosen:
-                preds = predictions_from_logits(task, s.logits)
-                per_seed_point.append(_metric_rows(metric, preds, labels, identity)[0])
-                per_seed_reps.append(_metric_rows(metric, preds, labels, draws))
-            point[key] = 100.0 * float(np.mean(per_seed_point))
-            replicates[key] = 100.0 * mean_over_seeds(np.asarray(per_seed_reps), seed_draws)
-    return TaskSample(point, replicates, sum(len(e) for e in examples.values()))
+            seed_points = np.array([RESAMPLED[metric](p[identity], labels[identity])[0] for p in preds])
+            per_seed[key] = 100.0 * seed_points
+            point[key] = 100.0 * float(np.mean(seed_points))
+            per_seed_reps = np.array([np.concatenate(values) for values in chunks[metric]])
+            replicates[key] = 100.0 * mean_over_seeds(per_seed_reps, seed_draws)
+    seed_scores = np.mean(list(per_seed.values()), axis=0)
+    return TaskSample(point, replicates, sum(len(e) for e in examples.values()), seed_scores)
 
 
 def mean_over_seeds(per_seed: np.ndarray, seed_draws: np.ndarray | None) -> np.ndarray:
@@ -152,8 +166,9 @@ def check_same_labels(seeds: list[SeedPredictions], examples: dict[str, np.ndarr
                 raise LabelMismatch(f"{split}: the predictions hold different labels for the same examples")
 
 
-def resample_draws(task: str, split: str, examples: np.ndarray, resamples: int, seed: int = SEED) -> np.ndarray:
-    """`resamples` rows of positions into `examples`, drawn with replacement; the same for the same inputs."""
+def resample_draws(task: str, split: str, examples: np.ndarray, resamples: int, seed: int = SEED):
+    """`resamples` rows of positions into `examples`, drawn with replacement, in chunks of rows (to bound memory);
+    the same for the same inputs."""
     key = [
         seed,
         zlib.crc32(task.encode()),
@@ -161,29 +176,124 @@ def resample_draws(task: str, split: str, examples: np.ndarray, resamples: int, 
         zlib.crc32(np.ascontiguousarray(examples, dtype=np.int64).tobytes()),
     ]
     rng = np.random.default_rng(key)
-    return rng.integers(0, len(examples), size=(resamples, len(examples)))
+    step = max(1, _CHUNK_ELEMENTS // max(1, len(examples)))
+    for start in range(0, resamples, step):
+        yield rng.integers(0, len(examples), size=(min(step, resamples - start), len(examples)))
 
 
 def interval(replicates: np.ndarray, alpha: float = ALPHA) -> list[float]:
-    """The (1 - alpha) interval: inverted-CDF order statistics at alpha/2 from each end of the bootstrap values.
-
-    As numpy's quantile(method="inverted_cdf") at alpha/2 (and its mirror for the upper end), with the rank
-    computed as `paired_difference` computes p, so that the interval excludes 0 exactly when p < alpha."""
+    """The (1 - alpha) interval: the order statistics of rank `tail_rank` from each end of the bootstrap values,
+    so that a difference's interval excludes 0 exactly when its p (`p_value`) < alpha."""
     ordered = np.sort(np.asarray(replicates, dtype=np.float64))
     k = tail_rank(len(ordered), alpha)
     return [float(ordered[k - 1]), float(ordered[len(ordered) - k])]
 
 
 def tail_rank(resamples: int, alpha: float) -> int:
-    """The rank of the interval's lower end: the smallest count c >= 1 with 2c / resamples >= alpha."""
-    p_at = 2.0 * np.arange(resamples + 1) / resamples  # the p of each count on the far side of zero
+    """The rank of the interval's lower end: the smallest count c with 2 (c + 1) / (resamples + 1) >= alpha (the
+    p of c resamples on the far side of zero), at least 1 (with fewer than 40 resamples: the whole range)."""
+    p_at = 2.0 * (np.arange(resamples + 1) + 1) / (resamples + 1)  # the p of each count on the far side of zero
     return min(resamples, max(1, int(np.searchsorted(p_at, alpha, side="left"))))
 
 
 def p_value(deltas: np.ndarray) -> float:
-    """Two-sided bootstrap p: 2 x the share of resampled differences on the far side of zero, at most 1."""
+    """Two-sided bootstrap p: 2 (k + 1) / (B + 1), k of the B differences on the far side of zero; at most 1."""
     far_side = min(int((deltas <= 0).sum()), int((deltas >= 0).sum()))
-    return min(1.0, 2.0 * far_side / len(deltas))
+    return min(1.0, 2.0 * (far_side + 1) / (len(deltas) + 1))
+
+
+def tost_p(deltas: np.ndarray, margin: float) -> float:
+    """The equivalence test's p at `margin`: the larger of (k + 1) / (B + 1) for d <= -margin and for d >= margin."""
+    below, above = int((deltas <= -margin).sum()), int((deltas >= margin).sum())
+    return (max(below, above) + 1) / (len(deltas) + 1)
+
+
+def smallest_p(resamples: int) -> float:
+    """The smallest two-sided p that `resamples` resamples give (none on the far side of zero)."""
+    return min(1.0, 2.0 / (resamples + 1))
+
+
+def smallest_adjusted_p(resamples: int, tests: int, correction: str) -> float:
+    """The smallest adjusted p a table of `tests` tests can show: Holm multiplies the smallest p by the number of
+    tests; Benjamini-Hochberg's and the uncorrected can reach the smallest p itself."""
+    return min(1.0, smallest_p(resamples) * (max(1, tests) if correction == "holm" else 1))
+
+
+def auto_resamples(tests: int, correction: str) -> int:
+    """Resamples enough for the table's smallest adjusted p to fall below RESOLVE (2 m / (B + 1) < 0.01 under
+    Holm), in thousands, from RESAMPLES up to MAX_RESAMPLES."""
+    needed = int(2 * (max(1, tests) if correction == "holm" else 1) / RESOLVE)  # B + 1 > needed: B = needed
+    return min(MAX_RESAMPLES, max(RESAMPLES, -(-needed // 1000) * 1000))
+
+
+def t_interval(scores: np.ndarray, alpha: float = ALPHA) -> list[float] | None:
+    """mean ± t_{1 - alpha/2, n-1} s / sqrt(n) over a row's per-seed scores; None unless it has 2-5 seeds."""
+    n = len(scores)
+    if n not in FEW_SEEDS:
+        return None
+    half = float(_t_quantile(1 - alpha / 2, n - 1) * np.std(scores, ddof=1) / np.sqrt(n))
+    return [float(np.mean(scores)) - half, float(np.mean(scores)) + half]
+
+
+@dataclass(frozen=True)
+class Welch:
+    """Welch's t over two rows' per-seed scores: the difference's standard error and degrees of freedom."""
+
+    delta: float
+    se: float
+    df: float
+
+    def interval(self, alpha: float = ALPHA) -> list[float]:
+        half = float(_t_quantile(1 - alpha / 2, self.df) * self.se)
+        return [self.delta - half, self.delta + half]
+
+    def p(self) -> float:
+        return float(min(1.0, 2 * _t_tail(abs(self.delta) / self.se, self.df)))
+
+    def tost_p(self, margin: float) -> float:
+        return max(_t_tail((self.delta + margin) / self.se, self.df), _t_tail((margin - self.delta) / self.se, self.df))
+
+
+def _t_quantile(q: float, df: float) -> float:
+    # Imported here for start-up speed (scipy): every `bench` command imports this module for its flags.
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, q))
+
+
+def _t_tail(x: float, df: float) -> float:
+    """P(T > x) for Student's t with `df` degrees of freedom."""
+    # Imported here for start-up speed (scipy): every `bench` command imports this module for its flags.
+    from scipy.special import stdtr
+
+    return float(stdtr(df, -x))
+
+
+def welch(scores_a: np.ndarray, scores_b: np.ndarray) -> Welch | None:
+    """Welch's t of a minus b over seeds; None unless both rows have 2+ seeds and one of them 2-5, or with no
+    spread at all (nothing to widen)."""
+    n_a, n_b = len(scores_a), len(scores_b)
+    if min(n_a, n_b) < 2 or (n_a not in FEW_SEEDS and n_b not in FEW_SEEDS):
+        return None
+    v_a, v_b = np.var(scores_a, ddof=1) / n_a, np.var(scores_b, ddof=1) / n_b
+    if v_a + v_b == 0:
+        return None
+    df = (v_a + v_b) ** 2 / (v_a**2 / (n_a - 1) + v_b**2 / (n_b - 1))
+    return Welch(float(np.mean(scores_a) - np.mean(scores_b)), float(np.sqrt(v_a + v_b)), float(df))
+
+
+def seed_std(scores_a: np.ndarray, scores_b: np.ndarray) -> float | None:
+    """The two rows' pooled seed std, sqrt((s_a^2 + s_b^2) / 2); None unless both have 2+ seeds."""
+    if min(len(scores_a), len(scores_b)) < 2:
+        return None
+    return float(np.sqrt((np.var(scores_a, ddof=1) + np.var(scores_b, ddof=1)) / 2))
+
+
+def covering(bootstrap: list[float], other: list[float] | None) -> tuple[list[float], bool]:
+    """The bootstrap interval, or where `other` is wider the smallest interval covering both; and whether it was."""
+    if other is None or other[1] - other[0] <= bootstrap[1] - bootstrap[0]:
+        return bootstrap, False
+    return [min(bootstrap[0], other[0]), max(bootstrap[1], other[1])], True
 
 
 def paired_difference(
@@ -192,20 +302,26 @@ def paired_difference(
     point_b: float,
     replicates_b: np.ndarray,
     alpha: float = ALPHA,
+    margin: float | None = None,
+    seed_scores: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
-    """A minus B, with its (1 - alpha) interval and a two-sided bootstrap p-value, from the same resampled differences.
+    """A minus B, with its (1 - alpha) interval and a two-sided p-value, from the same resampled differences.
 
     The difference is significant (p < alpha) exactly when its interval excludes zero; identical systems give
-    p = 1. p is 0 when no resample falls on the far side of zero: below what `resamples` can resolve (2 / resamples).
-    """
+    p = 1, and p is never below 2 / (resamples + 1). With `seed_scores` (each row's per-seed scores) of rows of
+    2-5 seeds, a Welch t-interval wider than the bootstrap's widens the interval, and p (and the TOST's p) is
+    the larger of the bootstrap's and Welch's (`method` says which interval: "bootstrap" or "welch-t"). With a
+    `margin`: `tost_p`, the equivalence test's p on the same resampled differences."""
     deltas = np.asarray(replicates_a) - np.asarray(replicates_b)
-    p = p_value(deltas)
-    return {"delta": float(point_a - point_b), "ci": interval(deltas, alpha), "p": p, "significant": p < alpha}
-
-
-def _metric_rows(metric: str, preds: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The metric on each row of example positions, a chunk of rows at a time to bound memory."""
-    step = max(1, _CHUNK_ELEMENTS // max(1, rows.shape[1]))
-    return np.concatenate(
-        [RESAMPLED[metric](preds[rows[i : i + step]], labels[rows[i : i + step]]) for i in range(0, len(rows), step)]
-    )
+    ci, p = interval(deltas, alpha), p_value(deltas)
+    t = welch(*seed_scores) if seed_scores is not None else None
+    ci, widened = covering(ci, t.interval(alpha) if t else None)
+    if widened:
+        p = max(p, t.p())
+    out = {"delta": float(point_a - point_b), "ci": ci, "p": p, "significant": p < alpha}
+    out["method"] = "welch-t" if widened else "bootstrap"
+    out["seeds"] = min(len(s) for s in seed_scores) if seed_scores is not None else 1
+    out["seed_std"] = seed_std(*seed_scores) if seed_scores is not None else None
+    if margin is not None:
+        out["tost_p"] = max(tost_p(deltas, margin), t.tost_p(margin)) if widened else tost_p(deltas, margin)
+    return out

@@ -16,24 +16,42 @@ import numpy as np
 from benchmark.common.hashing import canonical
 from benchmark.records.store import TrialRecord
 from benchmark.train.checkpoints import PREDICTIONS_FILE
+from benchmark.train.floors import FLOOR_KINDS
 from tasks.glue import DEV_AS_TEST
+
+EPOCHS_ON_DEV = "Epochs and grid points are selected on the same dev sets that are reported."
+# With ensembles or merges in the suite and no test split, trials keep the epoch best on the selection half.
+EPOCHS_ON_SELECTION_HALF = (
+    "Epochs are selected on the selection half of each dev set (split-half protocol, seed {seed}: the suite builds "
+    "ensembles or merges, which report on the other half), grid points on the whole dev set, which is reported."
+)
 
 CONVENTION = (
     "Dev-set scores, 0-100: mean ± sample std over seeds, for the grid point with the best mean dev "
     "score per task. GLUE convention: a task's score is the unweighted mean of its metrics (MRPC and "
     "QQP: F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy, both "
     "counting), and the average is the unweighted mean of the task scores (over all nine GLUE tasks, "
-    "the GLUE score). Epochs and grid points are selected on the same dev sets that are reported."
+    f"the GLUE score). {EPOCHS_ON_DEV}"
 )
 # Where tasks have a test split, the unlabelled columns are validation: it chose, and test reports.
 CONVENTION_WITH_TEST = (
     CONVENTION.replace("Dev-set scores", "Validation scores", 1)
     .replace("best mean dev score", "best mean validation score", 1)
     .replace(
-        "Epochs and grid points are selected on the same dev sets that are reported.",
+        EPOCHS_ON_DEV,
         "Epochs and grid points are selected on validation, the columns without 'test'; test columns report.",
     )
 )
+
+
+def convention(records: list[TrialRecord], test_tasks: list[str]) -> str:
+    """What chose and what reported, as the records say (`selection_seed`: what chose each kept epoch)."""
+    if test_tasks:
+        return CONVENTION_WITH_TEST
+    seeds = sorted({r["selection_seed"] for r in records if r.get("selection_seed") is not None})
+    if not seeds:
+        return CONVENTION
+    return CONVENTION.replace(EPOCHS_ON_DEV, EPOCHS_ON_SELECTION_HALF.format(seed="/".join(map(str, seeds))))
 
 
 class Row(TypedDict, total=False):
@@ -42,7 +60,7 @@ class Row(TypedDict, total=False):
     of the task scores (None unless every task has one)."""
 
     system: str
-    kind: str  # single, multitask, two-stage, chain, merged, ensemble
+    kind: str  # single, multitask, two-stage, chain, merged, ensemble, zero-shot, probe
     chain: str
     model: str
     scores: dict[str, dict[str, float]]  # task -> metric -> mean over seeds
@@ -64,6 +82,7 @@ class Row(TypedDict, total=False):
     protocol: dict
     temperature: dict
     soups: dict
+    below_floor: dict[str, list[str]]  # task -> the floors of its model that score above it (test: in `test`)
 
 
 TEST_NOTE = (
@@ -101,26 +120,63 @@ def build_leaderboard(
         ]
     )
     test_tasks = [t for t in task_order if any(t in r.get("test", {}).get("task_scores", {}) for r in rows)]
+    mark_below_floors(rows)
+    trials = [r for r in records if r.get("kind") not in FLOOR_KINDS]  # a floor trains no encoder
     return {
         "suite": suite_name,
         "tasks": task_order,
         "metrics": metric_keys,
         "rows": rows,
-        "trials": trial_counts([r for r in records if r.get("kind") != "merged"]),  # a merge trains nothing
+        "trials": trial_counts([r for r in trials if r.get("kind") != "merged"]),  # a merge trains nothing
         "compute": {
-            "trial_hours": sum(r.get("wall_seconds", 0.0) for r in records) / 3600,
-            "trial_epochs": trial_epochs(records),
-            "train_samples": sum(r.get("train_samples", 0) for r in records),
-            "optimizer_steps": sum(r.get("optimizer_steps", 0) for r in records),
+            "trial_hours": sum(r.get("wall_seconds", 0.0) for r in trials) / 3600,
+            "trial_epochs": trial_epochs(trials),
+            "train_samples": sum(r.get("train_samples", 0) for r in trials),
+            "optimizer_steps": sum(r.get("optimizer_steps", 0) for r in trials),
         },
-        "convention": CONVENTION_WITH_TEST if test_tasks else CONVENTION,
+        "convention": convention(finished, test_tasks)
+        + (FLOORS_NOTE if any(r["kind"] in FLOOR_KINDS for r in rows) else ""),
         "test_tasks": test_tasks,
         "test_note": TEST_NOTE
         + (GLUE_DEV_NOTE if any(r.get("task_spec", {}).get("final_test") == DEV_AS_TEST for r in records) else ""),
     }
 
 
-TEST_SIDE = ("scores", "task_scores", "average", "predictions", "ci", "significance")
+FLOORS_NOTE = (
+    " Floors: the zero-shot row scores the untrained encoder by the cosine of its pooled embeddings of the two "
+    "texts (similarity tasks); the probe row trains only a linear head on the frozen encoder's pooled embeddings, "
+    "once per seed, its epoch chosen as a trial's is. A row learns only where it beats the constant prediction and "
+    "these floors; ‡ marks a score below one of its model's floors on the same split."
+)
+
+
+def mark_below_floors(rows: list[Row]) -> None:
+    """`below_floor` on every other row (and its test side): task -> the floors of the same model that score above
+    it there; the tables mark those cells."""
+    floors = [r for r in rows if r["kind"] in FLOOR_KINDS]
+    for row in rows:
+        if row["kind"] in FLOOR_KINDS:
+            continue
+        for on_test in (False, True):
+            side = _side(row, on_test)
+            below = {}
+            for task, score in (side.get("task_scores") or {}).items():
+                above = [
+                    f["kind"]
+                    for f in floors
+                    if f["model"] == row["model"] and _side(f, on_test).get("task_scores", {}).get(task, score) > score
+                ]
+                if above:
+                    below[task] = above
+            if side:
+                side["below_floor"] = below
+
+
+def _side(row: Row, on_test: bool) -> dict:
+    return (row.get("test") or {}) if on_test else row
+
+
+TEST_SIDE = ("scores", "task_scores", "average", "predictions", "ci", "significance", "below_floor")
 
 
 def test_side(row: Row) -> Row | None:
@@ -192,7 +248,7 @@ def _row(
             test_task_scores[task], test_task_std[task] = float(np.mean(seed_scores)), _std(seed_scores)
             if all(r.get("test_predictions") for r in best):
                 test_files[task] = [r["test_predictions"] for r in best]
-        if all(r.get("checkpoint") for r in best):
+        if all(r.get("checkpoint") or r.get("predictions_file") for r in best):
             # A merged record's own file: the report half its scores are on (its checkpoint's covers all of dev).
             predictions[task] = [r.get("predictions_file") or f"{r['checkpoint']}/{PREDICTIONS_FILE}" for r in best]
         chosen += best

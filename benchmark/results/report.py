@@ -17,7 +17,7 @@ import yaml
 from benchmark.common.atomic import atomic_write_text
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
-from benchmark.results.bootstrap import LEVEL, RESAMPLES
+from benchmark.results.bootstrap import LEVEL
 from benchmark.results.plots import FIGURES, Figure
 from benchmark.results.statistics import CORRECTION
 from benchmark.results.tables import format_html
@@ -43,12 +43,13 @@ def write_report(
     run_dirs: list[Path],
     output: Path | None = None,
     baseline: str | None = None,
-    resamples: int = RESAMPLES,
+    resamples: int | None = None,
     correction: str = CORRECTION,
     level: str = LEVEL,
+    margin: float | None = None,
 ) -> Path:
     """The report of one run directory, or of several merged as `bench table` merges them."""
-    board, records = leaderboard_from_runs(run_dirs, baseline, resamples, correction, level)
+    board, records = leaderboard_from_runs(run_dirs, baseline, resamples, correction, level, margin)
     suites = {str(Path(d).resolve()): RunStore(Path(d)).read_suite() for d in run_dirs}
     figures = [f for f in (make(board, records) for make in FIGURES) if f is not None]
     output = Path(output) if output else Path(run_dirs[0]) / REPORT_FILE

@@ -5,16 +5,20 @@ Rows carry `predictions`, {task: [prediction files, one per seed]}; `add_statist
 
     row["ci"]           {"scores": {task: {metric: [lo, hi]}}, "task_scores": {task: [lo, hi]},
                          "average": [lo, hi] or None, "examples": {task: dev examples scored},
-                         "example_set": {task: fingerprint of those examples (splits, positions, gold labels)}}
+                         "example_set": {task: fingerprint of those examples (splits, positions, gold labels)},
+                         "method": {"task_scores": {task: "bootstrap" or "t"}, "average": ...}}
     row["significance"] None when the row has no test, else
-                        {"task_scores": {task: {"delta", "ci", "p", "p_adjusted", "significant", "examples",
-                                                "baseline"} or {"comparable": False, "reason", "baseline"}},
-                         "average": {"delta", "ci", "p", "p_adjusted", "significant", "baseline"} or None}
+                        {"task_scores": {task: {"delta", "ci", "p", "p_adjusted", "significant", "method",
+                                                "seeds", "seed_std", "verdict", "seeds_needed", "examples",
+                                                "baseline"[, "tost_p", "tost_p_adjusted", "equivalent"]}
+                                         or {"comparable": False, "reason", "baseline"}},
+                         "average": the same but "examples", or None}
     row["test"]["ci"], row["test"]["significance"]
                         the same on the row's test predictions (`row["test"]["predictions"]`), where it has them
     board["statistics"] {"baseline": [systems some row was tested against], "baseline_rule": "named" or
                          "best single on the same examples", "correction", "tests", "test_tests",
-                         "bootstrap_level", "resamples", "confidence", "alpha", "seed", "missing"}
+                         "bootstrap_level", "resamples", "resamples_rule" ("given" or "sized to the tests"),
+                         "smallest_adjusted_p", "equivalence_margin", "confidence", "alpha", "seed", "missing"}
 
 Each row's baseline, per task and for the average: the row named by `baseline` (compared on the dev examples
 both cover), else the best row of kind "single" (by that task's score, or by average) among the rows scored on
@@ -23,14 +27,21 @@ ensemble scored on a report half of dev is tested against the best single checkp
 trial row against the best single trial row on all of dev. Every test of the table forms one family for the
 correction (`holm`, `bh` or `none`); `significant` is p_adjusted < alpha. On test, each row is tested against
 the row it is tested against on dev (so nothing, the baseline included, is chosen on test), and the test
-comparisons form a family of their own. Bootstrap definitions: benchmark.results.bootstrap.
+comparisons form a family of their own. Without `resamples`, the table sizes them from its number of tests
+(bootstrap.auto_resamples). With an equivalence `margin`, every test also gets a TOST on the same resampled
+differences, its p-values corrected as a family of their own; each test's `verdict` is "better" or "worse"
+(significant), "equivalent" (TOST significant), "inconclusive" (neither, with a margin; `seeds_needed` per row
+where the seeds' spread sizes it) or "no difference shown" (neither, without a margin).
+Bootstrap definitions: benchmark.results.bootstrap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from collections import defaultdict
+from statistics import NormalDist
 from typing import Callable
 
 import numpy as np
@@ -41,19 +52,23 @@ from benchmark.results.bootstrap import (
     CONFIDENCE,
     LEVEL,
     LEVELS,
-    RESAMPLES,
     SEED,
     LabelMismatch,
     SeedPredictions,
     TaskSample,
+    auto_resamples,
     check_same_labels,
     common_examples,
+    covering,
     interval,
     paired_difference,
     score_task,
+    smallest_adjusted_p,
+    t_interval,
 )
 from benchmark.results.leaderboard import sort_rows, test_side
 from benchmark.results.tables import example_group
+from benchmark.train.floors import FLOOR_KINDS
 from tasks.spec import TaskSpec
 
 # path as the row gives it -> that file's predictions, or None when the file is gone
@@ -62,6 +77,10 @@ Loader = Callable[[str], "SeedPredictions | None"]
 CORRECTIONS = ("holm", "bh", "none")
 CORRECTION = "holm"
 NAMED, SAME_EXAMPLES = "named", "best single on the same examples"
+GIVEN, SIZED = "given", "sized to the tests"
+BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = "better", "worse", "equivalent", "inconclusive"  # a test's verdict
+NO_DIFFERENCE = "no difference shown"  # the verdict of a test that is not significant, without a margin
+Z_ALPHA, Z_POWER = NormalDist().inv_cdf(0.95), NormalDist().inv_cdf(0.9)  # seeds_needed: one-sided 5%, power 90%
 
 
 def add_statistics(
@@ -69,25 +88,48 @@ def add_statistics(
     task_specs: dict[str, TaskSpec],
     load: Loader,
     baseline: str | None = None,
-    resamples: int = RESAMPLES,
+    resamples: int | None = None,
     seed: int = SEED,
     correction: str = CORRECTION,
     level: str = LEVEL,
+    margin: float | None = None,
 ) -> dict:
-    """The board with intervals on every row, paired tests against each row's baseline, corrected as one family."""
+    """The board with intervals on every row, paired tests against each row's baseline, corrected as one family;
+    `resamples` None: as many as the table's tests need (auto_resamples); `margin`: equivalence tests (TOST)."""
     if correction not in CORRECTIONS or level not in LEVELS:
         raise ValueError(f"correction {correction!r} or bootstrap level {level!r} unknown")
+    rule = GIVEN
+    if resamples is None:
+        # Which tests the table makes does not depend on the resamples: one resample counts them, cheaply.
+        counted = _statistics(board, task_specs, load, baseline, 1, seed, correction, level, margin)["statistics"]
+        resamples, rule = auto_resamples(max(counted["tests"], counted["test_tests"]), correction), SIZED
+    out = _statistics(board, task_specs, load, baseline, resamples, seed, correction, level, margin)
+    out["statistics"]["resamples_rule"] = rule
+    return out
+
+
+def _statistics(
+    board: dict,
+    task_specs: dict[str, TaskSpec],
+    load: Loader,
+    baseline: str | None,
+    resamples: int,
+    seed: int,
+    correction: str,
+    level: str,
+    margin: float | None,
+) -> dict:
     rows = sort_rows([dict(row) for row in board["rows"]])
     tasks = board["tasks"]
     named = choose_baseline(rows, baseline)
-    scorer = _Scorer(task_specs, resamples, seed, level)
+    scorer = _Scorer(task_specs, resamples, seed, level, margin)
     predictions, missing = _load_predictions(rows, tasks, load)
     for row in rows:
         row["ci"] = _intervals(row, tasks, predictions[row["system"]], scorer)
     bases = row_baselines(rows, tasks, named)
     for row in rows:
         row["significance"] = _compare(row, bases, tasks, predictions, scorer)
-    tests = correct_tests(rows, correction)
+    tests = correct_tests(rows, correction, margin=margin)
     test_tests, test_missing = _test_statistics(rows, tasks, bases, load, scorer, correction)
     return {
         **board,
@@ -100,6 +142,8 @@ def add_statistics(
             "test_tests": test_tests,
             "bootstrap_level": level,
             "resamples": resamples,
+            "smallest_adjusted_p": smallest_adjusted_p(resamples, max(tests, test_tests), correction),
+            "equivalence_margin": margin,
             "confidence": CONFIDENCE,
             "alpha": ALPHA,
             "seed": seed,
@@ -116,13 +160,13 @@ def _test_statistics(
     views = {row["system"]: view for row in rows if (view := test_side(row)) and view["predictions"]}
     predictions, missing = _load_predictions(list(views.values()), tasks, load)
     specs = {t: dataclasses.replace(spec, eval_splits={"test": ""}) for t, spec in scorer.task_specs.items()}
-    scorer = _Scorer(specs, scorer.resamples, scorer.seed, scorer.level)  # a test file holds one split, "test"
+    scorer = _Scorer(specs, scorer.resamples, scorer.seed, scorer.level, scorer.margin)  # one split, "test"
     for view in views.values():
         view["ci"] = _intervals(view, tasks, predictions[view["system"]], scorer)
     test_bases = {key: views[b["system"]] for key, b in bases.items() if key[0] in views and b["system"] in views}
     for view in views.values():
         view["significance"] = _compare(view, test_bases, tasks, predictions, scorer)
-    tests = correct_tests(list(views.values()), correction)
+    tests = correct_tests(list(views.values()), correction, margin=scorer.margin)
     for row in rows:
         if row["system"] in views:
             row["test"] = {**row["test"], "ci": views[row["system"]]["ci"]}
@@ -135,6 +179,8 @@ def choose_baseline(rows: list[dict], name: str | None) -> dict | None:
     if not name:
         return None
     matches = [r for r in rows if r["system"] == name] or [r for r in rows if name.lower() in r["system"].lower()]
+    if len(matches) > 1 and len(trained := [r for r in matches if r["kind"] not in FLOOR_KINDS]) == 1:
+        matches = trained  # a run's name matches its floors' rows too; name a floor in full to test against it
     if len(matches) != 1:
         found = "matches several rows" if matches else "matches no row"
         raise InputError("--baseline", f"'{name}' {found}; rows: {', '.join(r['system'] for r in rows)}")
@@ -194,8 +240,9 @@ def adjust_p(p_values: list[float], correction: str) -> list[float]:
     return out.tolist()
 
 
-def correct_tests(rows: list[dict], correction: str, alpha: float = ALPHA) -> int:
-    """Set p_adjusted and significant on every test of the table, one family; returns how many there are."""
+def correct_tests(rows: list[dict], correction: str, alpha: float = ALPHA, margin: float | None = None) -> int:
+    """Set p_adjusted and significant on every test of the table, one family; with a margin, the TOSTs'
+    tost_p_adjusted and equivalent, a family of their own; then each test's verdict. Returns how many tests."""
     tests = []
     for row in rows:
         sig = row["significance"] or {"task_scores": {}, "average": None}
@@ -203,7 +250,33 @@ def correct_tests(rows: list[dict], correction: str, alpha: float = ALPHA) -> in
     for test, adjusted in zip(tests, adjust_p([t["p"] for t in tests], correction)):
         test["p_adjusted"] = adjusted
         test["significant"] = adjusted < alpha
+    if margin is not None:
+        for test, adjusted in zip(tests, adjust_p([t["tost_p"] for t in tests], correction)):
+            test["tost_p_adjusted"] = adjusted
+            test["equivalent"] = adjusted < alpha
+    for test in tests:
+        test["verdict"] = verdict(test, margin)
+        test["seeds_needed"] = seeds_needed(test, margin) if test["verdict"] == INCONCLUSIVE else None
     return len(tests)
+
+
+def verdict(test: dict, margin: float | None) -> str:
+    """What a corrected test shows: a significant difference first, then equivalence within the margin."""
+    if test["significant"]:
+        return BETTER if test["delta"] > 0 else WORSE
+    if margin is None:
+        return NO_DIFFERENCE
+    return EQUIVALENT if test["equivalent"] else INCONCLUSIVE
+
+
+def seeds_needed(test: dict, margin: float) -> int | None:
+    """Seeds per row for a TOST at `margin` to pass with 90% power, from the rows' pooled seed std s and the observed
+    difference d: 2 (z_0.95 + z_0.9)^2 s^2 / (margin - |d|)^2, at least 2. None where it cannot be sized: one
+    seed (no spread), or |d| >= margin (equivalence cannot be shown at this margin)."""
+    s, gap = test["seed_std"], margin - abs(test["delta"])
+    if s is None or gap <= 0:
+        return None
+    return max(2, math.ceil(2 * (Z_ALPHA + Z_POWER) ** 2 * s**2 / gap**2))
 
 
 def example_set_key(seeds: list[SeedPredictions], examples: dict[str, np.ndarray]) -> str:
@@ -220,8 +293,9 @@ def example_set_key(seeds: list[SeedPredictions], examples: dict[str, np.ndarray
 class _Scorer:
     """Scores a row's task on given examples once, however many comparisons need it."""
 
-    def __init__(self, task_specs: dict[str, TaskSpec], resamples: int, seed: int, level: str):
+    def __init__(self, task_specs: dict[str, TaskSpec], resamples: int, seed: int, level: str, margin: float | None):
         self.task_specs, self.resamples, self.seed, self.level = task_specs, resamples, seed, level
+        self.margin = margin  # the equivalence margin every comparison's TOST takes, or None
         self.cache: dict[tuple, TaskSample] = {}
 
     def __call__(
@@ -251,6 +325,7 @@ def _load_predictions(rows: list[dict], tasks: list[str], load: Loader) -> tuple
 
 def _intervals(row: dict, tasks: list[str], predictions: dict, scorer: _Scorer) -> dict:
     ci = {"scores": {}, "task_scores": {}, "average": None, "examples": {}, "example_set": {}}
+    ci["method"] = {"task_scores": {}, "average": None}
     samples = {}
     for task, seeds in predictions.items():
         examples = common_examples(seeds)
@@ -259,12 +334,27 @@ def _intervals(row: dict, tasks: list[str], predictions: dict, scorer: _Scorer) 
         except LabelMismatch as e:
             raise InputError(row["system"], f"its seeds' prediction files disagree: {e}") from None
         ci["scores"][task] = {k: interval(v) for k, v in samples[task].replicates.items()}
-        ci["task_scores"][task] = interval(samples[task].score_replicates)
+        bounds, t = _seed_interval(samples[task].score_replicates, samples[task].seed_scores)
+        ci["task_scores"][task], ci["method"]["task_scores"][task] = bounds, t
         ci["examples"][task] = samples[task].examples
         ci["example_set"][task] = example_set_key(seeds, examples)
     if row["average"] is not None and all(t in samples for t in tasks):
-        ci["average"] = interval(np.mean([samples[t].score_replicates for t in tasks], axis=0))
+        replicates = np.mean([samples[t].score_replicates for t in tasks], axis=0)
+        ci["average"], ci["method"]["average"] = _seed_interval(replicates, _seed_averages([samples[t] for t in tasks]))
     return ci
+
+
+def _seed_interval(replicates: np.ndarray, seed_scores: np.ndarray | None) -> tuple[list[float], str]:
+    """The bootstrap interval, or where the t-interval over a row's 2-5 seeds is wider, the one covering both."""
+    bounds, widened = covering(interval(replicates), t_interval(seed_scores) if seed_scores is not None else None)
+    return bounds, "t" if widened else "bootstrap"
+
+
+def _seed_averages(samples: list[TaskSample]) -> np.ndarray | None:
+    """Each seed's average over the tasks (the i-th prediction file of each); None where the tasks' seeds differ."""
+    if len({len(s.seed_scores) for s in samples}) != 1:
+        return None
+    return np.mean([s.seed_scores for s in samples], axis=0)
 
 
 class _NotComparable(ValueError):
@@ -283,7 +373,14 @@ def _compare(row: dict, bases: dict, tasks: list[str], predictions: dict, scorer
         except _NotComparable as e:
             out["task_scores"][task] = {"comparable": False, "reason": str(e), "baseline": base["system"]}
             continue
-        test = paired_difference(a.score, a.score_replicates, b.score, b.score_replicates)
+        test = paired_difference(
+            a.score,
+            a.score_replicates,
+            b.score,
+            b.score_replicates,
+            margin=scorer.margin,
+            seed_scores=(a.seed_scores, b.seed_scores),
+        )
         out["task_scores"][task] = {**test, "examples": a.examples, "baseline": base["system"]}
     base = bases.get((row["system"], None))
     if base is not None and row["average"] is not None and base["average"] is not None:
@@ -312,10 +409,13 @@ def _average_test(row: dict, base: dict, tasks: list[str], predictions: dict, sc
         pairs = [_paired(row, base, t, predictions, scorer) for t in tasks]
     except _NotComparable:
         return None
+    mine, theirs = _seed_averages([a for a, _ in pairs]), _seed_averages([b for _, b in pairs])
     test = paired_difference(
         np.mean([a.score for a, _ in pairs]),
         np.mean([a.score_replicates for a, _ in pairs], axis=0),
         np.mean([b.score for _, b in pairs]),
         np.mean([b.score_replicates for _, b in pairs], axis=0),
+        margin=scorer.margin,
+        seed_scores=None if mine is None or theirs is None else (mine, theirs),
     )
     return {**test, "baseline": base["system"]}

@@ -20,6 +20,7 @@ from benchmark.common.paths import check_name, resolve_cache_dir
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.train.checkpoints import checkpoint_problem
+from benchmark.train.floors import FLOOR_KINDS
 from benchmark.train.inference import predict_logits
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split, resolve_glue_dir
@@ -48,7 +49,7 @@ def submission_text(task: TaskSpec, logits: np.ndarray, index: np.ndarray) -> st
 def best_checkpoints(board: dict, records: list[dict], system: str | None) -> tuple[dict, dict[str, dict]]:
     """The row to submit (by default the best row that has checkpoints) and, per task, the finished trial of
     its chosen grid point with the best dev score."""
-    candidates = [r for r in board["rows"] if r["kind"] != "ensemble"]
+    candidates = [r for r in board["rows"] if r["kind"] not in ("ensemble", *FLOOR_KINDS)]
     if system:
         matches = [r for r in board["rows"] if r["system"] == system] or [
             r for r in board["rows"] if system.lower() in r["system"].lower()
@@ -59,9 +60,10 @@ def best_checkpoints(board: dict, records: list[dict], system: str | None) -> tu
                 f"'{system}' {'matches several rows' if matches else 'matches no row'}; "
                 f"rows: {', '.join(r['system'] for r in board['rows'])}",
             )
-        if matches[0]["kind"] == "ensemble":
+        if matches[0]["kind"] in ("ensemble", *FLOOR_KINDS):
             raise InputError(
-                "--system", "ensemble rows have no single checkpoint to run; choose a single or multitask row"
+                "--system",
+                f"{matches[0]['kind']} rows have no single checkpoint to run; choose a single or multitask row",
             )
         candidates = matches
     if not candidates:

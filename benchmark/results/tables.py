@@ -3,8 +3,9 @@
 Every text format shows the same parts: the main table (mean ± std over seeds, the best value per column in
 bold among rows scored on the same dev examples, ↑/↓ where a row differs significantly from its baseline after
 the correction for multiple comparisons, optional compute columns), the conventions under it, the 95%
-bootstrap intervals, and each row's difference from its baseline (named in the table) with its interval, p-value
-and adjusted p-value. Only `write_leaderboard` does I/O.
+bootstrap intervals, each row's difference from its baseline (named in the table) with its interval, p-value
+and adjusted p-value, and each comparison's verdict (significantly better or worse, equivalent within the margin,
+inconclusive, or no difference shown). Only `write_leaderboard` does I/O.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from benchmark.common.atomic import atomic_write_text
+from benchmark.results.bootstrap import RESOLVE
 from benchmark.results.leaderboard import test_side
 
 SHORT_METRIC = {
@@ -31,6 +33,7 @@ SHORT_METRIC = {
     "spearmanr": "Spearman",
 }
 MISSING = "—"
+BELOW_FLOOR = "‡"
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg (false discovery rate)"}
 CALIBRATION_KEYS = ("ece", "ece_scaled", "nll", "brier", "temperature")
 COMPUTE_NOTE = (
@@ -107,11 +110,11 @@ def _test(row: dict, task: str | None) -> dict | None:
 
 
 def marker(row: dict, task: str | None) -> str:
-    """↑ or ↓ when the row differs significantly from the baseline on `task` (None: the average)."""
+    """↑ or ↓ when the row differs significantly from the baseline on `task` (None: the average); ‡ after it when the
+    row scores below one of its model's floors there (benchmark/results/leaderboard.py, mark_below_floors)."""
     test = _test(row, task)
-    if not test or not test.get("significant"):
-        return ""
-    return "↑" if test["delta"] > 0 else "↓"
+    arrow = "" if not test or not test.get("significant") else ("↑" if test["delta"] > 0 else "↓")
+    return arrow + (BELOW_FLOOR if task is not None and (row.get("below_floor") or {}).get(task) else "")
 
 
 def example_group(row: dict, task: str | None, tasks: list[str]):
@@ -165,10 +168,16 @@ def ci_text(board: dict, row: dict, task: str | None) -> str:
     if not bounds:
         return MISSING
     value = row["average"] if task is None else row["task_scores"][task]
-    text = f"{value:.1f} [{bounds[0]:.1f}, {bounds[1]:.1f}]"
+    text = f"{value:.1f} [{bounds[0]:.1f}, {bounds[1]:.1f}]" + (" (t)" if _interval_method(ci, task) == "t" else "")
     if task is not None and ci["examples"][task] < _most_examples(board, task):
         text += f" (n={ci['examples'][task]})"
     return text
+
+
+def _interval_method(ci: dict, task: str | None) -> str:
+    """`t` where the row's interval is widened to its t-interval over seeds, else `bootstrap`."""
+    method = ci.get("method") or {"task_scores": {}, "average": None}
+    return (method["average"] if task is None else method["task_scores"].get(task)) or "bootstrap"
 
 
 def difference_text(board: dict, row: dict, task: str | None) -> str:
@@ -179,20 +188,52 @@ def difference_text(board: dict, row: dict, task: str | None) -> str:
     if test.get("comparable") is False:
         return f"{MISSING} ({test['reason']})"
     stats = board["statistics"]
-    text = f"{test['delta']:+.1f} [{test['ci'][0]:.1f}, {test['ci'][1]:.1f}], {p_text(test['p'], stats['resamples'])}"
+    welch = " (t)" if test.get("method") == "welch-t" else ""
+    text = f"{test['delta']:+.1f} [{test['ci'][0]:.1f}, {test['ci'][1]:.1f}]{welch}, {p_text(test['p'])}"
     if stats["correction"] != "none":
-        text += f" (adj. {p_text(test['p_adjusted'], stats['resamples'])})"
+        text += f" (adj. {p_text(test['p_adjusted'])})"
     text += marker(row, task)
     if task is not None and test["examples"] < _most_examples(board, task):
         text += f" (n={test['examples']})"
     return text
 
 
-def p_text(p: float, resamples: int) -> str:
-    """`p=0.012`; `p<0.001` when smaller; p = 0 (no resample on the far side of zero) as below 2 / resamples."""
-    if p == 0:
-        return f"p<{max(0.001, 2 / resamples):.2g}"
+def p_text(p: float) -> str:
+    """`p=0.012`; `p<0.001` when smaller (a bootstrap p is never 0: at least 2 / (resamples + 1))."""
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def verdict_text(test: dict | None, margin: float | None) -> str:
+    """What the comparison shows, in words: `significantly better`, `equivalent within ±1`, `inconclusive (would
+    need about 12 seeds per row)`, `no difference shown` (no margin)..."""
+    if not test or test.get("comparable") is False:
+        return MISSING
+    verdict = test["verdict"]
+    if verdict in ("better", "worse"):
+        return f"significantly {verdict}"
+    if verdict == "equivalent":
+        return f"equivalent within ±{margin:g}"
+    if verdict != "inconclusive":
+        return verdict
+    if abs(test["delta"]) >= margin:
+        return f"inconclusive (cannot be shown at this margin: the difference is ±{margin:g} or more)"
+    if test["seeds_needed"] is None:
+        return "inconclusive (one seed: no seed spread to size a study from)"
+    if test["seeds_needed"] <= test["seeds"]:
+        return "inconclusive (more seeds alone would not settle it: the dev set's spread)"
+    return f"inconclusive (would need about {test['seeds_needed']} seeds per row)"
+
+
+def verdicts_summary(board: dict) -> str:
+    """`Verdicts: 2 significantly better, 1 equivalent within ±1.` over the table's comparisons."""
+    margin = board["statistics"].get("equivalence_margin")
+    counts = defaultdict(int)
+    for row in compared_rows(board):
+        for task in [*board["tasks"], None]:
+            test = _test(row, task)
+            if test and test.get("comparable") is not False:
+                counts[verdict_text(test, margin).split(" (")[0]] += 1
+    return "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."
 
 
 def _is_baseline(board: dict, row: dict, task: str | None) -> bool:
@@ -340,7 +381,7 @@ def statistics_note(board: dict) -> str:
     stats = board.get("statistics")
     if not stats:
         return ""
-    parts = [interval_note(stats)]
+    parts = [interval_note(stats)] + ([T_NOTE] if _uses_t(board) else [])
     if compared_rows(board):
         criterion = "p" if stats["correction"] == "none" else "adjusted p"
         parts.append(
@@ -348,6 +389,11 @@ def statistics_note(board: dict) -> str:
             f"draws, two-sided, {correction_text(stats)}: {criterion} < {stats['alpha']:g}). The differences' "
             f"intervals and p are uncorrected {100 * stats['confidence']:.0f}% intervals and raw p-values."
         )
+    if compared_rows(board):
+        parts.append(verdicts_note(stats))
+        parts.append(verdicts_summary(board))
+    if stats.get("smallest_adjusted_p", 0) >= RESOLVE:
+        parts.append(resolution_note(stats))
     if stats.get("test_tests"):
         name = CORRECTION_NAMES.get(stats["correction"])
         n = stats["test_tests"]
@@ -365,6 +411,33 @@ def statistics_note(board: dict) -> str:
     return " ".join(parts)
 
 
+def verdicts_note(stats: dict) -> str:
+    """How each comparison's verdict is reached."""
+    margin = stats.get("equivalence_margin")
+    if margin is None:
+        return (
+            "Verdict: significantly better/worse (↑/↓), else no difference shown (not a sign of equivalence: no "
+            "equivalence margin was set; --equivalence-margin M or the suite's statistics.equivalence_margin)."
+        )
+    return (
+        f"Verdict: significantly better/worse (↑/↓); else equivalent within ±{margin:g} score points where the two "
+        f"one-sided tests (TOST, on the same resamples: the larger of the p's of d <= -{margin:g} and d >= "
+        f"+{margin:g}) pass after the same correction over the table's TOSTs; else inconclusive, with about how many "
+        f"seeds per row a TOST would need: 2 (z_0.95 + z_0.9)^2 s^2 / ({margin:g} - |d|)^2, s the rows' pooled "
+        "seed std, d the difference."
+    )
+
+
+def resolution_note(stats: dict) -> str:
+    """Said where the resamples cannot resolve a corrected p below RESOLVE (capped, or fewer given)."""
+    n, why = stats["tests"], "capped for cost" if stats.get("resamples_rule") == "sized to the tests" else "as given"
+    return (
+        f"With {stats['resamples']} resamples ({why}) and {n} test{'' if n == 1 else 's'}, the smallest adjusted p "
+        f"this table can show is {stats['smallest_adjusted_p']:.3g} (a bootstrap p is at least 2/(resamples + 1)); "
+        "--bootstrap N sets more."
+    )
+
+
 def interval_note(stats: dict) -> str:
     """What a bootstrap resample draws, and how the intervals are read off."""
     two_level = stats["bootstrap_level"] == "seeds+examples"
@@ -378,9 +451,27 @@ def interval_note(stats: dict) -> str:
     return (
         f"{100 * stats['confidence']:.0f}% intervals: bootstrap over {'seeds and ' if two_level else ''}dev examples "
         f"({stats['resamples']} resamples, "
-        f"inverted-CDF percentiles). A resample draws the dev examples with replacement {seeds}; the average's "
+        f"order statistics). A resample draws the dev examples with replacement {seeds}; the average's "
         "interval draws each task's dev set on its own."
     )
+
+
+T_NOTE = (
+    "(t): a row of 2-5 seeds whose t-interval over its per-seed scores, mean ± t s/sqrt(n) (a difference: Welch's "
+    "over both rows' seeds), is wider than the bootstrap's; the interval then covers both, and p is the larger of "
+    "the two tests'."
+)
+
+
+def _uses_t(board: dict) -> bool:
+    """Whether some interval or difference of the board is widened to its t-interval over seeds."""
+    for row in board["rows"]:
+        ci = row.get("ci") or {}
+        if any(_interval_method(ci, t) == "t" for t in [*board["tasks"], None]):
+            return True
+        if any((_test(row, t) or {}).get("method") == "welch-t" for t in [*board["tasks"], None]):
+            return True
+    return False
 
 
 def baseline_rule_text(stats: dict) -> str:
@@ -490,7 +581,20 @@ def leaderboard_table(board: dict, compute: bool, calibration: bool, word=str) -
         rows.append(cells + [Cell(c) for c in extra_cells(board, row, compute, calibration)])
     notes = [board["convention"], *extra_notes(board, compute, calibration)]
     notes += [statistics_note(board)] if statistics_note(board) else []
+    notes += [floors_line(board)] if floors_line(board) else []
     return Table(f"Leaderboard: {board['suite']}", header, rows, notes)
+
+
+def floors_line(board: dict) -> str:
+    """Which rows do not learn beyond their floors, said in words (the cells carry ‡)."""
+    found = []
+    for row in board["rows"]:
+        for where, side in (("", row), (" test", row.get("test") or {})):
+            for task, floors in (side.get("below_floor") or {}).items():
+                found.append(f"{row['system']} on {task}{where} ({', '.join(floors)})")
+    if not found:
+        return ""
+    return "Below a floor " + BELOW_FLOOR + ": " + "; ".join(found) + ". These rows do not show learning there."
 
 
 def statistics_tables(board: dict, where: str, word=str) -> list[Table]:
@@ -514,7 +618,22 @@ def statistics_tables(board: dict, where: str, word=str) -> list[Table]:
         header = [word("system"), word("baseline"), *board["tasks"], word("average")]
         title = f"{differences_title(board)}{where}"
         tables.append(Table(title, header, rows, caption_note=differences_note(board), label="diff" + label))
+        margin = board["statistics"].get("equivalence_margin")
+        rows = [
+            [Cell(r["system"]), Cell(baseline_text(board, r))]
+            + [Cell(_verdict_cell(board, r, t, margin)) for t in [*board["tasks"], None]]
+            for r in compared_rows(board)
+        ]
+        note = verdicts_note(board["statistics"])
+        tables.append(Table(f"Verdicts{where}", header, rows, caption_note=note, label="verdict" + label))
     return tables
+
+
+def _verdict_cell(board: dict, row: dict, task: str | None, margin: float | None) -> str:
+    test = _test(row, task)
+    if not test:
+        return "baseline" if _is_baseline(board, row, task) else MISSING
+    return verdict_text(test, margin)
 
 
 def _score_cell(row: dict, task: str | None, keys: list[str] | None, best: set) -> Cell:
@@ -584,7 +703,8 @@ def _md_cell(cell: Cell) -> str:
 # ---- csv ----
 
 
-TEST_KEYS = ["delta", "delta_ci_low", "delta_ci_high", "p_value", "p_adjusted", "significant", "baseline"]
+TEST_KEYS = ["delta", "delta_ci_low", "delta_ci_high", "p_value", "p_adjusted", "significant", "baseline", "method",
+             "tost_p", "tost_p_adjusted", "verdict"]  # fmt: skip
 COMPUTE_COLUMNS = ["device", "device_hours", "train_samples", "train_samples_per_s", "precision", "parameters",
                    "trainable_parameters", "peak_memory_mb", "inference_passes"]  # fmt: skip
 
@@ -614,7 +734,7 @@ def _csv_groups(board: dict, compute: bool, calibration: bool) -> list[tuple[lis
             "test_average_ci_high",
             *(f"test_average/{k}" for k in TEST_KEYS),
         ]
-        groups.append((columns, _csv_test_average))
+        groups.append((columns, lambda r: _csv_test_average(board, r)))
     columns = ["average", "average_std", "average_ci_low", "average_ci_high", *(f"average/{k}" for k in TEST_KEYS)]
     groups.append(([*columns, "seeds", "baseline"], lambda r: _csv_average(board, r)))
     if compute:
@@ -644,9 +764,10 @@ def _csv_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], list]]:
             out += [_num(low), _num(high)]
         low, high = ci["task_scores"].get(t) or [None, None]
         out += [_num(row["task_scores"].get(t)), _num(row["std"]["task_scores"].get(t)), _num(low), _num(high)]
-        return [*out, ci["examples"].get(t, ""), *_test_values(sig["task_scores"].get(t))]
+        below = "+".join((row.get("below_floor") or {}).get(t, []))
+        return [*out, ci["examples"].get(t, ""), *_test_values(sig["task_scores"].get(t), _margin(board)), below]
 
-    return columns + [f"{t}/{k}" for k in TEST_KEYS], values
+    return columns + [f"{t}/{k}" for k in TEST_KEYS] + [f"{t}/below_floor"], values
 
 
 def _csv_test_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], list]]:
@@ -662,21 +783,28 @@ def _csv_test_task(board: dict, t: str) -> tuple[list[str], Callable[[dict], lis
             out += [_num(test["scores"].get(t, {}).get(k)), _num(test["std"]["scores"].get(t, {}).get(k))]
         low, high = (test.get("ci") or {}).get("task_scores", {}).get(t) or [None, None]
         out += [_num(test["task_scores"].get(t)), _num(test["std"]["task_scores"].get(t))]
-        return [*out, _num(low), _num(high), *_test_values(_test(test, t))]
+        below = "+".join((test.get("below_floor") or {}).get(t, []))
+        return [*out, _num(low), _num(high), *_test_values(_test(test, t), _margin(board)), below]
 
-    return columns + [f"{t}/test_{k}" for k in TEST_KEYS], values
+    return columns + [f"{t}/test_{k}" for k in TEST_KEYS] + [f"{t}/test_below_floor"], values
 
 
-def _csv_test_average(row: dict) -> list:
+def _csv_test_average(board: dict, row: dict) -> list:
     test = row.get("test") or {}
     low, high = (test.get("ci") or {}).get("average") or [None, None]
-    return [_num(test.get("average")), _num(low), _num(high), *_test_values(_test(test, None))]
+    return [_num(test.get("average")), _num(low), _num(high), *_test_values(_test(test, None), _margin(board))]
 
 
 def _csv_average(board: dict, row: dict) -> list:
     ci, sig = row.get("ci") or {"average": None}, row.get("significance") or {"average": None}
     low, high = ci["average"] or [None, None]
-    values = [_num(row["average"]), _num(row["std"]["average"]), _num(low), _num(high), *_test_values(sig["average"])]
+    values = [
+        _num(row["average"]),
+        _num(row["std"]["average"]),
+        _num(low),
+        _num(high),
+        *_test_values(sig["average"], _margin(board)),
+    ]
     return [*values, row["seeds"], baseline_text(board, row) if row.get("significance") else ""]
 
 
@@ -699,11 +827,15 @@ def _passes(compute: dict) -> str:
     return "" if compute.get("inference_passes") is None else f"{compute['inference_passes']:g}"
 
 
-def _test_values(test: dict | None) -> list:
+def _margin(board: dict) -> float | None:
+    return (board.get("statistics") or {}).get("equivalence_margin")
+
+
+def _test_values(test: dict | None, margin: float | None) -> list:
     if not test:
-        return [""] * 7
+        return [""] * len(TEST_KEYS)
     if test.get("comparable") is False:
-        return [""] * 6 + [test["baseline"]]
+        return [""] * 6 + [test["baseline"]] + [""] * (len(TEST_KEYS) - 7)
     return [
         _num(test["delta"]),
         _num(test["ci"][0]),
@@ -712,6 +844,10 @@ def _test_values(test: dict | None) -> list:
         _num(test["p_adjusted"]),
         int(test["significant"]),
         test["baseline"],
+        test["method"],
+        _num(test.get("tost_p")),
+        _num(test.get("tost_p_adjusted")),
+        verdict_text(test, margin),
     ]
 
 
@@ -740,6 +876,7 @@ _LATEX = {
     "−": "$-$",
     "↑": r"$^{\uparrow}$",
     "↓": r"$^{\downarrow}$",
+    "‡": r"$^{\ddagger}$",
     "×": r"$\times$",
     "…": r"\dots{}",
     "Δ": r"$\Delta$",

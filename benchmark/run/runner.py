@@ -21,6 +21,7 @@ from benchmark.records.lock import run_lock
 from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.final_scores import score_chosen_on_test, score_ensembles_on_test
+from benchmark.results.floors import compute_floors
 from benchmark.results.leaderboard import best_source_checkpoint
 from benchmark.results.tables import rich_table, write_leaderboard
 from benchmark.run.tracking import finish_tracking, open_tracker
@@ -251,6 +252,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         finally:
             display.close()
     score_chosen_on_test(store, log=console.print)
+    compute_floors(suite, store, log=console.print)
     # The trials' leaderboard is written first: an ensemble that fails cannot cost it.
     board = write_run_leaderboard(store)
     if suite.merge is not None:  # before the ensembles: merged checkpoints are candidates like any other

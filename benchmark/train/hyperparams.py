@@ -32,6 +32,9 @@ class TrainingConfig:
     # transformers' head (cross), or each text encoded alone and the two pooled embeddings compared (bi, as
     # sentence-transformers: the cosine for a score, a head over (u, v, |u - v|) for classes).
     pair_encoding: Literal["cross", "bi"] = "cross"
+    # The seed the new weights (the head, LoRA adapters) are drawn from; the trial seed still sets dropout and data
+    # order. Null: the trial seed, so each seed starts from its own head. Weight soups need one (docs/ensembles.md).
+    init_seed: int | None = field(default=None, metadata={"min": 0, "max": 2**32 - 1})
     eval_batch_size: int = field(default=128, metadata={"min": 1, "max": 65536})
     # Freezing (benchmark/train/freezing.py): which layer groups train in which epoch, and their learning rates.
     freeze_embeddings: bool = False
@@ -57,6 +60,13 @@ class TrainingConfig:
 
     def replace(self, **changes) -> "TrainingConfig":
         return dataclasses.replace(self, **changes)
+
+
+def init_seed_of(training: dict, seed: int | None) -> int | None:
+    """The seed a trial's new weights were drawn from: `init_seed`, or the trial seed where it is null (or missing,
+    in records and checkpoints made before the key)."""
+    init = training.get("init_seed")
+    return seed if init is None else init
 
 
 TRAINING_KEYS = tuple(f.name for f in dataclasses.fields(TrainingConfig))

@@ -1,17 +1,50 @@
-"""Logits of a model on encoded examples, in batches of similar length: what evaluation and `bench predict` share."""
+"""Logits of a model on encoded examples, in batches of similar length: what evaluation and `bench predict` share.
+
+Every re-scoring of a saved module (test scores, `bench predict`, soups, merges) runs under `trained_precision`, so
+it computes what the trial's own evaluation computed through the DeepSpeed engine (`train/engine.py`)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmark.train.batching import collate
+from benchmark.train.checkpoints import load_trial_meta
 from benchmark.train.modeling import load_finetuned_classifier, load_tokenizer
 from benchmark.train.pair_encoding import saved_pair_encoding
 from tasks.encoding import EncodedSplit, encode_split
 from tasks.spec import TaskSpec
+
+TRAINED_PRECISIONS = ("fp32", "bf16", "fp16")  # what `precision: auto` resolves to (common/hardware.py)
+
+
+@contextlib.contextmanager
+def trained_precision(model, precision: str):
+    """The engine's forward numerics at `precision`, for a module outside the engine. bf16: the engine's
+    `torch_autocast` section enters `torch.autocast(device, bfloat16)` around the module's forward, over fp32 weights
+    (DeepSpeed's autocast_if_enabled); fp16: DeepSpeed's fp16 mode casts the parameters (not the buffers) to half
+    and runs them without autocast; fp32: fp32 parameters, no autocast. The parameters are cast in place and stay
+    so (a soup's `load_state_dict` then casts each average as training would have held it)."""
+    if precision not in TRAINED_PRECISIONS:
+        raise ValueError(f"precision {precision!r}: a checkpoint records one of {', '.join(TRAINED_PRECISIONS)}")
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    for p in model.parameters():
+        if p.is_floating_point() and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+    if precision == "bf16":
+        with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def checkpoint_precision(folder: Path) -> str:
+    """The precision a kept checkpoint trained at (and its dev logits were computed at): `training.precision` of its
+    trial.json, resolved for the trial's device; soups and merges carry their ingredients'."""
+    return load_trial_meta(folder)["training"]["precision"]
 
 
 @torch.no_grad()
@@ -25,7 +58,8 @@ def batched_logits(
     num_labels: int,
     pad_multiple: int = 1,
 ) -> np.ndarray:
-    """Logits for `split`'s examples `indices`, in that order (pass them longest first: less padding)."""
+    """Logits for `split`'s examples `indices`, in that order (pass them longest first: less padding). `model`
+    computes at its own precision: the engine in training, a module under `trained_precision` elsewhere."""
     outputs = []
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]
@@ -35,22 +69,32 @@ def batched_logits(
 
 
 def logits_in_file_order(
-    model, split: EncodedSplit, pad_id: int, batch_size: int, device: torch.device, num_labels: int
+    model, split: EncodedSplit, pad_id: int, batch_size: int, device: torch.device, num_labels: int, precision: str
 ) -> np.ndarray:
-    """Logits for every example of `split`, in file order, computed longest first."""
+    """Logits of a module (not an engine) for every example of `split`, in file order, computed longest first at
+    the `precision` it trained at."""
     order = np.argsort(-split.lengths, kind="stable")
     logits = np.zeros((len(split), num_labels), dtype=np.float32)
-    logits[order] = batched_logits(model, split, order, pad_id, batch_size, device, num_labels)
+    with trained_precision(model, precision):
+        logits[order] = batched_logits(model, split, order, pad_id, batch_size, device, num_labels)
     return logits
 
 
 def predict_logits(
     folder: Path, task: TaskSpec, ds, max_seq_length: int, batch_size: int, trust_remote_code: bool = False
 ) -> np.ndarray:
-    """Run a kept checkpoint on a loaded split (`tasks.loading.load_split`): its logits, in the split's order."""
+    """Run a kept checkpoint on a loaded split (`tasks.loading.load_split`): its logits, in the split's order, at the
+    precision it trained at, so that its dev logits come out as the trial saved them."""
     tokenizer = load_tokenizer(str(folder), trust_remote_code)
     encoded = encode_split(task, ds, tokenizer, max_seq_length, saved_pair_encoding(folder))  # bi: texts apart
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    # In the precision the checkpoint was saved in, which is the one its dev logits were computed in.
     model = load_finetuned_classifier(str(folder), trust_remote_code).to(device).eval()
-    return logits_in_file_order(model, encoded, tokenizer.pad_token_id, batch_size, device, model.config.num_labels)
+    return logits_in_file_order(
+        model,
+        encoded,
+        tokenizer.pad_token_id,
+        batch_size,
+        device,
+        model.config.num_labels,
+        checkpoint_precision(folder),
+    )

@@ -31,12 +31,13 @@ from benchmark.train.batching import global_batches
 from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
 from benchmark.train.evaluation import Best, RankSetup, compute_fields, evaluate_task, save_best, selection_half
-from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.hyperparams import TrainingConfig, init_seed_of
+from benchmark.train.inference import trained_precision
 from benchmark.train.mixing import Mixture
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from benchmark.train.pair_encoding import encoding_fields
 from benchmark.train.steps import loss_function, mean_over_ranks, stop_if_diverged
-from benchmark.train.trainer import Reporter, optimizer_step, pad_multiple, start_trial, step_progress
+from benchmark.train.trainer import Reporter, initialisation, optimizer_step, pad_multiple, start_trial, step_progress
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE
 
@@ -67,12 +68,21 @@ class MultiTaskModel(torch.nn.Module):
 
 
 def build_multitask_model(
-    path: str, tasks: dict, heads: dict[str, str], trust_remote_code: bool = False, pooling: str | None = None
+    path: str,
+    tasks: dict,
+    heads: dict[str, str],
+    trust_remote_code: bool = False,
+    pooling: str | None = None,
+    init_seed: int | None = None,
 ) -> MultiTaskModel:
     """`tasks`: name -> TaskSpec. Each head is built as the spine builds a single-task model (so it is that
-    architecture's own classification head); the second and later ones are then given the first one's encoder."""
+    architecture's own classification head); the second and later ones are then given the first one's encoder.
+    With `init_seed`, torch's RNG is seeded with it before each head, so every head starts as a single-task trial's
+    of that init seed does (and a soup may join their checkpoints); without, the heads draw one after another."""
     classifiers, encoder = {}, None
     for head in dict.fromkeys(heads[t] for t in tasks):
+        if init_seed is not None:
+            torch.manual_seed(init_seed)
         clf = build_classifier(path, tasks[head].label_names, trust_remote_code, pooling=pooling)
         if encoder is None:
             encoder = clf.base_model
@@ -183,7 +193,8 @@ def train_multitask(
     specs = {t: data[t].task for t in mixture.tasks}
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     sizes = {t: len(data[t].train) for t in mixture.tasks}
-    model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code, hp.pooling)
+    with initialisation(hp, seed):  # the heads from the init seed, then the trial seed again
+        model = build_multitask_model(model_path, specs, mixture.heads, trust_remote_code, hp.pooling, hp.init_seed)
     optimizer = multitask_adamw(model, hp)
     schedule = linear_schedule(optimizer, mixture.epoch_steps(sizes, hp.batch_size) * hp.epochs, hp.warmup_ratio)
     engine = initialize_engine(model, optimizer, schedule, hp, world)
@@ -197,6 +208,7 @@ def train_multitask(
     checkpoint_meta = {
         **(meta or {}), "model_path": model_path, "seed": seed, "training": hp.to_dict(),
         **encoding_fields(next(iter(model.classifiers.values()))),
+        "init_seed": init_seed_of(hp.to_dict(), seed),
     }  # fmt: skip
     joint = _Joint(
         hp, data, mixture, {t: selection_half(data[t], selection_seed) for t in mixture.tasks}, selection_seed,
@@ -282,8 +294,9 @@ def epoch_end(
     engine.eval()
     evaluations = {}
     for t in tasks:
-        clf = engine.module.classifier(t)
-        evaluations[t] = evaluate_task(clf, clf.config.num_labels, joint.data[t], joint.halves[t], joint.setup)
+        clf = engine.module.classifier(t)  # a head's module, outside the engine's forward: its autocast is not on
+        with trained_precision(clf, joint.hp.precision):
+            evaluations[t] = evaluate_task(clf, clf.config.num_labels, joint.data[t], joint.halves[t], joint.setup)
     per_task = {
         t: {
             **evaluations[t].scores(),

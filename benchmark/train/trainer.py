@@ -8,6 +8,7 @@ score improves, save the full training state if asked, and report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -32,7 +33,7 @@ from benchmark.train.evaluation import (
     selection_half,
 )
 from benchmark.train.freezing import optimizer_groups, trainable_groups, trainable_parameter_count, uses_freezing
-from benchmark.train.hyperparams import TrainingConfig
+from benchmark.train.hyperparams import TrainingConfig, init_seed_of
 from benchmark.train.lora import adapter_parameter_names, add_adapters, classifier_of, uses_lora
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from benchmark.train.pair_encoding import encoding_fields, label_range_of, pair_setting
@@ -103,8 +104,8 @@ def train(
     half = selection_half(data, selection_seed)
     setup = RankSetup(tokenizer.pad_token_id, hp.eval_batch_size, rank, world, engine.device, pad_multiple(engine))
     checkpoint_meta = {
-        **(meta or {}), "model_path": model_path, "seed": seed, "training": hp.to_dict(),
-        "selection_seed": selection_seed if half else None,  # what chooses the kept epoch
+        **(meta or {}), "model_path": model_path, "seed": seed, "init_seed": init_seed_of(hp.to_dict(), seed),
+        "training": hp.to_dict(), "selection_seed": selection_seed if half else None,  # what chooses the kept epoch
     }  # fmt: skip
     trial = _Trial(hp, data, half, setup, tokenizer, workdir, report, checkpoint_meta, save_state, final_state)
     loss_fn, resumed_at_end = loss_function(data.task.is_regression, label_range_of(model)), progress.epoch >= hp.epochs
@@ -168,13 +169,15 @@ class _Trial:
 
 
 def _prepare(hp, model_path, seed, data, rank, world, trust_remote_code, new_head, resume_from, reset_best):
-    """Tokenizer, model, engine and schedule, seeded so that the same seed gives the same head and the same run (or
+    """Tokenizer, model, engine and schedule, seeded so that the same init seed gives the same head and the same
+    seed the same run (or
     restored from a saved state): (tokenizer, model, engine, schedule, its trainable set, total steps, progress)."""
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     pairing = pair_setting(data, hp.pair_encoding)  # bi: the pair's texts apart, a score's training range
-    model = build_classifier(model_path, data.task.label_names, trust_remote_code, new_head, hp.pooling, *pairing)
-    if uses_lora(hp):
-        model = add_adapters(model, hp, model_path)  # a peft model: adapters and the head train
+    with initialisation(hp, seed):  # the head and adapters from the init seed, then the trial seed again
+        model = build_classifier(model_path, data.task.label_names, trust_remote_code, new_head, hp.pooling, *pairing)
+        if uses_lora(hp):
+            model = add_adapters(model, hp, model_path)  # a peft model: adapters and the head train
     micro_parts = world * hp.gradient_accumulation_steps
     steps = len(global_batches(data.train.lengths, hp.batch_size, seed, 0, hp.group_by_length, micro_parts))
     progress = restored_progress(resume_from, reset_best)
@@ -334,6 +337,22 @@ def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[Tra
         )
     set_seed(seed)
     return hp, rank, world
+
+
+@contextlib.contextmanager
+def initialisation(hp: TrainingConfig, seed: int):
+    """Weights built inside (a new head, LoRA adapters) are drawn from torch's RNG seeded with `training.init_seed`;
+    then the trial seed reseeds everything, so dropout and data order follow the trial seed alone. A null init
+    seed draws them from the trial seed's RNG as `start_trial` left it (each seed its own head)."""
+    # Imported here for start-up speed (transformers).
+    from transformers import set_seed
+
+    if hp.init_seed is None:
+        yield
+        return
+    torch.manual_seed(hp.init_seed)
+    yield
+    set_seed(seed)
 
 
 def step_progress(epoch: int, epochs: int, step: int, steps: int, samples: int, since: float, batch: int) -> dict:

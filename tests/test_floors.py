@@ -1,0 +1,128 @@
+"""The floors (zero-shot and probe rows): what they compute, which tasks have them, and how tables mark a row below
+one. `bench run` writing them is checked in test_run_e2e.py."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from benchmark.config.floors import FloorsConfig, check_floors
+from benchmark.results.leaderboard import build_leaderboard
+from benchmark.results.tables import format_csv, format_markdown
+from benchmark.train.floors import FloorKind, FrozenEncoder, SplitEmbeddings, fit_probe, has_floor, zero_shot_logits
+from benchmark.train.pooling import resolved_pooling
+from tasks.glue import GLUE_TASKS
+from tests.conftest import bench
+
+
+def test_only_similarity_pairs_have_a_zero_shot_floor_and_every_task_a_probe():
+    assert has_floor(FloorKind.ZERO_SHOT, GLUE_TASKS["stsb"])
+    assert not any(has_floor(FloorKind.ZERO_SHOT, GLUE_TASKS[t]) for t in ("sst2", "rte", "mrpc", "cola"))
+    assert all(has_floor(FloorKind.PROBE, GLUE_TASKS[t]) for t in ("sst2", "stsb", "rte"))
+    tasks = [GLUE_TASKS[t] for t in ("sst2", "stsb")]
+    assert check_floors(FloorsConfig(), tasks).zero_shot == ("stsb",)
+    assert check_floors(FloorsConfig(), tasks).probe == ("sst2", "stsb")
+    assert check_floors(FloorsConfig(zero_shot=False, probe=["sst2"]), tasks).probe == ("sst2",)
+
+
+@pytest.mark.parametrize(
+    "floors, message",
+    [
+        ({"zero_shot": ["sst2"]}, "floors.zero_shot[0]: task 'sst2' has no zero-shot floor"),
+        ({"probe": ["qnli"]}, "floors.probe[0]: 'qnli' is not a task of this suite"),
+        ({"probe": "yes"}, "floors.probe"),
+    ],
+)
+def test_a_floor_a_task_cannot_have_is_refused_at_validate(tmp_path, floors, message):
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"name": "f", "tasks": ["sst2", "stsb"], "floors": floors}))
+    proc = bench("validate", path)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_zero_shot_is_the_cosine_of_mean_pooled_embeddings_of_each_text_alone(tiny_model):
+    from transformers import AutoModel, AutoTokenizer
+
+    encoder = FrozenEncoder(str(tiny_model), "mean", 32)
+    texts_a, texts_b = ["a cat sat on the mat", "hello"], ["a dog lay on a rug today", "hello there you"]
+    split = SplitEmbeddings([encoder.embed(texts_a), encoder.embed(texts_b)], np.zeros(2, np.float32))
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny_model), AutoModel.from_pretrained(tiny_model).eval()
+
+    def by_hand(text):  # one text alone: no padding, the plain mean of its token states
+        with torch.no_grad():
+            return model(**tokenizer(text, return_tensors="pt")).last_hidden_state[0].mean(0).numpy()
+
+    for i in range(2):
+        u, v = by_hand(texts_a[i]), by_hand(texts_b[i])
+        cosine = float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+        assert zero_shot_logits(split)[i, 0] == pytest.approx(cosine, abs=1e-5)
+    cls = FrozenEncoder(str(tiny_model), "cls", 32).embed(texts_a)
+    assert not np.allclose(cls, split.columns[0], atol=1e-3)  # the pooling is what was asked
+
+
+def test_floors_read_a_sentence_transformers_folder_by_its_own_pooling(tmp_path, tiny_model):
+    from benchmark.train.modeling import embedded_model_path
+
+    assert resolved_pooling(embedded_model_path(), None, bi=True) == "mean"  # its 1_Pooling/config.json
+    assert resolved_pooling(embedded_model_path(), "cls", bi=True) == "cls"  # the suite's word wins
+    assert resolved_pooling(str(tiny_model), None, bi=True) == "cls"  # a plain transformers folder
+
+
+def _separable(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    return SplitEmbeddings([x], (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64))
+
+
+def test_the_probe_learns_a_linear_task_and_its_seed_draws_the_head():
+    task, train, dev = GLUE_TASKS["sst2"], _separable(400, 0), {"validation": _separable(200, 1)}
+    runs = [fit_probe(task, train, dev, None, dev, seed) for seed in (1, 1, 2)]
+    accuracy = [float((r.logits["validation"].argmax(1) == dev["validation"].labels).mean()) for r in runs]
+    assert min(accuracy) > 0.9  # far above the 50% a constant prediction scores
+    np.testing.assert_array_equal(runs[0].logits["validation"], runs[1].logits["validation"])  # same seed, same head
+    assert not np.array_equal(runs[0].logits["validation"], runs[2].logits["validation"])
+    assert runs[0].selection_score == pytest.approx(100 * accuracy[0])
+    half = {"validation": np.arange(100)}  # the epoch is chosen on the examples it is given, only
+    chosen = fit_probe(task, train, dev, half, dev, 1)
+    scores = 100 * float((chosen.logits["validation"][:100].argmax(1) == dev["validation"].labels[:100]).mean())
+    assert chosen.selection_score == pytest.approx(scores)
+
+
+def test_the_regression_probe_predicts_on_the_label_scale():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (2.5 + 1.5 * np.tanh(x[:, 0])).astype(np.float32)  # STS-B-like scores, 1 to 4
+    train, dev = SplitEmbeddings([x], y), {"validation": SplitEmbeddings([x[:100]], y[:100])}
+    result = fit_probe(GLUE_TASKS["stsb"], train, dev, None, dev, 1)
+    assert result.selection_score > 90  # Pearson/Spearman of a nearly linear target
+    assert abs(float(result.logits["validation"].mean()) - float(y[:100].mean())) < 0.3
+
+
+def _record(kind, seed, score, test=None):
+    record = {
+        "trial_id": f"{kind}-{seed}", "status": "finished", "kind": kind, "task": "stsb", "model": "m",
+        "metric_keys": ["pearson", "spearmanr"], "grid_point": {}, "seed": seed, "best_score": score,
+        "best_metrics": {"pearson": score / 100, "spearmanr": score / 100}, "checkpoint": None,
+    }  # fmt: skip
+    if test is not None:
+        record["test_metrics"] = {"pearson": test / 100, "spearmanr": test / 100}
+    return record
+
+
+def test_a_row_below_a_floor_is_marked_in_every_format():
+    records = [_record("single", 1, 40.0, 50.0), _record("single", 2, 44.0, 52.0), _record("zero-shot", 1, 86.0, 55.0)]
+    board = build_leaderboard("s", records)
+    single = next(r for r in board["rows"] if r["kind"] == "single")
+    assert single["below_floor"] == {"stsb": ["zero-shot"]}
+    assert single["test"]["below_floor"] == {"stsb": ["zero-shot"]}  # 51.0 on test against 55.0
+    assert next(r for r in board["rows"] if r["kind"] == "zero-shot").get("below_floor") is None
+    assert board["trials"]["total"] == 2  # a floor is no trial
+    md = format_markdown(board)
+    assert "42.0/42.0 ± 2.8‡" in md and "Below a floor ‡: m (single) on stsb (zero-shot)" in md
+    header, *lines = format_csv(board).splitlines()
+    column = header.split(",").index("stsb/below_floor")
+    assert [line.split(",")[column] for line in lines] == ["", "zero-shot"]  # the floor first: it scores higher
+    assert json.loads(json.dumps(board))["rows"][1]["below_floor"] == {"stsb": ["zero-shot"]}
