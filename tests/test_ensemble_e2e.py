@@ -61,10 +61,12 @@ def test_the_leaderboard_holds_a_row_per_method_and_pool_beside_the_best_single(
     expected = {f"tiny {m} ({pool})" for m in METHODS for pool in ("top 2", "all")} | {
         "tiny best single checkpoint",
         "tiny (single)",
+        "tiny (zero-shot)",  # the floors, as in every leaderboard
+        "tiny (probe)",
     }
     assert set(rows) == expected
     for system, row in rows.items():
-        if system == "tiny (single)":
+        if system in ("tiny (single)", "tiny (zero-shot)", "tiny (probe)"):
             assert "members" not in row
             continue
         assert row["protocol"]["name"] == "split-half" and row["protocol"]["split_seed"] == 5
@@ -182,7 +184,8 @@ def test_bench_ensemble_rebuilds_with_other_methods_and_pools(run, tmp_path):
     proc = bench("ensemble", copy, "--methods", "vote", "greedy", "--k", "3", "--split-seed", "9")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = rows_by_system(copy)
-    assert set(rows) == {"tiny (single)", "tiny best single checkpoint", "tiny vote (top 3)", "tiny greedy (top 3)"}
+    assert set(rows) == {"tiny (single)", "tiny best single checkpoint", "tiny vote (top 3)", "tiny greedy (top 3)",
+                         "tiny (zero-shot)", "tiny (probe)"}  # fmt: skip
     assert rows["tiny vote (top 3)"]["protocol"]["split_seed"] == 9
     assert not (copy / "ensembles" / "soups").exists()  # the old soups went with the old ensembles
 

@@ -99,7 +99,7 @@ def test_the_plan_chooses_on_the_selection_half_exactly_when_ensembles_report_on
 
 
 def _candidate(task, meta: dict, name: str) -> Candidate:
-    return Candidate(name, "single", "tiny", Path(name), f"trials/{name}/checkpoint", task, {}, {}, meta, None)
+    return Candidate(name, "single", "tiny", Path(name), f"trials/{name}/checkpoint", task, {}, {}, meta, None, None)
 
 
 def _footnotes(candidates: dict[str, list[Candidate]], records: list[dict], test_tasks: list[str]) -> tuple[str, str]:
