@@ -7,8 +7,13 @@ batch 32, max length 128, 3 epochs, warm-up 0.1, weight decay 0.01, clipping 1.0
 at the precision `precision: auto` picks on this machine. The score is the last epoch's: nothing is selected.
 bench runs one trial at a time with every CPU (the Trainer's threads). The Trainer seeds before it builds the
 model, so its head is seeded. Each (task, system, seed) is kept in `parity.json` as it finishes, and bench's run
-directory resumes: the command can run in parts. `run_bench` and `run_hf_trainer` also serve throughput.py and
-gpu.py (the trainer without Ray, side by side on the same work).
+directory resumes: the command can run in parts (a part with other seeds adds to the rows already there). The
+README is written from parity.json alone: per task and precision, Welch's t-test of a difference and an equivalence
+test (TOST) at ±MARGIN, each Holm-corrected across the lines, and a verdict; `--from-records` rebuilds it without
+training. `run_bench` and `run_hf_trainer` also serve throughput.py and gpu.py (the trainer without Ray, side by
+side on the same work).
+
+    python -m benchmark.measure.parity --from-records --out results/parity
 """
 
 from __future__ import annotations
