@@ -7,8 +7,13 @@ batch 32, max length 128, 3 epochs, warm-up 0.1, weight decay 0.01, clipping 1.0
 at the precision `precision: auto` picks on this machine. The score is the last epoch's: nothing is selected.
 bench runs one trial at a time with every CPU (the Trainer's threads). The Trainer seeds before it builds the
 model, so its head is seeded. Each (task, system, seed) is kept in `parity.json` as it finishes, and bench's run
-directory resumes: the command can run in parts. `run_bench` and `run_hf_trainer` also serve throughput.py and
-gpu.py (the trainer without Ray, side by side on the same work).
+directory resumes: the command can run in parts (a part with other seeds adds to the rows already there). The
+README is written from parity.json alone: per task and precision, Welch's t-test of a difference and an equivalence
+test (TOST) at ±MARGIN, each Holm-corrected across the lines, and a verdict; `--from-records` rebuilds it without
+training. `run_bench` and `run_hf_trainer` also serve throughput.py and gpu.py (the trainer without Ray, side by
+side on the same work).
+
+    python -m benchmark.measure.parity --from-records --out results/parity
 """
 
 from __future__ import annotations
@@ -20,16 +25,20 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.stats
 import torch
 
 from benchmark.common.atomic import atomic_write_json, atomic_write_text
+from benchmark.common.errors import InputError
 from benchmark.common.hardware import machine_description, resolve_precision
 from benchmark.common.quiet import quiet_libraries
+from benchmark.config.statistics import check_equivalence_margin
 from benchmark.measure.suites import run_suite_command
+from benchmark.results.bootstrap import ALPHA, Welch, seed_std, welch_t
+from benchmark.results.statistics import BETTER, EQUIVALENT, WORSE, adjust_p, seeds_needed, verdict
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.local import run_local_trial
 from benchmark.train.modeling import build_classifier, embedded_model_path, load_tokenizer
@@ -183,6 +192,9 @@ def _eval_log(task, epochs: list, eval_seconds: list):
 
 SYSTEMS = ("bench", "trainer")
 TASK_ORDER = ["rte", "mrpc", "stsb", "cola"]
+# The equivalence margin in score points (0-100), fixed before judging: about one seed std of these tasks (0.6-2.3
+# points over three seeds), so a smaller gap is what re-running either side with another seed gives anyway.
+MARGIN = 2.0
 
 
 def setup(precision: str) -> TrainingConfig:
@@ -258,62 +270,151 @@ def _row(task: str, system: str, seed: int, precision: str, cpu: str, last: dict
     }
 
 
-def welch(a: list[float], b: list[float]) -> tuple[float, float, float] | None:
-    """mean(a) - mean(b) with its 95% Welch interval; None with fewer than two runs a side."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    diff = float(np.mean(a) - np.mean(b))
-    if np.var(a) + np.var(b) == 0:  # identical runs on each side: the interval is the point
-        return diff, diff, diff
-    interval = scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    return diff, float(interval.low), float(interval.high)
+@dataclass(frozen=True)
+class Line:
+    """One table line: a task at one precision, each side's per-seed scores and mean training speed."""
+
+    task: str
+    precision: str
+    cpus: str
+    bench: list[float]
+    trainer: list[float]
+    bench_speed: float | None
+    trainer_speed: float | None
 
 
-def task_lines(task: str, rows: list[dict]) -> list[tuple[str, str, bool | None]]:
-    """One table line per precision the task ran at: (line, label, whether the two sides stay within noise; None:
-    not enough seeds yet)."""
+@dataclass(frozen=True)
+class Judgement:
+    """A line's two tests, Holm-corrected across the table's lines (one family each), and what they show."""
+
+    test: Welch | None  # None: fewer than two seeds a side, or no spread at all
+    p_adjusted: float | None  # the difference's Welch t-test
+    tost_p_adjusted: float | None  # the equivalence test at ±margin
+    kind: str  # the verdict's first words, which the goal line groups by: "equivalent", "inconclusive", ...
+    verdict: str
+    seeds_needed: int | None  # seeds a side for the TOST to pass, on inconclusive lines where it can be sized
+
+
+def parity_lines(rows: list[dict]) -> list[Line]:
+    """The table's lines, in the issue's task order, then by precision."""
+    tasks = sorted({r["task"] for r in rows}, key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else 99, t))
     lines = []
-    for precision in sorted({r["precision"] for r in rows if r["task"] == task}):
-        side = {
-            s: [r for r in rows if (r["task"], r["system"], r["precision"]) == (task, s, precision)] for s in SYSTEMS
-        }
-        scores = {s: [r["score"] for r in side[s]] for s in SYSTEMS}
-        speed = {s: np.mean([r["train_samples_per_s"] for r in side[s]]) if side[s] else None for s in SYSTEMS}
-        cpus = " / ".join(sorted({r["cpu"] for r in side["bench"] + side["trainer"]}))
-        cells = [
-            f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2f} (n={len(v)})" if v else "—"
-            for v in scores.values()
-        ]
-        test = welch(scores["bench"], scores["trainer"])
-        if test is None:
-            verdict, within = "not enough seeds yet", None
-        else:
-            within = test[1] <= 0 <= test[2]
-            verdict = "within noise" if within else f"bench {'higher' if test[0] > 0 else 'lower'}: shown"
-        diff = f"{test[0]:+.2f} [{test[1]:+.2f}, {test[2]:+.2f}]" if test else "—"
-        if test is None and scores["bench"] and scores["trainer"]:  # a point difference until both sides have seeds
-            diff = f"{np.mean(scores['bench']) - np.mean(scores['trainer']):+.2f} (no interval)"
-        rates = [f"{v:.1f}" if v else "—" for v in speed.values()]
-        ratio = f"{speed['bench'] / speed['trainer']:.2f}x" if speed["bench"] and speed["trainer"] else "—"
-        line = (
-            f"| {task} | {precision} | {cpus} | {'/'.join(GLUE_TASKS[task].metric_keys())} | {cells[0]} | "
-            f"{cells[1]} | {diff} | {verdict} | {rates[0]} | {rates[1]} | {ratio} |"
-        )
-        lines.append((line, f"{task} {precision}", within))
+    for task in tasks:
+        for precision in sorted({r["precision"] for r in rows if r["task"] == task}):
+            side = {
+                s: [r for r in rows if (r["task"], r["system"], r["precision"]) == (task, s, precision)]
+                for s in SYSTEMS
+            }
+            speed = {s: float(np.mean([r["train_samples_per_s"] for r in side[s]])) if side[s] else None for s in side}
+            lines.append(
+                Line(
+                    task,
+                    precision,
+                    " / ".join(sorted({r["cpu"] for r in side["bench"] + side["trainer"]})),
+                    [r["score"] for r in side["bench"]],
+                    [r["score"] for r in side["trainer"]],
+                    speed["bench"],
+                    speed["trainer"],
+                )
+            )
     return lines
 
 
-def summarize(rows: list[dict], saved: dict) -> str:
+def judge(lines: list[Line], margin: float) -> list[Judgement]:
+    """Per line, Welch's t-test of bench - Trainer and the TOST at ±margin (Welch's df: two one-sided t-tests at
+    ALPHA, so the 90% Welch interval inside ±margin), each family Holm-corrected over the lines that have tests."""
+    tests = [welch_t(np.array(line.bench), np.array(line.trainer)) for line in lines]
+    tested = [t for t in tests if t is not None]
+    p_adjusted = iter(adjust_p([t.p() for t in tested], "holm"))
+    tost_adjusted = iter(adjust_p([t.tost_p(margin) for t in tested], "holm"))
+    # Sized at ALPHA / lines, the level Holm asks of the smallest p: enough for the line to pass on its own.
+    alpha_each = ALPHA / max(1, len(tested))
+    out = []
+    for line, test in zip(lines, tests):
+        have = min(len(line.bench), len(line.trainer))
+        if test is None:
+            kind = "not enough seeds" if have < 2 else "no spread over seeds"
+            out.append(Judgement(None, None, None, kind, f"{kind} (n={have})", None))
+            continue
+        p, tost = next(p_adjusted), next(tost_adjusted)
+        shown = verdict({"significant": p < ALPHA, "equivalent": tost < ALPHA, "delta": test.delta}, margin)
+        needed = None
+        if shown in (BETTER, WORSE):
+            kind, words = "different", f"different (bench {'higher' if shown == BETTER else 'lower'})"
+        elif shown == EQUIVALENT:
+            kind, words = "equivalent", f"equivalent within ±{margin:g}"
+        elif abs(test.delta) >= margin:
+            kind, words = "cannot be shown", f"cannot be shown at ±{margin:g} (|d| ≥ {margin:g})"
+        else:
+            pooled = seed_std(np.array(line.bench), np.array(line.trainer))
+            needed = max(have + 1, seeds_needed({"seed_std": pooled, "delta": test.delta}, margin, alpha_each))
+            kind, words = "inconclusive", f"inconclusive (would need about {needed} seeds a side)"
+        out.append(Judgement(test, p, tost, kind, words, needed))
+    return out
+
+
+def _table_line(line: Line, judged: Judgement) -> str:
+    cells = [
+        f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2f} (n={len(v)})" if v else "—"
+        for v in (line.bench, line.trainer)
+    ]
+    test = judged.test
+    if test is not None:
+        low, high = test.interval(2 * ALPHA)  # the TOST's interval
+        diff = f"{test.delta:+.2f} [{low:+.2f}, {high:+.2f}]"
+    elif line.bench and line.trainer:  # a point difference until both sides have seeds
+        diff = f"{np.mean(line.bench) - np.mean(line.trainer):+.2f} (no interval)"
+    else:
+        diff = "—"
+    ps = [f"{p:.3f}" if p is not None else "—" for p in (judged.p_adjusted, judged.tost_p_adjusted)]
+    rates = [f"{v:.1f}" if v else "—" for v in (line.bench_speed, line.trainer_speed)]
+    ratio = f"{line.bench_speed / line.trainer_speed:.2f}x" if line.bench_speed and line.trainer_speed else "—"
+    return (
+        f"| {line.task} | {line.precision} | {line.cpus} | {'/'.join(GLUE_TASKS[line.task].metric_keys())} | "
+        f"{cells[0]} | {cells[1]} | {diff} | {ps[0]} | {ps[1]} | {judged.verdict} | {rates[0]} | {rates[1]} | "
+        f"{ratio} |"
+    )
+
+
+def _fill_commands(lines: list[Line], judged: list[Judgement], margin: float) -> list[str]:
+    """What is missing, and the commands that would fill it: a third seed a side where a line has fewer, and the
+    seeds an inconclusive line's estimate asks for."""
+    flag = "" if margin == MARGIN else f" --equivalence-margin {margin:g}"
+    out = []
+    for line, j in zip(lines, judged):
+        have = min(len(line.bench), len(line.trainer))
+        label = f"{line.task} {line.precision}"
+        if have < 3:
+            seeds, why = list(range(have + 1, 4)), f"{label}: {have} seed(s) a side, the study runs three"
+        elif j.seeds_needed is not None:
+            seeds, why = list(range(have + 1, j.seeds_needed + 1)), f"{label}: about {j.seeds_needed} seeds a side"
+        else:
+            continue
+        listed = " ".join(map(str, seeds)) if len(seeds) <= 3 else f"$(seq {seeds[0]} {seeds[-1]})"
+        command = (
+            f"python -m benchmark.measure.parity --tasks {line.task} --seeds {listed} "
+            f"--precision {line.precision} --out results/parity{flag}"
+        )
+        out.append(f"- {why}: `{command}`")
+    return out
+
+
+def summarize(rows: list[dict], saved: dict, margin: float = MARGIN) -> str:
     """The README, from parity.json alone: its rows, and the parts (commands and dates) that wrote them."""
     hp = setup("auto")
-    tasks = sorted({r["task"] for r in rows}, key=lambda t: (TASK_ORDER.index(t) if t in TASK_ORDER else 99, t))
     wall = f"wall time {saved['wall_seconds'] / 60:.1f} min over {len(saved['parts'])} part(s)"
-    lines = [
+    rebuild = "python -m benchmark.measure.parity --from-records --out results/parity" + (
+        "" if margin == MARGIN else f" --equivalence-margin {margin:g}"
+    )
+    lines = parity_lines(rows)
+    judged = judge(lines, margin)
+    tested = sum(j.test is not None for j in judged)
+    out = [
         "# Parity over seeds: bench against Hugging Face Trainer (full data)",
         "",
-        "Written by `python -m benchmark.measure.parity --out results/parity`, run in parts: "
+        "Trained by `python -m benchmark.measure.parity --out results/parity`, run in parts: "
         + "; ".join(f"`{p['command']}` ({p['date']})" for p in saved["parts"])
-        + ".",
+        + f". This page is written from `parity.json` alone (`{rebuild}` rebuilds it without training).",
         "",
         f"Model all-MiniLM-L6-v2 (embedded); full training sets, scored on GLUE's dev set at the last epoch (nothing "
         f"selected); lr {hp.learning_rate:g}, {hp.epochs} epochs, batch {hp.batch_size}, max length "
@@ -328,68 +429,122 @@ def summarize(rows: list[dict], saved: dict) -> str:
         "(rows written before the flags were recorded give the model alone; they ran at `auto`'s fp32, on a "
         "CPU without native bf16).",
         "",
+        f"How a line is judged, fixed before the numbers: the equivalence margin is ±{margin:g} score points "
+        f"(`--equivalence-margin`, default {MARGIN:g}: about one seed std of these tasks, so a smaller gap is one "
+        "that re-running with another seed gives anyway). Per line, Welch's t-test of a difference, and an "
+        f"equivalence test (TOST: two one-sided Welch t-tests at {ALPHA:g}, Welch's df; it passes exactly when the "
+        f"90% Welch interval lies inside ±{margin:g}); each family Holm-corrected across the table's {tested} "
+        "tested lines. Verdict: `different` where the corrected difference test has p < 0.05, else `equivalent` "
+        "where the corrected TOST has p < 0.05, else `cannot be shown` where the observed difference |d| is at "
+        "least the margin, else `inconclusive`, with the seeds a side a TOST would need: n = 2 (z_{1-a} + "
+        "z_0.9)^2 s^2 / (M - |d|)^2, s the two sides' pooled seed std, 90% power, a = 0.05 / (tested lines), the "
+        "level Holm asks of the table's smallest p, at least one more than the line has; normal (z) quantiles, "
+        "so with few seeds it is a lower bound. A 95% interval that holds 0 is not evidence of parity.",
+        "",
         "| task | precision | CPU | metric | bench score (mean ± std) | Trainer score (mean ± std) | "
-        "bench − Trainer [95% Welch] | verdict | bench train samples/s | Trainer train samples/s | speed-up |",
-        "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|",
-    ]
-    verdicts = {}
-    for task in tasks:
-        for line, label, within in task_lines(task, rows):
-            lines.append(line)
-            verdicts[label] = within
-    done = {t: v for t, v in verdicts.items() if v is not None}
-    missing = [t for t, v in verdicts.items() if v is None]
-    lines += [
+        f"bench − Trainer [90% Welch] | p, difference (Holm) | p, TOST ±{margin:g} (Holm) | verdict | "
+        "bench train samples/s | Trainer train samples/s | speed-up |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        *[_table_line(line, j) for line, j in zip(lines, judged)],
         "",
-        "Scores are the task score on 0-100 (the mean of the task's metrics), one per seed; std over seeds. "
-        "The interval is Welch's t interval on the difference of the means. Speeds compare within a line only: "
-        "lines at different precisions or on different CPUs are different machines' figures.",
+        "Scores are the task score on 0-100 (the mean of the task's metrics), one per seed; std over seeds. The "
+        "interval is uncorrected. Speeds compare within a line only: lines at different precisions or on "
+        "different CPUs are different machines' figures.",
         "",
-        "Goal: no task differs by more than its noise (every interval holds 0): "
-        + (("met" if all(done.values()) else "not met") + f" on {', '.join(done)}" if done else "no task measured yet")
-        + (f"; not yet measured with two or more seeds a side: {', '.join(missing)}." if missing else "."),
     ]
-    return "\n".join(lines) + "\n"
+    kinds = {}
+    for line, j in zip(lines, judged):
+        kinds.setdefault(j.kind, []).append(f"{line.task} {line.precision}")
+    met = bool(judged) and all(j.kind == "equivalent" for j in judged)
+    out.append(
+        f"Goal: bench's score within ±{margin:g} of the Trainer's on every task and precision, shown by the "
+        "equivalence test: "
+        + ("met" if met else "not met")
+        + "".join(f"; {kind}: {', '.join(labels)}" for kind, labels in kinds.items())
+        + "."
+    )
+    fills = _fill_commands(lines, judged, margin)
+    if fills:
+        out += [
+            "",
+            "Missing, and the parts that would fill it (seeds by the estimate above; each part keeps the rows already "
+            "here and adds the seeds it names; run a line's seeds on a machine like its CPU column):",
+            "",
+            *fills,
+        ]
+    return "\n".join(out) + "\n"
+
+
+def merge_bench_rows(rows: list[dict], fresh: list[dict], task: str, precision: str) -> list[dict]:
+    """The rows with bench's fresh rows of `task` at `precision` in place of those of the same seeds: a part run with
+    other seeds keeps the earlier seeds' rows, whether or not their run directory is still on this machine."""
+    seeds = {r["seed"] for r in fresh}
+    return [
+        r
+        for r in rows
+        if (r["task"], r["system"], r["precision"]) != (task, "bench", precision) or r["seed"] not in seeds
+    ] + fresh
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="*", default=TASK_ORDER, help="run these now (none: rewrite the README only)")
+    p.add_argument("--tasks", nargs="+", default=None, help=f"run these now (default: {' '.join(TASK_ORDER)})")
+    p.add_argument("--from-records", action="store_true", help="train nothing: rebuild the README from parity.json")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument(
+        "--equivalence-margin",
+        type=float,
+        default=MARGIN,
+        metavar="M",
+        help=f"score points (0-100): the TOST's margin, ±M (default {MARGIN:g})",
+    )
     p.add_argument("--glue-dir", default=None)
     p.add_argument("--cache-dir", default=str(Path("~/.cache/bench").expanduser()))
     p.add_argument("--output", default="runs/parity", help="bench's run directories, one per task and precision")
     p.add_argument("--out", default="results/parity")
     args = p.parse_args(argv)
+    try:
+        margin = check_equivalence_margin(args.equivalence_margin, "--equivalence-margin")
+        if args.from_records and args.tasks is not None:
+            raise InputError("--from-records", "trains nothing: drop --tasks")
+    except InputError as e:
+        print(e, file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    path = out / "parity.json"
+    if args.from_records:
+        if not path.is_file():
+            print(f"--from-records: {path} not found", file=sys.stderr)
+            return 2
+        saved = json.loads(path.read_text())
+        atomic_write_text(out / "README.md", summarize(saved["rows"], saved, margin))
+        return 0
     quiet_libraries()
     machine = machine_description()
     cpu = f"{machine['cpu']} ({', '.join(machine['cpu_flags'])})" if machine["cpu_flags"] else machine["cpu"]
     precision = resolve_precision(args.precision)
-    hp, out = setup(precision), Path(args.out)
+    hp, tasks = setup(precision), args.tasks or TASK_ORDER
     glue_dir, cache = resolve_glue_dir(args.glue_dir), Path(args.cache_dir)
-    path = out / "parity.json"
     saved = json.loads(path.read_text()) if path.is_file() else {"rows": [], "wall_seconds": 0.0, "parts": []}
     rows, started = saved["rows"], time.perf_counter()
     command = "python -m benchmark.measure.parity " + " ".join(sys.argv[1:] if argv is None else argv)
-    part = [{"command": command, "date": time.strftime("%Y-%m-%d %H:%M")}] if args.tasks else []
-    parts = [*saved["parts"], *part]
+    parts = [*saved["parts"], {"command": command, "date": time.strftime("%Y-%m-%d %H:%M")}]
 
     def save() -> str:
         """parity.json and the README from it, after every run: a part stopped half way loses only its current run."""
         rows.sort(key=lambda r: (r["task"], r["system"], r["precision"], r["seed"]))
-        wall = saved["wall_seconds"] + (time.perf_counter() - started if args.tasks else 0.0)
-        state = {"rows": rows, "wall_seconds": round(wall, 1), "parts": parts}
+        state = {"rows": rows, "wall_seconds": round(saved["wall_seconds"] + time.perf_counter() - started, 1)}
+        state["parts"] = parts
         atomic_write_json(path, state)
-        report = summarize(rows, state)
+        report = summarize(rows, state, margin)
         atomic_write_text(out / "README.md", report)
         return report
 
     out.mkdir(parents=True, exist_ok=True)
-    for task in args.tasks:
+    for task in tasks:
         print(f"{task}: bench run, seeds {args.seeds}", flush=True)
-        fresh = bench_rows(task, hp, args.seeds, Path(args.output), cpu)
-        rows[:] = [r for r in rows if (r["task"], r["system"], r["precision"]) != (task, "bench", precision)] + fresh
+        rows[:] = merge_bench_rows(rows, bench_rows(task, hp, args.seeds, Path(args.output), cpu), task, precision)
         save()
         for seed in args.seeds:
             if any(

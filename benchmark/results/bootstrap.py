@@ -272,8 +272,15 @@ def _t_tail(x: float, df: float) -> float:
 def welch(scores_a: np.ndarray, scores_b: np.ndarray) -> Welch | None:
     """Welch's t of a minus b over seeds; None unless both rows have 2+ seeds and one of them 2-5, or with no
     spread at all (nothing to widen)."""
+    if len(scores_a) not in FEW_SEEDS and len(scores_b) not in FEW_SEEDS:
+        return None
+    return welch_t(scores_a, scores_b)
+
+
+def welch_t(scores_a: np.ndarray, scores_b: np.ndarray) -> Welch | None:
+    """Welch's t of a minus b over any number of seeds; None unless both sides have 2+ seeds and some spread."""
     n_a, n_b = len(scores_a), len(scores_b)
-    if min(n_a, n_b) < 2 or (n_a not in FEW_SEEDS and n_b not in FEW_SEEDS):
+    if min(n_a, n_b) < 2:
         return None
     v_a, v_b = np.var(scores_a, ddof=1) / n_a, np.var(scores_b, ddof=1) / n_b
     if v_a + v_b == 0:

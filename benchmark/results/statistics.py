@@ -80,7 +80,7 @@ NAMED, SAME_EXAMPLES = "named", "best single on the same examples"
 GIVEN, SIZED = "given", "sized to the tests"
 BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = "better", "worse", "equivalent", "inconclusive"  # a test's verdict
 NO_DIFFERENCE = "no difference shown"  # the verdict of a test that is not significant, without a margin
-Z_ALPHA, Z_POWER = NormalDist().inv_cdf(0.95), NormalDist().inv_cdf(0.9)  # seeds_needed: one-sided 5%, power 90%
+Z_POWER = NormalDist().inv_cdf(0.9)  # seeds_needed: power 90%
 
 
 def add_statistics(
@@ -269,14 +269,15 @@ def verdict(test: dict, margin: float | None) -> str:
     return EQUIVALENT if test["equivalent"] else INCONCLUSIVE
 
 
-def seeds_needed(test: dict, margin: float) -> int | None:
+def seeds_needed(test: dict, margin: float, alpha: float = ALPHA) -> int | None:
     """Seeds per row for a TOST at `margin` to pass with 90% power, from the rows' pooled seed std s and the observed
-    difference d: 2 (z_0.95 + z_0.9)^2 s^2 / (margin - |d|)^2, at least 2. None where it cannot be sized: one
-    seed (no spread), or |d| >= margin (equivalence cannot be shown at this margin)."""
+    difference d: 2 (z_{1-alpha} + z_0.9)^2 s^2 / (margin - |d|)^2, at least 2 (`alpha`: each one-sided test's
+    level). None where it cannot be sized: one seed (no spread), or |d| >= margin (equivalence cannot be shown at
+    this margin)."""
     s, gap = test["seed_std"], margin - abs(test["delta"])
     if s is None or gap <= 0:
         return None
-    return max(2, math.ceil(2 * (Z_ALPHA + Z_POWER) ** 2 * s**2 / gap**2))
+    return max(2, math.ceil(2 * (NormalDist().inv_cdf(1 - alpha) + Z_POWER) ** 2 * s**2 / gap**2))
 
 
 def example_set_key(seeds: list[SeedPredictions], examples: dict[str, np.ndarray]) -> str:
