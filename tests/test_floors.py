@@ -66,9 +66,8 @@ def test_zero_shot_is_the_cosine_of_mean_pooled_embeddings_of_each_text_alone(ti
 def test_floors_read_a_sentence_transformers_folder_by_its_own_pooling(tmp_path, tiny_model):
     from benchmark.train.modeling import embedded_model_path
 
-    assert resolved_pooling(embedded_model_path(), None, bi=True) == "mean"  # its 1_Pooling/config.json
-    assert resolved_pooling(embedded_model_path(), "cls", bi=True) == "cls"  # the suite's word wins
-    assert resolved_pooling(str(tiny_model), None, bi=True) == "cls"  # a plain transformers folder
+    assert resolved_pooling(embedded_model_path(), "model", True) == "mean"  # its 1_Pooling/config.json
+    assert resolved_pooling(str(tiny_model), "model", True) == "cls"  # a plain transformers folder
 
 
 def _separable(n, seed):

@@ -223,7 +223,7 @@ def test_a_bi_classifier_trains_with_lora_and_freezing_and_soups(tiny_model, tmp
     model.load_state_dict(soup, strict=True)
     tokenizer = load_tokenizer(str(folders[0]))
     encoded = encode_split(spec, dev, tokenizer, TRAINING["max_seq_length"], "bi")
-    logits = logits_in_file_order(model.eval(), encoded, tokenizer.pad_token_id, 16, torch.device("cpu"), 2)
+    logits = logits_in_file_order(model.eval(), encoded, tokenizer.pad_token_id, 16, torch.device("cpu"), 2, "fp32")
     ends = [load_predictions(f)[0]["validation"] for f in folders]
     assert logits.shape == (32, 2) and not np.allclose(logits, ends[0]) and not np.allclose(logits, ends[1])
 

@@ -30,7 +30,7 @@ from benchmark.common.hardware import machine_description
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import load_suite
 from benchmark.measure import write_report
-from benchmark.measure.study import against_baseline, learning_lines, timed_run, walls_text
+from benchmark.measure.study import against_baseline, learning_lines, timed_run, walls_text, write_trial_scores
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.tables import format_markdown
 
@@ -134,6 +134,8 @@ def main(argv=None) -> int:
         *learning_lines(board, runs[baseline], system=by_arm[baseline]["system"]),
     ]
     write_report(args.out, "\n".join(lines) + "\n")
+    names = {f"{base.config.name}-{arm}": arm for arm in runs}
+    write_trial_scores(args.out, records, lambda r: next((a for n, a in names.items() if n in r["trial_id"]), None))
     return 0
 
 

@@ -113,6 +113,26 @@ def add_part(run: Path, seconds: float, untimed: int = 0) -> tuple[float, int, i
     return total["seconds"], total["parts"], total["untimed"]
 
 
+def write_trial_scores(out: str, records: list[dict], arm_of=None) -> None:
+    """`trial_scores.json` beside a study's README: per trial (and floor) its arm, task, seed, kind, grid point, how
+    it read the data, and its validation and test scores (0-100), so that the README's numbers can be recomputed
+    from `results/` alone. `arm_of(record)`: the arm a record belongs to (None: a study of one run)."""
+    rows = []
+    for r in sorted(records, key=lambda r: (r["task"], r.get("kind", "single"), r["trial_id"])):
+        test = r.get("test_metrics")
+        rows.append({
+            "arm": arm_of(r) if arm_of else None, "trial_id": r["trial_id"], "task": r["task"],
+            "kind": r.get("kind", "single"), "seed": r.get("seed"), "grid_point": r.get("grid_point"),
+            "pooling": r.get("pooling"), "pair_encoding": r.get("pair_encoding"), "precision": r.get("precision"),
+            "status": r.get("status"), "best_epoch": r.get("best_epoch"), "validation_score": r.get("best_score"),
+            "validation_metrics": {k: 100 * v for k, v in (r.get("best_metrics") or {}).items()},
+            "test_score": task_score(test) if test else None,
+            "test_metrics": {k: 100 * v for k, v in test.items()} if test else None,
+        })  # fmt: skip
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out) / "trial_scores.json", {"trials": rows})
+
+
 def against_baseline(row: dict, base: dict, base_name: str) -> str:
     """`against NAME: test average +x (its corrected test); validation average +y (its corrected test)`: a row of a
     leaderboard with statistics, against the baseline row `base`; test first, where nothing was chosen."""

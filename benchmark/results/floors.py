@@ -9,9 +9,11 @@ reports, once. A floor whose settings and data are unchanged is kept on a rerun.
 
 from __future__ import annotations
 
+import sys
 import time
 
 from benchmark.common.atomic import atomic_write_bytes
+from benchmark.common.errors import first_line
 from benchmark.common.hardware import device_name
 from benchmark.common.hashing import fingerprint
 from benchmark.config.suite import Suite, cache_dir
@@ -45,46 +47,54 @@ def compute_floors(suite: Suite, store: RunStore, log=print) -> int:
     kept = {r["trial_id"]: r.get("fingerprint") for r in store.floor_records()}
     made = 0
     for model in suite.models:
-        # A floor reads each text alone, as a bi-encoder does: null pooling is the model's own.
-        pooling = resolved_pooling(model.path, suite.config.training.pooling, True, suite.config.trust_remote_code)
-        encoder = None  # loaded only when a floor must be computed
-        for task in suite.tasks:
-            kinds = [k for k, names in ((FloorKind.ZERO_SHOT, settings.zero_shot), (FloorKind.PROBE, settings.probe))
-                     if task.name in names]  # fmt: skip
-            if not kinds:
-                continue
-            splits = _splits(suite, task)
-            base = {
-                "version": FLOOR_VERSION, "model": model.path, "task": task.to_dict(), "pooling": pooling,
-                "max_seq_length": suite.config.training.max_seq_length,
-                "data": {s: content_hash(ds) for s, ds in splits.items()},
-                "selection_seed": selection_seed(suite),
-            }  # fmt: skip
-            wanted = [
-                (kind, seed, _floor_id(kind, task.name, model.name if len(suite.models) > 1 else None, seed))
-                for kind in kinds
-                for seed in (
-                    suite.config.search.seeds[:1] if kind is FloorKind.ZERO_SHOT else suite.config.search.seeds
-                )
-            ]
-            todo = [w for w in wanted if kept.get(w[2]) != fingerprint({**base, "kind": w[0].value, "seed": w[1]})]
-            if not todo:
-                continue
-            started = time.perf_counter()
-            if encoder is None:
-                encoder = FrozenEncoder(
-                    model.path, pooling, suite.config.training.max_seq_length, suite.config.trust_remote_code
-                )
-            embedded = {s: embed_split(encoder, task, ds) for s, ds in splits.items()}
-            seconds = time.perf_counter() - started
-            for kind, seed, floor_id in todo:
-                record = _floor_record(suite, store, task, model, kind, seed, floor_id, embedded, pooling)
-                record["fingerprint"] = fingerprint({**base, "kind": kind.value, "seed": seed})
-                record["wall_seconds"] += seconds / len(todo)
-                store.save_floor_record(record)
-                made += 1
+        try:
+            made += _model_floors(suite, store, model, settings, kept)
+        except Exception as e:  # a floor is a reference row: a model it cannot read costs the row, not the run
+            print(f"warning: no floors for {model.name}: {first_line(e)}", file=sys.stderr)
     if made:
         log(f"Floors: {made} record(s) of the untrained encoder (zero-shot, probe) in {store.root / 'floors'}.")
+    return made
+
+
+def _model_floors(suite: Suite, store: RunStore, model, settings, kept: dict) -> int:
+    """One model's floors not yet recorded with these settings (`kept`: floor id -> its fingerprint)."""
+    made = 0
+    # The untrained model as it is meant to be read (its own pooling), whatever the trained rows pool by.
+    pooling = resolved_pooling(model.path, "model", True, suite.config.trust_remote_code)
+    encoder = None  # loaded only when a floor must be computed
+    for task in suite.tasks:
+        kinds = [k for k, names in ((FloorKind.ZERO_SHOT, settings.zero_shot), (FloorKind.PROBE, settings.probe))
+                 if task.name in names]  # fmt: skip
+        if not kinds:
+            continue
+        splits = _splits(suite, task)
+        base = {
+            "version": FLOOR_VERSION, "model": model.path, "task": task.to_dict(), "pooling": pooling,
+            "max_seq_length": suite.config.training.max_seq_length,
+            "data": {s: content_hash(ds) for s, ds in splits.items()},
+            "selection_seed": selection_seed(suite),
+        }  # fmt: skip
+        wanted = [
+            (kind, seed, _floor_id(kind, task.name, model.name if len(suite.models) > 1 else None, seed))
+            for kind in kinds
+            for seed in (suite.config.search.seeds[:1] if kind is FloorKind.ZERO_SHOT else suite.config.search.seeds)
+        ]
+        todo = [w for w in wanted if kept.get(w[2]) != fingerprint({**base, "kind": w[0].value, "seed": w[1]})]
+        if not todo:
+            continue
+        started = time.perf_counter()
+        if encoder is None:
+            encoder = FrozenEncoder(
+                model.path, pooling, suite.config.training.max_seq_length, suite.config.trust_remote_code
+            )
+        embedded = {s: embed_split(encoder, task, ds) for s, ds in splits.items()}
+        seconds = time.perf_counter() - started
+        for kind, seed, floor_id in todo:
+            record = _floor_record(suite, store, task, model, kind, seed, floor_id, embedded, pooling)
+            record["fingerprint"] = fingerprint({**base, "kind": kind.value, "seed": seed})
+            record["wall_seconds"] += seconds / len(todo)
+            store.save_floor_record(record)
+            made += 1
     return made
 
 
