@@ -74,12 +74,19 @@ def _model_floors(suite: Suite, store: RunStore, model, settings, kept: dict) ->
             "data": {s: content_hash(ds) for s, ds in splits.items()},
             "selection_seed": selection_seed(suite),
         }  # fmt: skip
-        wanted = [
-            (kind, seed, _floor_id(kind, task.name, model.name if len(suite.models) > 1 else None, seed))
+        seeds = suite.config.search.seeds
+        named = model.name if len(suite.models) > 1 else None
+        wanted = [  # (kind, seed, floor id, fingerprint); zero-shot has no seed to vary
+            (
+                kind,
+                seed,
+                _floor_id(kind, task.name, named, seed),
+                fingerprint({**base, "kind": kind.value, "seed": seed}),
+            )
             for kind in kinds
-            for seed in (suite.config.search.seeds[:1] if kind is FloorKind.ZERO_SHOT else suite.config.search.seeds)
+            for seed in (seeds[:1] if kind is FloorKind.ZERO_SHOT else seeds)
         ]
-        todo = [w for w in wanted if kept.get(w[2]) != fingerprint({**base, "kind": w[0].value, "seed": w[1]})]
+        todo = [w for w in wanted if kept.get(w[2]) != w[3]]
         if not todo:
             continue
         started = time.perf_counter()
@@ -89,9 +96,9 @@ def _model_floors(suite: Suite, store: RunStore, model, settings, kept: dict) ->
             )
         embedded = {s: embed_split(encoder, task, ds) for s, ds in splits.items()}
         seconds = time.perf_counter() - started
-        for kind, seed, floor_id in todo:
+        for kind, seed, floor_id, print_ in todo:
             record = _floor_record(suite, store, task, model, kind, seed, floor_id, embedded, pooling)
-            record["fingerprint"] = fingerprint({**base, "kind": kind.value, "seed": seed})
+            record["fingerprint"] = print_
             record["wall_seconds"] += seconds / len(todo)
             store.save_floor_record(record)
             made += 1
