@@ -155,3 +155,18 @@ def write_search_suite(tmp_path: Path, tiny_model, **suite) -> Path:
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(base))
     return path
+
+
+def plan_prints(path: Path, overrides: list[str] = (), without: str | None = None, monkeypatch=None) -> dict:
+    """{trial id: fingerprint} of a suite's plan; `without` (with `monkeypatch`): as the code made them before the
+    training key `without` existed (dropped from every trial's settings)."""
+    from benchmark.config.suite import load_suite
+    from benchmark.plan.trials import make_plan
+    from benchmark.train.hyperparams import TrainingConfig
+
+    if without is not None:
+        as_dict = TrainingConfig.to_dict
+        monkeypatch.setattr(
+            TrainingConfig, "to_dict", lambda self: {k: v for k, v in as_dict(self).items() if k != without}
+        )
+    return {t.trial_id: t.fingerprint for t in make_plan(load_suite(path, list(overrides)))}

@@ -13,6 +13,7 @@ from benchmark.train.multitask import build_multitask_model
 from benchmark.train.trainer import _prepare, start_trial
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
+from tests.conftest import plan_prints
 
 FAST = dict(epochs=1, batch_size=16, eval_batch_size=32, max_seq_length=64, zero_stage=0, precision="fp32")
 
@@ -114,13 +115,9 @@ def test_a_null_init_seed_keeps_the_fingerprints_of_runs_made_before_the_key(
     from tests.test_suite import write_suite
 
     path = write_suite(tmp_path, tasks=["rte", "mrpc"], multitask={"tasks": ["rte", "mrpc"]})
-    now = {t.trial_id: t.fingerprint for t in make_plan(load_suite(path))}
+    now = plan_prints(path)
     fixed = make_plan(load_suite(path, ["training.init_seed=0"]))
-    as_dict = TrainingConfig.to_dict
-    monkeypatch.setattr(
-        TrainingConfig, "to_dict", lambda self: {k: v for k, v in as_dict(self).items() if k != "init_seed"}
-    )
-    before = {t.trial_id: t.fingerprint for t in make_plan(load_suite(path))}  # the code before the key
+    before = plan_prints(path, without="init_seed", monkeypatch=monkeypatch)  # the code before the key
     assert len(now) == 3 and now == before  # rte, mrpc and the joint trial
     assert {t.trial_id for t in fixed} == set(now) and not {t.fingerprint for t in fixed} & set(now.values())
     assert all(t.training["init_seed"] == 0 for t in fixed)

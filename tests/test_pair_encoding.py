@@ -16,6 +16,7 @@ from benchmark.measure.tiny import TINY_FAMILIES
 from benchmark.train.modeling import build_classifier, load_finetuned_classifier, load_tokenizer
 from benchmark.train.pair_encoding import BiEncoder, pair_setting
 from benchmark.train.pooling import resolved_pooling
+from tests.conftest import plan_prints
 from tests.test_families import TRAINING
 
 PAIRS = (["a cat sat on the mat", "rain"], ["the mat was red", "it rained all day long and then some more"])
@@ -253,19 +254,11 @@ def test_validate_refuses_bi_in_joint_trials_and_a_pooling_bench_does_not_run(
 def test_cross_keeps_the_fingerprints_of_runs_made_before_the_key_and_bi_changes_them(
     tmp_path, monkeypatch, glue_dir, cache_dir
 ):
-    from benchmark.config.suite import load_suite
-    from benchmark.plan.trials import make_plan
-    from benchmark.train.hyperparams import TrainingConfig
     from tests.test_suite import write_suite
 
     path = write_suite(tmp_path, chains=["rte -> mrpc"], tasks=["rte", "mrpc"])
-    now = {t.trial_id: t.fingerprint for t in make_plan(load_suite(path))}
-    bi = {t.trial_id: t.fingerprint for t in make_plan(load_suite(path, ["training.pair_encoding=bi"]))}
-    as_dict = TrainingConfig.to_dict
-    monkeypatch.setattr(
-        TrainingConfig, "to_dict", lambda self: {k: v for k, v in as_dict(self).items() if k != "pair_encoding"}
-    )
-    before = {t.trial_id: t.fingerprint for t in make_plan(load_suite(path))}  # the code before the key
+    now, bi = plan_prints(path), plan_prints(path, ["training.pair_encoding=bi"])
+    before = plan_prints(path, without="pair_encoding", monkeypatch=monkeypatch)  # the code before the key
     assert len(now) == 3 and now == before
     assert set(bi) == set(now) and not set(bi.values()) & set(now.values())
 

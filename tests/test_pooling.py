@@ -12,6 +12,7 @@ from benchmark.cli import main
 from benchmark.measure.tiny import TINY_FAMILIES
 from benchmark.train.modeling import build_classifier, load_finetuned_classifier, load_tokenizer
 from benchmark.train.pooling import POOLING_KEY, masked_mean, set_pooling
+from tests.conftest import plan_prints
 from tests.test_families import TRAINING, trial
 
 PAIRS = (["a cat sat on the mat", "rain"], ["the mat was red and the cat was grey", "it rained all day long"])
@@ -142,18 +143,10 @@ def test_mean_pooling_is_checked_at_validate(tmp_path, capsys, glue_dir, cache_d
 def test_the_default_keeps_the_fingerprints_of_runs_made_before_the_key_and_mean_changes_them(
     tmp_path, monkeypatch, glue_dir, cache_dir
 ):
-    from benchmark.config.suite import load_suite
-    from benchmark.plan.trials import make_plan
-    from benchmark.train.hyperparams import TrainingConfig
     from tests.test_suite import write_suite
 
     path = write_suite(tmp_path, chains=["rte -> mrpc"], tasks=["rte", "mrpc"])
-    now = {t.trial_id: t.fingerprint for t in make_plan(load_suite(path))}
-    mean = {t.trial_id: t.fingerprint for t in make_plan(load_suite(path, ["training.pooling=mean"]))}
-    as_dict = TrainingConfig.to_dict
-    monkeypatch.setattr(
-        TrainingConfig, "to_dict", lambda self: {k: v for k, v in as_dict(self).items() if k != "pooling"}
-    )
-    before = {t.trial_id: t.fingerprint for t in make_plan(load_suite(path))}  # the code before the key
+    now, mean = plan_prints(path), plan_prints(path, ["training.pooling=mean"])
+    before = plan_prints(path, without="pooling", monkeypatch=monkeypatch)  # the code before the key
     assert len(now) == 3 and now == before  # rte, mrpc and the chain
     assert set(mean) == set(now) and not set(mean.values()) & set(now.values())

@@ -3,7 +3,6 @@ kept checkpoint's saved dev logits are what re-running it gives (test scores, `b
 fp32 and in bf16, because every re-scoring computes as the trial's evaluation did through the DeepSpeed engine
 (benchmark/train/inference.py, `trained_precision`)."""
 
-import shutil
 import sys
 
 import numpy as np
@@ -12,7 +11,6 @@ import torch
 
 from benchmark.common import hardware
 from benchmark.common.errors import InputError
-from benchmark.records.store import RunStore
 from benchmark.train.checkpoints import load_predictions, load_trial_meta
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.inference import logits_in_file_order, predict_logits, trained_precision
@@ -23,6 +21,7 @@ from ensembles.soups import SoupRunner, check_ingredients, read_weights
 from tasks.encoding import encode_split, encode_task
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split
+from tests.test_soups import make_run
 
 AMD_AVX2 = {"model name": "AMD EPYC 7B13", "flags": "fpu sse2 avx avx2 fma"}
 INTEL_AMX = {"model name": "Intel(R) Xeon(R) Platinum 8481C", "flags": "avx2 avx512f avx512_bf16 amx_bf16 amx_tile"}
@@ -157,18 +156,8 @@ def test_the_context_reproduces_the_engines_numerics(tiny_model):
             pass
 
 
-def _run(folder, checkpoints: dict) -> RunStore:
-    store = RunStore(folder)
-    for trial_id, checkpoint in checkpoints.items():
-        shutil.copytree(checkpoint, store.checkpoint_dir(trial_id))
-        store.save_record(
-            {"trial_id": trial_id, "status": "finished", "kind": "single", "model": "tiny", "fingerprint": trial_id}
-        )
-    return store
-
-
 def test_a_soup_scores_at_its_ingredients_precision_and_refuses_a_mix(checkpoints, rte, tmp_path):
-    store = _run(tmp_path / "same", {"a": checkpoints["bf16"], "b": checkpoints["bf16"]})
+    store = make_run(tmp_path / "same", {"a": checkpoints["bf16"], "b": checkpoints["bf16"]})
     a, b = find_candidates(store)["rte"]
     check_ingredients([a, b])
     runner = SoupRunner(a, load_tokenizer(str(a.folder)), rte)
@@ -176,7 +165,7 @@ def test_a_soup_scores_at_its_ingredients_precision_and_refuses_a_mix(checkpoint
     logits = runner.logits(read_weights(a.folder))["validation"]  # a soup of one checkpoint is that checkpoint
     np.testing.assert_allclose(logits, a.logits["validation"], rtol=0, atol=TOL)
 
-    mixed = _run(tmp_path / "mixed", {"a": checkpoints["fp32"], "b": checkpoints["bf16"]})
+    mixed = make_run(tmp_path / "mixed", {"a": checkpoints["fp32"], "b": checkpoints["bf16"]})
     a, b = find_candidates(mixed)["rte"]
     with pytest.raises(InputError, match="it trained in bf16, not fp32") as err:
         check_ingredients([a, b])
