@@ -217,3 +217,24 @@ def test_a_run_directory_without_checkpoints_gets_exit_code_2(run, tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
     proc = bench("ensemble", tmp_path / "nothing-here")
     assert proc.returncode == 2 and "not a bench run directory" in proc.stderr
+
+
+def test_a_studys_records_copy_rebuilds_its_tables_without_the_weights(run, tmp_path):
+    from benchmark.measure.records import board_from_records, rebuilt_tables, table_markdown
+    from benchmark.train.checkpoints import checkpoint_problem
+
+    _, run_dir, _ = run
+    board, _, copies = board_from_records(tmp_path / "study", "leaderboard", {"ens": run_dir}, compute=False)
+    copy = copies["ens"]
+    # The same table as `bench run` wrote from the run itself, from a copy that holds no model.
+    assert table_markdown(board, compute=False) == (run_dir / "leaderboard.md").read_text()
+    assert rebuilt_tables(tmp_path / "study") == {"leaderboard": (run_dir / "leaderboard.md").read_text()}
+    assert list(run_dir.rglob("model.safetensors")) and not list(copy.rglob("model.safetensors"))
+    assert not (copy / "ray").exists() and not (copy / "tensorboard").exists()
+    size = sum(p.stat().st_size for p in copy.rglob("*") if p.is_file())
+    assert size < sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file()) / 20
+    # Each checkpoint folder keeps its dev predictions with their recorded hash: damage still shows.
+    folders = [p.parent for p in copy.glob("trials/*/checkpoint/dev_predictions.safetensors")]
+    assert len(folders) == 6 and all(checkpoint_problem(f) is None for f in folders)
+    (folders[0] / "dev_predictions.safetensors").write_bytes(b"damaged")
+    assert "does not match" in checkpoint_problem(folders[0])

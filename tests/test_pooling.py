@@ -140,13 +140,21 @@ def test_mean_pooling_is_checked_at_validate(tmp_path, capsys, glue_dir, cache_d
     assert main(["validate", str(path), "--set", "search.grid.pooling=[cls, mean]"]) == 0
 
 
-def test_the_default_keeps_the_fingerprints_of_runs_made_before_the_key_and_mean_changes_them(
-    tmp_path, monkeypatch, glue_dir, cache_dir
-):
+def test_the_default_is_fingerprinted_as_what_it_runs(tmp_path, monkeypatch, glue_dir, cache_dir, tiny_model):
     from tests.test_suite import write_suite
 
+    # The embedded model (a sentence-transformers folder): the default `model` runs its mean, as `mean` would.
     path = write_suite(tmp_path, chains=["rte -> mrpc"], tasks=["rte", "mrpc"])
     now, mean = plan_prints(path), plan_prints(path, ["training.pooling=mean"])
-    before = plan_prints(path, without="pooling", monkeypatch=monkeypatch)  # the code before the key
-    assert len(now) == 3 and now == before  # rte, mrpc and the chain
-    assert set(mean) == set(now) and not set(mean.values()) & set(now.values())
+    cls, null = plan_prints(path, ["training.pooling=cls"]), plan_prints(path, ["training.pooling=null"])
+    assert len(now) == 3 and now == mean  # rte, mrpc and the chain
+    assert set(cls) == set(now) and not set(cls.values()) & set(now.values())
+    # A plain transformers folder: `model` runs as `null`, so runs made before the key or the default keep theirs.
+    (tmp_path / "plain").mkdir()
+    plain = write_suite(tmp_path / "plain", model=str(tiny_model), chains=["rte -> mrpc"], tasks=["rte", "mrpc"])
+    plain_now = plan_prints(plain)
+    assert plain_now == plan_prints(plain, ["training.pooling=null"])
+    assert not set(plan_prints(plain, ["training.pooling=mean"]).values()) & set(plain_now.values())
+    # The code before the key (the patch holds for the rest of the test): null, for both models.
+    assert plan_prints(path, without="pooling", monkeypatch=monkeypatch) == null != now
+    assert plan_prints(plain, without="pooling", monkeypatch=monkeypatch) == plain_now

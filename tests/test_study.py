@@ -85,11 +85,11 @@ def test_studies_with_a_run_per_arm_time_each_arm_as_every_study_does(tmp_path, 
     class Stop(Exception):
         pass
 
-    def stop(runs, baseline):
-        raise Stop(runs)
+    def stop(out, name, runs, baseline):
+        raise Stop(list(runs.values()))
 
     monkeypatch.setattr(measure, "load_suite", load)
-    monkeypatch.setattr(measure, "leaderboard_from_runs", stop)
+    monkeypatch.setattr(measure, "board_from_records", stop)
     ran = []
 
     def second_arm_killed(suite):

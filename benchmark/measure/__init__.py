@@ -29,6 +29,13 @@ def commit_line(repo: Path) -> str:
     return out.stdout.strip()[:100]
 
 
+def code_line(repo: Path = Path(".")) -> str:
+    """Which code made a study: its checkout's commit, and whether files differed from it."""
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True)
+    changed = " (with uncommitted changes)" if dirty.stdout.strip() else ""
+    return f"Code: commit {commit_line(repo)}{changed}."
+
+
 def machine_line(m: dict) -> str:
     """Where a label's figures were taken, from the `date`, `machine`, `cpus` and `load_before` it recorded."""
     cpu = m["machine"]

@@ -18,11 +18,10 @@ from pathlib import Path
 import torch
 
 from benchmark.common.hardware import machine_description
-from benchmark.measure import write_report
+from benchmark.measure import code_line, write_report
 from benchmark.measure.merging import caps_text
+from benchmark.measure.records import board_from_records, table_markdown
 from benchmark.measure.study import learning_lines, run_study, shown
-from benchmark.results.board import leaderboard_from_runs
-from benchmark.results.tables import format_markdown
 
 
 def chain_line(row: dict, direct: dict, target: str) -> str:
@@ -58,7 +57,7 @@ def compute_lines(records: list[dict]) -> list[str]:
 def main(argv=None) -> int:
     study = run_study("benchmark.measure.chains", __doc__, "configs/chains.yaml", "results/chains", argv)
     args, suite, command = study.args, study.suite, study.command
-    board, records = leaderboard_from_runs([suite.output], baseline="(single)")
+    board, records, copies = board_from_records(args.out, "board", {suite.config.name: Path(suite.output)}, "(single)")
     direct = next(r for r in board["rows"] if r["kind"] == "single")
     machine = machine_description()
     data = suite.config.data
@@ -67,6 +66,8 @@ def main(argv=None) -> int:
         "# Intermediate-task transfer against direct fine-tuning",
         "",
         f"Command: `{command}`",
+        "",
+        code_line(),
         "",
         f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; chains "
         f"{', '.join(c.label for c in suite.chains)}; {caps} (all: "
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
         "Which data chose what: validation, held out of GLUE's training set, chose each trial's epoch and the source "
         "checkpoint a chain starts from; test is GLUE's dev set, where nothing chose.",
         "",
-        format_markdown(board, compute=True),
+        table_markdown(board),
         "## What it shows",
         "",
         "Each chain against the direct single-task row on its target, with the table's Holm correction (test and "
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
         "",
         *(chain_line(r, direct, next(iter(r["task_scores"]))) for r in board["rows"] if r["kind"] == "chain"),
         "",
-        *learning_lines(board, Path(suite.output)),
+        *learning_lines(board, copies[suite.config.name]),
         "",
         "A comparison on a task whose direct baseline misses the goal above shows nothing about transfer: both rows "
         "sit near the constant prediction.",

@@ -1,6 +1,6 @@
 """Ensembles against the best single checkpoint, on report data only.
 
-    python -m benchmark.measure.ensembles [--suite configs/ensembles.yaml] --out results/ensembles.md
+    python -m benchmark.measure.ensembles [--suite configs/ensembles.yaml] --out results/ensembles
 
 Runs `--suite` (default configs/ensembles.yaml: the embedded model on rte, mrpc, stsb and cola, 3 learning rates
 x 2 seeds = 6 candidate checkpoints per task on 800-example training slices) through `bench run`, then every
@@ -12,15 +12,15 @@ best single checkpoint by at least 1 point on average.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmark.common.atomic import atomic_write_text
 from benchmark.common.hardware import machine_description
+from benchmark.measure import code_line, write_report
+from benchmark.measure.records import board_from_records, table_markdown
 from benchmark.measure.study import learning_lines, run_study
 from benchmark.records.store import RunStore
 from benchmark.train.checkpoints import load_predictions, load_trial_meta
@@ -31,23 +31,24 @@ from tasks.splits import score_on
 GOAL = 1.0  # points of average task score over the best single checkpoint
 
 
-def summarize(state: dict, records: list[dict], suite, command: str, wall: str) -> str:
+def summarize(board: dict, run: Path, suite, command: str, wall: str) -> str:
+    """The README of the run's records `run` (a copy, see benchmark/measure/records.py) and its board."""
+    state, records = read_state(run), RunStore(run).records()
     tasks = state["tasks"]
-    board = json.loads((Path(suite.output) / "leaderboard.json").read_text())
     test = {r["system"]: r["test"] for r in board["rows"] if r.get("test")}
     rows = state["rows"]
     best_single = next(r for r in rows if r["kind"] == "single")
     ensembles = sorted((r for r in rows if r["kind"] == "ensemble"), key=lambda r: -r["average"])
-    lines = _setting_lines(state, records, suite, command, wall, best_single)
+    lines = _setting_lines(state, records, suite, run, command, wall, best_single)
     lines += _table_lines(tasks, best_single, ensembles, test, records)
-    lines += _result_lines(board, suite, tasks, best_single, ensembles, test)
+    lines += _result_lines(board, run, tasks, best_single, ensembles, test)
     lines += [
         "## The leaderboard, with intervals and corrected tests",
         "",
         "As `bench table` prints it for this run (statistics on validation; see its notes for what chose and what "
         "reported).",
         "",
-        (Path(suite.output) / "leaderboard.md").read_text(),
+        table_markdown(board, compute=False),
         "## Members",
         "",
     ]
@@ -69,7 +70,7 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall: str) 
     records_by_id = {r["trial_id"]: r for r in records}
     for t in tasks:
         for c in state["candidates"][t]:
-            report = _candidate_report_score(Path(suite.output), c, best_single["predictions"][t][0])
+            report = _candidate_report_score(run, c, best_single["predictions"][t][0])
             lines.append(
                 f"| {t} | {c['trial_id']} | {c['selection_score']:.1f} | {report} | "
                 f"{records_by_id[c['trial_id']]['best_score']:.1f} |"
@@ -77,16 +78,18 @@ def summarize(state: dict, records: list[dict], suite, command: str, wall: str) 
     return "\n".join(lines) + "\n"
 
 
-def _setting_lines(state, records, suite, command, wall, best_single) -> list[str]:
+def _setting_lines(state, records, suite, run, command, wall, best_single) -> list[str]:
     """What ran, on what machine, and the protocol."""
     tasks, cfg = state["tasks"], suite.config
     trial_hours = sum(r.get("wall_seconds", 0.0) for r in records) / 3600
     counts = ", ".join(f"{len(state['candidates'][t])} candidates for {t}" for t in tasks)
-    report_sizes = {t: _report_size(Path(suite.output), best_single["predictions"][t][0]) for t in tasks}
+    report_sizes = {t: _report_size(run, best_single["predictions"][t][0]) for t in tasks}
     return [
         "# Ensembles against the best single checkpoint (report halves of dev)",
         "",
         f"Command: `{command}`",
+        "",
+        code_line(),
         "",
         f"Model {best_single['model']}{' (embedded)' if cfg.model is None else ''}; "
         f"tasks {', '.join(tasks)}; training slices of "
@@ -142,7 +145,7 @@ def _table_lines(tasks, best_single, ensembles, test, records) -> list[str]:
     return lines
 
 
-def _result_lines(board, suite, tasks, best_single, ensembles, test) -> list[str]:
+def _result_lines(board, run, tasks, best_single, ensembles, test) -> list[str]:
     """The result against the goal, judged on test where there is one, and the best gain per method."""
     base_test = (test.get(best_single["system"]) or {}).get("average")
     top = ensembles[0]  # the best ensemble by its validation (report-half) average
@@ -179,7 +182,7 @@ def _result_lines(board, suite, tasks, best_single, ensembles, test) -> list[str
         + ", ".join(f"{t} {top['task_scores'][t] - best_single['task_scores'][t]:+.1f}" for t in tasks)
         + ".",
         "",
-        *learning_lines(board, Path(suite.output)),
+        *learning_lines(board, run),
         "",
     ]
     by_method = {}
@@ -219,13 +222,13 @@ def _weighted(ids: list[str], weights: list[float]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    study = run_study("benchmark.measure.ensembles", __doc__, "configs/ensembles.yaml", "results/ensembles.md", argv)
+    study = run_study("benchmark.measure.ensembles", __doc__, "configs/ensembles.yaml", "results/ensembles", argv)
     args, suite, command = study.args, study.suite, study.command
 
-    store = RunStore(suite.output)
-    report = summarize(read_state(suite.output), store.records(), suite, command, study.wall_text())
-    atomic_write_text(Path(args.out), report)
-    print(report)
+    board, _, copies = board_from_records(
+        args.out, "leaderboard", {suite.config.name: Path(suite.output)}, compute=False
+    )
+    write_report(args.out, summarize(board, copies[suite.config.name], suite, command, study.wall_text()))
     return 0
 
 

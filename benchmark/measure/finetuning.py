@@ -29,10 +29,9 @@ import torch
 from benchmark.common.hardware import machine_description
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import load_suite
-from benchmark.measure import write_report
+from benchmark.measure import code_line, write_report
+from benchmark.measure.records import board_from_records, table_markdown
 from benchmark.measure.study import against_baseline, learning_lines, timed_run, walls_text, write_trial_scores
-from benchmark.results.board import leaderboard_from_runs
-from benchmark.results.tables import format_markdown
 
 
 def arms(study: str, epochs: int) -> dict[str, list[str]]:
@@ -95,8 +94,9 @@ def main(argv=None) -> int:
         print(f"{arm}: {' '.join(overrides) or 'the suite as it is'} -> {suite.output}", flush=True)
         walls.append(timed_run(suite))
         runs[arm] = Path(suite.output)
-    board, records = leaderboard_from_runs(list(runs.values()), baseline=f", {base.config.name}-{baseline})")
-    by_arm = {arm: next(r for r in board["rows"] if r["system"].endswith(f"-{arm})")) for arm in runs}
+    board, records, copies = board_from_records(args.out, "board", runs, baseline=f", {base.config.name}-{baseline})")
+    trained = [r for r in board["rows"] if r["kind"] == "single"]  # the floors' rows name their run too
+    by_arm = {arm: next(r for r in trained if r["system"].endswith(f"-{arm})")) for arm in runs}
     machine = machine_description()
     command = "python -m benchmark.measure.finetuning " + " ".join(sys.argv[1:] if argv is None else argv)
     cfg = base.config
@@ -107,13 +107,15 @@ def main(argv=None) -> int:
         "",
         f"Command: `{command}`",
         "",
+        code_line(),
+        "",
         f"Suite `{args.suite}` ({', '.join(t.name for t in base.tasks)}; {cfg.data.max_train_samples} training "
         f"examples per task; data.glue_dev: {cfg.data.glue_dev}; seeds {cfg.search.seeds}; {cfg.training.epochs} "
         f"epochs), one run per arm ({arm_list}). CPU {machine['cpu']}, {torch.get_num_threads()} threads, precision "
         f"that ran {precision}; nothing else running; {walls_text(walls)}, every arm's run summed; date "
         f"{time.strftime('%Y-%m-%d')}.",
         "",
-        format_markdown(board, compute=True),
+        table_markdown(board),
         "## What it shows",
         "",
         f"Every arm against {baseline}, each difference with the table's Holm correction (test and validation "
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
             else []
         ),
         "",
-        *learning_lines(board, runs[baseline], system=by_arm[baseline]["system"]),
+        *learning_lines(board, copies[baseline], system=by_arm[baseline]["system"]),
     ]
     write_report(args.out, "\n".join(lines) + "\n")
     names = {f"{base.config.name}-{arm}": arm for arm in runs}

@@ -34,9 +34,8 @@ from benchmark.common.atomic import atomic_write_json
 from benchmark.common.hardware import machine_description
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import load_suite
-from benchmark.measure import write_report
-from benchmark.results.board import leaderboard_from_runs
-from benchmark.results.tables import format_markdown
+from benchmark.measure import code_line, write_report
+from benchmark.measure.records import RECORDS_DIR, board_from_records, table_markdown
 
 TASKS = ["sst2", "stsb", "mrpc", "cola"]
 KINDS = ("multitask", "two-stage", "merged")
@@ -226,6 +225,8 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
         "",
         f"Command: `{command}`",
         "",
+        code_line(),
+        "",
         f"Model {main.models[0].name}; tasks {', '.join(args.tasks)}; "
         f"{caps_text(train_caps(args.train_samples), args.tasks)} (all: GLUE's training set less validation); "
         f"validation and test capped at {args.eval_samples}; data.glue_dev: test; seeds {args.seeds}; "
@@ -239,10 +240,10 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
         "",
         "## Every way of training (run merging-main)",
         "",
-        format_markdown(boards[0], compute=True, calibration=True),
+        table_markdown(boards[0], calibration=True),
         "## Weight soups of the same single-task checkpoints (run merging-soups)",
         "",
-        format_markdown(boards[1], compute=True, calibration=True),
+        table_markdown(boards[1], calibration=True),
         "## What it shows",
         "",
         "Every row against the single-task row, each difference with the table's Holm correction (test and "
@@ -250,7 +251,7 @@ def write_results(args, command: str, suites: list, walls: list, boards: list[di
         "",
         *verdicts(boards[0]),
         "",
-        *learning_lines(boards[0], Path(main.output)),
+        *learning_lines(boards[0], Path(args.out) / RECORDS_DIR / "merging-main"),
         "",
         "## λ chosen on the selection half of validation, per method and seed",
         "",
@@ -297,8 +298,11 @@ def main(argv=None) -> int:
     soups_config = soups_suite(main_config, work)
     copy_single_trials(Path(main_config["output"]), Path(soups_config["output"]))
     suite_soups, wall_soups = run(soups_config, work, args.set)
-    main_board, records = leaderboard_from_runs([suite_main.output], baseline="(single)")
-    soups_board, _ = leaderboard_from_runs([suite_soups.output])
+    main_board, records, _ = board_from_records(
+        args.out, "main", {"merging-main": Path(suite_main.output)}, "(single)", calibration=True
+    )
+    soups = {"merging-soups": Path(suite_soups.output)}
+    soups_board, _, _ = board_from_records(args.out, "soups", soups, calibration=True)
     command = "python -m benchmark.measure.merging " + " ".join(sys.argv[1:] if argv is None else argv)
     write_results(args, command, [suite_main, suite_soups], [wall_main, wall_soups], [main_board, soups_board], records)
     return 0

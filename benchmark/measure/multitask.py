@@ -17,16 +17,15 @@ from pathlib import Path
 import torch
 
 from benchmark.common.hardware import machine_description
-from benchmark.measure import write_report
+from benchmark.measure import code_line, write_report
+from benchmark.measure.records import board_from_records, table_markdown
 from benchmark.measure.study import learning_lines, run_study, trained_against_single
-from benchmark.results.board import leaderboard_from_runs
-from benchmark.results.tables import format_markdown
 
 
 def main(argv=None) -> int:
     study = run_study("benchmark.measure.multitask", __doc__, "configs/multitask.yaml", "results/multitask", argv)
     args, suite, command = study.args, study.suite, study.command
-    board, records = leaderboard_from_runs([suite.output], baseline="(single)")
+    board, records, copies = board_from_records(args.out, "board", {suite.config.name: Path(suite.output)}, "(single)")
     rows = {r["kind"]: r for r in board["rows"]}
     machine = machine_description()
     lines = [
@@ -34,13 +33,15 @@ def main(argv=None) -> int:
         "",
         f"Command: `{command}`",
         "",
+        code_line(),
+        "",
         f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; {suite.config.data.max_train_samples} "
         f"training examples per task; data.glue_dev: {suite.config.data.glue_dev}; seeds "
         f"{suite.config.search.seeds}); CPU {machine['cpu']}, {torch.get_num_threads()} threads, precision that ran "
         f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}; nothing else running; "
         f"{study.wall_text()}; date {time.strftime('%Y-%m-%d')}.",
         "",
-        format_markdown(board, compute=True),
+        table_markdown(board),
         "## What it shows",
         "",
         "Every row against the single-task row (the baseline named above), each difference with the table's Holm "
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     for kind in ("multitask", "two-stage"):
         if single and kind in rows and rows[kind]["average"] is not None and single["average"] is not None:
             lines.append(trained_against_single(rows[kind], single))
-    lines += ["", *learning_lines(board, Path(suite.output))]
+    lines += ["", *learning_lines(board, copies[suite.config.name])]
     write_report(args.out, "\n".join(lines) + "\n")
     return 0
 

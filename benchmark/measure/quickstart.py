@@ -12,7 +12,6 @@ goals: at most 10 minutes, and every task at least 5 points above its constant p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -22,8 +21,10 @@ import time
 from pathlib import Path
 
 from benchmark.common.hardware import machine_description
-from benchmark.measure import write_report
+from benchmark.measure import code_line, write_report
+from benchmark.measure.records import board_from_records, table_markdown
 from benchmark.measure.study import learning_lines
+from benchmark.records.store import RunStore
 
 GOAL_MINUTES = 10.0
 GOAL_MARGIN = 5.0  # points above the constant prediction
@@ -50,8 +51,8 @@ def main(argv=None) -> int:
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.json"):
         shutil.copyfile(run / name, out / name)
     report = subprocess.run([*bench, "report", str(run), "--output", str(out / "report.html")], capture_output=True)
-    board = json.loads((run / "leaderboard.json").read_text())
-    records = [json.loads(f.read_text()) for f in run.glob("trials/*/record.json")]
+    board, _, copies = board_from_records(out, "leaderboard", {"quickstart": run}, compute=False)
+    records = RunStore(copies["quickstart"]).records()  # the trials (the board's records hold its floors too)
     precisions = sorted({r.get("precision") for r in records})
     machine = machine_description()
     lines = [
@@ -59,6 +60,8 @@ def main(argv=None) -> int:
         "",
         f"Written by `python -m benchmark.measure.quickstart {' '.join(sys.argv[1:] if argv is None else argv)}`, "
         f"which runs `bench run {args.suite}` (default precision, no `--set`) and `bench report`.",
+        "",
+        code_line(),
         "",
         f"Date {time.strftime('%Y-%m-%d %H:%M')}; CPU {machine['cpu']} ({os.cpu_count()} cores; flags "
         f"{', '.join(machine['cpu_flags']) or 'none of AVX-512/AMX'}; native bf16: {machine['native_bf16']}); "
@@ -69,7 +72,7 @@ def main(argv=None) -> int:
         f"{board['compute']['trial_hours']:.2f} trial-hours.",
         "",
     ]
-    lines += learning_lines(board, run, GOAL_MARGIN)
+    lines += learning_lines(board, copies["quickstart"], GOAL_MARGIN)
     lines += [
         "",
         "Files: `leaderboard.md`, `.csv`, `.json` as `bench run` wrote them (prediction paths are relative to the run "
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
         "",
         "The leaderboard:",
         "",
-        (run / "leaderboard.md").read_text(),
+        table_markdown(board, compute=False),
     ]
     write_report(str(out), "\n".join(lines) + "\n")
     return 0

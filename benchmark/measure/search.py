@@ -26,12 +26,12 @@ import torch
 from benchmark.common.hardware import machine_description
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.suite import load_suite
-from benchmark.measure import write_report
+from benchmark.measure import code_line, write_report
+from benchmark.measure.records import board_from_records, table_markdown
 from benchmark.measure.study import learning_lines, timed_run, walls_text
 from benchmark.records.store import RunStore
-from benchmark.results.board import leaderboard_from_runs
 from benchmark.results.leaderboard import trial_counts, trial_epochs
-from benchmark.results.tables import format_markdown, p_text
+from benchmark.results.tables import p_text
 
 LOW, HIGH = 1e-5, 5e-4  # the learning-rate range every search covers
 
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         print(f"{arm}: {' '.join(overrides)} -> {suite.output}", flush=True)
         walls.append(timed_run(suite))
         runs[arm] = Path(suite.output)
-    board, records = leaderboard_from_runs(list(runs.values()), baseline="-search-grid)")
+    board, records, copies = board_from_records(args.out, "board", runs, baseline="-search-grid)")
     grid_row = next(r for r in board["rows"] if r["system"].endswith("-search-grid)"))
     cfg, machine = base.config, machine_description()
     command = "python -m benchmark.measure.search " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -126,6 +126,8 @@ def main(argv=None) -> int:
         "# Search methods at an equal budget in trial-epochs",
         "",
         f"Command: `{command}`",
+        "",
+        code_line(),
         "",
         f"Suite `{args.suite}` on {args.task} ({args.train_samples} training examples; validation and test capped "
         f"at {cfg.data.max_eval_samples}; data.glue_dev: {cfg.data.glue_dev}; {cfg.training.epochs} epochs; "
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
         "Which data chose what: each search chose its learning rate and epoch on validation (held out of GLUE's "
         "training set); the test score is GLUE's dev set, scored once for that choice.",
         "",
-        *summary(board, runs, args.task),
+        *summary(board, copies, args.task),
         "",
         "Shown different: the paired bootstrap test of the choice's test predictions against the grid's choice, "
         "Holm-corrected over every search of the table (the leaderboard below). Trial-epochs: epochs trained, "
@@ -156,11 +158,11 @@ def main(argv=None) -> int:
         "can sample and stop differently, so those rows move a little between runs, where the grid and random "
         "search re-run to the digit.",
         "",
-        *learning_lines(board, runs["grid"], system=grid_row["system"]),
+        *learning_lines(board, copies["grid"], system=grid_row["system"]),
         "",
         "## The leaderboard of every search",
         "",
-        format_markdown(board, compute=True),
+        table_markdown(board),
     ]
     write_report(args.out, "\n".join(lines) + "\n")
     return 0

@@ -12,12 +12,14 @@ import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from benchmark.common.hashing import canonical, fingerprint
 from benchmark.config.suite import Suite
 from benchmark.plan.points import check_expansion, grid_points, stage_two_points, stage_two_training_for, training_for
 from benchmark.plan.points import points as expand_points
 from benchmark.records.store import RunStore
+from benchmark.train.pooling import sentence_transformers_pooling
 from tasks.augment import Augmentation
 
 SHORT_KEYS = {
@@ -140,7 +142,14 @@ def _with_selection(settings: dict, seed: int | None) -> dict:
 ADDED_LATER = {"pooling": None, "pair_encoding": "cross", "init_seed": None}
 
 
-def _printed(training: dict) -> dict:
+def _printed(training: dict, model_path: str | None = None) -> dict:
+    """The training keys a fingerprint holds: one added later, at the value that ran before it existed, is left out,
+    so that older runs keep their fingerprints. `pooling: model` (the default since results/pooling/) is
+    fingerprinted as what it runs: a sentence-transformers folder's own pooling (as if set), else `null` (a plain
+    transformers folder, a hub id, a checkpoint)."""
+    if training.get("pooling") == "model":
+        own = sentence_transformers_pooling(Path(model_path)) if model_path else None
+        training = {**training, "pooling": own}
     return {k: v for k, v in training.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
 
 
@@ -155,7 +164,7 @@ def make_multitask_trial(suite: Suite, model, point: dict, seed: int) -> TrialSp
                 "model": model.path,
                 "tasks": [tasks[t].to_dict() for t in mixture.tasks],
                 "mixture": mixture.to_dict(),
-                "training": _printed(training),
+                "training": _printed(training, model.path),
                 "seed": seed,
                 "data": data,
                 "workers": suite.config.resources.workers_per_trial,
@@ -241,7 +250,7 @@ def make_trial(suite: Suite, model, task, point: dict, seed: int) -> TrialSpec:
             {
                 "model": model.path,
                 "task": task.to_dict(),
-                "training": _printed(training),
+                "training": _printed(training, model.path),
                 "seed": seed,
                 "data": data,
                 "workers": suite.config.resources.workers_per_trial,

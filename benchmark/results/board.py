@@ -18,6 +18,7 @@ from benchmark.results.final_scores import with_ensemble_test, with_test_metrics
 from benchmark.results.leaderboard import build_leaderboard
 from benchmark.results.statistics import CORRECTION, Loader, add_statistics
 from benchmark.train.checkpoints import read_prediction_file
+from benchmark.train.floors import FLOOR_KINDS
 from ensembles.calibration import add_trial_calibration, ensemble_calibration
 from ensembles.rows import load_ensemble_rows, read_state
 from tasks.spec import TaskSpec
@@ -30,6 +31,16 @@ def _system_key(record: dict) -> tuple:
 def _row_records(store: RunStore) -> list[dict]:
     """What rows are made of: the trials' records, and the floors' (zero-shot, probe) in the same shape."""
     return store.records() + store.floor_records()
+
+
+def _floors_once(stored: dict[Path, list[dict]]) -> dict[Path, list[dict]]:
+    """Each floor once: runs of one model on the same data (a study's arms) compute the same floors (one
+    fingerprint); the first run's records stand for all, as one row."""
+    seen, out = set(), {}
+    for folder, records in stored.items():
+        out[folder] = [r for r in records if r.get("kind") not in FLOOR_KINDS or r["fingerprint"] not in seen]
+        seen |= {r["fingerprint"] for r in records if r.get("kind") in FLOOR_KINDS}
+    return out
 
 
 def _in_several_runs(stored: dict[Path, list[dict]]) -> tuple[set[tuple], set[str]]:
@@ -73,7 +84,7 @@ def leaderboard_from_runs(
     records, names, order, ensemble_rows, margins = [], [], [], [], set()
     roots, split_seeds, tasks = {}, {}, {}  # per trial id: its run directory and split seed (for calibration)
     several = len(run_dirs) > 1
-    stored = {Path(folder): _row_records(RunStore(Path(folder))) for folder in run_dirs}
+    stored = _floors_once({Path(folder): _row_records(RunStore(Path(folder))) for folder in run_dirs})
     shared, shared_ids = _in_several_runs(stored) if several else (set(), set())
     for folder, run_records in stored.items():
         store = RunStore(folder)

@@ -25,9 +25,9 @@ class TrainingConfig:
     group_by_length: bool = True
     # What the head reads (benchmark/train/pooling.py): the first token ([CLS]), or the masked mean of the last
     # hidden states, which sentence-transformers models such as the embedded all-MiniLM-L6-v2 were trained for;
-    # null: as the model's config says (transformers' own head: [CLS] unless the config names a pooling); model: a
-    # sentence-transformers folder's own Pooling module (mean or cls), else as null.
-    pooling: Literal["cls", "mean", "model"] | None = None
+    # null: as the model's config says (transformers' own head: [CLS] unless the config names a pooling); model (the
+    # default, results/pooling/): a sentence-transformers folder's own Pooling module (mean or cls), else as null.
+    pooling: Literal["cls", "mean", "model"] | None = "model"
     # How a pair task's two texts meet (benchmark/train/pair_encoding.py): one sequence through the encoder and
     # transformers' head (cross), or each text encoded alone and the two pooled embeddings compared (bi, as
     # sentence-transformers: the cosine for a score, a head over (u, v, |u - v|) for classes).
