@@ -125,3 +125,49 @@ def test_a_row_below_a_floor_is_marked_in_every_format():
     column = header.split(",").index("stsb/below_floor")
     assert [line.split(",")[column] for line in lines] == ["", "zero-shot"]  # the floor first: it scores higher
     assert json.loads(json.dumps(board))["rows"][1]["below_floor"] == {"stsb": ["zero-shot"]}
+
+
+def test_a_row_on_the_report_half_is_held_against_the_floors_on_that_half():
+    """An ensemble row scores the report half of dev; a floor, all of it. The mark compares the two on the
+    report half's examples: there the probe is perfect (so the row is below it), although over all of dev the
+    probe's 50% is below the row's 75%."""
+    from benchmark.results.board import mark_floors_on_the_same_examples
+    from benchmark.results.bootstrap import SplitPredictions
+
+    task = GLUE_TASKS["sst2"]
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    right, wrong = np.eye(2)[labels], np.eye(2)[1 - labels]
+    probe_logits = np.concatenate([right[:4], wrong[4:]])  # right on examples 0-3 only: 50% on all of dev
+    half = np.array([0, 1, 2, 3])
+    row_logits = np.concatenate([right[:3], wrong[3:4]])  # 3 of the half's 4: 75%
+    files = {
+        "probe.safetensors": {"validation": SplitPredictions(probe_logits, labels, np.arange(8))},
+        "half.safetensors": {"validation": SplitPredictions(row_logits, labels[half], half)},
+        "all.safetensors": {"validation": SplitPredictions(row_logits.repeat(2, 0), labels, np.arange(8))},
+    }
+
+    def rows(row_file: str, score: float) -> list[dict]:
+        probe = {
+            "kind": "probe",
+            "model": "m",
+            "task_scores": {"sst2": 50.0},
+            "predictions": {"sst2": ["probe.safetensors"]},
+        }
+        row = {"kind": "ensemble", "model": "m", "task_scores": {"sst2": score}, "predictions": {"sst2": [row_file]}}
+        return [probe, {**row, "below_floor": {}}]
+
+    on_half = rows("half.safetensors", 75.0)
+    mark_floors_on_the_same_examples(on_half, {"sst2": task}, files.get)
+    assert on_half[1]["below_floor"] == {"sst2": ["probe"]}  # the probe scores 100 on those four examples
+    # A row on the floor's own examples keeps build_leaderboard's comparison of the two scores.
+    on_all = rows("all.safetensors", 75.0)
+    mark_floors_on_the_same_examples(on_all, {"sst2": task}, files.get)
+    assert on_all[1]["below_floor"] == {}
+    # And a mark made over all of dev is taken back where, on the row's own examples, the floor is lower.
+    files["probe.safetensors"] = {
+        "validation": SplitPredictions(np.concatenate([wrong[:4], right[4:]]), labels, np.arange(8))
+    }
+    lifted = rows("half.safetensors", 40.0)
+    lifted[1]["below_floor"] = {"sst2": ["probe"]}
+    mark_floors_on_the_same_examples(lifted, {"sst2": task}, files.get)
+    assert lifted[1]["below_floor"] == {}

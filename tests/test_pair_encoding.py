@@ -287,3 +287,14 @@ def test_every_family_runs_as_a_bi_encoder_with_freezing_groups_and_lora(family,
     with torch.no_grad():
         again = load_finetuned_classifier(str(tmp_path / "ck")).eval()(**inputs).logits
     torch.testing.assert_close(again, logits, rtol=1e-5, atol=1e-5)
+
+
+def test_validate_refuses_a_head_only_phase_for_a_bi_encoders_score(tmp_path, capsys, glue_dir, cache_dir):
+    from tests.test_suite import validate, write_suite
+
+    path = write_suite(tmp_path, tasks=["sst2", "stsb"], training={"epochs": 2, "batch_size": 8})
+    bi, head_only = ["--set", "training.pair_encoding=bi"], ["--set", "training.head_only_epochs=1"]
+    assert validate(path, capsys, *bi)[0] == 0 and validate(path, capsys, *head_only)[0] == 0  # each alone runs
+    code, err = validate(path, capsys, *bi, *head_only)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("bench: error: training.head_only_epochs: task stsb as a bi-encoder"), err

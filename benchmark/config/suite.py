@@ -191,7 +191,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
         )
         if limit is not None and longest > limit:
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
-    _check_freezing(config, models, joint=mixture is not None)
+    _check_freezing(config, models, tasks, joint=mixture is not None)
     _check_model_support(config, models, joint=mixture is not None)
     if config.data.glue_dir and not is_dir(local_path(config.data.glue_dir, "data.glue_dir")):
         raise InputError("data.glue_dir", f"folder not found: {local_path(config.data.glue_dir, 'data.glue_dir')}")
@@ -239,12 +239,24 @@ def _check_plan_size(config: SuiteConfig, models: list, tasks: list, joint: bool
         )
 
 
-def _check_freezing(config: SuiteConfig, models: list[ModelRef], joint: bool) -> None:
+def _check_freezing(config: SuiteConfig, models: list[ModelRef], tasks: list[TaskSpec], joint: bool) -> None:
     for epochs, head_only in itertools.product(
         _possible_values(config, "epochs"), _possible_values(config, "head_only_epochs")
     ):
         if head_only > epochs:
             raise InputError("training.head_only_epochs", f"{head_only} is more than the trial's {epochs} epochs")
+    # A bi-encoder scores a pair by the cosine of its two embeddings: no head, so nothing to train alone.
+    headless = [t.name for t in tasks if t.is_regression and len(t.text_columns) == 2]
+    if (
+        headless
+        and "bi" in _possible_values(config, "pair_encoding")
+        and max(_possible_values(config, "head_only_epochs"))
+    ):
+        raise InputError(
+            "training.head_only_epochs",
+            f"task {headless[0]} as a bi-encoder (pair_encoding: bi) is scored by the cosine of its two embeddings and "
+            "has no head to train alone; set head_only_epochs: 0, or pair_encoding: cross",
+        )
     deepest = max(_possible_values(config, "freeze_layers"))
     for m in models:
         layers = num_layers(m.path, config.trust_remote_code)

@@ -31,7 +31,9 @@ def commit_line(repo: Path) -> str:
 
 def code_line(repo: Path = Path(".")) -> str:
     """Which code made a study: its checkout's commit, and whether files differed from it."""
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True)
+    # results/ is left out: a study rewrites its own files there while it runs.
+    status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"]
+    dirty = subprocess.run(status, cwd=repo, capture_output=True)
     changed = " (with uncommitted changes)" if dirty.stdout.strip() else ""
     return f"Code: commit {commit_line(repo)}{changed}."
 

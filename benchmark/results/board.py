@@ -6,6 +6,7 @@ The one path that `bench run`, `bench table`, `bench report` and `bench predict`
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from benchmark.train.floors import FLOOR_KINDS
 from ensembles.calibration import add_trial_calibration, ensemble_calibration
 from ensembles.rows import load_ensemble_rows, read_state
 from tasks.spec import TaskSpec
+from tasks.splits import score_on
 
 
 def _system_key(record: dict) -> tuple:
@@ -100,8 +102,9 @@ def leaderboard_from_runs(
             if several and record.get("checkpoint"):
                 # Rows name prediction files relative to one run directory; merged rows need full paths.
                 record = {**record, "checkpoint": str((store.root / record["checkpoint"]).resolve())}
-            if several and record.get("test_predictions"):
-                record = {**record, "test_predictions": str((store.root / record["test_predictions"]).resolve())}
+            for key in ("test_predictions", "predictions_file"):  # a floor's or a merge's own dev file too
+                if several and record.get(key):
+                    record = {**record, key: str((store.root / record[key]).resolve())}
             if _system_key(record) in shared:  # the same model trained the same way in two runs: two rows
                 record = {**record, "system": f"{record['model']} ({record.get('kind', 'single')}, {names[-1]})"}
             if shared_ids:  # every record, so that the ids records name of each other stay consistent
@@ -119,6 +122,7 @@ def leaderboard_from_runs(
     board = build_leaderboard(" + ".join(names), records, order, extra_rows=ensemble_rows)
     add_trial_calibration(board["rows"], {r["trial_id"]: r for r in records}, roots, split_seeds, tasks)
     root = Path(run_dirs[0])
+    mark_floors_on_the_same_examples(board["rows"], tasks, prediction_loader(root))
     margin = margin if margin is not None else _suites_margin(margins - {None})
     return finish_leaderboard(board, records, root, baseline, resamples, correction, level, margin), records
 
@@ -151,6 +155,61 @@ def finish_leaderboard(
     loader = prediction_loader(root)
     return add_statistics(
         board, task_specs, loader, baseline, resamples, correction=correction, level=level, margin=margin
+    )
+
+
+def mark_floors_on_the_same_examples(rows: list[dict], tasks: dict[str, TaskSpec], load: Loader) -> None:
+    """A row scored on part of a split (an ensemble or its best single: the report half of dev) is held against
+    each floor rescored on those examples; build_leaderboard compared its score with the floors' over the whole
+    split. Rows on the floors' own examples keep their marks."""
+    floors = [r for r in rows if r["kind"] in FLOOR_KINDS]
+    for row in rows:
+        if row["kind"] in FLOOR_KINDS:
+            continue
+        for side, floor_side in ((row, lambda f: f), (row.get("test") or {}, lambda f: f.get("test") or {})):
+            below = dict(side.get("below_floor") or {})
+            for task, score in (side.get("task_scores") or {}).items():
+                files = (side.get("predictions") or {}).get(task)
+                mine = load(files[0]) if files else None
+                if mine is None:
+                    continue
+                above = set(below.get(task, ()))
+                for floor in (f for f in floors if f["model"] == row["model"]):
+                    floor_files = (floor_side(floor).get("predictions") or {}).get(task)
+                    seeds = [load(p) for p in floor_files or []]
+                    if not seeds or any(s is None for s in seeds) or _same_examples(mine, seeds[0]):
+                        continue  # no files to rescore, or the same examples: build_leaderboard's mark holds
+                    spec = tasks[task] if side is row else dataclasses.replace(tasks[task], eval_splits={"test": ""})
+                    above.discard(floor["kind"])  # held against it on the row's examples, or not at all
+                    if _covers(seeds[0], mine):
+                        if float(np.mean([score_on(spec, *_on(s, mine))[1] for s in seeds])) > score:
+                            above.add(floor["kind"])
+                if above:
+                    below[task] = sorted(above, key=FLOOR_KINDS.index)
+                else:
+                    below.pop(task, None)
+            if side:
+                side["below_floor"] = below
+
+
+def _same_examples(a: SeedPredictions, b: SeedPredictions) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[s].indices, b[s].indices) for s in a)
+
+
+def _covers(floor: SeedPredictions, row: SeedPredictions) -> bool:
+    return row.keys() <= floor.keys() and all(np.isin(row[s].indices, floor[s].indices).all() for s in row)
+
+
+def _on(floor: SeedPredictions, row: SeedPredictions) -> tuple[dict, dict, dict]:
+    """A floor seed's logits and labels, and the positions in them of the row's examples (by example index)."""
+    positions = {}
+    for split, part in row.items():
+        where = {int(i): k for k, i in enumerate(floor[split].indices)}
+        positions[split] = np.array([where[int(i)] for i in part.indices], dtype=np.int64)
+    return (
+        {s: floor[s].logits for s in row},
+        {s: floor[s].labels for s in row},
+        positions,
     )
 
 

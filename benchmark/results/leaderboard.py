@@ -146,7 +146,8 @@ FLOORS_NOTE = (
     " Floors: the zero-shot row scores the untrained encoder by the cosine of its pooled embeddings of the two "
     "texts (similarity tasks); the probe row trains only a linear head on the frozen encoder's pooled embeddings, "
     "once per seed, its epoch chosen as a trial's is. A row learns only where it beats the constant prediction and "
-    "these floors; ‡ marks a score below one of its model's floors on the same split."
+    "these floors; ‡ marks a score below one of its model's floors on the same examples (a row scored on a report "
+    "half of dev: the floors rescored on that half)."
 )
 
 
