@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.measure.records import BOARDS_FILE, RECORDS_DIR, rebuilt_tables
+from benchmark.measure.records import BOARDS_FILE, RECORDS_DIR, rebuilt_tables, with_table
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STUDIES = sorted(p.parent.parent for p in RESULTS.glob(f"*/{RECORDS_DIR}/{BOARDS_FILE}"))
@@ -30,3 +30,10 @@ def test_every_study_with_a_leaderboard_has_its_records_or_is_listed_as_not_reru
     }
     assert with_tables - {p.name for p in STUDIES} == NOT_YET_RERUN
     assert not NOT_YET_RERUN & {p.name for p in STUDIES}
+
+
+def test_write_replaces_only_the_table_with_the_same_heading():
+    other = "# Leaderboard: b\n\n| b |\nTrials: 2.\n"
+    readme = "intro\n# Leaderboard: a\n\n| old |\nTrials: 1 of 1.\nafter\n" + other
+    table = "# Leaderboard: a\n\n| new |\nnote\nTrials: 3 of 3.\n"
+    assert with_table(readme, table) == "intro\n" + table + "after\n" + other

@@ -8,6 +8,10 @@ table from the copies, so that the README is built from committed files by const
 every table again from them (tests/test_study_records.py compares it with the README):
 
     python -m benchmark.measure.records results/freezing
+    python -m benchmark.measure.records --write results/freezing   # put the rebuilt tables into its README
+
+`--write` is for a table whose numbers hold but whose wording changed with the code (the run directories that
+the study script resumes from are not kept, so re-running it retrains).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, staging_dir_for
+from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomic_write_text, staging_dir_for
 from benchmark.records.lock import LOCK_FILE
 from benchmark.records.store import PROGRESS_FILE, RAY_STORAGE_DIR
 from benchmark.results.board import leaderboard_from_runs
@@ -97,18 +101,36 @@ def rebuilt_tables(out: str | Path) -> dict[str, str]:
     return tables
 
 
+def with_table(readme: str, table: str) -> str:
+    """`readme` with the table that has `table`'s heading replaced by `table`: from that heading to the first
+    'Trials: ' line after it, the line every board ends with."""
+    heading = table.splitlines()[0]
+    start = readme.index(f"{heading}\n")
+    end = readme.index("\n", readme.index("\nTrials: ", start) + 1) + 1
+    return readme[:start] + table + readme[end:]
+
+
 def main(argv=None) -> int:
-    """Rebuild a study's tables from its records; exit 1 where its README does not hold one of them."""
-    studies = (argv if argv is not None else sys.argv[1:]) or sorted(
+    """Rebuild a study's tables from its records; exit 1 where its README does not hold one of them (with
+    `--write`, put them into it instead)."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    write = "--write" in args
+    studies = [a for a in args if a != "--write"] or sorted(
         str(p.parent.parent) for p in Path("results").glob(f"*/{RECORDS_DIR}/{BOARDS_FILE}")
     )
     failed = 0
     for study in studies:
-        readme = (Path(study) / "README.md").read_text()
+        path = Path(study) / "README.md"
+        readme = path.read_text()
         for name, table in rebuilt_tables(study).items():
             holds = table in readme
+            if not holds and write:
+                readme, holds = with_table(readme, table), True
+                print(f"{study} {name}: written into its README")
             failed += not holds
             print(f"{study} {name}: {'rebuilt, as its README has it' if holds else 'DIFFERS from its README'}")
+        if write:
+            atomic_write_text(path, readme)
     return int(failed > 0)
 
 
