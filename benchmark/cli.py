@@ -15,6 +15,8 @@ from benchmark.config.statistics import check_equivalence_margin
 from benchmark.train.modeling import load_tokenizer, resolve_model
 from tasks.augment import Augmentation
 from tasks.glue import GLUE_TASKS
+from tasks.registry import REGISTRY
+from tasks.spec import TaskType
 
 
 class _Parser(argparse.ArgumentParser):
@@ -152,7 +154,7 @@ def _other_commands(sub) -> None:
         help="override a suite key; pick a grid value with e.g. --set training.learning_rate=5e-5",
     )
 
-    sub.add_parser("tasks", help="list the GLUE tasks bench knows")
+    sub.add_parser("tasks", help="list the registry tasks bench knows (GLUE, SuperGLUE, NER)")
     models = sub.add_parser(
         "models",
         help="list the encoder families bench knows; with model folders, what bench finds in each (family, layers, "
@@ -440,7 +442,7 @@ def _encoded(suite, tokenizer, task: str):
         {t.name: t for t in suite.tasks}[task],
         tokenizer,
         hp.max_seq_length,
-        resolve_glue_dir(data.glue_dir),
+        resolve_glue_dir(data.glue_dir, data.data_dir),
         cache_dir(suite),
         data.train_cap(task),
         data.max_eval_samples,
@@ -451,9 +453,10 @@ def _encoded(suite, tokenizer, task: str):
 
 
 def _tasks(args) -> int:
-    for name, t in GLUE_TASKS.items():
-        kind = "regression" if t.is_regression else f"{t.num_labels} classes"
-        print(f"{name:6s} {kind:12s} metrics: {', '.join(t.metric_keys())}")
+    for name, t in {**GLUE_TASKS, **REGISTRY}.items():
+        count = {TaskType.TAGGING: "tags", TaskType.MULTIPLE_CHOICE: "choices"}.get(t.type, "classes")
+        kind = "regression" if t.is_regression else f"{t.type.value}, {len(t.label_names)} {count}"
+        print(f"{name:9s} {kind:26s} metrics: {', '.join(t.metric_keys())}")
     return 0
 
 

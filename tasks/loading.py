@@ -10,21 +10,40 @@ import hashlib
 import json
 import math
 import os
+import string
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.common.errors import InputError, first_line
-from tasks.spec import TaskSpec, TsvFile
+from tasks.conll import check_tags, read_conll
+from tasks.registry import CONLL_FORMAT, resolve_data_dir
+from tasks.spec import CHOICES, CONTEXT, TOKENS, TaskSpec, TaskType, TsvFile
 from tasks.splits import describe_partition, holdout_partition
 
 GLUE_DIR_ENV = "BENCH_GLUE_DIR"
+GLUE_FOLDER = "glue"  # GLUE's folder under the data root
 
 
-def resolve_glue_dir(glue_dir: str | None) -> Path | None:
-    """The suite's `data.glue_dir`, else $BENCH_GLUE_DIR, else None (the hub)."""
-    value = glue_dir or os.environ.get(GLUE_DIR_ENV)
-    return Path(value).expanduser().resolve() if value else None
+def resolve_glue_dir(glue_dir: str | None, data_dir: str | None = None) -> Path | None:
+    """The suite's `data.glue_dir`, else `glue/` under its `data.data_dir`, else $BENCH_GLUE_DIR, else `glue/`
+    under $BENCH_DATA_DIR, else None (the hub)."""
+    if glue_dir:
+        return Path(glue_dir).expanduser().resolve()
+    if data_dir:
+        return resolve_data_dir(data_dir) / GLUE_FOLDER
+    if os.environ.get(GLUE_DIR_ENV):
+        return Path(os.environ[GLUE_DIR_ENV]).expanduser().resolve()
+    root = resolve_data_dir(None)
+    return root / GLUE_FOLDER if root is not None and (root / GLUE_FOLDER).is_dir() else None
+
+
+def source_columns(task: TaskSpec, labelled: bool = True) -> list[str]:
+    """The columns a task reads of each row of its files or its hub copy."""
+    columns = [*task.text_columns, *task.choice_columns]
+    if task.context_template:
+        columns += [f for _, f, _, _ in string.Formatter().parse(task.context_template) if f and f not in columns]
+    return columns + ([task.label_column] if labelled else [])
 
 
 def data_files(task: TaskSpec, glue_dir: Path | None) -> dict[str, Path] | None:
@@ -52,7 +71,7 @@ def load_split(
         return _with_index(ds, source)
     else:
         ds, source = _read_source(task, split, glue_dir, cache_dir)
-        ds = _normalise_labels(task, ds, source)
+        ds = _canonical(task, ds, source)
     if max_samples is not None and len(ds) > max_samples:
         # A seeded random slice, not the first rows: GLUE files are often sorted by source.
         ds = ds.shuffle(seed=sample_seed).select(range(max_samples)).flatten_indices()
@@ -94,19 +113,25 @@ def holdout_record(task: TaskSpec, cache_dir: Path, glue_dir: Path | None = None
     _, source, partition = _partitioned_train(task, glue_dir, cache_dir)
     path = Path(source)
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None  # None: read from the hub
-    return describe_partition(partition, task.holdout, task.holdout_seed, not task.is_regression, source, digest)
+    return describe_partition(partition, task.holdout, task.holdout_seed, _stratified(task), source, digest)
+
+
+def _stratified(task: TaskSpec) -> bool:
+    """Held-out rows are dealt per class where an example has one class."""
+    return task.type in (TaskType.CLASSIFICATION, TaskType.MULTIPLE_CHOICE)
 
 
 def _partitioned_train(task: TaskSpec, glue_dir: Path | None, cache_dir: Path):
     """The training data as read, its source, and its partition into "train" and the held-out splits. Each
     held-out split must hold at least two rows and every class the training data has."""
     ds, source = _read_source(task, "train", glue_dir, cache_dir)
-    ds = _normalise_labels(task, ds, source)
-    labels = np.asarray(ds["label"][:])
-    partition = holdout_partition(labels, task.holdout, task.holdout_seed, stratify=not task.is_regression)
+    ds = _canonical(task, ds, source)
+    stratify = _stratified(task)
+    labels = np.asarray(ds["label"][:]) if stratify else np.zeros(len(ds))  # a tagged sentence has many labels
+    partition = holdout_partition(labels, task.holdout, task.holdout_seed, stratify=stratify)
     for held in task.holdout:
         rows = partition[held]
-        missing = [] if task.is_regression else sorted(set(labels.tolist()) - set(labels[rows].tolist()))
+        missing = sorted(set(labels.tolist()) - set(labels[rows].tolist())) if stratify else []
         if len(rows) < 2 or missing:
             what = f"no row of class {task.label_names[missing[0]]}" if missing else f"{len(rows)} row(s)"
             raise InputError(
@@ -166,8 +191,9 @@ def _read_hub(task: TaskSpec, split: str, cache_dir: Path):
             f"copy {task.hub[0]}/{task.hub[1]} cannot be loaded: {first_line(e)}",
         ) from None
     if split in task.test_splits:  # the hub's test splits carry label -1 and the example id as `idx`
-        return ds.select_columns([*task.text_columns, "idx"]).rename_column("idx", "index")
-    return ds.select_columns([*task.text_columns, "label"])
+        return ds.select_columns([*source_columns(task, labelled=False), "idx"]).rename_column("idx", "index")
+    ds = ds.select_columns(source_columns(task))
+    return ds.rename_column(task.label_column, "label") if task.label_column != "label" else ds
 
 
 def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool = True):
@@ -175,6 +201,8 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool 
     import datasets
 
     fmt = task.file_format
+    if fmt == CONLL_FORMAT:
+        return _read_conll_file(task, path, labelled)
     kwargs = {"sep": "\t", "quoting": 3, "keep_default_na": False} if fmt == "tsv" else {}
     if fmt == "csv":
         kwargs = {"keep_default_na": False}
@@ -185,7 +213,7 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool 
         )
     except Exception as e:
         raise InputError(str(path), f"cannot read as {fmt}: {first_line(e)}") from None
-    wanted = [*task.text_columns, task.label_column] if labelled else list(task.text_columns)
+    wanted = source_columns(task, labelled)
     missing = [c for c in wanted if c not in ds.column_names]
     if missing:
         raise InputError(str(path), f"missing column(s) {', '.join(missing)}; has {', '.join(ds.column_names)}")
@@ -193,6 +221,89 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool 
     if not labelled:  # a user's test file: its examples are numbered in file order
         return ds.add_column("index", list(range(len(ds))))
     return ds.rename_column(task.label_column, "label") if task.label_column != "label" else ds
+
+
+def _read_conll_file(task: TaskSpec, path: Path, labelled: bool):
+    """A CoNLL-style file as `tokens` and `label` (tag names, checked against the task's tags by file and line)."""
+    # Imported here for start-up speed (datasets).
+    import datasets
+
+    sentences = read_conll(path, task.tag_column)
+    if task.label_names is not None and labelled:
+        check_tags(sentences, task.label_names, str(path))
+    rows = {TOKENS: [list(s.tokens) for s in sentences]}
+    if labelled:
+        rows["label"] = [list(s.tags) for s in sentences]
+        return datasets.Dataset.from_dict(rows)
+    return datasets.Dataset.from_dict({**rows, "index": list(range(len(sentences)))})
+
+
+def _canonical(task: TaskSpec, ds, source: str):
+    """A split in its family's shape, labels checked: see `_normalise_labels`, `_tag_ids` and `_choice_rows`."""
+    if task.type is TaskType.TAGGING:
+        return _tag_ids(task, ds, source)
+    if task.type is TaskType.MULTIPLE_CHOICE:
+        return _choice_rows(task, ds, source)
+    return _normalise_labels(task, ds, source)
+
+
+def _tag_ids(task: TaskSpec, ds, source: str):
+    """Each sentence's tags as ids (int64 lists): a sentence with no token, a tag count other than its token
+    count, or a tag outside the task's tags is an input error naming the row."""
+    # Imported here for start-up speed (datasets).
+    import datasets
+
+    ids = {name: i for i, name in enumerate(task.label_names)}
+    column = task.text_columns[0]  # `tokens`, or a user file's own name for it
+    tokens, tags, out = ds[column][:], ds["label"][:], []
+    for row, (words, labels) in enumerate(zip(tokens, tags), start=1):
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise InputError(source, f"row {row}: column {column} must hold a list of tokens")
+        if not words:
+            raise InputError(source, f"row {row}: an empty sentence (no tokens)")
+        if not isinstance(labels, list) or len(labels) != len(words):
+            count = len(labels) if isinstance(labels, list) else "no list of"
+            raise InputError(source, f"row {row}: {len(words)} tokens but {count} tags")
+        found = [_class_id(t, ids) for t in labels]
+        if None in found:
+            bad = labels[found.index(None)]
+            raise InputError(source, f"row {row}: tag {bad!r} is not one of the task's tags ({', '.join(ids)})")
+        out.append(found)
+    feature = datasets.Sequence(datasets.Value("int64"))
+    ds = ds.select_columns([column, "label"])
+    ds = ds.rename_column(column, TOKENS) if column != TOKENS else ds
+    return _replace_column(ds, "label", out, feature, task.to_dict())
+
+
+def _choice_rows(task: TaskSpec, ds, source: str):
+    """`context` (the template filled from the row, or its context column), `choices` (a list, the same length
+    in every row) and `label` (the right choice's index): a row with another number of choices, or a label that
+    is no choice's index, is an input error naming it."""
+    # Imported here for start-up speed (datasets).
+    import datasets
+
+    columns = {c: ds[c][:] for c in source_columns(task, labelled=False)}
+    rows = [{c: values[i] for c, values in columns.items()} for i in range(len(ds))]
+    contexts, choices = [], []
+    for i, r in enumerate(rows, start=1):
+        options = r[task.choice_columns[0]] if len(task.choice_columns) == 1 else [r[c] for c in task.choice_columns]
+        if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+            raise InputError(source, f"row {i}: the choices must be texts")
+        if choices and len(options) != len(choices[0]):
+            raise InputError(source, f"row {i}: {len(options)} choices; row 1 has {len(choices[0])}")
+        choices.append(options)
+        contexts.append(task.context_template.format(**r) if task.context_template else r[task.text_columns[0]])
+    labels = []
+    for i, v in enumerate(ds["label"][:], start=1):
+        n = _as_int(v)
+        if n is None or not 0 <= n < len(choices[0]):
+            raise InputError(source, f"row {i}: label {v!r} is not a choice's index (0 to {len(choices[0]) - 1})")
+        labels.append(n)
+    features = datasets.Features(
+        {CONTEXT: datasets.Value("string"), CHOICES: datasets.Sequence(datasets.Value("string")),
+         "label": datasets.Value("int64")}
+    )  # fmt: skip
+    return datasets.Dataset.from_dict({CONTEXT: contexts, CHOICES: choices, "label": labels}, features=features)
 
 
 def _normalise_labels(task: TaskSpec, ds, source: str):
@@ -226,6 +337,8 @@ def _normalise_labels(task: TaskSpec, ds, source: str):
 
 
 def _class_id(v, ids: dict[str, int]) -> int | None:
+    if isinstance(v, bool):  # SuperGLUE's BoolQ labels are JSON booleans; its label names are "false", "true"
+        v = str(v).lower()
     if isinstance(v, str) and v in ids:
         return ids[v]
     n = _as_int(v)

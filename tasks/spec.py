@@ -4,6 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
+
+
+class TaskType(str, Enum):
+    """A task's family: what one example is and what is predicted for it. It decides the head, the collation,
+    the metrics and the unit statistics resample (docs/tasks.md)."""
+
+    CLASSIFICATION = "classification"  # a text or a pair -> one of `label_names`
+    REGRESSION = "regression"  # a text or a pair -> a score
+    TAGGING = "tagging"  # a sentence's words -> a tag each, from `label_names` (IOB2)
+    MULTIPLE_CHOICE = "multiple_choice"  # a context and N choices -> the index of the right choice
+
+
+# What a dataset of each family holds, whatever its source (besides GLUE's text columns for the first two).
+TOKENS, CONTEXT, CHOICES = "tokens", "context", "choices"
 
 
 @dataclass(frozen=True)
@@ -43,10 +58,22 @@ class TaskSpec:
     final_test: str | None = None
     # Split -> the split of the hub dataset it reads, where the names differ (GLUE's dev set read as "dev").
     sources: dict = field(default_factory=dict)
+    # The family; None: classification when `label_names` are given, else regression.
+    type: TaskType | None = None
+    # Tagging from CoNLL-style column files: the tag column's index (-1: the last).
+    tag_column: int = -1
+    # Multiple choice: the choice columns (one: a column holding a list of choices), and the context's
+    # format over the row's columns (None: `text_columns[0]` as it is).
+    choice_columns: tuple[str, ...] = ()
+    context_template: str | None = None
+
+    def __post_init__(self):
+        kind = self.type or (TaskType.REGRESSION if self.label_names is None else TaskType.CLASSIFICATION)
+        object.__setattr__(self, "type", TaskType(kind))
 
     @property
     def is_regression(self) -> bool:
-        return self.label_names is None
+        return self.type is TaskType.REGRESSION
 
     @property
     def num_labels(self) -> int:
@@ -61,7 +88,14 @@ class TaskSpec:
         return [f"{m}_{suffix}" if suffix else m for suffix in self.eval_splits.values() for m in self.metrics]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The declaration as plain data; the family fields are left out where they hold their defaults, so that
+        a sentence task's dict (and so its fingerprints) is what it was before task families."""
+        d = dataclasses.asdict(self)
+        d["type"] = self.type.value
+        defaults = {"tag_column": -1, "choice_columns": (), "context_template": None}
+        if self.type in (TaskType.CLASSIFICATION, TaskType.REGRESSION):
+            del d["type"]
+        return {k: v for k, v in d.items() if k not in defaults or v != defaults[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TaskSpec":
@@ -72,6 +106,8 @@ class TaskSpec:
             d["label_names"] = tuple(d["label_names"])
         if d.get("hub") is not None:
             d["hub"] = tuple(d["hub"])
+        if d.get("choice_columns"):
+            d["choice_columns"] = tuple(d["choice_columns"])
         d["tsv"] = {
             k: TsvFile(
                 **{

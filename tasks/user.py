@@ -5,31 +5,41 @@ from __future__ import annotations
 
 import csv
 import json
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from benchmark.common.errors import InputError
+from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import is_file, local_path
 from benchmark.common.schema import parse, suggest
+from tasks.conll import read_conll, tag_set
 from tasks.metrics import METRICS
-from tasks.spec import TaskSpec
+from tasks.registry import CONLL_FORMAT, ENTITY_METRICS
+from tasks.spec import TOKENS, TaskSpec, TaskType
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+FORMATS = {
+    ".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".conll": CONLL_FORMAT,
+}  # fmt: skip
 
 
 @dataclass
 class UserTaskDecl:
     name: str
     train: str
-    text_columns: list[str]
+    text_columns: list[str] | None = None  # tagging: the tokens' column; multiple choice: the context's
     validation: str | None = None  # none: split off train (the suite's data.holdout)
     test: str | None = None
-    format: Literal["csv", "tsv", "json", "parquet"] | None = None
-    label_column: str = "label"
-    labels: list[str] | None = None  # label names for classification; file values are names or 0-based ids
+    format: Literal["csv", "tsv", "json", "parquet", "conll"] | None = None
+    label_column: str = "label"  # tagging: the tags' column (a list per row)
+    labels: list[str] | None = None  # class names (tagging: the tag set, else read from train); names or 0-based ids
     regression: bool = False
     metrics: list[str] | None = None
+    # The family; none: classification with `labels`, regression with `regression: true`.
+    type: Literal["classification", "regression", "tagging", "multiple_choice"] | None = None
+    tag_column: int = -1  # tagging from CoNLL-style files: the tag column's index
+    choice_columns: list[str] | None = None  # multiple choice: a column per choice, or one column of lists
+    context_template: str | None = None  # multiple choice: the context from the row's columns, "{premise} ..."
 
 
 def user_task_from_decl(
@@ -46,26 +56,48 @@ def user_task_from_decl(
     if not decl.name or not decl.name.replace("_", "").replace("-", "").isalnum():
         raise InputError(f"{where}.name", f"use letters, digits, '-' and '_' only; got {decl.name!r}")
     if decl.name in reserved:
-        raise InputError(f"{where}.name", f"'{decl.name}' is a GLUE task; give your task another name")
+        raise InputError(f"{where}.name", f"'{decl.name}' is a GLUE or registry task; give your task another name")
+    kind = TaskType(decl.type) if decl.type else TaskType.REGRESSION if decl.regression else TaskType.CLASSIFICATION
+    if decl.regression and kind is not TaskType.REGRESSION:
+        raise InputError(f"{where}.regression", f"is true, but the task's type is {kind.value}")
+    files = _task_files(decl, where, base_dir)
+    fmt = _file_format(decl, files, where)
+    if kind is TaskType.TAGGING:
+        return _tagging_task(decl, where, files, fmt, holdout, holdout_seed)
+    if kind is TaskType.MULTIPLE_CHOICE:
+        return _choice_task(decl, where, files, fmt, holdout, holdout_seed)
+    if decl.text_columns is None:
+        raise InputError(f"{where}.text_columns", "give the column(s) holding the text: one, or two for a pair")
     if not 1 <= len(decl.text_columns) <= 2:
         raise InputError(f"{where}.text_columns", f"give one or two columns, got {len(decl.text_columns)}")
     if len(set(decl.text_columns)) != len(decl.text_columns):
         raise InputError(f"{where}.text_columns", f"names a column twice: {decl.text_columns}")
     if decl.label_column in decl.text_columns:
         raise InputError(f"{where}.text_columns", f"'{decl.label_column}' is the label column; the text is another")
-    if decl.regression == (decl.labels is not None):
+    if (kind is TaskType.REGRESSION) == (decl.labels is not None):
         raise InputError(where, "declare either `labels: [...]` (classification) or `regression: true`")
     if decl.labels is not None and (len(decl.labels) < 2 or len(set(decl.labels)) != len(decl.labels)):
         raise InputError(f"{where}.labels", "give at least two distinct label names")
-    metrics = decl.metrics or (["pearson", "spearmanr"] if decl.regression else ["accuracy"])
+    if fmt == CONLL_FORMAT:
+        raise InputError(f"{where}.format", "CoNLL-style files hold tagging tasks; set type: tagging")
+    metrics = decl.metrics or (["pearson", "spearmanr"] if kind is TaskType.REGRESSION else ["accuracy"])
     for i, m in enumerate(metrics):
         key = f"{where}.metrics[{i}]"
         if m not in METRICS:
             raise InputError(key, f"unknown metric '{m}'" + suggest(m, METRICS))
-        if METRICS[m].regression != decl.regression:
+        if METRICS[m].regression != (kind is TaskType.REGRESSION):
             raise InputError(key, f"'{m}' is a {'regression' if METRICS[m].regression else 'classification'} metric")
         if METRICS[m].binary_only and len(decl.labels) != 2:
             raise InputError(key, f"'{m}' needs exactly two labels; use f1_macro")
+    return _spec(
+        decl, where, files, fmt, holdout, holdout_seed,
+        text_columns=tuple(decl.text_columns),
+        label_names=None if kind is TaskType.REGRESSION else tuple(decl.labels),
+        metrics=tuple(metrics),
+    )  # fmt: skip
+
+
+def _task_files(decl: UserTaskDecl, where: str, base_dir: Path) -> dict[str, str]:
     files = {}
     for split in ("train", "validation", "test"):
         path = getattr(decl, split)
@@ -75,16 +107,27 @@ def user_task_from_decl(
         if not is_file(full):
             raise InputError(f"{where}.{split}", f"file not found: {full}")
         files[split] = str(full)
-    fmt = decl.format
-    if fmt is None:
-        suffixes = {FORMATS.get(Path(p).suffix.lower()) for p in files.values()}
-        if None in suffixes or len(suffixes) != 1:
-            raise InputError(
-                f"{where}.format", "cannot tell the file format from the file names; set format: csv|tsv|json|parquet"
-            )
-        fmt = suffixes.pop()
+    return files
+
+
+def _file_format(decl: UserTaskDecl, files: dict[str, str], where: str) -> str:
+    if decl.format is not None:
+        return decl.format
+    suffixes = {FORMATS.get(Path(p).suffix.lower()) for p in files.values()}
+    if None in suffixes or len(suffixes) != 1:
+        raise InputError(
+            f"{where}.format",
+            "cannot tell the file format from the file names; set format: csv|tsv|json|parquet|conll",
+        )
+    return suffixes.pop()
+
+
+def _spec(decl, where, files, fmt, holdout, holdout_seed, **family) -> TaskSpec:
+    """The TaskSpec of a checked declaration: its files, held-out splits and test split, and `family`'s fields."""
     # A test file with the label column is scored once at the end; one without is for `bench predict`.
-    labelled_test = "test" in files and decl.label_column in file_columns(Path(files["test"]), fmt)
+    labelled_test = "test" in files and (
+        fmt == CONLL_FORMAT or decl.label_column in file_columns(Path(files["test"]), fmt)
+    )  # a CoNLL-style test file is tagged (an untagged one has a column fewer, and reads as an error)
     held_out = {s: f for s, f in (holdout or {}).items() if s not in files and f > 0}
     if "validation" not in files and "validation" not in held_out:
         raise InputError(
@@ -92,9 +135,6 @@ def user_task_from_decl(
         )
     return TaskSpec(
         name=decl.name,
-        text_columns=tuple(decl.text_columns),
-        label_names=None if decl.regression else tuple(decl.labels),
-        metrics=tuple(metrics),
         label_column=decl.label_column,
         test_splits={"test": decl.name} if decl.test and not labelled_test else {},
         files=files,
@@ -102,7 +142,79 @@ def user_task_from_decl(
         holdout=held_out,
         holdout_seed=holdout_seed if held_out else 0,
         final_test="test" if labelled_test or "test" in held_out else None,
+        **family,
     )
+
+
+def _tagging_task(decl, where, files, fmt, holdout, holdout_seed) -> TaskSpec:
+    """Tagging: CoNLL-style files (the tag column by index), or rows holding a list of tokens and a list of tags.
+    The tag set is declared, or read from train (`O` first)."""
+    if fmt in ("csv", "tsv"):
+        raise InputError(f"{where}.format", "a tagging task reads CoNLL-style files, JSON Lines or parquet")
+    if decl.metrics and tuple(decl.metrics) != ENTITY_METRICS:
+        raise InputError(f"{where}.metrics", f"a tagging task is scored on entities: {', '.join(ENTITY_METRICS)}")
+    columns = decl.text_columns or [TOKENS]
+    if len(columns) != 1:
+        raise InputError(f"{where}.text_columns", "a tagging task has one column: its tokens")
+    if decl.labels is not None and (len(set(decl.labels)) != len(decl.labels) or "O" not in decl.labels):
+        raise InputError(f"{where}.labels", "give distinct tags, `O` among them")
+    tags = tuple(decl.labels) if decl.labels is not None else _tags_of(files["train"], fmt, decl, where)
+    return _spec(
+        decl, where, files, fmt, holdout, holdout_seed,
+        text_columns=(TOKENS,) if fmt == CONLL_FORMAT else tuple(columns),
+        label_names=tags, metrics=ENTITY_METRICS, type=TaskType.TAGGING, tag_column=decl.tag_column,
+    )  # fmt: skip
+
+
+def _tags_of(train: str, fmt: str, decl: UserTaskDecl, where: str) -> tuple[str, ...]:
+    """The tag set of a training file, `O` first, then by entity type, B before I."""
+    if fmt == CONLL_FORMAT:
+        return tag_set(read_conll(Path(train), decl.tag_column))
+    # Imported here for start-up speed (datasets).
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(fmt, data_files=train, split="train")
+    except Exception as e:  # pandas and arrow raise many types for a malformed file
+        raise InputError(train, f"cannot read as {fmt}: {first_line(e)}") from None
+    if decl.label_column not in ds.column_names:
+        raise InputError(train, f"missing column {decl.label_column}; has {', '.join(ds.column_names)}")
+    found = {t for row in ds[decl.label_column] if isinstance(row, list) for t in row if isinstance(t, str)}
+    return ("O", *sorted(found - {"O"}, key=lambda t: (t[2:], t[:2])))
+
+
+def _choice_task(decl, where, files, fmt, holdout, holdout_seed) -> TaskSpec:
+    """Multiple choice: a context column (or a template over the row's columns), a column per choice or one
+    column of lists, and the right choice's index."""
+    choices = tuple(decl.choice_columns or ())
+    if not choices:
+        raise InputError(f"{where}.choice_columns", "give a column per choice, or one column holding a list")
+    if len(choices) == 1 and fmt in ("csv", "tsv"):
+        raise InputError(f"{where}.choice_columns", "a column of lists needs JSON Lines or parquet")
+    columns = tuple(decl.text_columns or ())
+    if len(columns) > 1 or (not columns and not decl.context_template):
+        raise InputError(f"{where}.text_columns", "give the context's column, or a context_template")
+    if decl.context_template:
+        try:
+            decl.context_template.format_map({f: "" for f in _template_fields(decl.context_template)})
+        except (ValueError, IndexError) as e:
+            raise InputError(f"{where}.context_template", f"not a format string: {e}") from None
+    fields = [f for f in _template_fields(decl.context_template or "") if f not in columns]
+    if decl.metrics and list(decl.metrics) != ["accuracy"]:
+        raise InputError(f"{where}.metrics", "a multiple-choice task is scored by accuracy")
+    return _spec(
+        decl, where, files, fmt, holdout, holdout_seed,
+        text_columns=columns or (fields[0],), label_names=choices if len(choices) > 1 else None,
+        metrics=("accuracy",), type=TaskType.MULTIPLE_CHOICE, choice_columns=choices,
+        context_template=decl.context_template,
+    )  # fmt: skip
+
+
+def _template_fields(template: str) -> list[str]:
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    except ValueError:
+        return []
 
 
 def file_columns(path: Path, fmt: str) -> list[str]:

@@ -168,7 +168,7 @@ def test_user_task_data_errors_name_the_file(decl, message, tmp_path, cache_dir)
         ({"labels": ["a", "b"], "metrics": ["pearson"]}, "'pearson' is a regression metric"),
         ({"labels": ["a", "b", "c"], "metrics": ["f1"]}, "needs exactly two labels"),
         ({"labels": ["a", "b"], "metrics": ["acurracy"]}, "did you mean 'accuracy'"),
-        ({"labels": ["a", "b"], "name": "rte"}, "is a GLUE task"),
+        ({"labels": ["a", "b"], "name": "rte"}, "is a GLUE or registry task"),
         ({"labels": ["a", "b"], "train": "missing.csv"}, "file not found"),
         ({"labels": ["a", "b"], "lables": 1}, "unknown key (did you mean 'labels'?)"),
         ({"labels": ["a", "b"], "text_columns": ["text", "text"]}, "names a column twice"),  # found by the fuzz

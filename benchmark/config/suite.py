@@ -28,7 +28,8 @@ from benchmark.train.mixing import Mixture, MultitaskConfig, check_multitask
 from benchmark.train.model_support import Wanted, check_model_support
 from benchmark.train.modeling import ModelRef, max_positions, num_layers, resolve_model
 from tasks.glue import GLUE_TASKS, dev_as_test
-from tasks.spec import TaskSpec
+from tasks.registry import REGISTRY, registry_task, resolve_data_dir
+from tasks.spec import TaskSpec, TaskType
 from tasks.user import user_task_from_decl
 
 MAX_TRIALS = 100_000  # far beyond any study; a bound keeps a typo from building millions of trials
@@ -46,7 +47,9 @@ class HoldoutConfig:
 
 @dataclass
 class DataConfig:
-    glue_dir: str | None = None  # null: $BENCH_GLUE_DIR, else the hub
+    glue_dir: str | None = None  # null: glue/ under data_dir, else $BENCH_GLUE_DIR, else the hub
+    # The data root: a folder per source (glue/, conll2003/, wnut17/, superglue/, ...); null: $BENCH_DATA_DIR.
+    data_dir: str | None = None
     # One cap for every task, or a cap per task ({rte: 2000, sst2: 1500}; a task not named keeps all its rows).
     max_train_samples: int | dict[str, int] | None = field(default=None, metadata={"min": 1})
     max_eval_samples: int | None = field(default=None, metadata={"min": 1})
@@ -177,7 +180,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     check_search(config.search)
     check_equivalence_margin(config.statistics.equivalence_margin, MARGIN_KEY)
     _check_resources(config)
-    tasks, entries = _resolve_tasks(config.tasks, config.data.holdout, config.data.glue_dev)
+    tasks, entries = _resolve_tasks(config.tasks, config.data)
     _check_train_caps(config.data, [t.name for t in tasks])
     mixture = check_multitask(config.multitask, {t.name: t for t in tasks})
     if mixture is not None:
@@ -193,8 +196,10 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
             raise InputError("training.max_seq_length", f"{longest} exceeds the {limit} positions of model {m.name}")
     _check_freezing(config, models, tasks, joint=mixture is not None)
     _check_model_support(config, models, joint=mixture is not None)
-    if config.data.glue_dir and not is_dir(local_path(config.data.glue_dir, "data.glue_dir")):
-        raise InputError("data.glue_dir", f"folder not found: {local_path(config.data.glue_dir, 'data.glue_dir')}")
+    for key in ("glue_dir", "data_dir"):
+        value = getattr(config.data, key)
+        if value and not is_dir(local_path(value, f"data.{key}")):
+            raise InputError(f"data.{key}", f"folder not found: {local_path(value, f'data.{key}')}")
     _check_plan_size(config, models, tasks, joint=mixture is not None)
     out = local_path(output or config.output or f"runs/{config.name}", "--output" if output else "output")
     suite = Suite(config=config, models=models, tasks=tasks, output=out, task_entries=entries)
@@ -405,8 +410,10 @@ def _possible_values(config: SuiteConfig, key: str) -> list:
     return [getattr(config.training, key)]
 
 
-def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig, glue_dev: str) -> tuple[list[TaskSpec], list[Any]]:
+def _resolve_tasks(entries: list[Any], data: DataConfig) -> tuple[list[TaskSpec], list[Any]]:
+    holdout, glue_dev = data.holdout, data.glue_dev
     fractions = {"validation": holdout.validation, "test": holdout.test}
+    named = {**GLUE_TASKS, **REGISTRY}
     tasks, resolved = [], []
     for i, entry in enumerate(entries):
         where = f"tasks[{i}]"
@@ -417,14 +424,23 @@ def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig, glue_dev: str) ->
                 raise InputError(
                     str(file), "a task file must be a mapping (name, train, validation, text_columns, ...)"
                 )
-            task = user_task_from_decl(decl, str(file), file.parent, set(GLUE_TASKS), fractions, holdout.seed)
+            task = user_task_from_decl(decl, str(file), file.parent, set(named), fractions, holdout.seed)
+        elif isinstance(entry, str) and entry in REGISTRY:
+            if glue_dev == "test" and holdout.validation == 0:
+                raise InputError(
+                    "data.holdout.validation", "is 0, but data.glue_dev: test holds validation out of train"
+                )
+            task = registry_task(
+                entry, resolve_data_dir(data.data_dir), glue_dev == "test", holdout.validation, holdout.seed
+            )
         elif isinstance(entry, str):
             if entry not in GLUE_TASKS:
                 raise InputError(
                     where,
                     f"unknown task '{entry}'"
-                    + suggest(entry, GLUE_TASKS)
-                    + f"; GLUE tasks are {', '.join(GLUE_TASKS)}, or give a task file (.yaml) or a mapping",
+                    + suggest(entry, named)
+                    + f"; GLUE tasks are {', '.join(GLUE_TASKS)}, other registry tasks {', '.join(REGISTRY)}, "
+                    "or give a task file (.yaml) or a mapping",
                 )
             task = GLUE_TASKS[entry]
             if glue_dev == "test":
@@ -434,13 +450,13 @@ def _resolve_tasks(entries: list[Any], holdout: HoldoutConfig, glue_dev: str) ->
                     )
                 task = dev_as_test(task, holdout.validation, holdout.seed)
         elif isinstance(entry, dict):
-            task = user_task_from_decl(entry, where, Path.cwd(), set(GLUE_TASKS), fractions, holdout.seed)
+            task = user_task_from_decl(entry, where, Path.cwd(), set(named), fractions, holdout.seed)
         else:
             raise InputError(where, "a task is a GLUE name, a task file path, or a mapping")
         if any(t.name == task.name for t in tasks):
             raise InputError(where, f"task '{task.name}' is listed twice")
         tasks.append(task)
-        resolved.append(entry if isinstance(entry, str) and entry in GLUE_TASKS else _user_entry(task))
+        resolved.append(entry if isinstance(entry, str) and entry in named else _user_entry(task))
     return tasks, resolved
 
 
@@ -453,10 +469,17 @@ def _user_entry(task: TaskSpec) -> dict:
         "label_column": task.label_column,
         "metrics": list(task.metrics),
     }
+    if task.type in (TaskType.TAGGING, TaskType.MULTIPLE_CHOICE):
+        entry["type"] = task.type.value
     if task.is_regression:
         entry["regression"] = True
-    else:
+    elif task.label_names is not None and task.type is not TaskType.MULTIPLE_CHOICE:
         entry["labels"] = list(task.label_names)
+    if task.type is TaskType.TAGGING:
+        entry["tag_column"] = task.tag_column
+    if task.type is TaskType.MULTIPLE_CHOICE:
+        entry["choice_columns"] = list(task.choice_columns)
+        entry["context_template"] = task.context_template
     return entry
 
 

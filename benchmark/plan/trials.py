@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.common.errors import InputError
 from benchmark.common.hashing import canonical, fingerprint
 from benchmark.config.suite import Suite
 from benchmark.plan.points import check_expansion, grid_points, stage_two_points, stage_two_training_for, training_for
@@ -21,6 +22,7 @@ from benchmark.plan.points import points as expand_points
 from benchmark.records.store import RunStore
 from benchmark.train.pooling import sentence_transformers_pooling
 from tasks.augment import Augmentation
+from tasks.spec import TaskType
 
 SHORT_KEYS = {
     "learning_rate": "lr",
@@ -81,9 +83,26 @@ def data_key(model_name: str, task: str, training: dict) -> str:
     )
 
 
+# The task families a trial can train today (docs/tasks.md). Tagging and multiple-choice tasks are read and
+# checked (`bench validate`), but have no head, collation or scoring in the trainer yet.
+TRAINED_FAMILIES = (TaskType.CLASSIFICATION, TaskType.REGRESSION)
+
+
+def check_families(suite: Suite) -> None:
+    """A task whose family no trial can train is refused before anything starts, in one line."""
+    for task in suite.tasks:
+        if task.type not in TRAINED_FAMILIES:
+            raise InputError(
+                f"task {task.name}",
+                f"training: the {task.type.value} family is not trainable yet (its data is read and checked; "
+                f"trials train {' and '.join(f.value for f in TRAINED_FAMILIES)} tasks)",
+            )
+
+
 def make_plan(suite: Suite) -> list[TrialSpec]:
     """Every trial of the suite. With Optuna, a trial's sampled values are chosen when it starts; the plan
     fixes how many trials each study runs and their ids (`optuna=N`), with the first seed."""
+    check_families(suite)
     check_expansion(suite)
     search = suite.config.search
     if search.resolved_algorithm == "optuna":

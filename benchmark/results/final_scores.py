@@ -123,7 +123,7 @@ def _test_split(suite: dict, task: TaskSpec):
     return load_split(
         task,
         task.final_test,
-        resolve_glue_dir(data.get("glue_dir")),
+        resolve_glue_dir(data.get("glue_dir"), data.get("data_dir")),
         resolve_cache_dir(data.get("cache_dir")),
         data.get("max_eval_samples"),
         data.get("sample_seed", 0),

@@ -112,7 +112,7 @@ def _floor_id(kind: FloorKind, task: str, model: str | None, seed: int) -> str:
 def _splits(suite: Suite, task: TaskSpec) -> dict:
     """The slices a trial of `task` sees: train, each dev split, and the labelled test split if there is one."""
     data = suite.config.data
-    glue_dir, cache = resolve_glue_dir(data.glue_dir), cache_dir(suite)
+    glue_dir, cache = resolve_glue_dir(data.glue_dir, data.data_dir), cache_dir(suite)
     out = {"train": load_split(task, "train", glue_dir, cache, data.train_cap(task.name), data.sample_seed)}
     for split in task.eval_splits:
         out[split] = load_split(task, split, glue_dir, cache, data.max_eval_samples, data.sample_seed)

@@ -112,7 +112,8 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
             print(f"warning: skipping the checkpoint of {trial_id}: {problem}", file=sys.stderr)
         damaged |= set(problems)
     data = suite.get("data", {})
-    glue_dir, cache = resolve_glue_dir(data.get("glue_dir")), resolve_cache_dir(data.get("cache_dir"))
+    glue_dir = resolve_glue_dir(data.get("glue_dir"), data.get("data_dir"))
+    cache = resolve_cache_dir(data.get("cache_dir"))
     output = Path(output) if output else run_dir / SUBMISSION_DIR
     written, manifest = [], {"system": row["system"], "files": {}}
     for task_name, record in chosen.items():

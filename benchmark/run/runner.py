@@ -47,7 +47,7 @@ def make_console() -> Console:
 
 def check_data(suite: Suite) -> None:
     """Read every split of every task, so that a missing file, column or label fails before anything starts."""
-    glue_dir = resolve_glue_dir(suite.config.data.glue_dir)
+    glue_dir = resolve_glue_dir(suite.config.data.glue_dir, suite.config.data.data_dir)
     for task in suite.tasks:
         files = list((data_files(task, glue_dir) or {}).values())  # none: read from the hub, checked every time
         what = f"data {task.name} {fingerprint(task.to_dict())}"
@@ -61,7 +61,7 @@ def check_data(suite: Suite) -> None:
 
 def write_split_records(suite: Suite, store: RunStore) -> None:
     """splits.json: for each task that holds validation or test data out of its training file, which rows."""
-    glue_dir = resolve_glue_dir(suite.config.data.glue_dir)
+    glue_dir = resolve_glue_dir(suite.config.data.glue_dir, suite.config.data.data_dir)
     records = {t.name: holdout_record(t, cache_dir(suite), glue_dir) for t in suite.tasks if t.holdout}
     if records:
         atomic_write_json(store.root / SPLITS_FILE, records)
@@ -70,7 +70,7 @@ def write_split_records(suite: Suite, store: RunStore) -> None:
 def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
     """Tokenise each (model, task, max length) the trials need, once (and from the cache when done before)."""
     data_cfg = suite.config.data
-    glue_dir = resolve_glue_dir(data_cfg.glue_dir)
+    glue_dir = resolve_glue_dir(data_cfg.glue_dir, data_cfg.data_dir)
     tasks = {t.name: t for t in suite.tasks}
     out = {}
     for model in suite.models:
