@@ -24,6 +24,7 @@ from benchmark.records.store import run_trial_id
 from benchmark.train.checkpoints import PREDICTIONS_FILE, read_prediction_file
 from ensembles.combine import TINY, probabilities
 from tasks.splits import MIN_DEV_EXAMPLES, split_dev
+from tasks.words import IGNORE
 
 BINS = 15
 # 1/T is searched in this range; NLL is convex in 1/T, so a bounded scalar search finds the optimum.
@@ -96,7 +97,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     # Imported here for start-up speed (scipy).
     from scipy.optimize import minimize_scalar
 
-    z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    z, y = words(np.asarray(logits, dtype=np.float64), labels)
 
     def nll(inverse: float) -> float:
         return negative_log_likelihood(probabilities(z * inverse), y)
@@ -107,7 +108,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def measure(logits: np.ndarray, labels: np.ndarray, temperature: float) -> Calibration:
     """Every number on the reported examples, with T fitted elsewhere."""
-    labels = np.asarray(labels, dtype=np.int64)
+    logits, labels = words(logits, labels)
     probs = probabilities(logits)
     bins = reliability(probs, labels)
     return Calibration(
@@ -144,10 +145,18 @@ def concat(
     """The dev splits' rows (those `indices` names, else all) as one array: a task's splits share one T."""
     splits = sorted(logits)
     pick = (lambda s, a: a[indices[s]]) if indices is not None else (lambda s, a: a)
-    return (
-        np.concatenate([pick(s, logits[s]) for s in splits]),
-        np.concatenate([pick(s, labels[s]) for s in splits]).astype(np.int64),
-    )
+    scored = [words(pick(s, logits[s]), pick(s, labels[s])) for s in splits]
+    return np.concatenate([z for z, _ in scored]), np.concatenate([y for _, y in scored])
+
+
+def words(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What calibration counts: examples, or a tagging task's words (its rows are sentences, IGNORE past their
+    ends): logits (n x classes) and labels (n), int64."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        kept = labels != IGNORE
+        return np.asarray(logits)[kept], labels[kept].astype(np.int64)
+    return np.asarray(logits), labels.astype(np.int64)
 
 
 def read_dev(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -22,7 +22,8 @@ from benchmark.common.checks import file_stats, folder_files
 from benchmark.common.hashing import fingerprint
 from tasks.augment import Augmentation, augment_dataset
 from tasks.loading import data_files, load_split
-from tasks.spec import TaskSpec
+from tasks.spec import TOKENS, TaskSpec, TaskType
+from tasks.words import IGNORE, encode_words
 
 CACHE_FORMAT = 1
 BI = "bi"  # training.pair_encoding's value that encodes a pair's texts apart
@@ -40,6 +41,11 @@ class EncodedSplit:
     labels: np.ndarray  # int64 class ids or float32 scores
     type_ids: np.ndarray | None  # int8 segment ids, same layout as `ids`, when the model uses them
     second: EncodedSplit | None = None  # texts encoded apart: the second text of each pair (the same labels)
+    # Tagging (tasks/words.py): the examples above are windows of sentences; `labels` holds each sentence's word
+    # tags (sentences x words, IGNORE past a sentence's end), and these say how windows map to them.
+    token_labels: np.ndarray | None = None  # int64, layout of `ids`: a word's tag at its first sub-token, else IGNORE
+    word: np.ndarray | None = None  # int64, layout of `ids`: the word's index at its first sub-token, else -1
+    sentence: np.ndarray | None = None  # int64 per window: its sentence
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -53,6 +59,17 @@ class EncodedSplit:
     def lengths(self) -> np.ndarray:
         """What batching groups by: the tokens of an example, both texts together for a pair encoded apart."""
         return self.token_lengths + (self.second.token_lengths if self.second is not None else 0)
+
+    @property
+    def examples(self) -> int:
+        """What is scored and resampled: a sentence of a tagging task, else an example (a row of `labels`)."""
+        return len(self.labels)
+
+    @property
+    def window_words(self) -> int:
+        """Tagging: the most words a window predicts."""
+        starts = self.word >= 0
+        return int(np.add.reduceat(starts, self.offsets[:-1]).max()) if len(self) else 0
 
     def example(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         a, b = self.offsets[i], self.offsets[i + 1]
@@ -205,7 +222,9 @@ def content_hash(ds) -> str:
 def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int, pair_encoding: str = "cross") -> EncodedSplit:
     """Tokenise one split (not cached: `encode_task` caches whole tasks). Unlabelled splits get label -1 (NaN for
     regression). `pair_encoding` "bi": each text of a pair alone, each truncated to `max_seq_length`."""
-    labels = _labels(task, ds)
+    if task.type is TaskType.TAGGING:
+        return _tagged(ds, tokenizer, max_seq_length)
+    labels = labels_of(task, ds)
     if encodes_apart(task, pair_encoding):
         first, second = (_tokens([ds[c][:]], tokenizer, max_seq_length, labels) for c in task.text_columns)
         first.second = second
@@ -213,11 +232,31 @@ def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int, pair_encodi
     return _tokens([ds[c][:] for c in task.text_columns], tokenizer, max_seq_length, labels)
 
 
-def _labels(task: TaskSpec, ds) -> np.ndarray:
+def _tagged(ds, tokenizer, max_seq_length: int) -> EncodedSplit:
+    """A tagging split: its sentences cut into windows (tasks/words.py), word tags padded per sentence."""
+    tags = ds["label"][:] if "label" in ds.column_names else None
+    w = encode_words(ds[TOKENS][:], tags, tokenizer, max_seq_length)
+    labels = _tag_rows(ds[TOKENS][:], tags)
+    types = np.zeros(len(w.ids), dtype=np.int8) if "token_type_ids" in tokenizer.model_input_names else None
+    return EncodedSplit(w.ids, w.offsets, labels, types, token_labels=w.labels, word=w.word, sentence=w.sentence)
+
+
+def labels_of(task: TaskSpec, ds) -> np.ndarray:
+    """A loaded split's labels as its predictions are scored against: class ids or scores per example (-1 or NaN
+    where unlabelled); tagging: tag ids, a row per sentence, IGNORE past its end."""
+    if task.type is TaskType.TAGGING:
+        return _tag_rows(ds[TOKENS][:], ds["label"][:] if "label" in ds.column_names else None)
     dtype = np.float32 if task.is_regression else np.int64
     if "label" in ds.column_names:
         return np.asarray(ds["label"][:], dtype=dtype)
     return np.full(len(ds), np.nan if task.is_regression else -1, dtype=dtype)
+
+
+def _tag_rows(tokens: list[list[str]], tags: list[list[int]] | None) -> np.ndarray:
+    rows = np.full((len(tokens), max((len(t) for t in tokens), default=1)), IGNORE, dtype=np.int64)
+    for s, row in enumerate(tags or []):
+        rows[s, : len(row)] = row
+    return rows
 
 
 def _tokens(columns: list[list[str]], tokenizer, max_seq_length: int, labels: np.ndarray) -> EncodedSplit:
@@ -240,6 +279,9 @@ def _tokens(columns: list[list[str]], tokenizer, max_seq_length: int, labels: np
     )
 
 
+_TAGGING_ARRAYS = ("token_labels", "word", "sentence")
+
+
 def _write(folder: Path, splits: dict[str, EncodedSplit]) -> None:
     # Imported here for start-up speed (safetensors).
     from safetensors.numpy import save_file
@@ -251,6 +293,9 @@ def _write(folder: Path, splits: dict[str, EncodedSplit]) -> None:
         tensors[f"{name}.labels"] = s.labels
         if s.type_ids is not None:
             tensors[f"{name}.type_ids"] = s.type_ids
+        for key in _TAGGING_ARRAYS:
+            if getattr(s, key) is not None:
+                tensors[f"{name}.{key}"] = getattr(s, key)
         if s.second is not None:
             tensors[f"{name}.ids_b"], tensors[f"{name}.offsets_b"] = s.second.ids, s.second.offsets
             if s.second.type_ids is not None:
@@ -271,5 +316,5 @@ def _read(folder: Path) -> dict[str, EncodedSplit]:
             b = tensors[f"{n}.ids_b"], tensors[f"{n}.offsets_b"], labels, tensors.get(f"{n}.type_ids_b")
             second = EncodedSplit(*b)
         own = tensors[f"{n}.ids"], tensors[f"{n}.offsets"], labels, tensors.get(f"{n}.type_ids")
-        splits[n] = EncodedSplit(*own, second)
+        splits[n] = EncodedSplit(*own, second, **{k: tensors.get(f"{n}.{k}") for k in _TAGGING_ARRAYS})
     return splits

@@ -83,6 +83,13 @@ class TaskSpec:
     def splits(self) -> tuple[str, ...]:
         return ("train", *self.eval_splits)
 
+    def score_keys(self) -> list[str]:
+        """The metrics the task score averages: every one (GLUE's convention), but a tagging task's entity F1
+        alone (its precision and recall are reported beside it)."""
+        if self.type is TaskType.TAGGING:
+            return [k for k in self.metric_keys() if k.split("_")[0] == "f1"]
+        return self.metric_keys()
+
     def metric_keys(self) -> list[str]:
         """The names under which this task's metrics are reported: `f1`, or `accuracy_mismatched` for MNLI."""
         return [f"{m}_{suffix}" if suffix else m for suffix in self.eval_splits.values() for m in self.metrics]

@@ -53,7 +53,7 @@ def score_on(
     metrics = compute_metrics(
         task, {s: logits[s][i] for s, i in indices.items()}, {s: labels[s][i] for s, i in indices.items()}
     )
-    return metrics, task_score(metrics)
+    return metrics, task_score(metrics, task)
 
 
 def holdout_partition(labels, fractions: dict[str, float], seed: int, stratify: bool) -> dict[str, np.ndarray]:

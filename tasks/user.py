@@ -85,6 +85,8 @@ def user_task_from_decl(
         key = f"{where}.metrics[{i}]"
         if m not in METRICS:
             raise InputError(key, f"unknown metric '{m}'" + suggest(m, METRICS))
+        if METRICS[m].tagging:
+            raise InputError(key, f"'{m}' is an entity-level metric of tagging tasks (type: tagging)")
         if METRICS[m].regression != (kind is TaskType.REGRESSION):
             raise InputError(key, f"'{m}' is a {'regression' if METRICS[m].regression else 'classification'} metric")
         if METRICS[m].binary_only and len(decl.labels) != 2:

@@ -95,7 +95,7 @@ def test_the_record_says_which_precision_ran(tiny_model, glue_dir, cache_dir, tm
     )
     ran = hardware.resolve_precision("auto")
     assert ran in ("fp32", "bf16") and ran == ("bf16" if hardware.cpu_has_native_bf16() else "fp32")
-    assert [e["precision"] for e in result.epochs] == [ran]
+    assert [e["train_precision"] for e in result.epochs] == [ran]
     assert result.epochs[0]["device"] == hardware.cpu_model()
     print(f"auto ran {ran} on {hardware.cpu_model()}", file=sys.stderr)
 

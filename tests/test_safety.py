@@ -180,7 +180,7 @@ def test_offline_mode_refuses_uncached_hub_models_and_data_without_a_socket(tmp_
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"name": name, **suite, "output": str(tmp_path / name)}))
         suites.append(str(path))
-    env = {k: v for k, v in os.environ.items() if k != "BENCH_GLUE_DIR"}  # GLUE from the hub, then
+    env = {k: v for k, v in os.environ.items() if k not in ("BENCH_GLUE_DIR", "BENCH_DATA_DIR")}  # the hub, then
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), BENCH_CACHE_DIR=str(tmp_path / "cache"))
     proc = subprocess.run(
         [sys.executable, "-c", OFFLINE_PROBE, *suites], capture_output=True, text=True, env=env, timeout=600

@@ -225,7 +225,6 @@ CHOICE = {"type": "multiple_choice", "text_columns": ["q"], "choice_columns": ["
             lambda p: bad_rows(p, [{"q": "x", "a": "1", "b": "2", "label": 0}], **CHOICE),
             "task bad: training: the multiple_choice family is not trainable yet",
         ),
-        (lambda p: "conll2003", "task conll2003: training: the tagging family is not trainable yet"),
     ],
 )  # fmt: skip
 def test_bad_family_input_is_one_line_at_validate(make, message, tmp_path, capsys, cache_dir):
@@ -234,6 +233,28 @@ def test_bad_family_input_is_one_line_at_validate(make, message, tmp_path, capsy
 
 
 @needs_data
+@needs_data
+@pytest.mark.parametrize(
+    "extra, stage",
+    [
+        ({"multitask": {"tasks": ["conll2003", "sst2"]}}, "multitask"),
+        ({"chains": ["conll2003 -> wnut17"]}, "chains"),
+        ({"ensemble": {"methods": ["mean_prob"]}}, "ensemble"),
+        ({"training": {"augment_copies": 1, "augment_swap": 0.1}}, "training.augment_copies"),
+    ],
+)
+def test_a_stage_the_tagging_family_lacks_is_refused_at_validate_naming_it(extra, stage, tmp_path, capsys):
+    path = suite(tmp_path, ["conll2003", "wnut17", "sst2"], data_dir=str(DATA))
+    body = {**yaml.safe_load(path.read_text()), **extra}
+    path.write_text(yaml.safe_dump(body))
+    code, err = validate(path, capsys)
+    assert code == 2 and f"task conll2003: {stage}: the tagging family is not supported there yet" in err, err
+    code, err = validate(suite(tmp_path, ["conll2003", "wnut17", "copa", "cb"], data_dir=str(DATA)), capsys)
+    assert code == 2 and "task copa: training: the multiple_choice family is not trainable yet" in err, err
+    code, err = validate(suite(tmp_path, ["conll2003", "wnut17", "cb"], data_dir=str(DATA)), capsys)
+    assert code == 0, err
+
+
 def test_cb_trains_in_a_trial_and_is_scored_by_accuracy_and_macro_f1(tmp_path, tiny_model, cache_dir):
     path = suite(tmp_path, ["cb"], data_dir=str(DATA), max_eval_samples=32)
     body = yaml.safe_load(path.read_text())

@@ -23,6 +23,7 @@ from benchmark.train.checkpoints import load_predictions
 from benchmark.train.floors import FLOOR_KINDS
 from tasks.metrics import compute_metrics, task_score
 from tasks.spec import TaskSpec
+from tasks.words import IGNORE
 
 
 @dataclass
@@ -126,7 +127,7 @@ def write_trial_scores(out: str, records: list[dict], arm_of=None) -> None:
             "pooling": r.get("pooling"), "pair_encoding": r.get("pair_encoding"), "precision": r.get("precision"),
             "status": r.get("status"), "best_epoch": r.get("best_epoch"), "validation_score": r.get("best_score"),
             "validation_metrics": {k: 100 * v for k, v in (r.get("best_metrics") or {}).items()},
-            "test_score": task_score(test) if test else None,
+            "test_score": task_score(test, TaskSpec.from_dict(r["task_spec"])) if test else None,
             "test_metrics": {k: 100 * v for k, v in test.items()} if test else None,
         })  # fmt: skip
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -166,12 +167,14 @@ def shown(test: dict) -> str:
 
 
 def constant_score(task, labels: np.ndarray) -> float:
-    """The task score (0-100) of predicting one value for every example: the majority class, or the mean."""
+    """The task score (0-100) of predicting one value for every example: the majority class (tagging: the majority
+    tag for every word, `O`, which finds no entity: F1 0), or the mean."""
     if task.is_regression:
         return 0.0  # a correlation with a constant is undefined; the convention is 0
-    logits = np.zeros((len(labels), task.num_labels), dtype=np.float32)
-    logits[:, np.bincount(labels, minlength=task.num_labels).argmax()] = 1.0
-    return task_score(compute_metrics(task, {"validation": logits}, {"validation": labels}))
+    words = labels[labels != IGNORE]  # tagging: a row per sentence, IGNORE past its end; its majority is `O`
+    logits = np.zeros((*labels.shape, task.num_labels), dtype=np.float32)
+    logits[..., np.bincount(words, minlength=task.num_labels).argmax()] = 1.0
+    return task_score(compute_metrics(task, {"validation": logits}, {"validation": labels}), task)
 
 
 def learning_lines(board: dict, run: Path, margin: float = 5.0, system: str | None = None) -> list[str]:

@@ -83,20 +83,31 @@ def data_key(model_name: str, task: str, training: dict) -> str:
     )
 
 
-# The task families a trial can train today (docs/tasks.md). Tagging and multiple-choice tasks are read and
-# checked (`bench validate`), but have no head, collation or scoring in the trainer yet.
-TRAINED_FAMILIES = (TaskType.CLASSIFICATION, TaskType.REGRESSION)
-
-
 def check_families(suite: Suite) -> None:
-    """A task whose family no trial can train is refused before anything starts, in one line."""
+    """A task whose family a requested stage cannot handle is refused before anything starts, in one line that
+    names the stage (docs/tasks.md keeps the table)."""
     for task in suite.tasks:
-        if task.type not in TRAINED_FAMILIES:
-            raise InputError(
-                f"task {task.name}",
-                f"training: the {task.type.value} family is not trainable yet (its data is read and checked; "
-                f"trials train {' and '.join(f.value for f in TRAINED_FAMILIES)} tasks)",
-            )
+        for stage, why in _unsupported_stages(suite, task):
+            raise InputError(f"task {task.name}", f"{stage}: {why}")
+
+
+def _unsupported_stages(suite: Suite, task) -> list[tuple[str, str]]:
+    """(stage, why) for each stage the suite asks of `task` that its family does not have yet."""
+    family = task.type.value
+    if task.type is TaskType.MULTIPLE_CHOICE:
+        return [("training", f"the {family} family is not trainable yet (its data is read and checked)")]
+    if task.type is not TaskType.TAGGING:
+        return []
+    config, later = suite.config, f"the {family} family is not supported there yet; single-task trials train it"
+    copies = [config.training.augment_copies, *config.search.grid.get("augment_copies", [])]
+    asked = [
+        ("multitask", suite.mixture is not None and task.name in suite.mixture.tasks),
+        ("chains", any(task.name in (c.source, c.target) for c in suite.chains)),
+        ("ensemble", bool(config.ensemble.methods)),
+        ("merge", bool(config.merge.methods)),
+        ("training.augment_copies", any(copies)),
+    ]
+    return [(stage, later) for stage, wanted in asked if wanted]
 
 
 def make_plan(suite: Suite) -> list[TrialSpec]:

@@ -216,7 +216,7 @@ def trial_record(
         "optimizer_steps": last.get("optimizer_steps", 0),
         "train_samples_per_s": last.get("train_samples", 0) / train_seconds if train_seconds else None,
         "peak_memory_mb": max((e.get("peak_memory_mb", 0.0) for e in epochs), default=None),
-        "precision": last.get("precision"),  # what ran: `auto` resolved on the trial's device
+        "precision": ran_precision(last),  # what ran: `auto` resolved on the trial's device
         "pooling": last.get("pooling"),  # what ran: `training.pooling` resolved for the model
         "pair_encoding": last.get("pair_encoding"),
         "device_name": last.get("device"),
@@ -225,3 +225,10 @@ def trial_record(
         "error": error,
         **extra,
     }
+
+
+def ran_precision(epoch: dict) -> str | None:
+    """The precision an evaluation's training ran at. Epoch rows before tagging tasks named it `precision`, which
+    is now also a tagging metric (a number, not a name like "bf16")."""
+    found = epoch.get("train_precision", epoch.get("precision"))
+    return found if isinstance(found, str) else None

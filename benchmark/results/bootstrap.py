@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.metrics import predictions_from_logits
-from tasks.metrics.resampled import RESAMPLED
-from tasks.spec import TaskSpec
+from tasks.metrics import entity_counts, predictions_from_logits
+from tasks.metrics.resampled import ENTITY_RESAMPLED, RESAMPLED
+from tasks.spec import TaskSpec, TaskType
 
 RESAMPLES = 1000  # the fewest a table sizes itself (auto_resamples); --bootstrap N sets it
 MAX_RESAMPLES = 20_000  # the most it sizes itself, for cost
@@ -124,20 +124,24 @@ def score_task(
         chosen = [s[split].select(examples[split]) for s in seeds]
         labels = chosen[0].labels.astype(np.float64) if task.is_regression else chosen[0].labels
         preds = [predictions_from_logits(task, s.logits) for s in chosen]
+        resampled = RESAMPLED
+        if task.type is TaskType.TAGGING:  # the unit is a sentence: its entity counts (entity F1 is no mean)
+            counts = [entity_counts(task.label_names, p, labels) for p in preds]
+            preds, labels, resampled = [found for found, _ in counts], counts[0][1], ENTITY_RESAMPLED
         chunks = {metric: [[] for _ in preds] for metric in task.metrics}  # metric -> per seed, chunks of values
         for draws in resample_draws(task.name, split, examples[split], resamples, seed):
             for metric in task.metrics:
                 for values, p in zip(chunks[metric], preds):
-                    values.append(RESAMPLED[metric](p[draws], labels[draws]))
+                    values.append(resampled[metric](p[draws], labels[draws]))
         identity = np.arange(len(labels))[None, :]
         for metric in task.metrics:
             key = f"{metric}_{suffix}" if suffix else metric
-            seed_points = np.array([RESAMPLED[metric](p[identity], labels[identity])[0] for p in preds])
+            seed_points = np.array([resampled[metric](p[identity], labels[identity])[0] for p in preds])
             per_seed[key] = 100.0 * seed_points
             point[key] = 100.0 * float(np.mean(seed_points))
             per_seed_reps = np.array([np.concatenate(values) for values in chunks[metric]])
             replicates[key] = 100.0 * mean_over_seeds(per_seed_reps, seed_draws)
-    seed_scores = np.mean(list(per_seed.values()), axis=0)
+    seed_scores = np.mean([per_seed[k] for k in task.score_keys()], axis=0)  # the task score's metrics
     return TaskSample(point, replicates, sum(len(e) for e in examples.values()), seed_scores)
 
 

@@ -21,6 +21,7 @@ from benchmark.results.leaderboard import build_leaderboard
 from benchmark.train.checkpoints import checkpoint_problem, prediction_bytes
 from ensembles.combine import mean_prob, vote
 from ensembles.rows import read_state
+from tasks.encoding import labels_of
 from tasks.loading import load_split, resolve_glue_dir
 from tasks.metrics import compute_metrics, task_score
 from tasks.spec import TaskSpec
@@ -114,7 +115,7 @@ def _score_member(store, record: dict) -> bool:
         record["training"]["eval_batch_size"],
         suite.get("trust_remote_code", False),
     )
-    _save(test_prediction_path(store.root, record["trial_id"]), logits, _labels(task, ds))
+    _save(test_prediction_path(store.root, record["trial_id"]), logits, labels_of(task, ds))
     return True
 
 
@@ -128,10 +129,6 @@ def _test_split(suite: dict, task: TaskSpec):
         data.get("max_eval_samples"),
         data.get("sample_seed", 0),
     )
-
-
-def _labels(task: TaskSpec, ds) -> np.ndarray:
-    return np.asarray(ds["label"][:], dtype=np.float32 if task.is_regression else np.int64)
 
 
 def _save(path: Path, logits: np.ndarray, labels: np.ndarray) -> None:
@@ -173,7 +170,7 @@ def with_ensemble_test(rows: list[dict], root: Path, tasks: dict[str, TaskSpec])
                     {"test": test["labels"]},
                 )
         if scores:
-            task_scores = {t: task_score(m) for t, m in scores.items()}
+            task_scores = {t: task_score(m, tasks[t]) for t, m in scores.items()}
             row = {
                 **row,
                 "test": {

@@ -149,7 +149,7 @@ def _floor_record(suite, store, task, model, kind, seed, floor_id, embedded, poo
         "task_spec": task.to_dict(), "metric_keys": task.metric_keys(), "model": model.name,
         "model_path": model.path, "grid_point": {}, "seed": seed,
         "training": {"pooling": pooling, "max_seq_length": suite.config.training.max_seq_length},
-        "pooling": pooling, "epochs": [], "best_epoch": epoch, "best_score": task_score(metrics),
+        "pooling": pooling, "epochs": [], "best_epoch": epoch, "best_score": task_score(metrics, task),
         "best_metrics": metrics, "checkpoint": None,
         "predictions_file": str(predictions.relative_to(store.root)),
         "wall_seconds": time.perf_counter() - started, "train_samples": 0, "optimizer_steps": 0,

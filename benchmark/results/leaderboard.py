@@ -18,6 +18,7 @@ from benchmark.records.store import TrialRecord
 from benchmark.train.checkpoints import PREDICTIONS_FILE
 from benchmark.train.floors import FLOOR_KINDS
 from tasks.glue import DEV_AS_TEST
+from tasks.spec import TaskSpec
 
 EPOCHS_ON_DEV = "Epochs and grid points are selected on the same dev sets that are reported."
 # With ensembles or merges in the suite and no test split, trials keep the epoch best on the selection half.
@@ -245,7 +246,9 @@ def _row(
             test_values = {k: [100.0 * r["test_metrics"][k] for r in best] for k in keys}
             test_scores[task] = {k: float(np.mean(v)) for k, v in test_values.items()}
             test_std[task] = {k: _std(v) for k, v in test_values.items()}
-            seed_scores = [float(np.mean([v[i] for v in test_values.values()])) for i in range(len(best))]
+            spec = best[0].get("task_spec")
+            score_keys = TaskSpec.from_dict(spec).score_keys() if spec else keys  # a tagging task's: F1 alone
+            seed_scores = [float(np.mean([test_values[k][i] for k in score_keys])) for i in range(len(best))]
             test_task_scores[task], test_task_std[task] = float(np.mean(seed_scores)), _std(seed_scores)
             if all(r.get("test_predictions") for r in best):
                 test_files[task] = [r["test_predictions"] for r in best]

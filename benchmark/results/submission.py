@@ -4,6 +4,8 @@ The GLUE server's format (as GLUE's own baselines write it): one file per test s
 declares (CoLA.tsv, MNLI-m.tsv, ...), a header `index<TAB>prediction`, one line per test example in file order.
 Predictions are label ids for CoLA, SST-2, MRPC, QQP and WNLI, label names for MNLI, QNLI and RTE, and for
 STS-B a score clipped to GLUE's 0-5 range. User tasks with a `test:` file get the same layout, with label names.
+A tagging task's file is CoNLL-style, `<name>.conll`: a token and its predicted tag per line (tab-separated), a
+blank line after each sentence, for its unlabelled test split or else its labelled one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from benchmark.train.inference import predict_logits
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split, resolve_glue_dir
 from tasks.metrics import predictions_from_logits
-from tasks.spec import TaskSpec
+from tasks.spec import TOKENS, TaskSpec, TaskType
 
 SUBMISSION_DIR = "submission"
 LABEL_IDS_IN_FILE = {"cola", "sst2", "mrpc", "qqp", "wnli"}  # the server reads these as 0/1, the rest as words
@@ -44,6 +46,23 @@ def submission_text(task: TaskSpec, logits: np.ndarray, index: np.ndarray) -> st
     else:
         values = [task.label_names[int(p)] for p in preds]
     return "index\tprediction\n" + "".join(f"{int(i)}\t{v}\n" for i, v in zip(index, values))
+
+
+def conll_text(task: TaskSpec, logits: np.ndarray, tokens: list[list[str]]) -> str:
+    """A tagging task's predictions: a token and its tag per line, a blank line after each sentence."""
+    preds = predictions_from_logits(task, logits)
+    return "".join(
+        "".join(f"{word}\t{task.label_names[int(t)]}\n" for word, t in zip(words, row)) + "\n"
+        for words, row in zip(tokens, preds)
+    )
+
+
+def prediction_splits(task: TaskSpec) -> dict[str, str]:
+    """The splits `bench predict` writes, each with its file's name: the unlabelled test splits; a tagging task
+    without one, its labelled test split."""
+    if not task.test_splits and task.type is TaskType.TAGGING and task.final_test:
+        return {task.final_test: task.name}
+    return task.test_splits
 
 
 def best_checkpoints(board: dict, records: list[dict], system: str | None) -> tuple[dict, dict[str, dict]]:
@@ -118,10 +137,10 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
     written, manifest = [], {"system": row["system"], "files": {}}
     for task_name, record in chosen.items():
         task = task_for_test(record)
-        if not task.test_splits:
+        if not prediction_splits(task):
             print(f"{task_name}: no test split declared; skipped")
             continue
-        for split, name in task.test_splits.items():
+        for split, name in prediction_splits(task).items():
             check_name(name, f"{record['trial_id']}: task_spec.test_splits.{split}", "test file name")
             ds = load_split(task, split, glue_dir, cache)
             logits = predict_logits(
@@ -132,21 +151,22 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
                 record["training"]["eval_batch_size"],
                 suite.get("trust_remote_code", False),
             )
-            index = np.asarray(ds["index"][:])
-            atomic_write_text(output / f"{name}.tsv", submission_text(task, logits, index))
-            written.append(f"{name}.tsv")
-            manifest["files"][f"{name}.tsv"] = {
+            if task.type is TaskType.TAGGING:
+                file, text = f"{name}.conll", conll_text(task, logits, ds[TOKENS][:])
+            else:
+                file, text = f"{name}.tsv", submission_text(task, logits, np.asarray(ds["index"][:]))
+            atomic_write_text(output / file, text)
+            written.append(file)
+            manifest["files"][file] = {
                 "task": task_name,
                 "split": split,
-                "examples": len(index),
+                "examples": len(ds),
                 "trial": record["trial_id"],
                 "seed": record["seed"],
                 "dev_score": record["best_score"],
                 "checkpoint": record["checkpoint"],
             }
-            print(
-                f"{name}.tsv: {len(index)} predictions from {record['trial_id']} (dev score {record['best_score']:.2f})"
-            )
+            print(f"{file}: {len(ds)} predictions from {record['trial_id']} (dev score {record['best_score']:.2f})")
     atomic_write_json(output / "submission.json", manifest)
     return output, written
 

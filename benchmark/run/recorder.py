@@ -20,12 +20,12 @@ CHECKPOINT_PATH_KEY = "checkpoint_path"  # a result's saved folder in storage: `
 # What a record keeps of each evaluation (besides the task's metrics).
 EPOCH_FIELDS = ("epoch", OBJECTIVE, "selection_score", "train_loss", "learning_rate", "optimizer_steps",
                 "train_samples", "train_seconds", "train_samples_per_s", "eval_seconds", "eval_samples_per_s",
-                "peak_memory_mb", "node_id", "trainable_parameters", "precision", "device", "pooling",
+                "peak_memory_mb", "node_id", "trainable_parameters", "train_precision", "device", "pooling",
                 "pair_encoding")  # fmt: skip
 # A joint trial's fields shared by its tasks' records (each task's own scores come from `tasks`).
 JOINT_FIELDS = ("epoch", "learning_rate", "optimizer_steps", "train_samples", "train_seconds", "train_samples_per_s",
-                "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id", "precision", "device", "pooling",
-                "pair_encoding")  # fmt: skip
+                "eval_seconds", "eval_samples_per_s", "peak_memory_mb", "node_id", "train_precision", "device",
+                "pooling", "pair_encoding")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ import numpy as np
 import torch
 
 from tasks.encoding import EncodedSplit
+from tasks.words import IGNORE
+
+TOKEN_LABELS = "token_labels"  # a tagging batch's per-token labels: the loss reads them, the model does not
 
 MEGABATCH_FACTOR = 50  # as Hugging Face's LengthGroupedSampler: sort within 50 batches' worth of examples
 
@@ -54,7 +57,8 @@ def collate(
     split: EncodedSplit, indices: np.ndarray, pad_id: int, pad_to_multiple_of: int = 1
 ) -> dict[str, torch.Tensor]:
     """Pad to the longest example of the batch (dynamic padding). A pair encoded apart: each text padded to its own
-    longest, the second's inputs named with `_b` (what benchmark/train/pair_encoding.py's model reads)."""
+    longest, the second's inputs named with `_b` (what benchmark/train/pair_encoding.py's model reads). A tagging
+    batch also holds TOKEN_LABELS, which the caller takes out before the forward."""
     batch = _padded(split, indices, pad_id, pad_to_multiple_of)
     if split.second is not None:
         second = _padded(split.second, indices, pad_id, pad_to_multiple_of)
@@ -78,4 +82,10 @@ def _padded(split: EncodedSplit, indices: np.ndarray, pad_id: int, pad_to_multip
     batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
     if types is not None:
         batch["token_type_ids"] = torch.from_numpy(types)
+    if split.token_labels is not None:  # tagging: a label per token, IGNORE where the loss skips
+        labels = np.full((len(indices), width), IGNORE, dtype=np.int64)
+        for row, i in enumerate(indices):
+            a, b = split.offsets[i], split.offsets[i + 1]
+            labels[row, : b - a] = split.token_labels[a:b]
+        batch[TOKEN_LABELS] = torch.from_numpy(labels)
     return batch

@@ -17,7 +17,7 @@ import torch
 
 from benchmark.common.hardware import device_name
 from benchmark.train.checkpoints import save_checkpoint
-from benchmark.train.inference import batched_logits
+from benchmark.train.inference import batched_logits, in_examples
 from benchmark.train.steps import all_gather, peak_memory_mb
 from tasks.encoding import EncodedSplit, TaskData
 from tasks.metrics import OBJECTIVE, compute_metrics, task_score
@@ -84,7 +84,7 @@ def selection_half(data: TaskData, seed: int | None) -> dict[str, np.ndarray] | 
     with a labelled test split chooses on all of validation: test reports."""
     if seed is None or data.task.final_test is not None:
         return None
-    return split_dev(data.task, {s: len(sp) for s, sp in data.eval_splits.items()}, seed).selection
+    return split_dev(data.task, {s: sp.examples for s, sp in data.eval_splits.items()}, seed).selection
 
 
 def evaluate_task(model, width: int, data: TaskData, half: dict | None, setup: RankSetup) -> Evaluation:
@@ -93,9 +93,9 @@ def evaluate_task(model, width: int, data: TaskData, half: dict | None, setup: R
     logits = {s: predict_split(model, width, split, setup) for s, split in data.eval_splits.items()}
     labels = {s: split.labels for s, split in data.eval_splits.items()}
     metrics = compute_metrics(data.task, logits, labels)
-    score = task_score(metrics)
+    score = task_score(metrics, data.task)
     chooser = score_on(data.task, logits, labels, half)[1] if half else score
-    examples = sum(len(s) for s in data.eval_splits.values())
+    examples = sum(s.examples for s in data.eval_splits.values())
     return Evaluation(metrics, score, chooser, logits, labels, time.perf_counter() - started, examples)
 
 
@@ -108,10 +108,9 @@ def predict_split(model, width: int, split: EncodedSplit, setup: RankSetup) -> n
         mine,
         batched_logits(model, split, mine, setup.pad_id, setup.batch_size, setup.device, width, setup.pad_multiple),
     )
-    logits = np.zeros((len(split), width), dtype=np.float32)
-    for idx, values in all_gather(local, setup.world):
-        logits[idx] = values
-    return logits
+    gathered = all_gather(local, setup.world)
+    rows = np.concatenate([idx for idx, _ in gathered])
+    return in_examples(split, np.concatenate([values for _, values in gathered]), rows)
 
 
 def compute_fields(samples: int, seconds: float, device: torch.device, precision: str) -> dict:
@@ -120,7 +119,7 @@ def compute_fields(samples: int, seconds: float, device: torch.device, precision
         "train_seconds": seconds,
         "train_samples_per_s": samples / seconds,
         "peak_memory_mb": peak_memory_mb(device),
-        "precision": precision,
+        "train_precision": precision,  # not `precision`: that is a tagging task's metric
         "device": device_name(),
     }
 

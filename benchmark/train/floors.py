@@ -20,7 +20,7 @@ import numpy as np
 from benchmark.train.modeling import load_tokenizer
 from benchmark.train.pooling import masked_mean
 from tasks.metrics import compute_metrics, task_score
-from tasks.spec import TaskSpec
+from tasks.spec import TaskSpec, TaskType
 from tasks.splits import score_on
 
 PROBE_EPOCHS = 30  # the head's epochs over the frozen features; the best one on the choosing examples is kept
@@ -43,7 +43,7 @@ def has_floor(kind: FloorKind, task: TaskSpec) -> bool:
     (a similarity score between two texts); a probe wherever a linear head can be trained on pooled embeddings."""
     if kind is FloorKind.ZERO_SHOT:
         return task.is_regression and len(task.text_columns) == 2
-    return True
+    return task.type in (TaskType.CLASSIFICATION, TaskType.REGRESSION)  # a tagging probe would read tokens: not yet
 
 
 class FrozenEncoder:
@@ -181,7 +181,7 @@ def _fit_probe(task, train, dev, choose, predict, seed) -> ProbeResult:
             optimizer.step()
         dev_logits = {s: outputs(f) for s, f in dev_x.items()}
         if choose is None:
-            score = task_score(compute_metrics(task, dev_logits, dev_labels))
+            score = task_score(compute_metrics(task, dev_logits, dev_labels), task)
         else:
             score = score_on(task, dev_logits, dev_labels, choose)[1]
         if score > best_score:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.train.batching import collate
+from benchmark.train.batching import TOKEN_LABELS, collate
 from benchmark.train.checkpoints import load_trial_meta
 from benchmark.train.modeling import load_finetuned_classifier, load_tokenizer
 from benchmark.train.pair_encoding import saved_pair_encoding
@@ -60,12 +60,44 @@ def batched_logits(
 ) -> np.ndarray:
     """Logits for `split`'s examples `indices`, in that order (pass them longest first: less padding). `model`
     computes at its own precision: the engine in training, a module under `trained_precision` elsewhere."""
+    tagging = split.word is not None
+    width = split.window_words if tagging else 0
     outputs = []
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]
         inputs = {k: v.to(device) for k, v in collate(split, batch, pad_id, pad_multiple).items()}
-        outputs.append(model(**inputs).logits.float().cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, num_labels), np.float32)
+        inputs.pop(TOKEN_LABELS, None)
+        logits = model(**inputs).logits.float().cpu().numpy()
+        outputs.append(_window_word_logits(split, batch, logits, width) if tagging else logits)
+    if outputs:
+        return np.concatenate(outputs)
+    return np.zeros((0, width, num_labels) if tagging else (0, num_labels), np.float32)
+
+
+def _window_word_logits(split: EncodedSplit, batch: np.ndarray, logits: np.ndarray, width: int) -> np.ndarray:
+    """A tagging batch's token logits (windows x tokens x tags) at each window's words' first sub-tokens, in word
+    order (windows x `width` x tags; zeros past a window's last word)."""
+    out = np.zeros((len(batch), width, logits.shape[-1]), dtype=np.float32)
+    for row, i in enumerate(batch):
+        a, b = split.offsets[i], split.offsets[i + 1]
+        starts = np.flatnonzero(split.word[a:b] >= 0)
+        out[row, : len(starts)] = logits[row, starts]
+    return out
+
+
+def in_examples(split: EncodedSplit, logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The logits of `split`'s examples, in file order, from `batched_logits`' for the examples `rows` (together
+    every one). Tagging: windows' word logits placed into their sentences (sentences x words x tags)."""
+    if split.word is None:
+        out = np.zeros((len(split), logits.shape[-1]), dtype=np.float32)
+        out[rows] = logits
+        return out
+    out = np.zeros((*split.labels.shape, logits.shape[-1]), dtype=np.float32)
+    for row, i in enumerate(rows):
+        a, b = split.offsets[i], split.offsets[i + 1]
+        words = split.word[a:b][split.word[a:b] >= 0]
+        out[split.sentence[i], words] = logits[row, : len(words)]
+    return out
 
 
 def logits_in_file_order(
@@ -74,10 +106,8 @@ def logits_in_file_order(
     """Logits of a module (not an engine) for every example of `split`, in file order, computed longest first at
     the `precision` it trained at."""
     order = np.argsort(-split.lengths, kind="stable")
-    logits = np.zeros((len(split), num_labels), dtype=np.float32)
     with trained_precision(model, precision):
-        logits[order] = batched_logits(model, split, order, pad_id, batch_size, device, num_labels)
-    return logits
+        return in_examples(split, batched_logits(model, split, order, pad_id, batch_size, device, num_labels), order)
 
 
 def predict_logits(

@@ -45,8 +45,9 @@ def add_adapters(model, hp: TrainingConfig, model_path: str):
     targets = list(hp.lora_targets or layout.lora_targets)
     if not targets:  # `bench validate` refuses this; a direct caller gets the same message
         raise ValueError(f"bench knows no LoRA targets for model type {layout.model_type}; set training.lora_targets")
+    tagging = type(model).__name__.endswith("ForTokenClassification")
     config = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=TaskType.TOKEN_CLS if tagging else TaskType.SEQ_CLS,
         r=hp.lora_r,
         lora_alpha=hp.lora_alpha,
         lora_dropout=hp.lora_dropout,

@@ -162,14 +162,18 @@ def build_classifier(
     pooling: str | None = None,
     pair_encoding: str = "cross",
     label_range: tuple[float, float] | None = None,
+    tagging: bool = False,
 ):
-    """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None).
+    """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None); `tagging`:
+    a token classifier (`AutoModelForTokenClassification`, a tag per token; it pools nothing).
 
     `new_head`: `path` is a classifier fine-tuned on another task (intermediate-task transfer): its encoder is
     kept and its head dropped, whatever its shape. `pooling`: what the head reads (benchmark/train/pooling.py).
     `pair_encoding` "bi": a bi-encoder over the same encoder (benchmark/train/pair_encoding.py), its score
     mapped to `label_range`."""
-    model = _classifier(path, label_names, trust_remote_code, new_head)
+    model = _classifier(path, label_names, trust_remote_code, new_head, tagging)
+    if tagging:
+        return model
     if pair_encoding == "bi":
         # Imported here for start-up speed (torch).
         from benchmark.train.pair_encoding import bi_encoder
@@ -179,10 +183,12 @@ def build_classifier(
     return model
 
 
-def _classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool, new_head: bool):
+def _classifier(
+    path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool, new_head: bool, tagging: bool = False
+):
     # Imported here for start-up speed (torch, transformers).
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
 
     if new_head:
@@ -190,6 +196,12 @@ def _classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_cod
 
     if label_names is None:
         head = dict(num_labels=1, problem_type="regression")
+    elif tagging:
+        head = dict(
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+        )
     else:
         head = dict(
             num_labels=len(label_names),
@@ -199,8 +211,9 @@ def _classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_cod
         )
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized: classifier.weight" is expected for a new head
+    auto = AutoModelForTokenClassification if tagging else AutoModelForSequenceClassification
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        return auto.from_pretrained(
             path, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch.float32, **head
         )
     finally:
@@ -231,7 +244,7 @@ def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
     """A kept checkpoint (encoder and trained head) in the dtype it was saved in, from safetensors only, pooling
     as it was trained to (a bi-encoder's as one, benchmark/train/pair_encoding.py)."""
     # Imported here for start-up speed (transformers).
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     # Imported here for start-up speed (torch).
     from benchmark.train.pair_encoding import BI, load_bi_encoder, pair_encoding_of
@@ -239,11 +252,20 @@ def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     if pair_encoding_of(config) == BI:
         return load_bi_encoder(Path(folder), config, trust_remote_code)
+    if is_token_classifier(config):
+        return AutoModelForTokenClassification.from_pretrained(
+            folder, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
+        )
     model = AutoModelForSequenceClassification.from_pretrained(
         folder, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
     )
     apply_pooling(model)
     return model
+
+
+def is_token_classifier(config) -> bool:
+    """Whether a saved model's config names a token classifier (a tagging checkpoint)."""
+    return any(a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or ())
 
 
 def save_random_bert(

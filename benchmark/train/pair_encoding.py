@@ -47,7 +47,10 @@ def saved_pair_encoding(folder: Path) -> str:
 def encoding_fields(model) -> dict:
     """What a model (a peft one too) runs, for records and checkpoint metadata: its pooling ("cls" or "mean") and
     pair encoding."""
-    config = classifier_of(model).config
+    classifier = classifier_of(model)
+    config = classifier.config
+    if type(classifier).__name__.endswith("ForTokenClassification"):  # a tag per token: nothing is pooled
+        return {"pooling": None, "pair_encoding": pair_encoding_of(config)}
     return {"pooling": pooling_of(config), "pair_encoding": pair_encoding_of(config)}
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from benchmark.common.errors import TrialDiverged
+from tasks.words import IGNORE
 
 
 def loss_function(regression: bool, label_range: tuple[float, float] | None = None):
@@ -22,7 +23,10 @@ def loss_function(regression: bool, label_range: tuple[float, float] | None = No
         )
     if regression:
         return lambda logits, labels: torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
-    return lambda logits, labels: torch.nn.functional.cross_entropy(logits.float(), labels)
+    # Classes per example, or per token (tagging: IGNORE marks the tokens that are no word's first).
+    return lambda logits, labels: torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE
+    )
 
 
 def all_gather(obj, world: int) -> list:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from benchmark.common.hardware import resolve_precision
-from benchmark.train.batching import collate, global_batches, rank_micro_batches
+from benchmark.train.batching import TOKEN_LABELS, collate, global_batches, rank_micro_batches
 from benchmark.train.checkpoints import BEST_DIR, STATE_DIR
 from benchmark.train.curves import CURVE_KEY, encode_curve
 from benchmark.train.engine import adamw, adamw_over, init_distributed, initialize_engine, linear_schedule
@@ -45,6 +45,7 @@ from benchmark.train.training_state import (
     set_schedule_step,
 )
 from tasks.encoding import EncodedSplit, TaskData
+from tasks.spec import TaskType
 
 # report(metrics, folder_or_None): the caller takes ownership of the folder. It holds `best/` (a Hugging Face
 # checkpoint, when this evaluation is the best so far; rank 0 only) and `state/` (when saving state).
@@ -175,7 +176,10 @@ def _prepare(hp, model_path, seed, data, rank, world, trust_remote_code, new_hea
     tokenizer = load_tokenizer(model_path, trust_remote_code)
     pairing = pair_setting(data, hp.pair_encoding)  # bi: the pair's texts apart, a score's training range
     with initialisation(hp, seed):  # the head and adapters from the init seed, then the trial seed again
-        model = build_classifier(model_path, data.task.label_names, trust_remote_code, new_head, hp.pooling, *pairing)
+        model = build_classifier(
+            model_path, data.task.label_names, trust_remote_code, new_head, hp.pooling, *pairing,
+            tagging=data.task.type is TaskType.TAGGING,
+        )  # fmt: skip
         if uses_lora(hp):
             model = add_adapters(model, hp, model_path)  # a peft model: adapters and the head train
     micro_parts = world * hp.gradient_accumulation_steps
@@ -248,7 +252,8 @@ def optimizer_step(engine, split: EncodedSplit, batch: np.ndarray, setup: RankSe
     losses = []
     for micro in rank_micro_batches(batch, split.lengths, setup.rank, setup.world, accumulation):
         inputs = {k: v.to(setup.device) for k, v in collate(split, micro, setup.pad_id, setup.pad_multiple).items()}
-        labels = torch.from_numpy(split.labels[micro]).to(setup.device)
+        tokens = inputs.pop(TOKEN_LABELS, None)  # tagging: a label per token
+        labels = tokens if tokens is not None else torch.from_numpy(split.labels[micro]).to(setup.device)
         loss, term = objective(inputs, labels)
         engine.backward(term)
         engine.step()

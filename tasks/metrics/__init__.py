@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.spec import TaskSpec
+from tasks.spec import TaskSpec, TaskType
+from tasks.words import IGNORE
 
 MODULE_PATH = str(Path(__file__).parent / "bench_metrics")
 
@@ -19,6 +20,7 @@ class MetricDef:
     higher_is_better: bool
     regression: bool  # applies to regression tasks (else to classification)
     binary_only: bool = False
+    tagging: bool = False  # an entity-level metric of tagging tasks (computed by seqeval, `entity_metrics`)
 
 
 METRICS: dict[str, MetricDef] = {
@@ -30,8 +32,11 @@ METRICS: dict[str, MetricDef] = {
         MetricDef("matthews_correlation", True, False),
         MetricDef("pearson", True, True),
         MetricDef("spearmanr", True, True),
+        MetricDef("precision", True, False, tagging=True),
+        MetricDef("recall", True, False, tagging=True),
     )
 }
+# A tagging task's `f1` is entity-level F1 (`entity_metrics`), a classification task's the positive class's.
 
 # The objective every trial reports: the task score, mean of its metrics on a 0-100 scale. Averaging metrics is
 # only meaningful when they point the same way; every one here is higher-is-better, so the score is maximised
@@ -59,10 +64,48 @@ def compute_metrics(
     out = {}
     for split, suffix in task.eval_splits.items():
         preds = predictions_from_logits(task, split_logits[split])
-        values = _module(config).compute(predictions=preds, references=split_labels[split], metrics=list(task.metrics))
+        if task.type is TaskType.TAGGING:
+            values = entity_metrics(task.label_names, preds, split_labels[split])
+        else:
+            values = _module(config).compute(
+                predictions=preds, references=split_labels[split], metrics=list(task.metrics)
+            )
         for name, value in values.items():
             out[f"{name}_{suffix}" if suffix else name] = value
     return out
+
+
+def entity_metrics(tags: tuple[str, ...], predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Entity-level precision, recall and F1, micro-averaged over entities, as seqeval computes them (its default
+    mode, conlleval's rules). `predicted` and `labels`: tag ids, a row per sentence, `labels` IGNORE past its end."""
+    # Imported here for start-up speed (seqeval).
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    true, pred = [], []
+    for p, t in zip(np.asarray(predicted), np.asarray(labels)):
+        words = t != IGNORE
+        true.append([tags[i] for i in t[words]])
+        pred.append([tags[i] for i in p[words]])
+    return {
+        "precision": float(precision_score(true, pred, zero_division=0)),
+        "recall": float(recall_score(true, pred, zero_division=0)),
+        "f1": float(f1_score(true, pred, zero_division=0)),
+    }
+
+
+def entity_counts(tags: tuple[str, ...], predicted: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sentence, (predicted entities, correct ones) and gold entities, by seqeval's rules (its default mode):
+    what the bootstrap sums over resampled sentences (tasks/metrics/resampled.py)."""
+    # Imported here for start-up speed (seqeval).
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    counts, gold = np.zeros((len(labels), 2), dtype=np.int64), np.zeros(len(labels), dtype=np.int64)
+    for s, (p, t) in enumerate(zip(np.asarray(predicted), np.asarray(labels))):
+        words = t != IGNORE
+        true, found = set(get_entities([tags[i] for i in t[words]])), set(get_entities([tags[i] for i in p[words]]))
+        counts[s] = len(found), len(found & true)
+        gold[s] = len(true)
+    return counts, gold
 
 
 def predictions_from_logits(task: TaskSpec, logits: np.ndarray) -> np.ndarray:
@@ -72,6 +115,8 @@ def predictions_from_logits(task: TaskSpec, logits: np.ndarray) -> np.ndarray:
     return logits.argmax(axis=-1)
 
 
-def task_score(metrics: dict[str, float]) -> float:
-    """GLUE convention: a task's score is the mean of its metrics, on a 0-100 scale."""
-    return 100.0 * float(np.mean(list(metrics.values())))
+def task_score(metrics: dict[str, float], task: TaskSpec | None = None) -> float:
+    """GLUE convention: a task's score is the mean of its metrics (with `task`: of its `score_keys`, a tagging
+    task's F1), on a 0-100 scale."""
+    keys = task.score_keys() if task is not None else list(metrics)
+    return 100.0 * float(np.mean([metrics[k] for k in keys]))

@@ -1,0 +1,102 @@
+"""The tagging family through training, scoring, statistics and prediction files: a token classifier scored on
+entities (seqeval), one prediction per word, sentences resampled."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from benchmark.cli import main
+from tasks.metrics import entity_counts, entity_metrics
+from tasks.metrics.resampled import ENTITY_RESAMPLED
+from tasks.registry import REGISTRY
+from tasks.words import IGNORE
+
+DATA = Path(os.environ.get("BENCH_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")).resolve()
+needs_data = pytest.mark.skipif(not (DATA / "conll2003").is_dir(), reason="needs $BENCH_DATA_DIR/conll2003")
+TAGS = REGISTRY["conll2003"].label_names
+
+
+def random_tagging(rng, sentences: int, width: int, noise: float):
+    """Gold tags with entities, and predictions that keep each word's tag or draw another with `noise`."""
+    lengths = rng.integers(1, width + 1, sentences)
+    labels = np.full((sentences, width), IGNORE)
+    for s, n in enumerate(lengths):
+        labels[s, :n] = rng.choice(len(TAGS), n, p=[0.6] + [0.05] * 8)
+    predicted = np.where(rng.random(labels.shape) < noise, rng.integers(0, len(TAGS), labels.shape), labels)
+    return np.where(labels == IGNORE, 0, predicted), labels
+
+
+def test_entity_scores_resampled_by_sentence_equal_seqeval_on_each_resample():
+    rng = np.random.default_rng(0)
+    predicted, labels = random_tagging(rng, 40, 12, 0.3)
+    counts, gold = entity_counts(TAGS, predicted, labels)
+    draws = rng.integers(0, 40, (5, 40))
+    for metric, resampled in ENTITY_RESAMPLED.items():
+        values = resampled(counts[draws], gold[draws])
+        expected = [entity_metrics(TAGS, predicted[d], labels[d])[metric] for d in draws]
+        assert values == pytest.approx(expected, abs=1e-12)
+    # all-O finds no entity: the trivial predictor's entity F1 is 0
+    assert entity_metrics(TAGS, np.zeros_like(labels), labels) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def write_suite(tmp_path: Path, model: Path, tasks: list, **extra) -> Path:
+    path = tmp_path / "suite.yaml"
+    body = {
+        "name": "tagging",
+        "model": str(model),
+        "tasks": tasks,
+        "data": {"data_dir": str(DATA), "max_train_samples": 64, "max_eval_samples": 48},
+        "training": {"epochs": 2, "batch_size": 8, "learning_rate": 1.0e-3, "max_seq_length": 32},
+        "search": {"seeds": [1]},
+        "output": str(tmp_path / "run"),
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+@needs_data
+def test_a_tagging_trial_scores_words_on_entities_and_saves_a_token_classifier(tmp_path, tiny_model, cache_dir):
+    from transformers import AutoModelForTokenClassification
+
+    from benchmark.train.checkpoints import load_predictions
+
+    path = write_suite(tmp_path, tiny_model, ["conll2003"])
+    assert main(["trial", str(path), "--task", "conll2003", "--output", str(tmp_path / "out")]) == 0
+    epochs = json.loads((tmp_path / "out" / "epochs.json").read_text())
+    best = max(epochs, key=lambda e: e["score"])
+    assert {"precision", "recall", "f1"} <= set(best) and best["train_precision"] in ("fp32", "bf16")
+    assert best["score"] == pytest.approx(100 * best["f1"])  # a tagging task's score is its entity F1
+    assert best["pooling"] is None  # a tag per token: nothing pooled
+    logits, labels = load_predictions(tmp_path / "out" / "checkpoint")
+    dev, gold = logits["validation"], labels["validation"]
+    assert dev.shape == (*gold.shape, len(TAGS)) and gold.shape[0] == 48  # sentences x words x tags
+    # max_seq_length 32 cuts long sentences into windows: still one prediction per word, none at padding
+    words = gold != IGNORE
+    assert (np.abs(dev[words]).sum(-1) > 0).all() and (dev[~words] == 0).all()
+    assert entity_metrics(TAGS, dev.argmax(-1), gold)["f1"] == pytest.approx(best["f1"])
+    model = AutoModelForTokenClassification.from_pretrained(tmp_path / "out" / "checkpoint")
+    assert model.config.id2label == dict(enumerate(TAGS))
+
+
+@needs_data
+def test_a_run_with_a_tagging_task_has_entity_columns_test_scores_and_conll_prediction_files(
+    tmp_path, tiny_model, cache_dir, glue_dir
+):
+    path = write_suite(tmp_path, tiny_model, ["conll2003", "sst2"], search={"seeds": [1, 2]})
+    assert main(["run", str(path)]) == 0
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    assert board["metrics"]["conll2003"] == ["precision", "recall", "f1"]
+    single = next(r for r in board["rows"] if r["kind"] == "single")
+    assert set(single["scores"]["conll2003"]) == {"precision", "recall", "f1"} and single["seeds"] == 2
+    assert single["task_scores"]["conll2003"] == pytest.approx(single["scores"]["conll2003"]["f1"])
+    assert set(single["test"]["scores"]["conll2003"]) == {"precision", "recall", "f1"}  # scored once on test
+    assert {r["kind"] for r in board["rows"]} >= {"single", "probe"}  # sst2's probe; tagging has none yet
+    assert main(["predict", str(tmp_path / "run")]) == 0
+    lines = (tmp_path / "run" / "submission" / "conll2003.conll").read_text().split("\n")
+    tagged = [line.split("\t") for line in lines if line]
+    assert len(tagged) == 46435 and {t for _, t in tagged} <= set(TAGS)  # every test token (SOURCES.md) tagged
