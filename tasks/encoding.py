@@ -92,6 +92,16 @@ class TaskData:
         return {s: self.splits[s] for s in self.task.eval_splits}
 
 
+def windows_note(data: TaskData) -> str | None:
+    """A tagging task's sentences longer than one window, said per split (None: none, or not tagging)."""
+    split = {s: e for s, e in data.splits.items() if e.sentence is not None}
+    counts = {s: int((np.bincount(e.sentence, minlength=e.examples) > 1).sum()) for s, e in split.items()}
+    if not any(counts.values()):
+        return None
+    parts = ", ".join(f"{n} of {split[s].examples} {s}" for s, n in counts.items() if n)
+    return f"{parts} sentence(s) exceed max_seq_length: split into windows, one prediction per word"
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """Identifies the tokenizer by what it does (vocabulary and rules), not by where it was loaded from."""
     backend = getattr(tokenizer, "backend_tokenizer", None)

@@ -85,10 +85,12 @@ def test_a_tagging_trial_scores_words_on_entities_and_saves_a_token_classifier(t
 
 @needs_data
 def test_a_run_with_a_tagging_task_has_entity_columns_test_scores_and_conll_prediction_files(
-    tmp_path, tiny_model, cache_dir, glue_dir
+    tmp_path, tiny_model, cache_dir, glue_dir, capsys
 ):
     path = write_suite(tmp_path, tiny_model, ["conll2003", "sst2"], search={"seeds": [1, 2]})
     assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "validation sentence(s) exceed max_seq_length: split into windows" in out  # 32 tokens: a few are longer
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
     assert board["metrics"]["conll2003"] == ["precision", "recall", "f1"]
     single = next(r for r in board["rows"] if r["kind"] == "single")
@@ -100,3 +102,35 @@ def test_a_run_with_a_tagging_task_has_entity_columns_test_scores_and_conll_pred
     lines = (tmp_path / "run" / "submission" / "conll2003.conll").read_text().split("\n")
     tagged = [line.split("\t") for line in lines if line]
     assert len(tagged) == 46435 and {t for _, t in tagged} <= set(TAGS)  # every test token (SOURCES.md) tagged
+
+
+@needs_data
+@pytest.mark.parametrize("extra", [{}, {"lora_r": 4, "lora_alpha": 8.0, "head_only_epochs": 1, "layer_lr_decay": 0.8}])
+def test_a_tagging_trial_resumes_exactly_from_its_saved_state(extra, tmp_path, tiny_model, cache_dir):
+    """The same history after an interruption at epoch 1, for plain fine-tuning and with LoRA, a head-only first
+    epoch and layer-wise decay."""
+    from benchmark.train.checkpoints import STATE_DIR
+    from benchmark.train.hyperparams import TrainingConfig
+    from benchmark.train.modeling import load_tokenizer
+    from benchmark.train.trainer import train
+    from tasks.encoding import encode_task
+    from tasks.registry import registry_task
+
+    task = registry_task("conll2003", DATA, False, 0.1, 0)
+    data = encode_task(task, load_tokenizer(str(tiny_model)), 24, None, cache_dir, 48, 24)
+    assert len(data.train) > data.train.examples  # long sentences went into several windows
+    hp = TrainingConfig(batch_size=8, learning_rate=5e-3, eval_batch_size=16, precision="fp32", epochs=3, **extra)
+    straight = train(hp, str(tiny_model), 1, data, tmp_path / "straight", lambda m, f: None)
+    saved = {}
+
+    def stop_after_epoch_1(metrics, folder):
+        if metrics["epoch"] == 1:
+            saved["state"] = folder / STATE_DIR
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(hp, str(tiny_model), 1, data, tmp_path / "work", stop_after_epoch_1, save_state=True)
+    resumed = train(hp, str(tiny_model), 1, data, tmp_path / "work2", lambda m, f: None, resume_from=saved["state"])
+    keys = ["epoch", "score", "f1", "precision", "train_loss", "learning_rate", "optimizer_steps"]
+    assert [{k: e[k] for k in keys} for e in resumed.epochs] == [{k: e[k] for k in keys} for e in straight.epochs]
+    assert straight.epochs[-1]["train_loss"] < straight.epochs[0]["train_loss"]

@@ -29,7 +29,7 @@ from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.curves import CURVES_DIR
 from benchmark.train.modeling import load_tokenizer
 from tasks.augment import Augmentation
-from tasks.encoding import TaskData, cached_task, encode_task, source_stamp
+from tasks.encoding import TaskData, cached_task, encode_task, source_stamp, windows_note
 from tasks.loading import data_files, holdout_record, load_split, resolve_glue_dir
 
 SPLITS_FILE = "splits.json"
@@ -210,6 +210,9 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
     pending = pending_trials(store, plan)
     ray_started = start_ray(address) if pending else None
     task_data = prepare_data(suite, pending) if pending else {}  # reads every split: bad data fails here
+    for key, data in sorted(task_data.items()):
+        if note := windows_note(data):
+            console.print(f"{key}: {note}")
     store.write_suite(suite.to_dict())
     write_split_records(suite, store)
     tracker = open_tracker(suite.tracking, store.root, console.print)
