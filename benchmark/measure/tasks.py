@@ -48,7 +48,9 @@ def main(argv=None) -> int:
         code_line(),
         "",
         f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; {suite.config.data.max_train_samples} "
-        f"training sentences per task; seeds {suite.config.search.seeds}); CPU {machine['cpu']}, "
+        f"training sentences per task; seeds {suite.config.search.seeds}); CPU {machine['cpu']} "
+        f"({', '.join(machine['cpu_flags']) or 'no AVX512/AMX flags'}; native bf16: "
+        f"{'yes' if machine['native_bf16'] else 'no'}), "
         f"{torch.get_num_threads()} threads, precision that ran "
         f"{'/'.join(sorted({str(r.get('precision')) for r in records}))}; nothing else running; "
         f"{study.wall_text()}; date {time.strftime('%Y-%m-%d')}.",
@@ -58,8 +60,9 @@ def main(argv=None) -> int:
         "",
         "## Training speed on this machine",
         "",
-        "Train samples/s of each task's trials (mean over seeds; a sample is a sentence for tagging, one window",
-        "each here, as no training sentence exceeds 128 sub-tokens), two trials at a time, one core each.",
+        "Train samples/s of each task's trials (mean over seeds; a sample is a window of a sentence for tagging,",
+        "one per sentence unless it exceeds 128 sub-tokens), two trials at a time, one core each; the trials'",
+        "precision is in the table's precision column (the probe row trains no encoder).",
         "",
         "| task | train samples/s | trials |",
         "|---|---:|---:|",

@@ -18,7 +18,7 @@ from benchmark.records.store import TrialRecord
 from benchmark.train.checkpoints import PREDICTIONS_FILE
 from benchmark.train.floors import FLOOR_KINDS
 from tasks.glue import DEV_AS_TEST
-from tasks.spec import TaskSpec
+from tasks.spec import TaskSpec, TaskType
 
 EPOCHS_ON_DEV = "Epochs and grid points are selected on the same dev sets that are reported."
 # With ensembles or merges in the suite and no test split, trials keep the epoch best on the selection half.
@@ -136,6 +136,7 @@ def build_leaderboard(
             "optimizer_steps": sum(r.get("optimizer_steps", 0) for r in trials),
         },
         "convention": convention(finished, test_tasks)
+        + (TAGGING_NOTE if any(r.get("task_spec", {}).get("type") == TaskType.TAGGING.value for r in records) else "")
         + (FLOORS_NOTE if any(r["kind"] in FLOOR_KINDS for r in rows) else ""),
         "test_tasks": test_tasks,
         "test_note": TEST_NOTE
@@ -143,6 +144,11 @@ def build_leaderboard(
     }
 
 
+TAGGING_NOTE = (
+    " A tagging task's score is its entity-level F1 alone (seqeval, micro-averaged over entities), with its "
+    "precision and recall shown beside it; its constant prediction is `O` for every word (F1 0), and its "
+    "statistics resample sentences."
+)
 FLOORS_NOTE = (
     " Floors: the zero-shot row scores the untrained encoder by the cosine of its pooled embeddings of the two "
     "texts (similarity tasks); the probe row trains only a linear head on the frozen encoder's pooled embeddings, "

@@ -15,8 +15,10 @@ import numpy as np
 
 from benchmark.common.atomic import atomic_write_json
 from benchmark.train.lora import save_model
+from tasks.words import IGNORE
 
 PREDICTIONS_FILE = "dev_predictions.safetensors"
+WORDS, WIDTH = "words", "width"  # a tagging split's word count per sentence and padded width, in a prediction file
 TRIAL_FILE = "trial.json"
 BEST_DIR = "best"  # in a trial's working folder: the kept epoch's checkpoint (one per task for a joint trial)
 STATE_DIR = "state"  # ... and its last saved training state
@@ -37,15 +39,21 @@ def prediction_bytes(
     logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], rows: dict[str, np.ndarray] | None = None
 ) -> bytes:
     """A prediction file (safetensors) as `read_prediction_file` reads it: each split's logits and labels; with
-    `rows`, only those rows of each split, and their indices."""
+    `rows`, only those rows of each split, and their indices. A tagging split (sentences x words, IGNORE past a
+    sentence's end) is kept as its words alone and each sentence's word count: a tenth of the padded size."""
     # Imported here for start-up speed (safetensors).
     from safetensors.numpy import save
 
     tensors = {}
     for split in rows if rows is not None else logits:
         keep = rows[split] if rows is not None else slice(None)
-        tensors[f"{split}/logits"] = np.ascontiguousarray(logits[split][keep], dtype=np.float32)
-        tensors[f"{split}/labels"] = np.ascontiguousarray(labels[split][keep])
+        z, y = np.asarray(logits[split][keep], dtype=np.float32), np.asarray(labels[split][keep])
+        if y.ndim == 2:  # tagging
+            words = y != IGNORE
+            tensors[f"{split}/{WIDTH}"] = np.asarray([y.shape[1]], dtype=np.int64)  # the padded width, kept
+            z, y, tensors[f"{split}/{WORDS}"] = z[words], y[words], words.sum(axis=1).astype(np.int64)
+        tensors[f"{split}/logits"] = np.ascontiguousarray(z)
+        tensors[f"{split}/labels"] = np.ascontiguousarray(y)
         if rows is not None:
             tensors[f"{split}/indices"] = rows[split].astype(np.int64)
     return save(tensors)
@@ -60,6 +68,14 @@ def read_prediction_file(path: Path) -> dict[str, dict[str, np.ndarray]]:
     for key, value in load_file(str(path)).items():
         split, name = key.rsplit("/", 1)
         out.setdefault(split, {})[name] = value
+    for found in out.values():
+        if WORDS in found:  # tagging: back to sentences x words, IGNORE past each sentence's end
+            counts, width = found.pop(WORDS), int(found.pop(WIDTH)[0])
+            at = np.arange(width)[None, :] < counts[:, None]
+            logits = np.zeros((*at.shape, found["logits"].shape[-1]), dtype=np.float32)
+            labels = np.full(at.shape, IGNORE, dtype=found["labels"].dtype)
+            logits[at], labels[at] = found["logits"], found["labels"]
+            found["logits"], found["labels"] = logits, labels
     return out
 
 
