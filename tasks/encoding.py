@@ -22,7 +22,7 @@ from benchmark.common.checks import file_stats, folder_files
 from benchmark.common.hashing import fingerprint
 from tasks.augment import Augmentation, augment_dataset
 from tasks.loading import data_files, load_split
-from tasks.spec import TOKENS, TaskSpec, TaskType
+from tasks.spec import CHOICES, CONTEXT, TOKENS, TaskSpec, TaskType
 from tasks.words import IGNORE, encode_words
 
 CACHE_FORMAT = 1
@@ -46,9 +46,11 @@ class EncodedSplit:
     token_labels: np.ndarray | None = None  # int64, layout of `ids`: a word's tag at its first sub-token, else IGNORE
     word: np.ndarray | None = None  # int64, layout of `ids`: the word's index at its first sub-token, else -1
     sentence: np.ndarray | None = None  # int64 per window: its sentence
+    # Multiple choice: each example is `choices` sequences (context and one choice), consecutive in `ids`.
+    choices: int = 0
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return (len(self.offsets) - 1) // (self.choices or 1)
 
     @property
     def token_lengths(self) -> np.ndarray:
@@ -57,7 +59,10 @@ class EncodedSplit:
 
     @property
     def lengths(self) -> np.ndarray:
-        """What batching groups by: the tokens of an example, both texts together for a pair encoded apart."""
+        """What batching groups by: the tokens of an example, both texts together for a pair encoded apart; the
+        longest choice of a multiple-choice example (every choice is padded to it)."""
+        if self.choices:
+            return self.token_lengths.reshape(-1, self.choices).max(axis=1)
         return self.token_lengths + (self.second.token_lengths if self.second is not None else 0)
 
     @property
@@ -94,7 +99,7 @@ class TaskData:
 
 def windows_note(data: TaskData) -> str | None:
     """A tagging task's sentences longer than one window, said per split (None: none, or not tagging)."""
-    split = {s: e for s, e in data.splits.items() if e.sentence is not None}
+    split = {s: data.splits[s] for s in data.task.splits if data.splits[s].sentence is not None}  # train first
     counts = {s: int((np.bincount(e.sentence, minlength=e.examples) > 1).sum()) for s, e in split.items()}
     if not any(counts.values()):
         return None
@@ -235,6 +240,13 @@ def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int, pair_encodi
     if task.type is TaskType.TAGGING:
         return _tagged(ds, tokenizer, max_seq_length)
     labels = labels_of(task, ds)
+    if task.type is TaskType.MULTIPLE_CHOICE:  # each choice read with the context, as a pair
+        options = ds[CHOICES][:]
+        n = len(options[0]) if options else 0
+        contexts = [c for c in ds[CONTEXT][:] for _ in range(n)]
+        encoded = _tokens([contexts, [o for row in options for o in row]], tokenizer, max_seq_length, labels)
+        encoded.choices = n
+        return encoded
     if encodes_apart(task, pair_encoding):
         first, second = (_tokens([ds[c][:]], tokenizer, max_seq_length, labels) for c in task.text_columns)
         first.second = second
@@ -273,7 +285,7 @@ def _tokens(columns: list[list[str]], tokenizer, max_seq_length: int, labels: np
     """The texts of one or two columns, one sequence per example."""
     ids, type_ids, offsets = [], [], [0]
     batch = 1000
-    for start in range(0, len(labels), batch):
+    for start in range(0, len(columns[0]), batch):
         texts = [col[start : start + batch] for col in columns]
         enc = tokenizer(*texts, truncation=True, max_length=max_seq_length, return_attention_mask=False)
         for i, seq in enumerate(enc["input_ids"]):
@@ -306,6 +318,8 @@ def _write(folder: Path, splits: dict[str, EncodedSplit]) -> None:
         for key in _TAGGING_ARRAYS:
             if getattr(s, key) is not None:
                 tensors[f"{name}.{key}"] = getattr(s, key)
+        if s.choices:
+            tensors[f"{name}.choices"] = np.asarray([s.choices], dtype=np.int64)
         if s.second is not None:
             tensors[f"{name}.ids_b"], tensors[f"{name}.offsets_b"] = s.second.ids, s.second.offsets
             if s.second.type_ids is not None:
@@ -326,5 +340,6 @@ def _read(folder: Path) -> dict[str, EncodedSplit]:
             b = tensors[f"{n}.ids_b"], tensors[f"{n}.offsets_b"], labels, tensors.get(f"{n}.type_ids_b")
             second = EncodedSplit(*b)
         own = tensors[f"{n}.ids"], tensors[f"{n}.offsets"], labels, tensors.get(f"{n}.type_ids")
-        splits[n] = EncodedSplit(*own, second, **{k: tensors.get(f"{n}.{k}") for k in _TAGGING_ARRAYS})
+        choices = int(tensors[f"{n}.choices"][0]) if f"{n}.choices" in tensors else 0
+        splits[n] = EncodedSplit(*own, second, **{k: tensors.get(f"{n}.{k}") for k in _TAGGING_ARRAYS}, choices=choices)
     return splits

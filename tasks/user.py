@@ -204,12 +204,29 @@ def _choice_task(decl, where, files, fmt, holdout, holdout_seed) -> TaskSpec:
     fields = [f for f in _template_fields(decl.context_template or "") if f not in columns]
     if decl.metrics and list(decl.metrics) != ["accuracy"]:
         raise InputError(f"{where}.metrics", "a multiple-choice task is scored by accuracy")
+    names = choices if len(choices) > 1 else _list_choices(files["train"], fmt, choices[0])
     return _spec(
         decl, where, files, fmt, holdout, holdout_seed,
-        text_columns=columns or (fields[0],), label_names=choices if len(choices) > 1 else None,
+        text_columns=columns or (fields[0],), label_names=names,
         metrics=("accuracy",), type=TaskType.MULTIPLE_CHOICE, choice_columns=choices,
         context_template=decl.context_template,
     )  # fmt: skip
+
+
+def _list_choices(train: str, fmt: str, column: str) -> tuple[str, ...]:
+    """Names for the choices of a column of lists ("0", "1", ...), as many as the training file's first row has;
+    the reader checks that every row has as many."""
+    # Imported here for start-up speed (datasets).
+    import datasets
+
+    try:
+        first = datasets.load_dataset(fmt, data_files=train, split="train")[0]
+    except Exception as e:  # pandas and arrow raise many types for a malformed file
+        raise InputError(train, f"cannot read as {fmt}: {first_line(e)}") from None
+    options = first.get(column)
+    if not isinstance(options, list) or len(options) < 2:
+        raise InputError(train, f"row 1: column {column} must hold a list of at least two choices")
+    return tuple(str(i) for i in range(len(options)))
 
 
 def _template_fields(template: str) -> list[str]:

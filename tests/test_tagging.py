@@ -3,6 +3,7 @@ entities (seqeval), one prediction per word, sentences resampled."""
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -87,10 +88,10 @@ def test_a_tagging_trial_scores_words_on_entities_and_saves_a_token_classifier(t
 def test_a_run_with_a_tagging_task_has_entity_columns_test_scores_and_conll_prediction_files(
     tmp_path, tiny_model, cache_dir, glue_dir, capsys
 ):
-    path = write_suite(tmp_path, tiny_model, ["conll2003", "sst2"], search={"seeds": [1, 2]})
+    path = write_suite(tmp_path, tiny_model, ["conll2003", "copa", "sst2"], search={"seeds": [1, 2]})
     assert main(["run", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "validation sentence(s) exceed max_seq_length: split into windows" in out  # 32 tokens: a few are longer
+    assert re.search(r"conll2003/32: \d+ of 64 train, \d+ of 48 validation sentence\(s\) exceed max_seq_length", out)
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
     assert board["metrics"]["conll2003"] == ["precision", "recall", "f1"]
     single = next(r for r in board["rows"] if r["kind"] == "single")
@@ -98,6 +99,7 @@ def test_a_run_with_a_tagging_task_has_entity_columns_test_scores_and_conll_pred
     assert single["task_scores"]["conll2003"] == pytest.approx(single["scores"]["conll2003"]["f1"])
     assert set(single["test"]["scores"]["conll2003"]) == {"precision", "recall", "f1"}  # scored once on test
     assert {r["kind"] for r in board["rows"]} >= {"single", "probe"}  # sst2's probe; tagging has none yet
+    assert board["metrics"]["copa"] == ["accuracy"] and set(single["scores"]["copa"]) == {"accuracy"}
     assert main(["predict", str(tmp_path / "run")]) == 0
     lines = (tmp_path / "run" / "submission" / "conll2003.conll").read_text().split("\n")
     tagged = [line.split("\t") for line in lines if line]
@@ -134,3 +136,31 @@ def test_a_tagging_trial_resumes_exactly_from_its_saved_state(extra, tmp_path, t
     keys = ["epoch", "score", "f1", "precision", "train_loss", "learning_rate", "optimizer_steps"]
     assert [{k: e[k] for k in keys} for e in resumed.epochs] == [{k: e[k] for k in keys} for e in straight.epochs]
     assert straight.epochs[-1]["train_loss"] < straight.epochs[0]["train_loss"]
+
+
+@needs_data
+def test_a_multiple_choice_trial_scores_every_choice_in_one_batch_and_saves_a_multiple_choice_model(
+    tmp_path, tiny_model, cache_dir
+):
+    from transformers import AutoModelForMultipleChoice
+
+    from benchmark.train.checkpoints import load_predictions
+    from benchmark.train.modeling import load_tokenizer
+    from tasks.encoding import encode_task
+    from tasks.registry import registry_task
+
+    data = encode_task(registry_task("copa", DATA, False, 0.1, 0), load_tokenizer(str(tiny_model)), 32, None, cache_dir)
+    train = data.train
+    assert (len(train), train.choices, len(train.offsets) - 1) == (400, 2, 800)  # a sequence per choice
+    first = train.ids[train.offsets[0] : train.offsets[1]]
+    text = load_tokenizer(str(tiny_model)).decode(first)
+    assert "what was the cause?" in text and "the sun was rising." in text  # premise, question word and choice
+    path = write_suite(tmp_path, tiny_model, ["copa"])
+    assert main(["trial", str(path), "--task", "copa", "--output", str(tmp_path / "out")]) == 0
+    epochs = json.loads((tmp_path / "out" / "epochs.json").read_text())
+    logits, labels = load_predictions(tmp_path / "out" / "checkpoint")
+    assert logits["validation"].shape == (48, 2)  # a score per choice
+    best = max(epochs, key=lambda e: e["score"])
+    assert best["accuracy"] == pytest.approx(float((logits["validation"].argmax(-1) == labels["validation"]).mean()))
+    model = AutoModelForMultipleChoice.from_pretrained(tmp_path / "out" / "checkpoint")
+    assert type(model).__name__ == "BertForMultipleChoice"

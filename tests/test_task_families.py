@@ -221,10 +221,6 @@ CHOICE = {"type": "multiple_choice", "text_columns": ["q"], "choice_columns": ["
                                    {"q": "y", "a": "1", "b": "2", "label": 2}], **CHOICE),
             "bad.jsonl: row 2: label 2 is not a choice's index (0 to 1)",
         ),
-        (
-            lambda p: bad_rows(p, [{"q": "x", "a": "1", "b": "2", "label": 0}], **CHOICE),
-            "task bad: training: the multiple_choice family is not trainable yet",
-        ),
     ],
 )  # fmt: skip
 def test_bad_family_input_is_one_line_at_validate(make, message, tmp_path, capsys, cache_dir):
@@ -250,9 +246,11 @@ def test_a_stage_the_tagging_family_lacks_is_refused_at_validate_naming_it(extra
     code, err = validate(path, capsys)
     assert code == 2 and f"task conll2003: {stage}: the tagging family is not supported there yet" in err, err
     code, err = validate(suite(tmp_path, ["conll2003", "wnut17", "copa", "cb"], data_dir=str(DATA)), capsys)
-    assert code == 2 and "task copa: training: the multiple_choice family is not trainable yet" in err, err
-    code, err = validate(suite(tmp_path, ["conll2003", "wnut17", "cb"], data_dir=str(DATA)), capsys)
     assert code == 0, err
+    path = suite(tmp_path, ["copa"], data_dir=str(DATA))
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "training": {"lora_r": 4}}))
+    code, err = validate(path, capsys)
+    assert code == 2 and "task copa: training.lora_r: the multiple_choice family is not supported there yet" in err
 
 
 def test_cb_trains_in_a_trial_and_is_scored_by_accuracy_and_macro_f1(tmp_path, tiny_model, cache_dir):

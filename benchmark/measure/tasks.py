@@ -1,11 +1,11 @@
-"""Task families beyond sentence classification: named-entity tagging beside SST-2 on the embedded model.
+"""Task families beyond sentence classification: named-entity tagging and multiple choice beside SST-2.
 
     python -m benchmark.measure.tasks --out results/tasks
 
-Runs configs/tasks.yaml through `bench run` (Ray Tune, DeepSpeed): CoNLL-2003 and WNUT-17 (entity-level F1,
-seqeval) and SST-2, every seed. Writes the leaderboard (mean ± std over seeds, test columns scored once), whether
-the baseline learns (against the trivial predictor: all-`O`, entity F1 0; the majority class for SST-2), each
-task's training samples/s on this machine, and the published references beside them.
+Runs configs/tasks.yaml through `bench run` (Ray Tune, DeepSpeed) on the embedded model: CoNLL-2003 and WNUT-17
+(entity-level F1, seqeval), COPA (accuracy) and SST-2, every seed. Writes the leaderboard (mean ± std over seeds,
+test columns scored once), whether the baseline learns (against the trivial predictor: all-`O`, entity F1 0; the
+majority choice or class), each task's training samples/s on this machine, and the published references.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ REFERENCES = {
     "conll2003": "BERT-base fine-tuned on all 14,041 training sentences: about 92.4 test F1 and about 95 dev F1 "
     "(Devlin et al., 2019, table 7)",
     "wnut17": "the best system of the WNUT-17 shared task: about 41.9 test entity F1 (Derczynski et al., 2017)",
+    "copa": "BERT-large, SuperGLUE's baseline: about 70.6 test accuracy (Wang et al., 2019); chance is 50",
     "sst2": "BERT-base fine-tuned on all 67,349 training sentences: 93.5 on GLUE's test set (Devlin et al., 2019)",
 }
 
@@ -41,14 +42,14 @@ def main(argv=None) -> int:
         if r.get("kind") == "single" and r.get("train_samples_per_s"):
             speeds.setdefault(r["task"], []).append(r["train_samples_per_s"])
     lines = [
-        "# Task families: named-entity tagging beside sentence classification",
+        "# Task families: named-entity tagging and multiple choice beside sentence classification",
         "",
         f"Command: `{command}`",
         "",
         code_line(),
         "",
         f"Suite `{args.suite}` ({', '.join(t.name for t in suite.tasks)}; {suite.config.data.max_train_samples} "
-        f"training sentences per task; seeds {suite.config.search.seeds}); CPU {machine['cpu']} "
+        f"training examples per task at most; seeds {suite.config.search.seeds}); CPU {machine['cpu']} "
         f"({', '.join(machine['cpu_flags']) or 'no AVX512/AMX flags'}; native bf16: "
         f"{'yes' if machine['native_bf16'] else 'no'}), "
         f"{torch.get_num_threads()} threads, precision that ran "
@@ -61,8 +62,9 @@ def main(argv=None) -> int:
         "## Training speed on this machine",
         "",
         "Train samples/s of each task's trials (mean over seeds; a sample is a window of a sentence for tagging,",
-        "one per sentence unless it exceeds 128 sub-tokens), two trials at a time, one core each; the trials'",
-        "precision is in the table's precision column (the probe row trains no encoder).",
+        "one per sentence unless it exceeds 128 sub-tokens, and a question with both its choices for COPA), two",
+        "trials at a time, one core each; the trials' precision is in the table's precision column (the probe",
+        "row trains no encoder).",
         "",
         "| task | train samples/s | trials |",
         "|---|---:|---:|",
@@ -72,15 +74,14 @@ def main(argv=None) -> int:
         "",
         *(f"- {t}: {ref}." for t, ref in REFERENCES.items()),
         "",
-        "These train on all of each training set with larger encoders; the rows above use 2,000 sentences and a",
-        "6-layer sentence encoder, so they are floors of what bench's tagging path reaches, not comparisons.",
+        "These train on all of each training set with larger encoders; the rows above use at most 2,000",
+        "examples and a 6-layer sentence encoder, so they say what bench's paths reach here, not comparisons.",
         "",
         "## Not here yet",
         "",
-        "- COPA (multiple choice): read and checked, but not trainable yet, so its score and its majority-choice",
-        "  floor (55.0 on SuperGLUE's COPA validation set: 55 of 100 answers are choice 1) are not measured.",
-        "- An ensemble row and a joint multi-task row with a tagging task: both stages refuse tagging at",
-        "  `bench validate` until they handle it.",
+        "- An ensemble row and a joint multi-task row with a tagging or multiple-choice task: both stages refuse",
+        "  these families at `bench validate` until they handle them.",
+        "- A probe floor for tagging and multiple choice: only the constant prediction is their floor here.",
     ]
     write_report(args.out, "\n".join(lines) + "\n")
     return 0

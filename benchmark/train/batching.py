@@ -59,6 +59,10 @@ def collate(
     """Pad to the longest example of the batch (dynamic padding). A pair encoded apart: each text padded to its own
     longest, the second's inputs named with `_b` (what benchmark/train/pair_encoding.py's model reads). A tagging
     batch also holds TOKEN_LABELS, which the caller takes out before the forward."""
+    if split.choices:  # multiple choice: every choice of each example, as examples x choices x tokens
+        sequences = (np.asarray(indices)[:, None] * split.choices + np.arange(split.choices)).ravel()
+        flat = _padded(split, sequences, pad_id, pad_to_multiple_of)
+        return {k: v.view(len(indices), split.choices, -1) for k, v in flat.items()}
     batch = _padded(split, indices, pad_id, pad_to_multiple_of)
     if split.second is not None:
         second = _padded(split.second, indices, pad_id, pad_to_multiple_of)

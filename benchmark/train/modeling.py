@@ -14,6 +14,7 @@ from benchmark.common.checks import checked_before, folder_files, remember_check
 from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import is_dir, is_file, local_path
 from benchmark.train.pooling import apply_pooling, resolved_pooling, set_pooling
+from tasks.spec import TaskType
 
 EMBEDDED_NAME = "all-MiniLM-L6-v2"
 
@@ -162,17 +163,18 @@ def build_classifier(
     pooling: str | None = None,
     pair_encoding: str = "cross",
     label_range: tuple[float, float] | None = None,
-    tagging: bool = False,
+    family: TaskType | None = None,
 ):
-    """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None); `tagging`:
-    a token classifier (`AutoModelForTokenClassification`, a tag per token; it pools nothing).
+    """The encoder with a fresh head: `len(label_names)` classes, or one output for regression (None). `family`
+    tagging: a token classifier (`AutoModelForTokenClassification`, a tag per token; it pools nothing); multiple
+    choice: `AutoModelForMultipleChoice` (a score per choice, from the pooled sequence of context and choice).
 
     `new_head`: `path` is a classifier fine-tuned on another task (intermediate-task transfer): its encoder is
     kept and its head dropped, whatever its shape. `pooling`: what the head reads (benchmark/train/pooling.py).
     `pair_encoding` "bi": a bi-encoder over the same encoder (benchmark/train/pair_encoding.py), its score
     mapped to `label_range`."""
-    model = _classifier(path, label_names, trust_remote_code, new_head, tagging)
-    if tagging:
+    model = _classifier(path, label_names, trust_remote_code, new_head, family)
+    if family is TaskType.TAGGING:
         return model
     if pair_encoding == "bi":
         # Imported here for start-up speed (torch).
@@ -183,37 +185,40 @@ def build_classifier(
     return model
 
 
-def _classifier(
-    path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool, new_head: bool, tagging: bool = False
-):
+def _auto_class(family: TaskType | None):
+    """transformers' Auto class of a family's head."""
+    # Imported here for start-up speed (transformers).
+    import transformers
+
+    name = {TaskType.TAGGING: "TokenClassification", TaskType.MULTIPLE_CHOICE: "MultipleChoice"}.get(
+        family, "SequenceClassification"
+    )
+    return getattr(transformers, f"AutoModelFor{name}")
+
+
+def _classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool, new_head: bool, family=None):
     # Imported here for start-up speed (torch, transformers).
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
 
     if new_head:
         return _encoder_with_new_head(path, label_names, trust_remote_code)
 
-    if label_names is None:
+    if family is TaskType.MULTIPLE_CHOICE:
+        head = {}  # one score per choice, whatever their number
+    elif label_names is None:
         head = dict(num_labels=1, problem_type="regression")
-    elif tagging:
-        head = dict(
-            num_labels=len(label_names),
-            id2label=dict(enumerate(label_names)),
-            label2id={name: i for i, name in enumerate(label_names)},
-        )
     else:
         head = dict(
             num_labels=len(label_names),
-            problem_type="single_label_classification",
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
+            **({} if family is TaskType.TAGGING else {"problem_type": "single_label_classification"}),
         )
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized: classifier.weight" is expected for a new head
-    auto = AutoModelForTokenClassification if tagging else AutoModelForSequenceClassification
     try:
-        return auto.from_pretrained(
+        return _auto_class(family).from_pretrained(
             path, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch.float32, **head
         )
     finally:
@@ -242,9 +247,9 @@ def _encoder_with_new_head(path: str, label_names: tuple[str, ...] | None, trust
 
 def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
     """A kept checkpoint (encoder and trained head) in the dtype it was saved in, from safetensors only, pooling
-    as it was trained to (a bi-encoder's as one, benchmark/train/pair_encoding.py)."""
+    as it was trained to (a bi-encoder's as one, benchmark/train/pair_encoding.py), with its family's head."""
     # Imported here for start-up speed (transformers).
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
+    from transformers import AutoConfig
 
     # Imported here for start-up speed (torch).
     from benchmark.train.pair_encoding import BI, load_bi_encoder, pair_encoding_of
@@ -252,20 +257,23 @@ def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     if pair_encoding_of(config) == BI:
         return load_bi_encoder(Path(folder), config, trust_remote_code)
-    if is_token_classifier(config):
-        return AutoModelForTokenClassification.from_pretrained(
-            folder, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
-        )
-    model = AutoModelForSequenceClassification.from_pretrained(
+    family = head_family(config)
+    model = _auto_class(family).from_pretrained(
         folder, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
     )
-    apply_pooling(model)
+    if family is not TaskType.TAGGING:
+        apply_pooling(model)
     return model
 
 
-def is_token_classifier(config) -> bool:
-    """Whether a saved model's config names a token classifier (a tagging checkpoint)."""
-    return any(a.endswith("ForTokenClassification") for a in getattr(config, "architectures", None) or ())
+def head_family(config) -> TaskType | None:
+    """The family a saved model's head serves, by its config's architecture (None: a sequence classifier)."""
+    for architecture in getattr(config, "architectures", None) or ():
+        if architecture.endswith("ForTokenClassification"):
+            return TaskType.TAGGING
+        if architecture.endswith("ForMultipleChoice"):
+            return TaskType.MULTIPLE_CHOICE
+    return None
 
 
 def save_random_bert(

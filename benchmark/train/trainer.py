@@ -45,7 +45,6 @@ from benchmark.train.training_state import (
     set_schedule_step,
 )
 from tasks.encoding import EncodedSplit, TaskData
-from tasks.spec import TaskType
 
 # report(metrics, folder_or_None): the caller takes ownership of the folder. It holds `best/` (a Hugging Face
 # checkpoint, when this evaluation is the best so far; rank 0 only) and `state/` (when saving state).
@@ -178,7 +177,7 @@ def _prepare(hp, model_path, seed, data, rank, world, trust_remote_code, new_hea
     with initialisation(hp, seed):  # the head and adapters from the init seed, then the trial seed again
         model = build_classifier(
             model_path, data.task.label_names, trust_remote_code, new_head, hp.pooling, *pairing,
-            tagging=data.task.type is TaskType.TAGGING,
+            family=data.task.type,
         )  # fmt: skip
         if uses_lora(hp):
             model = add_adapters(model, hp, model_path)  # a peft model: adapters and the head train
