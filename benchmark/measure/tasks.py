@@ -10,6 +10,7 @@ majority choice or class), each task's training samples/s on this machine, and t
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,10 @@ import torch
 from benchmark.common.hardware import machine_description
 from benchmark.measure import code_line, write_report
 from benchmark.measure.records import board_from_records, table_markdown
-from benchmark.measure.study import learning_lines, run_study
+from benchmark.measure.study import constant_score, learning_lines, run_study
+from benchmark.records.final_predictions import read_test_file, test_prediction_path
+from benchmark.records.store import run_trial_id
+from tasks.spec import TaskSpec
 
 # Published points, each with its source; none of them is at this size or with this encoder.
 REFERENCES = {
@@ -30,6 +34,22 @@ REFERENCES = {
     "copa": "BERT-large, SuperGLUE's baseline: about 70.6 test accuracy (Wang et al., 2019); chance is 50",
     "sst2": "BERT-base fine-tuned on all 67,349 training sentences: 93.5 on GLUE's test set (Devlin et al., 2019)",
 }
+
+
+def interval_lines(board: dict, run: Path) -> list[str]:
+    """Per task, whether the trial row's 95% test interval clears the constant prediction: a point estimate a
+    few points above it is not learning shown when the interval reaches it."""
+    row = next(r for r in board["rows"] if r["kind"] == "single")
+    lines = []
+    for task, trial_ids in row["trial_ids"].items():
+        test = read_test_file(test_prediction_path(run, run_trial_id(trial_ids[0])))
+        record = json.loads((run / "trials" / run_trial_id(trial_ids[0]) / "record.json").read_text())
+        low, high = row["test"]["ci"]["task_scores"][task]
+        constant = constant_score(TaskSpec.from_dict(record["task_spec"]), np.asarray(test["labels"]))
+        shown = "learning shown" if low > constant else "learning NOT shown: the interval reaches the constant"
+        lines.append(f"- {task}: test {row['test']['task_scores'][task]:.1f} [{low:.1f}, {high:.1f}] against the "
+                     f"constant's {constant:.1f}: {shown}.")  # fmt: skip
+    return ["The same on the test intervals (95%, the table's):", "", *lines]
 
 
 def main(argv=None) -> int:
@@ -58,6 +78,8 @@ def main(argv=None) -> int:
         "",
         table_markdown(board),
         *learning_lines(board, copies[suite.config.name]),
+        "",
+        *interval_lines(board, copies[suite.config.name]),
         "",
         "## Training speed on this machine",
         "",
