@@ -15,6 +15,7 @@ from tasks.metrics import entity_counts, entity_metrics
 from tasks.metrics.resampled import ENTITY_RESAMPLED
 from tasks.registry import REGISTRY
 from tasks.words import IGNORE
+from tests.conftest import bench
 
 DATA = Path(os.environ.get("BENCH_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")).resolve()
 needs_data = pytest.mark.skipif(not (DATA / "conll2003").is_dir(), reason="needs $BENCH_DATA_DIR/conll2003")
@@ -86,11 +87,12 @@ def test_a_tagging_trial_scores_words_on_entities_and_saves_a_token_classifier(t
 
 @needs_data
 def test_a_run_with_a_tagging_task_has_entity_columns_test_scores_and_conll_prediction_files(
-    tmp_path, tiny_model, cache_dir, glue_dir, capsys
+    tmp_path, tiny_model, cache_dir, glue_dir
 ):
     path = write_suite(tmp_path, tiny_model, ["conll2003", "copa", "sst2"], search={"seeds": [1, 2]})
-    assert main(["run", str(path)]) == 0
-    out = capsys.readouterr().out
+    proc = bench("run", path)  # a fresh process, as a user runs it: Ray stays out of this test process
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
     assert re.search(r"conll2003/32: \d+ of 64 train, \d+ of 48 validation sentence\(s\) exceed max_seq_length", out)
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
     assert board["metrics"]["conll2003"] == ["precision", "recall", "f1"]
@@ -100,7 +102,8 @@ def test_a_run_with_a_tagging_task_has_entity_columns_test_scores_and_conll_pred
     assert set(single["test"]["scores"]["conll2003"]) == {"precision", "recall", "f1"}  # scored once on test
     assert {r["kind"] for r in board["rows"]} >= {"single", "probe"}  # sst2's probe; tagging has none yet
     assert board["metrics"]["copa"] == ["accuracy"] and set(single["scores"]["copa"]) == {"accuracy"}
-    assert main(["predict", str(tmp_path / "run")]) == 0
+    proc = bench("predict", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     lines = (tmp_path / "run" / "submission" / "conll2003.conll").read_text().split("\n")
     tagged = [line.split("\t") for line in lines if line]
     assert len(tagged) == 46435 and {t for _, t in tagged} <= set(TAGS)  # every test token (SOURCES.md) tagged
