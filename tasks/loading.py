@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import os
-import string
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from benchmark.common.errors import InputError, first_line
 from tasks.conll import check_tags, read_conll
 from tasks.registry import CONLL_FORMAT, resolve_data_dir
-from tasks.spec import CHOICES, CONTEXT, TOKENS, TaskSpec, TaskType, TsvFile
+from tasks.spec import CHOICES, CONTEXT, TOKENS, TaskSpec, TaskType, TsvFile, template_fields
 from tasks.splits import describe_partition, holdout_partition
 
 GLUE_DIR_ENV = "BENCH_GLUE_DIR"
@@ -42,7 +41,7 @@ def source_columns(task: TaskSpec, labelled: bool = True) -> list[str]:
     """The columns a task reads of each row of its files or its hub copy."""
     columns = [*task.text_columns, *task.choice_columns]
     if task.context_template:
-        columns += [f for _, f, _, _ in string.Formatter().parse(task.context_template) if f and f not in columns]
+        columns += [f for f in template_fields(task.context_template) if f not in columns]
     return columns + ([task.label_column] if labelled else [])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import string
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -19,6 +20,14 @@ class TaskType(str, Enum):
 
 # What a dataset of each family holds, whatever its source (besides GLUE's text columns for the first two).
 TOKENS, CONTEXT, CHOICES = "tokens", "context", "choices"
+
+
+def template_fields(template: str) -> list[str]:
+    """The row columns a multiple-choice `context_template` names ("{premise} ..."); [] for a malformed one."""
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    except ValueError:
+        return []
 
 
 @dataclass(frozen=True)

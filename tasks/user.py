@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,7 +15,7 @@ from benchmark.common.schema import parse, suggest
 from tasks.conll import read_conll, tag_set
 from tasks.metrics import METRICS
 from tasks.registry import CONLL_FORMAT, ENTITY_METRICS
-from tasks.spec import TOKENS, TaskSpec, TaskType
+from tasks.spec import TOKENS, TaskSpec, TaskType, template_fields
 
 FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".conll": CONLL_FORMAT,
@@ -198,10 +197,10 @@ def _choice_task(decl, where, files, fmt, holdout, holdout_seed) -> TaskSpec:
         raise InputError(f"{where}.text_columns", "give the context's column, or a context_template")
     if decl.context_template:
         try:
-            decl.context_template.format_map({f: "" for f in _template_fields(decl.context_template)})
+            decl.context_template.format_map({f: "" for f in template_fields(decl.context_template)})
         except (ValueError, IndexError) as e:
             raise InputError(f"{where}.context_template", f"not a format string: {e}") from None
-    fields = [f for f in _template_fields(decl.context_template or "") if f not in columns]
+    fields = [f for f in template_fields(decl.context_template or "") if f not in columns]
     if decl.metrics and list(decl.metrics) != ["accuracy"]:
         raise InputError(f"{where}.metrics", "a multiple-choice task is scored by accuracy")
     names = choices if len(choices) > 1 else _list_choices(files["train"], fmt, choices[0])
@@ -227,13 +226,6 @@ def _list_choices(train: str, fmt: str, column: str) -> tuple[str, ...]:
     if not isinstance(options, list) or len(options) < 2:
         raise InputError(train, f"row 1: column {column} must hold a list of at least two choices")
     return tuple(str(i) for i in range(len(options)))
-
-
-def _template_fields(template: str) -> list[str]:
-    try:
-        return [f for _, f, _, _ in string.Formatter().parse(template) if f]
-    except ValueError:
-        return []
 
 
 def file_columns(path: Path, fmt: str) -> list[str]:

@@ -170,3 +170,23 @@ def plan_prints(path: Path, overrides: list[str] = (), without: str | None = Non
             TrainingConfig, "to_dict", lambda self: {k: v for k, v in as_dict(self).items() if k != without}
         )
     return {t.trial_id: t.fingerprint for t in make_plan(load_suite(path, list(overrides)))}
+
+
+def interrupted_and_resumed(hp, model: Path, data, tmp_path: Path, seed: int = 1):
+    """A trial run straight through, and the same trial interrupted (Ctrl-C) after epoch 1 with its state saved,
+    then resumed from that state: (straight, resumed) results."""
+    from benchmark.train.checkpoints import STATE_DIR
+    from benchmark.train.trainer import train
+
+    straight = train(hp, str(model), seed, data, tmp_path / "straight", lambda m, f: None)
+    saved = {}
+
+    def stop_after_epoch_1(metrics, folder):
+        if metrics["epoch"] == 1:
+            saved["state"] = folder / STATE_DIR
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(hp, str(model), seed, data, tmp_path / "work", stop_after_epoch_1, save_state=True)
+    resumed = train(hp, str(model), seed, data, tmp_path / "work2", lambda m, f: None, resume_from=saved["state"])
+    return straight, resumed

@@ -17,7 +17,7 @@ from benchmark.train.lora import ADAPTER_CONFIG, ADAPTER_DIR, ADAPTER_WEIGHTS, a
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
-from tests.conftest import two_ranks
+from tests.conftest import interrupted_and_resumed, two_ranks
 
 FAST = dict(batch_size=16, learning_rate=5e-3, eval_batch_size=32, precision="fp32")
 LORA = dict(lora_r=4, lora_alpha=8.0, lora_dropout=0.1)
@@ -117,21 +117,8 @@ def test_freezing_keys_choose_which_layers_adapters_train_and_scale_their_rates(
 def test_a_lora_trial_resumes_exactly_from_its_saved_state(tiny_model, rte, tmp_path, precision):
     """Adapters, the head's copy, Adam's moments, the schedule and the dropout RNG all come back; a head-only
     first epoch (a new engine after it) included."""
-    from benchmark.train.checkpoints import STATE_DIR
-    from benchmark.train.trainer import train
-
     hp = TrainingConfig(**{**FAST, "precision": precision}, **LORA, epochs=3, head_only_epochs=1)
-    straight = train(hp, str(tiny_model), 1, rte, tmp_path / "straight", lambda m, f: None)
-    saved = {}
-
-    def stop_after_epoch_1(metrics, folder):
-        if metrics["epoch"] == 1:
-            saved["state"] = folder / STATE_DIR
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(hp, str(tiny_model), 1, rte, tmp_path / "work", stop_after_epoch_1, save_state=True)
-    resumed = train(hp, str(tiny_model), 1, rte, tmp_path / "work2", lambda m, f: None, resume_from=saved["state"])
+    straight, resumed = interrupted_and_resumed(hp, tiny_model, rte, tmp_path)
     keys = ["epoch", "score", "train_loss", "learning_rate", "optimizer_steps", "trainable_parameters"]
     assert [{k: e[k] for k in keys} for e in resumed.epochs] == [{k: e[k] for k in keys} for e in straight.epochs]
     assert straight.epochs[0]["trainable_parameters"] < straight.epochs[1]["trainable_parameters"]

@@ -15,7 +15,7 @@ from tasks.metrics import entity_counts, entity_metrics
 from tasks.metrics.resampled import ENTITY_RESAMPLED
 from tasks.registry import REGISTRY
 from tasks.words import IGNORE
-from tests.conftest import bench
+from tests.conftest import bench, interrupted_and_resumed
 
 DATA = Path(os.environ.get("BENCH_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")).resolve()
 needs_data = pytest.mark.skipif(not (DATA / "conll2003").is_dir(), reason="needs $BENCH_DATA_DIR/conll2003")
@@ -114,10 +114,8 @@ def test_a_run_with_a_tagging_task_has_entity_columns_test_scores_and_conll_pred
 def test_a_tagging_trial_resumes_exactly_from_its_saved_state(extra, tmp_path, tiny_model, cache_dir):
     """The same history after an interruption at epoch 1, for plain fine-tuning and with LoRA, a head-only first
     epoch and layer-wise decay."""
-    from benchmark.train.checkpoints import STATE_DIR
     from benchmark.train.hyperparams import TrainingConfig
     from benchmark.train.modeling import load_tokenizer
-    from benchmark.train.trainer import train
     from tasks.encoding import encode_task
     from tasks.registry import registry_task
 
@@ -125,17 +123,7 @@ def test_a_tagging_trial_resumes_exactly_from_its_saved_state(extra, tmp_path, t
     data = encode_task(task, load_tokenizer(str(tiny_model)), 24, None, cache_dir, 48, 24)
     assert len(data.train) > data.train.examples  # long sentences went into several windows
     hp = TrainingConfig(batch_size=8, learning_rate=5e-3, eval_batch_size=16, precision="fp32", epochs=3, **extra)
-    straight = train(hp, str(tiny_model), 1, data, tmp_path / "straight", lambda m, f: None)
-    saved = {}
-
-    def stop_after_epoch_1(metrics, folder):
-        if metrics["epoch"] == 1:
-            saved["state"] = folder / STATE_DIR
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(hp, str(tiny_model), 1, data, tmp_path / "work", stop_after_epoch_1, save_state=True)
-    resumed = train(hp, str(tiny_model), 1, data, tmp_path / "work2", lambda m, f: None, resume_from=saved["state"])
+    straight, resumed = interrupted_and_resumed(hp, tiny_model, data, tmp_path)
     keys = ["epoch", "score", "f1", "precision", "train_loss", "learning_rate", "optimizer_steps"]
     assert [{k: e[k] for k in keys} for e in resumed.epochs] == [{k: e[k] for k in keys} for e in straight.epochs]
     assert straight.epochs[-1]["train_loss"] < straight.epochs[0]["train_loss"]
