@@ -47,14 +47,17 @@ from benchmark.train.checkpoints import (
 )
 from ensembles.build import make_soup_runner
 from ensembles.candidates import Candidate, find_candidates
-from ensembles.soups import SoupRunner, check_ingredients, read_weights
+from ensembles.soups import SoupRunner, check_ingredients, read_weights, weight_shapes
 from tasks.splits import DevHalves, score_on, split_dev
 
 KIND = "merged"
 FORMAT = 2  # bump when what a merge computes changes, so saved merges are rebuilt (2: scored at the trained precision)
 REPORT_PREDICTIONS = "report_predictions.safetensors"
 # Config keys of a classifier's head: tasks differ in them, their encoders do not.
-HEAD_CONFIG = frozenset({"num_labels", "id2label", "label2id", "problem_type", "finetuning_task", "pair_label_range"})
+# `architectures`: tasks of several families (a token classifier beside a sequence classifier) merge their encoders.
+HEAD_CONFIG = frozenset(
+    {"num_labels", "id2label", "label2id", "problem_type", "finetuning_task", "pair_label_range", "architectures"}
+)
 
 
 # ---- the arithmetic: pure functions of weights ----
@@ -249,7 +252,11 @@ def _load_seed(suite, settings: MergeSettings, model: str, seed: int, chosen: di
     ordered = [chosen[t] for t in settings.tasks]
     runners = {t: make_soup_runner(suite, chosen[t]) for t in settings.tasks}
     prefix = runners[settings.tasks[0]].model.base_model_prefix + "."
-    check_ingredients(ordered, HEAD_CONFIG, lambda name: name.startswith(prefix), "a cross-task merge")
+    # The encoder weights every checkpoint holds: a token classifier has no pooler, which is then each task's own.
+    shared = set.intersection(*(set(weight_shapes(c.folder)) for c in ordered))
+    check_ingredients(
+        ordered, HEAD_CONFIG, lambda name: name.startswith(prefix) and name in shared, "a cross-task merge"
+    )
     own = {t: read_weights(chosen[t].folder) for t in settings.tasks}
     pre_trained = base_encoder(ordered[0].meta["model_path"], suite.config.trust_remote_code)
     base = {n: v for n, v in pre_trained.items() if all(n in w for w in own.values())}

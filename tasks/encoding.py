@@ -165,7 +165,9 @@ def encode_task(
         splits = _read(folder)
     else:
         if augment:
-            raw["train"] = augment_dataset(raw["train"], task.text_columns, augmentation)
+            # multiple choice: the context is edited, the choices kept (an edit may not change which one is right)
+            texts = (CONTEXT,) if task.type is TaskType.MULTIPLE_CHOICE else task.text_columns
+            raw["train"] = augment_dataset(raw["train"], texts, augmentation)
         splits = {s: encode_split(task, ds, tokenizer, max_seq_length, pair_encoding) for s, ds in raw.items()}
         staging = staging_dir_for(folder)
         try:

@@ -11,9 +11,18 @@ import yaml
 from benchmark.config.floors import FloorsConfig, check_floors
 from benchmark.results.leaderboard import build_leaderboard
 from benchmark.results.tables import format_csv, format_markdown
-from benchmark.train.floors import FloorKind, FrozenEncoder, SplitEmbeddings, fit_probe, has_floor, zero_shot_logits
+from benchmark.train.floors import (
+    FloorKind,
+    FrozenEncoder,
+    SplitEmbeddings,
+    embed_split,
+    fit_probe,
+    has_floor,
+    zero_shot_logits,
+)
 from benchmark.train.pooling import resolved_pooling
 from tasks.glue import GLUE_TASKS
+from tasks.registry import REGISTRY
 from tests.conftest import bench
 
 
@@ -21,6 +30,8 @@ def test_only_similarity_pairs_have_a_zero_shot_floor_and_every_task_a_probe():
     assert has_floor(FloorKind.ZERO_SHOT, GLUE_TASKS["stsb"])
     assert not any(has_floor(FloorKind.ZERO_SHOT, GLUE_TASKS[t]) for t in ("sst2", "rte", "mrpc", "cola"))
     assert all(has_floor(FloorKind.PROBE, GLUE_TASKS[t]) for t in ("sst2", "stsb", "rte"))
+    assert all(has_floor(FloorKind.PROBE, REGISTRY[t]) for t in ("conll2003", "copa", "cb"))
+    assert not any(has_floor(FloorKind.ZERO_SHOT, REGISTRY[t]) for t in ("conll2003", "copa", "cb"))
     tasks = [GLUE_TASKS[t] for t in ("sst2", "stsb")]
     assert check_floors(FloorsConfig(), tasks).zero_shot == ("stsb",)
     assert check_floors(FloorsConfig(), tasks).probe == ("sst2", "stsb")
@@ -171,3 +182,39 @@ def test_a_row_on_the_report_half_is_held_against_the_floors_on_that_half():
     lifted[1]["below_floor"] = {"sst2": ["probe"]}
     mark_floors_on_the_same_examples(lifted, {"sst2": task}, files.get)
     assert lifted[1]["below_floor"] == {}
+
+
+def test_a_tagging_probe_reads_each_words_first_sub_token_and_a_choice_probe_scores_each_choice(tiny_model):
+    """The words' hidden states are the encoder's at their first sub-tokens, whatever window holds them; a tagging
+    probe's logits are sentences x words x tags, a multiple-choice probe's one score per choice."""
+    from datasets import Dataset
+    from transformers import AutoModel, AutoTokenizer
+
+    encoder = FrozenEncoder(str(tiny_model), "cls", 12)  # 12 tokens: the long sentence goes into windows
+    sentences = [["Peter", "Blackburn", "visited", "Brussels"], ["unbelievably", "long", "words"] * 4]
+    features, words = encoder.embed_words(sentences)
+    assert features.shape[0] == sum(map(len, sentences)) and sorted(map(tuple, words)) == sorted(
+        (s, w) for s, words_ in enumerate(sentences) for w in range(len(words_))
+    )
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny_model), AutoModel.from_pretrained(tiny_model).eval()
+    enc = tokenizer(sentences[0], is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state[0].numpy()
+    first = [enc.word_ids().index(w) for w in range(4)]
+    rows = [i for i, (s, _) in enumerate(words) if s == 0]
+    by_word = {int(words[i, 1]): features[i] for i in rows}
+    assert np.allclose(np.stack([by_word[w] for w in range(4)]), hidden[first], atol=1e-5)
+
+    conll = REGISTRY["conll2003"]
+    tags = Dataset.from_dict({"tokens": sentences, "label": [[1, 2, 0, 5], [0] * 12]})
+    split = embed_split(encoder, conll, tags)
+    probe = fit_probe(conll, split, {"validation": split}, None, {"validation": split}, seed=0)
+    assert probe.logits["validation"].shape == (2, 12, len(conll.label_names))
+    assert not probe.logits["validation"][0, 4:].any()  # nothing past the first sentence's 4 words
+
+    copa = REGISTRY["copa"]
+    rows_ = {"context": ["It rained. What was the effect?"] * 6, "choices": [["wet", "dry"]] * 6, "label": [0] * 6}
+    split = embed_split(encoder, copa, Dataset.from_dict(rows_))
+    assert split.features().shape == (6, 2, 4 * model.config.hidden_size)  # (u, v, |u - v|, u * v) per choice
+    probe = fit_probe(copa, split, {"validation": split}, None, {"validation": split}, seed=0)
+    assert probe.logits["validation"].shape == (6, 2) and (probe.logits["validation"].argmax(-1) == 0).all()

@@ -86,27 +86,85 @@ def test_a_tagging_trial_scores_words_on_entities_and_saves_a_token_classifier(t
 
 
 @needs_data
-def test_a_run_with_a_tagging_task_has_entity_columns_test_scores_and_conll_prediction_files(
+def test_a_run_of_tagging_multiple_choice_and_classification_has_single_multitask_and_ensemble_rows(
     tmp_path, tiny_model, cache_dir, glue_dir
 ):
-    path = write_suite(tmp_path, tiny_model, ["conll2003", "copa", "sst2"], search={"seeds": [1, 2]})
+    """Issue 40's check: conll2003, copa and sst2 alone, jointly on one encoder, and as ensembles."""
+    from transformers import AutoModelForMultipleChoice, AutoModelForTokenClassification
+
+    tasks = ["conll2003", "copa", "sst2"]
+    assert bench("validate", write_suite(tmp_path, tiny_model, ["conll2003", "wnut17", "copa", "cb"])).returncode == 0
+    path = write_suite(
+        tmp_path, tiny_model, tasks, search={"seeds": [1, 2]}, multitask={"tasks": tasks},
+        ensemble={"methods": ["mean_prob"], "k": [None]},
+    )  # fmt: skip
     proc = bench("run", path)  # a fresh process, as a user runs it: Ray stays out of this test process
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert re.search(r"conll2003/32: \d+ of 64 train, \d+ of 48 validation sentence\(s\) exceed max_seq_length", out)
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
     assert board["metrics"]["conll2003"] == ["precision", "recall", "f1"]
-    single = next(r for r in board["rows"] if r["kind"] == "single")
-    assert set(single["scores"]["conll2003"]) == {"precision", "recall", "f1"} and single["seeds"] == 2
-    assert single["task_scores"]["conll2003"] == pytest.approx(single["scores"]["conll2003"]["f1"])
-    assert set(single["test"]["scores"]["conll2003"]) == {"precision", "recall", "f1"}  # scored once on test
-    assert {r["kind"] for r in board["rows"]} >= {"single", "probe"}  # sst2's probe; tagging has none yet
-    assert board["metrics"]["copa"] == ["accuracy"] and set(single["scores"]["copa"]) == {"accuracy"}
+    assert board["metrics"]["copa"] == ["accuracy"]
+    rows = {r["kind"]: r for r in board["rows"] if "best single" not in r["system"]}
+    assert {"single", "multitask", "ensemble", "probe"} <= set(rows)  # sst2's probe; tagging has none yet
+    for kind in ("single", "multitask", "ensemble"):
+        row = rows[kind]
+        assert set(row["scores"]["conll2003"]) == {"precision", "recall", "f1"}, kind
+        assert set(row["scores"]["copa"]) == {"accuracy"}, kind
+        assert row["task_scores"]["conll2003"] == pytest.approx(row["scores"]["conll2003"]["f1"]), kind
+    single = rows["single"]
+    assert single["seeds"] == 2 and set(single["test"]["scores"]["conll2003"]) == {"precision", "recall", "f1"}
+    folders = {
+        json.loads(p.read_text())["task"]["name"]: p.parent
+        for p in (tmp_path / "run" / "trials").glob("*/checkpoint/trial.json")
+    }
+    assert type(AutoModelForTokenClassification.from_pretrained(folders["conll2003"])).__name__.endswith(
+        "ForTokenClassification"
+    )
+    assert type(AutoModelForMultipleChoice.from_pretrained(folders["copa"])).__name__ == "BertForMultipleChoice"
     proc = bench("predict", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = (tmp_path / "run" / "submission" / "conll2003.conll").read_text().split("\n")
     tagged = [line.split("\t") for line in lines if line]
     assert len(tagged) == 46435 and {t for _, t in tagged} <= set(TAGS)  # every test token (SOURCES.md) tagged
+
+
+@needs_data
+def test_chains_two_stage_vote_greedy_and_merges_take_tagging_and_multiple_choice(
+    tmp_path, tiny_model, cache_dir, glue_dir
+):
+    from transformers import AutoModelForTokenClassification
+
+    path = write_suite(
+        tmp_path, tiny_model, ["conll2003", "wnut17", "copa", "sst2"], chains=["conll2003 -> wnut17"],
+        multitask={"tasks": ["wnut17", "copa", "sst2"], "two_stage": {"enabled": True, "training": {"epochs": 1}}},
+        ensemble={"methods": ["vote", "greedy"]}, merge={"methods": ["ties"], "tasks": ["conll2003", "copa", "sst2"]},
+    )  # fmt: skip
+    proc = bench("run", path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    model = next(r["system"] for r in board["rows"] if r["kind"] == "single").split(" ")[0]
+    rows = {r["system"].removeprefix(model + " "): r for r in board["rows"]}
+    expected = {  # row -> the tagging and multiple-choice tasks it scores
+        "(single)": {"conll2003", "wnut17", "copa"},
+        "[conll2003→wnut17]": {"wnut17"},
+        "(multitask)": {"wnut17", "copa"},
+        "(two-stage)": {"wnut17", "copa"},
+        "vote (all)": {"conll2003", "wnut17", "copa"},
+        "greedy (all)": {"conll2003", "wnut17", "copa"},
+        "ties": {"conll2003", "copa"},
+        "(probe)": {"conll2003", "wnut17", "copa"},
+    }
+    for system, tasks in expected.items():
+        scored = {t for t in tasks if rows[system]["scores"].get(t)}
+        assert scored == tasks, (system, rows[system]["scores"])
+        for t in tasks & {"conll2003", "wnut17"}:
+            assert set(rows[system]["scores"][t]) == {"precision", "recall", "f1"}, system
+    chain = next(
+        p.parent for p in (tmp_path / "run" / "trials").glob("*/checkpoint/trial.json") if "conll2003-to" in str(p)
+    )
+    model = AutoModelForTokenClassification.from_pretrained(chain)  # the chain's target: a fresh 13-tag head
+    assert model.config.num_labels == len(REGISTRY["wnut17"].label_names)
 
 
 @needs_data
@@ -155,3 +213,14 @@ def test_a_multiple_choice_trial_scores_every_choice_in_one_batch_and_saves_a_mu
     assert best["accuracy"] == pytest.approx(float((logits["validation"].argmax(-1) == labels["validation"]).mean()))
     model = AutoModelForMultipleChoice.from_pretrained(tmp_path / "out" / "checkpoint")
     assert type(model).__name__ == "BertForMultipleChoice"
+    # LoRA: adapters on the encoder, the choice scorer in full; the merged checkpoint is a plain multiple-choice model
+    body = yaml.safe_load(path.read_text())
+    body["training"].update(lora_r=4, lora_alpha=8.0)
+    path.write_text(yaml.safe_dump(body))
+    assert main(["trial", str(path), "--task", "copa", "--output", str(tmp_path / "lora")]) == 0
+    epochs = json.loads((tmp_path / "lora" / "epochs.json").read_text())
+    assert epochs[0]["trainable_parameters"] < sum(p.numel() for p in model.parameters()) / 4
+    merged = AutoModelForMultipleChoice.from_pretrained(tmp_path / "lora" / "checkpoint")
+    lora_logits, _ = load_predictions(tmp_path / "lora" / "checkpoint")
+    assert lora_logits["validation"].shape == (48, 2) and (tmp_path / "lora" / "checkpoint" / "adapter").is_dir()
+    assert type(merged).__name__ == "BertForMultipleChoice"

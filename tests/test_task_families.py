@@ -229,28 +229,34 @@ def test_bad_family_input_is_one_line_at_validate(make, message, tmp_path, capsy
 
 
 @needs_data
-@needs_data
-@pytest.mark.parametrize(
-    "extra, stage",
-    [
-        ({"multitask": {"tasks": ["conll2003", "sst2"]}}, "multitask"),
-        ({"chains": ["conll2003 -> wnut17"]}, "chains"),
-        ({"ensemble": {"methods": ["mean_prob"]}}, "ensemble"),
-        ({"training": {"augment_copies": 1, "augment_swap": 0.1}}, "training.augment_copies"),
-    ],
-)
-def test_a_stage_the_tagging_family_lacks_is_refused_at_validate_naming_it(extra, stage, tmp_path, capsys):
+def test_a_stage_the_tagging_family_lacks_is_refused_at_validate_naming_it(tmp_path, capsys):
     path = suite(tmp_path, ["conll2003", "wnut17", "sst2"], data_dir=str(DATA))
-    body = {**yaml.safe_load(path.read_text()), **extra}
-    path.write_text(yaml.safe_dump(body))
+    extra = {"training": {"augment_copies": 1, "augment_swap": 0.1}}
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **extra}))
     code, err = validate(path, capsys)
-    assert code == 2 and f"task conll2003: {stage}: the tagging family is not supported there yet" in err, err
-    code, err = validate(suite(tmp_path, ["conll2003", "wnut17", "copa", "cb"], data_dir=str(DATA)), capsys)
+    assert code == 2 and "task conll2003: training.augment_copies: the tagging family is not supported there" in err
+    # every other stage takes both families
+    path = suite(tmp_path, ["conll2003", "wnut17", "copa", "cb"], data_dir=str(DATA))
+    extra = {
+        "multitask": {"tasks": ["conll2003", "copa", "cb"]}, "chains": ["conll2003 -> wnut17"],
+        "ensemble": {"methods": ["mean_prob", "vote", "greedy"]}, "merge": {"methods": ["task_arithmetic"]},
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **extra}))
+    code, err = validate(path, capsys)
     assert code == 0, err
-    path = suite(tmp_path, ["copa"], data_dir=str(DATA))
-    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "training": {"lora_r": 4}}))
+    body = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "multitask"}
+    path.write_text(yaml.safe_dump({**body, "training": {"lora_r": 4}}))
     code, err = validate(path, capsys)
-    assert code == 2 and "task copa: training.lora_r: the multiple_choice family is not supported there yet" in err
+    assert code == 0, err
+
+
+@needs_data
+def test_tasks_of_two_families_do_not_share_a_head(tmp_path, capsys):
+    path = suite(tmp_path, ["conll2003", "wnut17", "copa", "sst2"], data_dir=str(DATA))
+    extra = {"multitask": {"tasks": ["copa", "sst2"], "shared_heads": [["copa", "sst2"]]}}
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), **extra}))
+    code, err = validate(path, capsys)
+    assert code == 2 and "'copa' is a multiple_choice task and 'sst2' a classification one" in err, err
 
 
 def test_cb_trains_in_a_trial_and_is_scored_by_accuracy_and_macro_f1(tmp_path, tiny_model, cache_dir):

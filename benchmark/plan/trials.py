@@ -94,19 +94,13 @@ def check_families(suite: Suite) -> None:
 def _unsupported_stages(suite: Suite, task) -> list[tuple[str, str]]:
     """(stage, why) for each stage the suite asks of `task` that its family does not have yet."""
     family = task.type.value
-    if task.type not in (TaskType.TAGGING, TaskType.MULTIPLE_CHOICE):
+    if task.type is not TaskType.TAGGING:
         return []
     config, later = suite.config, f"the {family} family is not supported there yet; single-task trials train it"
     copies = [config.training.augment_copies, *config.search.grid.get("augment_copies", [])]
-    ranks = [config.training.lora_r, *config.search.grid.get("lora_r", [])]
     asked = [
-        ("multitask", suite.mixture is not None and task.name in suite.mixture.tasks),
-        ("chains", any(task.name in (c.source, c.target) for c in suite.chains)),
-        ("ensemble", bool(config.ensemble.methods)),
-        ("merge", bool(config.merge.methods)),
+        # word-level edits would have to carry each word's tag along; no augmenter does that yet
         ("training.augment_copies", any(copies)),
-        # peft has no multiple-choice task type: its wrapper would not pass the choices' shape through
-        ("training.lora_r", task.type is TaskType.MULTIPLE_CHOICE and any(ranks)),
     ]
     return [(stage, later) for stage, wanted in asked if wanted]
 

@@ -142,8 +142,14 @@ def _floor_record(suite, store, task, model, kind, seed, floor_id, embedded, poo
     if "test" in wanted:
         test = test_prediction_path(store.root, floor_id)
         atomic_write_bytes(test, prediction_bytes({"test": logits["test"]}, {"test": embedded["test"].labels}))
-    hidden = embedded["train"].columns[0].shape[1]
-    features = hidden * (1 if len(task.text_columns) == 1 else 4)
+    train = embedded["train"]
+    features, outputs = train.features().shape[-1], 1 if train.choices else task.num_labels
+    described = (
+        "first sub-token's hidden state per word" if train.words is not None
+        else "(u, v, |u - v|, u * v) of context and choice" if train.choices
+        else "pooled embedding" if len(train.columns) == 1
+        else "(u, v, |u - v|, u * v)"
+    )  # fmt: skip
     return {
         "trial_id": floor_id, "status": "finished", "kind": kind.value, "task": task.name,
         "task_spec": task.to_dict(), "metric_keys": task.metric_keys(), "model": model.name,
@@ -154,10 +160,10 @@ def _floor_record(suite, store, task, model, kind, seed, floor_id, embedded, poo
         "predictions_file": str(predictions.relative_to(store.root)),
         "wall_seconds": time.perf_counter() - started, "train_samples": 0, "optimizer_steps": 0,
         "precision": "fp32", "device_name": device_name(), "resources": None,
-        "parameters": None if kind is FloorKind.ZERO_SHOT else features * task.num_labels + task.num_labels,
+        "parameters": None if kind is FloorKind.ZERO_SHOT else features * outputs + outputs,
         "floor": {
             "kind": kind.value,
-            "features": "pooled embedding" if len(task.text_columns) == 1 else "(u, v, |u - v|, u * v)",
-            "head_train_examples": int(len(embedded["train"].labels)),
+            "features": described,
+            "head_train_examples": int(len(train.labels)),
         },
     }  # fmt: skip

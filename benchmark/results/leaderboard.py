@@ -146,8 +146,8 @@ def build_leaderboard(
 
 TAGGING_NOTE = (
     " A tagging task's score is its entity-level F1 alone (seqeval, micro-averaged over entities), with its "
-    "precision and recall shown beside it; its constant prediction is `O` for every word (F1 0), and its "
-    "statistics resample sentences."
+    "precision and recall shown beside it; its constant prediction is `O` for every word (F1 0), its probe tags "
+    "each word from the frozen encoder's state at the word's first sub-token, and its statistics resample sentences."
 )
 FLOORS_NOTE = (
     " Floors: the zero-shot row scores the untrained encoder by the cosine of its pooled embeddings of the two "

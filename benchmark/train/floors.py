@@ -5,6 +5,9 @@
 - probe: the encoder frozen, only a linear head trained on its pooled embeddings, once per seed (the seed draws the
   head's initialisation and the order of its mini-batches). A pair is read as (u, v, |u - v|, u * v), SentEval's
   features for a frozen sentence encoder. The kept epoch is chosen on the examples that choose a trial's epoch.
+  Multiple choice: each choice is such a pair (the context's embedding u, the choice's v), scored by one linear
+  output, the scores of a question's choices its logits. Tagging: each word is read as the encoder's hidden state at
+  its first sub-token (sentences cut into windows as a trial's, tasks/words.py), tagged by a linear head.
 
 Embeddings are computed once per task in fp32 (nothing here trains the encoder, so there is no training precision to
 follow); the heads train on them in seconds.
@@ -19,9 +22,11 @@ import numpy as np
 
 from benchmark.train.modeling import load_tokenizer
 from benchmark.train.pooling import masked_mean
+from tasks.encoding import labels_of
 from tasks.metrics import compute_metrics, task_score
-from tasks.spec import TaskSpec, TaskType
+from tasks.spec import CHOICES, CONTEXT, TOKENS, TaskSpec, TaskType
 from tasks.splits import score_on
+from tasks.words import encode_words
 
 PROBE_EPOCHS = 30  # the head's epochs over the frozen features; the best one on the choosing examples is kept
 PROBE_BATCH = 32
@@ -40,10 +45,10 @@ FLOOR_KINDS = tuple(k.value for k in FloorKind)  # the row kinds of floors, as r
 
 def has_floor(kind: FloorKind, task: TaskSpec) -> bool:
     """Which task families have which floor: zero-shot only where the untrained encoder already answers the task
-    (a similarity score between two texts); a probe wherever a linear head can be trained on pooled embeddings."""
+    (a similarity score between two texts); a probe for every family (a linear head on frozen embeddings)."""
     if kind is FloorKind.ZERO_SHOT:
         return task.is_regression and len(task.text_columns) == 2
-    return task.type in (TaskType.CLASSIFICATION, TaskType.REGRESSION)  # a tagging probe would read tokens: not yet
+    return True
 
 
 class FrozenEncoder:
@@ -83,23 +88,78 @@ class FrozenEncoder:
             out[batch] = pooled.float().numpy()
         return out
 
+    def embed_words(self, sentences: list[list[str]], batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """Each word's hidden state at its first sub-token, with (sentence, word) per row, sentences cut into
+        windows of `max_seq_length` as a trial's are."""
+        # Imported here for start-up speed (torch), as above.
+        import torch
+
+        w = encode_words(sentences, None, self.tokenizer, self.max_seq_length)
+        order = np.argsort(-np.diff(w.offsets), kind="stable")
+        features, rows = [], []
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            padded = self.tokenizer.pad(
+                {"input_ids": [w.ids[w.offsets[k] : w.offsets[k + 1]].tolist() for k in batch]}, return_tensors="pt"
+            )
+            with torch.no_grad():
+                hidden = self.model(**padded).last_hidden_state.float().numpy()
+            for row, k in enumerate(batch):
+                words = w.word[w.offsets[k] : w.offsets[k + 1]]
+                at = np.flatnonzero(words >= 0)
+                features.append(hidden[row, at])
+                rows.append(np.stack([np.full(len(at), w.sentence[k]), words[at]], axis=1))
+        width = self.model.config.hidden_size
+        return (
+            np.concatenate(features) if features else np.zeros((0, width), np.float32),
+            np.concatenate(rows) if rows else np.zeros((0, 2), np.int64),
+        )
+
 
 @dataclass
 class SplitEmbeddings:
-    """One split's pooled embeddings, one array per text column, and its labels."""
+    """One split's embeddings, one array per text column, and its labels. Multiple choice: the context's and the
+    choices' (a row per choice, `choices` of them per example). Tagging: a row per word, `words` its (sentence,
+    word) position in `labels` (sentences x words)."""
 
     columns: list[np.ndarray]
     labels: np.ndarray
+    choices: int = 0
+    words: np.ndarray | None = None
 
     def features(self) -> np.ndarray:
+        """A row per example ((examples, choices, features) for multiple choice; a row per word for tagging)."""
         if len(self.columns) == 1:
             return self.columns[0]
         u, v = self.columns
-        return np.concatenate([u, v, np.abs(u - v), u * v], axis=1)
+        pairs = np.concatenate([u, v, np.abs(u - v), u * v], axis=1)
+        return pairs.reshape(len(self.labels), self.choices, -1) if self.choices else pairs
+
+    def targets(self) -> np.ndarray:
+        """The label of each row of `features`."""
+        return self.labels[self.words[:, 0], self.words[:, 1]] if self.words is not None else self.labels
+
+    def logits(self, outputs: np.ndarray) -> np.ndarray:
+        """The head's outputs per row as the family's logits: a question's choices' scores; a sentence's words'."""
+        if self.choices:
+            return outputs[..., 0]
+        if self.words is None:
+            return outputs
+        out = np.zeros((*self.labels.shape, outputs.shape[-1]), dtype=outputs.dtype)
+        out[self.words[:, 0], self.words[:, 1]] = outputs
+        return out
 
 
 def embed_split(encoder: FrozenEncoder, task: TaskSpec, ds) -> SplitEmbeddings:
-    labels = np.asarray(ds["label"][:], dtype=np.float32 if task.is_regression else np.int64)
+    labels = labels_of(task, ds)
+    if task.type is TaskType.TAGGING:
+        features, words = encoder.embed_words(ds[TOKENS][:])
+        return SplitEmbeddings([features], labels, words=words)
+    if task.type is TaskType.MULTIPLE_CHOICE:
+        options = ds[CHOICES][:]
+        n = len(options[0]) if options else 0
+        context = np.repeat(encoder.embed(ds[CONTEXT][:]), n, axis=0)
+        return SplitEmbeddings([context, encoder.embed([o for row in options for o in row])], labels, choices=n)
     return SplitEmbeddings([encoder.embed(ds[c][:]) for c in task.text_columns], labels)
 
 
@@ -145,17 +205,19 @@ def _fit_probe(task, train, dev, choose, predict, seed) -> ProbeResult:
 
     generator = torch.Generator().manual_seed(seed)
     x = train.features()
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    flat = x.reshape(-1, x.shape[-1])
+    mean, std = flat.mean(axis=0), flat.std(axis=0) + 1e-6
 
     def inputs(split: SplitEmbeddings) -> torch.Tensor:
         return torch.from_numpy((split.features() - mean) / std)
 
+    labels = train.targets()
     if task.is_regression:
-        y_mean, y_std = float(train.labels.mean()), float(train.labels.std()) + 1e-6
-        target = torch.from_numpy((train.labels - y_mean) / y_std).float()
+        y_mean, y_std = float(labels.mean()), float(labels.std()) + 1e-6
+        target = torch.from_numpy((labels - y_mean) / y_std).float()
     else:
-        target = torch.from_numpy(train.labels)
-    head = torch.nn.Linear(x.shape[1], task.num_labels)
+        target = torch.from_numpy(labels)
+    head = torch.nn.Linear(x.shape[-1], 1 if train.choices else task.num_labels)  # a choice's score: one output
     with torch.no_grad():  # seeded: torch's default init would draw from the global generator
         head.weight.normal_(0.0, 0.02, generator=generator)
         head.bias.zero_()
@@ -163,15 +225,17 @@ def _fit_probe(task, train, dev, choose, predict, seed) -> ProbeResult:
     train_x, dev_x = inputs(train), {s: inputs(e) for s, e in dev.items()}
     dev_labels = {s: e.labels for s, e in dev.items()}
 
-    def outputs(features: torch.Tensor) -> np.ndarray:
+    def outputs(split: SplitEmbeddings, features: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
             out = head(features).numpy()
-        return out * y_std + y_mean if task.is_regression else out
+        return out * y_std + y_mean if task.is_regression else split.logits(out)
 
     best_score, best_epoch, best_state = -np.inf, 0, None
     for epoch in range(1, PROBE_EPOCHS + 1):
         for batch in torch.randperm(len(train_x), generator=generator).split(PROBE_BATCH):
             logits = head(train_x[batch])
+            if train.choices:
+                logits = logits.squeeze(-1)  # examples x choices
             if task.is_regression:
                 loss = torch.nn.functional.mse_loss(logits.squeeze(-1), target[batch])
             else:
@@ -179,7 +243,7 @@ def _fit_probe(task, train, dev, choose, predict, seed) -> ProbeResult:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        dev_logits = {s: outputs(f) for s, f in dev_x.items()}
+        dev_logits = {s: outputs(dev[s], f) for s, f in dev_x.items()}
         if choose is None:
             score = task_score(compute_metrics(task, dev_logits, dev_labels), task)
         else:
@@ -188,5 +252,5 @@ def _fit_probe(task, train, dev, choose, predict, seed) -> ProbeResult:
             best_score, best_epoch = score, epoch
             best_state = {k: v.clone() for k, v in head.state_dict().items()}
     head.load_state_dict(best_state)
-    logits = {s: outputs(inputs(e)).astype(np.float32) for s, e in predict.items()}
+    logits = {s: outputs(e, inputs(e)).astype(np.float32) for s, e in predict.items()}
     return ProbeResult(logits, best_epoch, float(best_score))

@@ -37,7 +37,8 @@ def is_lora_model(model) -> bool:
 
 
 def add_adapters(model, hp: TrainingConfig, model_path: str):
-    """Wrap a sequence classifier in a peft model: adapters on the targets, the head trains in full."""
+    """Wrap a classifier in a peft model: adapters on the targets, the head trains in full. A multiple-choice model
+    has no peft task type: the plain `PeftModel` passes its inputs (examples x choices x tokens) through as they are."""
     # Imported here for start-up speed (peft).
     from peft import LoraConfig, TaskType, get_peft_model
 
@@ -45,9 +46,16 @@ def add_adapters(model, hp: TrainingConfig, model_path: str):
     targets = list(hp.lora_targets or layout.lora_targets)
     if not targets:  # `bench validate` refuses this; a direct caller gets the same message
         raise ValueError(f"bench knows no LoRA targets for model type {layout.model_type}; set training.lora_targets")
-    tagging = type(model).__name__.endswith("ForTokenClassification")
+    kind = type(model).__name__
+    task_type = (
+        TaskType.TOKEN_CLS
+        if kind.endswith("ForTokenClassification")
+        else None
+        if kind.endswith("ForMultipleChoice")
+        else TaskType.SEQ_CLS
+    )
     config = LoraConfig(
-        task_type=TaskType.TOKEN_CLS if tagging else TaskType.SEQ_CLS,
+        task_type=task_type,
         r=hp.lora_r,
         lora_alpha=hp.lora_alpha,
         lora_dropout=hp.lora_dropout,

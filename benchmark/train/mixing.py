@@ -15,6 +15,7 @@ import numpy as np
 
 from benchmark.common.errors import InputError
 from benchmark.common.schema import suggest
+from tasks.spec import TaskType
 
 SAMPLERS = ("proportional", "uniform", "temperature", "annealed")
 
@@ -152,6 +153,12 @@ def check_multitask(config: MultitaskConfig, tasks: dict) -> Mixture | None:
                 raise InputError(where, f"'{name}' is already in another sharing group")
         first = tasks[group[0]]
         for name in group[1:]:
+            if tasks[name].type is not first.type and not {first.type, tasks[name].type} <= SENTENCE_FAMILIES:
+                raise InputError(
+                    where,
+                    f"'{group[0]}' is a {first.type.value} task and '{name}' a {tasks[name].type.value} one; "
+                    "only tasks of one family share a head",
+                )
             if tasks[name].label_names != first.label_names:
                 raise InputError(
                     where,
@@ -168,6 +175,10 @@ def check_multitask(config: MultitaskConfig, tasks: dict) -> Mixture | None:
         heads,
         config.steps_per_epoch,
     )
+
+
+# A classification and a regression task differ in their label spaces, which the message names.
+SENTENCE_FAMILIES = {TaskType.CLASSIFICATION, TaskType.REGRESSION}
 
 
 def _labels(task) -> str:

@@ -201,20 +201,9 @@ def _classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_cod
     import torch
     from transformers.utils import logging as hf_logging
 
+    head = _head_config(label_names, family)
     if new_head:
-        return _encoder_with_new_head(path, label_names, trust_remote_code)
-
-    if family is TaskType.MULTIPLE_CHOICE:
-        head = {}  # one score per choice, whatever their number
-    elif label_names is None:
-        head = dict(num_labels=1, problem_type="regression")
-    else:
-        head = dict(
-            num_labels=len(label_names),
-            id2label=dict(enumerate(label_names)),
-            label2id={name: i for i, name in enumerate(label_names)},
-            **({} if family is TaskType.TAGGING else {"problem_type": "single_label_classification"}),
-        )
+        return _encoder_with_new_head(path, head, trust_remote_code, family)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized: classifier.weight" is expected for a new head
     try:
@@ -225,22 +214,35 @@ def _classifier(path: str, label_names: tuple[str, ...] | None, trust_remote_cod
         hf_logging.set_verbosity(verbosity)
 
 
-def _encoder_with_new_head(path: str, label_names: tuple[str, ...] | None, trust_remote_code: bool):
+def _head_config(label_names: tuple[str, ...] | None, family: TaskType | None) -> dict:
+    """The config keys of a family's fresh head."""
+    if family is TaskType.MULTIPLE_CHOICE:
+        return {}  # one score per choice, whatever their number
+    if label_names is None:
+        return dict(num_labels=1, problem_type="regression")
+    return dict(
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={name: i for i, name in enumerate(label_names)},
+        **({} if family is TaskType.TAGGING else {"problem_type": "single_label_classification"}),
+    )
+
+
+def _encoder_with_new_head(path: str, head: dict, trust_remote_code: bool, family: TaskType | None):
+    """The encoder of a fine-tuned model at `path` (of any family's head) under a fresh head of `family`."""
     # Imported here for start-up speed (torch, transformers).
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
-    source = AutoModelForSequenceClassification.from_pretrained(
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    source = _auto_class(head_family(config)).from_pretrained(
         path, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch.float32
     )
-    config = source.config
-    config.num_labels = 1 if label_names is None else len(label_names)
-    config.problem_type = "regression" if label_names is None else "single_label_classification"
-    if label_names is not None:
-        config.id2label, config.label2id = dict(enumerate(label_names)), {n: i for i, n in enumerate(label_names)}
-    model = AutoModelForSequenceClassification.from_config(
-        config, trust_remote_code=trust_remote_code, dtype=torch.float32
-    )
+    config.architectures = None  # the new head's class writes its own on save
+    config.problem_type = None
+    for key, value in head.items():
+        setattr(config, key, value)
+    model = _auto_class(family).from_config(config, trust_remote_code=trust_remote_code, dtype=torch.float32)
     model.base_model.load_state_dict(source.base_model.state_dict())
     return model
 

@@ -1,12 +1,15 @@
 """One multi-task trial: a shared encoder with one head per task (or per group of tasks that share a label
 space), trained on single-task batches that a sampler picks, and evaluated on every task after each epoch.
 
-The model is a set of ordinary Hugging Face sequence classifiers, one per head, that all hold the same encoder
-module. So a task's export is simply its classifier, saved with `save_checkpoint` like a single-task
-checkpoint: it loads with `AutoModelForSequenceClassification` and gives the logits this trial scored.
+The model is a set of ordinary Hugging Face models, one per head, each of its task's family (a sequence
+classifier, a token classifier for tagging, a multiple-choice model), that all hold the same encoder module.
+Each task keeps its own batch shape: a step trains one task's batch through its own head. So a task's export is
+simply its head's model, saved with `save_checkpoint` like a single-task checkpoint: it loads with the family's
+`AutoModelFor...` class and gives the logits this trial scored.
 
 Heads that a step does not train must not move. Two things make sure of it:
-- every head takes part in every backward pass with weight zero, so each parameter gets a (zero) gradient and
+- every parameter takes part in every backward pass (with weight zero where the step's forward does not reach
+  it: the other heads, and in a tagging step the pooler), so each parameter gets a gradient and
   DeepSpeed's ZeRO reduce hooks fire for all of them on every rank;
 - each head has its own optimizer groups, whose learning rate is set to zero for the step (the schedule sets
   it back after the step), so neither Adam's moments nor decoupled weight decay change its weights.
@@ -43,7 +46,7 @@ from tasks.metrics import OBJECTIVE
 
 
 class MultiTaskModel(torch.nn.Module):
-    """`classifiers`: head name -> a Hugging Face sequence classifier; all of them hold one encoder module."""
+    """`classifiers`: head name -> a Hugging Face model of its task's family; all of them hold one encoder module."""
 
     def __init__(self, classifiers: dict, heads: dict[str, str]):
         super().__init__()
@@ -79,17 +82,29 @@ def build_multitask_model(
     architecture's own classification head); the second and later ones are then given the first one's encoder.
     With `init_seed`, torch's RNG is seeded with it before each head, so every head starts as a single-task trial's
     of that init seed does (and a soup may join their checkpoints); without, the heads draw one after another."""
-    classifiers, encoder = {}, None
+    classifiers = {}
     for head in dict.fromkeys(heads[t] for t in tasks):
         if init_seed is not None:
             torch.manual_seed(init_seed)
-        clf = build_classifier(path, tasks[head].label_names, trust_remote_code, pooling=pooling)
-        if encoder is None:
-            encoder = clf.base_model
-        else:
+        spec = tasks[head]
+        classifiers[head] = build_classifier(
+            path, spec.label_names, trust_remote_code, pooling=pooling, family=spec.type
+        )
+    # The shared encoder is a pooled head's: a token classifier's encoder has no pooler (its first position, which
+    # mean pooling overwrites, is [CLS], which tagging ignores).
+    encoder = _pooled_head(classifiers).base_model
+    for clf in classifiers.values():
+        if clf.base_model is not encoder:
             setattr(clf, clf.base_model_prefix, encoder)
-        classifiers[head] = clf
     return MultiTaskModel(classifiers, {t: heads[t] for t in tasks})
+
+
+def _pooled_head(classifiers):
+    """A head that pools the sequence (any but a token classifier's), else the first: the one whose encoder the
+    heads share (it has the pooler), whose pooling is the trial's."""
+    heads = list(classifiers.values())
+    pooled = [h for h in heads if not type(h).__name__.endswith("ForTokenClassification")]
+    return (pooled or heads)[0]
 
 
 def multitask_adamw(model: MultiTaskModel, hp: TrainingConfig) -> torch.optim.Optimizer:
@@ -108,15 +123,10 @@ def rest_other_heads(optimizer: torch.optim.Optimizer, head: str) -> None:
             group["lr"] = 0.0
 
 
-def _zero_weighted(model: MultiTaskModel, head: str) -> torch.Tensor:
-    """0 x (the other heads' parameters): gives each of them an exact zero gradient through autograd."""
-    total = None
-    for other in model.classifiers:
-        if other != head:
-            for _, p in model.head_parameters(other):
-                term = p.sum() * 0.0
-                total = term if total is None else total + term
-    return total
+def _zero_weighted(model: MultiTaskModel) -> torch.Tensor:
+    """0 x (every parameter): an exact zero gradient for each one that the step's forward does not reach (the
+    other heads; the pooler, in a tagging step)."""
+    return sum(p.sum() * 0.0 for p in model.parameters())
 
 
 def train_step(
@@ -137,8 +147,7 @@ def train_step(
 
     def objective(inputs: dict, labels: torch.Tensor):
         loss = loss_fn(engine(task=task, **inputs), labels)
-        others = _zero_weighted(engine.module, head)
-        return loss, weight * loss + (others if others is not None else 0.0)
+        return loss, weight * loss + _zero_weighted(engine.module)
 
     return optimizer_step(engine, split, batch, setup, accumulation, objective)
 
@@ -207,7 +216,7 @@ def train_multitask(
     setup = RankSetup(tokenizer.pad_token_id, hp.eval_batch_size, rank, world, device, pad_multiple(engine))
     checkpoint_meta = {
         **(meta or {}), "model_path": model_path, "seed": seed, "training": hp.to_dict(),
-        **encoding_fields(next(iter(model.classifiers.values()))),
+        **encoding_fields(_pooled_head(model.classifiers)),
         "init_seed": init_seed_of(hp.to_dict(), seed),
     }  # fmt: skip
     joint = _Joint(
@@ -321,7 +330,7 @@ def epoch_end(
         **compute,
         "eval_seconds": eval_seconds,
         "eval_samples_per_s": sum(e.examples for e in evaluations.values()) / eval_seconds,
-        **encoding_fields(engine.module.classifier(tasks[0])),  # one encoder: its pooling is every head's
+        **encoding_fields(_pooled_head(engine.module.classifiers)),  # one encoder: its pooling is every pooled head's
     }
     is_best = counts.best.update(row["selection_score"], epoch)
     improved = [t for t in tasks if counts.task_best[t].update(evaluations[t].selection_score, epoch)]
