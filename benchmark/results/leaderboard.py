@@ -293,6 +293,16 @@ def _row(
     }
 
 
+def _throughput(record: dict) -> float | None:
+    """Training samples/s of a trial. A joint trial's task record counts that task's share of the samples over the
+    whole trial's seconds; the trial's own throughput is in its epoch rows (every task's samples)."""
+    if not record.get("joint_trial"):
+        return record.get("train_samples_per_s")
+    timed = [(e["train_samples_per_s"], e["train_seconds"]) for e in record.get("epochs", []) if e.get("train_seconds")]
+    seconds = sum(t for _, t in timed)
+    return sum(v * t for v, t in timed) / seconds if seconds else None
+
+
 def _compute(records: list[dict], chosen: list[dict], by_id: dict) -> dict:
     """Cost of the row: device-hours, samples and optimizer steps of every trial behind it (the whole grid, every
     seed; for a merge, the single-task trials it merged; for two-stage rows, their task's share of each joint trial
@@ -306,7 +316,7 @@ def _compute(records: list[dict], chosen: list[dict], by_id: dict) -> dict:
     device_hours = None
     if records and all(resources):
         device_hours = sum(r["wall_seconds"] * devices_held(res) for r, res in zip(records, resources)) / 3600
-    throughput = [r["train_samples_per_s"] for r in chosen if r.get("train_samples_per_s")]
+    throughput = [t for t in map(_throughput, chosen) if t]
     parameters = [r["parameters"] for r in chosen if r.get("parameters")]
     # Trained at some epoch (gradual unfreezing adds layers; LoRA: adapters and head).
     trainable = [e.get("trainable_parameters") or 0 for r in chosen for e in r.get("epochs", [])]
