@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from benchmark.cli import main
+from benchmark.measure.reliability import random_kills, run_to_end
 from tasks.metrics import entity_counts, entity_metrics
 from tasks.metrics.resampled import ENTITY_RESAMPLED
 from tasks.registry import REGISTRY
@@ -130,7 +131,7 @@ def test_a_run_of_tagging_multiple_choice_and_classification_has_single_multitas
 
 
 @needs_data
-def test_chains_two_stage_vote_greedy_and_merges_take_tagging_and_multiple_choice(
+def test_chains_two_stage_vote_greedy_and_merges_take_tagging_and_multiple_choice_and_a_killed_run_resumes(
     tmp_path, tiny_model, cache_dir, glue_dir
 ):
     from transformers import AutoModelForTokenClassification
@@ -140,9 +141,13 @@ def test_chains_two_stage_vote_greedy_and_merges_take_tagging_and_multiple_choic
         multitask={"tasks": ["wnut17", "copa", "sst2"], "two_stage": {"enabled": True, "training": {"epochs": 1}}},
         ensemble={"methods": ["vote", "greedy"]}, merge={"methods": ["ties"], "tasks": ["conll2003", "copa", "sst2"]},
     )  # fmt: skip
-    proc = bench("run", path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    # killed (SIGKILL) after its first writes, then the same command again: no finished trial lost or run twice
+    run, log = tmp_path / "run", tmp_path / "driver.log"
+    kills = random_kills(path, run, kills=1, seed=3, log=log, max_writes=2, max_delay=0.5)
+    last = run_to_end(path, run, log)
+    assert [k["returncode"] for k in kills if k["injected"]] == [-9], kills
+    assert last["returncode"] == 0 and all(e["lost"] == [] for e in (*kills, last)), (kills, last, log.read_text())
+    board = json.loads((run / "leaderboard.json").read_text())
     model = next(r["system"] for r in board["rows"] if r["kind"] == "single").split(" ")[0]
     rows = {r["system"].removeprefix(model + " "): r for r in board["rows"]}
     expected = {  # row -> the tagging and multiple-choice tasks it scores
