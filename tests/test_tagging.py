@@ -229,3 +229,24 @@ def test_a_multiple_choice_trial_scores_every_choice_in_one_batch_and_saves_a_mu
     lora_logits, _ = load_predictions(tmp_path / "lora" / "checkpoint")
     assert lora_logits["validation"].shape == (48, 2) and (tmp_path / "lora" / "checkpoint" / "adapter").is_dir()
     assert type(merged).__name__ == "BertForMultipleChoice"
+
+
+def test_a_joint_trials_token_classifier_shares_a_pooled_encoder_but_saves_as_a_plain_one(tiny_model, tmp_path):
+    """Heads of three families hold one encoder (the pooled heads need its pooler); the tagging head's folder has
+    no pooler, as a single-task one's, so soups and merges join the two."""
+    from transformers import AutoModelForTokenClassification
+
+    from benchmark.train.lora import save_model
+    from benchmark.train.multitask import build_multitask_model
+    from tasks.glue import GLUE_TASKS
+
+    specs = {"conll2003": REGISTRY["conll2003"], "copa": REGISTRY["copa"], "sst2": GLUE_TASKS["sst2"]}
+    model = build_multitask_model(str(tiny_model), specs, {t: t for t in specs}, init_seed=0)
+    kinds = {t: type(model.classifier(t)).__name__ for t in specs}
+    assert kinds == {"conll2003": "BertForTokenClassification", "copa": "BertForMultipleChoice",
+                     "sst2": "BertForSequenceClassification"}  # fmt: skip
+    encoders = {id(model.classifier(t).base_model) for t in specs}
+    assert len(encoders) == 1 and model.classifier("conll2003").base_model.pooler is not None
+    save_model(model.classifier("conll2003"), tmp_path / "ner")
+    loaded, info = AutoModelForTokenClassification.from_pretrained(tmp_path / "ner", output_loading_info=True)
+    assert not info["unexpected_keys"] and not info["missing_keys"]

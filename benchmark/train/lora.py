@@ -105,10 +105,21 @@ def merged_state_dict(model) -> dict:
     return merged
 
 
+def _own_weights(model) -> dict | None:
+    """A token classifier's weights less a pooler (None: the model's own state dict). In a joint trial it shares a
+    pooled head's encoder, whose pooler its class does not have: without it the folder is the plain token
+    classifier a single-task trial saves, so the two soup and merge alike."""
+    pooler = getattr(model.base_model, "pooler", None)
+    if not type(model).__name__.endswith("ForTokenClassification") or pooler is None:
+        return None
+    prefix = f"{model.base_model_prefix}.pooler."
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
+
+
 def save_model(model, folder: Path) -> None:
     """A Hugging Face model folder in safetensors; a LoRA model's merged, with its adapter files beside."""
     if not is_lora_model(model):
-        model.save_pretrained(folder)  # safetensors: transformers writes no other format
+        model.save_pretrained(folder, state_dict=_own_weights(model))  # safetensors: transformers writes no other
         return
     # Imported here for start-up speed (peft, safetensors).
     from peft import get_peft_model_state_dict
