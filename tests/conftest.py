@@ -173,12 +173,19 @@ def plan_prints(path: Path, overrides: list[str] = (), without: str | None = Non
 
 
 def interrupted_and_resumed(hp, model: Path, data, tmp_path: Path, seed: int = 1):
-    """A trial run straight through, and the same trial interrupted (Ctrl-C) after epoch 1 with its state saved,
-    then resumed from that state: (straight, resumed) results."""
-    from benchmark.train.checkpoints import STATE_DIR
+    """A trial run straight through, and the same trial interrupted and resumed (`resumed_after_epoch_1`):
+    (straight, resumed) results."""
     from benchmark.train.trainer import train
 
     straight = train(hp, str(model), seed, data, tmp_path / "straight", lambda m, f: None)
+    return straight, resumed_after_epoch_1(hp, model, data, tmp_path, seed)
+
+
+def resumed_after_epoch_1(hp, model: Path, data, tmp_path: Path, seed: int = 1):
+    """The trial interrupted (Ctrl-C) after epoch 1 with its state saved, then resumed from that state."""
+    from benchmark.train.checkpoints import STATE_DIR
+    from benchmark.train.trainer import train
+
     saved = {}
 
     def stop_after_epoch_1(metrics, folder):
@@ -188,5 +195,4 @@ def interrupted_and_resumed(hp, model: Path, data, tmp_path: Path, seed: int = 1
 
     with pytest.raises(KeyboardInterrupt):
         train(hp, str(model), seed, data, tmp_path / "work", stop_after_epoch_1, save_state=True)
-    resumed = train(hp, str(model), seed, data, tmp_path / "work2", lambda m, f: None, resume_from=saved["state"])
-    return straight, resumed
+    return train(hp, str(model), seed, data, tmp_path / "work2", lambda m, f: None, resume_from=saved["state"])

@@ -18,6 +18,7 @@ from benchmark.train.local import run_local_trial
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from tasks.encoding import encode_task
 from tasks.glue import GLUE_TASKS
+from tests.conftest import resumed_after_epoch_1
 
 FAST = dict(batch_size=16, learning_rate=1e-3, eval_batch_size=32)
 
@@ -58,9 +59,6 @@ def test_frozen_parameters_stay_bit_identical_and_the_rest_train(tiny_model, rte
 def test_gradual_unfreezing_follows_its_schedule_and_resumes_exactly(tiny_model, rte, tmp_path):
     """ULMFiT: head alone, then one more group per epoch top-down (2 layers, then the embeddings), a new
     engine at each change. A run stopped after epoch 1 and resumed from its saved state gives the same numbers."""
-    from benchmark.train.checkpoints import STATE_DIR
-    from benchmark.train.trainer import train
-
     hp = TrainingConfig(**FAST, epochs=3, head_only_epochs=1, gradual_unfreezing=True)
     model = build_classifier(str(tiny_model), GLUE_TASKS["rte"].label_names)
     sizes = {g: 0 for g in (HEAD, layer(1), layer(0), EMBEDDINGS)}
@@ -72,16 +70,7 @@ def test_gradual_unfreezing_follows_its_schedule_and_resumes_exactly(tiny_model,
     assert straight.epochs[-1]["learning_rate"] == 0.0  # the schedule ran on across the new engines
     assert [e["optimizer_steps"] for e in straight.epochs] == [4, 8, 12]
 
-    saved = {}
-
-    def stop_after_epoch_1(metrics, folder):
-        if metrics["epoch"] == 1:
-            saved["state"] = folder / STATE_DIR
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(hp, str(tiny_model), 1, rte, tmp_path / "work", stop_after_epoch_1, save_state=True)
-    resumed = train(hp, str(tiny_model), 1, rte, tmp_path / "work2", lambda m, f: None, resume_from=saved["state"])
+    resumed = resumed_after_epoch_1(hp, tiny_model, rte, tmp_path)
     keys = ["epoch", "score", "train_loss", "learning_rate", "optimizer_steps", "trainable_parameters"]
     assert [{k: e[k] for k in keys} for e in resumed.epochs] == [{k: e[k] for k in keys} for e in straight.epochs]
 

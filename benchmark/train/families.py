@@ -1,4 +1,5 @@
-"""The encoder families bench knows: where each keeps its layers and its head, and its default LoRA targets.
+"""The encoder families bench knows: where each keeps its layers and its head, and its default LoRA targets;
+and which task family a transformers head class serves.
 
 One declaration per family (a transformers model type). Paths are module names inside the family's
 `AutoModelForSequenceClassification`. Freezing, layer-wise lr decay and gradual unfreezing cut the model into
@@ -13,6 +14,8 @@ A model of another type gets the same treatment when its base model holds exactl
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from tasks.spec import TaskType
 
 
 @dataclass(frozen=True)
@@ -113,3 +116,22 @@ def empty_classifier(path: str, trust_remote_code: bool = False):
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
         return AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+
+
+# transformers' head classes, by name suffix, of the families that are not sequence classifiers
+_HEAD_SUFFIXES = {"ForTokenClassification": TaskType.TAGGING, "ForMultipleChoice": TaskType.MULTIPLE_CHOICE}
+
+
+def _family_of_class(name: str) -> TaskType | None:
+    return next((family for suffix, family in _HEAD_SUFFIXES.items() if name.endswith(suffix)), None)
+
+
+def head_family(config) -> TaskType | None:
+    """The family a saved model's head serves, by its config's architecture (None: a sequence classifier)."""
+    found = (_family_of_class(a) for a in getattr(config, "architectures", None) or ())
+    return next((f for f in found if f is not None), None)
+
+
+def model_head_family(model) -> TaskType | None:
+    """The family a built model's head serves, by its class (a fresh model's config still names its base's)."""
+    return _family_of_class(type(model).__name__)

@@ -71,39 +71,37 @@ class FrozenEncoder:
             hf_logging.set_verbosity(verbosity)
         self.pooling, self.max_seq_length = pooling, max_seq_length
 
-    def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        """Pooled embeddings of `texts`, in their order (computed longest first: less padding)."""
+    def _hidden_states(self, ids: list[list[int]], batch_size: int):
+        """(indices, last hidden states, attention mask) per batch of the token sequences `ids`, longest first
+        (less padding)."""
         # Imported here for start-up speed (torch), as above.
         import torch
 
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)["input_ids"]
         order = np.argsort([-len(x) for x in ids], kind="stable")
-        out = np.zeros((len(ids), self.model.config.hidden_size), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             padded = self.tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
             with torch.no_grad():
                 hidden = self.model(**padded).last_hidden_state
-            pooled = masked_mean(hidden, padded["attention_mask"]) if self.pooling == "mean" else hidden[:, 0]
+            yield batch, hidden, padded["attention_mask"]
+
+    def embed(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """Pooled embeddings of `texts`, in their order."""
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)["input_ids"]
+        out = np.zeros((len(ids), self.model.config.hidden_size), dtype=np.float32)
+        for batch, hidden, mask in self._hidden_states(ids, batch_size):
+            pooled = masked_mean(hidden, mask) if self.pooling == "mean" else hidden[:, 0]
             out[batch] = pooled.float().numpy()
         return out
 
     def embed_words(self, sentences: list[list[str]], batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
         """Each word's hidden state at its first sub-token, with (sentence, word) per row, sentences cut into
         windows of `max_seq_length` as a trial's are."""
-        # Imported here for start-up speed (torch), as above.
-        import torch
-
         w = encode_words(sentences, None, self.tokenizer, self.max_seq_length)
-        order = np.argsort(-np.diff(w.offsets), kind="stable")
+        windows = [w.ids[w.offsets[k] : w.offsets[k + 1]].tolist() for k in range(len(w))]
         features, rows = [], []
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            padded = self.tokenizer.pad(
-                {"input_ids": [w.ids[w.offsets[k] : w.offsets[k + 1]].tolist() for k in batch]}, return_tensors="pt"
-            )
-            with torch.no_grad():
-                hidden = self.model(**padded).last_hidden_state.float().numpy()
+        for batch, hidden, _ in self._hidden_states(windows, batch_size):
+            hidden = hidden.float().numpy()
             for row, k in enumerate(batch):
                 words = w.word[w.offsets[k] : w.offsets[k + 1]]
                 at = np.flatnonzero(words >= 0)

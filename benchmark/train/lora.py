@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.train.families import layout_of
+from benchmark.train.families import layout_of, model_head_family
 from benchmark.train.hyperparams import TrainingConfig
+from tasks.spec import TaskType
 
 ADAPTER_DIR = "adapter"  # inside a checkpoint folder
 ADAPTER_CONFIG = "adapter_config.json"
@@ -40,19 +41,15 @@ def add_adapters(model, hp: TrainingConfig, model_path: str):
     """Wrap a classifier in a peft model: adapters on the targets, the head trains in full. A multiple-choice model
     has no peft task type: the plain `PeftModel` passes its inputs (examples x choices x tokens) through as they are."""
     # Imported here for start-up speed (peft).
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, get_peft_model
+    from peft import TaskType as PeftTaskType
 
     layout = layout_of(model)
     targets = list(hp.lora_targets or layout.lora_targets)
     if not targets:  # `bench validate` refuses this; a direct caller gets the same message
         raise ValueError(f"bench knows no LoRA targets for model type {layout.model_type}; set training.lora_targets")
-    kind = type(model).__name__
-    task_type = (
-        TaskType.TOKEN_CLS
-        if kind.endswith("ForTokenClassification")
-        else None
-        if kind.endswith("ForMultipleChoice")
-        else TaskType.SEQ_CLS
+    task_type = {TaskType.TAGGING: PeftTaskType.TOKEN_CLS, TaskType.MULTIPLE_CHOICE: None}.get(
+        model_head_family(model), PeftTaskType.SEQ_CLS
     )
     config = LoraConfig(
         task_type=task_type,
@@ -110,7 +107,7 @@ def _own_weights(model) -> dict | None:
     pooled head's encoder, whose pooler its class does not have: without it the folder is the plain token
     classifier a single-task trial saves, so the two soup and merge alike."""
     pooler = getattr(model.base_model, "pooler", None)
-    if not type(model).__name__.endswith("ForTokenClassification") or pooler is None:
+    if model_head_family(model) is not TaskType.TAGGING or pooler is None:
         return None
     prefix = f"{model.base_model_prefix}.pooler."
     return {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}

