@@ -16,7 +16,7 @@ from benchmark.train.modeling import load_tokenizer, resolve_model
 from tasks.augment import Augmentation
 from tasks.glue import GLUE_TASKS
 from tasks.registry import REGISTRY
-from tasks.spec import TaskType
+from tasks.spec import TaskType, Windowing
 
 
 class _Parser(argparse.ArgumentParser):
@@ -448,6 +448,7 @@ def _encoded(suite, tokenizer, task: str):
         data.max_eval_samples,
         data.sample_seed,
         Augmentation.of(hp.to_dict()),
+        windowing=Windowing.of(hp.to_dict()),
         pair_encoding=hp.pair_encoding,
     )
 

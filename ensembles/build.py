@@ -36,6 +36,7 @@ from ensembles.rows import ENSEMBLES_DIR, STATE_FILE, TaskOutcome, make_row, rea
 from ensembles.soups import SoupRunner, check_ingredients, greedy_soup, same_init, uniform_soup
 from tasks.encoding import encode_task
 from tasks.loading import resolve_glue_dir
+from tasks.spec import Windowing
 from tasks.splits import DevHalves, score_on, split_dev
 
 STATE_FORMAT = 4  # bump when what a method computes changes, so saved ensembles are rebuilt (3: soups at the
@@ -180,7 +181,7 @@ def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[C
     if method == "mean_prob":
         members, weights, logits = pool, uniform, mean_prob(spec, [c.logits for c in pool])
     elif method == "vote":
-        members, weights, logits = pool, uniform, vote(spec, [c.logits for c in pool])
+        members, weights, logits = pool, uniform, vote(spec, [c.logits for c in pool], pool[0].labels)
     elif method == "greedy":
         counts = greedy_selection(spec, [c.logits for c in pool], selection_score)
         members = [c for c, n in zip(pool, counts) if n]
@@ -215,7 +216,7 @@ def _task_outcome(ctx: _Context, method: str, slug: str, task: str, pool: list[C
 
 def _selection_temperature(ctx: _Context, task, logits: dict, labels: dict) -> float | None:
     """Temperature scaling of a row's task, fitted on the selection half only (the report half and test report)."""
-    return None if task.is_regression else fit_temperature(*concat(logits, labels, ctx.halves[task.name].selection))
+    return None if not task.has_classes else fit_temperature(*concat(logits, labels, ctx.halves[task.name].selection))
 
 
 def _soup_runner(ctx: _Context, first: Candidate) -> SoupRunner:
@@ -239,6 +240,7 @@ def make_soup_runner(suite: Suite, first: Candidate) -> SoupRunner:
         data.max_eval_samples,
         data.sample_seed,
         pair_encoding=saved_pair_encoding(first.folder),  # a bi-encoder's texts apart
+        windowing=Windowing.of(first.meta["training"]),  # a QA task's windows
     )
     return SoupRunner(first, tokenizer, dev, trust)
 

@@ -198,7 +198,7 @@ def add_trial_calibration(
             continue
         calibration = {}
         for task, ids in row["trial_ids"].items():
-            if tasks[task].is_regression:
+            if not tasks[task].has_classes:
                 continue
             seeds = [
                 trial_calibration(records[i], roots[i], tasks[task], split_seeds[i], row["kind"] == "merged")
@@ -215,7 +215,7 @@ def ensemble_calibration(row: dict, root: Path, tasks: dict, state_key: str | No
     calibration = {}
     for task, files in row.get("predictions", {}).items():
         temperature = (row.get("temperature") or {}).get(task)
-        if tasks[task].is_regression or temperature is None:
+        if not tasks[task].has_classes or temperature is None:
             continue
         test = read_test_file(ensemble_test_path(root, state_key, files[0])) if state_key else None
         if test is not None:

@@ -22,7 +22,8 @@ from benchmark.common.checks import file_stats, folder_files
 from benchmark.common.hashing import fingerprint
 from tasks.augment import Augmentation, augment_dataset
 from tasks.loading import data_files, load_split
-from tasks.spec import CHOICES, CONTEXT, TOKENS, TaskSpec, TaskType
+from tasks.spans import encode_questions, qa_labels
+from tasks.spec import CHOICES, CONTEXT, TOKENS, TaskSpec, TaskType, Windowing
 from tasks.words import IGNORE, encode_words
 
 CACHE_FORMAT = 1
@@ -48,6 +49,10 @@ class EncodedSplit:
     sentence: np.ndarray | None = None  # int64 per window: its sentence
     # Multiple choice: each example is `choices` sequences (context and one choice), consecutive in `ids`.
     choices: int = 0
+    # Extractive QA (tasks/spans.py): the examples above are windows of questions; `labels` holds each question's
+    # packed QALabels (what decodes and scores its answer), and these say how windows map to them.
+    question: np.ndarray | None = None  # int64 per window: its question
+    span_labels: np.ndarray | None = None  # int64 (windows, 2): the answer's start and end token, 0 where outside
 
     def __len__(self) -> int:
         return (len(self.offsets) - 1) // (self.choices or 1)
@@ -133,11 +138,14 @@ def encode_task(
     augmentation: Augmentation | None = None,
     stamp: str | None = None,
     pair_encoding: str = "cross",
+    windowing: Windowing | None = None,
 ) -> TaskData:
     """Load and tokenise every split of `task`, from the cache when the same work was done before. With an
     augmentation, the training split gets its augmented copies (cached per augmentation and seed). `stamp`
     (`source_stamp`) lets the next run find the result without reading the data or loading the tokenizer.
-    `pair_encoding` "bi": a pair's texts tokenised apart (`encodes_apart`)."""
+    `pair_encoding` "bi": a pair's texts tokenised apart (`encodes_apart`). `windowing`: an extractive QA task's
+    windows (its defaults when None)."""
+    windowing = _windowing(task, windowing)
     raw = {}
     for split in task.splits:
         cap = max_train_samples if split == "train" else max_eval_samples
@@ -154,6 +162,7 @@ def encode_task(
                 "max_seq_length": max_seq_length,
                 **({"augmentation": augmentation.to_dict()} if augment else {}),
                 **({"pair_encoding": BI} if apart else {}),  # keys made before it stay
+                **({"windowing": windowing.to_dict()} if windowing else {}),
             },
             sort_keys=True,
             default=str,
@@ -168,7 +177,9 @@ def encode_task(
             # multiple choice: the context is edited, the choices kept (an edit may not change which one is right)
             texts = (CONTEXT,) if task.type is TaskType.MULTIPLE_CHOICE else task.text_columns
             raw["train"] = augment_dataset(raw["train"], texts, augmentation)
-        splits = {s: encode_split(task, ds, tokenizer, max_seq_length, pair_encoding) for s, ds in raw.items()}
+        splits = {
+            s: encode_split(task, ds, tokenizer, max_seq_length, pair_encoding, windowing) for s, ds in raw.items()
+        }
         staging = staging_dir_for(folder)
         try:
             _write(staging, splits)
@@ -191,6 +202,7 @@ def source_stamp(
     sample_seed: int = 0,
     augmentation: Augmentation | None = None,
     pair_encoding: str = "cross",
+    windowing: Windowing | None = None,
 ) -> str | None:
     """What `encode_task` would read, named by its files' paths, sizes and modification times (the task's data
     files and every file of the tokenizer's folder), with the settings; None when anything comes from the hub.
@@ -207,8 +219,14 @@ def source_stamp(
         "settings": [max_seq_length, max_train_samples, max_eval_samples, sample_seed],
         "augmentation": augmentation.to_dict() if augmentation is not None and augmentation.enabled else None,
         **({"pair_encoding": BI} if encodes_apart(task, pair_encoding) else {}),
+        **({"windowing": w.to_dict()} if (w := _windowing(task, windowing)) else {}),
     }
     return fingerprint(payload)
+
+
+def _windowing(task: TaskSpec, windowing: Windowing | None) -> Windowing | None:
+    """An extractive QA task's windowing (its defaults when not given); None for every other family."""
+    return (windowing or Windowing()) if task.type is TaskType.EXTRACTIVE_QA else None
 
 
 def cached_task(task: TaskSpec, stamp: str, cache_dir: Path) -> TaskData | None:
@@ -236,11 +254,15 @@ def content_hash(ds) -> str:
     return h.hexdigest()
 
 
-def encode_split(task: TaskSpec, ds, tokenizer, max_seq_length: int, pair_encoding: str = "cross") -> EncodedSplit:
+def encode_split(
+    task: TaskSpec, ds, tokenizer, max_seq_length: int, pair_encoding: str = "cross", windowing: Windowing | None = None
+) -> EncodedSplit:
     """Tokenise one split (not cached: `encode_task` caches whole tasks). Unlabelled splits get label -1 (NaN for
     regression). `pair_encoding` "bi": each text of a pair alone, each truncated to `max_seq_length`."""
     if task.type is TaskType.TAGGING:
         return _tagged(ds, tokenizer, max_seq_length)
+    if task.type is TaskType.EXTRACTIVE_QA:
+        return _questions(ds, tokenizer, max_seq_length, _windowing(task, windowing))
     labels = labels_of(task, ds)
     if task.type is TaskType.MULTIPLE_CHOICE:  # each choice read with the context, as a pair
         options = ds[CHOICES][:]
@@ -263,6 +285,18 @@ def _tagged(ds, tokenizer, max_seq_length: int) -> EncodedSplit:
     labels = _tag_rows(ds[TOKENS][:], tags)
     types = np.zeros(len(w.ids), dtype=np.int8) if "token_type_ids" in tokenizer.model_input_names else None
     return EncodedSplit(w.ids, w.offsets, labels, types, token_labels=w.labels, word=w.word, sentence=w.sentence)
+
+
+def _questions(ds, tokenizer, max_seq_length: int, windowing: Windowing) -> EncodedSplit:
+    """A QA split: its questions cut into windows over their contexts, trained on each question's first answer."""
+    answers, contexts = ds["answers"][:], ds[CONTEXT][:]
+    first = [(x["answer_start"][0], x["text"][0]) if x["text"] else None for x in answers]
+    w = encode_questions(
+        ds["question"][:], contexts, first, tokenizer, max_seq_length, windowing.doc_stride, windowing.max_query_length
+    )
+    labels = qa_labels(w, contexts, answers, windowing).pack()
+    spans = np.stack([w.start, w.end], axis=1)
+    return EncodedSplit(w.ids, w.offsets, labels, w.type_ids, question=w.question, span_labels=spans)
 
 
 def labels_of(task: TaskSpec, ds) -> np.ndarray:
@@ -303,7 +337,7 @@ def _tokens(columns: list[list[str]], tokenizer, max_seq_length: int, labels: np
     )
 
 
-_TAGGING_ARRAYS = ("token_labels", "word", "sentence")
+_FAMILY_ARRAYS = ("token_labels", "word", "sentence", "question", "span_labels")  # tagging's, extractive QA's
 
 
 def _write(folder: Path, splits: dict[str, EncodedSplit]) -> None:
@@ -317,7 +351,7 @@ def _write(folder: Path, splits: dict[str, EncodedSplit]) -> None:
         tensors[f"{name}.labels"] = s.labels
         if s.type_ids is not None:
             tensors[f"{name}.type_ids"] = s.type_ids
-        for key in _TAGGING_ARRAYS:
+        for key in _FAMILY_ARRAYS:
             if getattr(s, key) is not None:
                 tensors[f"{name}.{key}"] = getattr(s, key)
         if s.choices:
@@ -343,5 +377,5 @@ def _read(folder: Path) -> dict[str, EncodedSplit]:
             second = EncodedSplit(*b)
         own = tensors[f"{n}.ids"], tensors[f"{n}.offsets"], labels, tensors.get(f"{n}.type_ids")
         choices = int(tensors[f"{n}.choices"][0]) if f"{n}.choices" in tensors else 0
-        splits[n] = EncodedSplit(*own, second, **{k: tensors.get(f"{n}.{k}") for k in _TAGGING_ARRAYS}, choices=choices)
+        splits[n] = EncodedSplit(*own, second, **{k: tensors.get(f"{n}.{k}") for k in _FAMILY_ARRAYS}, choices=choices)
     return splits

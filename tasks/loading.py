@@ -16,9 +16,10 @@ import numpy as np
 
 from benchmark.common.errors import InputError, first_line
 from tasks.conll import check_tags, read_conll
-from tasks.registry import CONLL_FORMAT, resolve_data_dir
-from tasks.spec import CHOICES, CONTEXT, TOKENS, TaskSpec, TaskType, TsvFile, template_fields
+from tasks.registry import CONLL_FORMAT, SQUAD_FORMAT, resolve_data_dir
+from tasks.spec import CHOICES, CONTEXT, QA_COLUMNS, TOKENS, TaskSpec, TaskType, TsvFile, template_fields
 from tasks.splits import describe_partition, holdout_partition
+from tasks.squad import article_partition, check_qa_rows, read_qa_rows, read_squad_json
 
 GLUE_DIR_ENV = "BENCH_GLUE_DIR"
 GLUE_FOLDER = "glue"  # GLUE's folder under the data root
@@ -39,6 +40,8 @@ def resolve_glue_dir(glue_dir: str | None, data_dir: str | None = None) -> Path 
 
 def source_columns(task: TaskSpec, labelled: bool = True) -> list[str]:
     """The columns a task reads of each row of its files or its hub copy."""
+    if task.type is TaskType.EXTRACTIVE_QA:
+        return [c for c in QA_COLUMNS if labelled or c != task.label_column]
     columns = [*task.text_columns, *task.choice_columns]
     if task.context_template:
         columns += [f for f in template_fields(task.context_template) if f not in columns]
@@ -67,6 +70,8 @@ def load_split(
         ds = held_out_split(task, split, glue_dir, cache_dir)
     elif split in task.test_splits:
         ds, source = _read_source(task, split, glue_dir, cache_dir)
+        if task.type is TaskType.EXTRACTIVE_QA:  # its questions' own ids are what predictions are keyed by
+            return _checked_questions(ds, source, labelled=False)
         return _with_index(ds, source)
     else:
         ds, source = _read_source(task, split, glue_dir, cache_dir)
@@ -127,7 +132,11 @@ def _partitioned_train(task: TaskSpec, glue_dir: Path | None, cache_dir: Path):
     ds = _canonical(task, ds, source)
     stratify = _stratified(task)
     labels = np.asarray(ds["label"][:]) if stratify else np.zeros(len(ds))  # a tagged sentence has many labels
-    partition = holdout_partition(labels, task.holdout, task.holdout_seed, stratify=stratify)
+    if task.type is TaskType.EXTRACTIVE_QA:  # whole articles (paragraphs where no title is given) per split
+        titles = [t or c for t, c in zip(ds["title"][:], ds[CONTEXT][:])]
+        partition = article_partition(titles, task.holdout, task.holdout_seed)
+    else:
+        partition = holdout_partition(labels, task.holdout, task.holdout_seed, stratify=stratify)
     for held in task.holdout:
         rows = partition[held]
         missing = sorted(set(labels.tolist()) - set(labels[rows].tolist())) if stratify else []
@@ -202,6 +211,8 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool 
     fmt = task.file_format
     if fmt == CONLL_FORMAT:
         return _read_conll_file(task, path, labelled)
+    if task.type is TaskType.EXTRACTIVE_QA and fmt in (SQUAD_FORMAT, "json"):
+        return _qa_dataset(read_squad_json(path) if fmt == SQUAD_FORMAT else read_qa_rows(path), labelled)
     kwargs = {"sep": "\t", "quoting": 3, "keep_default_na": False} if fmt == "tsv" else {}
     if fmt == "csv":
         kwargs = {"keep_default_na": False}
@@ -220,6 +231,38 @@ def _read_user_file(task: TaskSpec, path: Path, cache_dir: Path, labelled: bool 
     if not labelled:  # a user's test file: its examples are numbered in file order
         return ds.add_column("index", list(range(len(ds))))
     return ds.rename_column(task.label_column, "label") if task.label_column != "label" else ds
+
+
+def _qa_dataset(rows: list[dict], labelled: bool):
+    """Questions in Hugging Face's SQuAD layout (an unlabelled file's answers left out)."""
+    # Imported here for start-up speed (datasets).
+    import datasets
+
+    columns = [c for c in QA_COLUMNS if labelled or c != "answers"]
+    return datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
+
+
+def _checked_questions(ds, source: str, labelled: bool = True):
+    """A QA split's questions, checked (tasks/squad.py's `check_qa_rows`): ids, contexts and answer offsets. Every
+    source ends in the same columns (a parquet file or the hub copy may leave out `title`)."""
+    # Imported here for start-up speed (datasets).
+    import datasets
+
+    rows = ds.to_list()
+    for r in rows:
+        r.setdefault("title", "")
+        r["title"] = str(r["title"] or "")
+        r["id"] = None if r.get("id") is None else str(r["id"])
+        r.setdefault("answers", {"text": [], "answer_start": []})
+    check_qa_rows(rows, source, labelled)
+    features = datasets.Features(
+        {"id": datasets.Value("string"), "title": datasets.Value("string"), CONTEXT: datasets.Value("string"),
+         "question": datasets.Value("string"),
+         "answers": {"text": datasets.Sequence(datasets.Value("string")),
+                     "answer_start": datasets.Sequence(datasets.Value("int64"))}}
+    )  # fmt: skip
+    columns = {c: [r[c] for r in rows] for c in QA_COLUMNS}
+    return datasets.Dataset.from_dict(columns, features=features)
 
 
 def _read_conll_file(task: TaskSpec, path: Path, labelled: bool):
@@ -243,6 +286,8 @@ def _canonical(task: TaskSpec, ds, source: str):
         return _tag_ids(task, ds, source)
     if task.type is TaskType.MULTIPLE_CHOICE:
         return _choice_rows(task, ds, source)
+    if task.type is TaskType.EXTRACTIVE_QA:
+        return _checked_questions(ds, source)
     return _normalise_labels(task, ds, source)
 
 

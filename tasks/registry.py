@@ -15,12 +15,17 @@ import os
 from pathlib import Path
 
 from tasks.glue import DEV_AS_TEST
-from tasks.spec import TOKENS, TaskSpec, TaskType
+from tasks.spec import CONTEXT, QA_METRICS, TOKENS, TaskSpec, TaskType
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
 SUPERGLUE_HUB = "aps/super_glue"
 CONLL_FORMAT = "conll"  # a token per line, blank lines between sentences (tasks/conll.py)
 ENTITY_METRICS = ("precision", "recall", "f1")  # entity level, micro-averaged over entities (seqeval)
+SQUAD_FORMAT = "squad"  # SQuAD's JSON: articles, their paragraphs, their questions (tasks/squad.py)
+QA_TEXT_COLUMNS = ("question", CONTEXT)  # what an extractive QA task reads, as a pair (tasks/spans.py)
+# Local copies that hold fewer splits than the hub's: the shares of the training file's questions held out for
+# validation and test, whole articles each (tasks/squad.py). Only SQuAD's dev set is under the data root.
+LOCAL_HOLDOUT = {"squad": {"validation": 0.1, "test": 0.2}}
 
 
 def resolve_data_dir(data_dir: str | None) -> Path | None:
@@ -87,6 +92,17 @@ REGISTRY: dict[str, TaskSpec] = {
             _bio("PER", "ORG", "LOC", "MISC"),
             "eriktks/conll2003",
         ),
+        TaskSpec(
+            name="squad",
+            text_columns=QA_TEXT_COLUMNS,
+            label_names=None,
+            metrics=QA_METRICS,
+            label_column="answers",
+            files={"train": "squad/dev-v1.1.json"},
+            file_format=SQUAD_FORMAT,
+            hub=("rajpurkar/squad", None),
+            type=TaskType.EXTRACTIVE_QA,
+        ),
         _tagging(
             "wnut17",
             "wnut17",
@@ -107,6 +123,8 @@ def registry_task(name: str, data_dir: Path | None, dev_is_test: bool, validatio
     folder = Path(next(iter(task.files.values()))).parent
     if data_dir is not None and (data_dir / folder).is_dir():
         task = dataclasses.replace(task, files={s: str(data_dir / f) for s, f in task.files.items()})
+        if name in LOCAL_HOLDOUT:  # carved from the one file there, seeded, recorded in splits.json
+            return dataclasses.replace(task, holdout=LOCAL_HOLDOUT[name], holdout_seed=seed, final_test="test")
     else:
         task = dataclasses.replace(task, files={}, file_format=None)
     if dev_is_test and task.final_test is None:

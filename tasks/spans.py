@@ -9,10 +9,11 @@ the special tokens get none.
 In training, a window whose context holds the whole answer points its start and end at the answer's first and
 last sub-tokens; a window that does not points both at its first token ([CLS]).
 
-Decoding: for each window of a question, the `n_best` highest start and end logits; of their pairs, the spans that
-lie inside the context, end at or after their start and are at most `max_answer_length` sub-tokens long; the one
-with the highest start + end logit over all of the question's windows is the answer, the character slice of the
-original context from its first sub-token's start to its last one's end. No span left: the empty answer.
+Decoding (`decode_answers`, over a split's logits laid out per question by `QALabels`): for each window of a
+question, the `n_best` highest start and end logits; of their pairs, the spans that lie inside the context, end at
+or after their start and are at most `max_answer_length` sub-tokens long; the one with the highest start + end logit
+over all of the question's windows is the answer, the character slice of the original context from its first sub-
+token's start to its last one's end. No span left: the empty answer.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from tasks.spec import Windowing
 
 NO_OFFSET = -1  # a token outside the context: the question's, or a special token
 
@@ -140,30 +143,116 @@ def _answer_tokens(spans: list[tuple[int, int]], answer: tuple[int, str] | None)
     return s, e
 
 
-def decode_answers(
-    windows: QAWindows,
-    start_logits: list[np.ndarray],
-    end_logits: list[np.ndarray],
-    contexts: list[str],
-    n_best: int = 20,
-    max_answer_length: int = 30,
-) -> tuple[list[str], np.ndarray]:
-    """Each question's answer text and its score (start + end logit; -inf for the empty answer), from each window's
-    start and end logits (one array per window, its tokens long)."""
-    best = [(-np.inf, "") for _ in contexts]
-    for k in range(len(windows)):
+PAD = -2  # a position past a window's last token, or a window its question does not have
+_HEADER = 6  # windows, tokens, gold answers, context characters, max_answer_length, n_best
+
+
+@dataclass
+class QALabels:
+    """What scoring a split's predictions needs, per question: each of its windows' tokens' character spans in the
+    context (NO_OFFSET outside the context, PAD past the window), its gold answers (character start and length),
+    its context, and the decoding limits. A split keeps them packed in one int32 row per question (`pack`), so that
+    they travel wherever labels do (checkpoints, halves, resamples) and a row's question decodes on its own."""
+
+    char_start: np.ndarray  # int64 (questions, windows, tokens)
+    char_end: np.ndarray
+    gold_start: np.ndarray  # int64 (questions, answers), -1 past a question's last
+    gold_length: np.ndarray
+    contexts: list[str]
+    max_answer_length: int = 30
+    n_best: int = 20
+
+    def __len__(self) -> int:
+        return len(self.contexts)
+
+    def golds(self) -> list[list[str]]:
+        return [
+            [c[a : a + n] for a, n in zip(starts, lengths) if a >= 0]
+            for c, starts, lengths in zip(self.contexts, self.gold_start, self.gold_length)
+        ]
+
+    def pack(self) -> np.ndarray:
+        q, w, t = self.char_start.shape
+        g = self.gold_start.shape[1]
+        points = [np.frombuffer(c.encode("utf-32-le"), dtype=np.uint32).astype(np.int64) for c in self.contexts]
+        width = max((len(p) for p in points), default=0)
+        out = np.full((q, _HEADER + 2 * w * t + 2 * g + width), -1, dtype=np.int32)
+        out[:, :_HEADER] = [w, t, g, width, self.max_answer_length, self.n_best]
+        at = _HEADER
+        for block in (self.char_start.reshape(q, -1), self.char_end.reshape(q, -1), self.gold_start, self.gold_length):
+            out[:, at : at + block.shape[1]] = block
+            at += block.shape[1]
+        for i, p in enumerate(points):
+            out[i, at : at + len(p)] = p
+        return out
+
+    @classmethod
+    def unpack(cls, packed: np.ndarray) -> "QALabels":
+        packed = np.asarray(packed)
+        if len(packed) == 0:
+            empty = np.zeros((0, 0, 0), dtype=np.int64)
+            return cls(empty, empty, np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), [])
+        w, t, g, _, max_answer_length, n_best = (int(x) for x in packed[0, :_HEADER])
+        q, at, blocks = len(packed), _HEADER, []
+        for size in (w * t, w * t, g, g):
+            blocks.append(packed[:, at : at + size].astype(np.int64))
+            at += size
+        contexts = [row[row >= 0].astype(np.uint32).tobytes().decode("utf-32-le") for row in packed[:, at:]]
+        return cls(
+            blocks[0].reshape(q, w, t), blocks[1].reshape(q, w, t), blocks[2], blocks[3], contexts,
+            max_answer_length, n_best,
+        )  # fmt: skip
+
+
+def qa_labels(windows: QAWindows, contexts: list[str], answers: list[dict], windowing: Windowing) -> QALabels:
+    """A split's QALabels from its windows (tasks/spans.py's `encode_questions`) and its questions' gold answers."""
+    q = len(contexts)
+    per = np.bincount(windows.question, minlength=q) if len(windows) else np.zeros(q, dtype=np.int64)
+    w, t = int(per.max(initial=0)), int(np.diff(windows.offsets).max(initial=0))
+    char_start, char_end = np.full((q, w, t), PAD, dtype=np.int64), np.full((q, w, t), PAD, dtype=np.int64)
+    for k, (question, slot) in enumerate(zip(windows.question, window_slots(windows.question))):
         a, b = windows.offsets[k], windows.offsets[k + 1]
-        char_start, char_end = windows.char_start[a:b], windows.char_end[a:b]
-        s_logits, e_logits = start_logits[k][: b - a], end_logits[k][: b - a]
-        inside = char_start != NO_OFFSET
-        s_top = [i for i in np.argsort(-s_logits, kind="stable")[:n_best] if inside[i]]
-        e_top = [i for i in np.argsort(-e_logits, kind="stable")[:n_best] if inside[i]]
-        q = windows.question[k]
-        for s in s_top:
-            for e in e_top:
-                if e < s or e - s + 1 > max_answer_length:
-                    continue
-                score = float(s_logits[s] + e_logits[e])
-                if score > best[q][0]:
-                    best[q] = (score, contexts[q][char_start[s] : char_end[e]])
-    return [text for _, text in best], np.array([score for score, _ in best])
+        char_start[question, slot, : b - a] = windows.char_start[a:b]
+        char_end[question, slot, : b - a] = windows.char_end[a:b]
+    g = max((len(x["text"]) for x in answers), default=0)
+    gold_start, gold_length = np.full((q, g), -1, dtype=np.int64), np.full((q, g), -1, dtype=np.int64)
+    for i, x in enumerate(answers):
+        gold_start[i, : len(x["text"])] = x["answer_start"]
+        gold_length[i, : len(x["text"])] = [len(text) for text in x["text"]]
+    return QALabels(
+        char_start, char_end, gold_start, gold_length, list(contexts), windowing.max_answer_length, windowing.n_best
+    )
+
+
+def window_slots(question: np.ndarray) -> np.ndarray:
+    """Each window's place among its question's windows (a question's windows are consecutive)."""
+    first = np.r_[0, np.flatnonzero(np.diff(question)) + 1] if len(question) else np.zeros(0, dtype=np.int64)
+    starts = np.repeat(first, np.diff(np.r_[first, len(question)]))
+    return np.arange(len(question)) - starts
+
+
+def decode_answers(logits: np.ndarray, labels: QALabels) -> tuple[list[str], np.ndarray]:
+    """Each question's answer text and its score (start + end logit; -inf for the empty answer), from its windows'
+    start and end logits (questions x windows x tokens x 2, laid out as `labels`)."""
+    texts, scores = [], np.full(len(labels), -np.inf)
+    for q, context in enumerate(labels.contexts):
+        best, text = -np.inf, ""
+        for w in range(labels.char_start.shape[1]):
+            char_start, char_end = labels.char_start[q, w], labels.char_end[q, w]
+            real = int((char_start != PAD).sum())
+            if real == 0:
+                continue
+            s_logits, e_logits = logits[q, w, :real, 0], logits[q, w, :real, 1]
+            inside = char_start[:real] != NO_OFFSET
+            s_top = [i for i in np.argsort(-s_logits, kind="stable")[: labels.n_best] if inside[i]]
+            e_top = [i for i in np.argsort(-e_logits, kind="stable")[: labels.n_best] if inside[i]]
+            for s in s_top:
+                for e in e_top:
+                    if e < s or e - s + 1 > labels.max_answer_length:
+                        continue
+                    score = float(s_logits[s] + e_logits[e])
+                    if score > best:
+                        best, text = score, context[char_start[s] : char_end[e]]
+        texts.append(text)
+        scores[q] = best
+    return texts, scores

@@ -16,10 +16,32 @@ class TaskType(str, Enum):
     REGRESSION = "regression"  # a text or a pair -> a score
     TAGGING = "tagging"  # a sentence's words -> a tag each, from `label_names` (IOB2)
     MULTIPLE_CHOICE = "multiple_choice"  # a context and N choices -> the index of the right choice
+    EXTRACTIVE_QA = "extractive_qa"  # a question and its context -> the answer, a span of the context
 
 
 # What a dataset of each family holds, whatever its source (besides GLUE's text columns for the first two).
 TOKENS, CONTEXT, CHOICES = "tokens", "context", "choices"
+# Extractive QA: Hugging Face's SQuAD layout, a row per question (`answers` holds lists `text` and `answer_start`).
+QA_COLUMNS = ("id", "title", CONTEXT, "question", "answers")
+QA_METRICS = ("exact_match", "f1")  # SQuAD v1.1's (tasks/metrics/squad.py)
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """How a QA task's contexts are cut and its answers decoded: `training.doc_stride`, `max_query_length` and
+    `max_answer_length` (with `max_seq_length`, the window's length), and the n-best kept per window."""
+
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    n_best: int = 20
+
+    @classmethod
+    def of(cls, training: dict) -> "Windowing":
+        return cls(**{k: training[k] for k in ("doc_stride", "max_query_length", "max_answer_length") if k in training})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def template_fields(template: str) -> list[str]:
@@ -83,6 +105,13 @@ class TaskSpec:
     @property
     def is_regression(self) -> bool:
         return self.type is TaskType.REGRESSION
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether a prediction is a distribution over classes (per example, per word, over choices): what
+        calibration measures. A score has none; nor has a span (its start and end are two distributions over
+        a window's tokens, and a question's answer comes from several windows)."""
+        return self.type not in (TaskType.REGRESSION, TaskType.EXTRACTIVE_QA)
 
     @property
     def num_labels(self) -> int:

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.errors import InputError
-
-QA_COLUMNS = ("id", "title", "context", "question", "answers")
+from tasks.splits import HELD_OUT
 
 
 def read_squad_json(path: Path) -> list[dict]:
@@ -105,8 +104,8 @@ def article_partition(titles: list[str], fractions: dict[str, float], seed: int)
     for i, t in enumerate(titles):
         by_title[t].append(i)
     out, at = {}, 0
-    for split, share in fractions.items():
-        wanted, taken = share * len(titles), []
+    for split in (s for s in HELD_OUT if s in fractions):  # a fixed order: a recorded task's keys come back sorted
+        wanted, taken = fractions[split] * len(titles), []
         while at < len(shuffled) and (not taken or len(taken) < wanted):
             taken += by_title[shuffled[at]]
             at += 1

@@ -4,6 +4,7 @@ parquet files."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,9 @@ from benchmark.common.paths import is_file, local_path
 from benchmark.common.schema import parse, suggest
 from tasks.conll import read_conll, tag_set
 from tasks.metrics import METRICS
-from tasks.registry import CONLL_FORMAT, ENTITY_METRICS
-from tasks.spec import TOKENS, TaskSpec, TaskType, template_fields
+from tasks.registry import CONLL_FORMAT, ENTITY_METRICS, QA_TEXT_COLUMNS
+from tasks.spec import QA_METRICS, TOKENS, TaskSpec, TaskType, template_fields
+from tasks.squad import read_qa_rows
 
 FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".conll": CONLL_FORMAT,
@@ -35,7 +37,7 @@ class UserTaskDecl:
     regression: bool = False
     metrics: list[str] | None = None
     # The family; none: classification with `labels`, regression with `regression: true`.
-    type: Literal["classification", "regression", "tagging", "multiple_choice"] | None = None
+    type: Literal["classification", "regression", "tagging", "multiple_choice", "extractive_qa"] | None = None
     tag_column: int = -1  # tagging from CoNLL-style files: the tag column's index
     choice_columns: list[str] | None = None  # multiple choice: a column per choice, or one column of lists
     context_template: str | None = None  # multiple choice: the context from the row's columns, "{premise} ..."
@@ -65,6 +67,8 @@ def user_task_from_decl(
         return _tagging_task(decl, where, files, fmt, holdout, holdout_seed)
     if kind is TaskType.MULTIPLE_CHOICE:
         return _choice_task(decl, where, files, fmt, holdout, holdout_seed)
+    if kind is TaskType.EXTRACTIVE_QA:
+        return _qa_task(decl, where, files, fmt, holdout, holdout_seed)
     if decl.text_columns is None:
         raise InputError(f"{where}.text_columns", "give the column(s) holding the text: one, or two for a pair")
     if not 1 <= len(decl.text_columns) <= 2:
@@ -86,6 +90,8 @@ def user_task_from_decl(
             raise InputError(key, f"unknown metric '{m}'" + suggest(m, METRICS))
         if METRICS[m].tagging:
             raise InputError(key, f"'{m}' is an entity-level metric of tagging tasks (type: tagging)")
+        if METRICS[m].spans:
+            raise InputError(key, f"'{m}' is a metric of extractive QA tasks (type: extractive_qa)")
         if METRICS[m].regression != (kind is TaskType.REGRESSION):
             raise InputError(key, f"'{m}' is a {'regression' if METRICS[m].regression else 'classification'} metric")
         if METRICS[m].binary_only and len(decl.labels) != 2:
@@ -123,12 +129,13 @@ def _file_format(decl: UserTaskDecl, files: dict[str, str], where: str) -> str:
     return suffixes.pop()
 
 
-def _spec(decl, where, files, fmt, holdout, holdout_seed, **family) -> TaskSpec:
+def _spec(decl, where, files, fmt, holdout, holdout_seed, labelled_test=None, **family) -> TaskSpec:
     """The TaskSpec of a checked declaration: its files, held-out splits and test split, and `family`'s fields."""
     # A test file with the label column is scored once at the end; one without is for `bench predict`.
-    labelled_test = "test" in files and (
-        fmt == CONLL_FORMAT or decl.label_column in file_columns(Path(files["test"]), fmt)
-    )  # a CoNLL-style test file is tagged (an untagged one has a column fewer, and reads as an error)
+    if labelled_test is None:
+        labelled_test = "test" in files and (
+            fmt == CONLL_FORMAT or decl.label_column in file_columns(Path(files["test"]), fmt)
+        )  # a CoNLL-style test file is tagged (an untagged one has a column fewer, and reads as an error)
     held_out = {s: f for s, f in (holdout or {}).items() if s not in files and f > 0}
     if "validation" not in files and "validation" not in held_out:
         raise InputError(
@@ -209,6 +216,25 @@ def _choice_task(decl, where, files, fmt, holdout, holdout_seed) -> TaskSpec:
         text_columns=columns or (fields[0],), label_names=names,
         metrics=("accuracy",), type=TaskType.MULTIPLE_CHOICE, choice_columns=choices,
         context_template=decl.context_template,
+    )  # fmt: skip
+
+
+def _qa_task(decl, where, files, fmt, holdout, holdout_seed) -> TaskSpec:
+    """Extractive QA: SQuAD-format JSON, or JSON Lines or parquet rows in its Hugging Face layout (`id`, `context`,
+    `question`, `answers` with lists `text` and `answer_start`; `title` optional), read and checked as the
+    registry's `squad` is (tasks/squad.py). Held-out splits take whole titles (paragraphs where none is given)."""
+    if fmt not in ("json", "parquet"):
+        raise InputError(f"{where}.format", "an extractive QA task reads SQuAD-format JSON, JSON Lines or parquet")
+    own = decl.text_columns in (None, list(QA_TEXT_COLUMNS)) and decl.label_column in ("label", "answers")
+    if not own or decl.labels or decl.choice_columns:
+        raise InputError(where, "an extractive QA task reads SQuAD's columns: id, title, context, question, answers")
+    if decl.metrics and tuple(decl.metrics) != QA_METRICS:
+        raise InputError(f"{where}.metrics", f"an extractive QA task is scored by {', '.join(QA_METRICS)}")
+    decl = dataclasses.replace(decl, label_column="answers")
+    labelled = "test" in files and (fmt == "parquet" or any(r["answers"]["text"] for r in read_qa_rows(files["test"])))
+    return _spec(
+        decl, where, files, fmt, holdout, holdout_seed, labelled,
+        text_columns=QA_TEXT_COLUMNS, label_names=None, metrics=QA_METRICS, type=TaskType.EXTRACTIVE_QA,
     )  # fmt: skip
 
 

@@ -100,9 +100,9 @@ def test_predict_passes_over_a_damaged_best_checkpoint(tmp_path, capsys, monkeyp
 
     def fake_logits(folder, task, ds, *args):
         used.append(folder.parent.name)
-        return np.zeros((len(ds), 2), np.float32)
+        return np.zeros((len(ds), 2), np.float32), np.zeros(len(ds))
 
-    monkeypatch.setattr(benchmark.results.submission, "predict_logits", fake_logits)
+    monkeypatch.setattr(benchmark.results.submission, "predict", fake_logits)
     folder, written = benchmark.results.submission.write_submission(store.root)
     assert used == ["second"] and written == ["RTE.tsv"]
     assert "warning: skipping the checkpoint of best: model.safetensors does not match" in capsys.readouterr().err

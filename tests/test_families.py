@@ -64,8 +64,8 @@ def test_a_family_trains_with_freezing_and_with_lora_and_its_checkpoints_load_in
 ):
     from transformers import AutoModelForSequenceClassification
 
-    from benchmark.results.submission import predict_logits
     from benchmark.train.checkpoints import load_predictions, load_trial_meta
+    from benchmark.train.inference import predict_logits
     from tasks.loading import load_split
     from tasks.spec import TaskSpec
 

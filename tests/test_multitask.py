@@ -141,7 +141,7 @@ def test_a_head_not_in_the_batch_is_not_updated(tiny_model, glue_data, precision
             glue_data[task].train,
             batch,
             1.0,
-            loss_function(glue_data[task].task.is_regression),
+            loss_function(glue_data[task].task),
             RankSetup(pad_id=0, batch_size=32, rank=0, world=1, device=engine.device, pad_multiple=1),
             1,
         )

@@ -95,7 +95,7 @@ def test_predict_refuses_a_test_file_name_outside_the_folder(tmp_path, monkeypat
         benchmark.results.submission, "leaderboard_from_runs", lambda dirs, resamples: (board, [record])
     )
     monkeypatch.setattr(benchmark.results.submission, "checkpoint_problem", lambda folder: None)
-    monkeypatch.setattr(benchmark.results.submission, "predict_logits", lambda *a: np.zeros((3, 2)))
+    monkeypatch.setattr(benchmark.results.submission, "predict", lambda *a: (np.zeros((3, 2)), np.zeros(3)))
     with pytest.raises(InputError, match="test file name '../../evil'"):
         benchmark.results.submission.write_submission(store.root)
     assert not (tmp_path / "evil.tsv").exists()

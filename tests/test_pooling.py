@@ -68,9 +68,8 @@ def test_a_mean_trial_saves_its_pooling_and_bench_reloads_it_where_plain_transfo
 ):
     from transformers import AutoModelForSequenceClassification
 
-    from benchmark.results.submission import predict_logits
     from benchmark.train.checkpoints import load_predictions, load_trial_meta
-    from benchmark.train.inference import logits_in_file_order
+    from benchmark.train.inference import logits_in_file_order, predict_logits
     from tasks.encoding import encode_split
     from tasks.loading import load_split
     from tasks.spec import TaskSpec

@@ -10,7 +10,8 @@ import pytest
 
 from benchmark.common.errors import InputError
 from tasks.metrics.squad import normalize_answer, per_question, squad_metrics
-from tasks.spans import NO_OFFSET, check_windows, decode_answers, encode_questions
+from tasks.spans import NO_OFFSET, QALabels, check_windows, decode_answers, encode_questions, qa_labels, window_slots
+from tasks.spec import Windowing
 from tasks.squad import article_partition, check_qa_rows, read_qa_rows, read_squad_json
 
 DATA = Path(os.environ.get("BENCH_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")).resolve()
@@ -66,16 +67,20 @@ def test_windows_cover_a_long_context_and_decode_the_answer_back_to_its_characte
         found.add(int(q))
     assert found == {0, 1, 2}
     # logits that peak at the targets decode to the answers' exact characters; a window without the answer has
-    # lower peaks, and spans too long or reversed are never chosen
-    start_logits = [np.full(n, -5.0) for n in lengths]
-    end_logits = [np.full(n, -5.0) for n in lengths]
-    for k in range(len(w)):
+    # lower peaks, and spans too long or reversed are never chosen. Laid out per question as the split's labels are.
+    golds = [{"text": [a], "answer_start": [s]} for s, a in zip(starts, answers)]
+    labels = QALabels.unpack(qa_labels(w, list(contexts), golds, Windowing()).pack())  # as checkpoints keep them
+    assert labels.golds() == [[a] for a in answers] and labels.contexts == list(contexts)
+    logits = np.full((3, labels.char_start.shape[1], lengths.max(), 2), -5.0)
+    for k, (q, slot) in enumerate(zip(w.question, window_slots(w.question))):
         if w.start[k]:
-            start_logits[k][w.start[k]], end_logits[k][w.end[k]] = 8.0, 8.0
-        start_logits[k][0] = end_logits[k][0] = 20.0  # [CLS] is outside the context: never a span
-    texts, scores = decode_answers(w, start_logits, end_logits, list(contexts))
+            logits[q, slot, w.start[k], 0], logits[q, slot, w.end[k], 1] = 8.0, 8.0
+        logits[q, slot, 0] = 20.0  # [CLS] is outside the context: never a span
+        logits[q, slot, lengths[k] :] = 30.0  # past the window's end: never read
+    texts, scores = decode_answers(logits, labels)
     assert texts == answers and (scores == 16.0).all()
-    texts, _ = decode_answers(w, start_logits, end_logits, list(contexts), max_answer_length=2)
+    labels.max_answer_length = 2
+    texts, _ = decode_answers(logits, labels)
     assert texts[0] != answers[0] and texts[1] == "in 1858"  # 2 sub-tokens at most
 
 

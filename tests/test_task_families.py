@@ -62,10 +62,12 @@ def test_the_registry_declares_each_family_and_its_metric_keys():
         "copa": TaskType.MULTIPLE_CHOICE,
         "conll2003": TaskType.TAGGING,
         "wnut17": TaskType.TAGGING,
+        "squad": TaskType.EXTRACTIVE_QA,
     }
     keys = {name: t.metric_keys() for name, t in REGISTRY.items()}
     assert keys["conll2003"] == keys["wnut17"] == ["precision", "recall", "f1"]
     assert (keys["copa"], keys["boolq"], keys["cb"]) == (["accuracy"], ["accuracy"], ["accuracy", "f1_macro"])
+    assert keys["squad"] == REGISTRY["squad"].score_keys() == ["exact_match", "f1"]  # the score: their mean
     for task in REGISTRY.values():
         assert TaskSpec.from_dict(json.loads(json.dumps(task.to_dict()))) == task
     # A sentence task's declaration is what it was before families: its fingerprints and caches hold.
@@ -91,7 +93,14 @@ def test_with_glue_dev_test_the_public_dev_set_is_the_test_split_and_validation_
 def test_without_its_folder_a_registry_task_reads_the_hub(tmp_path):
     for name in REGISTRY:
         task = registry_task(name, tmp_path, False, 0.1, 0)
-        assert task.files == {} and task.hub[0] in ("aps/super_glue", "eriktks/conll2003", "leondz/wnut_17")
+        assert task.files == {} and task.hub[0] in (
+            "aps/super_glue",
+            "eriktks/conll2003",
+            "leondz/wnut_17",
+            "rajpurkar/squad",
+        )
+    squad = registry_task("squad", tmp_path, False, 0.1, 0)
+    assert squad.holdout == {} and squad.final_test is None  # squad's carving is for its one local file only
 
 
 def test_the_data_root_holds_glue_unless_a_glue_folder_is_given(tmp_path, monkeypatch):

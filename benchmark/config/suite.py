@@ -399,6 +399,12 @@ def _check_resources(config: SuiteConfig) -> None:
         raise InputError("resources.gpus_per_worker", "a trial with several workers needs whole GPUs per worker")
 
 
+def window_settings(config: SuiteConfig) -> list[tuple[int, int, int]]:
+    """Every (max_seq_length, doc_stride, max_query_length) an extractive QA task's windows can have in the plan."""
+    keys = ("max_seq_length", "doc_stride", "max_query_length")
+    return sorted(itertools.product(*(_possible_values(config, k) for k in keys)))
+
+
 def _possible_values(config: SuiteConfig, key: str) -> list:
     """Every value a hyperparameter can take in this suite's plan."""
     search = config.search
@@ -469,7 +475,7 @@ def _user_entry(task: TaskSpec) -> dict:
         "label_column": task.label_column,
         "metrics": list(task.metrics),
     }
-    if task.type in (TaskType.TAGGING, TaskType.MULTIPLE_CHOICE):
+    if task.type in (TaskType.TAGGING, TaskType.MULTIPLE_CHOICE, TaskType.EXTRACTIVE_QA):
         entry["type"] = task.type.value
     if task.is_regression:
         entry["regression"] = True

@@ -22,7 +22,10 @@ from benchmark.run.runner import run_suite
 from benchmark.train.checkpoints import load_predictions
 from benchmark.train.floors import FLOOR_KINDS
 from tasks.metrics import compute_metrics, task_score
-from tasks.spec import TaskSpec
+from tasks.metrics.squad import squad_metrics
+from tasks.qa_baselines import first_sentence
+from tasks.spans import QALabels
+from tasks.spec import TaskSpec, TaskType
 from tasks.words import IGNORE
 
 
@@ -168,9 +171,13 @@ def shown(test: dict) -> str:
 
 def constant_score(task, labels: np.ndarray) -> float:
     """The task score (0-100) of predicting one value for every example: the majority class (tagging: the majority
-    tag for every word, `O`, which finds no entity: F1 0), or the mean."""
+    tag for every word, `O`, which finds no entity: F1 0), or the mean; extractive QA: the context's first sentence
+    (tasks/qa_baselines.py), whatever the question."""
     if task.is_regression:
         return 0.0  # a correlation with a constant is undefined; the convention is 0
+    if task.type is TaskType.EXTRACTIVE_QA:
+        view = QALabels.unpack(labels)
+        return task_score(squad_metrics([first_sentence(c) for c in view.contexts], view.golds()), task)
     words = labels[labels != IGNORE]  # tagging: a row per sentence, IGNORE past its end; its majority is `O`
     logits = np.zeros((*labels.shape, task.num_labels), dtype=np.float32)
     logits[..., np.bincount(words, minlength=task.num_labels).argmax()] = 1.0

@@ -22,7 +22,7 @@ from benchmark.plan.points import points as expand_points
 from benchmark.records.store import RunStore
 from benchmark.train.pooling import sentence_transformers_pooling
 from tasks.augment import Augmentation
-from tasks.spec import TaskType
+from tasks.spec import TaskType, Windowing
 
 SHORT_KEYS = {
     "learning_rate": "lr",
@@ -80,6 +80,7 @@ def data_key(model_name: str, task: str, training: dict) -> str:
         f"{model_name}/{task}/{training['max_seq_length']}"
         + (f"/augment={canonical(augmentation.to_dict())}" if augmentation.enabled else "")
         + ("/bi" if training.get("pair_encoding") == "bi" else "")
+        + (f"/windows={canonical(windows.to_dict())}" if (windows := Windowing.of(training)) != Windowing() else "")
     )
 
 
@@ -94,14 +95,17 @@ def check_families(suite: Suite) -> None:
 def _unsupported_stages(suite: Suite, task) -> list[tuple[str, str]]:
     """(stage, why) for each stage the suite asks of `task` that its family does not have yet."""
     family = task.type.value
-    if task.type is not TaskType.TAGGING:
+    if task.type not in (TaskType.TAGGING, TaskType.EXTRACTIVE_QA):
         return []
     config, later = suite.config, f"the {family} family is not supported there yet; single-task trials train it"
     copies = [config.training.augment_copies, *config.search.grid.get("augment_copies", [])]
-    asked = [
-        # word-level edits would have to carry each word's tag along; no augmenter does that yet
-        ("training.augment_copies", any(copies)),
-    ]
+    # word-level edits would have to carry each word's tag along, or an answer's character offsets
+    asked = [("training.augment_copies", any(copies))]
+    if task.type is TaskType.EXTRACTIVE_QA:
+        asked += [
+            ("multitask", suite.mixture is not None and task.name in suite.mixture.tasks),
+            ("chains", any(task.name in (c.source, c.target) for c in suite.chains)),
+        ]
     return [(stage, later) for stage, wanted in asked if wanted]
 
 
@@ -164,7 +168,10 @@ def _with_selection(settings: dict, seed: int | None) -> dict:
 
 # Training keys added after runs were made, with their defaults: at the default, a key stays out of fingerprints
 # so that runs made before it keep their prints (and their finished trials).
-ADDED_LATER = {"pooling": None, "pair_encoding": "cross", "init_seed": None}
+ADDED_LATER = {
+    "pooling": None, "pair_encoding": "cross", "init_seed": None,
+    "doc_stride": 128, "max_query_length": 64, "max_answer_length": 30,
+}  # fmt: skip
 
 
 def _printed(training: dict, model_path: str | None = None) -> dict:

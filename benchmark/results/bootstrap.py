@@ -32,8 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.metrics import entity_counts, predictions_from_logits
-from tasks.metrics.resampled import ENTITY_RESAMPLED, RESAMPLED
+from tasks.metrics import entity_counts, predictions_from_logits, qa_answers
+from tasks.metrics.resampled import ENTITY_RESAMPLED, QUESTION_RESAMPLED, RESAMPLED
+from tasks.metrics.squad import per_question
 from tasks.spec import TaskSpec, TaskType
 
 RESAMPLES = 1000  # the fewest a table sizes itself (auto_resamples); --bootstrap N sets it
@@ -123,8 +124,12 @@ def score_task(
     for split, suffix in task.eval_splits.items():
         chosen = [s[split].select(examples[split]) for s in seeds]
         labels = chosen[0].labels.astype(np.float64) if task.is_regression else chosen[0].labels
-        preds = [predictions_from_logits(task, s.logits) for s in chosen]
         resampled = RESAMPLED
+        if task.type is TaskType.EXTRACTIVE_QA:  # the unit is a question: its exact match and F1
+            preds, resampled = [question_values(s.logits, labels) for s in chosen], QUESTION_RESAMPLED
+            labels = np.zeros(len(labels))
+        else:
+            preds = [predictions_from_logits(task, s.logits) for s in chosen]
         if task.type is TaskType.TAGGING:  # the unit is a sentence: its entity counts (entity F1 is no mean)
             counts = [entity_counts(task.label_names, p, labels) for p in preds]
             preds, labels, resampled = [found for found, _ in counts], counts[0][1], ENTITY_RESAMPLED
@@ -143,6 +148,12 @@ def score_task(
             replicates[key] = 100.0 * mean_over_seeds(per_seed_reps, seed_draws)
     seed_scores = np.mean([per_seed[k] for k in task.score_keys()], axis=0)  # the task score's metrics
     return TaskSample(point, replicates, sum(len(e) for e in examples.values()), seed_scores)
+
+
+def question_values(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """An extractive QA split's per-question exact match and F1 (questions x 2), what its resamples average."""
+    values = per_question(*qa_answers(logits, labels))
+    return np.stack([values["exact_match"], values["f1"]], axis=-1)
 
 
 def mean_over_seeds(per_seed: np.ndarray, seed_draws: np.ndarray | None) -> np.ndarray:

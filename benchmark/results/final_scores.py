@@ -21,7 +21,6 @@ from benchmark.results.leaderboard import build_leaderboard
 from benchmark.train.checkpoints import checkpoint_problem, prediction_bytes
 from ensembles.combine import mean_prob, vote
 from ensembles.rows import read_state
-from tasks.encoding import labels_of
 from tasks.loading import load_split, resolve_glue_dir
 from tasks.metrics import compute_metrics, task_score
 from tasks.spec import TaskSpec
@@ -84,7 +83,7 @@ def score_ensembles_on_test(store, log=print) -> int:
                     suite.get("trust_remote_code", False),
                 )
             elif row["config"][task_name]["method"] == "vote":
-                logits = vote(task, [{"test": t["logits"]} for t in tests])["test"]
+                logits = vote(task, [{"test": t["logits"]} for t in tests], {"test": labels})["test"]
             else:  # mean_prob, greedy (its bag's weights) and the best single checkpoint (one member)
                 logits = mean_prob(task, [{"test": t["logits"]} for t in tests], row["member_weights"][task_name])[
                     "test"
@@ -99,7 +98,7 @@ def score_ensembles_on_test(store, log=print) -> int:
 def _score_member(store, record: dict) -> bool:
     """Run one ensemble member that is no row's choice on test; False when its checkpoint is damaged."""
     # Imported here for start-up speed (torch).
-    from benchmark.train.inference import predict_logits
+    from benchmark.train.inference import predict
 
     folder = store.root / record["checkpoint"]
     if problem := checkpoint_problem(folder):
@@ -107,7 +106,7 @@ def _score_member(store, record: dict) -> bool:
         return False
     task, suite = TaskSpec.from_dict(record["task_spec"]), store.read_suite()
     ds = _test_split(suite, task)
-    logits = predict_logits(
+    logits, labels = predict(
         folder,
         task,
         ds,
@@ -115,7 +114,7 @@ def _score_member(store, record: dict) -> bool:
         record["training"]["eval_batch_size"],
         suite.get("trust_remote_code", False),
     )
-    _save(test_prediction_path(store.root, record["trial_id"]), logits, labels_of(task, ds))
+    _save(test_prediction_path(store.root, record["trial_id"]), logits, labels)
     return True
 
 

@@ -10,6 +10,7 @@ blank line after each sentence, for its unlabelled test split or else its labell
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -23,10 +24,10 @@ from benchmark.records.store import RunStore
 from benchmark.results.board import leaderboard_from_runs
 from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.floors import FLOOR_KINDS
-from benchmark.train.inference import predict_logits
+from benchmark.train.inference import predict
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split, resolve_glue_dir
-from tasks.metrics import predictions_from_logits
+from tasks.metrics import predictions_from_logits, qa_answers
 from tasks.spec import TOKENS, TaskSpec, TaskType
 
 SUBMISSION_DIR = "submission"
@@ -59,8 +60,8 @@ def conll_text(task: TaskSpec, logits: np.ndarray, tokens: list[list[str]]) -> s
 
 def prediction_splits(task: TaskSpec) -> dict[str, str]:
     """The splits `bench predict` writes, each with its file's name: the unlabelled test splits; a tagging task
-    without one, its labelled test split."""
-    if not task.test_splits and task.type is TaskType.TAGGING and task.final_test:
+    or extractive QA task without one, its labelled test split."""
+    if not task.test_splits and task.type in (TaskType.TAGGING, TaskType.EXTRACTIVE_QA) and task.final_test:
         return {task.final_test: task.name}
     return task.test_splits
 
@@ -143,7 +144,7 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
         for split, name in prediction_splits(task).items():
             check_name(name, f"{record['trial_id']}: task_spec.test_splits.{split}", "test file name")
             ds = load_split(task, split, glue_dir, cache)
-            logits = predict_logits(
+            logits, labels = predict(
                 run_dir / record["checkpoint"],
                 task,
                 ds,
@@ -153,6 +154,9 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
             )
             if task.type is TaskType.TAGGING:
                 file, text = f"{name}.conll", conll_text(task, logits, ds[TOKENS][:])
+            elif task.type is TaskType.EXTRACTIVE_QA:  # the official predictions file: question id -> answer
+                answers = qa_answers(logits, labels)[0]
+                file, text = f"{name}.json", json.dumps(dict(zip(ds["id"][:], answers)), ensure_ascii=False)
             else:
                 file, text = f"{name}.tsv", submission_text(task, logits, np.asarray(ds["index"][:]))
             atomic_write_text(output / file, text)

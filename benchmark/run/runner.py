@@ -15,7 +15,7 @@ from benchmark.common.atomic import atomic_write_json
 from benchmark.common.checks import checked_before, remember_checked
 from benchmark.common.errors import InputError
 from benchmark.common.hashing import fingerprint
-from benchmark.config.suite import Suite, cache_dir
+from benchmark.config.suite import Suite, cache_dir, window_settings
 from benchmark.plan.trials import TrialSpec, data_key, make_plan
 from benchmark.records.lock import run_lock
 from benchmark.records.store import RunStore
@@ -31,6 +31,8 @@ from benchmark.train.modeling import load_tokenizer
 from tasks.augment import Augmentation
 from tasks.encoding import TaskData, cached_task, encode_task, source_stamp, windows_note
 from tasks.loading import data_files, holdout_record, load_split, resolve_glue_dir
+from tasks.spans import check_windows
+from tasks.spec import TaskType, Windowing
 
 SPLITS_FILE = "splits.json"
 TRUST_WARNING = (
@@ -57,6 +59,22 @@ def check_data(suite: Suite) -> None:
             load_split(task, split, glue_dir, cache_dir(suite))
         if files:
             remember_checked(what, files, None)
+    if any(t.type is TaskType.EXTRACTIVE_QA for t in suite.tasks):
+        check_windows_of(suite)
+
+
+def check_windows_of(suite: Suite) -> None:
+    """An extractive QA task's windows must cut every context: each model's tokenizer (a fast one, which maps
+    tokens to characters) with every window setting the plan can give."""
+    for model in suite.models:
+        tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
+        if not tokenizer.is_fast:
+            raise InputError(
+                f"model {model.name}", "extractive QA needs a fast tokenizer: it maps tokens to characters"
+            )
+        for length, stride, query in window_settings(suite.config):
+            if why := check_windows(tokenizer, length, stride, query):
+                raise InputError("training.doc_stride", why)
 
 
 def write_split_records(suite: Suite, store: RunStore) -> None:
@@ -86,13 +104,15 @@ def prepare_data(suite: Suite, trials: list[TrialSpec]) -> dict[str, TaskData]:
             caps = (data_cfg.train_cap(name), data_cfg.max_eval_samples, data_cfg.sample_seed)
             aug = Augmentation.of(training)
             pairs = training.get("pair_encoding", "cross")
-            stamp = source_stamp(task, model.path, length, glue_dir, *caps, aug, pairs)
+            windows = Windowing.of(training)  # an extractive QA task's; others ignore it
+            stamp = source_stamp(task, model.path, length, glue_dir, *caps, aug, pairs, windows)
             data = stamp and cached_task(task, stamp, cache_dir(suite))
             if data is None:
                 tokenizer = tokenizer or load_tokenizer(model.path, suite.config.trust_remote_code)
                 data = encode_task(
-                    task, tokenizer, length, glue_dir, cache_dir(suite), *caps, aug, stamp=stamp, pair_encoding=pairs
-                )
+                    task, tokenizer, length, glue_dir, cache_dir(suite), *caps, aug, stamp=stamp, pair_encoding=pairs,
+                    windowing=windows,
+                )  # fmt: skip
             out[key] = data
     return out
 

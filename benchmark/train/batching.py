@@ -14,7 +14,9 @@ import torch
 from tasks.encoding import EncodedSplit
 from tasks.words import IGNORE
 
-TOKEN_LABELS = "token_labels"  # a tagging batch's per-token labels: the loss reads them, the model does not
+# A batch's training targets where they are not the examples' labels (tagging: a tag per token; extractive QA: each
+# window's answer start and end token): the loss reads them, the model does not.
+TARGETS = "targets"
 
 MEGABATCH_FACTOR = 50  # as Hugging Face's LengthGroupedSampler: sort within 50 batches' worth of examples
 
@@ -58,7 +60,7 @@ def collate(
 ) -> dict[str, torch.Tensor]:
     """Pad to the longest example of the batch (dynamic padding). A pair encoded apart: each text padded to its own
     longest, the second's inputs named with `_b` (what benchmark/train/pair_encoding.py's model reads). A tagging
-    batch also holds TOKEN_LABELS, which the caller takes out before the forward."""
+    or QA batch also holds TARGETS, which the caller takes out before the forward."""
     if split.choices:  # multiple choice: every choice of each example, as examples x choices x tokens
         sequences = (np.asarray(indices)[:, None] * split.choices + np.arange(split.choices)).ravel()
         flat = _padded(split, sequences, pad_id, pad_to_multiple_of)
@@ -91,5 +93,7 @@ def _padded(split: EncodedSplit, indices: np.ndarray, pad_id: int, pad_to_multip
         for row, i in enumerate(indices):
             a, b = split.offsets[i], split.offsets[i + 1]
             labels[row, : b - a] = split.token_labels[a:b]
-        batch[TOKEN_LABELS] = torch.from_numpy(labels)
+        batch[TARGETS] = torch.from_numpy(labels)
+    if split.span_labels is not None:  # extractive QA: each window's answer start and end token
+        batch[TARGETS] = torch.from_numpy(split.span_labels[np.asarray(indices)])
     return batch

@@ -48,7 +48,7 @@ def prediction_bytes(
     for split in rows if rows is not None else logits:
         keep = rows[split] if rows is not None else slice(None)
         z, y = np.asarray(logits[split][keep], dtype=np.float32), np.asarray(labels[split][keep])
-        if y.ndim == 2:  # tagging
+        if y.ndim == 2 and z.ndim == 3:  # tagging (an extractive QA split's labels are packed rows: kept whole)
             words = y != IGNORE
             tensors[f"{split}/{WIDTH}"] = np.asarray([y.shape[1]], dtype=np.int64)  # the padded width, kept
             z, y, tensors[f"{split}/{WORDS}"] = z[words], y[words], words.sum(axis=1).astype(np.int64)

@@ -119,7 +119,13 @@ def empty_classifier(path: str, trust_remote_code: bool = False):
 
 
 # transformers' head classes, by name suffix, of the families that are not sequence classifiers
-_HEAD_SUFFIXES = {"ForTokenClassification": TaskType.TAGGING, "ForMultipleChoice": TaskType.MULTIPLE_CHOICE}
+_HEAD_SUFFIXES = {
+    "ForTokenClassification": TaskType.TAGGING,
+    "ForMultipleChoice": TaskType.MULTIPLE_CHOICE,
+    "ForQuestionAnswering": TaskType.EXTRACTIVE_QA,
+}
+# The families whose head reads every token (a tag per token; a span's start and end): nothing is pooled.
+TOKEN_HEADS = frozenset({TaskType.TAGGING, TaskType.EXTRACTIVE_QA})
 
 
 def _family_of_class(name: str) -> TaskType | None:

@@ -45,10 +45,11 @@ FLOOR_KINDS = tuple(k.value for k in FloorKind)  # the row kinds of floors, as r
 
 def has_floor(kind: FloorKind, task: TaskSpec) -> bool:
     """Which task families have which floor: zero-shot only where the untrained encoder already answers the task
-    (a similarity score between two texts); a probe for every family (a linear head on frozen embeddings)."""
+    (a similarity score between two texts); a probe for every family (a linear head on frozen embeddings) but
+    extractive QA, whose reference points are the first-sentence and sliding-window baselines (docs/tasks.md)."""
     if kind is FloorKind.ZERO_SHOT:
         return task.is_regression and len(task.text_columns) == 2
-    return True
+    return task.type is not TaskType.EXTRACTIVE_QA
 
 
 class FrozenEncoder:

@@ -54,6 +54,11 @@ class TrainingConfig:
     augment_insert: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     augment_synonym: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})  # needs WordNet
     augment_seed: int = field(default=0, metadata={"min": 0, "max": 2**32 - 1})
+    # Extractive QA (tasks/spans.py): consecutive windows over a long context share `doc_stride` tokens; a question
+    # keeps its first `max_query_length` tokens; a predicted answer is at most `max_answer_length` tokens long.
+    doc_stride: int = field(default=128, metadata={"min": 0, "max": 8192})
+    max_query_length: int = field(default=64, metadata={"min": 1, "max": 8192})
+    max_answer_length: int = field(default=30, metadata={"min": 1, "max": 8192})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.train.batching import TOKEN_LABELS, collate
+from benchmark.train.batching import TARGETS, collate
 from benchmark.train.checkpoints import load_trial_meta
 from benchmark.train.modeling import load_finetuned_classifier, load_tokenizer
 from benchmark.train.pair_encoding import saved_pair_encoding
+from benchmark.train.steps import output_logits
 from tasks.encoding import EncodedSplit, encode_split
-from tasks.spec import TaskSpec
+from tasks.spans import window_slots
+from tasks.spec import TaskSpec, Windowing
 
 TRAINED_PRECISIONS = ("fp32", "bf16", "fp16")  # what `precision: auto` resolves to (common/hardware.py)
 
@@ -60,18 +62,22 @@ def batched_logits(
 ) -> np.ndarray:
     """Logits for `split`'s examples `indices`, in that order (pass them longest first: less padding). `model`
     computes at its own precision: the engine in training, a module under `trained_precision` elsewhere."""
-    tagging = split.word is not None
-    width = split.window_words if tagging else 0
+    tagging, spans = split.word is not None, split.question is not None
+    width = split.window_words if tagging else int(split.token_lengths.max(initial=0)) if spans else 0
     outputs = []
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]
         inputs = {k: v.to(device) for k, v in collate(split, batch, pad_id, pad_multiple).items()}
-        inputs.pop(TOKEN_LABELS, None)
-        logits = model(**inputs).logits.float().cpu().numpy()
-        outputs.append(_window_word_logits(split, batch, logits, width) if tagging else logits)
+        inputs.pop(TARGETS, None)
+        logits = output_logits(model(**inputs)).float().cpu().numpy()
+        if tagging:
+            logits = _window_word_logits(split, batch, logits, width)
+        elif spans:  # every window's start and end logits, as wide as the split's longest window
+            logits = np.pad(logits, ((0, 0), (0, width - logits.shape[1]), (0, 0)))
+        outputs.append(logits)
     if outputs:
         return np.concatenate(outputs)
-    return np.zeros((0, width, num_labels) if tagging else (0, num_labels), np.float32)
+    return np.zeros((0, width, num_labels) if tagging else (0, width, 2) if spans else (0, num_labels), np.float32)
 
 
 def _window_word_logits(split: EncodedSplit, batch: np.ndarray, logits: np.ndarray, width: int) -> np.ndarray:
@@ -88,6 +94,12 @@ def _window_word_logits(split: EncodedSplit, batch: np.ndarray, logits: np.ndarr
 def in_examples(split: EncodedSplit, logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The logits of `split`'s examples, in file order, from `batched_logits`' for the examples `rows` (together
     every one). Tagging: windows' word logits placed into their sentences (sentences x words x tags)."""
+    if split.question is not None:  # QA: windows into their questions' slots (questions x windows x tokens x 2)
+        slots = window_slots(split.question)
+        per = int(slots.max(initial=-1)) + 1
+        out = np.zeros((split.examples, per, logits.shape[1], 2), dtype=np.float32)
+        out[split.question[rows], slots[rows]] = logits
+        return out
     if split.word is None:
         out = np.zeros((len(split), logits.shape[-1]), dtype=np.float32)
         out[rows] = logits
@@ -115,11 +127,20 @@ def predict_logits(
 ) -> np.ndarray:
     """Run a kept checkpoint on a loaded split (`tasks.loading.load_split`): its logits, in the split's order, at the
     precision it trained at, so that its dev logits come out as the trial saved them."""
+    return predict(folder, task, ds, max_seq_length, batch_size, trust_remote_code)[0]
+
+
+def predict(
+    folder: Path, task: TaskSpec, ds, max_seq_length: int, batch_size: int, trust_remote_code: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_logits`, and the labels they are scored against as the split was encoded (an extractive QA task's
+    carry its windows and contexts, tasks/spans.py's QALabels)."""
     tokenizer = load_tokenizer(str(folder), trust_remote_code)
-    encoded = encode_split(task, ds, tokenizer, max_seq_length, saved_pair_encoding(folder))  # bi: texts apart
+    windowing = Windowing.of(load_trial_meta(folder)["training"])  # a QA task's windows, as it trained
+    encoded = encode_split(task, ds, tokenizer, max_seq_length, saved_pair_encoding(folder), windowing)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_finetuned_classifier(str(folder), trust_remote_code).to(device).eval()
-    return logits_in_file_order(
+    logits = logits_in_file_order(
         model,
         encoded,
         tokenizer.pad_token_id,
@@ -128,3 +149,4 @@ def predict_logits(
         model.config.num_labels,
         checkpoint_precision(folder),
     )
+    return logits, encoded.labels

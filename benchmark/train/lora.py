@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.train.families import layout_of, model_head_family
+from benchmark.train.families import TOKEN_HEADS, layout_of, model_head_family
 from benchmark.train.hyperparams import TrainingConfig
 from tasks.spec import TaskType
 
@@ -48,9 +48,11 @@ def add_adapters(model, hp: TrainingConfig, model_path: str):
     targets = list(hp.lora_targets or layout.lora_targets)
     if not targets:  # `bench validate` refuses this; a direct caller gets the same message
         raise ValueError(f"bench knows no LoRA targets for model type {layout.model_type}; set training.lora_targets")
-    task_type = {TaskType.TAGGING: PeftTaskType.TOKEN_CLS, TaskType.MULTIPLE_CHOICE: None}.get(
-        model_head_family(model), PeftTaskType.SEQ_CLS
-    )
+    task_type = {
+        TaskType.TAGGING: PeftTaskType.TOKEN_CLS,
+        TaskType.MULTIPLE_CHOICE: None,
+        TaskType.EXTRACTIVE_QA: PeftTaskType.QUESTION_ANS,
+    }.get(model_head_family(model), PeftTaskType.SEQ_CLS)
     config = LoraConfig(
         task_type=task_type,
         r=hp.lora_r,
@@ -107,7 +109,7 @@ def _own_weights(model) -> dict | None:
     pooled head's encoder, whose pooler its class does not have: without it the folder is the plain token
     classifier a single-task trial saves, so the two soup and merge alike."""
     pooler = getattr(model.base_model, "pooler", None)
-    if model_head_family(model) is not TaskType.TAGGING or pooler is None:
+    if model_head_family(model) not in TOKEN_HEADS or pooler is None:
         return None
     prefix = f"{model.base_model_prefix}.pooler."
     return {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}

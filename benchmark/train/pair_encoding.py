@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.train.families import model_head_family
+from benchmark.train.families import TOKEN_HEADS, model_head_family
 from benchmark.train.lora import classifier_of
 from benchmark.train.pooling import POOLING_KEY, masked_mean, pooling_of
 from tasks.encoding import BI, TaskData, encodes_apart
-from tasks.spec import TaskType
 
 CROSS = "cross"
 PAIR_KEY = "pair_encoding"  # in a checkpoint's config.json
@@ -51,7 +50,7 @@ def encoding_fields(model) -> dict:
     pair encoding."""
     classifier = classifier_of(model)
     config = classifier.config
-    if model_head_family(classifier) is TaskType.TAGGING:  # a tag per token: nothing is pooled
+    if model_head_family(classifier) in TOKEN_HEADS:  # a tag per token, a span: nothing is pooled
         return {"pooling": None, "pair_encoding": pair_encoding_of(config)}
     return {"pooling": pooling_of(config), "pair_encoding": pair_encoding_of(config)}
 

@@ -9,13 +9,25 @@ import torch
 import torch.distributed as dist
 
 from benchmark.common.errors import TrialDiverged
+from tasks.spec import TaskSpec, TaskType
 from tasks.words import IGNORE
 
 
-def loss_function(regression: bool, label_range: tuple[float, float] | None = None):
-    """Cross-entropy for classes, mean squared error for a score; computed in float32 whatever the precision.
+def loss_function(task: TaskSpec, label_range: tuple[float, float] | None = None):
+    """`task`'s loss: cross-entropy for classes, mean squared error for a score; computed in float32 whatever the
+    precision. Extractive QA: the mean of the start's and the end's cross-entropy over a window's tokens, as
+    transformers' question-answering heads compute it.
     `label_range` (a bi-encoder's score, benchmark/train/pair_encoding.py): the error of the prediction and label
     both scaled by it to [0, 1], as sentence-transformers' CosineSimilarityLoss (the cosine against the label)."""
+    regression = task.is_regression
+    if task.type is TaskType.EXTRACTIVE_QA:
+        return lambda logits, targets: (
+            (
+                torch.nn.functional.cross_entropy(logits[..., 0].float(), targets[:, 0])
+                + torch.nn.functional.cross_entropy(logits[..., 1].float(), targets[:, 1])
+            )
+            / 2
+        )
     if regression and label_range is not None:
         lo, span = label_range[0], label_range[1] - label_range[0]
         return lambda logits, labels: torch.nn.functional.mse_loss(
@@ -27,6 +39,13 @@ def loss_function(regression: bool, label_range: tuple[float, float] | None = No
     return lambda logits, labels: torch.nn.functional.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE
     )
+
+
+def output_logits(outputs):
+    """A head's logits: transformers' `logits`, or a span head's start and end logits as (batch, tokens, 2)."""
+    if getattr(outputs, "start_logits", None) is not None:
+        return torch.stack([outputs.start_logits, outputs.end_logits], dim=-1)
+    return outputs.logits
 
 
 def all_gather(obj, world: int) -> list:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from benchmark.common.hardware import resolve_precision
-from benchmark.train.batching import TOKEN_LABELS, collate, global_batches, rank_micro_batches
+from benchmark.train.batching import TARGETS, collate, global_batches, rank_micro_batches
 from benchmark.train.checkpoints import BEST_DIR, STATE_DIR
 from benchmark.train.curves import CURVE_KEY, encode_curve
 from benchmark.train.engine import adamw, adamw_over, init_distributed, initialize_engine, linear_schedule
@@ -37,7 +37,7 @@ from benchmark.train.hyperparams import TrainingConfig, init_seed_of
 from benchmark.train.lora import adapter_parameter_names, add_adapters, classifier_of, uses_lora
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from benchmark.train.pair_encoding import encoding_fields, label_range_of, pair_setting
-from benchmark.train.steps import loss_function, mean_over_ranks, stop_if_diverged
+from benchmark.train.steps import loss_function, mean_over_ranks, output_logits, stop_if_diverged
 from benchmark.train.training_state import (
     load_training_state,
     read_client_state,
@@ -108,7 +108,7 @@ def train(
         "training": hp.to_dict(), "selection_seed": selection_seed if half else None,  # what chooses the kept epoch
     }  # fmt: skip
     trial = _Trial(hp, data, half, setup, tokenizer, workdir, report, checkpoint_meta, save_state, final_state)
-    loss_fn, resumed_at_end = loss_function(data.task.is_regression, label_range_of(model)), progress.epoch >= hp.epochs
+    loss_fn, resumed_at_end = loss_function(data.task, label_range_of(model)), progress.epoch >= hp.epochs
     micro_parts = world * hp.gradient_accumulation_steps
 
     for epoch in range(progress.epoch, hp.epochs):
@@ -251,8 +251,8 @@ def optimizer_step(engine, split: EncodedSplit, batch: np.ndarray, setup: RankSe
     losses = []
     for micro in rank_micro_batches(batch, split.lengths, setup.rank, setup.world, accumulation):
         inputs = {k: v.to(setup.device) for k, v in collate(split, micro, setup.pad_id, setup.pad_multiple).items()}
-        tokens = inputs.pop(TOKEN_LABELS, None)  # tagging: a label per token
-        labels = tokens if tokens is not None else torch.from_numpy(split.labels[micro]).to(setup.device)
+        targets = inputs.pop(TARGETS, None)  # tagging: a label per token; QA: each window's answer span
+        labels = targets if targets is not None else torch.from_numpy(split.labels[micro]).to(setup.device)
         loss, term = objective(inputs, labels)
         engine.backward(term)
         engine.step()
@@ -264,7 +264,7 @@ def task_objective(engine, loss_fn):
     """A single-task trial's objective for `optimizer_step`: the task's loss."""
 
     def objective(inputs: dict, labels: torch.Tensor):
-        loss = loss_fn(engine(**inputs).logits, labels)
+        loss = loss_fn(output_logits(engine(**inputs)), labels)
         return loss, loss
 
     return objective

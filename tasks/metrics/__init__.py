@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.metrics.squad import squad_metrics
+from tasks.spans import QALabels, decode_answers
 from tasks.spec import TaskSpec, TaskType
 from tasks.words import IGNORE
 
@@ -21,6 +23,7 @@ class MetricDef:
     regression: bool  # applies to regression tasks (else to classification)
     binary_only: bool = False
     tagging: bool = False  # an entity-level metric of tagging tasks (computed by seqeval, `entity_metrics`)
+    spans: bool = False  # extractive QA's: the official SQuAD exact match (its `f1` is SQuAD's token F1)
 
 
 METRICS: dict[str, MetricDef] = {
@@ -34,9 +37,11 @@ METRICS: dict[str, MetricDef] = {
         MetricDef("spearmanr", True, True),
         MetricDef("precision", True, False, tagging=True),
         MetricDef("recall", True, False, tagging=True),
+        MetricDef("exact_match", True, False, spans=True),
     )
 }
-# A tagging task's `f1` is entity-level F1 (`entity_metrics`), a classification task's the positive class's.
+# A tagging task's `f1` is entity-level F1 (`entity_metrics`), an extractive QA task's SQuAD's token F1
+# (tasks/metrics/squad.py), a classification task's the positive class's.
 
 # The objective every trial reports: the task score, mean of its metrics on a 0-100 scale. Averaging metrics is
 # only meaningful when they point the same way; every one here is higher-is-better, so the score is maximised
@@ -63,6 +68,12 @@ def compute_metrics(
     config = "regression" if task.is_regression else "classification"
     out = {}
     for split, suffix in task.eval_splits.items():
+        if task.type is TaskType.EXTRACTIVE_QA:
+            answers, golds = qa_answers(split_logits[split], split_labels[split])
+            values = squad_metrics(answers, golds)
+            for name, value in values.items():
+                out[f"{name}_{suffix}" if suffix else name] = value
+            continue
         preds = predictions_from_logits(task, split_logits[split])
         if task.type is TaskType.TAGGING:
             values = entity_metrics(task.label_names, preds, split_labels[split])
@@ -106,6 +117,12 @@ def entity_counts(tags: tuple[str, ...], predicted: np.ndarray, labels: np.ndarr
         counts[s] = len(found), len(found & true)
         gold[s] = len(true)
     return counts, gold
+
+
+def qa_answers(logits: np.ndarray, labels: np.ndarray) -> tuple[list[str], list[list[str]]]:
+    """An extractive QA split's decoded answers and its gold answers, from its logits and packed labels."""
+    view = QALabels.unpack(labels)
+    return decode_answers(np.asarray(logits), view)[0], view.golds()
 
 
 def predictions_from_logits(task: TaskSpec, logits: np.ndarray) -> np.ndarray:

@@ -97,3 +97,11 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den, and 0 where den is 0 (the metrics' convention for undefined values)."""
     num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
     return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+# Extractive QA: exact match and F1 are means over questions, so a resample of questions averages their values.
+# `preds`: per question (exact match, F1), `tasks.metrics.squad.per_question`'s; `labels` is not read.
+QUESTION_RESAMPLED = {
+    "exact_match": lambda preds, labels: preds[..., 0].mean(axis=1),
+    "f1": lambda preds, labels: preds[..., 1].mean(axis=1),
+}

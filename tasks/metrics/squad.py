@@ -15,7 +15,6 @@ from collections import Counter
 
 import numpy as np
 
-QA_METRICS = ("exact_match", "f1")
 _PUNCTUATION = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 

@@ -1,0 +1,146 @@
+"""Issue 41's check: extractive QA through `bench run` (trials, test, an ensemble, `bench predict`) on a tiny random
+model with 512 positions, for the registry's `squad` and for a user task of long contexts cut into windows."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from benchmark.train.modeling import save_random_bert
+from tasks.squad import read_squad_json
+from tests.conftest import bench
+
+DATA = Path(os.environ.get("BENCH_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")).resolve()
+needs_squad = pytest.mark.skipif(not (DATA / "squad").is_dir(), reason="needs $BENCH_DATA_DIR/squad")
+WORDS = "river stone light garden city window paper music table winter forest letter".split()
+
+
+@pytest.fixture(scope="module")
+def model_512(tmp_path_factory) -> Path:
+    return save_random_bert(tmp_path_factory.mktemp("bert-512"), hidden=32, layers=2, heads=2, intermediate=64)
+
+
+def write_suite(tmp_path: Path, model: Path, tasks: list, training: dict, **extra) -> Path:
+    path = tmp_path / "suite.yaml"
+    body = {
+        "name": "qa",
+        "model": str(model),
+        "tasks": tasks,
+        "data": {"data_dir": str(DATA), "max_train_samples": 64, "max_eval_samples": 32},
+        "training": {"epochs": 1, "batch_size": 8, "learning_rate": 1.0e-3, "precision": "fp32", **training},
+        "search": {"seeds": [1, 2]},
+        "output": str(tmp_path / "run"),
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+@needs_squad
+def test_squad_runs_with_two_seeds_an_ensemble_a_test_score_and_official_predictions(tmp_path, model_512, cache_dir):
+    from transformers import AutoModelForQuestionAnswering
+
+    path = write_suite(
+        tmp_path, model_512, ["squad"], {"max_seq_length": 384}, ensemble={"methods": ["mean_prob"], "k": [None]}
+    )
+    proc = bench("run", path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    assert board["metrics"]["squad"] == ["exact_match", "f1"]
+    rows = {r["kind"]: r for r in board["rows"] if "best single" not in r["system"]}
+    assert {"single", "ensemble"} <= set(rows) and "probe" not in rows  # QA has no probe floor
+    single = rows["single"]
+    assert single["seeds"] == 2 and set(single["scores"]["squad"]) == {"exact_match", "f1"}
+    assert single["task_scores"]["squad"] == pytest.approx(np.mean(list(single["scores"]["squad"].values())))
+    assert set(single["test"]["scores"]["squad"]) == {"exact_match", "f1"}
+    assert set(rows["ensemble"]["test"]["scores"]["squad"]) == {"exact_match", "f1"}
+    # the carving is by article, recorded
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())["squad"]
+    rows_of = read_squad_json(DATA / "squad" / "dev-v1.1.json")
+    titles = {s: {rows_of[i]["title"] for i in splits["rows"][s]} for s in ("validation", "test")}
+    assert titles["validation"] and titles["test"] and not titles["validation"] & titles["test"]
+    folder = next((tmp_path / "run" / "trials").glob("*/checkpoint/trial.json")).parent
+    assert type(AutoModelForQuestionAnswering.from_pretrained(folder)).__name__ == "BertForQuestionAnswering"
+    proc = bench("predict", tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    predictions = json.loads((tmp_path / "run" / "submission" / "squad.json").read_text())
+    test_ids = {rows_of[i]["id"] for i in splits["rows"]["test"]}
+    assert len(predictions) == len(test_ids) and set(predictions) == test_ids  # every test question, SQuAD's ids
+    assert all(isinstance(a, str) for a in predictions.values())
+
+
+def founders(path: Path, rows: int = 60, words: int = 530) -> Path:
+    """Questions over contexts of ~530 words, each naming a founder in its middle."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(rows):
+        name = f"Founder{i} Smith"
+        before = " ".join(rng.choice(WORDS, words // 2))
+        after = " ".join(rng.choice(WORDS, words // 2))
+        context = f"{before}. The company was founded by {name} in {1900 + i}. {after}."
+        start = context.index(name)
+        lines.append(json.dumps({
+            "id": f"f{i}", "title": f"company {i}", "context": context, "question": "Who founded the company?",
+            "answers": {"text": [name], "answer_start": [start]},
+        }))  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_user_qa_task_with_long_contexts_runs_in_windows(tmp_path, model_512, cache_dir):
+    train = founders(tmp_path / "qa.jsonl")
+    task = {"name": "founders", "type": "extractive_qa", "train": str(train)}
+    path = write_suite(
+        tmp_path, model_512, [task], {"max_seq_length": 128, "doc_stride": 32},
+        data={"holdout": {"validation": 0.2, "test": 0.2}},
+    )  # fmt: skip
+    proc = bench("run", path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    single = next(r for r in board["rows"] if r["kind"] == "single")
+    assert set(single["test"]["scores"]["founders"]) == {"exact_match", "f1"}
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())["founders"]
+    assert splits["sizes"] == {"validation": 12, "test": 12, "train": 36}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"training": {"max_seq_length": 128, "doc_stride": 96}}, r"training.doc_stride: doc_stride 96 is not smaller"),
+        (
+            {"multitask": {"tasks": ["founders", "sst2"]}, "training": {"max_seq_length": 384}},
+            r"task founders: multitask: the extractive_qa family",
+        ),
+    ],
+)
+def test_bad_qa_settings_are_refused_at_validate(change, message, tmp_path, model_512, cache_dir):
+    train = founders(tmp_path / "qa.jsonl", rows=12, words=40)
+    task = {"name": "founders", "type": "extractive_qa", "train": str(train)}
+    body = {
+        "name": "qa", "model": str(model_512), "tasks": [task, "sst2"] if "multitask" in change else [task],
+        "data": {"holdout": {"validation": 0.2}}, **change,
+    }  # fmt: skip
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(body))
+    proc = bench("validate", path)
+    assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_wrong_answer_start_is_named_at_validate(tmp_path, model_512, cache_dir):
+    train = founders(tmp_path / "qa.jsonl", rows=12, words=40)
+    lines = train.read_text().splitlines()
+    row = json.loads(lines[3])
+    row["answers"]["answer_start"] = [row["answers"]["answer_start"][0] + 1]
+    lines[3] = json.dumps(row)
+    train.write_text("\n".join(lines))
+    task = {"name": "founders", "type": "extractive_qa", "train": str(train)}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({"name": "qa", "model": str(model_512), "tasks": [task],
+                                    "data": {"holdout": {"validation": 0.2}}}))  # fmt: skip
+    proc = bench("validate", path)
+    assert proc.returncode == 2 and "qa.jsonl: question f3: answer_start" in proc.stderr, proc.stderr
