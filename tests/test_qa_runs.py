@@ -91,18 +91,38 @@ def founders(path: Path, rows: int = 60, words: int = 530) -> Path:
     return path
 
 
-def test_a_user_qa_task_with_long_contexts_runs_in_windows(tmp_path, model_512, cache_dir):
+def sentences(path: Path, rows: int = 60) -> Path:
+    """A classification task beside the QA one: does the sentence name a river?"""
+    rng = np.random.default_rng(1)
+    lines = [json.dumps({"s": " ".join(rng.choice(WORDS, 8)), "label": "x"}) for _ in range(rows)]
+    lines = [line.replace('"x"', '"river"' if "river" in line else '"dry"') for line in lines]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_user_qa_task_with_long_contexts_runs_in_windows_soups_and_a_merge(tmp_path, model_512, cache_dir):
     train = founders(tmp_path / "qa.jsonl")
     task = {"name": "founders", "type": "extractive_qa", "train": str(train)}
+    other = {"name": "rivers", "train": str(sentences(tmp_path / "s.jsonl")), "text_columns": ["s"],
+             "labels": ["dry", "river"]}  # fmt: skip
     path = write_suite(
-        tmp_path, model_512, [task], {"max_seq_length": 128, "doc_stride": 32},
+        tmp_path, model_512, [task, other], {"max_seq_length": 128, "doc_stride": 32, "init_seed": 0},
         data={"holdout": {"validation": 0.2, "test": 0.2}},
+        ensemble={"methods": ["soup_uniform", "soup_greedy"], "k": [None]}, merge={"methods": ["task_arithmetic"]},
     )  # fmt: skip
     proc = bench("run", path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     board = json.loads((tmp_path / "run" / "leaderboard.json").read_text())
+    rows = {r["system"]: r for r in board["rows"]}
     single = next(r for r in board["rows"] if r["kind"] == "single")
     assert set(single["test"]["scores"]["founders"]) == {"exact_match", "f1"}
+    # weight averages of QA checkpoints (one init, every seed) and a cross-task merge beside a classifier, each
+    # scored on the QA test questions by the official metric
+    merged = [r for r in board["rows"] if r["kind"] == "merged"]
+    assert merged and all(set(r["test"]["scores"]["founders"]) == {"exact_match", "f1"} for r in merged)
+    for soup in ("soup_uniform", "soup_greedy"):
+        row = next(r for name, r in rows.items() if soup in name)
+        assert set(row["test"]["scores"]["founders"]) == {"exact_match", "f1"}
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())["founders"]
     assert splits["sizes"] == {"validation": 12, "test": 12, "train": 36}
 
