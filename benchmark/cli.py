@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from benchmark.common.errors import InputError
+from benchmark.common.errors import InputError, one_line
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.ensemble import METHODS, EnsembleConfig, check_ensemble
 from benchmark.config.statistics import check_equivalence_margin
@@ -218,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine refused (a full disk, a folder that became unwritable): not the input
+        print(f"bench: error: {one_line(f'{e.filename}: {e.strerror}' if e.filename else str(e))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         # Shutting Ray down takes seconds: a second Ctrl-C skips it.
         signal.signal(signal.SIGINT, _exit_now)
@@ -257,6 +260,7 @@ def _run(args) -> int:
 
 def _validate(args) -> int:
     # Imported here for start-up speed (numpy, rich, yaml).
+    from benchmark.common.paths import check_writable_dir
     from benchmark.config.suite import load_suite
     from benchmark.plan.points import grid_points
     from benchmark.plan.trials import make_plan
@@ -266,6 +270,7 @@ def _validate(args) -> int:
     suite = load_suite(args.suite, args.set)
     for warning in suite.warnings:
         print(warning, file=sys.stderr)
+    check_writable_dir(suite.output, "output")
     check_data(suite)
     plan = make_plan(suite)
     kinds = {k: sum(t.kind == k for t in plan) for k in ("multitask", "two-stage", "chain")}

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.common.errors import InputError, first_line
+from benchmark.common.hub import hub_unreachable
 from tasks.conll import check_tags, read_conll
 from tasks.registry import CONLL_FORMAT, SQUAD_FORMAT, resolve_data_dir
 from tasks.spec import CHOICES, CONTEXT, QA_COLUMNS, TOKENS, TaskSpec, TaskType, TsvFile, template_fields
@@ -190,14 +191,19 @@ def _read_hub(task: TaskSpec, split: str, cache_dir: Path):
     # Imported here for start-up speed (datasets).
     import datasets
 
+    unreachable = hub_unreachable()
+    offline = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = offline or unreachable is not None  # a cached copy, without 25 s of retries
     try:
         ds = datasets.load_dataset(task.hub[0], task.hub[1], split=split, cache_dir=str(cache_dir / "datasets"))
     except Exception as e:
         raise InputError(
             f"task {task.name}",
-            f"no local GLUE folder (data.glue_dir or ${GLUE_DIR_ENV}) and the hub "
-            f"copy {task.hub[0]}/{task.hub[1]} cannot be loaded: {first_line(e)}",
+            f"no local GLUE folder (data.glue_dir or ${GLUE_DIR_ENV}) and the hub copy {task.hub[0]}/{task.hub[1]} "
+            f"cannot be loaded: {unreachable + ' and it is not cached' if unreachable else first_line(e)}",
         ) from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE = offline
     if split in task.test_splits:  # the hub's test splits carry label -1 and the example id as `idx`
         return ds.select_columns([*source_columns(task, labelled=False), "idx"]).rename_column("idx", "index")
     ds = ds.select_columns(source_columns(task))
@@ -386,7 +392,7 @@ def _class_id(v, ids: dict[str, int]) -> int | None:
     if isinstance(v, str) and v in ids:
         return ids[v]
     n = _as_int(v)
-    if n is not None and (0 <= n < len(ids) or n == -1):  # -1: unlabelled (GLUE test splits on the hub)
+    if n is not None and 0 <= n < len(ids):  # -1 (the hub's "unlabelled") only in test splits, read without labels
         return n
     return None
 

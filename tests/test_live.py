@@ -106,3 +106,16 @@ def test_the_driver_polls_the_progress_board_without_waiting_on_it():
         assert poll.pending is None and len(seen) == 1
     finally:
         ray.shutdown()
+
+
+def test_best_so_far_after_a_resume_holds_the_kept_trials():
+    kept = [
+        {"trial_id": "rte_seed=1", "task": "rte", "best_score": 61.5},
+        {"trial_id": "rte_seed=2", "task": "rte", "best_score": 64.0},
+        {"trial_id": "sst2_seed=1", "task": "sst2", "best_score": None},  # diverged: no score
+    ]
+    display = LiveDisplay(Console(file=io.StringIO(), force_terminal=False), 1, 3, 2, kept=kept)
+    assert display.progress.best == {"rte": (64.0, "rte_seed=2")}
+    display.on_trial_start(0, [], _trial("rte_seed=3"))
+    display.on_trial_result(0, [], _trial("rte_seed=3"), {"epoch": 1, "score": 63.0, "train_samples_per_s": 18.0})
+    assert display.progress.best == {"rte": (64.0, "rte_seed=2")}  # a lower new score does not replace it

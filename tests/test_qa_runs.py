@@ -1,6 +1,7 @@
 """Issue 41's check: extractive QA through `bench run` (trials, test, an ensemble, `bench predict`) on a tiny random
 model with 512 positions, for the registry's `squad` and for a user task of long contexts cut into windows."""
 
+import csv
 import json
 import os
 import re
@@ -125,6 +126,15 @@ def test_a_user_qa_task_with_long_contexts_runs_in_windows_soups_and_a_merge(tmp
         assert set(row["test"]["scores"]["founders"]) == {"exact_match", "f1"}
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())["founders"]
     assert splits["sizes"] == {"validation": 12, "test": 12, "train": 36}
+    # bench predict: a file per task for its labelled test split, and no word of GLUE's files
+    proc = bench("predict", tmp_path / "run")
+    assert proc.returncode == 0 and "GLUE" not in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    assert len(json.loads((tmp_path / "run" / "submission" / "founders.json").read_text())) == 12
+    with open(tmp_path / "run" / "submission" / "rivers.tsv", newline="") as f:
+        table = list(csv.reader(f, delimiter="\t"))
+    assert table[0] == ["index", "s", "label", "prediction", "probability"] and len(table) == 13
+    assert all(r[2] == ("river" if "river" in r[1].split() else "dry") for r in table[1:])  # the gold labels
+    assert all(r[3] in ("dry", "river") and 0.5 <= float(r[4]) <= 1 for r in table[1:])
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,18 @@ def local_path(text: str, where: str, base: Path | None = None) -> Path:
         raise InputError(where, f"not a usable path {text!r}: {e}") from None
 
 
+def check_writable_dir(path: Path, where: str) -> None:
+    """A folder bench will write into (made where missing): its nearest existing ancestor must be a folder this
+    process may write, else one line at validate, before anything starts."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(where, f"{path} cannot be made: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(where, f"{path}: {existing} is not writable by this user")
+
+
 def is_file(path: Path) -> bool:
     try:
         return path.is_file()

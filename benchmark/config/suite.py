@@ -395,6 +395,10 @@ def _check_resources(config: SuiteConfig) -> None:
         raise InputError(
             "training.precision", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU"
         )
+    if r.gpus_per_worker > 1 and not float(r.gpus_per_worker).is_integer():  # Ray refuses it when the trial starts
+        raise InputError(
+            "resources.gpus_per_worker", f"{r.gpus_per_worker}: more than one GPU must be a whole number of them"
+        )
     if 0 < r.gpus_per_worker < 1 and r.workers_per_trial > 1:
         raise InputError("resources.gpus_per_worker", "a trial with several workers needs whole GPUs per worker")
 

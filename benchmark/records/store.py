@@ -14,7 +14,7 @@ from typing import TypedDict
 import yaml
 
 from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomic_write_text, staging_dir_for
-from benchmark.common.errors import InputError
+from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import check_name
 from benchmark.train.checkpoints import write_hashes
 from benchmark.train.hyperparams import init_seed_of
@@ -102,7 +102,13 @@ class RunStore:
         path = self.root / SUITE_FILE
         if not path.is_file():
             raise InputError(str(self.root), "not a bench run directory (no suite.yaml)")
-        return yaml.safe_load(path.read_text())
+        try:
+            suite = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise InputError(str(path), f"not readable YAML ({first_line(e)}); it was edited or damaged") from None
+        if not isinstance(suite, dict):
+            raise InputError(str(path), "holds no suite (not a mapping); it was edited or damaged")
+        return suite
 
     def save_record(self, record: dict) -> None:
         atomic_write_json(self.trial_dir(record["trial_id"]) / RECORD_FILE, record)
@@ -125,26 +131,14 @@ class RunStore:
             return None
 
     def records(self) -> list[TrialRecord]:
-        out = []
-        for path in sorted(self.trials.glob(f"*/{RECORD_FILE}")):
-            try:
-                out.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError) as e:  # atomic writes make this rare; never fatal for the rest
-                print(f"warning: skipping unreadable record {path}: {e}", file=sys.stderr)
-        return out
+        return _read_records(sorted(self.trials.glob(f"*/{RECORD_FILE}")))
 
     def floor_dir(self, floor_id: str) -> Path:
         return self.root / FLOORS_DIR / check_name(floor_id, FLOORS_DIR, "floor id")
 
     def floor_records(self) -> list[TrialRecord]:
         """The floors' records (benchmark/results/floors.py): shaped as trial records, of kinds zero-shot and probe."""
-        out = []
-        for path in sorted((self.root / FLOORS_DIR).glob(f"*/{RECORD_FILE}")):
-            try:
-                out.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError) as e:
-                print(f"warning: skipping unreadable record {path}: {e}", file=sys.stderr)
-        return out
+        return _read_records(sorted((self.root / FLOORS_DIR).glob(f"*/{RECORD_FILE}")))
 
     def save_floor_record(self, record: dict) -> None:
         atomic_write_json(self.floor_dir(record["trial_id"]) / RECORD_FILE, record)
@@ -165,6 +159,52 @@ class RunStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
+
+
+# What trial_record writes, by type: a record read back with one of these of another type is not used.
+RECORD_SHAPE = {
+    "trial_id": str, "status": str, "task": str, "model": str, "fingerprint": str, "task_spec": dict,
+    "metric_keys": list, "epochs": list, "best_metrics": (dict, type(None)),
+}  # fmt: skip
+REQUIRED = ("trial_id", "status")  # what resuming reads; rows need every key of RECORD_SHAPE (board.py)
+
+
+def record_problem(record, required: tuple[str, ...] = REQUIRED) -> str | None:
+    """Why a record read back is not one (valid JSON of another shape: edited, or from another tool), else None.
+    Keys beyond `required` may be missing (records of older runs lack some), never of another type."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    for key, kind in RECORD_SHAPE.items():
+        if (key in required or key in record) and not isinstance(record.get(key), kind):
+            return f"its {key} is missing or not a {getattr(kind, '__name__', 'mapping or null')}"
+    if not all(isinstance(e, dict) for e in record.get("epochs", [])):
+        return "an entry of its epochs is not an object"
+    numbers = [*(record.get("best_metrics") or {}).values(), *(record.get(k) for k in ("best_score", "best_epoch"))]
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in numbers):
+        return "its best_score, best_epoch or best_metrics hold something other than numbers"
+    return None
+
+
+def skipped_record(path, problem: str) -> None:
+    """Warnings go to stderr, never stdout, which may be a table in JSON or CSV."""
+    print(f"warning: skipping unreadable record {path}: {problem}", file=sys.stderr)
+
+
+def _read_records(paths: list[Path]) -> list[TrialRecord]:
+    """The records that read back whole; each other one is a warning and is skipped: atomic writes make this
+    rare, and it is never fatal for the rest."""
+    out = []
+    for path in paths:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            problem = first_line(e)
+        else:
+            if (problem := record_problem(record)) is None:
+                out.append(record)
+                continue
+        skipped_record(path, problem)
+    return out
 
 
 def run_trial_id(trial_id: str) -> str:

@@ -3,13 +3,18 @@
 The GLUE server's format (as GLUE's own baselines write it): one file per test split, named as the task
 declares (CoLA.tsv, MNLI-m.tsv, ...), a header `index<TAB>prediction`, one line per test example in file order.
 Predictions are label ids for CoLA, SST-2, MRPC, QQP and WNLI, label names for MNLI, QNLI and RTE, and for
-STS-B a score clipped to GLUE's 0-5 range. User tasks with a `test:` file get the same layout, with label names.
+STS-B a score clipped to GLUE's 0-5 range. Any other task of one prediction per example (a user task, a
+registry task such as CB or COPA) gets `<name>.tsv` with what a user reads: the example's index, its texts, its gold
+label where the split has them, the predicted label and its probability (a regression: the score). Its unlabelled
+test split where it has one, else its labelled test split.
 A tagging task's file is CoNLL-style, `<name>.conll`: a token and its predicted tag per line (tab-separated), a
 blank line after each sentence, for its unlabelled test split or else its labelled one.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -25,10 +30,11 @@ from benchmark.results.board import leaderboard_from_runs
 from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.floors import FLOOR_KINDS
 from benchmark.train.inference import predict
+from ensembles.combine import probabilities
 from tasks.glue import GLUE_TASKS
 from tasks.loading import load_split, resolve_glue_dir
 from tasks.metrics import predictions_from_logits, qa_answers
-from tasks.spec import TOKENS, TaskSpec, TaskType
+from tasks.spec import CHOICES, CONTEXT, TOKENS, TaskSpec, TaskType
 
 SUBMISSION_DIR = "submission"
 LABEL_IDS_IN_FILE = {"cola", "sst2", "mrpc", "qqp", "wnli"}  # the server reads these as 0/1, the rest as words
@@ -49,6 +55,30 @@ def submission_text(task: TaskSpec, logits: np.ndarray, index: np.ndarray) -> st
     return "index\tprediction\n" + "".join(f"{int(i)}\t{v}\n" for i, v in zip(index, values))
 
 
+def predictions_tsv(task: TaskSpec, logits: np.ndarray, ds) -> str:
+    """A non-GLUE task's predictions for people: index, texts, gold label (a labelled split), prediction and its
+    probability, one row per example in split order; tab-separated, quoted where a text needs it (csv module)."""
+    preds = predictions_from_logits(task, logits)
+    labelled = "label" in ds.column_names
+    texts = [CONTEXT, CHOICES] if task.type is TaskType.MULTIPLE_CHOICE else list(task.text_columns)
+    columns = {c: ds[c][:] for c in texts}
+    index = ds["index"][:] if "index" in ds.column_names else range(len(ds))
+    name = (lambda v: f"{v:.4f}") if task.is_regression else (lambda v: task.label_names[int(v)])
+    if task.type is TaskType.MULTIPLE_CHOICE:  # the right choice's index, as the file gives it
+        name = str
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow(["index", *texts, *(["label"] if labelled else []), "prediction",
+                     *([] if task.is_regression else ["probability"])])  # fmt: skip
+    confidence = None if task.is_regression else probabilities(logits).max(axis=-1)
+    gold = ds["label"][:] if labelled else None
+    for i, row in enumerate(index):
+        cells = [json.dumps(columns[c][i], ensure_ascii=False) if c == CHOICES else columns[c][i] for c in texts]
+        writer.writerow([row, *cells, *([name(gold[i])] if labelled else []), name(preds[i]),
+                         *([] if confidence is None else [f"{confidence[i]:.4f}"])])  # fmt: skip
+    return out.getvalue()
+
+
 def conll_text(task: TaskSpec, logits: np.ndarray, tokens: list[list[str]]) -> str:
     """A tagging task's predictions: a token and its tag per line, a blank line after each sentence."""
     preds = predictions_from_logits(task, logits)
@@ -59,9 +89,9 @@ def conll_text(task: TaskSpec, logits: np.ndarray, tokens: list[list[str]]) -> s
 
 
 def prediction_splits(task: TaskSpec) -> dict[str, str]:
-    """The splits `bench predict` writes, each with its file's name: the unlabelled test splits; a tagging task
-    or extractive QA task without one, its labelled test split."""
-    if not task.test_splits and task.type in (TaskType.TAGGING, TaskType.EXTRACTIVE_QA) and task.final_test:
+    """The splits `bench predict` writes, each with its file's name: the unlabelled test splits; a task without
+    one, its labelled test split (`glue_dev: test`, a holdout, a registry task's test)."""
+    if not task.test_splits and task.final_test:
         return {task.final_test: task.name}
     return task.test_splits
 
@@ -157,8 +187,10 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
             elif task.type is TaskType.EXTRACTIVE_QA:  # the official predictions file: question id -> answer
                 answers = qa_answers(logits, labels)[0]
                 file, text = f"{name}.json", json.dumps(dict(zip(ds["id"][:], answers)), ensure_ascii=False)
-            else:
+            elif task.name in GLUE_TASKS and split in task.test_splits:  # the server's format
                 file, text = f"{name}.tsv", submission_text(task, logits, np.asarray(ds["index"][:]))
+            else:
+                file, text = f"{name}.tsv", predictions_tsv(task, logits, ds)
             atomic_write_text(output / file, text)
             written.append(file)
             manifest["files"][file] = {
@@ -176,5 +208,8 @@ def write_submission(run_dir: Path, output: Path | None = None, system: str | No
 
 
 def missing_for_glue(written: list[str]) -> list[str]:
-    """The files GLUE's server expects in a complete submission that are not among `written`."""
+    """The files GLUE's server expects in a complete submission that are not among `written` (none where no GLUE
+    file was written: the run is no GLUE submission)."""
+    if not any(f"{name}.tsv" in written for name in GLUE_FILES):
+        return []
     return [name for name in GLUE_FILES if f"{name}.tsv" not in written]

@@ -102,10 +102,15 @@ class Progress:
 
 
 class LiveDisplay(tune.Callback):
-    def __init__(self, console: Console, total: int, skipped: int, epochs_per_trial: int):
+    def __init__(self, console: Console, total: int, skipped: int, epochs_per_trial: int, kept: list[dict] = ()):
+        """`kept`: the records of finished trials kept from an earlier run, whose scores start "best so far"."""
         self.console = console
         self.last_progress_line = time.time()
         self.progress = Progress(total, epochs_per_trial, time.time(), skipped)
+        for record in kept:
+            score, best = record.get("best_score"), self.progress.best.get(record["task"], (float("-inf"), ""))
+            if score is not None and score > best[0]:
+                self.progress.best[record["task"]] = (score, record["trial_id"])
         # get_renderable: redrawn on every refresh, so the clock and estimate keep moving between events.
         self.live = (
             Live(get_renderable=self._render, console=console, refresh_per_second=2, transient=False)

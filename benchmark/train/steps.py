@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import resource
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -79,8 +80,26 @@ def mean_over_ranks(values: list[float], device: torch.device) -> float:
     return total / max(1.0, count)
 
 
+STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def reset_peak_memory() -> None:
+    """Start this trial's peak afresh: the GPU's allocation peak, and on Linux the resident set's high-water mark
+    (writing 5 to clear_refs resets it; getrusage's ru_maxrss cannot be reset)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        CLEAR_REFS.write_text("5")
+    except OSError:  # not Linux, or a kernel without it: the process's peak since it started
+        pass
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process: the GPU's allocations on CUDA, else the resident set."""
+    """Peak memory since reset_peak_memory: the GPU's allocations on CUDA, else the resident set (VmHWM)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:
+        line = next(x for x in STATUS.read_text().splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024  # kB
+    except (OSError, StopIteration, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

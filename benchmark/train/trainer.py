@@ -37,7 +37,7 @@ from benchmark.train.hyperparams import TrainingConfig, init_seed_of
 from benchmark.train.lora import adapter_parameter_names, add_adapters, classifier_of, uses_lora
 from benchmark.train.modeling import build_classifier, load_tokenizer
 from benchmark.train.pair_encoding import encoding_fields, label_range_of, pair_setting
-from benchmark.train.steps import loss_function, mean_over_ranks, output_logits, stop_if_diverged
+from benchmark.train.steps import loss_function, mean_over_ranks, output_logits, reset_peak_memory, stop_if_diverged
 from benchmark.train.training_state import (
     load_training_state,
     read_client_state,
@@ -340,6 +340,7 @@ def start_trial(hp: TrainingConfig, seed: int, threads: int | None) -> tuple[Tra
             f"({world} x {hp.gradient_accumulation_steps})"
         )
     set_seed(seed)
+    reset_peak_memory()  # a reused Tune actor's peak would otherwise be the largest of all its trials
     return hp, rank, world
 
 
