@@ -148,3 +148,12 @@ def test_rows_name_their_prediction_files_and_compute():
         "inference_passes": 1,
         "precision": None,
     }
+
+
+def test_glues_conventions_are_told_only_where_a_glue_task_is_in_the_rows():
+    from benchmark.results.leaderboard import GLUE_SCORES, SCORES, convention
+
+    assert GLUE_SCORES in convention([{"task": "mrpc"}, {"task": "squad"}], [])
+    for test_tasks in ([], ["squad"]):
+        text = convention([{"task": "squad"}, {"task": "conll2003"}], test_tasks)
+        assert SCORES in text and "GLUE" not in text and "MRPC" not in text

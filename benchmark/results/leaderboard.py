@@ -17,7 +17,7 @@ from benchmark.common.hashing import canonical
 from benchmark.records.store import TrialRecord
 from benchmark.train.checkpoints import PREDICTIONS_FILE
 from benchmark.train.floors import FLOOR_KINDS
-from tasks.glue import DEV_AS_TEST
+from tasks.glue import DEV_AS_TEST, GLUE_TASKS
 from tasks.spec import TaskSpec, TaskType
 
 EPOCHS_ON_DEV = "Epochs and grid points are selected on the same dev sets that are reported."
@@ -27,12 +27,15 @@ EPOCHS_ON_SELECTION_HALF = (
     "ensembles or merges, which report on the other half), grid points on the whole dev set, which is reported."
 )
 
+GLUE_SCORES = (
+    "GLUE convention: a task's score is the unweighted mean of its metrics (MRPC and QQP: F1 and accuracy; STS-B: "
+    "Pearson and Spearman; MNLI: matched and mismatched accuracy, both counting), and the average is the unweighted "
+    "mean of the task scores (over all nine GLUE tasks, the GLUE score)."
+)
+SCORES = "A task's score is the unweighted mean of its metrics, and the average the unweighted mean of the task scores."
 CONVENTION = (
     "Dev-set scores, 0-100: mean ± sample std over seeds, for the grid point with the best mean dev "
-    "score per task. GLUE convention: a task's score is the unweighted mean of its metrics (MRPC and "
-    "QQP: F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched accuracy, both "
-    "counting), and the average is the unweighted mean of the task scores (over all nine GLUE tasks, "
-    f"the GLUE score). {EPOCHS_ON_DEV}"
+    f"score per task. {GLUE_SCORES} {EPOCHS_ON_DEV}"
 )
 # Where tasks have a test split, the unlabelled columns are validation: it chose, and test reports.
 CONVENTION_WITH_TEST = (
@@ -46,13 +49,15 @@ CONVENTION_WITH_TEST = (
 
 
 def convention(records: list[TrialRecord], test_tasks: list[str]) -> str:
-    """What chose and what reported, as the records say (`selection_seed`: what chose each kept epoch)."""
-    if test_tasks:
-        return CONVENTION_WITH_TEST
+    """What chose and what reported, as the records say (`selection_seed`: what chose each kept epoch); GLUE's
+    conventions only where a GLUE task is among the rows."""
+    text = CONVENTION_WITH_TEST if test_tasks else CONVENTION
+    if not any(r.get("task") in GLUE_TASKS for r in records):
+        text = text.replace(GLUE_SCORES, SCORES, 1)
     seeds = sorted({r["selection_seed"] for r in records if r.get("selection_seed") is not None})
-    if not seeds:
-        return CONVENTION
-    return CONVENTION.replace(EPOCHS_ON_DEV, EPOCHS_ON_SELECTION_HALF.format(seed="/".join(map(str, seeds))))
+    if test_tasks or not seeds:
+        return text
+    return text.replace(EPOCHS_ON_DEV, EPOCHS_ON_SELECTION_HALF.format(seed="/".join(map(str, seeds))))
 
 
 class Row(TypedDict, total=False):
