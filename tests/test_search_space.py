@@ -112,3 +112,29 @@ def test_optuna_plan_fixes_ids_and_uses_the_first_seed(tmp_path, glue_dir):
     assert [t.trial_id for t in plan] == [f"rte_optuna={n:03d}_seed=7" for n in range(3)]
     sampled = plan[0].with_sampled({"learning_rate": 3e-5})
     assert sampled.training["learning_rate"] == 3e-5 and sampled.fingerprint == plan[0].fingerprint
+
+
+def test_a_resumed_optuna_study_is_warm_started_with_its_finished_trials(tmp_path, glue_dir):
+    pytest.importorskip("optuna")
+    from benchmark.records.store import RunStore
+    from benchmark.run.tune import _optuna, tune_distribution
+
+    space = {"learning_rate": {"loguniform": [1e-5, 1e-3]}, "warmup_ratio": {"uniform": [0.0, 0.2]}}
+    path = write_suite(tmp_path, search={"algorithm": "optuna", "num_samples": 4, "space": space})
+    suite = load_suite(path)
+    plan = make_plan(suite)
+    store = RunStore(tmp_path / "run")
+    finished = [(3e-5, 0.1, 61.0), (2e-4, 0.05, 66.5)]
+    for spec, (lr, warmup, score) in zip(plan, finished):  # two trials of an earlier, interrupted run
+        point = {**spec.point, "learning_rate": lr, "warmup_ratio": warmup}
+        store.save_record({"trial_id": spec.trial_id, "status": "finished", "task": spec.task,
+                           "model": spec.model_name, "grid_point": point, "best_score": score})  # fmt: skip
+    spec = {"task": plan[0].task, "model_name": plan[0].model_name, "point": plan[0].point}
+    searcher = _optuna(suite.config.search, spec, store)
+    # what Tune does with it: the space, flattened by Ray, and the warm start added to Optuna's study
+    sampled = {k: tune_distribution(d) for k, d in suite.config.search.space.items()}
+    assert searcher.set_search_properties("best_score", "max", {"trial": {}, "sampled": sampled})
+    trials = searcher._ot_study.trials
+    assert [t.value for t in trials] == [61.0, 66.5]
+    assert trials[1].params == {"sampled/learning_rate": 2e-4, "sampled/warmup_ratio": 0.05}
+    assert searcher.suggest("t1")["sampled"].keys() == {"learning_rate", "warmup_ratio"}  # and it goes on sampling

@@ -211,7 +211,8 @@ def _optuna(search, spec: dict, store: RunStore):
     # optuna: an optional dependency, imported only where it is used.
     from optuna.samplers import TPESampler
 
-    points = [{"sampled": {k: r["grid_point"][k] for k in search.space}} for r in done]
+    # Ray's OptunaSearch flattens the space ("sampled/learning_rate"); a warm-start point must be named the same.
+    points = [{f"sampled/{k}": r["grid_point"][k] for k in search.space} for r in done]
     # Optuna's default, 10 random trials before TPE starts, would make a small study plain random search.
     startup = min(10, max(2, search.num_samples // 3))
     return OptunaSearch(
