@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from benchmark.common.errors import InputError, one_line
+from benchmark.common.paths import check_writable_dir
 from benchmark.common.quiet import quiet_libraries
 from benchmark.config.ensemble import METHODS, EnsembleConfig, check_ensemble
 from benchmark.config.statistics import check_equivalence_margin
@@ -59,6 +60,11 @@ def _suite_commands(sub) -> None:
     validate = sub.add_parser("validate", help="check a suite (keys, types, tasks, data, model) without running it")
     validate.add_argument("suite")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    data = sub.add_parser("data", help="what is in each task's data (duplicates, overlaps, lengths); changes nothing")
+    data.add_argument("suite")
+    data.add_argument("--output", help="where data_report.json and .md go (default: the suite's output folder)")
+    data.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
 
 def _results_commands(sub) -> None:
@@ -260,7 +266,6 @@ def _run(args) -> int:
 
 def _validate(args) -> int:
     # Imported here for start-up speed (numpy, rich, yaml).
-    from benchmark.common.paths import check_writable_dir
     from benchmark.config.suite import load_suite
     from benchmark.plan.points import grid_points
     from benchmark.plan.trials import make_plan
@@ -281,6 +286,23 @@ def _validate(args) -> int:
         f"{len(suite.config.search.seeds)} seed(s){extra}); "
         f"output {suite.output}"
     )
+    return 0
+
+
+def _data(args) -> int:
+    # Imported here for start-up speed (datasets, numpy, rich, transformers, yaml).
+    from benchmark.config.suite import load_suite
+    from benchmark.run.data import data_reports, data_table, write_data_report
+    from benchmark.run.runner import check_data, make_console
+
+    quiet_libraries()
+    suite = load_suite(args.suite, args.set, output=args.output)
+    check_writable_dir(suite.output, "--output" if args.output else "output")
+    check_data(suite)
+    reports = data_reports(suite)
+    console = make_console()
+    console.print(data_table(suite, reports))
+    console.print(f"Data report: {write_data_report(suite.output, suite, reports)}")
     return 0
 
 
@@ -482,6 +504,7 @@ def _models(args) -> int:
 COMMANDS = {
     "run": _run,
     "validate": _validate,
+    "data": _data,
     "table": _table,
     "report": _report,
     "predict": _predict,

@@ -15,16 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.common.errors import InputError
+from benchmark.common.errors import InputError, first_line
 from tasks.splits import HELD_OUT
+
+# What a malformed file raises while it is read: bad JSON or bytes, a missing key, a list where an object should
+# be (AttributeError, TypeError), a number that is not one, JSON nested deeper than Python's recursion limit.
+MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError)
 
 
 def read_squad_json(path: Path) -> list[dict]:
     """The questions of a SQuAD-format file (`{"data": [{"title", "paragraphs": [{"context", "qas"}]}]}`)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise InputError(str(path), f"not a SQuAD-format JSON file ({type(e).__name__}: {e})") from None
+        return _squad_rows(json.loads(Path(path).read_text(encoding="utf-8"))["data"])
+    except MALFORMED as e:
+        raise InputError(str(path), f"not a SQuAD-format JSON file ({type(e).__name__}: {first_line(e)})") from None
+
+
+def _squad_rows(data: list) -> list[dict]:
     rows = []
     for a, article in enumerate(data):
         title = str(article.get("title", a))
@@ -43,10 +50,13 @@ def read_squad_json(path: Path) -> list[dict]:
 def read_qa_rows(path: Path) -> list[dict]:
     """A user task's rows: SQuAD-format JSON, or JSON Lines in the layout above (`title` optional)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(str(path), f"not UTF-8 text ({first_line(e)})") from None
     try:
         whole = json.loads(text)
-    except ValueError:
+    except MALFORMED:
         whole = None  # JSON Lines
     if isinstance(whole, dict) and "data" in whole:
         return read_squad_json(path)
@@ -56,15 +66,16 @@ def read_qa_rows(path: Path) -> list[dict]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as e:
-            raise InputError(f"{path}: line {n}", f"not JSON ({e})") from None
-        answers = row.get("answers") or {"text": [], "answer_start": []}
-        rows.append({
-            "id": row.get("id"), "title": str(row.get("title", "")), "context": row.get("context", ""),
-            "question": row.get("question", ""),
-            "answers": {"text": list(answers.get("text", [])),
-                        "answer_start": [int(x) for x in answers.get("answer_start", [])]},
-        })  # fmt: skip
+            answers = row.get("answers") or {"text": [], "answer_start": []}
+            rows.append({
+                "id": row.get("id"), "title": str(row.get("title", "")), "context": row.get("context", ""),
+                "question": row.get("question", ""),
+                "answers": {"text": list(answers.get("text", [])),
+                            "answer_start": [int(x) for x in answers.get("answer_start", [])]},
+            })  # fmt: skip
+        except MALFORMED as e:
+            raise InputError(f"{path}: line {n}", f"not a question in SQuAD's layout ({type(e).__name__}: "
+                             f"{first_line(e)})") from None  # fmt: skip
     return rows
 
 

@@ -126,6 +126,9 @@ def test_a_user_qa_task_with_long_contexts_runs_in_windows_soups_and_a_merge(tmp
         assert set(row["test"]["scores"]["founders"]) == {"exact_match", "f1"}
     splits = json.loads((tmp_path / "run" / "splits.json").read_text())["founders"]
     assert splits["sizes"] == {"validation": 12, "test": 12, "train": 36}
+    # the run wrote its data report: each task's splits, as the trials read them
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())["tasks"]
+    assert [r["rows"] for r in report["founders"]] == [36, 12, 12] and report["rivers"][0]["rows"] == 36
     # bench predict: a file per task for its labelled test split, and no word of GLUE's files
     proc = bench("predict", tmp_path / "run")
     assert proc.returncode == 0 and "GLUE" not in proc.stdout, proc.stdout + proc.stderr[-3000:]

@@ -132,3 +132,23 @@ def test_the_local_dev_file_is_read_checked_and_carved_by_article():
     assert len(parts["validation"]) >= 0.1 * len(rows) and len(parts["test"]) >= 0.2 * len(rows)
     again = article_partition(titles, {"validation": 0.1, "test": 0.2}, seed=0)
     assert all((again[s] == parts[s]).all() for s in parts)  # seeded
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"data": ' + b"[" * 100000 + b"]" * 100000 + b"}", "line 1: not a question in SQuAD's layout (Recursion"),
+        (b'{"data": [["not", "an", "article"]]}', "not a SQuAD-format JSON file (AttributeError"),
+        (b'{"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "q", "answers": [{"answer_start": 0}]}]}]}]}',
+         "not a SQuAD-format JSON file (KeyError"),
+        (b'{"id": "a", "context": "c", "question": "q"}\n["a", "list"]\n', "qa.json: line 2: not a question"),
+        (b'{"id": "a", "context": "c", "answers": {"text": ["c"], "answer_start": ["x"]}}\n', "line 1: not a question"),
+        (b"\xff\xfe\x00not utf-8", "not UTF-8 text"),
+    ],
+)  # fmt: skip
+def test_a_malformed_qa_file_is_one_line_naming_it(content, message, tmp_path):
+    path = tmp_path / "qa.json"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as e:
+        read_qa_rows(path)
+    assert message in str(e.value) and "qa.json" in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -189,7 +189,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     for m in models:
         limit = max_positions(m.path, config.trust_remote_code)
         longest = max(
-            _possible_values(config, "max_seq_length")
+            possible_values(config, "max_seq_length")
             + (_stage_two_values(config, "max_seq_length") if config.multitask.two_stage.enabled else [])
         )
         if limit is not None and longest > limit:
@@ -211,7 +211,7 @@ def load_suite(path: str | Path, overrides: list[str] = (), output: str | None =
     _check_soup_init(config)
     suite.merge = check_merge(config.merge, [t.name for t in tasks])
     suite.floors = check_floors(config.floors, tasks)
-    if "bf16" in _possible_values(config, "precision") and (warning := bf16_warning(config.resources.gpus_per_worker)):
+    if "bf16" in possible_values(config, "precision") and (warning := bf16_warning(config.resources.gpus_per_worker)):
         suite.warnings.append(warning)
     suite.tracking = check_tracking(config.tracking, config.name)  # last: it may ask a server
     return suite
@@ -246,7 +246,7 @@ def _check_plan_size(config: SuiteConfig, models: list, tasks: list, joint: bool
 
 def _check_freezing(config: SuiteConfig, models: list[ModelRef], tasks: list[TaskSpec], joint: bool) -> None:
     for epochs, head_only in itertools.product(
-        _possible_values(config, "epochs"), _possible_values(config, "head_only_epochs")
+        possible_values(config, "epochs"), possible_values(config, "head_only_epochs")
     ):
         if head_only > epochs:
             raise InputError("training.head_only_epochs", f"{head_only} is more than the trial's {epochs} epochs")
@@ -254,21 +254,21 @@ def _check_freezing(config: SuiteConfig, models: list[ModelRef], tasks: list[Tas
     headless = [t.name for t in tasks if t.is_regression and len(t.text_columns) == 2]
     if (
         headless
-        and "bi" in _possible_values(config, "pair_encoding")
-        and max(_possible_values(config, "head_only_epochs"))
+        and "bi" in possible_values(config, "pair_encoding")
+        and max(possible_values(config, "head_only_epochs"))
     ):
         raise InputError(
             "training.head_only_epochs",
             f"task {headless[0]} as a bi-encoder (pair_encoding: bi) is scored by the cosine of its two embeddings and "
             "has no head to train alone; set head_only_epochs: 0, or pair_encoding: cross",
         )
-    deepest = max(_possible_values(config, "freeze_layers"))
+    deepest = max(possible_values(config, "freeze_layers"))
     for m in models:
         layers = num_layers(m.path, config.trust_remote_code)
         if deepest and (layers is None or deepest > layers):
             raise InputError("training.freeze_layers", f"{deepest} layers, but model {m.name} has {layers}")
     defaults = TrainingConfig()
-    used = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in _possible_values(config, k))]
+    used = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in possible_values(config, k))]
     if joint and used:
         raise InputError(
             f"training.{used[0]}",
@@ -282,7 +282,7 @@ def _check_model_support(config: SuiteConfig, models: list[ModelRef], joint: boo
     stage_two = config.multitask.two_stage.enabled and joint
 
     def values(key: str) -> list:
-        return _possible_values(config, key) + (_stage_two_values(config, key) if stage_two else [])
+        return possible_values(config, key) + (_stage_two_values(config, key) if stage_two else [])
 
     defaults = TrainingConfig()
     freezing = [k for k in FREEZING_KEYS if any(v != getattr(defaults, k) for v in values(k))]
@@ -290,11 +290,11 @@ def _check_model_support(config: SuiteConfig, models: list[ModelRef], joint: boo
         freezing_key=freezing[0] if freezing else None,
         lora=any(r > 0 for r in values("lora_r")),
         target_lists=values("lora_targets"),
-        joint_lora=joint and any(r > 0 for r in _possible_values(config, "lora_r")),
+        joint_lora=joint and any(r > 0 for r in possible_values(config, "lora_r")),
         mean_pooling="mean" in values("pooling"),
         poolings=tuple(values("pooling")),
         bi="bi" in values("pair_encoding"),
-        joint_bi=joint and "bi" in _possible_values(config, "pair_encoding"),
+        joint_bi=joint and "bi" in possible_values(config, "pair_encoding"),
     )
     check_model_support(models, wanted, config.trust_remote_code)
 
@@ -317,7 +317,7 @@ def _check_soup_init(config: SuiteConfig) -> None:
     search = config.search
     soups = [m for m in config.ensemble.methods if m in SOUP_METHODS]
     seeds = 1 if search.resolved_algorithm == "optuna" else len(search.seeds)  # optuna runs the first seed only
-    if soups and seeds > 1 and None in _possible_values(config, "init_seed"):
+    if soups and seeds > 1 and None in possible_values(config, "init_seed"):
         where = "training.init_seed"
         if "init_seed" in search.grid or "init_seed" in search.space:
             where = f"search.{'grid' if 'init_seed' in search.grid else 'space'}.init_seed"
@@ -376,13 +376,13 @@ def _stage_two_values(config: SuiteConfig, key: str) -> list:
         return two_stage.grid[key]
     if key in two_stage.training:
         return [two_stage.training[key]]
-    return _possible_values(config, key)
+    return possible_values(config, key)
 
 
 def _check_resources(config: SuiteConfig) -> None:
     r = config.resources
-    batch_sizes = _possible_values(config, "batch_size")
-    accumulations = _possible_values(config, "gradient_accumulation_steps")
+    batch_sizes = possible_values(config, "batch_size")
+    accumulations = possible_values(config, "gradient_accumulation_steps")
     for b, a in itertools.product(batch_sizes, accumulations):
         if b % (r.workers_per_trial * a):
             raise InputError(
@@ -390,7 +390,7 @@ def _check_resources(config: SuiteConfig) -> None:
                 f"{b} is not divisible by workers_per_trial x gradient_accumulation_steps "
                 f"({r.workers_per_trial} x {a}); batch_size is the global batch of one optimizer step",
             )
-    precisions = _possible_values(config, "precision")
+    precisions = possible_values(config, "precision")
     if "fp16" in precisions and r.gpus_per_worker == 0:
         raise InputError(
             "training.precision", "fp16 needs GPUs (resources.gpus_per_worker > 0); use bf16 or fp32 on CPU"
@@ -406,10 +406,10 @@ def _check_resources(config: SuiteConfig) -> None:
 def window_settings(config: SuiteConfig) -> list[tuple[int, int, int]]:
     """Every (max_seq_length, doc_stride, max_query_length) an extractive QA task's windows can have in the plan."""
     keys = ("max_seq_length", "doc_stride", "max_query_length")
-    return sorted(itertools.product(*(_possible_values(config, k) for k in keys)))
+    return sorted(itertools.product(*(possible_values(config, k) for k in keys)))
 
 
-def _possible_values(config: SuiteConfig, key: str) -> list:
+def possible_values(config: SuiteConfig, key: str) -> list:
     """Every value a hyperparameter can take in this suite's plan."""
     search = config.search
     if key in search.grid:

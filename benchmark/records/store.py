@@ -166,7 +166,8 @@ RECORD_SHAPE = {
     "trial_id": str, "status": str, "task": str, "model": str, "fingerprint": str, "task_spec": dict,
     "metric_keys": list, "epochs": list, "best_metrics": (dict, type(None)),
 }  # fmt: skip
-REQUIRED = ("trial_id", "status")  # what resuming reads; rows need every key of RECORD_SHAPE (board.py)
+REQUIRED = ("trial_id", "status")  # what resuming reads
+ROW_KEYS = (*REQUIRED, "task", "model")  # what every row reads (results/board.py); the rest where present
 
 
 def record_problem(record, required: tuple[str, ...] = REQUIRED) -> str | None:

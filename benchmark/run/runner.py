@@ -25,6 +25,7 @@ from benchmark.results.final_scores import score_chosen_on_test, score_ensembles
 from benchmark.results.floors import compute_floors
 from benchmark.results.leaderboard import best_source_checkpoint
 from benchmark.results.tables import rich_table, write_leaderboard
+from benchmark.run.data import data_reports, report_is_current, write_data_report
 from benchmark.run.tracking import finish_tracking, open_tracker
 from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.curves import CURVES_DIR
@@ -237,6 +238,8 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
             console.print(f"{key}: {note}")
     store.write_suite(suite.to_dict())
     write_split_records(suite, store)
+    if not report_is_current(store.root, suite):  # what is in the data: once for each state of it
+        write_data_report(store.root, suite, data_reports(suite))
     tracker = open_tracker(suite.tracking, store.root, console.print)
     if pending:
         # Imported here for start-up speed (ray).
