@@ -60,7 +60,7 @@ def test_an_output_that_cannot_be_a_folder_is_refused_at_validate_and_run(tmp_pa
 def test_a_write_the_machine_refuses_is_one_line_with_exit_1(tmp_path, capsys):
     run = shutil.copytree(RUN, tmp_path / "run")
     (run / "report.html").mkdir()  # the report cannot replace a folder: an OSError, not bad input
-    assert main(["report", str(run)]) == 1
+    assert main(["report", str(run), "--bootstrap", "20"]) == 1
     assert "report.html" in one_line_error(capsys)
 
 
