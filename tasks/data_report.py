@@ -169,14 +169,14 @@ def task_report(task: TaskSpec, splits: dict, tokenizer, max_seq_length: int) ->
         return list(reports.values())
     train, train_labels = inputs["train"]
     keys = [" \t ".join(t) for t in train]
-    seen, duplicates, repeated, labels_of = set(), [], 0, {}
+    duplicates, repeated, labels_of = [], 0, {}
     for i, key in enumerate(keys):
         label = train_labels[i] if train_labels is not None else None
-        repeated += key in labels_of
-        labels_of.setdefault(key, set()).add(label)
-        if (key, label) in seen:
-            duplicates.append(i)
-        seen.add((key, label))
+        known = labels_of.setdefault(key, set())
+        repeated += bool(known)  # the input came before
+        if label in known:
+            duplicates.append(i)  # and with this label
+        known.add(label)
     conflicting = [k for k, v in labels_of.items() if len(v) > 1]
     lsh, near, first_of = MinHashLSH(threshold=NEAR_THRESHOLD, num_perm=NUM_PERM), [], {}
     hashes = minhashes(keys)

@@ -16,6 +16,7 @@ from benchmark.common.errors import InputError
 from benchmark.common.hardware import bf16_warning
 from benchmark.common.paths import is_dir, local_path, resolve_cache_dir
 from benchmark.common.schema import parse, suggest
+from benchmark.common.yamlfile import read_yaml
 from benchmark.config.chains import Chain, check_chains
 from benchmark.config.ensemble import SOUP_METHODS, EnsembleConfig, EnsembleSettings, check_ensemble
 from benchmark.config.floors import FloorsConfig, FloorSettings, check_floors
@@ -125,24 +126,6 @@ class Suite:
             for c in self.chains
         ]
         return d
-
-
-def read_yaml(path: Path, what: str = "suite") -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), f"{what} file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(str(path), f"cannot read {what} file: {e}") from None
-    try:
-        return yaml.safe_load(text)  # safe loader only: no tags that build Python objects
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise InputError(str(path), f"invalid YAML{at}: {problem}") from None
-    except RecursionError:
-        raise InputError(str(path), "invalid YAML: nested too deeply") from None
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -16,6 +16,7 @@ import yaml
 from benchmark.common.atomic import atomic_replace_dir, atomic_write_json, atomic_write_text, staging_dir_for
 from benchmark.common.errors import InputError, first_line
 from benchmark.common.paths import check_name
+from benchmark.common.yamlfile import read_yaml
 from benchmark.train.checkpoints import write_hashes
 from benchmark.train.hyperparams import init_seed_of
 from tasks.metrics import OBJECTIVE
@@ -102,10 +103,7 @@ class RunStore:
         path = self.root / SUITE_FILE
         if not path.is_file():
             raise InputError(str(self.root), "not a bench run directory (no suite.yaml)")
-        try:
-            suite = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise InputError(str(path), f"not readable YAML ({first_line(e)}); it was edited or damaged") from None
+        suite = read_yaml(path, "run's suite")
         if not isinstance(suite, dict):
             raise InputError(str(path), "holds no suite (not a mapping); it was edited or damaged")
         return suite
@@ -130,15 +128,16 @@ class RunStore:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def records(self) -> list[TrialRecord]:
-        return _read_records(sorted(self.trials.glob(f"*/{RECORD_FILE}")))
+    def records(self, required: tuple[str, ...] = ()) -> list[TrialRecord]:
+        """The trials' records; `required`: keys beyond REQUIRED that a record must hold to be used."""
+        return _read_records(sorted(self.trials.glob(f"*/{RECORD_FILE}")), required)
 
     def floor_dir(self, floor_id: str) -> Path:
         return self.root / FLOORS_DIR / check_name(floor_id, FLOORS_DIR, "floor id")
 
-    def floor_records(self) -> list[TrialRecord]:
+    def floor_records(self, required: tuple[str, ...] = ()) -> list[TrialRecord]:
         """The floors' records (benchmark/results/floors.py): shaped as trial records, of kinds zero-shot and probe."""
-        return _read_records(sorted((self.root / FLOORS_DIR).glob(f"*/{RECORD_FILE}")))
+        return _read_records(sorted((self.root / FLOORS_DIR).glob(f"*/{RECORD_FILE}")), required)
 
     def save_floor_record(self, record: dict) -> None:
         atomic_write_json(self.floor_dir(record["trial_id"]) / RECORD_FILE, record)
@@ -167,7 +166,7 @@ RECORD_SHAPE = {
     "metric_keys": list, "epochs": list, "best_metrics": (dict, type(None)),
 }  # fmt: skip
 REQUIRED = ("trial_id", "status")  # what resuming reads
-ROW_KEYS = (*REQUIRED, "task", "model")  # what every row reads (results/board.py); the rest where present
+ROW_KEYS = ("task", "model")  # what every row reads besides (results/board.py); the rest where present
 
 
 def record_problem(record, required: tuple[str, ...] = REQUIRED) -> str | None:
@@ -186,14 +185,10 @@ def record_problem(record, required: tuple[str, ...] = REQUIRED) -> str | None:
     return None
 
 
-def skipped_record(path, problem: str) -> None:
-    """Warnings go to stderr, never stdout, which may be a table in JSON or CSV."""
-    print(f"warning: skipping unreadable record {path}: {problem}", file=sys.stderr)
-
-
-def _read_records(paths: list[Path]) -> list[TrialRecord]:
-    """The records that read back whole; each other one is a warning and is skipped: atomic writes make this
-    rare, and it is never fatal for the rest."""
+def _read_records(paths: list[Path], required: tuple[str, ...]) -> list[TrialRecord]:
+    """The records that read back whole, with REQUIRED and `required`; each other one is a warning on stderr (never
+    stdout, which may be a table in JSON or CSV) and is skipped: atomic writes make this rare, and it is never
+    fatal for the rest."""
     out = []
     for path in paths:
         try:
@@ -201,10 +196,10 @@ def _read_records(paths: list[Path]) -> list[TrialRecord]:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             problem = first_line(e)
         else:
-            if (problem := record_problem(record)) is None:
+            if (problem := record_problem(record, (*REQUIRED, *required))) is None:
                 out.append(record)
                 continue
-        skipped_record(path, problem)
+        print(f"warning: skipping unreadable record {path}: {problem}", file=sys.stderr)
     return out
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from benchmark.common.errors import InputError
 from benchmark.config.statistics import MARGIN_KEY, check_equivalence_margin
-from benchmark.records.store import ROW_KEYS, RunStore, record_problem, skipped_record
+from benchmark.records.store import ROW_KEYS, RunStore
 from benchmark.results.bootstrap import LEVEL, SeedPredictions, SplitPredictions
 from benchmark.results.final_scores import with_ensemble_test, with_test_metrics
 from benchmark.results.leaderboard import build_leaderboard
@@ -33,13 +33,7 @@ def _system_key(record: dict) -> tuple:
 def _row_records(store: RunStore) -> list[dict]:
     """What rows are made of: the trials' records, and the floors' (zero-shot, probe) in the same shape; a record
     without what a row needs is skipped with a warning."""
-    out = []
-    for record in store.records() + store.floor_records():
-        if (problem := record_problem(record, required=ROW_KEYS)) is None:
-            out.append(record)
-        else:
-            skipped_record(store.root / "trials" / str(record["trial_id"]), problem)
-    return out
+    return store.records(ROW_KEYS) + store.floor_records(ROW_KEYS)
 
 
 def _floors_once(stored: dict[Path, list[dict]]) -> dict[Path, list[dict]]:

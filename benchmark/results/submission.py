@@ -63,9 +63,12 @@ def predictions_tsv(task: TaskSpec, logits: np.ndarray, ds) -> str:
     texts = [CONTEXT, CHOICES] if task.type is TaskType.MULTIPLE_CHOICE else list(task.text_columns)
     columns = {c: ds[c][:] for c in texts}
     index = ds["index"][:] if "index" in ds.column_names else range(len(ds))
-    name = (lambda v: f"{v:.4f}") if task.is_regression else (lambda v: task.label_names[int(v)])
-    if task.type is TaskType.MULTIPLE_CHOICE:  # the right choice's index, as the file gives it
-        name = str
+
+    def name(v) -> str:
+        if task.type is TaskType.MULTIPLE_CHOICE:  # the right choice's index, as the file gives it
+            return str(v)
+        return f"{v:.4f}" if task.is_regression else task.label_names[int(v)]
+
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t", lineterminator="\n")
     writer.writerow(["index", *texts, *(["label"] if labelled else []), "prediction",

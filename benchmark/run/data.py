@@ -26,6 +26,11 @@ REPORT_FILE = "data_report.json"
 REPORT_MD = "data_report.md"
 
 
+def report_length(suite: Suite) -> int:
+    """The longest `max_seq_length` the plan can give: what "truncated" counts against."""
+    return max(possible_values(suite.config, "max_seq_length"))
+
+
 def report_key(suite: Suite) -> str:
     """What the report depends on: the tasks, the data settings, the model's tokenizer and the length."""
     data = suite.config.data
@@ -34,7 +39,7 @@ def report_key(suite: Suite) -> str:
             "tasks": [t.to_dict() for t in suite.tasks],
             "data": dataclasses.asdict(data),
             "model": suite.models[0].path,
-            "max_seq_length": max(possible_values(suite.config, "max_seq_length")),
+            "max_seq_length": report_length(suite),
         }
     )
 
@@ -43,7 +48,7 @@ def data_reports(suite: Suite) -> dict[str, list[SplitReport]]:
     data = suite.config.data
     glue_dir = resolve_glue_dir(data.glue_dir, data.data_dir)
     tokenizer = load_tokenizer(suite.models[0].path, suite.config.trust_remote_code)
-    length = max(possible_values(suite.config, "max_seq_length"))
+    length = report_length(suite)
     out = {}
     for task in suite.tasks:
         splits = {}
@@ -105,7 +110,7 @@ def data_table(suite: Suite, reports: dict[str, list[SplitReport]]) -> Table:
 
 
 def as_markdown(suite: Suite, reports: dict[str, list[SplitReport]]) -> str:
-    length = max(possible_values(suite.config, "max_seq_length"))
+    length = report_length(suite)
     lines = [
         f"# Data report: {suite.config.name}",
         "",

@@ -41,6 +41,10 @@ class Progress:
         state = self.running.setdefault(trial, {"task": task, "epochs": self.epochs_per_trial})
         state.update(epoch=epoch, score=score, sps=samples_per_s)
         self.epochs_done += 1
+        self.offer_best(task, score, trial)
+
+    def offer_best(self, task: str, score: float | None, trial: str) -> None:
+        """A dev score, kept as the task's best so far if it beats it."""
         if score is not None and score > self.best.get(task, (float("-inf"), ""))[0]:
             self.best[task] = (score, trial)
 
@@ -108,9 +112,7 @@ class LiveDisplay(tune.Callback):
         self.last_progress_line = time.time()
         self.progress = Progress(total, epochs_per_trial, time.time(), skipped)
         for record in kept:
-            score, best = record.get("best_score"), self.progress.best.get(record["task"], (float("-inf"), ""))
-            if score is not None and score > best[0]:
-                self.progress.best[record["task"]] = (score, record["trial_id"])
+            self.progress.offer_best(record["task"], record.get("best_score"), record["trial_id"])
         # get_renderable: redrawn on every refresh, so the clock and estimate keep moving between events.
         self.live = (
             Live(get_renderable=self._render, console=console, refresh_per_second=2, transient=False)

@@ -248,6 +248,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
         from benchmark.run.tune import run_trials
 
         resume = resumable_states(store, pending)
+        planned = {t.trial_id for t in plan}
         if len(pending) < len(plan) or resume:
             console.print(
                 f"Resuming: {len(plan) - len(pending)} finished trials kept; {len(pending)} to run, "
@@ -259,7 +260,7 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
             total=len(pending),
             skipped=len(plan) - len(pending),
             epochs_per_trial=max(t.training["epochs"] for t in pending),
-            kept=[r for r in store.finished().values() if r["trial_id"] in {t.trial_id for t in plan}],
+            kept=[r for r in store.finished().values() if r["trial_id"] in planned],
         )
         callbacks = [display, *tracking_callbacks(tracker)]
         # Two-stage and chain trials start from checkpoints of other trials, so they run after every other trial.
