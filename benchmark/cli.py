@@ -46,7 +46,9 @@ def _suite_commands(sub) -> None:
     run.add_argument("suite", help="the suite YAML file")
     run.add_argument("--output", help="run directory (overrides the suite's `output`)")
     run.add_argument(
-        "--address", help="join this Ray cluster (auto, or ray://host:10001) instead of starting Ray locally"
+        "--address",
+        help="join this Ray cluster (auto, or ray://host:10001) instead of starting Ray locally; default: "
+        "$RAY_ADDRESS where it is set",
     )
     run.add_argument("--dry-run", action="store_true", help="print the trial plan and resources, then exit")
     run.add_argument(

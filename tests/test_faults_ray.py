@@ -41,6 +41,7 @@ def test_driver_killed_at_random_points_and_interrupted_resumes_to_the_uninterru
         training={"epochs": 4, "learning_rate": 2e-3, "init_seed": 0},  # soups need one init
         search={"seeds": [1, 2]},
         ensemble={"methods": list(ENSEMBLE_METHODS), "k": [2, None]},
+        floors={"zero_shot": True, "probe": True},  # kills may fall into their writes too
     )
     run, log = tmp_path / "run", tmp_path / "driver.log"
     in_training = random_kills(path, run, kills=1, seed=8, log=log, max_writes=2, max_delay=1.0)

@@ -3,6 +3,8 @@ declares; the choice travels with the checkpoint, so evaluation, `bench predict`
 pool as the model was trained."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from benchmark.cli import main
 from benchmark.measure.tiny import TINY_FAMILIES
 from benchmark.train.modeling import build_classifier, load_finetuned_classifier, load_tokenizer
 from benchmark.train.pooling import POOLING_KEY, masked_mean, set_pooling
-from tests.conftest import plan_prints
+from tests.conftest import REPO, plan_prints
 from tests.test_families import TRAINING, trial
 
 PAIRS = (["a cat sat on the mat", "rain"], ["the mat was red and the cat was grey", "it rained all day long"])
@@ -137,6 +139,19 @@ def test_mean_pooling_is_checked_at_validate(tmp_path, capsys, glue_dir, cache_d
     code, err = validate(path, capsys, "--set", "training.pooling=max")
     assert code == 2 and "training.pooling" in err and err.count("\n") == 1, err
     assert main(["validate", str(path), "--set", "search.grid.pooling=[cls, mean]"]) == 0
+
+
+def test_validating_a_declared_familys_mean_pooling_builds_no_model(glue_dir, cache_dir):
+    # The quickstart pools by the embedded model's own mean and encodes pairs alone: its family is declared, so
+    # validate reads config.json instead of building the model (transformers' modelling code: seconds of imports).
+    script = "import sys; from benchmark.cli import main; main(['validate', 'configs/quickstart.yaml']); "
+    script += "print(sorted(m for m in ('torch', 'transformers.models.bert.modeling_bert') if m in sys.modules))"
+    first, again = (subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+                    for _ in range(2))  # fmt: skip
+    assert first.returncode == 0 and again.returncode == 0, first.stderr[-2000:] + again.stderr[-2000:]
+    # The first checks the model folder and the data once (transformers loads the tokenizer, importing torch); the
+    # next finds them checked and imports neither.
+    assert "modeling_bert" not in first.stdout and again.stdout.splitlines()[-1] == "[]"
 
 
 def test_the_default_is_fingerprinted_as_what_it_runs(tmp_path, monkeypatch, glue_dir, cache_dir, tiny_model):

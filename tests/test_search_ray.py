@@ -97,7 +97,7 @@ def _learning_rate_at(record: dict, step: int) -> float:
     return earlier[-1]["training"]["learning_rate"] if earlier else record["grid_point"]["learning_rate"]
 
 
-def test_two_node_cluster_runs_trials_on_both_nodes(tiny_model, tmp_path):
+def test_two_node_cluster_runs_trials_on_both_nodes(tiny_model, tmp_path, monkeypatch):
     import ray
     from ray.cluster_utils import Cluster
 
@@ -115,7 +115,9 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tiny_model, tmp_path):
             search={"seeds": [1, 2, 3, 4]},
             storage=str(tmp_path / "shared-storage"),
         )
-        run_suite(load_suite(path), address=cluster.address)
+        # No --address: Ray's own variable names the cluster, as `ray job submit` sets it for its entrypoint.
+        monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+        run_suite(load_suite(path))
         recs = records(tmp_path / "run")
         assert len(recs) == 4 and all(r["status"] == "finished" for r in recs.values())
         nodes = {n for r in recs.values() for n in r["node_ids"]}

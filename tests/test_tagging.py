@@ -40,10 +40,37 @@ def test_entity_scores_resampled_by_sentence_equal_seqeval_on_each_resample():
     draws = rng.integers(0, 40, (5, 40))
     for metric, resampled in ENTITY_RESAMPLED.items():
         values = resampled(counts[draws], gold[draws])
-        expected = [entity_metrics(TAGS, predicted[d], labels[d])[metric] for d in draws]
+        expected = [seqeval_scores(predicted[d], labels[d])[metric] for d in draws]
         assert values == pytest.approx(expected, abs=1e-12)
+        assert entity_metrics(TAGS, predicted[draws[0]], labels[draws[0]])[metric] == pytest.approx(expected[0])
     # all-O finds no entity: the trivial predictor's entity F1 is 0
     assert entity_metrics(TAGS, np.zeros_like(labels), labels) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+@pytest.mark.parametrize("tags", [TAGS, ("O", "B-X", "I-X", "E-X", "S-X", "B-Y", "I-Y", "E-Y", "S-Y", "B", "I")])
+def test_entity_counts_equal_seqevals_entities_sentence_by_sentence(tags):
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    rng = np.random.default_rng(1)
+    labels, predicted = rng.integers(0, len(tags), (300, 12)), rng.integers(0, len(tags), (300, 12))
+    labels[rng.random(labels.shape) < 0.3] = IGNORE  # sub-tokens inside a sentence
+    labels[np.arange(12)[None, :] >= rng.integers(0, 13, 300)[:, None]] = IGNORE  # and past its end (some empty)
+    counts, gold = entity_counts(tags, predicted, labels)
+    for s, (p, t) in enumerate(zip(predicted, labels)):
+        words = t != IGNORE
+        true = set(get_entities([tags[i] for i in t[words]]))
+        pred = set(get_entities([tags[i] for i in p[words]]))
+        assert (counts[s, 0], counts[s, 1], gold[s]) == (len(pred), len(pred & true), len(true)), s
+
+
+def seqeval_scores(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """seqeval's own entity scores (its default mode), the reference for bench's counts."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    true = [[TAGS[i] for i in t[t != IGNORE]] for t in labels]
+    pred = [[TAGS[i] for i in p[t != IGNORE]] for p, t in zip(predicted, labels)]
+    scores = {"precision": precision_score, "recall": recall_score, "f1": f1_score}
+    return {name: score(true, pred, zero_division=0) for name, score in scores.items()}
 
 
 def write_suite(tmp_path: Path, model: Path, tasks: list, **extra) -> Path:

@@ -59,11 +59,24 @@ class SplitPredictions:
 
     def select(self, indices: np.ndarray) -> "SplitPredictions":
         """These predictions on `indices` (all of them covered), in that order."""
+        rows = self._rows(indices)
+        return SplitPredictions(self.logits[rows], self.labels[rows], np.asarray(indices))
+
+    def entity_counts(self, tags: tuple[str, ...], indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A tagging split's per-sentence entity counts (`tasks.metrics.entity_counts`) on `indices`: found once
+        for all rows, since every comparison of a row scores them again (seqeval's reading is pure Python)."""
+        cache = self.__dict__.setdefault("_entity_counts", {})  # not a field: equality stays the predictions'
+        if tags not in cache:
+            cache[tags] = entity_counts(tags, self.logits.argmax(axis=-1), self.labels)
+        rows = self._rows(indices)
+        return cache[tags][0][rows], cache[tags][1][rows]
+
+    def _rows(self, indices: np.ndarray) -> np.ndarray:
         order = np.argsort(self.indices, kind="stable")
         rows = order[np.minimum(np.searchsorted(self.indices[order], indices), len(order) - 1)]
         if not np.array_equal(self.indices[rows], indices):
             raise ValueError("asked for dev examples these predictions do not cover")
-        return SplitPredictions(self.logits[rows], self.labels[rows], np.asarray(indices))
+        return rows
 
 
 # One seed's predictions for one task: split -> predictions. A row's task is a list of them, one per seed.
@@ -122,22 +135,25 @@ def score_task(
     seed_draws = resample_seeds(task.name, system, len(seeds), resamples, seed) if level == "seeds+examples" else None
     point, replicates, per_seed = {}, {}, {}
     for split, suffix in task.eval_splits.items():
-        chosen = [s[split].select(examples[split]) for s in seeds]
-        labels = chosen[0].labels.astype(np.float64) if task.is_regression else chosen[0].labels
         resampled = RESAMPLED
-        if task.type is TaskType.EXTRACTIVE_QA:  # the unit is a question: its exact match and F1
-            preds, resampled = [question_values(s.logits, labels) for s in chosen], QUESTION_RESAMPLED
-            labels = np.zeros(len(labels))
-        else:
-            preds = [predictions_from_logits(task, s.logits) for s in chosen]
         if task.type is TaskType.TAGGING:  # the unit is a sentence: its entity counts (entity F1 is no mean)
-            counts = [entity_counts(task.label_names, p, labels) for p in preds]
+            counts = [s[split].entity_counts(task.label_names, examples[split]) for s in seeds]
             preds, labels, resampled = [found for found, _ in counts], counts[0][1], ENTITY_RESAMPLED
+        else:
+            chosen = [s[split].select(examples[split]) for s in seeds]
+            labels = chosen[0].labels.astype(np.float64) if task.is_regression else chosen[0].labels
+            if task.type is TaskType.EXTRACTIVE_QA:  # the unit is a question: its exact match and F1
+                preds, resampled = [question_values(s.logits, labels) for s in chosen], QUESTION_RESAMPLED
+                labels = np.zeros(len(labels))
+            else:
+                preds = [predictions_from_logits(task, s.logits) for s in chosen]
         chunks = {metric: [[] for _ in preds] for metric in task.metrics}  # metric -> per seed, chunks of values
         for draws in resample_draws(task.name, split, examples[split], resamples, seed):
-            for metric in task.metrics:
-                for values, p in zip(chunks[metric], preds):
-                    values.append(resampled[metric](p[draws], labels[draws]))
+            drawn_labels = labels[draws]
+            for i, p in enumerate(preds):
+                drawn = p[draws]  # gathered once for all metrics
+                for metric in task.metrics:
+                    chunks[metric][i].append(resampled[metric](drawn, drawn_labels))
         identity = np.arange(len(labels))[None, :]
         for metric in task.metrics:
             key = f"{metric}_{suffix}" if suffix else metric

@@ -31,9 +31,13 @@ logger = logging.getLogger(__name__)
 
 
 def connect(address: str | None) -> None:
-    """Start Ray locally, or join the cluster at `address`."""
+    """Start Ray locally, or join the cluster at `address`, else at $RAY_ADDRESS (Ray's own variable: `ray job
+    submit` sets it for its entrypoint, and a user who started `ray start --head` once can set it to skip seconds
+    of start-up on every run)."""
     if ray.is_initialized():
         return
+    where = "--address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     os.environ.update(RAY_SETTINGS)  # a local cluster's processes inherit the driver's environment
     if address:
@@ -46,7 +50,7 @@ def connect(address: str | None) -> None:
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise InputError("--address", f"cannot connect to Ray at {address}: {str(e).splitlines()[0]}") from None
+            raise InputError(where, f"cannot connect to Ray at {address}: {str(e).splitlines()[0]}") from None
     else:
         # "local": a new Ray of bench's own. Without it Ray joins the last cluster started on this machine (`ray
         # start`, or another program's), whose life and resources are not this run's.

@@ -238,8 +238,6 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
             console.print(f"{key}: {note}")
     store.write_suite(suite.to_dict())
     write_split_records(suite, store)
-    if not report_is_current(store.root, suite):  # what is in the data: once for each state of it
-        write_data_report(store.root, suite, data_reports(suite))
     tracker = open_tracker(suite.tracking, store.root, console.print)
     if pending:
         # Imported here for start-up speed (ray).
@@ -281,6 +279,10 @@ def _run_locked(suite: Suite, plan: list[TrialSpec], store: RunStore, address: s
                 run_trials(suite, ready, task_data, store, address, callbacks=callbacks, resume=resume)
         finally:
             display.close()
+    # What is in the data, once for each state of it: after the trials, which need none of it, so it does not
+    # delay their start (seconds: the tokenizer's import).
+    if not report_is_current(store.root, suite):
+        write_data_report(store.root, suite, data_reports(suite))
     score_chosen_on_test(store, log=console.print)
     compute_floors(suite, store, log=console.print)
     # The trials' leaderboard is written first: an ensemble that fails cannot cost it.

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from benchmark.common.errors import InputError
 from benchmark.common.schema import suggest
 from benchmark.train.families import FAMILIES, Layout, empty_classifier, layout_of, matching_modules
+from benchmark.train.modeling import model_type
 from benchmark.train.pooling import resolved_pooling
 
 LORA_LAYER_TYPES = ("Linear", "Embedding")  # what bench lets LoRA adapt (peft's Linear and Embedding layers)
@@ -55,6 +56,8 @@ def check_model_support(models, wanted: Wanted, trust_remote_code: bool) -> None
     if wanted.freezing_key is None and not wanted.lora and not wanted.mean_pooling and not wanted.bi and not own_mean:
         return
     for m in models:
+        if wanted.freezing_key is None and not wanted.lora and model_type(m.path, trust_remote_code) in FAMILIES:
+            continue  # only the family was asked for, and it is declared: no model to build (seconds of imports)
         model = empty_classifier(m.path, trust_remote_code)
         layout = layout_of(model)
         if wanted.freezing_key and not layout.supports_freezing:

@@ -128,6 +128,10 @@ def num_layers(path: str, trust_remote_code: bool = False) -> int | None:
     return _config_value(path, trust_remote_code, "num_hidden_layers")
 
 
+def model_type(path: str, trust_remote_code: bool = False) -> str | None:
+    return _config_value(path, trust_remote_code, "model_type")
+
+
 def _config_value(path: str, trust_remote_code: bool, key: str):
     """A config value, read from config.json for a folder checked before (no transformers, so no torch import:
     `bench validate` stays quick); through transformers otherwise (it knows each family's aliases)."""

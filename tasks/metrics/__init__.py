@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.metrics.resampled import ENTITY_RESAMPLED
 from tasks.metrics.squad import squad_metrics
 from tasks.spans import QALabels, decode_answers
 from tasks.spec import TaskSpec, TaskType
@@ -22,7 +23,7 @@ class MetricDef:
     higher_is_better: bool
     regression: bool  # applies to regression tasks (else to classification)
     binary_only: bool = False
-    tagging: bool = False  # an entity-level metric of tagging tasks (computed by seqeval, `entity_metrics`)
+    tagging: bool = False  # an entity-level metric of tagging tasks (by seqeval's rules, `entity_metrics`)
     spans: bool = False  # extractive QA's: the official SQuAD exact match (its `f1` is SQuAD's token F1)
 
 
@@ -87,36 +88,67 @@ def compute_metrics(
 
 
 def entity_metrics(tags: tuple[str, ...], predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Entity-level precision, recall and F1, micro-averaged over entities, as seqeval computes them (its default
-    mode, conlleval's rules). `predicted` and `labels`: tag ids, a row per sentence, `labels` IGNORE past its end."""
-    # Imported here for start-up speed (seqeval).
-    from seqeval.metrics import f1_score, precision_score, recall_score
-
-    true, pred = [], []
-    for p, t in zip(np.asarray(predicted), np.asarray(labels)):
-        words = t != IGNORE
-        true.append([tags[i] for i in t[words]])
-        pred.append([tags[i] for i in p[words]])
-    return {
-        "precision": float(precision_score(true, pred, zero_division=0)),
-        "recall": float(recall_score(true, pred, zero_division=0)),
-        "f1": float(f1_score(true, pred, zero_division=0)),
-    }
+    """Entity-level precision, recall and F1, micro-averaged over entities by seqeval's rules (its default mode,
+    conlleval's), from one pass of `entity_counts` (seqeval's own scores read the entities again for each;
+    tests/test_tagging.py checks they are equal). `predicted` and `labels`: tag ids, a row per sentence, `labels`
+    IGNORE past its end."""
+    counts, gold = entity_counts(tags, predicted, labels)
+    return {name: float(score(counts[None], gold[None])[0]) for name, score in ENTITY_RESAMPLED.items()}
 
 
 def entity_counts(tags: tuple[str, ...], predicted: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per sentence, (predicted entities, correct ones) and gold entities, by seqeval's rules (its default mode):
-    what the bootstrap sums over resampled sentences (tasks/metrics/resampled.py)."""
-    # Imported here for start-up speed (seqeval).
-    from seqeval.metrics.sequence_labeling import get_entities
+    what the bootstrap sums over resampled sentences (tasks/metrics/resampled.py). `get_entities` of seqeval read
+    in arrays: whether a chunk ends or starts at a word depends only on its tag and the one before, so seqeval's
+    own `end_of_chunk` and `start_of_chunk` fill two tables over tag pairs once (seqeval's per-word Python loop
+    took most of a tagging table's time)."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    words = labels != IGNORE
+    true_keys, true_rows = _entities(tags, np.where(words, labels, 0), words)
+    found_keys, found_rows = _entities(tags, np.where(words, predicted, 0), words)
+    correct_rows = found_rows[np.isin(found_keys, true_keys)]
+    n = len(labels)
+    counts = np.stack([np.bincount(found_rows, minlength=n), np.bincount(correct_rows, minlength=n)], axis=1)
+    return counts.astype(np.int64), np.bincount(true_rows, minlength=n).astype(np.int64)
 
-    counts, gold = np.zeros((len(labels), 2), dtype=np.int64), np.zeros(len(labels), dtype=np.int64)
-    for s, (p, t) in enumerate(zip(np.asarray(predicted), np.asarray(labels))):
-        words = t != IGNORE
-        true, found = set(get_entities([tags[i] for i in t[words]])), set(get_entities([tags[i] for i in p[words]]))
-        counts[s] = len(found), len(found & true)
-        gold[s] = len(true)
-    return counts, gold
+
+@functools.lru_cache(maxsize=16)
+def _chunk_tables(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """seqeval's chunk ends and starts between a previous tag (row; the last row is a sentence's start, seqeval's
+    initial 'O' of type '') and a tag (column; the last column is the 'O' seqeval appends), and each tag's type."""
+    # Imported here for start-up speed (seqeval).
+    from seqeval.metrics.sequence_labeling import end_of_chunk, start_of_chunk
+
+    parts = [(tag[0], tag[1:].split("-", maxsplit=1)[-1] or "_") for tag in tags]  # seqeval's split, prefix tags
+    rows, columns = [*parts, ("O", "")], [*parts, ("O", "_")]
+    ends = np.array([[end_of_chunk(p, t, pt, tt) for t, tt in columns] for p, pt in rows])
+    starts = np.array([[start_of_chunk(p, t, pt, tt) for t, tt in columns] for p, pt in rows])
+    types = np.unique([t for _, t in rows], return_inverse=True)[1]
+    return ends, starts, types
+
+
+def _entities(tags: tuple[str, ...], ids: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each sentence's entities as seqeval's get_entities finds them on its words: a unique key per (sentence,
+    type, first word, last word), and the sentence of each."""
+    ends, starts, types = _chunk_tables(tags)
+    sentences, width = ids.shape
+    # Each sentence's words packed left, then seqeval's closing 'O' (column `len(tags)`), then padding.
+    order = np.argsort(~words, axis=1, kind="stable")
+    packed = np.take_along_axis(ids, order, axis=1)
+    lengths = words.sum(axis=1)
+    position = np.arange(width + 1)[None, :]
+    current = np.concatenate([packed, np.zeros((sentences, 1), dtype=packed.dtype)], axis=1)
+    current = np.where(position == lengths[:, None], len(tags), current)
+    previous = np.concatenate([np.full((sentences, 1), len(tags)), current[:, :-1]], axis=1)
+    inside = position <= lengths[:, None]  # the words and the closing 'O'
+    end = ends[previous, current] & inside
+    start = starts[previous, current] & inside
+    # A chunk that ends at position i began at the last start before i (seqeval's begin_offset, 0 before any).
+    begin = np.maximum.accumulate(np.where(start, position, 0), axis=1)
+    row, i = np.nonzero(end)
+    first, last, kind = begin[row, i - 1], i - 1, types[previous[row, i]]
+    keys = ((row * (width + 1) + first) * (width + 1) + last) * (len(tags) + 1) + kind
+    return keys, row
 
 
 def qa_answers(logits: np.ndarray, labels: np.ndarray) -> tuple[list[str], list[list[str]]]:
