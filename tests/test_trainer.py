@@ -173,7 +173,10 @@ def test_progress_is_told_after_every_optimizer_step(tiny_model, rte, tmp_path):
     steps = -(-96 // FAST["batch_size"])  # 96 training examples, batches of 16, per epoch
     assert [(t["epoch"], t["step"]) for t in told] == [(e, s) for e in (1, 2) for s in range(1, steps + 1)]
     assert all(t["steps"] == steps and t["epochs"] == 2 and t["samples_per_s"] > 0 for t in told)
-    assert told[-1]["seconds_left"] == 0 and told[0]["seconds_left"] > told[steps]["seconds_left"] > 0
+    # The estimate is the steps still to run at the epoch's rate so far (a comparison of two estimates' seconds
+    # failed on a loaded machine, where one step ran twice as slow as another).
+    for i, t in enumerate(told):
+        assert t["seconds_left"] * t["samples_per_s"] / FAST["batch_size"] == pytest.approx(len(told) - 1 - i)
 
 
 def test_a_build_lock_left_by_a_killed_compile_is_cleared_and_a_live_one_kept(tmp_path):
