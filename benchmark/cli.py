@@ -271,7 +271,7 @@ def _validate(args) -> int:
     from benchmark.config.suite import load_suite
     from benchmark.plan.points import grid_points
     from benchmark.plan.trials import make_plan
-    from benchmark.run.runner import check_data
+    from benchmark.run.runner import check_data, make_console, print_estimate
 
     quiet_libraries()
     suite = load_suite(args.suite, args.set)
@@ -288,6 +288,7 @@ def _validate(args) -> int:
         f"{len(suite.config.search.seeds)} seed(s){extra}); "
         f"output {suite.output}"
     )
+    print_estimate(make_console(), suite, plan, calibrate=False)  # cached calibrations only: validate stays quick
     return 0
 
 

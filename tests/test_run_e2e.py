@@ -1,6 +1,7 @@
 """`bench run` end to end through the CLI: real Ray Tune, Ray Train and DeepSpeed, on GLUE slices."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -42,6 +43,20 @@ def test_dry_run_prints_the_plan_and_starts_nothing(tiny_run, tmp_path):
     assert "8 trials (8 to run)" in proc.stdout and "rte_lr=0.001_seed=1" in proc.stdout
     assert "1 worker(s) x (1 CPU, 0 GPU)" in proc.stdout
     assert not (tmp_path / "dry").exists()
+    # The cost estimate: one calibration per task, then cached, so `bench validate` prints the same figures.
+    assert proc.stdout.count("Calibrating tiny-bert0 on") == 2, proc.stdout
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("Estimate: 8 trials, ")]
+    assert re.search(r"trial-hours; wall about \d+:\d\d:\d\d with 2 at once; disk about \d+\.\d\d GiB", line)
+    again = bench("validate", path)
+    assert again.returncode == 0 and line in again.stdout and "Calibrating" not in again.stdout, again.stdout
+
+
+def test_the_estimate_places_trials_longest_first_on_the_free_slots():
+    from benchmark.run.estimate import _makespan, clock
+
+    assert _makespan([10, 10, 10, 10], 2) == 20 and _makespan([30, 10, 10, 10], 2) == 30
+    assert _makespan([3, 5, 3, 4, 3], 2) == 10  # longest first: 5 then 3 + 3 on one slot, 4 + 3 + 3 on the other
+    assert _makespan([], 3) == 0 and clock(3725) == "1:02:05"
 
 
 def test_run_writes_a_leaderboard_for_every_task(tiny_run):

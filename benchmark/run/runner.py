@@ -26,6 +26,7 @@ from benchmark.results.floors import compute_floors
 from benchmark.results.leaderboard import best_source_checkpoint
 from benchmark.results.tables import rich_table, write_leaderboard
 from benchmark.run.data import data_reports, report_is_current, write_data_report
+from benchmark.run.estimate import estimate
 from benchmark.run.tracking import finish_tracking, open_tracker
 from benchmark.train.checkpoints import checkpoint_problem
 from benchmark.train.curves import CURVES_DIR
@@ -213,6 +214,18 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
         )
 
 
+def print_estimate(console: Console, suite: Suite, pending: list[TrialSpec], calibrate: bool) -> None:
+    """The pending trials' cost (`run/estimate.py`); without `calibrate`, only from cached calibrations."""
+    found = estimate(suite, pending, calibrate=calibrate, log=console.print) if pending else None
+    if found is not None:
+        for line in found.lines():
+            console.print(line, highlight=False)
+    elif pending and suite.config.resources.gpus_per_worker > 0:
+        console.print("Estimate: none for GPU trials (the calibration runs on this machine's CPU).")
+    elif pending:
+        console.print("Estimate: `bench run --dry-run` calibrates this machine once (seconds per model and task).")
+
+
 def run_suite(
     suite: Suite, address: str | None = None, dry_run: bool = False, console: Console | None = None
 ) -> dict | None:
@@ -220,7 +233,9 @@ def run_suite(
     plan = make_plan(suite)
     store = RunStore(suite.output)
     if dry_run:
-        print_plan(console, suite, plan, pending_trials(store, plan) if store.root.exists() else plan)
+        pending = pending_trials(store, plan) if store.root.exists() else plan
+        print_plan(console, suite, plan, pending)
+        print_estimate(console, suite, pending, calibrate=True)
         return None
     check_writable_dir(store.root, "output")
     with run_lock(store.root):  # before Ray starts: a second command on this directory fails at once
