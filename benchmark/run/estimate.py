@@ -1,15 +1,18 @@
 """What a study will cost before it runs: trial-hours, wall time and disk on the resources given (`bench run
 --dry-run`; `bench validate` once a calibration is cached).
 
-A calibration runs the real trainer (`train.local.run_local_trial`) for one epoch on CALIBRATION_EXAMPLES training
-and dev examples of a task, with a trial's threads (`cpus_per_worker`), once per model, task and the settings that
-set the speed (length, batch sizes, precision, pooling, pair encoding, LoRA, freezing), and caches it per machine
-in the cache folder (`calibration.json`). From it, per planned trial:
+A calibration runs the real trainer (`train.local.run_local_trial`) for CALIBRATION_EPOCHS epochs on
+CALIBRATION_EXAMPLES training and dev examples of a task, with a trial's threads (`cpus_per_worker`), once per
+model, task and the settings that set the speed (length, batch sizes, precision, pooling, pair encoding, LoRA,
+freezing), and caches it per machine in the cache folder (`calibration.json`, with each task's example counts by
+the stamp of its data files). From it, per planned trial:
 
     seconds = epochs x (training examples x train s/example + dev examples x eval s/example) + fixed + TRIAL_START_S
 
-where `fixed` is the calibration's time besides training and evaluation (the model's load, the engine, the
-checkpoint's save) and TRIAL_START_S a trial actor's start (results/overhead/). A joint multi-task trial costs its
+where the rates are the last epoch's (the first one's warm-up, a few batches' worth, would count for hundreds),
+`fixed` is the calibration's time besides training and evaluation (the model's load, the engine, the checkpoint's
+save, that warm-up; the libraries are imported before the clock starts) and TRIAL_START_S a trial actor's start
+(results/overhead/). A joint multi-task trial costs its
 tasks' sum; a trial of several workers divides by their number (ideal data parallelism). Wall time places the
 trials longest first on as many slots as fit at once (`resources`, on this machine's CPUs), two-stage and chain
 trials after the rest, plus RUN_START_S. Disk: per trial, the calibration's checkpoint folder, its dev predictions
@@ -36,11 +39,12 @@ from benchmark.plan.trials import TrialSpec
 from benchmark.train.checkpoints import PREDICTIONS_FILE
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.modeling import load_tokenizer
-from tasks.encoding import encode_task
+from tasks.encoding import encode_task, source_stamp
 from tasks.loading import load_split, resolve_glue_dir
 from tasks.spec import Windowing
 
-CALIBRATION_EXAMPLES = 64
+CALIBRATION_EXAMPLES = 128
+CALIBRATION_EPOCHS = 2
 CALIBRATION_FILE = "calibration.json"
 TRIAL_START_S = 1.0  # a trial actor's start and Tune's bookkeeping per trial (results/overhead/: 0.9 s median)
 RUN_START_S = 6.0  # `bench run` to its first trial (results/startup/)
@@ -74,7 +78,7 @@ class Estimate:
         return [
             f"Estimate: {self.trials} trials, {self.trial_hours:.2f} trial-hours; wall about {clock(self.wall_s)} "
             f"with {self.slots} at once; disk about {self.disk_bytes / 2**30:.2f} GiB of checkpoints.",
-            "  (every epoch of every trial, from one-epoch calibrations on this machine's CPU; floors, test "
+            "  (every epoch of every trial, from short calibrations on this machine's CPU; floors, test "
             "scoring, ensembles and merges not counted: docs/performance.md)",
         ]
 
@@ -100,12 +104,17 @@ def estimate(suite: Suite, plan: list[TrialSpec], calibrate: bool = True, log=pr
             if key not in cached:
                 if not calibrate:
                     return None
-                log(f"Calibrating {spec.model_name} on {name} ({CALIBRATION_EXAMPLES} examples, one epoch)...")
-                cached[key] = dataclasses.asdict(_calibrate(suite, spec, name, resources.cpus_per_worker))
+                log(
+                    f"Calibrating {spec.model_name} on {name} ({CALIBRATION_EXAMPLES} examples, "
+                    f"{CALIBRATION_EPOCHS} epochs)..."
+                )
+                cached[key] = dataclasses.asdict(_calibrate(suite, spec, name, resources.cpus_per_worker, cached))
                 _write_cache(suite, cached)
                 ran += 1
             rates = Rates(**cached[key])
-            train, devs = counts.setdefault(name, _examples(suite, name))
+            if name not in counts:
+                counts[name] = _counts(suite, spec, name, cached)
+            train, devs = counts[name]
             dev = sum(devs)
             epoch = train * rates.train_s + dev * rates.eval_s
             total += spec.training["epochs"] * epoch + rates.fixed_s
@@ -143,6 +152,23 @@ def _key(suite: Suite, spec: TrialSpec, task: str, cpus: float) -> str:
     return json.dumps([cpu_model(), cpus, model.path, stamp, task, speed], sort_keys=True, default=str)
 
 
+def _counts(suite: Suite, spec: TrialSpec, name: str, cached: dict) -> tuple[int, list[int]]:
+    """`_examples`, kept in the calibration cache by the stamp of the task's files and caps (reading the data
+    imports datasets: a second of `bench validate`); read afresh where no stamp can be made (hub data)."""
+    data, task = suite.config.data, next(t for t in suite.tasks if t.name == name)
+    model = next(m for m in suite.models if m.name == spec.model_name)
+    glue_dir = resolve_glue_dir(data.glue_dir, data.data_dir)
+    stamp = source_stamp(task, model.path, 0, glue_dir, data.train_cap(name), data.max_eval_samples, data.sample_seed)
+    key = f"examples {stamp}"
+    if stamp is None or key not in cached:
+        train, devs = _examples(suite, name)
+        if stamp is None:
+            return train, devs
+        cached[key] = {"train": train, "dev": devs}
+        _write_cache(suite, cached)
+    return cached[key]["train"], cached[key]["dev"]
+
+
 def _examples(suite: Suite, name: str) -> tuple[int, list[int]]:
     """A task's training examples and each dev split's, as the suite caps them."""
     data = suite.config.data
@@ -155,44 +181,47 @@ def _examples(suite: Suite, name: str) -> tuple[int, list[int]]:
     return size("train", data.train_cap(name)), [size(s, data.max_eval_samples) for s in task.eval_splits]
 
 
-def _calibrate(suite: Suite, spec: TrialSpec, name: str, cpus: float) -> Rates:
+def _calibrate(suite: Suite, spec: TrialSpec, name: str, cpus: float, cached: dict) -> Rates:
     # Imported here for start-up speed (torch, deepspeed): only a calibration trains.
     import torch
 
     # Imported here for start-up speed (torch, deepspeed).
+    from benchmark.train.engine import import_deepspeed
     from benchmark.train.local import run_local_trial
 
     task = next(t for t in suite.tasks if t.name == name)
     model = next(m for m in suite.models if m.name == spec.model_name)
     data_cfg = suite.config.data
-    training = {**spec.training, "epochs": 1}
+    training = {**spec.training, "epochs": CALIBRATION_EPOCHS}
     tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
     data = encode_task(
         task, tokenizer, training["max_seq_length"], resolve_glue_dir(data_cfg.glue_dir, data_cfg.data_dir),
         cache_dir(suite), CALIBRATION_EXAMPLES, CALIBRATION_EXAMPLES, data_cfg.sample_seed,
         pair_encoding=training.get("pair_encoding", "cross"), windowing=Windowing.of(training),
     )  # fmt: skip
-    train, devs = _examples(suite, name)
+    train, devs = _counts(suite, spec, name, cached)
     train_n, dev_n = min(CALIBRATION_EXAMPLES, train), sum(min(CALIBRATION_EXAMPLES, n) for n in devs)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cpus)))  # as a trial's worker runs
     out = Path(tempfile.mkdtemp(prefix="bench-calibration-"))
     try:
+        import_deepspeed()  # as a trial's actor has by the time it trains: not the trial's own time
         started = time.perf_counter()
         result = run_local_trial(
             TrainingConfig(**training), model.path, 1, data, out, suite.config.trust_remote_code, log=lambda _: None
         )
         wall = time.perf_counter() - started
-        train_s = sum(e.get("train_seconds", 0.0) for e in result.epochs)
-        eval_s = sum(e.get("eval_seconds", 0.0) for e in result.epochs)
+        last = result.epochs[-1]
         folder = out / "checkpoint"
         predictions = (folder / PREDICTIONS_FILE).stat().st_size
         weights = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) - predictions
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(out, ignore_errors=True)
-    return Rates(train_s / train_n, eval_s / max(1, dev_n), max(0.0, wall - train_s - eval_s), weights,
-                 predictions / max(1, dev_n))  # fmt: skip
+    # The fixed part: the calibration's time besides its epochs' training and evaluation at the last epoch's rate.
+    steady = CALIBRATION_EPOCHS * (last["train_seconds"] + last["eval_seconds"])
+    return Rates(last["train_seconds"] / train_n, last["eval_seconds"] / max(1, dev_n), max(0.0, wall - steady),
+                 weights, predictions / max(1, dev_n))  # fmt: skip
 
 
 def _cache_path(suite: Suite) -> Path:
