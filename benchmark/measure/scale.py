@@ -131,7 +131,7 @@ def timed(command: list[str]) -> tuple[float, float]:
 
 
 BOOKKEEPING = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 from benchmark.config.suite import load_suite
 from benchmark.plan.trials import make_plan

@@ -64,7 +64,7 @@ class SplitPredictions:
 
     def entity_counts(self, tags: tuple[str, ...], indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A tagging split's per-sentence entity counts (`tasks.metrics.entity_counts`) on `indices`: found once
-        for all rows, since every comparison of a row scores them again (seqeval's reading is pure Python)."""
+        for all rows, since every comparison of a row scores them again."""
         cache = self.__dict__.setdefault("_entity_counts", {})  # not a field: equality stays the predictions'
         if tags not in cache:
             cache[tags] = entity_counts(tags, self.logits.argmax(axis=-1), self.labels)

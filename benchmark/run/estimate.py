@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.common.atomic import atomic_write_json
+from benchmark.common.checks import file_stats
 from benchmark.common.hardware import cpu_model
 from benchmark.common.hashing import fingerprint
 from benchmark.config.suite import Suite, cache_dir
@@ -39,8 +40,8 @@ from benchmark.plan.trials import TrialSpec
 from benchmark.train.checkpoints import PREDICTIONS_FILE
 from benchmark.train.hyperparams import TrainingConfig
 from benchmark.train.modeling import load_tokenizer
-from tasks.encoding import encode_task, source_stamp
-from tasks.loading import load_split, resolve_glue_dir
+from tasks.encoding import encode_task
+from tasks.loading import data_files, load_split, resolve_glue_dir
 from tasks.spec import Windowing
 
 CALIBRATION_EXAMPLES = 128
@@ -72,7 +73,6 @@ class Estimate:
     wall_s: float
     slots: int
     disk_bytes: int
-    calibrated: int  # calibrations run now (the rest were cached)
 
     def lines(self) -> list[str]:
         return [
@@ -89,32 +89,32 @@ def clock(seconds: float) -> str:
 
 
 def estimate(suite: Suite, plan: list[TrialSpec], calibrate: bool = True, log=print) -> Estimate | None:
-    """The plan's cost; None when a calibration it needs is not cached and `calibrate` is off, or a trial wants
-    GPUs (a CPU calibration says nothing of them)."""
+    """The cost of a plan of CPU trials (a CPU calibration says nothing of GPUs); None when a calibration it needs
+    is not cached and `calibrate` is off."""
     resources = suite.config.resources
-    if resources.gpus_per_worker > 0:
-        return None
     cached = _read_cache(suite)
     counts: dict[str, tuple[int, list[int]]] = {}
-    seconds, disk, ran = {}, 0, 0
+    stamps = {m.name: _config_stamp(m.path) for m in suite.models}  # read once, not per trial
+    seconds, disk = {}, 0
     for spec in plan:
         total = 0.0
         for name in spec.tasks or (spec.task,):
-            key = _key(suite, spec, name, resources.cpus_per_worker)
-            if key not in cached:
-                if not calibrate:
-                    return None
+            key = _key(suite, spec, stamps[spec.model_name], name, resources.cpus_per_worker)
+            if key not in cached and not calibrate:
+                return None
+            if name not in counts:
+                counts[name] = _counts(suite, name, cached)
+            train, devs = counts[name]
+            if key in cached:
+                rates = Rates(**cached[key])
+            else:
                 log(
                     f"Calibrating {spec.model_name} on {name} ({CALIBRATION_EXAMPLES} examples, "
                     f"{CALIBRATION_EPOCHS} epochs)..."
                 )
-                cached[key] = dataclasses.asdict(_calibrate(suite, spec, name, resources.cpus_per_worker, cached))
+                rates = _calibrate(suite, spec, name, resources.cpus_per_worker, train, devs)
+                cached[key] = dataclasses.asdict(rates)
                 _write_cache(suite, cached)
-                ran += 1
-            rates = Rates(**cached[key])
-            if name not in counts:
-                counts[name] = _counts(suite, spec, name, cached)
-            train, devs = counts[name]
             dev = sum(devs)
             epoch = train * rates.train_s + dev * rates.eval_s
             total += spec.training["epochs"] * epoch + rates.fixed_s
@@ -124,7 +124,7 @@ def estimate(suite: Suite, plan: list[TrialSpec], calibrate: bool = True, log=pr
     first = [seconds[t.trial_id] for t in plan if t.kind not in LATER_KINDS]
     later = [seconds[t.trial_id] for t in plan if t.kind in LATER_KINDS]
     wall = RUN_START_S + _makespan(first, slots) + _makespan(later, slots)
-    return Estimate(len(plan), sum(seconds.values()) / 3600, wall, slots, disk, ran)
+    return Estimate(len(plan), sum(seconds.values()) / 3600, wall, slots, disk)
 
 
 def _slots(resources) -> int:
@@ -142,46 +142,53 @@ def _makespan(durations: list[float], slots: int) -> float:
     return max(ends) if durations else 0.0
 
 
-def _key(suite: Suite, spec: TrialSpec, task: str, cpus: float) -> str:
-    """The machine, the suite's model (its path and config: two-stage and chain trials start from checkpoints of
-    it), the task and the settings that set the speed."""
-    model = next(m for m in suite.models if m.name == spec.model_name)
-    config = Path(model.path) / "config.json"
-    stamp = fingerprint(config.read_text()) if config.is_file() else ""
+def _config_stamp(path: str) -> str:
+    config = Path(path) / "config.json"
+    return fingerprint(config.read_text()) if config.is_file() else ""
+
+
+def _key(suite: Suite, spec: TrialSpec, stamp: str, task: str, cpus: float) -> str:
+    """The machine, the suite's model (its path and config's `stamp`: two-stage and chain trials start from
+    checkpoints of it), the task and the settings that set the speed."""
+    model = _model(suite, spec)
     speed = {k: v for k, v in sorted(spec.training.items()) if k not in NOT_SPEED}
     return json.dumps([cpu_model(), cpus, model.path, stamp, task, speed], sort_keys=True, default=str)
 
 
-def _counts(suite: Suite, spec: TrialSpec, name: str, cached: dict) -> tuple[int, list[int]]:
-    """`_examples`, kept in the calibration cache by the stamp of the task's files and caps (reading the data
-    imports datasets: a second of `bench validate`); read afresh where no stamp can be made (hub data)."""
-    data, task = suite.config.data, next(t for t in suite.tasks if t.name == name)
-    model = next(m for m in suite.models if m.name == spec.model_name)
+def _counts(suite: Suite, name: str, cached: dict) -> tuple[int, list[int]]:
+    """A task's training examples and each dev split's, as the suite caps them; kept in the calibration cache by
+    the task, its caps and its files' sizes and times (reading the data imports datasets: a second of `bench
+    validate`), read afresh where the data comes from the hub."""
+    data, task = suite.config.data, _task(suite, name)
     glue_dir = resolve_glue_dir(data.glue_dir, data.data_dir)
-    stamp = source_stamp(task, model.path, 0, glue_dir, data.train_cap(name), data.max_eval_samples, data.sample_seed)
-    key = f"examples {stamp}"
-    if stamp is None or key not in cached:
-        train, devs = _examples(suite, name)
-        if stamp is None:
-            return train, devs
-        cached[key] = {"train": train, "dev": devs}
-        _write_cache(suite, cached)
-    return cached[key]["train"], cached[key]["dev"]
-
-
-def _examples(suite: Suite, name: str) -> tuple[int, list[int]]:
-    """A task's training examples and each dev split's, as the suite caps them."""
-    data = suite.config.data
-    task = next(t for t in suite.tasks if t.name == name)
-    glue_dir = resolve_glue_dir(data.glue_dir, data.data_dir)
+    files = data_files(task, glue_dir)
+    stats = file_stats(files.values()) if files is not None else None
+    caps = (data.train_cap(name), data.max_eval_samples, data.sample_seed)
+    key = f"examples {fingerprint([task.to_dict(), caps, stats])}" if stats is not None else None
+    if key in cached:
+        return cached[key]["train"], cached[key]["dev"]
 
     def size(split: str, cap) -> int:
         return len(load_split(task, split, glue_dir, cache_dir(suite), cap, data.sample_seed))
 
-    return size("train", data.train_cap(name)), [size(s, data.max_eval_samples) for s in task.eval_splits]
+    train, devs = size("train", caps[0]), [size(s, caps[1]) for s in task.eval_splits]
+    if key is not None:
+        cached[key] = {"train": train, "dev": devs}
+        _write_cache(suite, cached)
+    return train, devs
 
 
-def _calibrate(suite: Suite, spec: TrialSpec, name: str, cpus: float, cached: dict) -> Rates:
+def _model(suite: Suite, spec: TrialSpec):
+    return next(m for m in suite.models if m.name == spec.model_name)
+
+
+def _task(suite: Suite, name: str):
+    return next(t for t in suite.tasks if t.name == name)
+
+
+def _calibrate(suite: Suite, spec: TrialSpec, name: str, cpus: float, train: int, devs: list[int]) -> Rates:
+    """`train` and `devs`: the task's example counts (`_counts`), of which the calibration takes at most
+    CALIBRATION_EXAMPLES per split."""
     # Imported here for start-up speed (torch, deepspeed): only a calibration trains.
     import torch
 
@@ -189,9 +196,7 @@ def _calibrate(suite: Suite, spec: TrialSpec, name: str, cpus: float, cached: di
     from benchmark.train.engine import import_deepspeed
     from benchmark.train.local import run_local_trial
 
-    task = next(t for t in suite.tasks if t.name == name)
-    model = next(m for m in suite.models if m.name == spec.model_name)
-    data_cfg = suite.config.data
+    task, model, data_cfg = _task(suite, name), _model(suite, spec), suite.config.data
     training = {**spec.training, "epochs": CALIBRATION_EPOCHS}
     tokenizer = load_tokenizer(model.path, suite.config.trust_remote_code)
     data = encode_task(
@@ -199,7 +204,6 @@ def _calibrate(suite: Suite, spec: TrialSpec, name: str, cpus: float, cached: di
         cache_dir(suite), CALIBRATION_EXAMPLES, CALIBRATION_EXAMPLES, data_cfg.sample_seed,
         pair_encoding=training.get("pair_encoding", "cross"), windowing=Windowing.of(training),
     )  # fmt: skip
-    train, devs = _counts(suite, spec, name, cached)
     train_n, dev_n = min(CALIBRATION_EXAMPLES, train), sum(min(CALIBRATION_EXAMPLES, n) for n in devs)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cpus)))  # as a trial's worker runs

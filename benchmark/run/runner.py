@@ -216,14 +216,17 @@ def print_plan(console: Console, suite: Suite, plan: list[TrialSpec], pending: l
 
 def print_estimate(console: Console, suite: Suite, pending: list[TrialSpec], calibrate: bool) -> None:
     """The pending trials' cost (`run/estimate.py`); without `calibrate`, only from cached calibrations."""
-    found = estimate(suite, pending, calibrate=calibrate, log=console.print) if pending else None
-    if found is not None:
-        for line in found.lines():
-            console.print(line, highlight=False)
-    elif pending and suite.config.resources.gpus_per_worker > 0:
+    if not pending:
+        return
+    if suite.config.resources.gpus_per_worker > 0:
         console.print("Estimate: none for GPU trials (the calibration runs on this machine's CPU).")
-    elif pending:
+        return
+    found = estimate(suite, pending, calibrate=calibrate, log=console.print)
+    if found is None:
         console.print("Estimate: `bench run --dry-run` calibrates this machine once (seconds per model and task).")
+        return
+    for line in found.lines():
+        console.print(line, highlight=False)
 
 
 def run_suite(
